@@ -1,0 +1,1 @@
+//! Linux TUN devices: whole IPv4 packets in and out of a non-blocking fd.

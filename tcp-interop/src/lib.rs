@@ -1,0 +1,1 @@
+//! Drives tcpstack over a TUN device.
