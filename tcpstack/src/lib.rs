@@ -9,3 +9,9 @@ pub mod time;
 
 pub use seq::SeqNum;
 pub use time::Instant;
+
+pub mod assembler;
+pub mod buffer;
+pub mod cc;
+pub mod rtt;
+pub mod sack;

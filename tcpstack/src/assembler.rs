@@ -1,0 +1,1 @@
+//! Bounded out-of-order segment reassembly.

@@ -1,0 +1,1 @@
+//! Byte ring buffers for the send and receive queues.

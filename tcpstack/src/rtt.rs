@@ -1,0 +1,1 @@
+//! Round-trip time estimation and retransmission timeout (RFC 6298).
