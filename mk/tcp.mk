@@ -1,0 +1,12 @@
+# TCP stack: the namespace + TUN device for the user-space stack, and its benchmark.
+# Settings for setup/teardown come from the environment or the make command line
+# (TCPST_NS, TCPST_DEV, TCPST_KERNEL_ADDR, TCPST_STACK_ADDR, TCPST_MTU,
+# TCPST_MULTI_QUEUE); see setup-scripts/README.md.
+
+.PHONY: setup teardown
+
+setup: ## Create the network namespace and TUN device for the user-space stack (root)
+	setup-scripts/setup.sh
+
+teardown: ## Remove the namespace and TUN device made by `make setup` (root)
+	setup-scripts/teardown.sh
