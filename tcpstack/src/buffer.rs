@@ -1,1 +1,346 @@
 //! Byte ring buffers for the send and receive queues.
+//!
+//! [`RingBuffer`] is a fixed-capacity circular byte queue. The capacity is chosen at
+//! creation and never changes, so a connection's memory is bounded by the capacities of
+//! its two queues. The backing storage is allocated lazily, on the first write, so a
+//! connection that never carries data (a half-open one, say) costs no buffer memory.
+//!
+//! Besides plain bulk [`enqueue`](RingBuffer::enqueue) and
+//! [`dequeue`](RingBuffer::dequeue), the buffer offers what a TCP connection needs on its
+//! hot path without extra copies:
+//!
+//! - **Send queue**: [`slices_at`](RingBuffer::slices_at) borrows up to two slices of
+//!   queued bytes at an offset from the front without removing them, so a segment (new
+//!   or retransmitted) is copied straight from the queue into the outgoing packet;
+//!   [`consume`](RingBuffer::consume) drops bytes once they are acknowledged.
+//! - **Receive queue**: [`write_at`](RingBuffer::write_at) places out-of-order bytes at an
+//!   offset past the readable end (tracked by [`crate::assembler::Assembler`]), and
+//!   [`commit`](RingBuffer::commit) makes them readable once the hole before them fills.
+//! - **Zero-copy production and consumption**: [`unfilled_mut`](RingBuffer::unfilled_mut)
+//!   / [`commit`](RingBuffer::commit) and [`readable`](RingBuffer::readable) /
+//!   [`consume`](RingBuffer::consume) expose contiguous regions directly.
+//!
+//! No operation allocates except the single lazy allocation of the storage.
+
+#[path = "window.rs"]
+pub mod window;
+
+/// A fixed-capacity circular byte queue.
+///
+/// Positions named "offset" are relative to the front (the oldest readable byte).
+#[derive(Clone)]
+pub struct RingBuffer {
+    /// Backing storage: empty until first written, then exactly `capacity` bytes.
+    storage: Box<[u8]>,
+    /// Fixed capacity in bytes.
+    capacity: usize,
+    /// Index of the front byte in `storage`.
+    head: usize,
+    /// Number of readable bytes.
+    len: usize,
+}
+
+impl core::fmt::Debug for RingBuffer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RingBuffer")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len)
+            .field("head", &self.head)
+            .field("allocated", &!self.storage.is_empty())
+            .finish()
+    }
+}
+
+impl RingBuffer {
+    /// An empty buffer that will hold at most `capacity` bytes. Allocates nothing yet.
+    pub fn new(capacity: usize) -> Self {
+        RingBuffer {
+            storage: Box::default(),
+            capacity,
+            head: 0,
+            len: 0,
+        }
+    }
+
+    /// The fixed capacity in bytes.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Number of readable bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no bytes are readable.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether no more bytes fit.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len == self.capacity
+    }
+
+    /// Free space in bytes (`capacity - len`): for a receive queue, the window.
+    #[inline]
+    pub fn free(&self) -> usize {
+        self.capacity - self.len
+    }
+
+    /// Bytes of backing storage currently allocated (0 or `capacity`).
+    #[inline]
+    pub fn allocated_bytes(&self) -> usize {
+        self.storage.len()
+    }
+
+    /// Drop every readable byte. Keeps the storage.
+    pub fn clear(&mut self) {
+        self.head = 0;
+        self.len = 0;
+    }
+
+    /// Release the storage if the buffer is empty (it is re-allocated on the next write).
+    pub fn shrink_if_empty(&mut self) {
+        if self.len == 0 {
+            self.storage = Box::default();
+            self.head = 0;
+        }
+    }
+
+    /// Storage index of `offset` bytes past the front; `offset <= capacity`.
+    #[inline]
+    fn index(&self, offset: usize) -> usize {
+        debug_assert!(offset <= self.capacity);
+        let i = self.head + offset;
+        if i >= self.capacity {
+            i - self.capacity
+        } else {
+            i
+        }
+    }
+
+    #[inline]
+    fn storage_mut(&mut self) -> &mut [u8] {
+        if self.storage.len() != self.capacity {
+            self.storage = vec![0; self.capacity].into_boxed_slice();
+        }
+        &mut self.storage
+    }
+
+    /// Append as much of `data` as fits; returns the number of bytes appended.
+    pub fn enqueue(&mut self, data: &[u8]) -> usize {
+        let n = self.write_at(0, data);
+        self.len += n;
+        n
+    }
+
+    /// Remove up to `out.len()` bytes from the front into `out`; returns the count.
+    pub fn dequeue(&mut self, out: &mut [u8]) -> usize {
+        let n = self.read_at(0, out);
+        self.consume(n);
+        n
+    }
+
+    /// Copy readable bytes starting `offset` bytes past the front into `out`, without
+    /// removing them; returns the count (0 if `offset >= len`).
+    pub fn read_at(&self, offset: usize, out: &mut [u8]) -> usize {
+        let (a, b) = self.slices_at(offset, out.len());
+        out[..a.len()].copy_from_slice(a);
+        out[a.len()..a.len() + b.len()].copy_from_slice(b);
+        a.len() + b.len()
+    }
+
+    /// Borrow up to `max` readable bytes starting `offset` bytes past the front, as at
+    /// most two slices (the second is non-empty only when the range wraps). Their total
+    /// length is `min(max, len - offset)`, or 0 if `offset >= len`.
+    ///
+    /// This is how a sender copies a segment (new or retransmitted) into a packet.
+    pub fn slices_at(&self, offset: usize, max: usize) -> (&[u8], &[u8]) {
+        if offset >= self.len {
+            return (&[], &[]);
+        }
+        let n = max.min(self.len - offset);
+        let start = self.index(offset);
+        let first = n.min(self.capacity - start);
+        (
+            &self.storage[start..start + first],
+            &self.storage[..n - first],
+        )
+    }
+
+    /// All readable bytes as at most two slices, front first.
+    pub fn as_slices(&self) -> (&[u8], &[u8]) {
+        self.slices_at(0, self.len)
+    }
+
+    /// The contiguous readable bytes at the front (possibly fewer than `len` when the
+    /// data wraps). Pair with [`consume`](Self::consume).
+    pub fn readable(&self) -> &[u8] {
+        self.slices_at(0, self.len).0
+    }
+
+    /// Drop up to `n` bytes from the front; returns the number dropped.
+    pub fn consume(&mut self, n: usize) -> usize {
+        let n = n.min(self.len);
+        self.len -= n;
+        self.head = if self.len == 0 { 0 } else { self.index(n) };
+        n
+    }
+
+    /// Write `data` into free space starting `offset` bytes past the readable end,
+    /// without making it readable; returns how many bytes were written (truncated at
+    /// capacity; 0 if `offset >= free`).
+    ///
+    /// This places out-of-order segment data directly where it will be read from. Bytes
+    /// become readable with [`commit`](Self::commit).
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> usize {
+        let free = self.free();
+        if offset >= free || data.is_empty() {
+            return 0;
+        }
+        let n = data.len().min(free - offset);
+        let start = self.index(self.len + offset);
+        let first = n.min(self.capacity - start);
+        let storage = self.storage_mut();
+        storage[start..start + first].copy_from_slice(&data[..first]);
+        storage[..n - first].copy_from_slice(&data[first..n]);
+        n
+    }
+
+    /// Make `n` bytes past the readable end readable (bytes previously placed with
+    /// [`write_at`](Self::write_at) or [`unfilled_mut`](Self::unfilled_mut)); returns
+    /// the count committed (at most `free`).
+    pub fn commit(&mut self, n: usize) -> usize {
+        let n = n.min(self.free());
+        self.len += n;
+        n
+    }
+
+    /// The contiguous free region just past the readable end, for writing in place
+    /// (e.g. copying a packet payload or reading from a socket). Pair with
+    /// [`commit`](Self::commit). Empty when full.
+    pub fn unfilled_mut(&mut self) -> &mut [u8] {
+        if self.is_full() {
+            return &mut [];
+        }
+        let start = self.index(self.len);
+        let end = if start >= self.head {
+            self.capacity
+        } else {
+            self.head
+        };
+        &mut self.storage_mut()[start..end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lazy_allocation() {
+        let mut b = RingBuffer::new(16);
+        assert_eq!(b.allocated_bytes(), 0);
+        assert_eq!(b.free(), 16);
+        assert_eq!(b.enqueue(b""), 0);
+        assert_eq!(b.allocated_bytes(), 0);
+        b.enqueue(b"x");
+        assert_eq!(b.allocated_bytes(), 16);
+        let mut out = [0u8; 1];
+        b.dequeue(&mut out);
+        b.shrink_if_empty();
+        assert_eq!(b.allocated_bytes(), 0);
+    }
+
+    #[test]
+    fn enqueue_dequeue_wraps() {
+        let mut b = RingBuffer::new(8);
+        assert_eq!(b.enqueue(b"abcdef"), 6);
+        let mut out = [0u8; 4];
+        assert_eq!(b.dequeue(&mut out), 4);
+        assert_eq!(&out, b"abcd");
+        // 2 bytes readable at index 4; now wrap.
+        assert_eq!(b.enqueue(b"ghijklmn"), 6);
+        assert!(b.is_full());
+        let (x, y) = b.as_slices();
+        assert_eq!(x, b"efgh");
+        assert_eq!(y, b"ijkl");
+        assert_eq!(b.readable(), b"efgh");
+        let mut all = [0u8; 8];
+        assert_eq!(b.dequeue(&mut all), 8);
+        assert_eq!(&all, b"efghijkl");
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn slices_at_offsets() {
+        let mut b = RingBuffer::new(8);
+        b.enqueue(b"012345");
+        b.consume(4);
+        b.enqueue(b"6789ab");
+        // Readable: "456789ab", storage head at 4.
+        assert_eq!(b.slices_at(0, 3), (&b"456"[..], &b""[..]));
+        assert_eq!(b.slices_at(2, 4), (&b"67"[..], &b"89"[..]));
+        assert_eq!(b.slices_at(5, 100), (&b"9ab"[..], &b""[..]));
+        assert_eq!(b.slices_at(8, 1), (&b""[..], &b""[..]));
+        let mut out = [0u8; 5];
+        assert_eq!(b.read_at(3, &mut out), 5);
+        assert_eq!(&out, b"789ab");
+        assert_eq!(b.len(), 8);
+    }
+
+    #[test]
+    fn write_at_then_commit() {
+        let mut b = RingBuffer::new(10);
+        b.enqueue(b"aa");
+        // A hole of 3 bytes, then out-of-order data.
+        assert_eq!(b.write_at(3, b"ddd"), 3);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.write_at(0, b"bcc"), 3);
+        assert_eq!(b.commit(6), 6);
+        let mut out = [0u8; 8];
+        assert_eq!(b.dequeue(&mut out), 8);
+        assert_eq!(&out, b"aabccddd");
+        // Writes past capacity are truncated; at or past free space, refused.
+        assert_eq!(b.write_at(8, b"xyz"), 2);
+        assert_eq!(b.write_at(10, b"x"), 0);
+        assert_eq!(b.commit(100), 10);
+    }
+
+    #[test]
+    fn unfilled_mut_and_commit() {
+        let mut b = RingBuffer::new(6);
+        let w = b.unfilled_mut();
+        assert_eq!(w.len(), 6);
+        w[..4].copy_from_slice(b"wxyz");
+        b.commit(4);
+        b.consume(3);
+        // Readable "z" at index 3; free region after it runs to the end of storage.
+        assert_eq!(b.unfilled_mut().len(), 2);
+        b.unfilled_mut().copy_from_slice(b"12");
+        b.commit(2);
+        assert_eq!(b.unfilled_mut().len(), 3);
+        b.unfilled_mut()[..3].copy_from_slice(b"345");
+        b.commit(3);
+        assert!(b.unfilled_mut().is_empty());
+        let mut out = [0u8; 6];
+        b.dequeue(&mut out);
+        assert_eq!(&out, b"z12345");
+    }
+
+    #[test]
+    fn zero_capacity() {
+        let mut b = RingBuffer::new(0);
+        assert_eq!(b.enqueue(b"a"), 0);
+        assert!(b.is_full() && b.is_empty());
+        assert!(b.unfilled_mut().is_empty());
+        assert_eq!(b.write_at(0, b"a"), 0);
+        assert_eq!(b.commit(1), 0);
+        assert_eq!(b.slices_at(0, 1), (&b""[..], &b""[..]));
+    }
+}
