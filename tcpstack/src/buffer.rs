@@ -98,13 +98,16 @@ impl RingBuffer {
         self.storage.len()
     }
 
-    /// Drop every readable byte. Keeps the storage.
+    /// Drop every readable byte (and anything placed past them). Keeps the storage.
     pub fn clear(&mut self) {
         self.head = 0;
         self.len = 0;
     }
 
     /// Release the storage if the buffer is empty (it is re-allocated on the next write).
+    ///
+    /// Must not be called while bytes placed with [`write_at`](Self::write_at) are
+    /// waiting to be committed: they would be lost.
     pub fn shrink_if_empty(&mut self) {
         if self.len == 0 {
             self.storage = Box::default();
@@ -187,8 +190,10 @@ impl RingBuffer {
     /// Drop up to `n` bytes from the front; returns the number dropped.
     pub fn consume(&mut self, n: usize) -> usize {
         let n = n.min(self.len);
+        // The head moves even when the buffer empties: bytes placed past the readable
+        // end with `write_at` must stay where they are.
+        self.head = self.index(n);
         self.len -= n;
-        self.head = if self.len == 0 { 0 } else { self.index(n) };
         n
     }
 
