@@ -1,0 +1,174 @@
+//! Non-blocking TCP socket helpers: listeners with `SO_REUSEPORT`, `accept4`, and
+//! connects that return at once (`EINPROGRESS`). Reads and writes go through the std
+//! types, which report `WouldBlock` on a non-blocking socket.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::error::{Error, Result};
+
+/// Options for [`listen`].
+#[derive(Debug, Clone, Copy)]
+pub struct ListenOptions {
+    /// Backlog passed to `listen(2)`.
+    pub backlog: i32,
+    /// Set `SO_REUSEPORT`, so each core can own a listener on the same port.
+    pub reuse_port: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            backlog: 1024,
+            reuse_port: false,
+        }
+    }
+}
+
+/// Creates a non-blocking, close-on-exec TCP listener bound to `addr`
+/// (`SO_REUSEADDR` always, `SO_REUSEPORT` if asked).
+pub fn listen(addr: SocketAddr, opts: ListenOptions) -> Result<TcpListener> {
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )
+    .map_err(|e| Error::new("socket", e))?;
+    s.set_reuse_address(true)
+        .map_err(|e| Error::new("setsockopt(SO_REUSEADDR)", e))?;
+    if opts.reuse_port {
+        s.set_reuse_port(true)
+            .map_err(|e| Error::new("setsockopt(SO_REUSEPORT)", e))?;
+    }
+    s.bind(&addr.into()).map_err(|e| Error::new("bind", e))?;
+    s.listen(opts.backlog)
+        .map_err(|e| Error::new("listen", e))?;
+    Ok(s.into())
+}
+
+/// Accepts one pending connection as a non-blocking, close-on-exec stream.
+/// `WouldBlock` when none is pending.
+pub fn accept(listener: &TcpListener) -> Result<TcpStream> {
+    // SAFETY: null address pointers are allowed by accept4; the flags are valid.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::last("accept4"));
+    }
+    // SAFETY: `fd` is a fresh socket we exclusively own.
+    Ok(unsafe { TcpStream::from_raw_fd(fd) })
+}
+
+/// Starts a non-blocking connect to `addr`. Returns the stream and whether the connect
+/// is still in progress (then wait for writability and check [`take_error`]).
+pub fn connect(addr: SocketAddr) -> Result<(TcpStream, bool)> {
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )
+    .map_err(|e| Error::new("socket", e))?;
+    let in_progress = match s.connect(&addr.into()) {
+        Ok(()) => false,
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
+        Err(e) => return Err(Error::new("connect", e)),
+    };
+    Ok((s.into(), in_progress))
+}
+
+/// Reads and clears the socket's pending error (`SO_ERROR`).
+pub fn take_error(fd: RawFd) -> Result<Option<std::io::Error>> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `err` and `len` are valid for the sizes given.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(Error::last("getsockopt(SO_ERROR)"));
+    }
+    Ok((err != 0).then(|| std::io::Error::from_raw_os_error(err)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn listen_accept_connect_nonblocking() {
+        let l = listen(
+            "127.0.0.1:0".parse().unwrap(),
+            ListenOptions {
+                backlog: 16,
+                reuse_port: true,
+            },
+        )
+        .unwrap();
+        let addr = l.local_addr().unwrap();
+        assert!(accept(&l).unwrap_err().is_would_block());
+        let (mut c, _) = connect(addr).unwrap();
+        let mut s = loop {
+            match accept(&l) {
+                Ok(s) => break s,
+                Err(e) if e.is_would_block() => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(take_error(c.as_raw_fd()).unwrap().is_none());
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            s.read(&mut buf).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock
+        );
+        c.write_all(b"hi").unwrap();
+        loop {
+            match s.read(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(&buf[..n], b"hi");
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // A second listener on the same port works thanks to SO_REUSEPORT.
+        listen(
+            addr,
+            ListenOptions {
+                backlog: 16,
+                reuse_port: true,
+            },
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn connect_refused_is_reported() {
+        let l = listen("127.0.0.1:0".parse().unwrap(), ListenOptions::default()).unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        match connect(addr) {
+            Err(e) => assert_eq!(e.errno(), Some(libc::ECONNREFUSED)),
+            Ok((c, _)) => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let e = take_error(c.as_raw_fd()).unwrap().expect("an error");
+                assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
+            }
+        }
+    }
+}
