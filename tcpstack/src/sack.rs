@@ -500,7 +500,7 @@ impl Recovery {
     /// has not passed the previous `RecoveryPoint` (the sender only enters when
     /// `snd_una` is beyond it, preventing a second reduction for one loss window).
     pub fn may_enter(&self, snd_una: SeqNum) -> bool {
-        !self.active && self.recovery_point.map_or(true, |p| snd_una.ge(p))
+        !self.active && !matches!(self.recovery_point, Some(p) if snd_una.lt(p))
     }
 
     /// Enter recovery: `RecoveryPoint = snd_nxt`, `HighRxt = snd_una`.
