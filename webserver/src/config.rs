@@ -1,0 +1,353 @@
+//! Command-line configuration of the `webserver` binary (parse only; `main.rs` wires
+//! it onto threadlib).
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::connection::Settings;
+use crate::request::Limits;
+
+/// Which network implementation carries the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetBackend {
+    /// Kernel TCP sockets, readiness from epoll.
+    Kernel,
+    /// The user-space TCP stack over a TUN device.
+    User,
+}
+
+/// Where access-log records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output (`-`).
+    Stdout,
+    /// Appended to a file.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for LogTarget {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(if s == "-" {
+            LogTarget::Stdout
+        } else {
+            LogTarget::File(PathBuf::from(s))
+        })
+    }
+}
+
+/// A static-file HTTP/1.1 server on threadlib: one scheduler and one SO_REUSEPORT
+/// listener per core.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "webserver", version, about, long_about = None)]
+pub struct Config {
+    /// Document root [default: the repository's bundled `www/`, see `default_root`]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Address and port to listen on
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Number of cores (schedulers, listeners) [default: all]
+    #[arg(long, value_name = "N")]
+    pub cores: Option<NonZeroUsize>,
+
+    /// Network backend
+    #[arg(long, value_enum, default_value_t = NetBackend::Kernel)]
+    pub net: NetBackend,
+
+    /// Serve an HTML listing for directories without index.html (else 403)
+    #[arg(long)]
+    pub autoindex: bool,
+
+    /// Write an access log (Common Log Format) to FILE, or to stdout with `-` or no value
+    #[arg(long, value_name = "FILE|-", num_args = 0..=1, default_missing_value = "-")]
+    pub access_log: Option<LogTarget>,
+
+    /// Record a Chrome trace-event JSON of the schedulers to FILE
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+
+    /// Most connections open at once; beyond it the server stops accepting until one
+    /// closes
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// Time allowed to receive a whole request head (then 408)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Time an idle keep-alive connection stays open
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+
+    /// Time allowed for each write to a client
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
+
+    /// Largest request head in bytes (then 431)
+    #[arg(long, value_name = "BYTES", default_value_t = 8192)]
+    pub max_header_bytes: usize,
+
+    /// Longest request-target in bytes (then 414)
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    pub max_uri_bytes: usize,
+
+    /// Largest request body accepted and discarded (then 413)
+    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    pub max_body_bytes: u64,
+
+    /// On SIGINT/SIGTERM, time allowed for in-flight requests before exiting
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// A configuration value that is out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The header limit is too small to hold any useful request.
+    #[error("--max-header-bytes must be at least 256")]
+    HeaderLimitTooSmall,
+    /// The URI limit must leave room for the rest of the head.
+    #[error("--max-uri-bytes must be below --max-header-bytes")]
+    UriLimitTooLarge,
+    /// A zero timeout would close every connection at once.
+    #[error("{0} must be greater than zero")]
+    ZeroTimeout(&'static str),
+    /// At least one connection must be allowed.
+    #[error("--max-connections must be at least 1")]
+    NoConnections,
+}
+
+impl Config {
+    /// Checks the values clap cannot check on its own.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_header_bytes < 256 {
+            return Err(ConfigError::HeaderLimitTooSmall);
+        }
+        if self.max_uri_bytes >= self.max_header_bytes {
+            return Err(ConfigError::UriLimitTooLarge);
+        }
+        for (name, d) in [
+            ("--header-timeout", self.header_timeout),
+            ("--keepalive-timeout", self.keepalive_timeout),
+            ("--send-timeout", self.send_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroTimeout(name));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::NoConnections);
+        }
+        Ok(())
+    }
+
+    /// The connection settings these options describe.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            limits: Limits {
+                max_header_bytes: self.max_header_bytes,
+                max_uri_bytes: self.max_uri_bytes,
+                max_body_bytes: self.max_body_bytes,
+            },
+            autoindex: self.autoindex,
+            header_timeout: self.header_timeout,
+            keepalive_timeout: self.keepalive_timeout,
+            send_timeout: self.send_timeout,
+        }
+    }
+
+    /// The number of cores to run on: `--cores`, else all available.
+    pub fn cores(&self) -> usize {
+        self.cores
+            .map(NonZeroUsize::get)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
+    }
+
+    /// The document root: `--root`, else [`default_root`].
+    pub fn root(&self) -> PathBuf {
+        self.root.clone().unwrap_or_else(default_root)
+    }
+}
+
+/// The bundled sample site. Looked up in this order:
+/// 1. `<exe>/../../www`: the binary in `<repo>/target/{debug,release}/`;
+/// 2. `<repo>/www` as seen when the crate was compiled (`CARGO_MANIFEST_DIR/../www`),
+///    for binaries moved elsewhere on the build machine;
+/// 3. `./www` relative to the working directory (returned even if missing, so the
+///    error names it).
+pub fn default_root() -> PathBuf {
+    let from_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("www")));
+    let from_build = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www");
+    from_exe
+        .into_iter()
+        .chain([from_build])
+        .find(|p| p.join("index.html").is_file())
+        .unwrap_or_else(|| PathBuf::from("www"))
+}
+
+/// Parses a duration: a number followed by `ms`, `s`, `m` or `h` (`500ms`, `10s`,
+/// `2m`); a bare number is seconds. Fractions are allowed (`1.5s`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 10s, 500ms, 2m"))?;
+    let scale = match unit {
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {text:?}: use ms, s, m or h"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("webserver").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.net, NetBackend::Kernel);
+        assert!(!c.autoindex);
+        assert_eq!(c.access_log, None);
+        assert_eq!(c.settings(), Settings::default());
+        assert!(c.cores() >= 1);
+        c.validate().unwrap();
+        assert!(c.root().join("index.html").is_file(), "{:?}", c.root());
+    }
+
+    #[test]
+    fn every_flag() {
+        let c = parse(&[
+            "--root",
+            "/srv",
+            "--listen",
+            "0.0.0.0:80",
+            "--cores",
+            "3",
+            "--net",
+            "user",
+            "--autoindex",
+            "--access-log",
+            "/tmp/log",
+            "--trace",
+            "t.json",
+            "--max-connections",
+            "5",
+            "--header-timeout",
+            "500ms",
+            "--keepalive-timeout",
+            "2m",
+            "--send-timeout",
+            "1.5s",
+            "--max-header-bytes",
+            "1024",
+            "--max-uri-bytes",
+            "512",
+            "--max-body-bytes",
+            "0",
+            "--shutdown-timeout",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.root(), PathBuf::from("/srv"));
+        assert_eq!(c.cores(), 3);
+        assert_eq!(c.net, NetBackend::User);
+        assert_eq!(c.access_log, Some(LogTarget::File("/tmp/log".into())));
+        assert_eq!(c.trace, Some("t.json".into()));
+        assert_eq!(c.max_connections, 5);
+        let s = c.settings();
+        assert!(s.autoindex);
+        assert_eq!(s.header_timeout, Duration::from_millis(500));
+        assert_eq!(s.keepalive_timeout, Duration::from_secs(120));
+        assert_eq!(s.send_timeout, Duration::from_millis(1500));
+        assert_eq!(s.limits.max_header_bytes, 1024);
+        assert_eq!(s.limits.max_uri_bytes, 512);
+        assert_eq!(s.limits.max_body_bytes, 0);
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(3));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn access_log_value_is_optional() {
+        assert_eq!(
+            parse(&["--access-log"]).unwrap().access_log,
+            Some(LogTarget::Stdout)
+        );
+        assert_eq!(
+            parse(&["--access-log", "-"]).unwrap().access_log,
+            Some(LogTarget::Stdout)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(parse(&["--listen", "nowhere"]).is_err());
+        assert!(parse(&["--cores", "0"]).is_err());
+        assert!(parse(&["--net", "carrier-pigeon"]).is_err());
+        assert!(parse(&["--header-timeout", "10 parsecs"]).is_err());
+        let c = parse(&["--max-header-bytes", "100"]).unwrap();
+        assert_eq!(c.validate(), Err(ConfigError::HeaderLimitTooSmall));
+        let c = parse(&["--max-uri-bytes", "9000"]).unwrap();
+        assert_eq!(c.validate(), Err(ConfigError::UriLimitTooLarge));
+        let c = parse(&["--keepalive-timeout", "0s"]).unwrap();
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::ZeroTimeout("--keepalive-timeout"))
+        );
+        let c = parse(&["--max-connections", "0"]).unwrap();
+        assert_eq!(c.validate(), Err(ConfigError::NoConnections));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("0.25s"), Ok(Duration::from_millis(250)));
+        for bad in [
+            "",
+            "s",
+            "10x",
+            "-1s",
+            "1e3s",
+            "1..2s",
+            "99999999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,753 @@
+//! One HTTP/1.x connection: read requests, answer them in order, keep alive or close.
+//!
+//! [`serve_connection`] owns three buffers per connection: the read buffer (grown up to
+//! the header limit), the output buffer that collects response heads and small bodies
+//! (responses to pipelined requests are batched into one write), and a scratch buffer
+//! used only while streaming a large file. Memory per connection is therefore bounded
+//! by the header limit plus [`FLUSH_AT`] plus [`SEND_CHUNK`].
+//!
+//! Timeouts: a request head must arrive completely within `header_timeout` of its
+//! first byte (of the connection's start for the first request), else 408 and close
+//! (slowloris). Between requests a keep-alive connection waits at most
+//! `keepalive_timeout` for the next first byte, then closes silently. Each write must
+//! finish within `send_timeout`.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::access_log::{AccessLog, LogEntry};
+use crate::autoindex;
+use crate::conditional::{self, Precondition, Validators};
+use crate::counters::Counters;
+use crate::date::{http_date_bytes, DateCache, WallClock};
+use crate::files::{FileKind, FileSource, OpenError, Opened, SendError};
+use crate::path::{encode_path, normalize, RelPath};
+use crate::range::{self, RangeOutcome};
+use crate::request::{self, Limits, Method, Request, RequestError, Version, MAX_HEADERS};
+use crate::response::{error_page, error_page_len, Head, Status};
+use crate::transport::{Transport, TransportError};
+
+/// Bodies up to this size are copied into the output buffer behind their head and
+/// sent with it in one write; larger ones are streamed with [`FileSource::send_to`].
+pub const INLINE_BODY: u64 = 16 * 1024;
+
+/// Pending output is written once it reaches this size even if more pipelined
+/// requests are waiting, to bound the output buffer.
+pub const FLUSH_AT: usize = 64 * 1024;
+
+/// The read buffer starts this small and doubles up to the header limit as needed.
+const INITIAL_READ_BUF: usize = 2 * 1024;
+
+/// Tunables of the connection logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Request size limits.
+    pub limits: Limits,
+    /// Whether directories without `index.html` get an HTML listing (else 403).
+    pub autoindex: bool,
+    /// Time allowed for a whole request head (408 after).
+    pub header_timeout: Duration,
+    /// Time an idle keep-alive connection is kept open.
+    pub keepalive_timeout: Duration,
+    /// Time allowed for each write to the client.
+    pub send_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits::default(),
+            autoindex: false,
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(75),
+            send_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the connections of one core share: settings, the date cache, the counters,
+/// the access log and the shutdown flag. Not `Sync`: one per core.
+pub struct ServerContext {
+    /// The tunables.
+    pub settings: Settings,
+    /// The per-second `Date` cache (also the clock of log records).
+    pub date: DateCache,
+    /// This core's counters.
+    pub counters: Counters,
+    access_log: Option<Box<dyn AccessLog>>,
+    shutting_down: Cell<bool>,
+}
+
+impl ServerContext {
+    /// A context with the system clock and no access log.
+    pub fn new(settings: Settings) -> Self {
+        Self::with_clock(settings, std::time::SystemTime::now)
+    }
+
+    /// A context whose `Date` and log times come from `clock`.
+    pub fn with_clock(settings: Settings, clock: WallClock) -> Self {
+        ServerContext {
+            settings,
+            date: DateCache::new(clock),
+            counters: Counters::default(),
+            access_log: None,
+            shutting_down: Cell::new(false),
+        }
+    }
+
+    /// Sends a record of every response to `log`.
+    pub fn with_access_log(mut self, log: Box<dyn AccessLog>) -> Self {
+        self.access_log = Some(log);
+        self
+    }
+
+    /// Starts a graceful shutdown: responses from now on carry `Connection: close`, and
+    /// connections return instead of waiting for another request. Connections blocked
+    /// reading an idle keep-alive connection are the caller's to cancel.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.set(true);
+    }
+
+    /// Whether [`ServerContext::begin_shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
+
+    fn log(&self, peer: Option<SocketAddr>, req: Option<&Request<'_>>, status: u16, body: u64) {
+        if let Some(log) = &self.access_log {
+            log.record(&LogEntry {
+                peer,
+                time: self.date.now(),
+                method: req.map_or("-", |r| r.method_token),
+                target: req.map_or("-", |r| r.target),
+                version: req.map(|r| r.version),
+                status,
+                body_bytes: body,
+            });
+        }
+    }
+}
+
+/// Why a connection could not finish normally.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// Reading from or writing to the client failed or timed out.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// Streaming a file body failed midway.
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum ConnectionEnd {
+    /// The client closed its side between or during requests.
+    PeerClosed,
+    /// The server closed after a response (`Connection: close`, HTTP/1.0 without
+    /// keep-alive, or an error that ends the connection).
+    Closed,
+    /// An idle keep-alive connection timed out (closed without a response).
+    IdleTimeout,
+    /// A request head did not arrive in time: 408 was sent.
+    HeaderTimeout,
+    /// Shutdown was under way and the connection was between requests.
+    Shutdown,
+    /// I/O failed.
+    Failed(ConnectionError),
+}
+
+/// Serves HTTP/1.0 and HTTP/1.1 requests on `io` from `files` until the connection
+/// ends. `peer` only feeds the access log.
+pub async fn serve_connection<T: Transport, F: FileSource>(
+    io: &mut T,
+    files: &F,
+    ctx: &ServerContext,
+    peer: Option<SocketAddr>,
+) -> ConnectionEnd {
+    ctx.counters.connection_opened();
+    // Counts the connection as closed even when the future is dropped (cancelled).
+    struct Guard<'a>(&'a Counters);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            self.0.connection_closed();
+        }
+    }
+    let _guard = Guard(&ctx.counters);
+    let mut conn = Conn {
+        io,
+        ctx,
+        out: Vec::with_capacity(1024),
+        scratch: Vec::new(),
+        path: Vec::new(),
+    };
+    match conn.run(files, peer).await {
+        Ok(end) => end,
+        Err(e) => ConnectionEnd::Failed(e),
+    }
+}
+
+struct Conn<'a, T> {
+    io: &'a mut T,
+    ctx: &'a ServerContext,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    /// Reused for the decoded path of each request.
+    path: Vec<u8>,
+}
+
+/// A response decided and written (head, and body if buffered) into the output.
+struct Reply<H> {
+    status: Status,
+    /// Body bytes of the response (for the access log).
+    body_bytes: u64,
+    keep_alive: bool,
+    /// A body still to stream after the head.
+    stream: Option<Stream<H>>,
+}
+
+struct Stream<H> {
+    file: H,
+    offset: u64,
+    len: u64,
+}
+
+/// The outcome of looking at the read buffer.
+enum Step<H> {
+    NeedMore,
+    Reject(RequestError),
+    Served {
+        head_len: usize,
+        body_len: u64,
+        reply: Reply<H>,
+    },
+}
+
+impl<T: Transport> Conn<'_, T> {
+    async fn run<F: FileSource>(
+        &mut self,
+        files: &F,
+        peer: Option<SocketAddr>,
+    ) -> Result<ConnectionEnd, ConnectionError> {
+        let settings = self.ctx.settings;
+        let limits = settings.limits;
+        let cap = limits.max_header_bytes.max(64);
+        let mut buf = vec![0u8; INITIAL_READ_BUF.min(cap)];
+        let (mut start, mut end) = (0usize, 0usize);
+        // Deadline of the request head being received; `None` while idle between
+        // requests. The first request is timed from the connection's start.
+        let mut head_deadline = Some(self.io.now() + settings.header_timeout);
+        loop {
+            let step = if start < end {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match request::parse(&buf[start..end], &mut headers, &limits) {
+                    Ok(None) => Step::NeedMore,
+                    Err(e) => Step::Reject(e),
+                    Ok(Some(req)) => {
+                        let keep_alive = req.keep_alive && !self.ctx.is_shutting_down();
+                        let reply = self.respond(&req, files, keep_alive).await;
+                        self.ctx.counters.response(reply.status.code());
+                        self.ctx
+                            .log(peer, Some(&req), reply.status.code(), reply.body_bytes);
+                        Step::Served {
+                            head_len: req.head_len,
+                            body_len: req.body_len,
+                            reply,
+                        }
+                    }
+                }
+            } else {
+                Step::NeedMore
+            };
+            match step {
+                Step::Reject(e) => {
+                    let status = e.status();
+                    let body = self.error(status, false, false, false, &[]);
+                    self.ctx.counters.response(status.code());
+                    self.ctx.log(peer, None, status.code(), body);
+                    self.flush().await?;
+                    return Ok(ConnectionEnd::Closed);
+                }
+                Step::Served {
+                    head_len,
+                    body_len,
+                    reply,
+                } => {
+                    start += head_len;
+                    let in_buf = body_len.min((end - start) as u64);
+                    start += in_buf as usize;
+                    let mut body_left = body_len - in_buf;
+                    if body_left > 0 {
+                        // The client may wait for the answer before sending the body.
+                        self.flush().await?;
+                        while body_left > 0 {
+                            let deadline = self.io.now() + settings.header_timeout;
+                            let n = match self.io.read(&mut buf, deadline).await {
+                                Ok(0) | Err(_) => {
+                                    if let Some(s) = reply.stream {
+                                        files.close(s.file).await;
+                                    }
+                                    return Ok(ConnectionEnd::PeerClosed);
+                                }
+                                Ok(n) => n,
+                            };
+                            self.ctx.counters.read(n);
+                            let take = body_left.min(n as u64);
+                            body_left -= take;
+                            (start, end) = (take as usize, n);
+                        }
+                    }
+                    if let Some(s) = reply.stream {
+                        let sent = self.send_file(files, &s).await;
+                        files.close(s.file).await;
+                        sent?;
+                    }
+                    if !reply.keep_alive {
+                        self.flush().await?;
+                        return Ok(ConnectionEnd::Closed);
+                    }
+                    if self.out.len() >= FLUSH_AT {
+                        self.flush().await?;
+                    }
+                    head_deadline = (start < end).then(|| self.io.now() + settings.header_timeout);
+                    continue;
+                }
+                Step::NeedMore => {}
+            }
+
+            // Answer everything parsed so far before blocking for more input.
+            self.flush().await?;
+            if start == end {
+                (start, end) = (0, 0);
+                if self.ctx.is_shutting_down() {
+                    return Ok(ConnectionEnd::Shutdown);
+                }
+                self.scratch = Vec::new();
+            }
+            if end == buf.len() {
+                if start > 0 {
+                    buf.copy_within(start..end, 0);
+                    (start, end) = (0, end - start);
+                } else if buf.len() < cap {
+                    buf.resize((buf.len() * 2).min(cap), 0);
+                } else {
+                    // Unreachable while `request::parse` enforces the header limit;
+                    // answered as that limit rather than trusted.
+                    let body = self.error(Status::HeadersTooLarge, false, false, false, &[]);
+                    self.ctx.counters.response(431);
+                    self.ctx.log(peer, None, 431, body);
+                    self.flush().await?;
+                    return Ok(ConnectionEnd::Closed);
+                }
+            }
+            let deadline =
+                head_deadline.unwrap_or_else(|| self.io.now() + settings.keepalive_timeout);
+            match self.io.read(&mut buf[end..], deadline).await {
+                Ok(0) => return Ok(ConnectionEnd::PeerClosed),
+                Ok(n) => {
+                    self.ctx.counters.read(n);
+                    end += n;
+                    if head_deadline.is_none() {
+                        head_deadline = Some(self.io.now() + settings.header_timeout);
+                    }
+                }
+                Err(TransportError::TimedOut) if head_deadline.is_none() => {
+                    self.ctx.counters.idle_timeout();
+                    return Ok(ConnectionEnd::IdleTimeout);
+                }
+                Err(TransportError::TimedOut) => {
+                    self.ctx.counters.header_timeout();
+                    let body = self.error(Status::RequestTimeout, false, false, false, &[]);
+                    self.ctx.counters.response(408);
+                    self.ctx.log(peer, None, 408, body);
+                    self.flush().await?;
+                    return Ok(ConnectionEnd::HeaderTimeout);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Writes the pending output.
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let deadline = self.io.now() + self.ctx.settings.send_timeout;
+        self.io.write_all(&self.out, deadline).await?;
+        self.ctx.counters.wrote(self.out.len());
+        self.out.clear();
+        if self.out.capacity() > 2 * FLUSH_AT {
+            self.out.shrink_to(FLUSH_AT);
+        }
+        Ok(())
+    }
+
+    /// Writes the pending head, then streams the file body.
+    async fn send_file<F: FileSource>(
+        &mut self,
+        files: &F,
+        s: &Stream<F::File>,
+    ) -> Result<(), ConnectionError> {
+        self.flush().await?;
+        let timeout = self.ctx.settings.send_timeout;
+        files
+            .send_to(
+                &s.file,
+                s.offset,
+                s.len,
+                self.io,
+                &mut self.scratch,
+                timeout,
+            )
+            .await?;
+        self.ctx
+            .counters
+            .wrote(usize::try_from(s.len).unwrap_or(usize::MAX));
+        Ok(())
+    }
+
+    /// Decides the response to `req` and writes it (except a streamed body).
+    async fn respond<F: FileSource>(
+        &mut self,
+        req: &Request<'_>,
+        files: &F,
+        keep_alive: bool,
+    ) -> Reply<F::File> {
+        let mut path = std::mem::take(&mut self.path);
+        let reply = self.respond_in(req, files, keep_alive, &mut path).await;
+        self.path = path;
+        reply
+    }
+
+    async fn respond_in<F: FileSource>(
+        &mut self,
+        req: &Request<'_>,
+        files: &F,
+        keep_alive: bool,
+        path: &mut Vec<u8>,
+    ) -> Reply<F::File> {
+        let http10 = req.version == Version::Http10;
+        let head_only = req.method == Method::Head;
+        let simple =
+            |conn: &mut Self, status: Status, keep_alive: bool, extra: &[(&str, &[u8])]| {
+                let body_bytes = conn.error(status, keep_alive, http10, head_only, extra);
+                Reply {
+                    status,
+                    body_bytes,
+                    keep_alive,
+                    stream: None,
+                }
+            };
+        match req.method {
+            Method::Get | Method::Head => {}
+            Method::NotAllowed => {
+                return simple(
+                    self,
+                    Status::MethodNotAllowed,
+                    keep_alive,
+                    &[("Allow", b"GET, HEAD")],
+                )
+            }
+            Method::Unknown => return simple(self, Status::NotImplemented, keep_alive, &[]),
+        }
+        let Ok(norm) = normalize(req.target.as_bytes(), path) else {
+            return simple(self, Status::BadRequest, keep_alive, &[]);
+        };
+        let Some(rel) = RelPath::new(path) else {
+            return simple(self, Status::BadRequest, keep_alive, &[]);
+        };
+        let opened = match files.open(rel).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                let (status, keep_alive) = open_error_status(&e, keep_alive);
+                return simple(self, status, keep_alive, &[]);
+            }
+        };
+        match opened.meta.kind {
+            FileKind::File if !norm.trailing_slash => {
+                return self.serve_file(req, files, rel, opened, keep_alive).await;
+            }
+            FileKind::File => {
+                // "/file.txt/": a file is not a directory.
+                files.close(opened.handle).await;
+                return simple(self, Status::NotFound, keep_alive, &[]);
+            }
+            FileKind::Other => {
+                files.close(opened.handle).await;
+                return simple(self, Status::Forbidden, keep_alive, &[]);
+            }
+            FileKind::Directory => files.close(opened.handle).await,
+        }
+        if !norm.trailing_slash {
+            let mut location = Vec::with_capacity(path.len() + 2);
+            encode_path(rel, &mut location);
+            location.push(b'/');
+            return simple(
+                self,
+                Status::MovedPermanently,
+                keep_alive,
+                &[("Location", &location)],
+            );
+        }
+        let dir_len = path.len();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(b"index.html");
+        let Some(index_rel) = RelPath::new(path) else {
+            return simple(self, Status::BadRequest, keep_alive, &[]);
+        };
+        let index_error = match files.open(index_rel).await {
+            Ok(opened) if opened.meta.kind == FileKind::File => {
+                return self
+                    .serve_file(req, files, index_rel, opened, keep_alive)
+                    .await;
+            }
+            Ok(opened) => {
+                files.close(opened.handle).await;
+                return simple(self, Status::Forbidden, keep_alive, &[]);
+            }
+            Err(e) => e,
+        };
+        path.truncate(dir_len);
+        let Some(rel) = RelPath::new(path) else {
+            return simple(self, Status::BadRequest, keep_alive, &[]);
+        };
+        match index_error {
+            OpenError::NotFound if self.ctx.settings.autoindex => {
+                match files.list_dir(rel, autoindex::MAX_ENTRIES).await {
+                    Ok(mut listing) => {
+                        let mut body = Vec::new();
+                        autoindex::render(rel, &mut listing, &mut body);
+                        let date = self.ctx.date.http_date();
+                        let mut head = Head::start(&mut self.out, Status::Ok, &date);
+                        head.header("Content-Type", b"text/html; charset=utf-8")
+                            .header_u64("Content-Length", body.len() as u64);
+                        head.finish(keep_alive, http10);
+                        if !head_only {
+                            self.out.extend_from_slice(&body);
+                        }
+                        Reply {
+                            status: Status::Ok,
+                            body_bytes: if head_only { 0 } else { body.len() as u64 },
+                            keep_alive,
+                            stream: None,
+                        }
+                    }
+                    Err(e) => {
+                        let (status, keep_alive) = open_error_status(&e, keep_alive);
+                        simple(self, status, keep_alive, &[])
+                    }
+                }
+            }
+            OpenError::NotFound => simple(self, Status::Forbidden, keep_alive, &[]),
+            e => {
+                let (status, keep_alive) = open_error_status(&e, keep_alive);
+                simple(self, status, keep_alive, &[])
+            }
+        }
+    }
+
+    /// Answers a GET or HEAD for the regular file `opened`, named `rel`.
+    async fn serve_file<F: FileSource>(
+        &mut self,
+        req: &Request<'_>,
+        files: &F,
+        rel: RelPath<'_>,
+        opened: Opened<F::File>,
+        keep_alive: bool,
+    ) -> Reply<F::File> {
+        let http10 = req.version == Version::Http10;
+        let head_only = req.method == Method::Head;
+        let Opened { handle, meta } = opened;
+        let v = Validators::of(&meta);
+        let date = self.ctx.date.http_date();
+        let head_start = self.out.len();
+        match conditional::evaluate(req, &v) {
+            Precondition::Proceed => {}
+            Precondition::NotModified => {
+                files.close(handle).await;
+                let mut head = Head::start(&mut self.out, Status::NotModified, &date);
+                head.header("ETag", v.etag());
+                write_last_modified(&mut head, v.last_modified);
+                head.finish(keep_alive, http10);
+                return Reply {
+                    status: Status::NotModified,
+                    body_bytes: 0,
+                    keep_alive,
+                    stream: None,
+                };
+            }
+            Precondition::Failed => {
+                files.close(handle).await;
+                let body_bytes = self.error(
+                    Status::PreconditionFailed,
+                    keep_alive,
+                    http10,
+                    head_only,
+                    &[],
+                );
+                return Reply {
+                    status: Status::PreconditionFailed,
+                    body_bytes,
+                    keep_alive,
+                    stream: None,
+                };
+            }
+        }
+        let len = meta.len;
+        let mut range = RangeOutcome::Full;
+        if req.method == Method::Get {
+            if let Some(value) = req.range {
+                if req
+                    .if_range
+                    .is_none_or(|ir| conditional::if_range_matches(ir, &v))
+                {
+                    range = range::evaluate(value, len);
+                }
+            }
+        }
+        let (status, first, count) = match range {
+            RangeOutcome::Full => (Status::Ok, 0, len),
+            RangeOutcome::Partial { first, last } => {
+                (Status::PartialContent, first, last - first + 1)
+            }
+            RangeOutcome::Unsatisfiable => {
+                files.close(handle).await;
+                let mut unsatisfied = Vec::with_capacity(32);
+                unsatisfied.extend_from_slice(b"bytes */");
+                unsatisfied.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+                let body_bytes = self.error(
+                    Status::RangeNotSatisfiable,
+                    keep_alive,
+                    http10,
+                    head_only,
+                    &[("Content-Range", &unsatisfied)],
+                );
+                return Reply {
+                    status: Status::RangeNotSatisfiable,
+                    body_bytes,
+                    keep_alive,
+                    stream: None,
+                };
+            }
+        };
+        let mut head = Head::start(&mut self.out, status, &date);
+        head.content_type_for(rel.file_name())
+            .header_u64("Content-Length", count)
+            .header("ETag", v.etag())
+            .header("Accept-Ranges", b"bytes");
+        write_last_modified(&mut head, v.last_modified);
+        if status == Status::PartialContent {
+            head.content_range(first, first + count - 1, len);
+        }
+        head.finish(keep_alive, http10);
+        if head_only {
+            files.close(handle).await;
+            return Reply {
+                status,
+                body_bytes: 0,
+                keep_alive,
+                stream: None,
+            };
+        }
+        if count > INLINE_BODY {
+            return Reply {
+                status,
+                body_bytes: count,
+                keep_alive,
+                stream: Some(Stream {
+                    file: handle,
+                    offset: first,
+                    len: count,
+                }),
+            };
+        }
+        let read = read_exact_at(files, &handle, first, count, &mut self.out).await;
+        files.close(handle).await;
+        if read.is_err() {
+            // The head promised bytes the file no longer has: answer 500 instead.
+            self.out.truncate(head_start);
+            let body_bytes = self.error(Status::InternalServerError, false, http10, head_only, &[]);
+            return Reply {
+                status: Status::InternalServerError,
+                body_bytes,
+                keep_alive: false,
+                stream: None,
+            };
+        }
+        Reply {
+            status,
+            body_bytes: count,
+            keep_alive,
+            stream: None,
+        }
+    }
+
+    /// Writes an error-style response (small HTML page) with `extra` headers; returns
+    /// the body bytes sent.
+    fn error(
+        &mut self,
+        status: Status,
+        keep_alive: bool,
+        http10: bool,
+        head_only: bool,
+        extra: &[(&str, &[u8])],
+    ) -> u64 {
+        let date = self.ctx.date.http_date();
+        let len = error_page_len(status);
+        let mut head = Head::start(&mut self.out, status, &date);
+        head.header("Content-Type", b"text/html; charset=utf-8")
+            .header_u64("Content-Length", len as u64);
+        for (name, value) in extra {
+            head.header(name, value);
+        }
+        head.finish(keep_alive, http10);
+        if head_only {
+            0
+        } else {
+            error_page(status, &mut self.out);
+            len as u64
+        }
+    }
+}
+
+/// The status for a failed open, and whether the connection may stay open.
+fn open_error_status(e: &OpenError, keep_alive: bool) -> (Status, bool) {
+    match e {
+        OpenError::NotFound => (Status::NotFound, keep_alive),
+        OpenError::Forbidden => (Status::Forbidden, keep_alive),
+        OpenError::Io(_) => (Status::InternalServerError, false),
+    }
+}
+
+fn write_last_modified(head: &mut Head<'_>, secs: u64) {
+    head.header("Last-Modified", &http_date_bytes(secs));
+}
+
+/// Appends exactly `len` bytes of `file` at `offset` to `out`.
+async fn read_exact_at<F: FileSource>(
+    files: &F,
+    file: &F::File,
+    offset: u64,
+    len: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), SendError> {
+    let start = out.len();
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    out.resize(start + len, 0);
+    let mut filled = 0;
+    while filled < len {
+        match files
+            .read_at(file, offset + filled as u64, &mut out[start + filled..])
+            .await
+        {
+            Ok(0) => return Err(SendError::ShortFile),
+            Ok(n) => filled += n,
+            Err(e) => return Err(SendError::Read(e)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! Status codes and response-head writing into a reusable buffer.
+//!
+//! Heads are written straight into the connection's output `Vec<u8>`: no per-response
+//! allocation once the buffer has grown to its working size. Numbers go through `itoa`,
+//! the date through the per-second [`DateCache`](crate::DateCache).
+
+/// The value of the `Server` header.
+pub const SERVER: &str = concat!("webserver/", env!("CARGO_PKG_VERSION"));
+
+/// The statuses the server sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// 200
+    Ok,
+    /// 206
+    PartialContent,
+    /// 301
+    MovedPermanently,
+    /// 304
+    NotModified,
+    /// 400
+    BadRequest,
+    /// 403
+    Forbidden,
+    /// 404
+    NotFound,
+    /// 405
+    MethodNotAllowed,
+    /// 408
+    RequestTimeout,
+    /// 411
+    LengthRequired,
+    /// 412
+    PreconditionFailed,
+    /// 413
+    ContentTooLarge,
+    /// 414
+    UriTooLong,
+    /// 416
+    RangeNotSatisfiable,
+    /// 431
+    HeadersTooLarge,
+    /// 500
+    InternalServerError,
+    /// 501
+    NotImplemented,
+    /// 505
+    VersionNotSupported,
+}
+
+impl Status {
+    /// The numeric code.
+    pub fn code(self) -> u16 {
+        match self {
+            Status::Ok => 200,
+            Status::PartialContent => 206,
+            Status::MovedPermanently => 301,
+            Status::NotModified => 304,
+            Status::BadRequest => 400,
+            Status::Forbidden => 403,
+            Status::NotFound => 404,
+            Status::MethodNotAllowed => 405,
+            Status::RequestTimeout => 408,
+            Status::LengthRequired => 411,
+            Status::PreconditionFailed => 412,
+            Status::ContentTooLarge => 413,
+            Status::UriTooLong => 414,
+            Status::RangeNotSatisfiable => 416,
+            Status::HeadersTooLarge => 431,
+            Status::InternalServerError => 500,
+            Status::NotImplemented => 501,
+            Status::VersionNotSupported => 505,
+        }
+    }
+
+    /// The reason phrase.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::PartialContent => "Partial Content",
+            Status::MovedPermanently => "Moved Permanently",
+            Status::NotModified => "Not Modified",
+            Status::BadRequest => "Bad Request",
+            Status::Forbidden => "Forbidden",
+            Status::NotFound => "Not Found",
+            Status::MethodNotAllowed => "Method Not Allowed",
+            Status::RequestTimeout => "Request Timeout",
+            Status::LengthRequired => "Length Required",
+            Status::PreconditionFailed => "Precondition Failed",
+            Status::ContentTooLarge => "Content Too Large",
+            Status::UriTooLong => "URI Too Long",
+            Status::RangeNotSatisfiable => "Range Not Satisfiable",
+            Status::HeadersTooLarge => "Request Header Fields Too Large",
+            Status::InternalServerError => "Internal Server Error",
+            Status::NotImplemented => "Not Implemented",
+            Status::VersionNotSupported => "HTTP Version Not Supported",
+        }
+    }
+}
+
+/// Writes a response head into `out`: [`Head::start`], any headers, [`Head::finish`].
+pub struct Head<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> Head<'a> {
+    /// Appends the status line (always `HTTP/1.1`, the highest version we speak, as RFC
+    /// 9110 section 6.2 asks), `Server` and `Date`.
+    pub fn start(out: &'a mut Vec<u8>, status: Status, date: &[u8]) -> Self {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        let mut code = itoa::Buffer::new();
+        out.extend_from_slice(code.format(status.code()).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.reason().as_bytes());
+        out.extend_from_slice(b"\r\nServer: ");
+        out.extend_from_slice(SERVER.as_bytes());
+        out.extend_from_slice(b"\r\nDate: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n");
+        Head { out }
+    }
+
+    /// Appends `name: value`.
+    pub fn header(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b": ");
+        self.out.extend_from_slice(value);
+        self.out.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// Appends `name: <decimal n>`.
+    pub fn header_u64(&mut self, name: &str, n: u64) -> &mut Self {
+        let mut digits = itoa::Buffer::new();
+        self.header(name, digits.format(n).as_bytes())
+    }
+
+    /// Appends `Content-Range: bytes first-last/len`.
+    pub fn content_range(&mut self, first: u64, last: u64, len: u64) -> &mut Self {
+        let mut digits = itoa::Buffer::new();
+        self.out.extend_from_slice(b"Content-Range: bytes ");
+        self.out.extend_from_slice(digits.format(first).as_bytes());
+        self.out.push(b'-');
+        self.out.extend_from_slice(digits.format(last).as_bytes());
+        self.out.push(b'/');
+        self.out.extend_from_slice(digits.format(len).as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// Appends `Content-Type` for a file named `name`, by extension (`mime_guess`),
+    /// with `charset=utf-8` for text; `application/octet-stream` when unknown.
+    pub fn content_type_for(&mut self, name: &[u8]) -> &mut Self {
+        let (mime, charset) = content_type(name);
+        self.out.extend_from_slice(b"Content-Type: ");
+        self.out.extend_from_slice(mime.as_bytes());
+        if charset {
+            self.out.extend_from_slice(b"; charset=utf-8");
+        }
+        self.out.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// Appends the `Connection` header the response needs and the blank line ending the
+    /// head: `close` when the connection will close, `keep-alive` for an HTTP/1.0
+    /// client that asked for it, nothing for HTTP/1.1 keep-alive.
+    pub fn finish(self, keep_alive: bool, http10: bool) {
+        if !keep_alive {
+            self.out.extend_from_slice(b"Connection: close\r\n");
+        } else if http10 {
+            self.out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        self.out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The media type for a file name and whether to add `charset=utf-8`.
+pub fn content_type(name: &[u8]) -> (&'static str, bool) {
+    let ext = match name.iter().rposition(|&b| b == b'.') {
+        Some(i) if i + 1 < name.len() => &name[i + 1..],
+        _ => return ("application/octet-stream", false),
+    };
+    let Ok(ext) = std::str::from_utf8(ext) else {
+        return ("application/octet-stream", false);
+    };
+    match mime_guess::from_ext(ext).first_raw() {
+        Some(mime) => {
+            let textual = mime.starts_with("text/")
+                || matches!(
+                    mime,
+                    "application/javascript" | "application/json" | "image/svg+xml"
+                );
+            (mime, textual)
+        }
+        None => ("application/octet-stream", false),
+    }
+}
+
+/// Appends the small HTML page sent with an error status.
+pub fn error_page(status: Status, out: &mut Vec<u8>) {
+    let mut code = itoa::Buffer::new();
+    let code = code.format(status.code()).as_bytes();
+    let reason = status.reason().as_bytes();
+    out.extend_from_slice(b"<!DOCTYPE html>\n<html><head><title>");
+    out.extend_from_slice(code);
+    out.push(b' ');
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"</title></head>\n<body><h1>");
+    out.extend_from_slice(code);
+    out.push(b' ');
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"</h1><hr><p>");
+    out.extend_from_slice(SERVER.as_bytes());
+    out.extend_from_slice(b"</p></body></html>\n");
+}
+
+/// The length of [`error_page`] for `status`, without writing it.
+pub fn error_page_len(status: Status) -> usize {
+    const FIXED: usize = "<!DOCTYPE html>\n<html><head><title>".len()
+        + " ".len()
+        + "</title></head>\n<body><h1>".len()
+        + " ".len()
+        + "</h1><hr><p>".len()
+        + SERVER.len()
+        + "</p></body></html>\n".len();
+    FIXED + 2 * (3 + status.reason().len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_layout() {
+        let mut out = Vec::new();
+        let mut head = Head::start(
+            &mut out,
+            Status::PartialContent,
+            b"Sun, 06 Nov 1994 08:49:37 GMT",
+        );
+        head.header_u64("Content-Length", 10)
+            .content_range(0, 9, 100)
+            .content_type_for(b"a.txt")
+            .header("ETag", b"\"x\"");
+        head.finish(true, false);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "HTTP/1.1 206 Partial Content\r\nServer: {SERVER}\r\n\
+                 Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 10\r\n\
+                 Content-Range: bytes 0-9/100\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 ETag: \"x\"\r\n\r\n"
+            )
+        );
+    }
+
+    #[test]
+    fn connection_header() {
+        let finish = |ka, h10| {
+            let mut out = Vec::new();
+            Head::start(&mut out, Status::Ok, b"d").finish(ka, h10);
+            String::from_utf8(out).unwrap()
+        };
+        assert!(finish(false, false).ends_with("Connection: close\r\n\r\n"));
+        assert!(finish(false, true).ends_with("Connection: close\r\n\r\n"));
+        assert!(finish(true, true).ends_with("Connection: keep-alive\r\n\r\n"));
+        assert!(!finish(true, false).contains("Connection"));
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type(b"index.html"), ("text/html", true));
+        assert_eq!(content_type(b"style.css"), ("text/css", true));
+        assert!(content_type(b"app.js").1);
+        assert_eq!(content_type(b"img.png"), ("image/png", false));
+        assert_eq!(
+            content_type(b"data.bin"),
+            ("application/octet-stream", false)
+        );
+        assert_eq!(content_type(b"noext"), ("application/octet-stream", false));
+        assert_eq!(
+            content_type(b"trailing."),
+            ("application/octet-stream", false)
+        );
+        assert_eq!(content_type(b"x.\xff"), ("application/octet-stream", false));
+        assert_eq!(content_type(b"README.TXT"), ("text/plain", true));
+    }
+
+    #[test]
+    fn error_pages_have_the_announced_length() {
+        for status in [
+            Status::NotFound,
+            Status::HeadersTooLarge,
+            Status::VersionNotSupported,
+        ] {
+            let mut out = Vec::new();
+            error_page(status, &mut out);
+            assert_eq!(out.len(), error_page_len(status));
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains(&format!("<h1>{} {}</h1>", status.code(), status.reason())));
+        }
+    }
+}
