@@ -1,0 +1,124 @@
+//! Cancellation contexts (Eio's `Cancel`): a tree of flags that threads consult at every
+//! system call, with protected regions that cancellation cannot cross.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use crate::core::{with_core, Core};
+
+/// A node of the cancellation tree. A thread is cancelled when its current context or
+/// any ancestor up to the nearest protected one is cancelled.
+#[derive(Debug, Default)]
+pub(crate) struct CancelCtx {
+    parent: Option<Rc<CancelCtx>>,
+    cancelled: Cell<bool>,
+    protected: bool,
+    /// Set when a `with_timeout` deadline cancelled this context.
+    pub(crate) timed_out: Cell<bool>,
+}
+
+impl CancelCtx {
+    pub(crate) fn root() -> Rc<CancelCtx> {
+        Rc::new(CancelCtx::default())
+    }
+
+    pub(crate) fn child(parent: &Rc<CancelCtx>, protected: bool) -> Rc<CancelCtx> {
+        Rc::new(CancelCtx {
+            parent: Some(parent.clone()),
+            protected,
+            ..Default::default()
+        })
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.cancelled.set(true);
+    }
+
+    /// Whether a thread whose innermost context is `self` must see `Cancelled`.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        let mut c = self;
+        loop {
+            if c.cancelled.get() {
+                return true;
+            }
+            if c.protected {
+                return false;
+            }
+            match &c.parent {
+                Some(p) => c = p,
+                None => return false,
+            }
+        }
+    }
+}
+
+/// Runs `fut` with `ctx` as the current thread's innermost cancellation context,
+/// restoring the previous one when `fut` finishes or is dropped.
+pub(crate) struct InCtx<F> {
+    ctx: Rc<CancelCtx>,
+    saved: Option<Rc<CancelCtx>>,
+    fut: F,
+}
+
+impl<F> InCtx<F> {
+    pub(crate) fn new(ctx: Rc<CancelCtx>, fut: F) -> Self {
+        InCtx {
+            ctx,
+            saved: None,
+            fut,
+        }
+    }
+}
+
+impl<F: Future> Future for InCtx<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `fut` is structurally pinned: we never move it out of `self`, and
+        // the other fields are never pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        if this.saved.is_none() {
+            this.saved = with_core(|c| c.swap_ctx(this.ctx.clone()));
+        }
+        // SAFETY: see above; `this.fut` stays in place.
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        let r = fut.poll(cx);
+        if r.is_ready() {
+            if let Some(prev) = this.saved.take() {
+                with_core(|c| c.swap_ctx(prev));
+            }
+        }
+        r
+    }
+}
+
+impl<F> Drop for InCtx<F> {
+    fn drop(&mut self) {
+        if let Some(prev) = self.saved.take() {
+            // Only meaningful while the owning thread runs; during teardown there may be
+            // no current thread, and then there is nothing to restore.
+            let _ = Core::try_with(|c| c.swap_ctx(prev));
+        }
+    }
+}
+
+/// Runs `fut` protected from cancellation (Eio's `Cancel.protect`): system calls made
+/// inside it are not interrupted by the cancellation of any enclosing scope or timeout.
+/// A cancellation that arrived meanwhile takes effect at the first system call after
+/// the protected section.
+pub async fn protect<F: Future>(fut: F) -> F::Output {
+    let ctx = match Core::try_with(|c| c.current_ctx()) {
+        Some(Some(cur)) => CancelCtx::child(&cur, true),
+        _ => return fut.await,
+    };
+    InCtx::new(ctx, fut).await
+}
+
+/// Whether the calling thread has been cancelled (it will get `Cancelled` from its next
+/// system call). Outside a thread: false.
+pub fn is_cancelled() -> bool {
+    Core::try_with(|c| c.current_ctx().is_some_and(|x| x.is_cancelled())).unwrap_or(false)
+}

@@ -1,0 +1,1090 @@
+//! The per-core scheduler: a run queue of threads, the system-call dispatcher, and the
+//! event loops it routes calls to. One `Core` runs on one OS thread and is
+//! deterministic: the same inputs give the same interleaving.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use iolib::epoll::{Epoll, Events, Interest};
+
+use crate::cancel::CancelCtx;
+use crate::error::{Error, Result};
+use crate::loops::fd::FdLoop;
+use crate::loops::pool::BlockingPool;
+use crate::loops::timer::TimerLoop;
+use crate::loops::uring::UringLoop;
+use crate::loops::{EventLoop, LoopCx};
+use crate::remote::{Remote, RemoteMsg};
+use crate::runtime::Shared;
+use crate::scope::ScopeInner;
+use crate::syscall::Syscall;
+use crate::thread::{Exit, Runnable};
+use crate::time::ClockKind;
+use crate::trace::{TraceKind, Tracer};
+use crate::waker;
+
+const NONE: u32 = u32::MAX;
+/// epoll tokens above any fd number.
+pub(crate) const TOKEN_REMOTE: u64 = 1 << 40;
+pub(crate) const TOKEN_URING: u64 = 1 << 41;
+pub(crate) const TOKEN_CUSTOM: u64 = 1 << 42;
+/// Batches of ready threads between two non-blocking polls of the event sources.
+const EVENT_INTERVAL: u32 = 61;
+
+/// Identifies a thread on its core. Ids are reused only with a new generation, so a
+/// stale id never reaches a newer thread.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThreadId {
+    pub(crate) index: u32,
+    pub(crate) gen: u32,
+}
+
+impl ThreadId {
+    /// Packs into 63 bits (used as io_uring and timer tokens).
+    pub(crate) fn pack(self) -> u64 {
+        ((self.gen as u64 & 0x7fff_ffff) << 32) | self.index as u64
+    }
+    pub(crate) fn unpack(v: u64) -> ThreadId {
+        ThreadId {
+            index: v as u32,
+            gen: ((v >> 32) & 0x7fff_ffff) as u32,
+        }
+    }
+    /// The slot number (stable while the thread lives; used as the trace `tid`).
+    pub fn index(self) -> u32 {
+        self.index
+    }
+}
+
+impl std::fmt::Debug for ThreadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "t{}.{}", self.index, self.gen)
+    }
+}
+
+/// The result an event loop delivers to a thread blocked in a call.
+#[derive(Default)]
+pub enum Completion {
+    /// Nothing yet.
+    #[default]
+    Empty,
+    /// A plain value; negative values are `-errno`.
+    Value(i64),
+    /// The call was cancelled.
+    Cancelled,
+    /// An arbitrary value (io_uring completions, blocking results, custom replies).
+    Boxed(Box<dyn Any>),
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Completion::Empty => f.write_str("Empty"),
+            Completion::Value(v) => write!(f, "Value({v})"),
+            Completion::Cancelled => f.write_str("Cancelled"),
+            Completion::Boxed(_) => f.write_str("Boxed(..)"),
+        }
+    }
+}
+
+/// What a blocked thread waits for (which loop holds it, and its key there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    Park,
+    Waker,
+    Timer(u64),
+    Fd(RawFd),
+    Uring(iolib::uring::OpId),
+    UringCancelling(iolib::uring::OpId),
+    Pool(u64),
+    Custom(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Free,
+    Ready,
+    Running,
+    Blocked(Wait),
+}
+
+struct Task {
+    gen: u32,
+    state: State,
+    /// Set when a waker fired while the thread ran or was queued.
+    notified: bool,
+    runnable: Option<Pin<Rc<dyn Runnable>>>,
+    completion: Completion,
+    ctx: Option<Rc<CancelCtx>>,
+    scope: Option<Rc<ScopeInner>>,
+    prev: u32,
+    next: u32,
+}
+
+thread_local! {
+    static CURRENT: Cell<*const Core> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Static configuration of one core's scheduler.
+pub(crate) struct CoreConfig {
+    pub id: usize,
+    pub fd_loop: bool,
+    pub uring_entries: Option<u32>,
+    pub clock: ClockKind,
+    pub trace: bool,
+    pub custom: Vec<Box<dyn EventLoop>>,
+}
+
+/// One core's scheduler.
+pub(crate) struct Core {
+    pub(crate) id: usize,
+    tasks: RefCell<Vec<Task>>,
+    free: RefCell<Vec<u32>>,
+    live: Cell<usize>,
+    ready: RefCell<VecDeque<ThreadId>>,
+    current: Cell<Option<ThreadId>>,
+    syscall: RefCell<Option<Syscall>>,
+    timers: RefCell<TimerLoop>,
+    fds: Option<RefCell<FdLoop>>,
+    uring: Option<RefCell<UringLoop>>,
+    pub(crate) pool: Option<BlockingPool>,
+    custom: RefCell<Vec<Option<Box<dyn EventLoop>>>>,
+    custom_pending: Cell<usize>,
+    poller: Epoll,
+    events: RefCell<Events>,
+    pub(crate) clock: ClockKind,
+    pub(crate) remote: Arc<Remote>,
+    pub(crate) shared: Option<Arc<Shared>>,
+    tracer: Option<RefCell<Tracer>>,
+    pub(crate) root: Rc<ScopeInner>,
+    tick: Cell<u32>,
+    pool_pending: Cell<usize>,
+    next_job: Cell<u64>,
+    completions: RefCell<Vec<(ThreadId, Completion)>>,
+    shutting_down: Cell<bool>,
+}
+
+impl Core {
+    pub(crate) fn new(
+        cfg: CoreConfig,
+        remote: Arc<Remote>,
+        pool: Option<BlockingPool>,
+        shared: Option<Arc<Shared>>,
+    ) -> Result<Core> {
+        let poller = Epoll::new()?;
+        poller.add(remote.efd.as_raw_fd(), Interest::READABLE, TOKEN_REMOTE)?;
+        let uring = match cfg.uring_entries {
+            Some(n) => {
+                let u = UringLoop::new(n)?;
+                poller.add(u.fd(), Interest::READABLE, TOKEN_URING)?;
+                Some(RefCell::new(u))
+            }
+            None => None,
+        };
+        for (i, l) in cfg.custom.iter().enumerate() {
+            if let Some(fd) = l.wake_fd() {
+                poller.add(fd, Interest::READABLE, TOKEN_CUSTOM + i as u64)?;
+            }
+        }
+        let root = ScopeInner::new(CancelCtx::root(), None);
+        Ok(Core {
+            id: cfg.id,
+            tasks: RefCell::new(Vec::new()),
+            free: RefCell::new(Vec::new()),
+            live: Cell::new(0),
+            ready: RefCell::new(VecDeque::new()),
+            current: Cell::new(None),
+            syscall: RefCell::new(None),
+            timers: RefCell::new(TimerLoop::new()),
+            fds: cfg.fd_loop.then(|| RefCell::new(FdLoop::new())),
+            uring,
+            pool,
+            custom: RefCell::new(cfg.custom.into_iter().map(Some).collect()),
+            custom_pending: Cell::new(0),
+            poller,
+            events: RefCell::new(Events::with_capacity(256)),
+            clock: cfg.clock,
+            remote,
+            shared,
+            tracer: cfg.trace.then(|| RefCell::new(Tracer::new(cfg.id))),
+            root,
+            tick: Cell::new(0),
+            pool_pending: Cell::new(0),
+            next_job: Cell::new(0),
+            completions: RefCell::new(Vec::new()),
+            shutting_down: Cell::new(false),
+        })
+    }
+
+    // ----- access from threads -------------------------------------------------------
+
+    /// The core running on this OS thread, if any.
+    pub(crate) fn current() -> Option<&'static Core> {
+        let p = CURRENT.with(|c| c.get());
+        // SAFETY: CURRENT is set only by `enter` to a Core that outlives the guard it
+        // returns, and reset when the guard drops; the 'static here never escapes a
+        // call made while the scheduler runs (threads only run inside `run`).
+        unsafe { p.as_ref() }
+    }
+
+    /// Runs `f` on the current core, if there is one.
+    pub(crate) fn try_with<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
+        Core::current().map(f)
+    }
+
+    /// Installs `self` as this OS thread's core until the guard drops.
+    pub(crate) fn enter(&self) -> EnterGuard {
+        let prev = CURRENT.with(|c| c.replace(self as *const Core));
+        EnterGuard { prev }
+    }
+
+    /// The running thread's id.
+    pub(crate) fn current_thread(&self) -> Option<ThreadId> {
+        self.current.get()
+    }
+
+    pub(crate) fn fds_loop(&self) -> Option<&RefCell<FdLoop>> {
+        self.fds.as_ref()
+    }
+
+    pub(crate) fn poller(&self) -> &Epoll {
+        &self.poller
+    }
+
+    pub(crate) fn live_threads(&self) -> usize {
+        self.live.get()
+    }
+
+    // ----- threads -------------------------------------------------------------------
+
+    /// Creates a thread for `runnable` in `scope` and queues it (unless `queue` is false,
+    /// for `Fork`, which queues it itself).
+    pub(crate) fn spawn_runnable(
+        &self,
+        runnable: Pin<Rc<dyn Runnable>>,
+        scope: &Rc<ScopeInner>,
+        queue: bool,
+    ) -> ThreadId {
+        let index = {
+            let mut tasks = self.tasks.borrow_mut();
+            let index = match self.free.borrow_mut().pop() {
+                Some(i) => i,
+                None => {
+                    tasks.push(Task {
+                        gen: 0,
+                        state: State::Free,
+                        notified: false,
+                        runnable: None,
+                        completion: Completion::Empty,
+                        ctx: None,
+                        scope: None,
+                        prev: NONE,
+                        next: NONE,
+                    });
+                    (tasks.len() - 1) as u32
+                }
+            };
+            let head = scope.head.get();
+            let t = &mut tasks[index as usize];
+            t.state = State::Ready;
+            t.notified = false;
+            t.runnable = Some(runnable);
+            t.ctx = Some(scope.ctx.clone());
+            t.scope = Some(scope.clone());
+            t.prev = NONE;
+            t.next = head;
+            if head != NONE {
+                tasks[head as usize].prev = index;
+            }
+            index
+        };
+        scope.head.set(index);
+        scope.live.set(scope.live.get() + 1);
+        self.live.set(self.live.get() + 1);
+        let gen = self.tasks.borrow()[index as usize].gen;
+        let tid = ThreadId { index, gen };
+        if queue {
+            self.ready.borrow_mut().push_back(tid);
+        }
+        self.trace(tid, TraceKind::Spawn, "spawn");
+        tid
+    }
+
+    fn task_state(&self, tid: ThreadId) -> Option<State> {
+        let tasks = self.tasks.borrow();
+        let t = tasks.get(tid.index as usize)?;
+        (t.gen == tid.gen && t.state != State::Free).then_some(t.state)
+    }
+
+    /// Delivers `c` to `tid` if it is blocked in `expect` (or any call if `None`), and
+    /// makes it ready. Returns whether it was delivered.
+    pub(crate) fn complete(&self, tid: ThreadId, expect: Option<Wait>, c: Completion) -> bool {
+        {
+            let mut tasks = self.tasks.borrow_mut();
+            let Some(t) = tasks.get_mut(tid.index as usize) else {
+                return false;
+            };
+            if t.gen != tid.gen {
+                return false;
+            }
+            match (t.state, expect) {
+                (State::Blocked(w), Some(e)) if w == e => {}
+                (State::Blocked(_), None) => {}
+                _ => return false,
+            }
+            t.state = State::Ready;
+            t.completion = c;
+        }
+        self.ready.borrow_mut().push_back(tid);
+        self.trace(tid, TraceKind::Resume, "resume");
+        true
+    }
+
+    /// Wakes a parked thread; a no-op if it is not parked.
+    pub(crate) fn unpark(&self, tid: ThreadId) -> bool {
+        self.complete(tid, Some(Wait::Park), Completion::Value(0))
+    }
+
+    /// Wakes a thread that waits on a foreign waker.
+    pub(crate) fn wake(&self, tid: ThreadId) {
+        let mut tasks = self.tasks.borrow_mut();
+        let Some(t) = tasks.get_mut(tid.index as usize) else {
+            return;
+        };
+        if t.gen != tid.gen {
+            return;
+        }
+        match t.state {
+            State::Blocked(Wait::Waker) => {
+                t.state = State::Ready;
+                drop(tasks);
+                self.ready.borrow_mut().push_back(tid);
+            }
+            State::Running | State::Ready => t.notified = true,
+            _ => {}
+        }
+    }
+
+    /// Sets the running thread's innermost cancellation context; returns the old one.
+    pub(crate) fn swap_ctx(&self, ctx: Rc<CancelCtx>) -> Option<Rc<CancelCtx>> {
+        let tid = self.current.get()?;
+        let mut tasks = self.tasks.borrow_mut();
+        let t = tasks.get_mut(tid.index as usize)?;
+        t.ctx.replace(ctx)
+    }
+
+    /// The running thread's innermost cancellation context.
+    pub(crate) fn current_ctx(&self) -> Option<Rc<CancelCtx>> {
+        let tid = self.current.get()?;
+        self.tasks.borrow().get(tid.index as usize)?.ctx.clone()
+    }
+
+    /// The scope the running thread belongs to (the core's root scope outside threads).
+    pub(crate) fn current_scope(&self) -> Rc<ScopeInner> {
+        self.current
+            .get()
+            .and_then(|tid| self.tasks.borrow().get(tid.index as usize)?.scope.clone())
+            .unwrap_or_else(|| self.root.clone())
+    }
+
+    /// Called by a system-call future on its first poll.
+    pub(crate) fn leave_call(&self, call: Syscall) -> Poll<Result<Completion>> {
+        let Some(tid) = self.current.get() else {
+            return Poll::Ready(Err(Error::NoRuntime));
+        };
+        let cancelled = {
+            let tasks = self.tasks.borrow();
+            tasks[tid.index as usize]
+                .ctx
+                .as_ref()
+                .is_some_and(|c| c.is_cancelled())
+        };
+        if cancelled {
+            if let Syscall::Fork(child) = call {
+                self.ready.borrow_mut().push_front(child);
+            }
+            return Poll::Ready(Err(Error::Cancelled));
+        }
+        let mut slot = self.syscall.borrow_mut();
+        debug_assert!(slot.is_none(), "a thread made two system calls in one poll");
+        if slot.is_some() {
+            drop(slot);
+            return Poll::Ready(Err(Error::other(
+                "a thread polled two threadlib calls at once; use spawn/both/race for concurrency",
+            )));
+        }
+        *slot = Some(call);
+        Poll::Pending
+    }
+
+    /// Called by a system-call future when polled again after suspending.
+    pub(crate) fn take_completion(&self) -> Poll<Result<Completion>> {
+        let Some(tid) = self.current.get() else {
+            return Poll::Ready(Err(Error::NoRuntime));
+        };
+        let c = std::mem::take(&mut self.tasks.borrow_mut()[tid.index as usize].completion);
+        match c {
+            Completion::Empty => Poll::Pending,
+            Completion::Cancelled => Poll::Ready(Err(Error::Cancelled)),
+            c => Poll::Ready(Ok(c)),
+        }
+    }
+
+    fn run_thread(&self, tid: ThreadId) {
+        let runnable = {
+            let mut tasks = self.tasks.borrow_mut();
+            let Some(t) = tasks.get_mut(tid.index as usize) else {
+                return;
+            };
+            if t.gen != tid.gen || t.state != State::Ready {
+                return;
+            }
+            t.state = State::Running;
+            t.notified = false;
+            match &t.runnable {
+                Some(r) => r.clone(),
+                None => return,
+            }
+        };
+        self.current.set(Some(tid));
+        self.trace(tid, TraceKind::RunBegin, "run");
+        let waker = waker::borrowed(self);
+        let mut cx = Context::from_waker(&waker);
+        let poll = runnable.as_ref().poll_thread(&mut cx);
+        self.current.set(None);
+        self.trace(tid, TraceKind::RunEnd, "run");
+        drop(runnable);
+        match poll {
+            Poll::Ready(exit) => self.exit_thread(tid, exit),
+            Poll::Pending => {
+                let call = self.syscall.borrow_mut().take();
+                match call {
+                    Some(call) => self.dispatch(tid, call),
+                    None => {
+                        // A foreign future is waiting on our waker.
+                        let mut tasks = self.tasks.borrow_mut();
+                        let t = &mut tasks[tid.index as usize];
+                        if t.notified {
+                            t.notified = false;
+                            t.state = State::Ready;
+                            drop(tasks);
+                            self.ready.borrow_mut().push_back(tid);
+                        } else {
+                            t.state = State::Blocked(Wait::Waker);
+                            drop(tasks);
+                            self.trace(tid, TraceKind::Suspend, "waker");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn exit_thread(&self, tid: ThreadId, exit: Exit) {
+        let (runnable, scope, prev, next) = {
+            let mut tasks = self.tasks.borrow_mut();
+            let t = &mut tasks[tid.index as usize];
+            t.state = State::Free;
+            t.gen = t.gen.wrapping_add(1) & 0x7fff_ffff;
+            t.completion = Completion::Empty;
+            let ctx = t.ctx.take();
+            let r = (t.runnable.take(), t.scope.take(), t.prev, t.next);
+            if r.2 != NONE {
+                tasks[r.2 as usize].next = r.3;
+            }
+            if r.3 != NONE {
+                tasks[r.3 as usize].prev = r.2;
+            }
+            drop(tasks);
+            drop(ctx);
+            r
+        };
+        self.free.borrow_mut().push(tid.index);
+        self.live.set(self.live.get() - 1);
+        self.trace(tid, TraceKind::Exit, "exit");
+        if let Some(scope) = scope {
+            if scope.head.get() == tid.index {
+                scope.head.set(next);
+            }
+            let _ = prev;
+            if let Exit::Failed(e) = exit {
+                scope.record_error(e);
+                self.cancel_scope(&scope);
+            }
+            scope.live.set(scope.live.get() - 1);
+            if scope.live.get() == 0 {
+                if let Some(w) = scope.waiter.get() {
+                    self.unpark(w);
+                }
+            }
+        }
+        if let Some(r) = &runnable {
+            r.as_ref().notify_joiner(self);
+        }
+        drop(runnable);
+    }
+
+    fn dispatch(&self, tid: ThreadId, call: Syscall) {
+        if self.tracer.is_some() {
+            self.trace(tid, TraceKind::Suspend, call.name());
+        }
+        let wait = match call {
+            Syscall::Yield => {
+                self.set_ready(tid, Completion::Value(0));
+                return;
+            }
+            Syscall::Fork(child) => {
+                self.set_ready(tid, Completion::Value(0));
+                let mut q = self.ready.borrow_mut();
+                // Child first, then the parent (which set_ready queued at the back).
+                let parent = q.pop_back();
+                q.push_back(child);
+                if let Some(p) = parent {
+                    q.push_back(p);
+                }
+                return;
+            }
+            Syscall::Park => Wait::Park,
+            Syscall::Sleep(deadline) => {
+                if deadline <= self.now_ns() {
+                    self.set_ready(tid, Completion::Value(0));
+                    return;
+                }
+                self.timers.borrow_mut().add_thread(deadline, tid);
+                Wait::Timer(deadline)
+            }
+            Syscall::WaitFd(fd, readiness) => match &self.fds {
+                None => return self.fail_now(tid, Error::NoEventLoop("epoll")),
+                Some(fds) => match fds.borrow_mut().wait(&self.poller, fd, readiness, tid) {
+                    Ok(()) => Wait::Fd(fd),
+                    Err(e) => return self.fail_now(tid, e),
+                },
+            },
+            Syscall::Uring(op) => match &self.uring {
+                None => return self.fail_now(tid, Error::NoEventLoop("io_uring")),
+                Some(u) => match u.borrow_mut().push(op, tid) {
+                    Ok(id) => Wait::Uring(id),
+                    Err(e) => return self.fail_now(tid, e),
+                },
+            },
+            Syscall::Blocking(job) => match &self.pool {
+                None => return self.fail_now(tid, Error::NoEventLoop("blocking pool")),
+                Some(pool) => {
+                    let id = self.next_job.get();
+                    self.next_job.set(id + 1);
+                    pool.submit(id, tid, job, self.remote.clone());
+                    self.pool_pending.set(self.pool_pending.get() + 1);
+                    Wait::Pool(id)
+                }
+            },
+            Syscall::Custom(id, req) => {
+                let idx = id.0 as usize;
+                let Some(mut l) = self.custom.borrow_mut().get_mut(idx).and_then(|l| l.take())
+                else {
+                    return self.fail_now(tid, Error::NoEventLoop("custom (unknown LoopId)"));
+                };
+                self.set_state(tid, State::Blocked(Wait::Custom(id.0)));
+                self.custom_pending.set(self.custom_pending.get() + 1);
+                let mut done = Vec::new();
+                l.submit(
+                    tid,
+                    req,
+                    &mut LoopCx {
+                        now: self.now_instant(),
+                        done: &mut done,
+                    },
+                );
+                self.custom.borrow_mut()[idx] = Some(l);
+                self.apply_custom(idx as u32, done);
+                return;
+            }
+        };
+        self.set_state(tid, State::Blocked(wait));
+    }
+
+    fn set_state(&self, tid: ThreadId, s: State) {
+        self.tasks.borrow_mut()[tid.index as usize].state = s;
+    }
+
+    fn set_ready(&self, tid: ThreadId, c: Completion) {
+        {
+            let mut tasks = self.tasks.borrow_mut();
+            let t = &mut tasks[tid.index as usize];
+            t.state = State::Ready;
+            t.completion = c;
+        }
+        self.ready.borrow_mut().push_back(tid);
+    }
+
+    fn fail_now(&self, tid: ThreadId, e: Error) {
+        let b: Box<dyn Any> = Box::new(e);
+        self.set_ready(tid, Completion::Boxed(b));
+    }
+
+    // ----- cancellation ---------------------------------------------------------------
+
+    /// Cancels `scope`: marks it and interrupts every blocked thread under it.
+    pub(crate) fn cancel_scope(&self, scope: &ScopeInner) {
+        scope.ctx.cancel();
+        self.interrupt_scope(scope);
+    }
+
+    fn interrupt_scope(&self, scope: &ScopeInner) {
+        let mut i = scope.head.get();
+        while i != NONE {
+            let (tid, next) = {
+                let tasks = self.tasks.borrow();
+                let t = &tasks[i as usize];
+                (
+                    ThreadId {
+                        index: i,
+                        gen: t.gen,
+                    },
+                    t.next,
+                )
+            };
+            self.interrupt(tid);
+            i = next;
+        }
+        if let Some(owner) = scope.owner.get() {
+            self.interrupt(owner);
+        }
+        let children: Vec<_> = scope
+            .children
+            .borrow()
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .collect();
+        for child in children {
+            self.interrupt_scope(&child);
+        }
+    }
+
+    /// If `tid` is blocked and its context is cancelled, withdraws its call.
+    pub(crate) fn interrupt(&self, tid: ThreadId) {
+        let wait = {
+            let tasks = self.tasks.borrow();
+            let Some(t) = tasks.get(tid.index as usize) else {
+                return;
+            };
+            if t.gen != tid.gen {
+                return;
+            }
+            let State::Blocked(w) = t.state else { return };
+            if !t.ctx.as_ref().is_some_and(|c| c.is_cancelled()) {
+                return;
+            }
+            w
+        };
+        self.cancel_wait(tid, wait);
+    }
+
+    /// Withdraws `tid`'s pending call from its event loop.
+    fn cancel_wait(&self, tid: ThreadId, wait: Wait) {
+        match wait {
+            Wait::Park | Wait::Waker | Wait::Timer(_) => {
+                // Timer entries go stale: the heap checks the thread still waits on them.
+                if let Wait::Timer(_) = wait {
+                    self.timers.borrow_mut().note_stale();
+                }
+                self.complete(tid, Some(wait), Completion::Cancelled);
+            }
+            Wait::Fd(fd) => {
+                if let Some(fds) = &self.fds {
+                    fds.borrow_mut().remove_waiter(fd, tid);
+                }
+                self.complete(tid, Some(wait), Completion::Cancelled);
+            }
+            Wait::Uring(id) => {
+                // The thread resumes only when the kernel posts the op's completion, so
+                // the op's buffer is never released while the kernel may write to it.
+                if let Some(u) = &self.uring {
+                    let _ = u.borrow_mut().cancel(id);
+                }
+                self.set_state(tid, State::Blocked(Wait::UringCancelling(id)));
+            }
+            Wait::UringCancelling(_) => {}
+            Wait::Pool(job) => {
+                if let Some(pool) = &self.pool {
+                    pool.withdraw(job);
+                }
+                self.pool_pending
+                    .set(self.pool_pending.get().saturating_sub(1));
+                self.complete(tid, Some(wait), Completion::Cancelled);
+            }
+            Wait::Custom(idx) => {
+                let Some(mut l) = self
+                    .custom
+                    .borrow_mut()
+                    .get_mut(idx as usize)
+                    .and_then(|l| l.take())
+                else {
+                    return;
+                };
+                let mut done = Vec::new();
+                l.cancel(
+                    tid,
+                    &mut LoopCx {
+                        now: self.now_instant(),
+                        done: &mut done,
+                    },
+                );
+                self.custom.borrow_mut()[idx as usize] = Some(l);
+                self.apply_custom(idx, done);
+            }
+        }
+    }
+
+    fn apply_custom(&self, idx: u32, done: Vec<(ThreadId, Completion)>) {
+        for (tid, c) in done {
+            if self.complete(tid, Some(Wait::Custom(idx)), c) {
+                self.custom_pending
+                    .set(self.custom_pending.get().saturating_sub(1));
+            }
+        }
+    }
+
+    // ----- timers and clock ----------------------------------------------------------
+
+    /// Nanoseconds on this core's clock.
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    pub(crate) fn now_instant(&self) -> std::time::Instant {
+        self.clock.base() + Duration::from_nanos(self.now_ns())
+    }
+
+    pub(crate) fn add_ctx_timer(&self, deadline: u64, ctx: Rc<CancelCtx>, owner: ThreadId) -> u64 {
+        self.timers.borrow_mut().add_ctx(deadline, ctx, owner)
+    }
+
+    pub(crate) fn remove_ctx_timer(&self, key: u64) {
+        self.timers.borrow_mut().remove_ctx(key);
+    }
+
+    fn fire_timers(&self) {
+        let now = self.now_ns();
+        loop {
+            let fired = {
+                let mut timers = self.timers.borrow_mut();
+                let tasks = self.tasks.borrow();
+                timers.pop_due(now, |tid, d| {
+                    tasks.get(tid.index as usize).is_some_and(|t| {
+                        t.gen == tid.gen && t.state == State::Blocked(Wait::Timer(d))
+                    })
+                })
+            };
+            match fired {
+                None => break,
+                Some(crate::loops::timer::Fired::Thread(tid, d)) => {
+                    self.complete(tid, Some(Wait::Timer(d)), Completion::Value(0));
+                }
+                Some(crate::loops::timer::Fired::Ctx(ctx, owner)) => {
+                    ctx.timed_out.set(true);
+                    ctx.cancel();
+                    self.interrupt(owner);
+                }
+            }
+        }
+    }
+
+    // ----- the loop ------------------------------------------------------------------
+
+    /// Whether anything could still make a thread ready without outside help.
+    fn has_pending_work(&self) -> bool {
+        !self.ready.borrow().is_empty()
+            || !self.timers.borrow().is_empty()
+            || self.fds.as_ref().is_some_and(|f| f.borrow().waiters() > 0)
+            || self
+                .uring
+                .as_ref()
+                .is_some_and(|u| u.borrow().inflight() > 0)
+            || self.pool_pending.get() > 0
+            || self.custom_pending.get() > 0
+    }
+
+    /// Runs threads until `done()` holds (checked after every batch).
+    pub(crate) fn run(&self, mut done: impl FnMut(&Core) -> bool) -> Result<()> {
+        loop {
+            let n = self.ready.borrow().len();
+            for _ in 0..n {
+                let next = self.ready.borrow_mut().pop_front();
+                match next {
+                    Some(tid) => self.run_thread(tid),
+                    None => break,
+                }
+            }
+            if done(self) {
+                return Ok(());
+            }
+            let has_ready = !self.ready.borrow().is_empty();
+            if has_ready {
+                let t = self.tick.get().wrapping_add(1);
+                self.tick.set(t);
+                if t.is_multiple_of(EVENT_INTERVAL) {
+                    self.poll_events(Some(Duration::ZERO))?;
+                    self.fire_timers();
+                } else if let Some(u) = &self.uring {
+                    u.borrow_mut().submit()?;
+                }
+                continue;
+            }
+            // Idle: wait for the next event or timer.
+            let timeout = self
+                .timers
+                .borrow()
+                .next_deadline()
+                .map(|d| d.saturating_sub(self.now_ns()));
+            if self.clock.is_mock() {
+                // Mock time never passes by itself: look for real events without
+                // blocking, then jump the clock to the next timer if nothing else is due.
+                let other_work = self.fds.as_ref().is_some_and(|f| f.borrow().waiters() > 0)
+                    || self
+                        .uring
+                        .as_ref()
+                        .is_some_and(|u| u.borrow().inflight() > 0)
+                    || self.pool_pending.get() > 0
+                    || self.custom_pending.get() > 0;
+                self.poll_events(Some(Duration::ZERO))?;
+                if self.ready.borrow().is_empty() {
+                    match timeout {
+                        Some(t) if self.clock.auto_advance() => {
+                            self.clock.advance(Duration::from_nanos(t));
+                        }
+                        _ => {
+                            let wait = if other_work {
+                                Some(Duration::from_millis(1))
+                            } else {
+                                None
+                            };
+                            self.poll_events(wait)?;
+                        }
+                    }
+                }
+            } else {
+                self.poll_events(timeout.map(Duration::from_nanos))?;
+            }
+            self.fire_timers();
+        }
+    }
+
+    fn poll_events(&self, timeout: Option<Duration>) -> Result<()> {
+        if let Some(u) = &self.uring {
+            u.borrow_mut().submit()?;
+        }
+        let mut events = self.events.borrow_mut();
+        self.poller.wait(&mut events, timeout)?;
+        let mut uring_ready = false;
+        for (token, readiness) in events.iter() {
+            if token < TOKEN_REMOTE {
+                if let Some(fds) = &self.fds {
+                    let woke = fds.borrow_mut().on_event(token as RawFd, readiness);
+                    for tid in woke.into_iter().flatten() {
+                        self.complete(tid, Some(Wait::Fd(token as RawFd)), Completion::Value(0));
+                    }
+                }
+            } else if token == TOKEN_REMOTE {
+                self.remote.efd.drain()?;
+                self.drain_remote();
+            } else if token == TOKEN_URING {
+                uring_ready = true;
+            } else if token >= TOKEN_CUSTOM {
+                let idx = (token - TOKEN_CUSTOM) as u32;
+                self.poll_custom(idx);
+            }
+        }
+        drop(events);
+        if uring_ready
+            || self
+                .uring
+                .as_ref()
+                .is_some_and(|u| u.borrow().inflight() > 0)
+        {
+            self.reap_uring();
+        }
+        // Custom loops without a wake fd are polled every time.
+        let n = self.custom.borrow().len();
+        for idx in 0..n as u32 {
+            let has_fd = self.custom.borrow()[idx as usize]
+                .as_ref()
+                .is_some_and(|l| l.wake_fd().is_some());
+            if !has_fd {
+                self.poll_custom(idx);
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_custom(&self, idx: u32) {
+        let Some(mut l) = self
+            .custom
+            .borrow_mut()
+            .get_mut(idx as usize)
+            .and_then(|l| l.take())
+        else {
+            return;
+        };
+        let mut done = Vec::new();
+        l.poll(&mut LoopCx {
+            now: self.now_instant(),
+            done: &mut done,
+        });
+        self.custom.borrow_mut()[idx as usize] = Some(l);
+        self.apply_custom(idx, done);
+    }
+
+    fn reap_uring(&self) {
+        let Some(u) = &self.uring else { return };
+        let mut out = self.completions.borrow_mut();
+        u.borrow_mut().reap(&mut out);
+        let done: Vec<_> = out.drain(..).collect();
+        drop(out);
+        for (tid, c) in done {
+            let id = match &c {
+                Completion::Boxed(b) => b.downcast_ref::<iolib::uring::Completion>().map(|c| c.id),
+                _ => None,
+            };
+            let Some(id) = id else { continue };
+            let cancelled = matches!(&c, Completion::Boxed(b)
+                if b.downcast_ref::<iolib::uring::Completion>().is_some_and(|c| c.is_cancelled()));
+            let state = self.task_state(tid);
+            match state {
+                Some(State::Blocked(Wait::UringCancelling(x))) if x == id => {
+                    let c = if cancelled { Completion::Cancelled } else { c };
+                    self.complete(tid, Some(Wait::UringCancelling(id)), c);
+                }
+                Some(State::Blocked(Wait::Uring(x))) if x == id => {
+                    self.complete(tid, Some(Wait::Uring(id)), c);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn drain_remote(&self) {
+        let msgs = self.remote.take();
+        for m in msgs {
+            match m {
+                RemoteMsg::Wake(tid) => self.wake(tid),
+                RemoteMsg::PoolDone { tid, job, result } => {
+                    if self.task_state(tid) == Some(State::Blocked(Wait::Pool(job))) {
+                        self.pool_pending
+                            .set(self.pool_pending.get().saturating_sub(1));
+                        let c: Box<dyn Any> = Box::new(result);
+                        self.complete(tid, Some(Wait::Pool(job)), Completion::Boxed(c));
+                    }
+                }
+                RemoteMsg::Run(f) => f(),
+                RemoteMsg::Shutdown => self.begin_shutdown(),
+            }
+        }
+    }
+
+    /// Cancels every thread on this core (the root scope and all under it).
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutting_down.set(true);
+        let root = self.root.clone();
+        self.cancel_scope(&root);
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
+
+    /// Whether a thread is still alive and could run again.
+    pub(crate) fn idle(&self) -> bool {
+        self.live.get() == 0 && !self.has_pending_work()
+    }
+
+    /// Drops every remaining thread (after shutdown gave them the chance to finish).
+    pub(crate) fn destroy_all(&self) {
+        let n = self.tasks.borrow().len();
+        for i in 0..n {
+            let (tid, wait) = {
+                let tasks = self.tasks.borrow();
+                let t = &tasks[i];
+                match t.state {
+                    State::Free => continue,
+                    State::Blocked(w) => (
+                        ThreadId {
+                            index: i as u32,
+                            gen: t.gen,
+                        },
+                        Some(w),
+                    ),
+                    _ => (
+                        ThreadId {
+                            index: i as u32,
+                            gen: t.gen,
+                        },
+                        None,
+                    ),
+                }
+            };
+            if let Some(w) = wait {
+                if !matches!(w, Wait::Uring(_) | Wait::UringCancelling(_)) {
+                    self.cancel_wait(tid, w);
+                }
+            }
+            let r = {
+                let mut tasks = self.tasks.borrow_mut();
+                let t = &mut tasks[i];
+                if matches!(
+                    t.state,
+                    State::Blocked(Wait::Uring(_)) | State::Blocked(Wait::UringCancelling(_))
+                ) {
+                    // The ring keeps the op's buffers until the kernel is done (or leaks
+                    // them on drop); the future itself holds none of them.
+                }
+                t.state = State::Free;
+                t.gen = t.gen.wrapping_add(1) & 0x7fff_ffff;
+                t.scope = None;
+                t.ctx = None;
+                t.runnable.take()
+            };
+            drop(r);
+        }
+    }
+
+    // ----- tracing -------------------------------------------------------------------
+
+    pub(crate) fn trace(&self, tid: ThreadId, kind: TraceKind, name: &'static str) {
+        if let Some(t) = &self.tracer {
+            let ns = self.clock.real_elapsed_ns();
+            t.borrow_mut().record(ns, tid, kind, name);
+        }
+    }
+
+    pub(crate) fn take_trace(&self) -> Option<Tracer> {
+        self.tracer
+            .as_ref()
+            .map(|t| std::mem::replace(&mut *t.borrow_mut(), Tracer::new(self.id)))
+    }
+}
+
+/// Restores the previous current core on drop.
+pub(crate) struct EnterGuard {
+    prev: *const Core,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.prev));
+    }
+}
+
+/// Runs `f` with the current core; panics with a clear message outside a runtime.
+pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> R {
+    match Core::current() {
+        Some(c) => f(c),
+        None => panic!("threadlib: this call must be made from a thread of a threadlib runtime"),
+    }
+}

@@ -1,0 +1,146 @@
+//! The epoll loop: threads wait for a file descriptor to become readable or writable.
+//!
+//! Descriptors are registered edge-triggered for both directions on first use, so a
+//! wait costs no system call after the first; a thread waits only after it has seen
+//! `EAGAIN`, which makes edge-triggering safe (a spurious wake-up just retries). Close a
+//! descriptor only after [`forget`] so the registration does not outlive it.
+
+use std::os::fd::RawFd;
+
+use iolib::epoll::{Epoll, Interest, Readiness as EpollReadiness};
+
+use crate::core::{with_core, Core, ThreadId};
+use crate::error::{Error, Result};
+use crate::syscall::{call, Readiness, Syscall};
+
+#[derive(Default, Clone, Copy)]
+struct Entry {
+    registered: bool,
+    reader: Option<ThreadId>,
+    writer: Option<ThreadId>,
+}
+
+/// Per-core table of descriptors and the threads waiting on them.
+pub(crate) struct FdLoop {
+    entries: Vec<Entry>,
+    waiters: usize,
+}
+
+impl FdLoop {
+    pub(crate) fn new() -> Self {
+        FdLoop {
+            entries: Vec::new(),
+            waiters: 0,
+        }
+    }
+
+    pub(crate) fn waiters(&self) -> usize {
+        self.waiters
+    }
+
+    pub(crate) fn wait(
+        &mut self,
+        poller: &Epoll,
+        fd: RawFd,
+        r: Readiness,
+        tid: ThreadId,
+    ) -> Result<()> {
+        if fd < 0 {
+            return Err(Error::Io(std::io::Error::from_raw_os_error(libc::EBADF)));
+        }
+        let i = fd as usize;
+        if i >= self.entries.len() {
+            self.entries.resize(i + 1, Entry::default());
+        }
+        let e = &mut self.entries[i];
+        if !e.registered {
+            poller.add(fd, Interest::BOTH.edge(), fd as u64)?;
+            e.registered = true;
+        }
+        let slot = match r {
+            Readiness::Read => &mut e.reader,
+            Readiness::Write => &mut e.writer,
+        };
+        if slot.is_some_and(|t| t != tid) {
+            return Err(Error::FdBusy(fd));
+        }
+        if slot.is_none() {
+            self.waiters += 1;
+        }
+        *slot = Some(tid);
+        Ok(())
+    }
+
+    /// Readiness arrived for `fd`: the threads to wake.
+    pub(crate) fn on_event(&mut self, fd: RawFd, r: EpollReadiness) -> [Option<ThreadId>; 2] {
+        let Some(e) = self.entries.get_mut(fd as usize) else {
+            return [None, None];
+        };
+        let rd = if r.is_readable() {
+            e.reader.take()
+        } else {
+            None
+        };
+        let wr = if r.is_writable() {
+            e.writer.take()
+        } else {
+            None
+        };
+        self.waiters -= rd.is_some() as usize + wr.is_some() as usize;
+        [rd, wr]
+    }
+
+    pub(crate) fn remove_waiter(&mut self, fd: RawFd, tid: ThreadId) {
+        if let Some(e) = self.entries.get_mut(fd as usize) {
+            if e.reader == Some(tid) {
+                e.reader = None;
+                self.waiters -= 1;
+            }
+            if e.writer == Some(tid) {
+                e.writer = None;
+                self.waiters -= 1;
+            }
+        }
+    }
+
+    /// Deregisters `fd`; returns the threads that were waiting on it.
+    pub(crate) fn forget(&mut self, poller: &Epoll, fd: RawFd) -> [Option<ThreadId>; 2] {
+        let Some(e) = self.entries.get_mut(fd as usize) else {
+            return [None, None];
+        };
+        if e.registered {
+            let _ = poller.delete(fd);
+        }
+        let out = [e.reader.take(), e.writer.take()];
+        self.waiters -= out.iter().flatten().count();
+        *e = Entry::default();
+        out
+    }
+}
+
+impl Core {
+    pub(crate) fn forget_fd(&self, fd: RawFd) {
+        if let Some(fds) = self.fds_loop() {
+            let woke = fds.borrow_mut().forget(self.poller(), fd);
+            for tid in woke.into_iter().flatten() {
+                self.complete(
+                    tid,
+                    Some(crate::core::Wait::Fd(fd)),
+                    crate::core::Completion::Value(-(libc::EBADF as i64)),
+                );
+            }
+        }
+    }
+}
+
+/// Suspends the calling thread until `fd` is ready for `r` (or it is cancelled).
+/// Call it after an operation on the non-blocking `fd` returned `EAGAIN`.
+pub async fn wait(fd: RawFd, r: Readiness) -> Result<()> {
+    crate::thread::completion_value(call(Syscall::WaitFd(fd, r)).await?).map(|_| ())
+}
+
+/// Drops the epoll registration of `fd` before it is closed; threads still waiting on
+/// it resume with `EBADF`.
+pub fn forget(fd: RawFd) {
+    with_core(|c| c.forget_fd(fd));
+}

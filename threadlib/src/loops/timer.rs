@@ -1,0 +1,115 @@
+//! The timer loop: a binary heap of deadlines for sleeping threads and for timeouts
+//! (cancellation contexts that expire). Cancelled entries are left in the heap and
+//! skipped when they surface; the heap is compacted when they outnumber live ones.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::rc::Rc;
+
+use crate::cancel::CancelCtx;
+use crate::core::ThreadId;
+
+const CTX_BIT: u64 = 1 << 63;
+
+/// A timer that fired.
+pub(crate) enum Fired {
+    Thread(ThreadId, u64),
+    Ctx(Rc<CancelCtx>, ThreadId),
+}
+
+pub(crate) struct TimerLoop {
+    heap: BinaryHeap<Reverse<(u64, u64)>>,
+    ctx: HashMap<u64, (Rc<CancelCtx>, ThreadId)>,
+    next_ctx: u64,
+    stale: usize,
+}
+
+impl TimerLoop {
+    pub(crate) fn new() -> Self {
+        TimerLoop {
+            heap: BinaryHeap::new(),
+            ctx: HashMap::new(),
+            next_ctx: 0,
+            stale: 0,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.heap.len() <= self.stale
+    }
+
+    pub(crate) fn add_thread(&mut self, deadline: u64, tid: ThreadId) {
+        self.heap.push(Reverse((deadline, tid.pack())));
+    }
+
+    pub(crate) fn add_ctx(&mut self, deadline: u64, ctx: Rc<CancelCtx>, owner: ThreadId) -> u64 {
+        let key = CTX_BIT | self.next_ctx;
+        self.next_ctx += 1;
+        self.ctx.insert(key, (ctx, owner));
+        self.heap.push(Reverse((deadline, key)));
+        key
+    }
+
+    pub(crate) fn remove_ctx(&mut self, key: u64) {
+        if self.ctx.remove(&key).is_some() {
+            self.note_stale();
+        }
+    }
+
+    /// An entry was abandoned (its thread was cancelled or its timeout removed).
+    pub(crate) fn note_stale(&mut self) {
+        self.stale += 1;
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
+        self.heap.peek().map(|Reverse((d, _))| *d)
+    }
+
+    /// Pops the next entry due at `now` that is still live (`live(tid, deadline)` tells
+    /// for thread entries); `None` when nothing more is due.
+    pub(crate) fn pop_due(
+        &mut self,
+        now: u64,
+        live: impl Fn(ThreadId, u64) -> bool,
+    ) -> Option<Fired> {
+        while let Some(&Reverse((d, key))) = self.heap.peek() {
+            if d > now {
+                break;
+            }
+            self.heap.pop();
+            if key & CTX_BIT != 0 {
+                match self.ctx.remove(&key) {
+                    Some((ctx, owner)) => return Some(Fired::Ctx(ctx, owner)),
+                    None => self.stale = self.stale.saturating_sub(1),
+                }
+            } else {
+                let tid = ThreadId::unpack(key);
+                if live(tid, d) {
+                    return Some(Fired::Thread(tid, d));
+                }
+                self.stale = self.stale.saturating_sub(1);
+            }
+        }
+        if self.stale > 1024 && self.stale * 2 > self.heap.len() {
+            self.compact(&live);
+        }
+        None
+    }
+
+    fn compact(&mut self, live: &impl Fn(ThreadId, u64) -> bool) {
+        let ctx = &self.ctx;
+        let entries: Vec<_> = std::mem::take(&mut self.heap)
+            .into_vec()
+            .into_iter()
+            .filter(|Reverse((d, key))| {
+                if key & CTX_BIT != 0 {
+                    ctx.contains_key(key)
+                } else {
+                    live(ThreadId::unpack(*key), *d)
+                }
+            })
+            .collect();
+        self.heap = BinaryHeap::from(entries);
+        self.stale = 0;
+    }
+}

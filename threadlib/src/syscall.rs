@@ -1,0 +1,127 @@
+//! System calls: the explicit values a thread hands its scheduler when it suspends.
+//!
+//! Every suspension of a thread is one [`Syscall`]. The scheduler routes it to the event
+//! loop responsible for it; when that loop completes the call, the thread becomes ready
+//! and resumes with the result. Because the scheduler sees every suspension, it can
+//! trace it and cancel it exactly.
+
+use std::any::Any;
+use std::future::Future;
+use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::core::{Completion, Core, ThreadId};
+use crate::error::{Error, Result};
+use crate::loops::LoopId;
+
+/// Which readiness a thread waits for on a file descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Wait until a read would not block.
+    Read,
+    /// Wait until a write would not block.
+    Write,
+}
+
+/// A job for the blocking pool: runs on a pool OS thread, returns a boxed value.
+pub type BlockingJob = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
+
+/// A system call: what a suspended thread asks of its scheduler.
+pub enum Syscall {
+    /// Go to the back of the run queue.
+    Yield,
+    /// The new thread `child` (already created) runs first, then the caller.
+    Fork(ThreadId),
+    /// Sleep until woken by [`unpark`](crate::unpark) (or cancelled).
+    Park,
+    /// Sleep until the core's clock reaches the deadline (nanoseconds on the core clock).
+    Sleep(u64),
+    /// Wait until `fd` is ready for `Readiness` (epoll loop).
+    WaitFd(RawFd, Readiness),
+    /// Run an io_uring operation (io_uring loop).
+    Uring(iolib::uring::Op),
+    /// Run a closure on the blocking pool.
+    Blocking(BlockingJob),
+    /// A user-defined call for a user-supplied event loop.
+    Custom(LoopId, Box<dyn Any>),
+}
+
+impl Syscall {
+    /// A short name, as shown in traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Syscall::Yield => "yield",
+            Syscall::Fork(_) => "fork",
+            Syscall::Park => "park",
+            Syscall::Sleep(_) => "sleep",
+            Syscall::WaitFd(_, Readiness::Read) => "wait_readable",
+            Syscall::WaitFd(_, Readiness::Write) => "wait_writable",
+            Syscall::Uring(_) => "uring",
+            Syscall::Blocking(_) => "blocking",
+            Syscall::Custom(..) => "custom",
+        }
+    }
+}
+
+impl std::fmt::Debug for Syscall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The future that performs one system call: the first poll hands the call to the
+/// scheduler and suspends; the poll after completion returns the result.
+#[must_use = "a system call does nothing unless awaited"]
+pub(crate) struct Call {
+    call: Option<Syscall>,
+}
+
+impl Call {
+    pub(crate) fn new(call: Syscall) -> Self {
+        Call { call: Some(call) }
+    }
+}
+
+impl Unpin for Call {}
+
+impl Future for Call {
+    type Output = Result<Completion>;
+
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(core) = Core::current() else {
+            return Poll::Ready(Err(Error::NoRuntime));
+        };
+        match self.call.take() {
+            Some(call) => core.leave_call(call),
+            None => core.take_completion(),
+        }
+    }
+}
+
+/// Performs `call` and converts its completion.
+pub(crate) async fn call(call: Syscall) -> Result<Completion> {
+    Call::new(call).await
+}
+
+/// Performs a user-defined call served by the custom event loop `id`, returning the
+/// value that loop completed it with (see [`EventLoop`](crate::loops::EventLoop)).
+///
+/// Fails with [`Error::Other`] if the loop replies with a value of a different type.
+pub async fn custom<R: 'static>(id: LoopId, request: Box<dyn Any>) -> Result<R> {
+    match call(Syscall::Custom(id, request)).await? {
+        Completion::Boxed(b) => match b.downcast::<Result<R>>() {
+            Ok(r) => *r,
+            Err(b) => match b.downcast::<R>() {
+                Ok(r) => Ok(*r),
+                Err(_) => Err(Error::other(
+                    "custom event loop replied with an unexpected type",
+                )),
+            },
+        },
+        Completion::Value(v) if v < 0 => {
+            Err(Error::Io(std::io::Error::from_raw_os_error(-v as i32)))
+        }
+        _ => Err(Error::other("custom event loop replied without a value")),
+    }
+}

@@ -1,0 +1,286 @@
+//! Threads: spawning, joining, yielding, parking.
+
+use std::cell::{Cell, UnsafeCell};
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use crate::core::{with_core, Completion, Core, ThreadId};
+use crate::error::{Error, Result};
+use crate::scope::ScopeInner;
+use crate::syscall::{Call, Syscall};
+
+/// How a thread ended, as its scope sees it.
+pub(crate) enum Exit {
+    Ok,
+    Failed(Error),
+}
+
+/// The scheduler's view of a thread: something to poll.
+pub(crate) trait Runnable {
+    fn poll_thread(self: Pin<&Self>, cx: &mut Context<'_>) -> Poll<Exit>;
+    fn notify_joiner(self: Pin<&Self>, core: &Core);
+}
+
+/// A joiner's view of a thread: where its result appears.
+trait JoinSlot<T> {
+    fn take(&self) -> Option<Result<T>>;
+    fn set_joiner(&self, tid: ThreadId);
+}
+
+enum Stage<F, T> {
+    Running(F),
+    Done(Result<T>),
+    Taken,
+}
+
+/// One allocation per thread: the future, then its result, plus who waits for it.
+struct ThreadCell<F, T> {
+    stage: UnsafeCell<Stage<F, T>>,
+    joiner: Cell<Option<ThreadId>>,
+    /// Errors of scoped threads go to the scope; plain threads keep them for the joiner.
+    scoped: bool,
+}
+
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+impl<F, T> Runnable for ThreadCell<F, T>
+where
+    F: Future<Output = Result<T>>,
+{
+    fn poll_thread(self: Pin<&Self>, cx: &mut Context<'_>) -> Poll<Exit> {
+        // SAFETY: only the scheduler polls a thread, never re-entrantly, and joiners
+        // touch `stage` only through `take`, which runs while this thread is not being
+        // polled (single-threaded core); so this is the only live reference.
+        let stage = unsafe { &mut *self.stage.get() };
+        let Stage::Running(f) = stage else {
+            return Poll::Ready(Exit::Ok);
+        };
+        // SAFETY: the cell lives in a pinned Rc and the future is never moved out of
+        // `stage` while running; it is dropped in place when replaced below.
+        let f = unsafe { Pin::new_unchecked(f) };
+        let out = match catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(v)) => v,
+            Err(p) => Err(Error::Panicked(panic_message(&*p))),
+        };
+        // Drop the future first: its destructors may call into the scheduler.
+        *stage = Stage::Taken;
+        let (stored, exit) = match out {
+            Err(e) if self.scoped => (Err(Error::ScopeFailed), Exit::Failed(e)),
+            other => (other, Exit::Ok),
+        };
+        // SAFETY: as above; no other reference to `stage` exists during this call.
+        unsafe { *self.stage.get() = Stage::Done(stored) };
+        Poll::Ready(exit)
+    }
+
+    fn notify_joiner(self: Pin<&Self>, core: &Core) {
+        if let Some(j) = self.joiner.take() {
+            core.unpark(j);
+        }
+    }
+}
+
+impl<F, T> JoinSlot<T> for ThreadCell<F, T> {
+    fn take(&self) -> Option<Result<T>> {
+        // SAFETY: called by the joiner while the thread is not being polled (one core,
+        // one thread running at a time), so no other reference to `stage` is live.
+        let stage = unsafe { &mut *self.stage.get() };
+        match stage {
+            Stage::Done(_) => match std::mem::replace(stage, Stage::Taken) {
+                Stage::Done(r) => Some(r),
+                _ => unreachable!(),
+            },
+            Stage::Taken => Some(Err(Error::other("thread result already taken"))),
+            Stage::Running(_) => None,
+        }
+    }
+
+    fn set_joiner(&self, tid: ThreadId) {
+        self.joiner.set(Some(tid));
+    }
+}
+
+/// Awaits a thread's result. Dropping the handle detaches the thread.
+pub struct JoinHandle<T> {
+    slot: Rc<dyn JoinSlot<T>>,
+    id: ThreadId,
+    park: Option<Call>,
+}
+
+impl<T> JoinHandle<T> {
+    /// The thread's id.
+    pub fn id(&self) -> ThreadId {
+        self.id
+    }
+}
+
+impl<T> Unpin for JoinHandle<T> {}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        loop {
+            if let Some(park) = &mut self.park {
+                match Pin::new(park).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => {
+                        self.park = None;
+                        return Poll::Ready(Err(e));
+                    }
+                    Poll::Ready(Ok(_)) => self.park = None,
+                }
+            }
+            if let Some(r) = self.slot.take() {
+                return Poll::Ready(r);
+            }
+            let Some(me) = Core::current().and_then(|c| c.current_thread()) else {
+                return Poll::Ready(Err(Error::NoRuntime));
+            };
+            self.slot.set_joiner(me);
+            self.park = Some(Call::new(Syscall::Park));
+        }
+    }
+}
+
+/// Adapts a plain future into one producing `Result`.
+struct Plain<F>(F);
+
+impl<F: Future> Future for Plain<F> {
+    type Output = Result<F::Output>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning of the only field.
+        unsafe { self.map_unchecked_mut(|s| &mut s.0) }
+            .poll(cx)
+            .map(Ok)
+    }
+}
+
+pub(crate) fn spawn_in<F, T>(
+    core: &Core,
+    scope: &Rc<ScopeInner>,
+    fut: F,
+    scoped: bool,
+    queue: bool,
+) -> JoinHandle<T>
+where
+    F: Future<Output = Result<T>> + 'static,
+    T: 'static,
+{
+    let cell = Rc::new(ThreadCell {
+        stage: UnsafeCell::new(Stage::Running(fut)),
+        joiner: Cell::new(None),
+        scoped,
+    });
+    let slot: Rc<dyn JoinSlot<T>> = cell.clone();
+    // SAFETY: the cell is never moved out of its Rc allocation.
+    let runnable: Pin<Rc<dyn Runnable>> = unsafe { Pin::new_unchecked(cell) };
+    let id = core.spawn_runnable(runnable, scope, queue);
+    JoinHandle {
+        slot,
+        id,
+        park: None,
+    }
+}
+
+/// Spawns a thread on the current core, outside any scope (it is cancelled only when
+/// the runtime shuts down). Returns a handle to await its result.
+///
+/// # Panics
+/// Outside a threadlib runtime; use [`try_spawn`] to get an error instead.
+pub fn spawn<F>(fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    try_spawn(fut).expect("threadlib::spawn called outside a threadlib runtime")
+}
+
+/// Like [`spawn`], but fails with [`Error::NoRuntime`] outside a runtime.
+pub fn try_spawn<F>(fut: F) -> Result<JoinHandle<F::Output>>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let core = Core::current().ok_or(Error::NoRuntime)?;
+    let root = core.root.clone();
+    Ok(spawn_in(core, &root, Plain(fut), false, true))
+}
+
+/// Forks a thread and lets it run before the caller continues (the `Fork` system
+/// call): the child goes to the front of the line, the caller right behind it.
+pub async fn fork<F>(fut: F) -> Result<JoinHandle<F::Output>>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let core = Core::current().ok_or(Error::NoRuntime)?;
+    let root = core.root.clone();
+    let h = spawn_in(core, &root, Plain(fut), false, false);
+    Call::new(Syscall::Fork(h.id)).await?;
+    Ok(h)
+}
+
+/// Lets every other ready thread run once before the caller continues.
+pub async fn yield_now() -> Result<()> {
+    Call::new(Syscall::Yield).await.map(|_| ())
+}
+
+/// Suspends the caller until [`unpark`] wakes it or it is cancelled.
+pub async fn park() -> Result<()> {
+    Call::new(Syscall::Park).await.map(|_| ())
+}
+
+/// Wakes `tid` if it is parked on this core; returns whether it was.
+pub fn unpark(tid: ThreadId) -> bool {
+    Core::try_with(|c| c.unpark(tid)).unwrap_or(false)
+}
+
+/// The calling thread's id (`None` outside a thread).
+pub fn current() -> Option<ThreadId> {
+    Core::current().and_then(|c| c.current_thread())
+}
+
+/// The index of the core the caller runs on (`None` outside a runtime).
+pub fn core_index() -> Option<usize> {
+    Core::try_with(|c| c.id)
+}
+
+/// Number of live threads on the current core.
+pub fn live_threads() -> usize {
+    with_core(|c| c.live_threads())
+}
+
+pub(crate) fn completion_value(c: Completion) -> Result<i64> {
+    match c {
+        Completion::Value(v) if v < 0 => {
+            Err(Error::Io(std::io::Error::from_raw_os_error(-v as i32)))
+        }
+        Completion::Value(v) => Ok(v),
+        Completion::Boxed(b) => match b.downcast::<Error>() {
+            Ok(e) => Err(*e),
+            Err(_) => Ok(0),
+        },
+        Completion::Cancelled => Err(Error::Cancelled),
+        Completion::Empty => Ok(0),
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// Takes the result if the thread has finished (without waiting).
+    pub(crate) fn try_take(&self) -> Option<Result<T>> {
+        self.slot.take()
+    }
+}

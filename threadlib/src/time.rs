@@ -1,0 +1,188 @@
+//! Time as a capability: the real monotonic clock, or a mock clock that only moves when
+//! told (or, with auto-advance, jumps to the next timer when every thread is idle), so
+//! a test of a ten-minute timeout runs in microseconds.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::cancel::{CancelCtx, InCtx};
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::syscall::{call, Syscall};
+
+/// A core's clock.
+pub(crate) enum ClockKind {
+    Real {
+        base: Instant,
+    },
+    Mock {
+        base: Instant,
+        offset: Cell<u64>,
+        auto: bool,
+    },
+}
+
+impl ClockKind {
+    pub(crate) fn real() -> ClockKind {
+        ClockKind::Real {
+            base: Instant::now(),
+        }
+    }
+
+    pub(crate) fn mock(auto: bool) -> ClockKind {
+        ClockKind::Mock {
+            base: Instant::now(),
+            offset: Cell::new(0),
+            auto,
+        }
+    }
+
+    pub(crate) fn now_ns(&self) -> u64 {
+        match self {
+            ClockKind::Real { base } => base.elapsed().as_nanos() as u64,
+            ClockKind::Mock { offset, .. } => offset.get(),
+        }
+    }
+
+    pub(crate) fn base(&self) -> Instant {
+        match self {
+            ClockKind::Real { base } | ClockKind::Mock { base, .. } => *base,
+        }
+    }
+
+    pub(crate) fn real_elapsed_ns(&self) -> u64 {
+        self.base().elapsed().as_nanos() as u64
+    }
+
+    pub(crate) fn is_mock(&self) -> bool {
+        matches!(self, ClockKind::Mock { .. })
+    }
+
+    pub(crate) fn auto_advance(&self) -> bool {
+        matches!(self, ClockKind::Mock { auto: true, .. })
+    }
+
+    pub(crate) fn advance(&self, d: Duration) -> bool {
+        match self {
+            ClockKind::Mock { offset, .. } => {
+                offset.set(offset.get().saturating_add(d.as_nanos() as u64));
+                true
+            }
+            ClockKind::Real { .. } => false,
+        }
+    }
+}
+
+fn to_ns(core: &Core, t: Instant) -> u64 {
+    t.saturating_duration_since(core.clock.base()).as_nanos() as u64
+}
+
+/// The clock capability of the current core: pass it to code that needs time, and a
+/// test can hand it a mock one by building the runtime with
+/// [`Builder::mock_clock`](crate::Builder::mock_clock).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    _private: (),
+}
+
+impl Clock {
+    /// The current core's clock.
+    pub fn current() -> Result<Clock> {
+        Core::current().ok_or(Error::NoRuntime)?;
+        Ok(Clock { _private: () })
+    }
+
+    /// The current time on this clock.
+    pub fn now(&self) -> Instant {
+        now()
+    }
+
+    /// Whether this is a mock clock.
+    pub fn is_mock(&self) -> bool {
+        Core::try_with(|c| c.clock.is_mock()).unwrap_or(false)
+    }
+
+    /// Moves a mock clock forward by `d`; timers due by then fire at the scheduler's
+    /// next pass. Fails on the real clock.
+    pub fn advance(&self, d: Duration) -> Result<()> {
+        advance(d)
+    }
+
+    /// Sleeps for `d` on this clock.
+    pub async fn sleep(&self, d: Duration) -> Result<()> {
+        sleep(d).await
+    }
+}
+
+/// The current core's time (real or mock); outside a runtime, the real time.
+pub fn now() -> Instant {
+    Core::try_with(|c| c.now_instant()).unwrap_or_else(Instant::now)
+}
+
+/// Moves the current core's mock clock forward by `d`.
+pub fn advance(d: Duration) -> Result<()> {
+    let core = Core::current().ok_or(Error::NoRuntime)?;
+    if core.clock.advance(d) {
+        Ok(())
+    } else {
+        Err(Error::other(
+            "advance: the runtime uses the real clock (build it with mock_clock)",
+        ))
+    }
+}
+
+/// Suspends the calling thread for `d`.
+pub async fn sleep(d: Duration) -> Result<()> {
+    let core = Core::current().ok_or(Error::NoRuntime)?;
+    let deadline = core
+        .now_ns()
+        .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
+    call(Syscall::Sleep(deadline)).await.map(|_| ())
+}
+
+/// Suspends the calling thread until `deadline` on the core's clock.
+pub async fn sleep_until(deadline: Instant) -> Result<()> {
+    let core = Core::current().ok_or(Error::NoRuntime)?;
+    call(Syscall::Sleep(to_ns(core, deadline)))
+        .await
+        .map(|_| ())
+}
+
+struct TimerGuard {
+    key: u64,
+}
+
+impl Drop for TimerGuard {
+    fn drop(&mut self) {
+        let _ = Core::try_with(|c| c.remove_ctx_timer(self.key));
+    }
+}
+
+/// Runs `fut`, cancelling it if it has not finished after `d` (Eio's
+/// `Time.with_timeout`): its pending system call returns `Cancelled`, and if `fut`
+/// then fails with `Cancelled` the result is [`Error::TimedOut`]. Works with borrowed
+/// futures: no new thread is made.
+pub async fn with_timeout<F, T>(d: Duration, fut: F) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
+    let core = Core::current().ok_or(Error::NoRuntime)?;
+    let Some(owner) = core.current_thread() else {
+        return Err(Error::NoRuntime);
+    };
+    let parent = core.current_ctx().unwrap_or_else(|| core.root.ctx.clone());
+    let ctx: Rc<CancelCtx> = CancelCtx::child(&parent, false);
+    let deadline = core
+        .now_ns()
+        .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
+    let _guard = TimerGuard {
+        key: core.add_ctx_timer(deadline, ctx.clone(), owner),
+    };
+    let r = InCtx::new(ctx.clone(), fut).await;
+    match r {
+        Err(Error::Cancelled) if ctx.timed_out.get() => Err(Error::TimedOut),
+        other => other,
+    }
+}

@@ -1,0 +1,118 @@
+//! Optional tracing of thread spawn, run, suspend (with the system call), resume and
+//! exit, written in Chrome's trace-event JSON format, which Perfetto and
+//! chrome://tracing open. Off by default; when off, each trace point is one branch.
+
+use std::fmt::Write as _;
+
+use crate::core::ThreadId;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TraceKind {
+    Spawn,
+    RunBegin,
+    RunEnd,
+    Suspend,
+    Resume,
+    Exit,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    ns: u64,
+    tid: u32,
+    kind: TraceKind,
+    name: &'static str,
+}
+
+/// The events recorded by one core.
+#[derive(Debug)]
+pub struct Tracer {
+    core: usize,
+    events: Vec<Event>,
+}
+
+impl Tracer {
+    pub(crate) fn new(core: usize) -> Tracer {
+        Tracer {
+            core,
+            events: Vec::new(),
+        }
+    }
+
+    pub(crate) fn record(&mut self, ns: u64, tid: ThreadId, kind: TraceKind, name: &'static str) {
+        self.events.push(Event {
+            ns,
+            tid: tid.index(),
+            kind,
+            name,
+        });
+    }
+
+    /// Number of recorded events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+fn escape(s: &str, out: &mut String) {
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// Renders the traces of all cores as one Chrome trace-event JSON document
+/// (`{"traceEvents": [...]}`): `pid` is the core, `tid` the thread slot; running
+/// intervals are `B`/`E` pairs, the rest instant events whose `name` is the event (for
+/// suspensions, the system call).
+pub fn chrome_json(tracers: &[Tracer]) -> String {
+    let mut out =
+        String::with_capacity(64 + tracers.iter().map(|t| t.events.len() * 96).sum::<usize>());
+    out.push_str("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
+    let mut first = true;
+    for t in tracers {
+        let _ = write!(
+            out,
+            "{}{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{},\"tid\":0,\"args\":{{\"name\":\"core {}\"}}}}",
+            if first { "" } else { "," },
+            t.core,
+            t.core
+        );
+        first = false;
+        for e in &t.events {
+            let (ph, cat) = match e.kind {
+                TraceKind::RunBegin => ("B", "run"),
+                TraceKind::RunEnd => ("E", "run"),
+                TraceKind::Spawn => ("i", "spawn"),
+                TraceKind::Suspend => ("i", "suspend"),
+                TraceKind::Resume => ("i", "resume"),
+                TraceKind::Exit => ("i", "exit"),
+            };
+            out.push_str(",{\"name\":\"");
+            escape(e.name, &mut out);
+            let _ = write!(
+                out,
+                "\",\"cat\":\"{cat}\",\"ph\":\"{ph}\",\"ts\":{}.{:03},\"pid\":{},\"tid\":{}{}}}",
+                e.ns / 1000,
+                e.ns % 1000,
+                t.core,
+                e.tid,
+                if ph == "i" { ",\"s\":\"t\"" } else { "" }
+            );
+        }
+    }
+    out.push_str("]}\n");
+    out
+}
