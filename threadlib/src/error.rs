@@ -62,8 +62,10 @@ impl Error {
 }
 
 impl From<iolib::Error> for Error {
+    /// Keeps the raw OS error (so callers can match on errno); the operation name is
+    /// dropped.
     fn from(e: iolib::Error) -> Self {
-        Error::Io(e.into())
+        Error::Io(e.source)
     }
 }
 

@@ -1,0 +1,324 @@
+//! The network interface threads use, and its kernel-TCP implementation.
+//!
+//! Programs are written against the [`Network`], [`Listener`] and [`Stream`] traits, so
+//! the same code runs on kernel sockets ([`KernelNet`]: non-blocking sockets with
+//! readiness from the epoll loop) or on the user-space TCP stack. Every call is a
+//! cancellation point; wrap any of them in [`with_timeout`](crate::with_timeout) for a
+//! deadline.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+
+use crate::error::{Error, Result};
+use crate::fd::wait;
+use crate::fs::File;
+use crate::syscall::Readiness;
+
+pub use iolib::socket::ListenOptions;
+
+/// A network capability: something that can listen and connect.
+#[allow(async_fn_in_trait)]
+pub trait Network: Clone + 'static {
+    /// Listening sockets of this network.
+    type Listener: Listener<Stream = Self::Stream>;
+    /// Connected streams of this network.
+    type Stream: Stream;
+
+    /// Listens on `addr` (port 0 picks a free port).
+    async fn listen(&self, addr: SocketAddr, opts: ListenOptions) -> Result<Self::Listener>;
+
+    /// Connects to `addr`.
+    async fn connect(&self, addr: SocketAddr) -> Result<Self::Stream>;
+}
+
+/// A listening socket.
+#[allow(async_fn_in_trait)]
+pub trait Listener {
+    /// The streams it accepts.
+    type Stream: Stream;
+
+    /// Waits for the next connection.
+    async fn accept(&self) -> Result<(Self::Stream, SocketAddr)>;
+
+    /// The address it listens on.
+    fn local_addr(&self) -> Result<SocketAddr>;
+}
+
+/// A connected byte stream.
+#[allow(async_fn_in_trait)]
+pub trait Stream {
+    /// Reads some bytes; `Ok(0)` means the peer closed its sending side.
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize>;
+
+    /// Writes some bytes, returning how many were taken.
+    async fn write(&mut self, buf: &[u8]) -> Result<usize>;
+
+    /// Writes from several buffers at once (one system call where possible).
+    async fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize>;
+
+    /// Shuts down one or both directions.
+    async fn shutdown(&mut self, how: Shutdown) -> Result<()>;
+
+    /// The local address.
+    fn local_addr(&self) -> Result<SocketAddr>;
+
+    /// The peer's address.
+    fn peer_addr(&self) -> Result<SocketAddr>;
+
+    /// Enables or disables Nagle's algorithm (`TCP_NODELAY`).
+    fn set_nodelay(&self, on: bool) -> Result<()>;
+
+    /// Writes all of `buf`.
+    async fn write_all(&mut self, mut buf: &[u8]) -> Result<()> {
+        while !buf.is_empty() {
+            let n = self.write(buf).await?;
+            if n == 0 {
+                return Err(Error::Io(io::ErrorKind::WriteZero.into()));
+            }
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Writes all of `bufs`, in order.
+    async fn write_all_vectored(&mut self, bufs: &[&[u8]]) -> Result<()> {
+        let mut idx = 0;
+        let mut off = 0;
+        while idx < bufs.len() {
+            let mut slices: [IoSlice<'_>; 8] = [IoSlice::new(&[]); 8];
+            let mut n = 0;
+            for (k, b) in bufs[idx..].iter().take(8).enumerate() {
+                slices[k] = IoSlice::new(if k == 0 { &b[off..] } else { b });
+                n += 1;
+            }
+            let mut wrote = self.write_vectored(&slices[..n]).await?;
+            if wrote == 0 && bufs[idx..].iter().any(|b| !b.is_empty()) {
+                return Err(Error::Io(io::ErrorKind::WriteZero.into()));
+            }
+            while idx < bufs.len() {
+                let left = bufs[idx].len() - off;
+                if wrote >= left {
+                    wrote -= left;
+                    idx += 1;
+                    off = 0;
+                } else {
+                    off += wrote;
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `len` bytes of `file` starting at `offset`. Implementations may use a
+    /// zero-copy path (`sendfile`); the default reads through io_uring and writes.
+    async fn send_file(&mut self, file: &File, offset: u64, len: u64) -> Result<u64> {
+        let mut sent = 0u64;
+        let mut buf = Vec::with_capacity(256 * 1024);
+        while sent < len {
+            buf.clear();
+            let want = ((len - sent) as usize).min(buf.capacity());
+            let chunk = file
+                .read_at(std::mem::take(&mut buf), want, offset + sent)
+                .await?;
+            if chunk.is_empty() {
+                break;
+            }
+            self.write_all(&chunk).await?;
+            sent += chunk.len() as u64;
+            buf = chunk;
+        }
+        Ok(sent)
+    }
+}
+
+fn io_err(e: io::Error) -> Error {
+    Error::Io(e)
+}
+
+/// Kernel TCP: non-blocking sockets with readiness from the epoll loop.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KernelNet;
+
+/// A kernel TCP listener.
+#[derive(Debug)]
+pub struct KernelListener {
+    inner: TcpListener,
+}
+
+/// A kernel TCP stream.
+#[derive(Debug)]
+pub struct KernelStream {
+    inner: TcpStream,
+}
+
+impl Network for KernelNet {
+    type Listener = KernelListener;
+    type Stream = KernelStream;
+
+    async fn listen(&self, addr: SocketAddr, opts: ListenOptions) -> Result<KernelListener> {
+        Ok(KernelListener {
+            inner: iolib::socket::listen(addr, opts)?,
+        })
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<KernelStream> {
+        let (s, in_progress) = iolib::socket::connect(addr)?;
+        let s = KernelStream { inner: s };
+        if in_progress {
+            wait(s.fd(), Readiness::Write).await?;
+            if let Some(e) = iolib::socket::take_error(s.fd())? {
+                return Err(Error::Io(e));
+            }
+        }
+        Ok(s)
+    }
+}
+
+impl KernelListener {
+    fn fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+
+    /// Wraps an existing non-blocking std listener.
+    pub fn from_std(inner: TcpListener) -> Result<Self> {
+        inner.set_nonblocking(true).map_err(io_err)?;
+        Ok(KernelListener { inner })
+    }
+}
+
+impl Listener for KernelListener {
+    type Stream = KernelStream;
+
+    async fn accept(&self) -> Result<(KernelStream, SocketAddr)> {
+        loop {
+            match iolib::socket::accept(&self.inner) {
+                Ok(s) => {
+                    let peer = s.peer_addr().map_err(io_err)?;
+                    return Ok((KernelStream { inner: s }, peer));
+                }
+                Err(e) if e.is_would_block() || e.errno() == Some(libc::EINTR) => {
+                    wait(self.fd(), Readiness::Read).await?
+                }
+                // The peer gave up before we accepted: try the next one.
+                Err(e) if e.errno() == Some(libc::ECONNABORTED) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> Result<SocketAddr> {
+        self.inner.local_addr().map_err(io_err)
+    }
+}
+
+impl Drop for KernelListener {
+    fn drop(&mut self) {
+        let _ = crate::core::Core::try_with(|c| c.forget_fd(self.fd()));
+    }
+}
+
+impl KernelStream {
+    fn fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+
+    /// Wraps an existing std stream (made non-blocking).
+    pub fn from_std(inner: TcpStream) -> Result<Self> {
+        inner.set_nonblocking(true).map_err(io_err)?;
+        Ok(KernelStream { inner })
+    }
+}
+
+impl Stream for KernelStream {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        loop {
+            match (&self.inner).read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait(self.fd(), Readiness::Read).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
+
+    async fn write(&mut self, buf: &[u8]) -> Result<usize> {
+        loop {
+            match (&self.inner).write(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait(self.fd(), Readiness::Write).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
+
+    async fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize> {
+        loop {
+            match (&self.inner).write_vectored(bufs) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait(self.fd(), Readiness::Write).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
+
+    async fn shutdown(&mut self, how: Shutdown) -> Result<()> {
+        match self.inner.shutdown(how) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    fn local_addr(&self) -> Result<SocketAddr> {
+        self.inner.local_addr().map_err(io_err)
+    }
+
+    fn peer_addr(&self) -> Result<SocketAddr> {
+        self.inner.peer_addr().map_err(io_err)
+    }
+
+    fn set_nodelay(&self, on: bool) -> Result<()> {
+        self.inner.set_nodelay(on).map_err(io_err)
+    }
+
+    /// Zero-copy: `sendfile(2)` from the page cache straight into the socket.
+    async fn send_file(&mut self, file: &File, offset: u64, len: u64) -> Result<u64> {
+        let mut off = offset as libc::off_t;
+        let end = offset.saturating_add(len);
+        while (off as u64) < end {
+            let chunk = ((end - off as u64) as usize).min(1 << 30);
+            // SAFETY: `off` is a valid off_t the kernel updates; both fds are open for
+            // the duration of the call (owned by `self` and `file`).
+            let n = unsafe { libc::sendfile(self.fd(), file.as_raw_fd(), &mut off, chunk) };
+            if n > 0 {
+                continue;
+            }
+            if n == 0 {
+                break; // the file is shorter than expected
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => wait(self.fd(), Readiness::Write).await?,
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(io_err(e)),
+            }
+        }
+        Ok(off as u64 - offset)
+    }
+}
+
+impl Drop for KernelStream {
+    fn drop(&mut self) {
+        let _ = crate::core::Core::try_with(|c| c.forget_fd(self.fd()));
+    }
+}

@@ -1,0 +1,175 @@
+//! Kernel TCP and directory capabilities for threads.
+
+use std::io::{IoSlice, Write};
+use std::net::Shutdown;
+use std::time::Duration;
+
+use threadlib::fs::Dir;
+use threadlib::net::{KernelNet, ListenOptions, Listener, Network, Stream};
+use threadlib::Error;
+
+#[test]
+fn kernel_tcp_roundtrip_vectored_shutdown_and_timeouts() {
+    threadlib::run(async {
+        let net = KernelNet;
+        let l = net
+            .listen("127.0.0.1:0".parse().unwrap(), ListenOptions::default())
+            .await
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = threadlib::spawn(async move {
+            let (mut s, peer) = l.accept().await.unwrap();
+            assert!(peer.ip().is_loopback());
+            s.set_nodelay(true).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(&got).await.unwrap();
+            s.shutdown(Shutdown::Write).await.unwrap();
+            got.len()
+        });
+        let mut c = net.connect(addr).await.unwrap();
+        assert_eq!(c.peer_addr().unwrap(), addr);
+        let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+        c.write_all_vectored(&[b"head ", &big, b" tail"])
+            .await
+            .unwrap();
+        let n = c.write_vectored(&[IoSlice::new(b"!")]).await.unwrap();
+        assert_eq!(n, 1);
+        c.shutdown(Shutdown::Write).await.unwrap();
+        let mut echoed = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = c.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            echoed.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(server.await.unwrap(), big.len() + 11);
+        assert_eq!(&echoed[..5], b"head ");
+        assert_eq!(&echoed[5..5 + big.len()], &big[..]);
+        assert_eq!(&echoed[5 + big.len()..], b" tail!");
+
+        // A read that never gets data times out, and the socket stays usable.
+        let l2 = net
+            .listen("127.0.0.1:0".parse().unwrap(), ListenOptions::default())
+            .await
+            .unwrap();
+        let a2 = l2.local_addr().unwrap();
+        let mut c2 = net.connect(a2).await.unwrap();
+        let (mut s2, _) = l2.accept().await.unwrap();
+        let r = threadlib::with_timeout(Duration::from_millis(30), c2.read(&mut buf)).await;
+        assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
+        s2.write_all(b"late").await.unwrap();
+        let n = threadlib::with_timeout(Duration::from_secs(5), c2.read(&mut buf))
+            .await
+            .unwrap();
+        assert_eq!(&buf[..n], b"late");
+        // Connecting to a closed port is an error, not a hang.
+        drop(l2);
+        let r = net.connect(a2).await;
+        assert!(r.is_err());
+    })
+    .unwrap();
+}
+
+#[test]
+fn dir_capability_confines_opens_and_reads_files() {
+    let base = std::env::temp_dir().join(format!("threadlib-dir-{}", std::process::id()));
+    let root = base.join("root");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(base.join("secret"), b"outside").unwrap();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::File::create(root.join("sub/data.bin"))
+        .unwrap()
+        .write_all(&data)
+        .unwrap();
+    std::os::unix::fs::symlink("../secret", root.join("escape")).unwrap();
+    std::os::unix::fs::symlink("sub/data.bin", root.join("inside")).unwrap();
+    let r2 = root.clone();
+    threadlib::run(async move {
+        let dir = Dir::open_root(&r2).unwrap();
+        let f = dir.open("sub/data.bin").await.unwrap();
+        let md = f.metadata().await.unwrap();
+        assert!(md.is_file && !md.is_dir);
+        assert_eq!(md.size, data.len() as u64);
+        assert_eq!(f.read_to_end(1 << 30).await.unwrap(), data);
+        assert_eq!(
+            f.read_at(Vec::new(), 10, 1000).await.unwrap(),
+            &data[1000..1010]
+        );
+        f.close().await.unwrap();
+        assert_eq!(
+            dir.open("inside")
+                .await
+                .unwrap()
+                .read_to_end(10)
+                .await
+                .unwrap(),
+            &data[..10]
+        );
+        let d = dir.open("sub").await.unwrap();
+        assert!(d.metadata().await.unwrap().is_dir);
+        for bad in ["../secret", "/etc/passwd", "escape", "sub/../../secret"] {
+            let e = dir
+                .open(bad)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{bad} escaped the root"));
+            assert!(
+                matches!(e, Error::Io(ref io) if io.raw_os_error() == Some(libc::EXDEV)),
+                "{bad}: {e}"
+            );
+        }
+        assert!(dir.open("nul\0byte").await.is_err());
+        assert_eq!(dir.read_dir("sub").await.unwrap(), ["data.bin"]);
+    })
+    .unwrap();
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+#[test]
+fn send_file_transfers_exact_ranges() {
+    let path = std::env::temp_dir().join(format!("threadlib-sendfile-{}", std::process::id()));
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 31 % 256) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let p2 = path.clone();
+    threadlib::run(async move {
+        let dir = Dir::open_root(p2.parent().unwrap()).unwrap();
+        let f = dir
+            .open(p2.file_name().unwrap().to_str().unwrap())
+            .await
+            .unwrap();
+        let net = KernelNet;
+        let l = net
+            .listen("127.0.0.1:0".parse().unwrap(), ListenOptions::default())
+            .await
+            .unwrap();
+        let mut c = net.connect(l.local_addr().unwrap()).await.unwrap();
+        let (mut s, _) = l.accept().await.unwrap();
+        let reader = threadlib::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = c.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return got;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        });
+        assert_eq!(s.send_file(&f, 12345, 2_000_000).await.unwrap(), 2_000_000);
+        drop(s);
+        let got = reader.await.unwrap();
+        assert_eq!(got, &data[12345..12345 + 2_000_000]);
+    })
+    .unwrap();
+    std::fs::remove_file(&path).unwrap();
+}
