@@ -1,0 +1,444 @@
+//! Command line of the `loadgen` binary and the run plan derived from it.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+
+use crate::connection::ConnectionPlan;
+use crate::request::{render, Header, RequestError, RequestTemplate};
+use crate::schedule::RateSchedule;
+use crate::url::{Target, UrlError};
+
+/// Which network implementation carries the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetBackend {
+    /// Kernel TCP sockets, readiness from epoll.
+    Kernel,
+    /// The user-space TCP stack over a TUN device.
+    User,
+}
+
+/// An HTTP load generator: keep-alive connections spread over cores, optional
+/// pipelining, wrk2's constant-rate mode, HdrHistogram latencies.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadgen", version, about, long_about = None)]
+pub struct Config {
+    /// Connections to keep open (in total, spread over the threads)
+    #[arg(short = 'c', long, value_name = "CONNS", default_value_t = NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN))]
+    pub connections: NonZeroUsize,
+
+    /// Threads, one per core [default: all cores]
+    #[arg(short = 't', long, value_name = "CORES")]
+    pub threads: Option<NonZeroUsize>,
+
+    /// Run for this long (e.g. 10s, 500ms, 2m) [default: 10s unless -n is given]
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "requests")]
+    pub duration: Option<Duration>,
+
+    /// Send this many requests in total, then stop
+    #[arg(short = 'n', long, value_name = "REQUESTS")]
+    pub requests: Option<u64>,
+
+    /// Constant rate in requests per second over all connections; latency is measured
+    /// from each request's intended send time (coordinated-omission correction)
+    #[arg(short = 'R', long, value_name = "RATE", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Extra request header, "Name: value" (repeatable)
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<Header>,
+
+    /// Request method
+    #[arg(long, value_name = "M", default_value = "GET")]
+    pub method: String,
+
+    /// Requests in flight per connection (HTTP pipelining)
+    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::MIN)]
+    pub pipeline: NonZeroUsize,
+
+    /// Open a new connection for every request (sends Connection: close)
+    #[arg(long)]
+    pub no_keepalive: bool,
+
+    /// Time allowed for each response (and each connect)
+    #[arg(long, value_name = "T", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Write every figure of the report as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Network backend
+    #[arg(long, value_enum, default_value_t = NetBackend::Kernel)]
+    pub net: NetBackend,
+
+    /// URLs to request, in rotation (all on the same host and port)
+    #[arg(value_name = "URL", required = true)]
+    pub urls: Vec<String>,
+}
+
+/// Why the command line does not describe a run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A URL is invalid.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// A method or header is invalid.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The URLs name different servers.
+    #[error("all URLs must share one host and port ({0} differs from {1})")]
+    MixedHosts(String, String),
+    /// `-n 0` or `-d 0`.
+    #[error("nothing to do: the request count or duration is zero")]
+    Empty,
+}
+
+/// The default duration when neither `-d` nor `-n` is given.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+/// A validated run: what every thread and connection needs to know.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The parsed URLs.
+    pub targets: Vec<Target>,
+    /// The requests, pre-rendered, one per URL.
+    pub requests: Arc<[RequestTemplate]>,
+    /// Total connections.
+    pub connections: usize,
+    /// Threads (never more than connections).
+    pub threads: usize,
+    /// Run length (`None` with `-n` alone: until the requests are done).
+    pub duration: Option<Duration>,
+    /// Total requests (`-n`).
+    pub total_requests: Option<u64>,
+    /// Constant rate (`-R`).
+    pub rate: Option<f64>,
+    /// Pipeline depth.
+    pub pipeline: usize,
+    /// Whether connections are reused.
+    pub keep_alive: bool,
+    /// Response timeout.
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// Validates the options into a [`Plan`].
+    pub fn plan(&self) -> Result<Plan, ConfigError> {
+        let targets = self
+            .urls
+            .iter()
+            .map(|u| u.parse::<Target>())
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(first) = targets.first() {
+            if let Some(other) = targets
+                .iter()
+                .find(|t| (&t.host, t.port) != (&first.host, first.port))
+            {
+                return Err(ConfigError::MixedHosts(
+                    other.authority(),
+                    first.authority(),
+                ));
+            }
+        }
+        let keep_alive = !self.no_keepalive;
+        let requests = targets
+            .iter()
+            .map(|t| render(t, &self.method, &self.headers, keep_alive))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.requests == Some(0) || self.duration.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::Empty);
+        }
+        let duration = match (self.duration, self.requests) {
+            (Some(d), _) => Some(d),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_DURATION),
+        };
+        let connections = self.connections.get();
+        let threads = self
+            .threads
+            .map(NonZeroUsize::get)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
+            .min(connections);
+        Ok(Plan {
+            targets,
+            requests: requests.into(),
+            connections,
+            threads,
+            duration,
+            total_requests: self.requests,
+            rate: self.rate,
+            pipeline: self.pipeline.get(),
+            keep_alive,
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl Plan {
+    /// The URLs as given, normalised.
+    pub fn urls(&self) -> Vec<String> {
+        self.targets.iter().map(ToString::to_string).collect()
+    }
+
+    /// The indices of the connections run by thread `thread` (contiguous, sizes
+    /// differing by at most one).
+    pub fn connections_of(&self, thread: usize) -> Range<usize> {
+        share_range(self.connections, self.threads, thread)
+    }
+
+    /// The plan of connection `index` for a run that started at `start` against
+    /// `addr`.
+    pub fn connection(&self, index: usize, addr: SocketAddr, start: Instant) -> ConnectionPlan {
+        let end = start
+            + self
+                .duration
+                .unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+        let max_requests = self.total_requests.map(|n| {
+            let r = share_range(n as usize, self.connections, index);
+            (r.end - r.start) as u64
+        });
+        ConnectionPlan {
+            addr,
+            requests: self.requests.clone(),
+            first_request: index % self.requests.len().max(1),
+            pipeline: self.pipeline,
+            keep_alive: self.keep_alive,
+            timeout: self.timeout,
+            end,
+            max_requests,
+            schedule: self
+                .rate
+                .map(|rate| RateSchedule::new(start, rate, self.connections as u64, index as u64)),
+        }
+    }
+}
+
+/// Part `index` of `total` items split into `parts` contiguous shares whose sizes
+/// differ by at most one.
+pub fn share_range(total: usize, parts: usize, index: usize) -> Range<usize> {
+    let parts = parts.max(1);
+    let base = total / parts;
+    let extra = total % parts;
+    let start = index * base + index.min(extra);
+    let len = base + usize::from(index < extra);
+    start.min(total)..(start + len).min(total)
+}
+
+/// Parses a duration: a number followed by `ms`, `s`, `m` or `h` (`500ms`, `10s`,
+/// `2m`); a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 10s, 500ms, 2m"))?;
+    let scale = match unit {
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {text:?}: use ms, s, m or h"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "invalid rate {text:?}: expected requests per second > 0"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let plan = parse(&["http://127.0.0.1:8080/"]).unwrap().plan().unwrap();
+        assert_eq!(plan.connections, 64);
+        assert_eq!(plan.duration, Some(DEFAULT_DURATION));
+        assert_eq!(plan.total_requests, None);
+        assert_eq!(plan.pipeline, 1);
+        assert!(plan.keep_alive);
+        assert_eq!(plan.timeout, Duration::from_secs(2));
+        assert!(plan.threads >= 1);
+        assert_eq!(
+            &plan.requests[0].bytes[..],
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn every_flag() {
+        let c = parse(&[
+            "-c",
+            "10",
+            "-t",
+            "3",
+            "-n",
+            "1000",
+            "-R",
+            "500.5",
+            "-H",
+            "X-A: 1",
+            "-H",
+            "X-B: 2",
+            "--method",
+            "HEAD",
+            "--pipeline",
+            "4",
+            "--no-keepalive",
+            "--timeout",
+            "500ms",
+            "--json",
+            "out.json",
+            "--net",
+            "user",
+            "http://h:81/a",
+            "http://h:81/b",
+        ])
+        .unwrap();
+        assert_eq!(c.json, Some(PathBuf::from("out.json")));
+        assert_eq!(c.net, NetBackend::User);
+        let plan = c.plan().unwrap();
+        assert_eq!((plan.connections, plan.threads), (10, 3));
+        assert_eq!(plan.duration, None);
+        assert_eq!(plan.total_requests, Some(1000));
+        assert_eq!(plan.rate, Some(500.5));
+        assert_eq!(plan.pipeline, 4);
+        assert!(!plan.keep_alive);
+        assert_eq!(plan.timeout, Duration::from_millis(500));
+        assert_eq!(plan.requests.len(), 2);
+        let text = String::from_utf8(plan.requests[1].bytes.clone()).unwrap();
+        assert_eq!(
+            text,
+            "HEAD /b HTTP/1.1\r\nHost: h:81\r\nX-A: 1\r\nX-B: 2\r\nConnection: close\r\n\r\n"
+        );
+        assert!(plan.requests[1].head);
+        assert_eq!(plan.urls(), vec!["http://h:81/a", "http://h:81/b"]);
+    }
+
+    #[test]
+    fn invalid_command_lines() {
+        assert!(parse(&[]).is_err(), "a URL is required");
+        assert!(
+            parse(&["-d", "1s", "-n", "5", "http://h/"]).is_err(),
+            "-d and -n conflict"
+        );
+        assert!(parse(&["-c", "0", "http://h/"]).is_err());
+        assert!(parse(&["--pipeline", "0", "http://h/"]).is_err());
+        assert!(parse(&["-R", "0", "http://h/"]).is_err());
+        assert!(parse(&["-R", "nan", "http://h/"]).is_err());
+        assert!(parse(&["-d", "ten", "http://h/"]).is_err());
+        assert!(parse(&["-H", "nocolon", "http://h/"]).is_err());
+        let plan = |args: &[&str]| parse(args).unwrap().plan();
+        assert!(matches!(plan(&["https://h/"]), Err(ConfigError::Url(_))));
+        assert!(matches!(
+            plan(&["--method", "G T", "http://h/"]),
+            Err(ConfigError::Request(_))
+        ));
+        assert!(matches!(
+            plan(&["http://a/", "http://b/"]),
+            Err(ConfigError::MixedHosts(..))
+        ));
+        assert!(matches!(
+            plan(&["-n", "0", "http://h/"]),
+            Err(ConfigError::Empty)
+        ));
+        assert!(matches!(
+            plan(&["-d", "0s", "http://h/"]),
+            Err(ConfigError::Empty)
+        ));
+    }
+
+    #[test]
+    fn threads_never_exceed_connections() {
+        let plan = parse(&["-c", "2", "-t", "8", "http://h/"])
+            .unwrap()
+            .plan()
+            .unwrap();
+        assert_eq!(plan.threads, 2);
+    }
+
+    #[test]
+    fn shares_split_evenly() {
+        let split = |total, parts| -> Vec<usize> {
+            (0..parts)
+                .map(|i| share_range(total, parts, i).len())
+                .collect()
+        };
+        assert_eq!(split(10, 3), vec![4, 3, 3]);
+        assert_eq!(split(2, 4), vec![1, 1, 0, 0]);
+        assert_eq!(share_range(10, 3, 2), 7..10);
+        assert_eq!(share_range(5, 0, 0), 0..5);
+        let plan = parse(&[
+            "-c",
+            "5",
+            "-t",
+            "2",
+            "-n",
+            "12",
+            "-R",
+            "100",
+            "http://h/a",
+            "http://h/b",
+        ])
+        .unwrap()
+        .plan()
+        .unwrap();
+        assert_eq!(plan.connections_of(0), 0..3);
+        assert_eq!(plan.connections_of(1), 3..5);
+        let start = Instant::now();
+        let addr = "127.0.0.1:80".parse().unwrap();
+        let budgets: Vec<u64> = (0..5)
+            .map(|i| plan.connection(i, addr, start).max_requests.unwrap())
+            .collect();
+        assert_eq!(budgets, vec![3, 3, 2, 2, 2]);
+        assert_eq!(budgets.iter().sum::<u64>(), 12);
+        let c3 = plan.connection(3, addr, start);
+        assert_eq!(c3.first_request, 1);
+        assert_eq!(
+            c3.schedule.unwrap().next_due(),
+            start + Duration::from_millis(30)
+        );
+        assert!(c3.end > start + Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        for bad in ["", "ms", "1x", "-1s", "1.2.3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

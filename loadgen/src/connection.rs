@@ -1,0 +1,324 @@
+//! One load-generating connection: send (pipelined) requests, validate responses,
+//! record latencies and errors, reconnect when the connection ends.
+//!
+//! Rules:
+//! - Closed-loop mode (no `-R`): the pipeline is kept full (`pipeline` requests in
+//!   flight); latency is measured from the moment each request was written.
+//! - Constant-rate mode: a request is sent only when its [`RateSchedule`] time has
+//!   come, and its latency is measured from that intended time.
+//! - `max_requests` counts attempts: requests written, plus failed connection attempts
+//!   (so that `-n` ends even against a server that is down).
+//! - Errors are counted once per event: a failed connect, a failed write, a failed or
+//!   early-closed read (with requests outstanding), a timeout (no complete response
+//!   `timeout` after the oldest outstanding request was written), a malformed
+//!   response. Each closes the connection and a new one is opened. Requests still in
+//!   flight when the server closes after a `Connection: close` response are dropped
+//!   without an error.
+//! - At `end` the connection stops at once: requests in flight are abandoned and not
+//!   counted as errors.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::request::RequestTemplate;
+use crate::response::ResponseParser;
+use crate::schedule::RateSchedule;
+use crate::stats::{ErrorKind, Stats};
+use crate::transport::{Network, Transport, TransportError};
+
+/// Size of each connection's read buffer (and so the largest response head).
+pub const READ_BUFFER: usize = 64 * 1024;
+
+/// Pause after a failed connection attempt before the next one.
+pub const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// What one connection does.
+#[derive(Debug, Clone)]
+pub struct ConnectionPlan {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// The requests, sent in rotation.
+    pub requests: Arc<[RequestTemplate]>,
+    /// Which request of the rotation this connection sends first.
+    pub first_request: usize,
+    /// Requests in flight at once (at least 1).
+    pub pipeline: usize,
+    /// Whether to reuse connections (else one request per connection).
+    pub keep_alive: bool,
+    /// Time allowed for each response (and each connect and write).
+    pub timeout: Duration,
+    /// When the run ends.
+    pub end: Instant,
+    /// Most attempts for this connection (`-n` share), if bounded.
+    pub max_requests: Option<u64>,
+    /// The constant-rate schedule (`-R`), if any.
+    pub schedule: Option<RateSchedule>,
+}
+
+/// How a connection's session ended.
+enum SessionEnd {
+    /// Open a new connection and go on.
+    Reconnect,
+    /// The run (or this connection's share of it) is over.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// Latency is measured from here.
+    intended: Instant,
+    /// The timeout runs from here.
+    written: Instant,
+    head: bool,
+}
+
+struct Runner<'a, N> {
+    net: &'a N,
+    plan: ConnectionPlan,
+    stats: &'a mut Stats,
+    progress: Option<&'a AtomicU64>,
+    attempts: u64,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    in_flight: VecDeque<InFlight>,
+}
+
+/// Runs one connection slot until the plan's end or request budget: connects,
+/// reconnects, sends and validates, recording into `stats`. `progress`, if given, is
+/// increased by the number of responses after each read (for a live display).
+pub async fn run_connection<N: Network>(
+    net: &N,
+    plan: ConnectionPlan,
+    stats: &mut Stats,
+    progress: Option<&AtomicU64>,
+) {
+    if plan.requests.is_empty() {
+        return;
+    }
+    let depth = plan.pipeline.max(1);
+    let mut runner = Runner {
+        net,
+        plan,
+        stats,
+        progress,
+        attempts: 0,
+        buf: vec![0; READ_BUFFER],
+        out: Vec::new(),
+        in_flight: VecDeque::with_capacity(depth),
+    };
+    runner.run().await;
+}
+
+impl<N: Network> Runner<'_, N> {
+    fn budget_left(&self) -> bool {
+        self.plan.max_requests.is_none_or(|max| self.attempts < max)
+    }
+
+    fn depth(&self) -> usize {
+        if self.plan.keep_alive {
+            self.plan.pipeline.max(1)
+        } else {
+            1
+        }
+    }
+
+    async fn run(&mut self) {
+        loop {
+            let now = self.net.now();
+            if now >= self.plan.end || !self.budget_left() {
+                return;
+            }
+            let deadline = (now + self.plan.timeout).min(self.plan.end);
+            let mut conn = match self.net.connect(self.plan.addr, deadline).await {
+                Ok(conn) => conn,
+                Err(_) if self.net.now() >= self.plan.end => return,
+                Err(_) => {
+                    self.stats.record_error(ErrorKind::Connect);
+                    self.attempts += 1;
+                    let retry = (self.net.now() + CONNECT_BACKOFF).min(self.plan.end);
+                    self.net.sleep_until(retry).await;
+                    continue;
+                }
+            };
+            match self.session(&mut conn).await {
+                SessionEnd::Reconnect => continue,
+                SessionEnd::Done => return,
+            }
+        }
+    }
+
+    /// Drives one open connection.
+    async fn session(&mut self, conn: &mut N::Conn) -> SessionEnd {
+        self.in_flight.clear();
+        let mut parser = ResponseParser::new(self.buf.len());
+        let (mut start, mut end) = (0usize, 0usize);
+        let mut sent_here = 0u64;
+        loop {
+            let now = self.net.now();
+            if now >= self.plan.end {
+                return SessionEnd::Done;
+            }
+            // Fill the pipeline with the requests that are due.
+            self.out.clear();
+            while self.in_flight.len() < self.depth()
+                && self.budget_left()
+                && (self.plan.keep_alive || sent_here == 0)
+            {
+                let intended = match &mut self.plan.schedule {
+                    Some(s) if s.next_due() > now => break,
+                    Some(s) => s.take(),
+                    None => now,
+                };
+                let index = (self.plan.first_request as u64 + self.attempts)
+                    % self.plan.requests.len() as u64;
+                let template = &self.plan.requests[index as usize];
+                self.out.extend_from_slice(&template.bytes);
+                self.in_flight.push_back(InFlight {
+                    intended,
+                    written: now,
+                    head: template.head,
+                });
+                self.attempts += 1;
+                sent_here += 1;
+            }
+            if !self.out.is_empty() {
+                let deadline = (now + self.plan.timeout).min(self.plan.end);
+                if let Err(e) = conn.write_all(&self.out, deadline).await {
+                    return self.failed(e, ErrorKind::Write);
+                }
+            }
+            let Some(oldest) = self.in_flight.front().copied() else {
+                // Nothing in flight: wait for the next scheduled request, or stop.
+                if !self.budget_left() || (!self.plan.keep_alive && sent_here > 0) {
+                    return SessionEnd::Done;
+                }
+                match &self.plan.schedule {
+                    Some(s) => {
+                        let due = s.next_due().min(self.plan.end);
+                        self.net.sleep_until(due).await;
+                        continue;
+                    }
+                    None => return SessionEnd::Done,
+                }
+            };
+            // Read until a response is due, the next scheduled send, or the end.
+            let response_deadline = oldest.written + self.plan.timeout;
+            let mut deadline = response_deadline.min(self.plan.end);
+            if let Some(s) = &self.plan.schedule {
+                if self.in_flight.len() < self.depth() && self.budget_left() {
+                    deadline = deadline.min(s.next_due());
+                }
+            }
+            if end == self.buf.len() {
+                // Unconsumed bytes are an incomplete head; the parser fails on a head
+                // that fills the whole buffer, so there is room after compaction.
+                self.buf.copy_within(start..end, 0);
+                (start, end) = (0, end - start);
+            }
+            let n = match conn.read(&mut self.buf[end..], deadline).await {
+                Ok(n) => n,
+                Err(TransportError::TimedOut) => {
+                    let now = self.net.now();
+                    if now >= self.plan.end {
+                        return SessionEnd::Done;
+                    }
+                    if now >= response_deadline {
+                        self.stats.record_error(ErrorKind::Timeout);
+                        return SessionEnd::Reconnect;
+                    }
+                    continue;
+                }
+                Err(e) => return self.failed(e, ErrorKind::Read),
+            };
+            let now = self.net.now();
+            if n == 0 {
+                match parser.eof(end - start) {
+                    Ok(Some(meta)) => {
+                        if let Some(req) = self.in_flight.pop_front() {
+                            self.stats.record_response(
+                                now.saturating_duration_since(req.intended),
+                                meta.status,
+                                meta.bytes,
+                            );
+                            self.report_progress(1);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(_) => {
+                        self.stats.record_error(ErrorKind::Read);
+                        return SessionEnd::Reconnect;
+                    }
+                }
+                if !self.in_flight.is_empty() {
+                    self.stats.record_error(ErrorKind::Read);
+                }
+                return SessionEnd::Reconnect;
+            }
+            end += n;
+            let mut completed = 0;
+            let mut close = false;
+            while start < end && !close {
+                if !parser.in_progress() {
+                    match self.in_flight.front() {
+                        Some(req) => parser.expect(req.head),
+                        None => {
+                            // Bytes nobody asked for.
+                            self.stats.record_error(ErrorKind::Malformed);
+                            self.report_progress(completed);
+                            return SessionEnd::Reconnect;
+                        }
+                    }
+                }
+                let progress = match parser.feed(&self.buf[start..end]) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        self.stats.record_error(ErrorKind::Malformed);
+                        self.report_progress(completed);
+                        return SessionEnd::Reconnect;
+                    }
+                };
+                start += progress.consumed;
+                let Some(meta) = progress.complete else {
+                    break;
+                };
+                if let Some(req) = self.in_flight.pop_front() {
+                    self.stats.record_response(
+                        now.saturating_duration_since(req.intended),
+                        meta.status,
+                        meta.bytes,
+                    );
+                    completed += 1;
+                }
+                close = !meta.keep_alive || !self.plan.keep_alive;
+            }
+            if start == end {
+                (start, end) = (0, 0);
+            }
+            self.report_progress(completed);
+            if close {
+                return SessionEnd::Reconnect;
+            }
+        }
+    }
+
+    /// Counts a failed read or write (a timeout as such) unless the run is over.
+    fn failed(&mut self, e: TransportError, kind: ErrorKind) -> SessionEnd {
+        if self.net.now() >= self.plan.end {
+            return SessionEnd::Done;
+        }
+        self.stats.record_error(match e {
+            TransportError::TimedOut => ErrorKind::Timeout,
+            TransportError::Io(_) => kind,
+        });
+        SessionEnd::Reconnect
+    }
+
+    fn report_progress(&self, completed: u64) {
+        if let (Some(p), true) = (self.progress, completed > 0) {
+            p.fetch_add(completed, Ordering::Relaxed);
+        }
+    }
+}

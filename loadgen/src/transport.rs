@@ -1,0 +1,51 @@
+//! The network interface the connection logic runs over.
+//!
+//! [`Network`] connects and tells and waits for time; [`Transport`] is one connection.
+//! threadlib provides the kernel implementation (and later the user-space stack); the
+//! tests use in-memory mocks on a virtual clock.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Why a network operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The deadline passed first.
+    #[error("deadline passed")]
+    TimedOut,
+    /// The operation failed (refused, reset, broken pipe, ...).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// One connection: read and write with deadlines.
+// The futures are driven by threadlib's single-core schedulers and need not be `Send`.
+#[allow(async_fn_in_trait)]
+pub trait Transport {
+    /// Reads at least one byte into `buf`; `Ok(0)` is end of stream.
+    async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError>;
+
+    /// Writes all of `buf`.
+    async fn write_all(&mut self, buf: &[u8], deadline: Instant) -> Result<(), TransportError>;
+}
+
+/// Connection establishment and the clock, shared by the connections of one core.
+#[allow(async_fn_in_trait)]
+pub trait Network {
+    /// The connection type.
+    type Conn: Transport;
+
+    /// Opens a connection to `addr` (with `TCP_NODELAY`).
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        deadline: Instant,
+    ) -> Result<Self::Conn, TransportError>;
+
+    /// The current time on the clock deadlines refer to.
+    fn now(&self) -> Instant;
+
+    /// Waits until `deadline`.
+    async fn sleep_until(&self, deadline: Instant);
+}
