@@ -569,7 +569,7 @@ impl Core {
             },
             Syscall::Uring(op) => match &self.uring {
                 None => return self.fail_now(tid, Error::NoEventLoop("io_uring")),
-                Some(u) => match u.borrow_mut().push(op, tid) {
+                Some(u) => match u.borrow_mut().push(*op, tid) {
                     Ok(id) => Wait::Uring(id),
                     Err(e) => return self.fail_now(tid, e),
                 },
@@ -1006,6 +1006,9 @@ impl Core {
 
     /// Drops every remaining thread (after shutdown gave them the chance to finish).
     pub(crate) fn destroy_all(&self) {
+        if self.live.get() == 0 {
+            return;
+        }
         let n = self.tasks.borrow().len();
         for i in 0..n {
             let (tid, wait) = {
@@ -1086,5 +1089,18 @@ pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> R {
     match Core::current() {
         Some(c) => f(c),
         None => panic!("threadlib: this call must be made from a thread of a threadlib runtime"),
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Per-thread and per-call sizes are part of the memory budget (bytes per sleeping
+    /// thread); keep them from growing by accident.
+    #[test]
+    fn hot_types_stay_small() {
+        assert!(std::mem::size_of::<super::Task>() <= 88);
+        assert!(std::mem::size_of::<super::Completion>() <= 24);
+        assert!(std::mem::size_of::<crate::syscall::Syscall>() <= 24);
+        assert!(std::mem::size_of::<crate::thread::JoinHandle<u32>>() <= 32);
     }
 }

@@ -40,7 +40,7 @@ pub enum Syscall {
     /// Wait until `fd` is ready for `Readiness` (epoll loop).
     WaitFd(RawFd, Readiness),
     /// Run an io_uring operation (io_uring loop).
-    Uring(iolib::uring::Op),
+    Uring(Box<iolib::uring::Op>),
     /// Run a closure on the blocking pool.
     Blocking(BlockingJob),
     /// A user-defined call for a user-supplied event loop.

@@ -116,7 +116,8 @@ impl<F, T> JoinSlot<T> for ThreadCell<F, T> {
 pub struct JoinHandle<T> {
     slot: Rc<dyn JoinSlot<T>>,
     id: ThreadId,
-    park: Option<Call>,
+    /// Whether the joiner is suspended in a `Park` call waiting for the thread.
+    parked: bool,
 }
 
 impl<T> JoinHandle<T> {
@@ -131,26 +132,32 @@ impl<T> Unpin for JoinHandle<T> {}
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        loop {
-            if let Some(park) = &mut self.park {
-                match Pin::new(park).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Err(e)) => {
-                        self.park = None;
-                        return Poll::Ready(Err(e));
-                    }
-                    Poll::Ready(Ok(_)) => self.park = None,
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let Some(core) = Core::current() else {
+            return Poll::Ready(Err(Error::NoRuntime));
+        };
+        if self.parked {
+            match core.take_completion() {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => {
+                    self.parked = false;
+                    r?;
                 }
             }
-            if let Some(r) = self.slot.take() {
-                return Poll::Ready(r);
+        }
+        if let Some(r) = self.slot.take() {
+            return Poll::Ready(r);
+        }
+        let Some(me) = core.current_thread() else {
+            return Poll::Ready(Err(Error::NoRuntime));
+        };
+        self.slot.set_joiner(me);
+        match core.leave_call(Syscall::Park) {
+            Poll::Pending => {
+                self.parked = true;
+                Poll::Pending
             }
-            let Some(me) = Core::current().and_then(|c| c.current_thread()) else {
-                return Poll::Ready(Err(Error::NoRuntime));
-            };
-            self.slot.set_joiner(me);
-            self.park = Some(Call::new(Syscall::Park));
+            Poll::Ready(r) => Poll::Ready(Err(r.err().unwrap_or(Error::Cancelled))),
         }
     }
 }
@@ -191,7 +198,7 @@ where
     JoinHandle {
         slot,
         id,
-        park: None,
+        parked: false,
     }
 }
 

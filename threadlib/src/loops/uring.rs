@@ -58,7 +58,7 @@ impl UringLoop {
 /// buffers it owned). A cancelled thread gets [`Error::Cancelled`] once the kernel has
 /// confirmed the cancellation; if the operation finished first, its real completion.
 pub async fn submit(op: Op) -> Result<UringCompletion> {
-    match call(Syscall::Uring(op)).await? {
+    match call(Syscall::Uring(Box::new(op))).await? {
         Completion::Boxed(b) => match b.downcast::<UringCompletion>() {
             Ok(c) => Ok(*c),
             Err(b) => match b.downcast::<Error>() {
