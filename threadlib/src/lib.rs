@@ -30,6 +30,7 @@ pub mod net;
 mod remote;
 mod runtime;
 mod scope;
+pub mod signal;
 pub mod sync;
 pub mod syscall;
 mod thread;

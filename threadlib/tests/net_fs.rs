@@ -173,3 +173,18 @@ fn send_file_transfers_exact_ranges() {
     .unwrap();
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn signals_arrive_as_thread_wakeups() {
+    // Block SIGUSR2 in this test's OS thread before the runtime starts.
+    threadlib::signal::block(&[libc::SIGUSR2]).unwrap();
+    threadlib::run(async {
+        let sigs = threadlib::signal::Signals::new(&[libc::SIGUSR2]).unwrap();
+        let waiter = threadlib::spawn(async move { sigs.wait().await });
+        threadlib::sleep(Duration::from_millis(5)).await.unwrap();
+        // SAFETY: sending a blocked signal to our own OS thread.
+        unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGUSR2) };
+        assert_eq!(waiter.await.unwrap().unwrap(), libc::SIGUSR2);
+    })
+    .unwrap();
+}
