@@ -12,6 +12,8 @@
 //! [`stats`] (histograms and error counts), [`connection`] (the connection loop),
 //! [`report`] (human and JSON output), [`progress`] (live line), [`cli`].
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod connection;
 pub mod progress;

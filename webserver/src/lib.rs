@@ -16,6 +16,8 @@
 //! [`connection`] (the per-connection loop), [`access_log`], [`counters`], [`date`],
 //! [`config`].
 
+#![warn(missing_docs)]
+
 pub mod access_log;
 pub mod autoindex;
 pub mod conditional;

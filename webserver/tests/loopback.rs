@@ -1,0 +1,207 @@
+//! `serve_connection` over real loopback sockets and the bundled `www/` site, with a
+//! blocking thread-per-connection adapter (a stand-in for threadlib, test-only): the
+//! library speaks correct HTTP to a real TCP peer.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use webserver::{
+    serve_connection, DirEntry, DirListing, FileKind, FileMeta, FileSource, OpenError, Opened,
+    RelPath, ServerContext, Settings, Transport, TransportError,
+};
+
+struct Blocking(TcpStream);
+
+impl Transport for Blocking {
+    async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(TransportError::TimedOut);
+        }
+        self.0.set_read_timeout(Some(left))?;
+        match self.0.read(buf) {
+            Ok(n) => Ok(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(TransportError::TimedOut)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8], _deadline: Instant) -> Result<(), TransportError> {
+        Ok(self.0.write_all(buf)?)
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// std::fs beneath a root (test-only: the real server confines with openat2).
+struct StdFiles(PathBuf);
+
+impl FileSource for StdFiles {
+    type File = File;
+
+    async fn open(&self, path: RelPath<'_>) -> Result<Opened<File>, OpenError> {
+        let full = self.0.join(path.as_path());
+        let file = File::open(&full).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => OpenError::NotFound,
+            io::ErrorKind::PermissionDenied => OpenError::Forbidden,
+            _ => OpenError::Io(e),
+        })?;
+        let meta = file.metadata()?;
+        let kind = if meta.is_file() {
+            FileKind::File
+        } else if meta.is_dir() {
+            FileKind::Directory
+        } else {
+            FileKind::Other
+        };
+        Ok(Opened {
+            handle: file,
+            meta: FileMeta {
+                len: meta.len(),
+                modified: meta.modified()?,
+                kind,
+            },
+        })
+    }
+
+    async fn read_at(&self, file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        file.read_at(buf, offset)
+    }
+
+    async fn list_dir(&self, path: RelPath<'_>, max: usize) -> Result<DirListing, OpenError> {
+        let mut listing = DirListing::default();
+        for entry in std::fs::read_dir(self.0.join(path.as_path()))? {
+            let entry = entry?;
+            if listing.entries.len() == max {
+                listing.truncated = true;
+                break;
+            }
+            use std::os::unix::ffi::OsStrExt;
+            listing.entries.push(DirEntry {
+                name: entry.file_name().as_bytes().to_vec(),
+                is_dir: entry.file_type()?.is_dir(),
+            });
+        }
+        Ok(listing)
+    }
+}
+
+fn www() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www")
+}
+
+/// Serves `connections` connections, one thread each, then stops.
+fn server(settings: Settings, connections: usize) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut threads = Vec::new();
+        for _ in 0..connections {
+            let (stream, peer) = listener.accept().unwrap();
+            threads.push(std::thread::spawn(move || {
+                let ctx = ServerContext::new(settings);
+                let files = StdFiles(www());
+                let mut io = Blocking(stream);
+                futures::executor::block_on(serve_connection(&mut io, &files, &ctx, Some(peer)));
+            }));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+    (addr, handle)
+}
+
+/// Sends `request`, half-closes, returns everything the server sent.
+fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
+}
+
+fn split_head(response: &[u8]) -> (String, &[u8]) {
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    (
+        String::from_utf8(response[..end].to_vec()).unwrap(),
+        &response[end..],
+    )
+}
+
+#[test]
+fn serves_the_sample_site_over_tcp() {
+    let (addr, server) = server(Settings::default(), 4);
+    let file = std::fs::read(www().join("files/1k.txt")).unwrap();
+
+    let response = exchange(addr, b"GET /files/1k.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (head, body) = split_head(&response);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: 1024\r\n"));
+    assert!(head.contains("Content-Type: text/plain; charset=utf-8\r\n"));
+    assert_eq!(body, file);
+
+    // Pipelined: a range, a 1 MiB file (streamed), a traversal attempt.
+    let big = std::fs::read(www().join("files/1m.txt")).unwrap();
+    let response = exchange(
+        addr,
+        b"GET /files/1k.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=-10\r\n\r\n\
+GET /files/1m.txt HTTP/1.1\r\nHost: x\r\n\r\n\
+GET /../Cargo.toml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let (head, rest) = split_head(&response);
+    assert!(
+        head.starts_with("HTTP/1.1 206 Partial Content\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("Content-Range: bytes 1014-1023/1024\r\n"));
+    assert_eq!(&rest[..10], &file[1014..]);
+    let (head, rest) = split_head(&rest[10..]);
+    assert!(head.contains("Content-Length: 1048576\r\n"), "{head}");
+    assert_eq!(&rest[..big.len()], &big[..]);
+    let (head, _) = split_head(&rest[big.len()..]);
+    assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+
+    // The index page and the directory without one.
+    let response = exchange(addr, b"GET / HTTP/1.0\r\n\r\n");
+    let (head, body) = split_head(&response);
+    assert!(head.contains("Content-Type: text/html; charset=utf-8\r\n"));
+    assert_eq!(body, std::fs::read(www().join("index.html")).unwrap());
+    let response = exchange(addr, b"GET /files HTTP/1.0\r\n\r\n");
+    let (head, _) = split_head(&response);
+    assert!(head.starts_with("HTTP/1.1 301 "), "{head}");
+    assert!(head.contains("Location: /files/\r\n"));
+
+    server.join().unwrap();
+}
+
+#[test]
+fn slowloris_is_cut_off_over_tcp() {
+    let settings = Settings {
+        header_timeout: Duration::from_millis(200),
+        ..Settings::default()
+    };
+    let (addr, server) = server(settings, 1);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
+    server.join().unwrap();
+}
