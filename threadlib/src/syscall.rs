@@ -99,6 +99,59 @@ impl Future for Call {
     }
 }
 
+/// Which value-less call a [`SimpleCall`] makes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SimpleKind {
+    Yield,
+    Park,
+    /// `arg` is a duration in ns, turned into a deadline at the first poll.
+    SleepFor,
+    /// `arg` is a deadline in ns on the core clock.
+    SleepUntil,
+}
+
+/// A two-word future for the calls that carry no result (yield, park, sleep): the
+/// per-thread memory of a sleeping thread is part of our budget.
+#[must_use = "a system call does nothing unless awaited"]
+pub(crate) struct SimpleCall {
+    arg: u64,
+    kind: SimpleKind,
+    started: bool,
+}
+
+impl SimpleCall {
+    pub(crate) fn new(kind: SimpleKind, arg: u64) -> Self {
+        SimpleCall {
+            arg,
+            kind,
+            started: false,
+        }
+    }
+}
+
+impl Future for SimpleCall {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let Some(core) = Core::current() else {
+            return Poll::Ready(Err(Error::NoRuntime));
+        };
+        let r = if self.started {
+            core.take_completion()
+        } else {
+            self.started = true;
+            let call = match self.kind {
+                SimpleKind::Yield => Syscall::Yield,
+                SimpleKind::Park => Syscall::Park,
+                SimpleKind::SleepFor => Syscall::Sleep(core.now_ns().saturating_add(self.arg)),
+                SimpleKind::SleepUntil => Syscall::Sleep(self.arg),
+            };
+            core.leave_call(call)
+        };
+        r.map(|r| r.map(|_| ()))
+    }
+}
+
 /// Performs `call` and converts its completion.
 pub(crate) async fn call(call: Syscall) -> Result<Completion> {
     Call::new(call).await
@@ -110,7 +163,7 @@ pub(crate) async fn call(call: Syscall) -> Result<Completion> {
 /// Fails with [`Error::Other`] if the loop replies with a value of a different type.
 pub async fn custom<R: 'static>(id: LoopId, request: Box<dyn Any>) -> Result<R> {
     match call(Syscall::Custom(id, request)).await? {
-        Completion::Boxed(b) => match b.downcast::<Result<R>>() {
+        Completion::Boxed(b) => match (*b).downcast::<Result<R>>() {
             Ok(r) => *r,
             Err(b) => match b.downcast::<R>() {
                 Ok(r) => Ok(*r),

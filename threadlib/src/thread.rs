@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use crate::core::{with_core, Completion, Core, ThreadId};
 use crate::error::{Error, Result};
 use crate::scope::ScopeInner;
-use crate::syscall::{Call, Syscall};
+use crate::syscall::{Call, SimpleCall, SimpleKind, Syscall};
 
 /// How a thread ended, as its scope sees it.
 pub(crate) enum Exit {
@@ -37,12 +37,16 @@ enum Stage<F, T> {
 }
 
 /// One allocation per thread: the future, then its result, plus who waits for it.
-struct ThreadCell<F, T> {
+///
+/// `SCOPED`: errors of scoped threads go to the scope; plain threads keep them for the
+/// joiner. The joiner is a packed [`ThreadId`] (`NO_JOINER` when none), to keep the
+/// cell small: it is most of a sleeping thread's memory.
+struct ThreadCell<F, T, const SCOPED: bool> {
     stage: UnsafeCell<Stage<F, T>>,
-    joiner: Cell<Option<ThreadId>>,
-    /// Errors of scoped threads go to the scope; plain threads keep them for the joiner.
-    scoped: bool,
+    joiner: Cell<u64>,
 }
+
+const NO_JOINER: u64 = u64::MAX;
 
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
@@ -54,7 +58,7 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-impl<F, T> Runnable for ThreadCell<F, T>
+impl<F, T, const SCOPED: bool> Runnable for ThreadCell<F, T, SCOPED>
 where
     F: Future<Output = Result<T>>,
 {
@@ -77,7 +81,7 @@ where
         // Drop the future first: its destructors may call into the scheduler.
         *stage = Stage::Taken;
         let (stored, exit) = match out {
-            Err(e) if self.scoped => (Err(Error::ScopeFailed), Exit::Failed(e)),
+            Err(e) if SCOPED => (Err(Error::ScopeFailed), Exit::Failed(e)),
             other => (other, Exit::Ok),
         };
         // SAFETY: as above; no other reference to `stage` exists during this call.
@@ -86,13 +90,14 @@ where
     }
 
     fn notify_joiner(self: Pin<&Self>, core: &Core) {
-        if let Some(j) = self.joiner.take() {
-            core.unpark(j);
+        let j = self.joiner.replace(NO_JOINER);
+        if j != NO_JOINER {
+            core.unpark(ThreadId::unpack(j));
         }
     }
 }
 
-impl<F, T> JoinSlot<T> for ThreadCell<F, T> {
+impl<F, T, const SCOPED: bool> JoinSlot<T> for ThreadCell<F, T, SCOPED> {
     fn take(&self) -> Option<Result<T>> {
         // SAFETY: called by the joiner while the thread is not being polled (one core,
         // one thread running at a time), so no other reference to `stage` is live.
@@ -108,7 +113,7 @@ impl<F, T> JoinSlot<T> for ThreadCell<F, T> {
     }
 
     fn set_joiner(&self, tid: ThreadId) {
-        self.joiner.set(Some(tid));
+        self.joiner.set(tid.pack());
     }
 }
 
@@ -186,10 +191,26 @@ where
     F: Future<Output = Result<T>> + 'static,
     T: 'static,
 {
-    let cell = Rc::new(ThreadCell {
+    if scoped {
+        spawn_cell::<F, T, true>(core, scope, fut, queue)
+    } else {
+        spawn_cell::<F, T, false>(core, scope, fut, queue)
+    }
+}
+
+fn spawn_cell<F, T, const SCOPED: bool>(
+    core: &Core,
+    scope: &Rc<ScopeInner>,
+    fut: F,
+    queue: bool,
+) -> JoinHandle<T>
+where
+    F: Future<Output = Result<T>> + 'static,
+    T: 'static,
+{
+    let cell: Rc<ThreadCell<F, T, SCOPED>> = Rc::new(ThreadCell {
         stage: UnsafeCell::new(Stage::Running(fut)),
-        joiner: Cell::new(None),
-        scoped,
+        joiner: Cell::new(NO_JOINER),
     });
     let slot: Rc<dyn JoinSlot<T>> = cell.clone();
     // SAFETY: the cell is never moved out of its Rc allocation.
@@ -241,13 +262,13 @@ where
 }
 
 /// Lets every other ready thread run once before the caller continues.
-pub async fn yield_now() -> Result<()> {
-    Call::new(Syscall::Yield).await.map(|_| ())
+pub fn yield_now() -> impl Future<Output = Result<()>> {
+    SimpleCall::new(SimpleKind::Yield, 0)
 }
 
 /// Suspends the caller until [`unpark`] wakes it or it is cancelled.
-pub async fn park() -> Result<()> {
-    Call::new(Syscall::Park).await.map(|_| ())
+pub fn park() -> impl Future<Output = Result<()>> {
+    SimpleCall::new(SimpleKind::Park, 0)
 }
 
 /// Wakes `tid` if it is parked on this core; returns whether it was.
@@ -276,7 +297,7 @@ pub(crate) fn completion_value(c: Completion) -> Result<i64> {
             Err(Error::Io(std::io::Error::from_raw_os_error(-v as i32)))
         }
         Completion::Value(v) => Ok(v),
-        Completion::Boxed(b) => match b.downcast::<Error>() {
+        Completion::Boxed(b) => match (*b).downcast::<Error>() {
             Ok(e) => Err(*e),
             Err(_) => Ok(0),
         },

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::cancel::{CancelCtx, InCtx};
 use crate::core::Core;
 use crate::error::{Error, Result};
-use crate::syscall::{call, Syscall};
+use crate::syscall::{SimpleCall, SimpleKind};
 
 /// A core's clock.
 pub(crate) enum ClockKind {
@@ -134,20 +134,17 @@ pub fn advance(d: Duration) -> Result<()> {
 }
 
 /// Suspends the calling thread for `d`.
-pub async fn sleep(d: Duration) -> Result<()> {
-    let core = Core::current().ok_or(Error::NoRuntime)?;
-    let deadline = core
-        .now_ns()
-        .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
-    call(Syscall::Sleep(deadline)).await.map(|_| ())
+pub fn sleep(d: Duration) -> impl Future<Output = Result<()>> {
+    SimpleCall::new(
+        SimpleKind::SleepFor,
+        d.as_nanos().min(u64::MAX as u128) as u64,
+    )
 }
 
 /// Suspends the calling thread until `deadline` on the core's clock.
-pub async fn sleep_until(deadline: Instant) -> Result<()> {
-    let core = Core::current().ok_or(Error::NoRuntime)?;
-    call(Syscall::Sleep(to_ns(core, deadline)))
-        .await
-        .map(|_| ())
+pub fn sleep_until(deadline: Instant) -> impl Future<Output = Result<()>> {
+    let ns = Core::try_with(|core| to_ns(core, deadline)).unwrap_or(0);
+    SimpleCall::new(SimpleKind::SleepUntil, ns)
 }
 
 struct TimerGuard {

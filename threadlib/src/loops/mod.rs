@@ -39,7 +39,7 @@ impl LoopCx<'_> {
     /// (`value` must be an `R` or a `threadlib::Result<R>`).
     pub fn reply<R: 'static>(&mut self, tid: ThreadId, value: R) {
         let b: Box<dyn Any> = Box::new(value);
-        self.done.push((tid, Completion::Boxed(b)));
+        self.done.push((tid, Completion::Boxed(Box::new(b))));
     }
 
     /// Completes `tid`'s call with an error.

@@ -140,7 +140,7 @@ where
     let job: BlockingJob = Box::new(move || Box::new(f()) as Box<dyn Any + Send>);
     match call(Syscall::Blocking(job)).await? {
         Completion::Boxed(b) => {
-            let b = match b.downcast::<std::result::Result<Box<dyn Any + Send>, String>>() {
+            let b = match (*b).downcast::<std::result::Result<Box<dyn Any + Send>, String>>() {
                 Ok(r) => r,
                 Err(b) => {
                     return match b.downcast::<Error>() {

@@ -49,7 +49,7 @@ impl UringLoop {
     pub(crate) fn reap(&mut self, out: &mut Vec<(ThreadId, Completion)>) {
         self.ring.complete(|c| {
             let tid = ThreadId::unpack(c.token);
-            out.push((tid, Completion::Boxed(Box::new(c))));
+            out.push((tid, Completion::Boxed(Box::new(Box::new(c)))));
         });
     }
 }
@@ -59,7 +59,7 @@ impl UringLoop {
 /// confirmed the cancellation; if the operation finished first, its real completion.
 pub async fn submit(op: Op) -> Result<UringCompletion> {
     match call(Syscall::Uring(Box::new(op))).await? {
-        Completion::Boxed(b) => match b.downcast::<UringCompletion>() {
+        Completion::Boxed(b) => match (*b).downcast::<UringCompletion>() {
             Ok(c) => Ok(*c),
             Err(b) => match b.downcast::<Error>() {
                 Ok(e) => Err(*e),
