@@ -835,19 +835,7 @@ fn channel_stress_with_timeouts_loses_nothing() {
         let received = Rc::new(RefCell::new(Vec::new()));
         let sent = Rc::new(RefCell::new(Vec::new()));
         let returned = Rc::new(RefCell::new(Vec::new()));
-        let seed = Rc::new(Cell::new(0x2545_f491_4f6c_dd1du64));
-        let rand = {
-            let seed = seed.clone();
-            move |n: u64| {
-                let mut x = seed.get();
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                seed.set(x);
-                x % n
-            }
-        };
-        let rand = Rc::new(rand);
+        let rand = rng(0x2545_f491_4f6c_dd1d);
         let mut producers = Vec::new();
         for p in 0..4u32 {
             let (tx, sent, returned, rand) =
@@ -904,6 +892,164 @@ fn channel_stress_with_timeouts_loses_nothing() {
     assert_eq!(sent, received);
     assert_eq!(sent.len() + returned, 800);
     assert!(!sent.is_empty() && returned > 0, "both outcomes exercised");
+}
+
+// ----- Spurious wake-ups and random cancellation -----------------------------------
+
+#[test]
+fn spurious_wakeups_are_rechecked() {
+    let (early, got) = run(async {
+        let m = Rc::new(Mutex::new(()));
+        let (tx, rx) = channel::<u8>(1);
+        let (p, r) = Promise::<u8>::new();
+        let c = Rc::new(Condition::new());
+        let held = m.lock().await?;
+        let done = Rc::new(Cell::new(0));
+        let mut hs = Vec::new();
+        {
+            let (m, d) = (m.clone(), done.clone());
+            hs.push(threadlib::spawn(async move {
+                drop(m.lock().await?);
+                d.set(d.get() + 1);
+                Result::Ok(0)
+            }));
+        }
+        {
+            let d = done.clone();
+            hs.push(threadlib::spawn(async move {
+                let v = rx.recv().await?;
+                d.set(d.get() + 1);
+                Result::Ok(v)
+            }));
+        }
+        {
+            let d = done.clone();
+            hs.push(threadlib::spawn(async move {
+                let v = p.wait().await?;
+                d.set(d.get() + 1);
+                Result::Ok(v)
+            }));
+        }
+        {
+            let (c, d) = (c.clone(), done.clone());
+            hs.push(threadlib::spawn(async move {
+                c.wait_no_mutex().await?;
+                d.set(d.get() + 1);
+                Result::Ok(4)
+            }));
+        }
+        settle().await?;
+        for _ in 0..3 {
+            for h in &hs {
+                threadlib::unpark(h.id());
+            }
+            settle().await?;
+        }
+        let early = done.get();
+        drop(held);
+        tx.send(2).await?;
+        r.resolve(3);
+        c.notify_one();
+        let mut got = Vec::new();
+        for h in hs {
+            got.push(h.await??);
+        }
+        Ok((early, got))
+    });
+    assert_eq!(early, 0, "nobody proceeds on a spurious wake-up");
+    assert_eq!(got, [0, 2, 3, 4]);
+}
+
+/// Tiny deterministic generator for the stress tests.
+fn rng(seed: u64) -> Rc<dyn Fn(u64) -> u64> {
+    let state = Cell::new(seed);
+    Rc::new(move |n| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        x % n
+    })
+}
+
+#[test]
+fn mutex_and_semaphore_stress_with_timeouts() {
+    const PERMITS: usize = 5;
+    let (max_in_lock, max_permits_out, locked, avail, acquired, timed_out) = run_mock(async {
+        let m = Rc::new(Mutex::new(()));
+        let sem = Rc::new(Semaphore::new(PERMITS));
+        let in_lock = Rc::new(Cell::new(0));
+        let max_in_lock = Rc::new(Cell::new(0));
+        let out = Rc::new(Cell::new(0usize));
+        let max_out = Rc::new(Cell::new(0usize));
+        let acquired = Rc::new(Cell::new(0));
+        let timed_out = Rc::new(Cell::new(0));
+        let rand = rng(0x9e37_79b9_7f4a_7c15);
+        let mut hs = Vec::new();
+        for _ in 0..12 {
+            let (m, sem, rand) = (m.clone(), sem.clone(), rand.clone());
+            let (in_lock, max_in_lock) = (in_lock.clone(), max_in_lock.clone());
+            let (out, max_out) = (out.clone(), max_out.clone());
+            let (acquired, timed_out) = (acquired.clone(), timed_out.clone());
+            hs.push(threadlib::spawn(async move {
+                for _ in 0..60 {
+                    let patience = Duration::from_millis(rand(8));
+                    let hold = Duration::from_millis(rand(3));
+                    if rand(2) == 0 {
+                        let r = threadlib::with_timeout(patience, async {
+                            let _g = m.lock().await?;
+                            in_lock.set(in_lock.get() + 1);
+                            max_in_lock.set(max_in_lock.get().max(in_lock.get()));
+                            let r = threadlib::protect(threadlib::sleep(hold)).await;
+                            in_lock.set(in_lock.get() - 1);
+                            r
+                        })
+                        .await;
+                        match r {
+                            Ok(()) => acquired.set(acquired.get() + 1),
+                            Err(Error::TimedOut) => timed_out.set(timed_out.get() + 1),
+                            Err(e) => return Err(e),
+                        }
+                    } else {
+                        let n = rand(3) as usize + 1;
+                        let r = threadlib::with_timeout(patience, async {
+                            let _p = sem.acquire(n).await?;
+                            out.set(out.get() + n);
+                            max_out.set(max_out.get().max(out.get()));
+                            let r = threadlib::protect(threadlib::sleep(hold)).await;
+                            out.set(out.get() - n);
+                            r
+                        })
+                        .await;
+                        match r {
+                            Ok(()) => acquired.set(acquired.get() + 1),
+                            Err(Error::TimedOut) => timed_out.set(timed_out.get() + 1),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Result::Ok(())
+            }));
+        }
+        for h in hs {
+            h.await??;
+        }
+        Ok((
+            max_in_lock.get(),
+            max_out.get(),
+            m.is_locked(),
+            sem.available_permits(),
+            acquired.get(),
+            timed_out.get(),
+        ))
+    });
+    assert_eq!(max_in_lock, 1);
+    assert!(max_permits_out <= PERMITS);
+    assert!(!locked);
+    assert_eq!(avail, PERMITS);
+    assert_eq!(acquired + timed_out, 12 * 60);
+    assert!(acquired > 0 && timed_out > 0, "both outcomes exercised");
 }
 
 // ----- Outside a runtime ---------------------------------------------------------------
