@@ -199,7 +199,9 @@ mod tests {
     fn eval(extra: &str) -> Precondition {
         let text = format!("GET / HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
         let buf: &'static [u8] = Box::leak(text.into_bytes().into_boxed_slice());
-        let headers = Box::leak(Box::new([httparse::EMPTY_HEADER; MAX_HEADERS]));
+        let headers = Box::leak(Box::new(
+            [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS],
+        ));
         let req = parse(buf, headers, &Limits::default()).unwrap().unwrap();
         evaluate(&req, &Validators::of(&meta()))
     }

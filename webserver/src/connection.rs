@@ -13,6 +13,7 @@
 //! finish within `send_timeout`.
 
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::access_log::{AccessLog, LogEntry};
 use crate::autoindex;
 use crate::conditional::{self, Precondition, Validators};
 use crate::counters::Counters;
-use crate::date::{http_date_bytes, DateCache, WallClock};
+use crate::date::{DateCache, WallClock};
 use crate::files::{FileKind, FileSource, OpenError, Opened, SendError};
 use crate::path::{encode_path, normalize, RelPath};
 use crate::range::{self, RangeOutcome};
@@ -240,7 +241,7 @@ impl<T: Transport> Conn<'_, T> {
         let mut head_deadline = Some(self.io.now() + settings.header_timeout);
         loop {
             let step = if start < end {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
                 match request::parse(&buf[start..end], &mut headers, &limits) {
                     Ok(None) => Step::NeedMore,
                     Err(e) => Step::Reject(e),
@@ -310,7 +311,7 @@ impl<T: Transport> Conn<'_, T> {
                     if self.out.len() >= FLUSH_AT {
                         self.flush().await?;
                     }
-                    head_deadline = (start < end).then(|| self.io.now() + settings.header_timeout);
+                    head_deadline = None;
                     continue;
                 }
                 Step::NeedMore => {}
@@ -341,16 +342,19 @@ impl<T: Transport> Conn<'_, T> {
                     return Ok(ConnectionEnd::Closed);
                 }
             }
-            let deadline =
-                head_deadline.unwrap_or_else(|| self.io.now() + settings.keepalive_timeout);
+            // A partial head is timed from the first time we wait for its rest: that
+            // is right after its first bytes arrived, and costs no clock read when
+            // whole requests arrive in one read.
+            let now = self.io.now();
+            if start < end && head_deadline.is_none() {
+                head_deadline = Some(now + settings.header_timeout);
+            }
+            let deadline = head_deadline.unwrap_or(now + settings.keepalive_timeout);
             match self.io.read(&mut buf[end..], deadline).await {
                 Ok(0) => return Ok(ConnectionEnd::PeerClosed),
                 Ok(n) => {
                     self.ctx.counters.read(n);
                     end += n;
-                    if head_deadline.is_none() {
-                        head_deadline = Some(self.io.now() + settings.header_timeout);
-                    }
                 }
                 Err(TransportError::TimedOut) if head_deadline.is_none() => {
                     self.ctx.counters.idle_timeout();
@@ -455,9 +459,7 @@ impl<T: Transport> Conn<'_, T> {
         let Ok(norm) = normalize(req.target.as_bytes(), path) else {
             return simple(self, Status::BadRequest, keep_alive, &[]);
         };
-        let Some(rel) = RelPath::new(path) else {
-            return simple(self, Status::BadRequest, keep_alive, &[]);
-        };
+        let rel = RelPath::from_normalized(path);
         let opened = match files.open(rel).await {
             Ok(opened) => opened,
             Err(e) => {
@@ -496,9 +498,7 @@ impl<T: Transport> Conn<'_, T> {
             path.push(b'/');
         }
         path.extend_from_slice(b"index.html");
-        let Some(index_rel) = RelPath::new(path) else {
-            return simple(self, Status::BadRequest, keep_alive, &[]);
-        };
+        let index_rel = RelPath::from_normalized(path);
         let index_error = match files.open(index_rel).await {
             Ok(opened) if opened.meta.kind == FileKind::File => {
                 return self
@@ -512,9 +512,7 @@ impl<T: Transport> Conn<'_, T> {
             Err(e) => e,
         };
         path.truncate(dir_len);
-        let Some(rel) = RelPath::new(path) else {
-            return simple(self, Status::BadRequest, keep_alive, &[]);
-        };
+        let rel = RelPath::from_normalized(path);
         match index_error {
             OpenError::NotFound if self.ctx.settings.autoindex => {
                 match files.list_dir(rel, autoindex::MAX_ENTRIES).await {
@@ -571,7 +569,7 @@ impl<T: Transport> Conn<'_, T> {
                 files.close(handle).await;
                 let mut head = Head::start(&mut self.out, Status::NotModified, &date);
                 head.header("ETag", v.etag());
-                write_last_modified(&mut head, v.last_modified);
+                write_last_modified(&mut head, &self.ctx.date, v.last_modified);
                 head.finish(keep_alive, http10);
                 return Reply {
                     status: Status::NotModified,
@@ -639,7 +637,7 @@ impl<T: Transport> Conn<'_, T> {
             .header_u64("Content-Length", count)
             .header("ETag", v.etag())
             .header("Accept-Ranges", b"bytes");
-        write_last_modified(&mut head, v.last_modified);
+        write_last_modified(&mut head, &self.ctx.date, v.last_modified);
         if status == Status::PartialContent {
             head.content_range(first, first + count - 1, len);
         }
@@ -723,8 +721,8 @@ fn open_error_status(e: &OpenError, keep_alive: bool) -> (Status, bool) {
     }
 }
 
-fn write_last_modified(head: &mut Head<'_>, secs: u64) {
-    head.header("Last-Modified", &http_date_bytes(secs));
+fn write_last_modified(head: &mut Head<'_>, date: &DateCache, secs: u64) {
+    head.header("Last-Modified", &date.format_secs(secs));
 }
 
 /// Appends exactly `len` bytes of `file` at `offset` to `out`.

@@ -18,6 +18,8 @@ pub struct DateCache {
     clock: WallClock,
     secs: Cell<u64>,
     text: Cell<[u8; HTTP_DATE_LEN]>,
+    /// The last value formatted by [`DateCache::format_secs`].
+    memo: Cell<(u64, [u8; HTTP_DATE_LEN])>,
 }
 
 impl DateCache {
@@ -27,6 +29,7 @@ impl DateCache {
             clock,
             secs: Cell::new(u64::MAX),
             text: Cell::new([b' '; HTTP_DATE_LEN]),
+            memo: Cell::new((u64::MAX, [b' '; HTTP_DATE_LEN])),
         }
     }
 
@@ -52,6 +55,20 @@ impl DateCache {
             self.secs.set(secs);
         }
         self.text.get()
+    }
+}
+
+impl DateCache {
+    /// `secs` since the epoch as an HTTP date, remembering the last value formatted
+    /// (a server mostly sends the same few `Last-Modified` values).
+    pub fn format_secs(&self, secs: u64) -> [u8; HTTP_DATE_LEN] {
+        let (memo_secs, memo_text) = self.memo.get();
+        if memo_secs == secs {
+            return memo_text;
+        }
+        let text = http_date_bytes(secs);
+        self.memo.set((secs, text));
+        text
     }
 }
 

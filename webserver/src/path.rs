@@ -44,6 +44,13 @@ impl<'a> RelPath<'a> {
         ok.then_some(RelPath(bytes))
     }
 
+    /// Wraps bytes that [`normalize`] produced (or such bytes joined with a further
+    /// plain segment), skipping the validation of [`RelPath::new`].
+    pub(crate) fn from_normalized(bytes: &'a [u8]) -> Self {
+        debug_assert!(RelPath::new(bytes).is_some(), "{bytes:?}");
+        RelPath(bytes)
+    }
+
     /// The raw bytes, segments separated by `/`.
     pub fn as_bytes(&self) -> &'a [u8] {
         self.0
