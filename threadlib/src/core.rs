@@ -1052,6 +1052,7 @@ impl Core {
                 t.gen = t.gen.wrapping_add(1) & 0x7fff_ffff;
                 t.scope = None;
                 t.ctx = None;
+                t.completion = Completion::Empty;
                 t.runnable.take()
             };
             drop(r);
@@ -1071,6 +1072,18 @@ impl Core {
         self.tracer
             .as_ref()
             .map(|t| std::mem::replace(&mut *t.borrow_mut(), Tracer::new(self.id)))
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if self.live.get() == 0 {
+            // Every slot is free and holds no resources (exit_thread and destroy_all
+            // clear them), so the table can be released without visiting each entry.
+            // SAFETY: shrinking the length to 0 only skips destructors, and none of
+            // the free slots owns anything that needs one.
+            unsafe { self.tasks.get_mut().set_len(0) };
+        }
     }
 }
 
@@ -1102,6 +1115,6 @@ mod size_tests {
         assert!(std::mem::size_of::<super::Task>() <= 80);
         assert!(std::mem::size_of::<super::Completion>() <= 16);
         assert!(std::mem::size_of::<crate::syscall::Syscall>() <= 24);
-        assert!(std::mem::size_of::<crate::thread::JoinHandle<u32>>() <= 32);
+        assert!(std::mem::size_of::<crate::thread::JoinHandle<u32>>() <= 24);
     }
 }

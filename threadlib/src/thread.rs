@@ -120,15 +120,17 @@ impl<F, T, const SCOPED: bool> JoinSlot<T> for ThreadCell<F, T, SCOPED> {
 /// Awaits a thread's result. Dropping the handle detaches the thread.
 pub struct JoinHandle<T> {
     slot: Rc<dyn JoinSlot<T>>,
-    id: ThreadId,
-    /// Whether the joiner is suspended in a `Park` call waiting for the thread.
-    parked: bool,
+    /// The packed thread id; the top bit says whether the joiner is suspended in a
+    /// `Park` call waiting for the thread.
+    bits: u64,
 }
+
+const PARKED: u64 = 1 << 63;
 
 impl<T> JoinHandle<T> {
     /// The thread's id.
     pub fn id(&self) -> ThreadId {
-        self.id
+        ThreadId::unpack(self.bits & !PARKED)
     }
 }
 
@@ -141,11 +143,11 @@ impl<T> Future for JoinHandle<T> {
         let Some(core) = Core::current() else {
             return Poll::Ready(Err(Error::NoRuntime));
         };
-        if self.parked {
+        if self.bits & PARKED != 0 {
             match core.take_completion() {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(r) => {
-                    self.parked = false;
+                    self.bits &= !PARKED;
                     r?;
                 }
             }
@@ -159,7 +161,7 @@ impl<T> Future for JoinHandle<T> {
         self.slot.set_joiner(me);
         match core.leave_call(Syscall::Park) {
             Poll::Pending => {
-                self.parked = true;
+                self.bits |= PARKED;
                 Poll::Pending
             }
             Poll::Ready(r) => Poll::Ready(Err(r.err().unwrap_or(Error::Cancelled))),
@@ -218,8 +220,7 @@ where
     let id = core.spawn_runnable(runnable, scope, queue);
     JoinHandle {
         slot,
-        id,
-        parked: false,
+        bits: id.pack(),
     }
 }
 
@@ -257,7 +258,7 @@ where
     let core = Core::current().ok_or(Error::NoRuntime)?;
     let root = core.root.clone();
     let h = spawn_in(core, &root, Plain(fut), false, false);
-    Call::new(Syscall::Fork(h.id)).await?;
+    Call::new(Syscall::Fork(h.id())).await?;
     Ok(h)
 }
 
