@@ -690,7 +690,12 @@ impl Core {
     /// Withdraws `tid`'s pending call from its event loop.
     fn cancel_wait(&self, tid: ThreadId, wait: Wait) {
         match wait {
-            Wait::Park | Wait::Waker | Wait::Timer(_) => {
+            Wait::Waker => {
+                // A foreign future cannot be interrupted: poll it again; the thread
+                // sees `Cancelled` at its next system call.
+                self.complete(tid, Some(wait), Completion::Empty);
+            }
+            Wait::Park | Wait::Timer(_) => {
                 // Timer entries go stale: the heap checks the thread still waits on them.
                 if let Wait::Timer(_) = wait {
                     self.timers.borrow_mut().note_stale();
