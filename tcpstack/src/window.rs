@@ -48,7 +48,8 @@ pub fn decode(field: u16, shift: u8) -> u32 {
 
 /// The receive window to advertise, rounded so that `decode(encode(w))` equals it and
 /// never placing the right edge left of where it was (RFC 9293 section 3.8.6: a
-/// receiver should not shrink the window).
+/// receiver should not shrink the window), as far as the largest window expressible
+/// under `shift` allows.
 ///
 /// `free` is the free receive-buffer space; `prev_right_edge_offset` is how far the
 /// previously advertised right edge lies beyond the current `RCV.NXT` (0 if none, or if
@@ -59,7 +60,7 @@ pub fn advertised(free: u32, prev_right_edge_offset: u32, shift: u8) -> u32 {
     // Rounding up the previous edge keeps it representable without shrinking it.
     let mask = (1u32 << shift) - 1;
     let prev = prev_right_edge_offset.saturating_add(mask) & !mask;
-    rounded.max(prev.min(MAX_SCALED_WINDOW))
+    rounded.max(prev.min(decode(u16::MAX, shift)))
 }
 
 /// Receiver-side SWS avoidance (RFC 9293 section 3.8.6.2.2): whether the window may be

@@ -158,6 +158,12 @@ impl Cubic {
         self.epoch_start = None;
     }
 
+    pub(crate) fn set_mss(&mut self, mss: u32) {
+        self.w.set_mss(mss);
+        self.cwnd_f = self.w.cwnd as f64;
+        self.epoch_start = None;
+    }
+
     pub(crate) fn on_idle_restart(&mut self, _now: Instant) {
         self.w.cwnd = self.w.cwnd.min(self.w.initial);
         self.cwnd_f = self.w.cwnd as f64;

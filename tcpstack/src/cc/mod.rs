@@ -130,7 +130,7 @@ impl Window {
         2 * self.mss
     }
 
-    fn set_mss(&mut self, mss: u32) {
+    pub(crate) fn set_mss(&mut self, mss: u32) {
         let mss = mss.max(1);
         if mss == self.mss {
             return;
@@ -141,6 +141,7 @@ impl Window {
             self.initial = rfc6928_initial_window(mss);
         }
         self.cwnd = segments.saturating_mul(mss).clamp(mss, MAX_CWND);
+        self.ssthresh = self.ssthresh.max(self.min_ssthresh());
     }
 }
 
@@ -211,7 +212,10 @@ impl CongestionControl {
     /// The sender MSS changed (e.g. once the peer's MSS option is known): the window
     /// keeps its size in segments, and an unconfigured initial window is recomputed.
     pub fn set_mss(&mut self, mss: u32) {
-        dispatch!(self, c => c.w.set_mss(mss))
+        match self {
+            CongestionControl::NewReno(c) => c.w.set_mss(mss),
+            CongestionControl::Cubic(c) => c.set_mss(mss),
+        }
     }
 
     /// An ACK acknowledged `bytes_acked` new bytes outside loss recovery, at `now`.
