@@ -53,6 +53,15 @@ impl<T> State<T> {
         self.grant_receivers();
     }
 
+    /// Takes the first value not promised to a woken receiver.
+    fn take_free_item(&mut self) -> Option<T> {
+        if self.has_free_item() {
+            self.pop()
+        } else {
+            None
+        }
+    }
+
     fn pop(&mut self) -> Option<T> {
         let v = self.buf.pop_front()?;
         self.grant_senders();
@@ -338,9 +347,15 @@ impl<T> Receiver<T> {
     /// drained, with [`Error::Cancelled`] if the caller is cancelled while waiting, and
     /// with [`Error::NoRuntime`] if it would have to wait outside a threadlib thread.
     pub async fn recv(&self) -> Result<T> {
-        let ticket = match self.try_recv()? {
-            Some(v) => return Ok(v),
-            None => self.st.borrow_mut().recv_waiters.push_current(())?,
+        let ticket = {
+            let mut st = self.st.borrow_mut();
+            if let Some(v) = st.take_free_item() {
+                return Ok(v);
+            }
+            if st.senders == 0 {
+                return Err(Error::Closed);
+            }
+            st.recv_waiters.push_current(())?
         };
         let guard = OnAbandon::new(|| self.abandon(ticket));
         loop {
@@ -371,8 +386,8 @@ impl<T> Receiver<T> {
     /// promised to woken receivers do not count as buffered.
     pub fn try_recv(&self) -> Result<Option<T>> {
         let mut st = self.st.borrow_mut();
-        if st.has_free_item() {
-            Ok(st.pop())
+        if let Some(v) = st.take_free_item() {
+            Ok(Some(v))
         } else if st.senders == 0 {
             Err(Error::Closed)
         } else {
