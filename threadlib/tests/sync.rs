@@ -1052,6 +1052,38 @@ fn mutex_and_semaphore_stress_with_timeouts() {
     assert!(acquired > 0 && timed_out > 0, "both outcomes exercised");
 }
 
+#[test]
+fn runtime_shutdown_cancels_waiters_cleanly() {
+    let out = Rc::new(RefCell::new(Vec::new()));
+    let o = out.clone();
+    let r = threadlib::run(async move {
+        let m = Rc::new(Mutex::new(()));
+        let (tx, rx) = channel::<u8>(1);
+        let held = m.lock().await?;
+        let (m2, o1, o2) = (m.clone(), o.clone(), o.clone());
+        drop(threadlib::spawn(async move {
+            let r = m2.lock().await.map(drop);
+            o1.borrow_mut().push(r);
+        }));
+        drop(threadlib::spawn(async move {
+            let r = rx.recv().await.map(drop);
+            o2.borrow_mut().push(r);
+            drop(tx);
+        }));
+        settle().await?;
+        // Return with both threads still waiting, and the lock never released.
+        std::mem::forget(held);
+        Result::Ok(())
+    });
+    assert!(matches!(r, Ok(Ok(()))), "{r:?}");
+    let out = out.borrow();
+    assert_eq!(out.len(), 2);
+    assert!(
+        out.iter().all(|r| matches!(r, Err(Error::Cancelled))),
+        "{out:?}"
+    );
+}
+
 // ----- Outside a runtime ---------------------------------------------------------------
 
 #[test]

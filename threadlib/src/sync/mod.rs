@@ -28,8 +28,8 @@
 //!   (an uncontended lock, `try_*`) work anywhere.
 //!
 //! Waiting is a [`park`](crate::park) system call; waking is an [`unpark`](crate::unpark).
-//! No operation allocates, except for a wait queue or channel buffer growing to a new
-//! high-water mark.
+//! Apart from creating a primitive, no operation allocates, except when a wait queue or
+//! a channel buffer grows to a new high-water mark.
 
 mod channel;
 mod condition;
