@@ -2,7 +2,26 @@
 //!
 //! Packets, the current time, the initial-sequence-number secret and application
 //! requests go in; packets to send, application events and the next timer deadline come
-//! out. The stack does no I/O, reads no clock, draws no randomness and keeps no globals.
+//! out. The stack does no I/O, reads no clock, draws no randomness and keeps no globals:
+//! the same inputs always produce the same outputs, so any run can be recorded and
+//! replayed, and two stacks can be joined by a simulated link in one process.
+//!
+//! The entry point is [`Stack`]. Its shape follows quinn-proto:
+//!
+//! | direction | call |
+//! |---|---|
+//! | packet in | [`Stack::handle_packet`] |
+//! | time passes | [`Stack::handle_timeout`] (when [`Stack::poll_timeout`] is due) |
+//! | packet out | [`Stack::poll_transmit`] (until `None`) |
+//! | application events | [`Stack::poll_event`] (until `None`) |
+//! | application requests | [`Stack::listen`], [`Stack::accept`], [`Stack::connect`], [`Stack::send`], [`Stack::recv`], [`Stack::shutdown`], [`Stack::close`], [`Stack::abort`] |
+//!
+//! After any input or request, drain `poll_transmit` and `poll_event`, then wait for
+//! the next packet or `poll_timeout`, whichever comes first.
+//!
+//! Wire formats are parsed and emitted with smoltcp's `wire` module; the state machine
+//! (RFC 9293 with RFC 7323, 2018, 6675, 6298, 5681, 6582, 9438, 5961, 6528) is this
+//! crate's. Every malformed or unwanted packet is dropped and counted in [`Counters`].
 
 pub mod seq;
 pub mod time;
@@ -15,3 +34,24 @@ pub mod buffer;
 pub mod cc;
 pub mod rtt;
 pub mod sack;
+
+mod config;
+mod conn;
+mod control;
+mod counters;
+mod error;
+mod event;
+mod handle;
+mod isn;
+mod listener;
+mod stack;
+pub mod wire;
+
+pub use buffer::window;
+pub use cc::{CcAlgorithm, CcConfig};
+pub use config::{KeepAlive, StackConfig, TcpConfig};
+pub use counters::{Counters, DropReason};
+pub use error::{ConfigError, ConnError, Error};
+pub use event::{ConnInfo, Event, TcpState};
+pub use handle::{ConnId, ListenerId};
+pub use stack::Stack;

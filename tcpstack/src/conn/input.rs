@@ -1,0 +1,532 @@
+//! Segment arrival (RFC 9293 section 3.10.7.3 and 3.10.7.4), with the RFC 5961
+//! protections and RFC 7323 PAWS.
+
+use super::{Ctx, Notes, Tcb, PAWS_IDLE};
+use crate::buffer::window;
+use crate::error::ConnError;
+use crate::event::TcpState;
+use crate::sack::{RecoveryAck, SackBlock, DUP_THRESH};
+use crate::wire::{flags, Segment};
+use crate::{Instant, SeqNum};
+
+impl Tcb {
+    /// Processes a segment of this connection.
+    pub fn on_segment(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
+        match self.state {
+            TcpState::Closed => {}
+            TcpState::SynSent => self.on_segment_syn_sent(now, seg, ctx),
+            _ => self.on_segment_synchronized(now, seg, ctx),
+        }
+    }
+
+    /// RFC 9293 section 3.10.7.3.
+    fn on_segment_syn_sent(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
+        let has_ack = seg.has(flags::ACK);
+        if has_ack && (seg.ack.le(self.iss) || seg.ack.gt(self.snd_max)) {
+            if !seg.has(flags::RST) {
+                ctx.counters.ack_unsent += 1;
+                ctx.counters.rst_sent += 1;
+                ctx.control.push(
+                    crate::control::Control::Rst {
+                        tuple: self.tuple,
+                        seq: seg.ack,
+                        ack: None,
+                    },
+                    ctx.counters,
+                );
+            }
+            return;
+        }
+        if seg.has(flags::RST) {
+            ctx.counters.rst_received += 1;
+            if has_ack {
+                ctx.counters.rst_accepted += 1;
+                ctx.counters.connect_refused += 1;
+                self.fail(ConnError::Refused);
+            }
+            return;
+        }
+        if !seg.has(flags::SYN) {
+            return;
+        }
+        self.take_syn_options(now, seg);
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq + 1u32;
+        self.rcv_adv = self.rcv_nxt;
+        self.syn_pending = false;
+        if has_ack {
+            self.on_new_ack(now, seg.ack, ctx);
+            // The window of a SYN-ACK is not scaled.
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            self.snd_wnd = u32::from(seg.window);
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            self.establish(now, ctx);
+            self.ack_now = true;
+            if self.fin_queued {
+                self.set_state(TcpState::FinWait1);
+            }
+        } else {
+            // Simultaneous open: answer with SYN-ACK, same ISS.
+            self.set_state(TcpState::SynReceived);
+            self.snd_nxt = self.iss;
+            self.syn_pending = true;
+            self.update_window(u32::from(seg.window), seg.seq, seg.ack);
+        }
+    }
+
+    fn establish(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        self.set_state(TcpState::Established);
+        self.notes.insert(Notes::ESTABLISHED);
+        ctx.counters.established += 1;
+        self.retries = 0;
+        self.arm_keepalive(now);
+    }
+
+    /// RFC 9293 section 3.10.7.4, for SYN-RECEIVED and every synchronized state.
+    fn on_segment_synchronized(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
+        let rst = seg.has(flags::RST);
+        // RFC 7323 section 5.3: PAWS, before the sequence check.
+        if self.ts_enabled && !rst {
+            if let Some((tsval, _)) = seg.opts.timestamp {
+                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0
+                    && now - self.ts_recent_at < PAWS_IDLE
+                {
+                    ctx.counters.paws_rejected += 1;
+                    self.ack_now = true;
+                    return;
+                }
+            }
+        }
+
+        // First: sequence number acceptability.
+        if !self.acceptable(seg) {
+            if rst {
+                ctx.counters.rst_received += 1;
+                ctx.counters.rst_out_of_window += 1;
+            } else {
+                ctx.counters.out_of_window += 1;
+                self.ack_now = true;
+                if self.state == TcpState::TimeWait && seg.has(flags::FIN) {
+                    // A retransmitted FIN: the final ACK was lost; restart 2*MSL.
+                    self.close_at = Some(now + self.params.time_wait);
+                }
+            }
+            return;
+        }
+
+        // Second: RST (RFC 5961 section 3.2).
+        if rst {
+            ctx.counters.rst_received += 1;
+            if seg.seq == self.rcv_nxt {
+                ctx.counters.rst_accepted += 1;
+                match self.state {
+                    TcpState::SynReceived => {
+                        // Passive: back to LISTEN, which for us means the TCB goes away;
+                        // active (simultaneous open): refused.
+                        self.fail(ConnError::Refused);
+                        return;
+                    }
+                    TcpState::Closing | TcpState::LastAck | TcpState::TimeWait => {
+                        self.set_state(TcpState::Closed);
+                        return;
+                    }
+                    _ => {}
+                }
+                self.fail(ConnError::Reset);
+            } else {
+                self.challenge_ack(now, ctx);
+            }
+            return;
+        }
+
+        // Fourth: SYN in a synchronized state (RFC 5961 section 4).
+        if seg.has(flags::SYN) {
+            if self.state == TcpState::SynReceived && seg.seq == self.irs {
+                // A retransmitted SYN: the SYN-ACK was lost.
+                self.syn_pending = true;
+                return;
+            }
+            self.challenge_ack(now, ctx);
+            return;
+        }
+
+        // Fifth: the ACK field.
+        if !seg.has(flags::ACK) {
+            ctx.counters.no_ack += 1;
+            return;
+        }
+        if self.state == TcpState::SynReceived {
+            if seg.ack.le(self.snd_una) || seg.ack.gt(self.snd_max) {
+                ctx.counters.rst_sent += 1;
+                ctx.control.push(
+                    crate::control::Control::Rst {
+                        tuple: self.tuple,
+                        seq: seg.ack,
+                        ack: None,
+                    },
+                    ctx.counters,
+                );
+                return;
+            }
+            self.syn_pending = false;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            self.snd_wnd = window::decode(seg.window, self.snd_shift);
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            self.establish(now, ctx);
+            if self.fin_queued {
+                self.set_state(TcpState::FinWait1);
+            }
+        }
+        // RFC 5961 section 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
+        if seg.ack.gt(self.snd_max) {
+            ctx.counters.ack_unsent += 1;
+            self.challenge_ack(now, ctx);
+            return;
+        }
+        if seg.ack.lt(self.snd_una - self.max_snd_wnd.max(1)) {
+            ctx.counters.ack_too_old += 1;
+            self.challenge_ack(now, ctx);
+            return;
+        }
+
+        // RFC 7323 section 4.3: remember the timestamp to echo.
+        if let Some((tsval, _)) = seg.opts.timestamp {
+            if self.ts_enabled && seg.seq.le(self.last_ack_sent) {
+                self.ts_recent = tsval;
+                self.ts_recent_at = now;
+            }
+        }
+        self.keepalive_sent = 0;
+        self.arm_keepalive(now);
+
+        self.process_ack(now, seg, ctx);
+        if self.state == TcpState::Closed {
+            return;
+        }
+
+        // Seventh: segment text.
+        if !seg.payload.is_empty() {
+            match self.state {
+                TcpState::Established | TcpState::FinWait1 | TcpState::FinWait2 => {
+                    if self.orphaned {
+                        // Nobody will read it: RFC 9293 section 3.10.4 allows a reset.
+                        self.send_rst(ctx);
+                        self.fail(ConnError::Aborted);
+                        return;
+                    }
+                    self.receive_data(now, seg, ctx);
+                }
+                _ => {
+                    // Data after the peer's FIN is a duplicate; acknowledge.
+                    ctx.counters.duplicate_bytes += seg.payload.len() as u64;
+                    self.ack_now = true;
+                }
+            }
+        }
+
+        // Eighth: FIN.
+        if seg.has(flags::FIN) {
+            let fin = seg.seq + seg.payload.len();
+            if self.fin_seq.is_none() && !self.fin_received {
+                self.fin_seq = Some(fin);
+            }
+            self.ack_now = true;
+        }
+        self.maybe_take_fin(now);
+    }
+
+    /// The segment acceptability test of RFC 9293 section 3.10.7.4.
+    fn acceptable(&self, seg: &Segment<'_>) -> bool {
+        let wnd = self.recv_window();
+        let len = seg.seq_len();
+        match (len, wnd) {
+            (0, 0) => seg.seq == self.rcv_nxt,
+            (0, _) => seg.seq.in_window(self.rcv_nxt, wnd),
+            // A zero window still takes the ACK, RST and window of a segment at the
+            // exact next sequence (its data is then dropped and acknowledged).
+            (_, 0) => seg.seq == self.rcv_nxt,
+            _ => {
+                seg.seq.in_window(self.rcv_nxt, wnd)
+                    || (seg.seq + (len - 1)).in_window(self.rcv_nxt, wnd)
+            }
+        }
+    }
+
+    /// RFC 5961 section 7: a rate-limited challenge ACK.
+    fn challenge_ack(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if ctx.challenge.allow(now) {
+            ctx.counters.challenge_acks += 1;
+            self.ack_now = true;
+        } else {
+            ctx.counters.challenge_acks_suppressed += 1;
+        }
+    }
+
+    fn update_window_from(&mut self, seg: &Segment<'_>) {
+        let wnd = window::decode(seg.window, self.snd_shift);
+        // RFC 9293 section 3.10.7.4: update only from newer segments.
+        if self.snd_wl1.lt(seg.seq) || (self.snd_wl1 == seg.seq && self.snd_wl2.le(seg.ack)) {
+            self.update_window(wnd, seg.seq, seg.ack);
+        }
+    }
+
+    pub(super) fn update_window(&mut self, wnd: u32, seq: SeqNum, ack: SeqNum) {
+        self.snd_wnd = wnd;
+        self.snd_wl1 = seq;
+        self.snd_wl2 = ack;
+        self.max_snd_wnd = self.max_snd_wnd.max(wnd);
+    }
+
+    /// The ACK processing of the fifth step, for an acceptable ACK.
+    fn process_ack(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
+        let old_wnd = self.snd_wnd;
+        let in_flight = self.snd_max - self.snd_una;
+        let mut newly_sacked = 0;
+        if self.sack_enabled && seg.opts.sack_count > 0 {
+            ctx.counters.sack_blocks_received += u64::from(seg.opts.sack_count);
+            let mut blocks = [SackBlock::default(); crate::wire::MAX_SACK_BLOCKS];
+            for (b, &(l, r)) in blocks.iter_mut().zip(seg.opts.sacks()) {
+                *b = SackBlock { left: l, right: r };
+            }
+            let una = if seg.ack.gt(self.snd_una) {
+                seg.ack
+            } else {
+                self.snd_una
+            };
+            let upd = self.scoreboard.update(
+                una,
+                self.snd_max,
+                &blocks[..usize::from(seg.opts.sack_count)],
+            );
+            newly_sacked = upd.newly_sacked;
+        }
+        if seg.ack.gt(self.snd_una) {
+            self.update_window_from(seg);
+            let acked = seg.ack - self.snd_una;
+            self.on_new_ack(now, seg.ack, ctx);
+            self.dup_acks = 0;
+            match self.recovery.on_ack(self.snd_una) {
+                RecoveryAck::Idle => {
+                    self.cc.on_ack(now, acked, self.rtt.srtt(), in_flight);
+                }
+                RecoveryAck::Partial { .. } => {
+                    if !self.sack_enabled {
+                        // RFC 6582: deflate, and retransmit the next hole at once (with
+                        // SACK, NextSeg finds the holes).
+                        self.cc.on_partial_ack(acked);
+                        self.rtx_pending = true;
+                    }
+                }
+                RecoveryAck::Exited => self.cc.on_recovery_exit(now),
+            }
+        } else {
+            let dup = seg.ack == self.snd_una
+                && seg.payload.is_empty()
+                && !seg.has(flags::FIN)
+                && self.snd_max != self.snd_una;
+            self.update_window_from(seg);
+            let dup = dup && self.snd_wnd == old_wnd;
+            if dup || newly_sacked > 0 {
+                ctx.counters.dup_acks += 1;
+                self.dup_acks += 1;
+                if self.recovery.is_active() {
+                    if !self.sack_enabled {
+                        self.cc.on_dup_ack_in_recovery();
+                    }
+                } else if self.loss_detected() && self.recovery.may_enter(self.snd_una) {
+                    self.enter_recovery(now, ctx);
+                }
+            }
+        }
+        self.after_ack_state(now);
+        if self.snd_wnd > 0 {
+            self.persist_at = None;
+            self.persist_backoff = 0;
+        }
+        self.arm_persist_if_needed(now);
+    }
+
+    /// RFC 6675 section 5: DupThresh duplicates, or `IsLost(SND.UNA)`.
+    fn loss_detected(&self) -> bool {
+        self.dup_acks >= DUP_THRESH
+            || (self.sack_enabled && self.scoreboard.is_lost(self.snd_una, self.smss))
+    }
+
+    fn enter_recovery(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        ctx.counters.fast_retransmits += 1;
+        let in_flight = self.snd_max - self.snd_una;
+        self.cc.on_congestion_event(now, in_flight);
+        self.recovery.enter(self.snd_una, self.snd_max);
+        if !self.sack_enabled {
+            for _ in 0..DUP_THRESH {
+                self.cc.on_dup_ack_in_recovery();
+            }
+        }
+        self.rtx_pending = true;
+    }
+
+    /// `SND.UNA` advances to `ack`: release acknowledged data, time the RTT, manage the
+    /// retransmission timer.
+    pub(super) fn on_new_ack(&mut self, now: Instant, ack: SeqNum, ctx: &mut Ctx<'_>) {
+        let _ = &ctx;
+        let mut acked = ack - self.snd_una;
+        if self.snd_una == self.iss && acked > 0 {
+            acked -= 1; // our SYN
+        }
+        let data = (acked as usize).min(self.send_buf.len());
+        self.send_buf.consume(data);
+        self.snd_una = ack;
+        if self.snd_nxt.lt(ack) {
+            self.snd_nxt = ack;
+        }
+        self.scoreboard.advance(ack);
+        if let Some(rtt) = self.sampler.on_ack(ack, now) {
+            self.rtt.sample(rtt);
+        } else {
+            self.rtt.reset_backoff();
+        }
+        self.retries = 0;
+        self.rto_at = if self.snd_una == self.snd_max {
+            None
+        } else {
+            Some(now + self.rtt.rto())
+        };
+        if data > 0 && self.write_blocked && !self.fin_queued {
+            self.write_blocked = false;
+            self.notes.insert(Notes::WRITABLE);
+        }
+        if self.send_buf.is_empty() && !self.fin_queued {
+            self.send_buf.shrink_if_empty();
+        }
+    }
+
+    /// State changes caused by the acknowledgment of our FIN.
+    fn after_ack_state(&mut self, now: Instant) {
+        if !self.fin_acked() {
+            return;
+        }
+        match self.state {
+            TcpState::FinWait1 => {
+                self.set_state(TcpState::FinWait2);
+                if self.orphaned {
+                    self.close_at = Some(now + self.params.fin_wait2_timeout);
+                }
+            }
+            TcpState::Closing => self.enter_time_wait(now),
+            TcpState::LastAck => self.set_state(TcpState::Closed),
+            _ => {}
+        }
+    }
+
+    pub(super) fn enter_time_wait(&mut self, now: Instant) {
+        self.set_state(TcpState::TimeWait);
+        self.rto_at = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+        self.delack_at = None;
+        self.close_at = Some(now + self.params.time_wait);
+    }
+
+    /// Places segment text into the receive queue.
+    fn receive_data(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
+        let mut payload = seg.payload;
+        let mut seq = seg.seq;
+        if seq.lt(self.rcv_nxt) {
+            let dup = (self.rcv_nxt - seq) as usize;
+            ctx.counters.duplicate_bytes += dup.min(payload.len()) as u64;
+            payload = &payload[dup.min(payload.len())..];
+            seq = self.rcv_nxt;
+        }
+        // Trim to the advertised window (the buffer may hold a little more).
+        let wnd = self.recv_window() as usize;
+        if payload.len() > wnd {
+            ctx.counters.rcv_window_trimmed += (payload.len() - wnd) as u64;
+            payload = &payload[..wnd];
+        }
+        if payload.is_empty() {
+            self.ack_now = true;
+            return;
+        }
+        let offset = seq - self.rcv_nxt;
+        match self.recv.insert(offset, payload) {
+            Ok(ins) => {
+                if ins.accepted < payload.len() {
+                    ctx.counters.rcv_window_trimmed += (payload.len() - ins.accepted) as u64;
+                }
+                if ins.readable > 0 {
+                    self.rcv_nxt += ins.readable;
+                    self.sack_reporter.on_rcv_nxt(self.rcv_nxt);
+                    if !self.read_notified {
+                        self.read_notified = true;
+                        self.notes.insert(Notes::READABLE);
+                    }
+                }
+                if let Some(range) = ins.ooo_range {
+                    ctx.counters.out_of_order += 1;
+                    self.sack_reporter
+                        .on_out_of_order(SackBlock::from_range(self.rcv_nxt, range));
+                    self.ack_now = true;
+                } else if offset > 0
+                    || !self.recv.assembler().is_empty()
+                    || ins.readable > ins.accepted
+                {
+                    // Filled (part of) a hole: acknowledge at once (RFC 5681 section 4.2).
+                    self.ack_now = true;
+                } else {
+                    self.schedule_ack(now);
+                }
+            }
+            Err(_) => {
+                ctx.counters.ooo_dropped += 1;
+                self.ack_now = true;
+            }
+        }
+    }
+
+    /// Delayed ACK: at least every second full-sized segment, else within the timeout.
+    ///
+    /// Every segment counts toward the pair, so full-sized ones are acknowledged at
+    /// least every second one and small ones no less often.
+    fn schedule_ack(&mut self, now: Instant) {
+        self.unacked_segments += 1;
+        match self.params.delayed_ack {
+            Some(d) if self.unacked_segments < 2 => {
+                if self.delack_at.is_none() {
+                    self.delack_at = Some(now + d);
+                }
+            }
+            _ => self.ack_now = true,
+        }
+    }
+
+    /// Consumes the peer's FIN once everything before it arrived.
+    fn maybe_take_fin(&mut self, now: Instant) {
+        let Some(fin) = self.fin_seq else { return };
+        if self.fin_received || fin != self.rcv_nxt {
+            return;
+        }
+        self.fin_received = true;
+        self.fin_seq = None;
+        self.rcv_nxt += 1u32;
+        self.ack_now = true;
+        self.notes.insert(Notes::PEER_FIN);
+        if !self.read_notified {
+            self.read_notified = true;
+            self.notes.insert(Notes::READABLE);
+        }
+        match self.state {
+            TcpState::SynReceived | TcpState::Established => self.set_state(TcpState::CloseWait),
+            TcpState::FinWait1 => {
+                if self.fin_acked() {
+                    self.enter_time_wait(now);
+                } else {
+                    self.set_state(TcpState::Closing);
+                }
+            }
+            TcpState::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,659 @@
+//! The transmission control block: one connection's state machine (RFC 9293).
+//!
+//! The stack owns the TCBs and calls into them with segments ([`input`]), transmit
+//! opportunities ([`output`]), timer expirations ([`timers`]) and application requests
+//! (this module). A TCB reports what the application should hear about as [`Notes`],
+//! which the stack turns into events.
+
+mod input;
+mod output;
+mod timers;
+
+use core::time::Duration;
+
+use crate::assembler::Reassembler;
+use crate::buffer::{window, RingBuffer};
+use crate::cc::CongestionControl;
+use crate::config::{KeepAlive, TcpConfig};
+use crate::counters::Counters;
+use crate::error::{ConnError, Error};
+use crate::event::{ConnInfo, TcpState};
+use crate::isn::FourTuple;
+use crate::rtt::{RtoConfig, RttEstimator, RttSampler};
+use crate::sack::{Recovery, SackReporter, Scoreboard};
+use crate::stack::{ChallengeLimiter, ControlQueue};
+use crate::{Instant, SeqNum};
+
+/// What a TCB may touch besides itself while handling an input.
+pub(crate) struct Ctx<'a> {
+    pub counters: &'a mut Counters,
+    pub control: &'a mut ControlQueue,
+    pub challenge: &'a mut ChallengeLimiter,
+}
+
+/// Things the application should hear about, accumulated until the stack takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Notes(u8);
+
+impl Notes {
+    pub const ESTABLISHED: Notes = Notes(1);
+    pub const READABLE: Notes = Notes(2);
+    pub const WRITABLE: Notes = Notes(4);
+    pub const PEER_FIN: Notes = Notes(8);
+    /// Entered TIME-WAIT or CLOSED (raised once).
+    pub const CLOSED: Notes = Notes(16);
+
+    pub fn contains(self, n: Notes) -> bool {
+        self.0 & n.0 == n.0
+    }
+
+    fn insert(&mut self, n: Notes) {
+        self.0 |= n.0;
+    }
+}
+
+/// The millisecond timestamp clock of a connection (RFC 7323 section 5.4).
+pub(crate) fn ts_clock(now: Instant, offset: u32) -> u32 {
+    (now.as_millis() as u32).wrapping_add(offset)
+}
+
+/// Timestamps older than this are not used for PAWS (RFC 7323 section 5.5: 24 days).
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// Connection parameters copied from the [`TcpConfig`] at creation.
+#[derive(Debug, Clone)]
+struct Params {
+    /// Our MSS (what we advertise).
+    mss: u16,
+    delayed_ack: Option<Duration>,
+    time_wait: Duration,
+    fin_wait2_timeout: Duration,
+    max_retries: u32,
+    max_syn_retries: u32,
+    recv_buffer: u32,
+}
+
+/// One connection.
+#[derive(Debug)]
+pub(crate) struct Tcb {
+    state: TcpState,
+    tuple: FourTuple,
+    params: Params,
+    nodelay: bool,
+    keepalive: Option<KeepAlive>,
+    /// The application released the handle: nothing more will be read.
+    orphaned: bool,
+
+    // --- send sequence space -------------------------------------------------------
+    iss: SeqNum,
+    snd_una: SeqNum,
+    /// Next sequence number to send (rewound to `snd_una` after a timeout).
+    snd_nxt: SeqNum,
+    /// Highest sequence number sent plus one.
+    snd_max: SeqNum,
+    snd_wnd: u32,
+    max_snd_wnd: u32,
+    snd_wl1: SeqNum,
+    snd_wl2: SeqNum,
+    /// Effective send MSS (payload per segment, options accounted for).
+    smss: u32,
+    snd_shift: u8,
+    rcv_shift: u8,
+    /// Bytes queued by the application; offset 0 is sequence `data_start()`.
+    send_buf: RingBuffer,
+    /// The application shut down the send side: FIN follows the queued data.
+    fin_queued: bool,
+    /// Sequence number of our FIN, fixed when the send side is shut down (no data can
+    /// be queued after it).
+    our_fin: SeqNum,
+    /// A send() could not take everything: report WRITABLE when space frees.
+    write_blocked: bool,
+
+    // --- receive sequence space ----------------------------------------------------
+    irs: SeqNum,
+    rcv_nxt: SeqNum,
+    /// Right edge of the window last advertised.
+    rcv_adv: SeqNum,
+    recv: Reassembler,
+    /// The peer's FIN, once seen (possibly ahead of `rcv_nxt`).
+    fin_seq: Option<SeqNum>,
+    fin_received: bool,
+    /// READABLE was reported and not yet answered by a draining read.
+    read_notified: bool,
+    sack_reporter: SackReporter,
+
+    // --- options ---------------------------------------------------------------------
+    ts_enabled: bool,
+    ts_offset: u32,
+    ts_recent: u32,
+    ts_recent_at: Instant,
+    sack_enabled: bool,
+    ws_enabled: bool,
+    last_ack_sent: SeqNum,
+
+    // --- loss recovery and congestion --------------------------------------------------
+    rtt: RttEstimator,
+    sampler: RttSampler,
+    cc: CongestionControl,
+    scoreboard: Scoreboard,
+    recovery: Recovery,
+    dup_acks: u32,
+    /// Retransmit the segment at `snd_una` at the next opportunity.
+    rtx_pending: bool,
+
+    // --- timers -------------------------------------------------------------------------
+    rto_at: Option<Instant>,
+    /// When the last segment was sent (for the idle restart of RFC 5681 section 4.1).
+    last_send: Instant,
+    /// Consecutive timeouts without progress.
+    retries: u32,
+    delack_at: Option<Instant>,
+    /// Full-sized segments received since the last ACK sent.
+    unacked_segments: u32,
+    persist_at: Option<Instant>,
+    persist_backoff: u32,
+    keepalive_at: Option<Instant>,
+    keepalive_sent: u32,
+    /// TIME-WAIT expiry, or the orphaned FIN-WAIT-2 limit.
+    close_at: Option<Instant>,
+
+    // --- pending output -----------------------------------------------------------------
+    /// Send an ACK at the next opportunity.
+    ack_now: bool,
+    /// Send a SYN (or SYN-ACK) at the next opportunity.
+    syn_pending: bool,
+    /// Send a zero-window probe.
+    probe_pending: bool,
+    /// Send a keep-alive probe.
+    keepalive_pending: bool,
+
+    notes: Notes,
+    /// CLOSED was raised once already.
+    closed_reported: bool,
+    error: Option<ConnError>,
+}
+
+impl Tcb {
+    fn new(
+        now: Instant,
+        cfg: &TcpConfig,
+        tuple: FourTuple,
+        iss: SeqNum,
+        ts_offset: u32,
+        state: TcpState,
+    ) -> Self {
+        let rto = RtoConfig {
+            initial: cfg.initial_rto,
+            min: cfg.min_rto,
+            max: cfg.max_rto,
+            ..RtoConfig::default()
+        };
+        let mss = cfg.mss();
+        let recv_buffer = cfg.recv_buffer as u32;
+        Tcb {
+            state,
+            tuple,
+            params: Params {
+                mss,
+                delayed_ack: cfg.delayed_ack,
+                time_wait: cfg.time_wait,
+                fin_wait2_timeout: cfg.fin_wait2_timeout,
+                max_retries: cfg.max_retries,
+                max_syn_retries: cfg.max_syn_retries,
+                recv_buffer,
+            },
+            nodelay: cfg.nodelay,
+            keepalive: cfg.keepalive,
+            orphaned: false,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNum(0),
+            snd_wl2: iss,
+            smss: u32::from(mss.min(536)),
+            snd_shift: 0,
+            rcv_shift: if cfg.window_scaling {
+                window::shift_for_buffer(cfg.recv_buffer)
+            } else {
+                0
+            },
+            send_buf: RingBuffer::new(cfg.send_buffer),
+            fin_queued: false,
+            our_fin: SeqNum(0),
+            write_blocked: false,
+            irs: SeqNum(0),
+            rcv_nxt: SeqNum(0),
+            rcv_adv: SeqNum(0),
+            recv: Reassembler::new(cfg.recv_buffer),
+            fin_seq: None,
+            fin_received: false,
+            read_notified: false,
+            sack_reporter: SackReporter::new(),
+            ts_enabled: cfg.timestamps,
+            ts_offset,
+            ts_recent: 0,
+            ts_recent_at: now,
+            sack_enabled: cfg.sack,
+            ws_enabled: cfg.window_scaling,
+            last_ack_sent: SeqNum(0),
+            rtt: RttEstimator::new(rto),
+            sampler: RttSampler::default(),
+            cc: CongestionControl::new(&cfg.congestion, u32::from(mss.min(536))),
+            scoreboard: Scoreboard::new(),
+            recovery: Recovery::new(),
+            dup_acks: 0,
+            rtx_pending: false,
+            rto_at: None,
+            last_send: now,
+            retries: 0,
+            delack_at: None,
+            unacked_segments: 0,
+            persist_at: None,
+            persist_backoff: 0,
+            keepalive_at: None,
+            keepalive_sent: 0,
+            close_at: None,
+            ack_now: false,
+            syn_pending: false,
+            probe_pending: false,
+            keepalive_pending: false,
+            notes: Notes::default(),
+            closed_reported: false,
+            error: None,
+        }
+    }
+
+    /// Active open: SYN-SENT, the SYN goes out at the next transmit opportunity.
+    pub fn connect(
+        now: Instant,
+        cfg: &TcpConfig,
+        tuple: FourTuple,
+        iss: SeqNum,
+        ts_offset: u32,
+    ) -> Self {
+        let mut tcb = Tcb::new(now, cfg, tuple, iss, ts_offset, TcpState::SynSent);
+        tcb.syn_pending = true;
+        tcb
+    }
+
+    /// Passive open from a SYN: SYN-RECEIVED, the SYN-ACK goes out next.
+    pub fn accept_syn(
+        now: Instant,
+        cfg: &TcpConfig,
+        tuple: FourTuple,
+        iss: SeqNum,
+        ts_offset: u32,
+        syn: &crate::wire::Segment<'_>,
+    ) -> Self {
+        let mut tcb = Tcb::new(now, cfg, tuple, iss, ts_offset, TcpState::SynReceived);
+        tcb.take_syn_options(now, syn);
+        tcb.irs = syn.seq;
+        tcb.rcv_nxt = syn.seq + 1u32;
+        // The window field of a SYN is never scaled.
+        tcb.update_window(u32::from(syn.window), syn.seq, syn.ack);
+        tcb.syn_pending = true;
+        tcb
+    }
+
+    /// Passive open completed by a valid SYN-cookie ACK: ESTABLISHED at once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_cookie(
+        now: Instant,
+        cfg: &TcpConfig,
+        tuple: FourTuple,
+        ts_offset: u32,
+        ack: &crate::wire::Segment<'_>,
+        peer_mss: u16,
+        peer_wscale: Option<u8>,
+        sack: bool,
+    ) -> Self {
+        let iss = ack.ack - 1u32;
+        let mut tcb = Tcb::new(now, cfg, tuple, iss, ts_offset, TcpState::Established);
+        tcb.irs = ack.seq - 1u32;
+        tcb.rcv_nxt = ack.seq;
+        tcb.rcv_adv = ack.seq;
+        tcb.snd_una = ack.ack;
+        tcb.snd_nxt = ack.ack;
+        tcb.snd_max = ack.ack;
+        tcb.ws_enabled = tcb.ws_enabled && peer_wscale.is_some();
+        if tcb.ws_enabled {
+            tcb.snd_shift = peer_wscale.unwrap_or(0).min(14);
+        } else {
+            tcb.rcv_shift = 0;
+        }
+        tcb.sack_enabled = tcb.sack_enabled && sack;
+        tcb.ts_enabled = tcb.ts_enabled && ack.opts.timestamp.is_some();
+        if let Some((tsval, _)) = ack.opts.timestamp {
+            tcb.ts_recent = tsval;
+            tcb.ts_recent_at = now;
+        }
+        tcb.set_smss(peer_mss);
+        let wnd = window::decode(ack.window, tcb.snd_shift);
+        tcb.update_window(wnd, ack.seq, ack.ack);
+        tcb.notes.insert(Notes::ESTABLISHED);
+        tcb.arm_keepalive(now);
+        // The cookie ACK may already carry data.
+        tcb
+    }
+
+    /// Records the options of the peer's SYN (or SYN-ACK).
+    fn take_syn_options(&mut self, now: Instant, syn: &crate::wire::Segment<'_>) {
+        let o = &syn.opts;
+        self.ws_enabled = self.ws_enabled && o.wscale.is_some();
+        if self.ws_enabled {
+            self.snd_shift = o.wscale.unwrap_or(0).min(window::MAX_WINDOW_SHIFT);
+        } else {
+            self.snd_shift = 0;
+            self.rcv_shift = 0;
+        }
+        self.sack_enabled = self.sack_enabled && o.sack_permitted;
+        self.ts_enabled = self.ts_enabled && o.timestamp.is_some();
+        if let Some((tsval, _)) = o.timestamp {
+            self.ts_recent = tsval;
+            self.ts_recent_at = now;
+        }
+        // RFC 9293 section 3.7.1: 536 when the option is absent.
+        self.set_smss(o.mss.unwrap_or(536));
+    }
+
+    fn set_smss(&mut self, peer_mss: u16) {
+        let mss = peer_mss.clamp(64, self.params.mss);
+        let opts = if self.ts_enabled { 12 } else { 0 };
+        self.smss = u32::from(mss) - opts;
+        self.cc.set_mss(self.smss);
+    }
+
+    /// Sequence number of the first byte in `send_buf`.
+    fn data_start(&self) -> SeqNum {
+        if self.snd_una == self.iss {
+            self.iss + 1u32
+        } else {
+            self.snd_una
+        }
+    }
+
+    /// Sequence number of our FIN (valid when `fin_queued`).
+    fn fin_seq_out(&self) -> SeqNum {
+        self.our_fin
+    }
+
+    /// Shuts the send side: the FIN goes after everything queued so far.
+    fn queue_fin(&mut self) {
+        if !self.fin_queued {
+            self.fin_queued = true;
+            self.our_fin = self.data_start() + self.send_buf.len();
+        }
+    }
+
+    /// Whether our FIN has been sent at least once.
+    fn fin_sent(&self) -> bool {
+        self.fin_queued && self.snd_max.gt(self.fin_seq_out())
+    }
+
+    /// Whether our FIN is acknowledged.
+    fn fin_acked(&self) -> bool {
+        self.fin_queued && self.snd_una.gt(self.fin_seq_out())
+    }
+
+    fn set_state(&mut self, state: TcpState) {
+        self.state = state;
+        if matches!(state, TcpState::TimeWait | TcpState::Closed)
+            && !self.notes.contains(Notes::CLOSED)
+            && !self.closed_reported
+        {
+            self.closed_reported = true;
+            self.notes.insert(Notes::CLOSED);
+        }
+        if state == TcpState::Closed {
+            self.rto_at = None;
+            self.delack_at = None;
+            self.persist_at = None;
+            self.keepalive_at = None;
+            self.close_at = None;
+            self.ack_now = false;
+            self.syn_pending = false;
+            self.probe_pending = false;
+            self.keepalive_pending = false;
+            self.rtx_pending = false;
+        }
+    }
+
+    /// Terminates with `error`, dropping all queued data.
+    fn fail(&mut self, error: ConnError) {
+        self.error = Some(error);
+        self.send_buf.clear();
+        self.set_state(TcpState::Closed);
+        if !self.read_notified {
+            self.read_notified = true;
+            self.notes.insert(Notes::READABLE);
+        }
+    }
+
+    /// Queues a RST for the current connection (`<SEQ=SND.NXT><CTL=RST>`).
+    fn send_rst(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.counters.rst_sent += 1;
+        ctx.control.push(
+            crate::control::Control::Rst {
+                tuple: self.tuple,
+                seq: self.snd_max,
+                ack: None,
+            },
+            ctx.counters,
+        );
+    }
+
+    // ----- queries ------------------------------------------------------------------
+
+    pub fn state(&self) -> TcpState {
+        self.state
+    }
+
+    pub fn error(&self) -> Option<ConnError> {
+        self.error
+    }
+
+    pub fn take_notes(&mut self) -> Notes {
+        core::mem::take(&mut self.notes)
+    }
+
+    /// Re-raise readiness notes (after `accept`, for what arrived before it).
+    pub fn renotify(&mut self) {
+        self.read_notified = false;
+        if !self.recv.buffer().is_empty() || self.fin_received || self.error.is_some() {
+            self.read_notified = true;
+            self.notes.insert(Notes::READABLE);
+        }
+        if self.fin_received {
+            self.notes.insert(Notes::PEER_FIN);
+        }
+        if self.state == TcpState::Closed || self.state == TcpState::TimeWait {
+            self.closed_reported = false;
+            if !self.notes.contains(Notes::CLOSED) {
+                self.closed_reported = true;
+                self.notes.insert(Notes::CLOSED);
+            }
+        }
+    }
+
+    pub fn send_capacity(&self) -> usize {
+        if self.fin_queued || self.state == TcpState::Closed {
+            0
+        } else {
+            self.send_buf.free()
+        }
+    }
+
+    pub fn recv_available(&self) -> usize {
+        self.recv.buffer().len()
+    }
+
+    fn recv_window(&self) -> u32 {
+        let adv = self.rcv_adv - self.rcv_nxt;
+        if adv > (1 << 31) {
+            0
+        } else {
+            adv
+        }
+    }
+
+    pub fn info(&self) -> ConnInfo {
+        ConnInfo {
+            state: self.state,
+            local: self.tuple.local,
+            remote: self.tuple.remote,
+            mss: self.smss as u16,
+            window_scale: self.ws_enabled.then_some((self.snd_shift, self.rcv_shift)),
+            timestamps: self.ts_enabled,
+            sack: self.sack_enabled,
+            srtt: self.rtt.srtt(),
+            rto: self.rtt.rto(),
+            cwnd: self.cc.cwnd(),
+            ssthresh: self.cc.ssthresh(),
+            send_window: self.snd_wnd,
+            bytes_in_flight: self.snd_max - self.snd_una,
+            send_queued: self.send_buf.len(),
+            recv_queued: self.recv.buffer().len(),
+            ooo_bytes: self.recv.assembler().held_bytes() as usize,
+            recv_window: self.recv_window(),
+            retries: self.retries,
+            error: self.error,
+        }
+    }
+
+    // ----- application requests ----------------------------------------------------------
+
+    pub fn send(&mut self, now: Instant, data: &[u8]) -> Result<usize, Error> {
+        match self.state {
+            TcpState::Closed => {
+                return Err(self.error.map_or(Error::NotConnected, Error::Connection))
+            }
+            _ if self.fin_queued => return Err(Error::SendShutdown),
+            TcpState::SynSent
+            | TcpState::SynReceived
+            | TcpState::Established
+            | TcpState::CloseWait => {}
+            _ => return Err(Error::NotConnected),
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = self.send_buf.enqueue(data);
+        if n < data.len() {
+            self.write_blocked = true;
+        }
+        if n == 0 {
+            return Err(Error::WouldBlock);
+        }
+        if self.state.is_synchronized() {
+            self.arm_persist_if_needed(now);
+        }
+        Ok(n)
+    }
+
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let before = self.recv_window();
+        let n = self.recv.buffer_mut().dequeue(buf);
+        if n > 0 {
+            if self.recv.buffer().is_empty() {
+                self.read_notified = false;
+            }
+            self.maybe_window_update(before);
+            return Ok(n);
+        }
+        self.read_notified = false;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.fin_received {
+            return Ok(0);
+        }
+        match (self.state, self.error) {
+            (_, Some(e)) => Err(Error::Connection(e)),
+            (TcpState::Closed, None) => Ok(0),
+            _ => Err(Error::WouldBlock),
+        }
+    }
+
+    /// After the application freed receive space: announce a much larger window
+    /// (RFC 9293 section 3.8.6.2.2, with Linux's "at least double" heuristic).
+    fn maybe_window_update(&mut self, current: u32) {
+        if !self.state.is_synchronized() || self.fin_received {
+            return;
+        }
+        let free = self.recv.window() as u32;
+        let cap = self.params.recv_buffer;
+        if current <= cap / 2
+            && free >= current.saturating_mul(2)
+            && window::receiver_may_open(current, free, cap, self.smss)
+        {
+            self.ack_now = true;
+        }
+    }
+
+    pub fn shutdown(&mut self, now: Instant) -> Result<(), Error> {
+        match self.state {
+            TcpState::Closed => Err(self.error.map_or(Error::NotConnected, Error::Connection)),
+            TcpState::SynSent => {
+                // Nothing was exchanged: the FIN will follow the handshake.
+                self.queue_fin();
+                Ok(())
+            }
+            _ if self.fin_queued => Ok(()),
+            TcpState::SynReceived | TcpState::Established => {
+                self.queue_fin();
+                self.set_state(TcpState::FinWait1);
+                self.arm_persist_if_needed(now);
+                Ok(())
+            }
+            TcpState::CloseWait => {
+                self.queue_fin();
+                self.set_state(TcpState::LastAck);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn close(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        self.orphaned = true;
+        match self.state {
+            TcpState::Closed => {}
+            TcpState::SynSent => self.set_state(TcpState::Closed),
+            _ if !self.recv.buffer().is_empty() => {
+                // Unread data: reset rather than pretend a graceful close (RFC 2525 2.17).
+                self.abort(ctx);
+            }
+            _ => {
+                let _ = self.shutdown(now);
+                if self.state == TcpState::FinWait2 {
+                    self.close_at = Some(now + self.params.fin_wait2_timeout);
+                }
+            }
+        }
+    }
+
+    pub fn abort(&mut self, ctx: &mut Ctx<'_>) {
+        if self.state == TcpState::Closed {
+            return;
+        }
+        if !matches!(self.state, TcpState::SynSent | TcpState::TimeWait) {
+            self.send_rst(ctx);
+        }
+        ctx.counters.aborts += 1;
+        self.fail(ConnError::Aborted);
+    }
+
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.nodelay = nodelay;
+    }
+
+    pub fn set_keepalive(&mut self, now: Instant, keepalive: Option<KeepAlive>) {
+        self.keepalive = keepalive;
+        self.keepalive_sent = 0;
+        self.keepalive_at = None;
+        self.arm_keepalive(now);
+    }
+}

@@ -1,0 +1,371 @@
+//! Segment transmission: handshake, new data with Nagle and SWS avoidance, loss
+//! recovery (RFC 6675 `NextSeg`, RFC 6582), probes and acknowledgments.
+
+use super::{ts_clock, Ctx, Tcb};
+use crate::buffer::window;
+use crate::event::TcpState;
+use crate::sack::{NextSeg, MAX_SACK_BLOCKS};
+use crate::wire::{flags, SegmentOut};
+use crate::{Instant, SeqNum};
+
+/// What one emitted segment carries.
+#[derive(Debug, Clone, Copy)]
+struct Out {
+    seq: SeqNum,
+    /// Payload bytes, taken from the send buffer at `seq`.
+    len: u32,
+    syn: bool,
+    fin: bool,
+}
+
+impl Tcb {
+    /// Whether `poll_transmit` may produce something now.
+    pub fn wants_transmit(&self) -> bool {
+        if self.state == TcpState::Closed {
+            return false;
+        }
+        self.ack_now
+            || self.syn_pending
+            || self.rtx_pending
+            || self.probe_pending
+            || self.keepalive_pending
+            || (self.state.is_synchronized() && self.has_unsent())
+    }
+
+    /// Unsent data or an unsent FIN.
+    fn has_unsent(&self) -> bool {
+        self.unsent_bytes() > 0 || (self.fin_queued && self.snd_nxt == self.fin_seq_out())
+    }
+
+    /// Bytes in the send buffer at or after `snd_nxt`.
+    pub(super) fn unsent_bytes(&self) -> u32 {
+        let sent = self.snd_nxt - self.data_start();
+        if sent > (1 << 31) {
+            // snd_nxt still at the SYN.
+            return self.send_buf.len() as u32;
+        }
+        (self.send_buf.len() as u32).saturating_sub(sent)
+    }
+
+    /// Writes the next segment into `buf`.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        ttl: u8,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<usize> {
+        let out = self.next_segment(now)?;
+        self.emit(now, buf, ttl, out, ctx)
+    }
+
+    /// Decides what to send next, if anything.
+    fn next_segment(&mut self, now: Instant) -> Option<Out> {
+        match self.state {
+            TcpState::Closed => return None,
+            TcpState::SynSent => {
+                return self.syn_pending.then_some(Out {
+                    seq: self.iss,
+                    len: 0,
+                    syn: true,
+                    fin: false,
+                })
+            }
+            TcpState::SynReceived => {
+                return (self.syn_pending || self.ack_now).then_some(Out {
+                    seq: self.iss,
+                    len: 0,
+                    syn: true,
+                    fin: false,
+                })
+            }
+            TcpState::TimeWait => return self.ack_now.then(|| self.pure_ack()),
+            _ => {}
+        }
+        if self.rtx_pending {
+            self.rtx_pending = false;
+            if let Some(o) = self.segment_at(self.snd_una, self.smss) {
+                return Some(o);
+            }
+        }
+        if self.recovery.is_active() && self.sack_enabled {
+            if let Some(o) = self.recovery_segment() {
+                return Some(o);
+            }
+        } else if let Some(o) = self.new_segment(now, false) {
+            return Some(o);
+        }
+        if self.probe_pending {
+            self.probe_pending = false;
+            if let Some(o) = self.new_segment(now, true) {
+                return Some(o);
+            }
+            return Some(self.probe());
+        }
+        if self.keepalive_pending {
+            self.keepalive_pending = false;
+            return Some(self.probe());
+        }
+        self.ack_now.then(|| self.pure_ack())
+    }
+
+    fn pure_ack(&self) -> Out {
+        Out {
+            seq: self.snd_nxt,
+            len: 0,
+            syn: false,
+            fin: false,
+        }
+    }
+
+    /// A zero-window or keep-alive probe: `<SEQ=SND.UNA-1>`, no data, elicits an ACK.
+    fn probe(&self) -> Out {
+        Out {
+            seq: self.snd_una - 1u32,
+            len: 0,
+            syn: false,
+            fin: false,
+        }
+    }
+
+    /// A (re)transmission of up to `max` bytes already sent, starting at `seq`.
+    fn segment_at(&self, seq: SeqNum, max: u32) -> Option<Out> {
+        if !seq.lt(self.snd_max) {
+            return None;
+        }
+        let off = seq - self.data_start();
+        let buffered = (self.send_buf.len() as u32).saturating_sub(off);
+        let len = buffered.min(max).min(self.snd_max - seq);
+        let fin = self.fin_queued && seq + len == self.fin_seq_out() && self.fin_sent();
+        (len > 0 || fin).then_some(Out {
+            seq,
+            len,
+            syn: false,
+            fin,
+        })
+    }
+
+    /// RFC 6675 section 5 step (C): while `cwnd - pipe >= 1 SMSS`, send `NextSeg()`.
+    fn recovery_segment(&mut self) -> Option<Out> {
+        let high_rxt = self.recovery.high_rxt();
+        let pipe = self
+            .scoreboard
+            .pipe(self.snd_una, self.snd_max, high_rxt, self.smss);
+        if self.cc.cwnd().saturating_sub(pipe) < self.smss {
+            return None;
+        }
+        let unsent = self.unsent_bytes();
+        let wnd_room = self.snd_wnd.saturating_sub(self.snd_max - self.snd_una);
+        let new_ok = (unsent > 0 && wnd_room > 0) || self.has_unsent() && unsent == 0;
+        match self
+            .scoreboard
+            .next_seg(self.snd_una, high_rxt, self.smss, new_ok)
+        {
+            NextSeg::Retransmit { seq, len, .. } => self.segment_at(seq, len),
+            NextSeg::NewData => {
+                let len = unsent.min(wnd_room).min(self.smss);
+                let fin = self.fin_queued && len == unsent;
+                Some(Out {
+                    seq: self.snd_nxt,
+                    len,
+                    syn: false,
+                    fin,
+                })
+            }
+            NextSeg::Nothing => None,
+        }
+    }
+
+    /// New data (or a rewound retransmission after a timeout) at `snd_nxt`, within the
+    /// windows and subject to Nagle and sender SWS avoidance. `force` (a persist timer
+    /// expiry) overrides both.
+    fn new_segment(&mut self, now: Instant, force: bool) -> Option<Out> {
+        let unsent = self.unsent_bytes();
+        let fin_unsent = self.fin_queued && self.snd_nxt.le(self.fin_seq_out());
+        if unsent == 0 && !(fin_unsent && self.snd_nxt == self.fin_seq_out()) {
+            return None;
+        }
+        let mut cwnd = self.cc.cwnd();
+        if !self.sack_enabled && self.recovery.is_active() {
+            // NewReno: the inflated window already counts the segments that left.
+            cwnd = cwnd.max(self.smss);
+        }
+        let usable = window::usable(self.snd_una, self.snd_nxt, self.snd_wnd, cwnd);
+        let len = unsent.min(usable).min(self.smss);
+        let rewound = self.snd_nxt.lt(self.snd_max);
+        if len > 0 {
+            let idle = self.snd_una == self.snd_max;
+            let ok = force
+                || rewound
+                || window::sender_may_send(
+                    len,
+                    unsent,
+                    self.smss,
+                    self.max_snd_wnd,
+                    idle,
+                    self.nodelay,
+                    true,
+                );
+            if !ok {
+                self.arm_persist_if_needed(now);
+                return None;
+            }
+            if idle && !rewound && now - self.last_send > self.rtt.rto() {
+                self.cc.on_idle_restart(now);
+            }
+            return Some(Out {
+                seq: self.snd_nxt,
+                len,
+                syn: false,
+                fin: fin_unsent && len == unsent,
+            });
+        }
+        if unsent == 0 && fin_unsent {
+            // A lone FIN needs no window.
+            return Some(Out {
+                seq: self.snd_nxt,
+                len: 0,
+                syn: false,
+                fin: true,
+            });
+        }
+        self.arm_persist_if_needed(now);
+        None
+    }
+
+    /// The window to advertise now (bytes), with receiver SWS avoidance: the right
+    /// edge never moves left and only moves right by a worthwhile amount.
+    fn advertise(&self) -> u32 {
+        let free = self.recv.window() as u32;
+        let cur = self.recv_window();
+        let target = if window::receiver_may_open(cur, free, self.params.recv_buffer, self.smss) {
+            free
+        } else {
+            cur.min(free)
+        };
+        window::advertised(target, cur, self.rcv_shift)
+    }
+
+    fn emit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        ttl: u8,
+        mut out: Out,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<usize> {
+        let syn = out.syn;
+        let syn_ack = syn && self.state != TcpState::SynSent;
+        let timestamp = self.ts_enabled.then(|| {
+            (
+                ts_clock(now, self.ts_offset),
+                if syn && !syn_ack { 0 } else { self.ts_recent },
+            )
+        });
+        let mut sacks = [(SeqNum(0), SeqNum(0)); MAX_SACK_BLOCKS];
+        let mut nsacks = 0;
+        if self.sack_enabled && !syn && self.state.is_synchronized() {
+            let max = if timestamp.is_some() { 3 } else { 4 };
+            for b in self.sack_reporter.blocks().iter().take(max) {
+                sacks[nsacks] = (b.left, b.right);
+                nsacks += 1;
+            }
+        }
+        let (wnd_field, adv) = if syn {
+            let w = (self.recv.window() as u32).min(u32::from(u16::MAX));
+            (w as u16, w)
+        } else {
+            let adv = self.advertise();
+            (window::encode(adv, self.rcv_shift), adv)
+        };
+        let mut header = SegmentOut {
+            src: *self.tuple.local.ip(),
+            dst: *self.tuple.remote.ip(),
+            src_port: self.tuple.local.port(),
+            dst_port: self.tuple.remote.port(),
+            seq: out.seq,
+            ack: self.rcv_nxt,
+            flags: 0,
+            window: wnd_field,
+            mss: syn.then_some(self.params.mss),
+            wscale: (syn && self.ws_enabled).then_some(self.rcv_shift),
+            sack_permitted: syn && self.sack_enabled,
+            timestamp,
+            sack_blocks: &sacks[..nsacks],
+            ttl,
+        };
+        let hl = header.headers_len();
+        if buf.len() < hl {
+            return None;
+        }
+        let room = u32::try_from(buf.len() - hl).unwrap_or(u32::MAX);
+        if out.len > room {
+            out.len = room;
+            out.fin = false;
+        }
+        let mut fl = 0;
+        if syn {
+            fl |= flags::SYN;
+        }
+        if !syn || syn_ack {
+            fl |= flags::ACK;
+        }
+        if out.fin {
+            fl |= flags::FIN;
+        }
+        if out.len > 0 {
+            fl |= flags::PSH;
+        }
+        header.flags = fl;
+        let off = if out.len > 0 {
+            (out.seq - self.data_start()) as usize
+        } else {
+            0
+        };
+        let (a, b) = self.send_buf.slices_at(off, out.len as usize);
+        let n = header.emit(buf, out.len as usize, |dst| {
+            dst[..a.len()].copy_from_slice(a);
+            dst[a.len()..a.len() + b.len()].copy_from_slice(b);
+        });
+
+        // Bookkeeping.
+        self.last_send = now;
+        if fl & flags::ACK != 0 {
+            self.ack_now = false;
+            self.delack_at = None;
+            self.unacked_segments = 0;
+            self.last_ack_sent = self.rcv_nxt;
+            self.rcv_adv = self.rcv_nxt + adv;
+        }
+        if syn {
+            self.syn_pending = false;
+        }
+        let seq_len = out.len + u32::from(syn) + u32::from(out.fin);
+        if seq_len > 0 {
+            let end = out.seq + seq_len;
+            let is_rtx = out.seq.lt(self.snd_max);
+            if is_rtx {
+                ctx.counters.retransmits += 1;
+                ctx.counters.retransmitted_bytes += u64::from(out.len);
+                self.sampler.on_retransmit();
+                if self.recovery.is_active() {
+                    self.recovery.on_retransmit(end);
+                }
+            }
+            if end.gt(self.snd_max) {
+                if !is_rtx {
+                    self.sampler.on_send(end, now);
+                }
+                self.snd_max = end;
+            }
+            // Retransmissions from NextSeg or at SND.UNA leave SND.NXT alone.
+            if out.seq == self.snd_nxt {
+                self.snd_nxt = end;
+            }
+            if self.rto_at.is_none() {
+                self.rto_at = Some(now + self.rtt.rto());
+            }
+        }
+        Some(n)
+    }
+}

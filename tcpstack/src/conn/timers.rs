@@ -1,0 +1,143 @@
+//! Timers: retransmission (RFC 6298), delayed ACK, persist, keep-alive, TIME-WAIT and
+//! the orphaned FIN-WAIT-2 limit. A TCB exposes one deadline, the earliest.
+
+use super::{Ctx, Tcb};
+use crate::error::ConnError;
+use crate::event::TcpState;
+use crate::Instant;
+
+impl Tcb {
+    /// The earliest armed timer.
+    pub fn deadline(&self) -> Option<Instant> {
+        [
+            self.rto_at,
+            self.delack_at,
+            self.persist_at,
+            self.keepalive_at,
+            self.close_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn on_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if self.close_at.is_some_and(|t| t <= now) {
+            self.close_at = None;
+            match self.state {
+                TcpState::TimeWait => {
+                    ctx.counters.time_wait_expired += 1;
+                    self.set_state(TcpState::Closed);
+                }
+                TcpState::FinWait2 => self.set_state(TcpState::Closed),
+                _ => {}
+            }
+            if self.state == TcpState::Closed {
+                return;
+            }
+        }
+        if self.rto_at.is_some_and(|t| t <= now) {
+            self.rto_at = None;
+            self.on_rto(now, ctx);
+            if self.state == TcpState::Closed {
+                return;
+            }
+        }
+        if self.delack_at.is_some_and(|t| t <= now) {
+            self.delack_at = None;
+            if !self.ack_now {
+                ctx.counters.delayed_acks += 1;
+                self.ack_now = true;
+            }
+        }
+        if self.persist_at.is_some_and(|t| t <= now) {
+            self.persist_at = None;
+            ctx.counters.window_probes += 1;
+            self.probe_pending = true;
+            self.persist_backoff = (self.persist_backoff + 1).min(16);
+        }
+        if self.keepalive_at.is_some_and(|t| t <= now) {
+            self.keepalive_at = None;
+            if let Some(ka) = self.keepalive {
+                if self.keepalive_sent >= ka.probes {
+                    ctx.counters.keepalive_timeouts += 1;
+                    self.fail(ConnError::KeepAliveTimedOut);
+                    return;
+                }
+                ctx.counters.keepalive_probes += 1;
+                self.keepalive_sent += 1;
+                self.keepalive_pending = true;
+                self.keepalive_at = Some(now + ka.interval);
+            }
+        }
+    }
+
+    /// Retransmission timeout (RFC 6298 section 5, RFC 5681 section 3.1).
+    fn on_rto(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if self.snd_una == self.snd_max && !self.syn_pending {
+            return;
+        }
+        ctx.counters.rto_expirations += 1;
+        self.retries += 1;
+        let limit = if self.state.is_synchronized() {
+            self.params.max_retries
+        } else {
+            self.params.max_syn_retries
+        };
+        if self.retries > limit {
+            ctx.counters.timeouts += 1;
+            self.fail(ConnError::TimedOut {
+                retries: self.retries - 1,
+            });
+            return;
+        }
+        self.rtt.backoff();
+        self.sampler.on_retransmit();
+        match self.state {
+            TcpState::SynSent | TcpState::SynReceived => {
+                ctx.counters.syn_retransmits += 1;
+                self.syn_pending = true;
+            }
+            _ => {
+                let in_flight = self.snd_max - self.snd_una;
+                self.cc.on_rto(now, in_flight);
+                self.recovery.on_timeout(self.snd_max);
+                // The receiver may have reneged (RFC 2018 section 8): go back to SND.UNA.
+                self.scoreboard.clear();
+                self.dup_acks = 0;
+                self.rtx_pending = false;
+                self.snd_nxt = self.snd_una;
+            }
+        }
+        // Re-armed by the retransmission itself; keep a deadline in case it cannot go.
+        self.rto_at = Some(now + self.rtt.rto());
+    }
+
+    /// Arms keep-alive after activity, if enabled and the connection is open.
+    pub(super) fn arm_keepalive(&mut self, now: Instant) {
+        self.keepalive_at = match self.keepalive {
+            Some(ka) if matches!(self.state, TcpState::Established | TcpState::CloseWait) => {
+                Some(now + ka.idle)
+            }
+            _ => None,
+        };
+    }
+
+    /// Arms the persist timer when data waits but nothing is in flight to bring an
+    /// ACK: a zero window (RFC 9293 section 3.8.6.1) or a window too small for SWS
+    /// avoidance to send into (the override timeout of section 3.8.6.2.1).
+    pub(super) fn arm_persist_if_needed(&mut self, now: Instant) {
+        if self.persist_at.is_some()
+            || !self.state.is_synchronized()
+            || self.snd_una != self.snd_max
+            || self.unsent_bytes() == 0
+        {
+            return;
+        }
+        let rto = self.rtt.rto();
+        let backoff = rto.saturating_mul(1 << self.persist_backoff.min(16));
+        let cap = core::time::Duration::from_secs(60);
+        self.persist_at = Some(now + backoff.min(cap).max(rto));
+    }
+}

@@ -1,0 +1,407 @@
+//! State-machine tests: two stacks wired back to back in one process.
+
+use super::*;
+use crate::TcpConfig;
+use core::time::Duration;
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+/// Decides whether to drop a packet: `(sent by A, index in that direction, packet)`.
+type DropFilter = Box<dyn FnMut(bool, u64, &[u8]) -> bool>;
+
+/// Two stacks and a link with a programmable drop filter.
+struct Pair {
+    a: Stack,
+    b: Stack,
+    now: Instant,
+    /// Called with (from_a, packet index in that direction, packet); true drops it.
+    drop: DropFilter,
+    sent: [u64; 2],
+    events_a: Vec<Event>,
+    events_b: Vec<Event>,
+}
+
+fn config(addr: Ipv4Addr, tcp: TcpConfig) -> StackConfig {
+    let mut c = StackConfig::new(addr, [addr.octets()[3]; 16]);
+    c.tcp = tcp;
+    c
+}
+
+impl Pair {
+    fn new(tcp: TcpConfig) -> Self {
+        Pair {
+            a: Stack::new(config(A, tcp.clone())).unwrap(),
+            b: Stack::new(config(B, tcp)).unwrap(),
+            now: Instant::from_millis(1000),
+            drop: Box::new(|_, _, _| false),
+            sent: [0; 2],
+            events_a: Vec::new(),
+            events_b: Vec::new(),
+        }
+    }
+
+    /// Moves packets (100 us per round) and fires timers for `span` of simulated time.
+    fn run_for(&mut self, span: Duration) {
+        let end = self.now + span;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let mut moved = false;
+            for from_a in [true, false] {
+                loop {
+                    let (src, dst) = if from_a {
+                        (&mut self.a, &mut self.b)
+                    } else {
+                        (&mut self.b, &mut self.a)
+                    };
+                    let Some(n) = src.poll_transmit(self.now, &mut buf) else {
+                        break;
+                    };
+                    moved = true;
+                    let i = &mut self.sent[usize::from(!from_a)];
+                    *i += 1;
+                    if !(self.drop)(from_a, *i, &buf[..n]) {
+                        dst.handle_packet(self.now, &buf[..n]);
+                    }
+                }
+            }
+            while let Some(e) = self.a.poll_event() {
+                self.events_a.push(e);
+            }
+            while let Some(e) = self.b.poll_event() {
+                self.events_b.push(e);
+            }
+            if moved {
+                self.now += Duration::from_micros(100);
+                if self.now >= end {
+                    return;
+                }
+                continue;
+            }
+            let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    self.a.handle_timeout(self.now);
+                    self.b.handle_timeout(self.now);
+                }
+                _ => {
+                    self.now = self.now.max(end);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Connects A to B's listener on port 80; returns (client, server) handles.
+    fn connect(&mut self) -> (ConnId, ConnId) {
+        let l = self.b.listen(80, 16).unwrap();
+        let c = self
+            .a
+            .connect(self.now, SocketAddrV4::new(B, 80), 0)
+            .unwrap();
+        self.run_for(Duration::from_millis(10));
+        assert!(
+            self.events_a.contains(&Event::Connected(c)),
+            "{:?}",
+            self.events_a
+        );
+        assert!(self.events_b.contains(&Event::Incoming(l)));
+        let s = self.b.accept(l).unwrap();
+        (c, s)
+    }
+}
+
+/// Reads everything available.
+fn drain(stack: &mut Stack, c: ConnId, out: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 8192];
+    loop {
+        match stack.recv(c, &mut buf) {
+            Ok(0) => return true,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(Error::WouldBlock) => return false,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Sends all of `data` from `src` over the pair, reading at `dst`, closing after.
+fn transfer(p: &mut Pair, from_a: bool, c: ConnId, s: ConnId, data: &[u8]) -> Vec<u8> {
+    let (tx, rx) = if from_a { (c, s) } else { (s, c) };
+    let mut off = 0;
+    let mut got = Vec::new();
+    for _ in 0..2_000 {
+        let now = p.now;
+        let (src, dst) = if from_a {
+            (&mut p.a, &mut p.b)
+        } else {
+            (&mut p.b, &mut p.a)
+        };
+        if off < data.len() {
+            match src.send(now, tx, &data[off..]) {
+                Ok(n) => off += n,
+                Err(Error::WouldBlock) => {}
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        drain(dst, rx, &mut got);
+        if got.len() == data.len() {
+            break;
+        }
+        p.run_for(Duration::from_millis(5));
+    }
+    got
+}
+
+#[test]
+fn handshake_data_both_ways_and_graceful_close() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, s) = p.connect();
+    let info = p.a.conn_info(c).unwrap();
+    assert_eq!(info.state, TcpState::Established);
+    assert!(info.timestamps && info.sack && info.window_scale.is_some());
+    assert_eq!(info.mss, 1460 - 12);
+
+    let up = pattern(300_000, 1);
+    assert_eq!(transfer(&mut p, true, c, s, &up), up);
+    let down = pattern(200_000, 2);
+    assert_eq!(transfer(&mut p, false, c, s, &down), down);
+
+    p.a.shutdown(p.now, c).unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert!(p.events_b.contains(&Event::PeerClosed(s)));
+    let mut rest = Vec::new();
+    assert!(drain(&mut p.b, s, &mut rest));
+    assert_eq!(p.a.state(c).unwrap(), TcpState::FinWait2);
+    // Half-closed: B can still send.
+    let tail = pattern(10_000, 3);
+    assert_eq!(transfer(&mut p, false, c, s, &tail), tail);
+    p.b.close(p.now, s).unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert_eq!(p.a.state(c).unwrap(), TcpState::TimeWait);
+    assert!(p.events_a.contains(&Event::Closed(c)));
+    assert_eq!(p.b.connection_count(), 0, "LAST-ACK side is freed");
+    p.run_for(Duration::from_secs(61));
+    assert_eq!(p.a.state(c).unwrap(), TcpState::Closed);
+    assert_eq!(p.a.counters().time_wait_expired, 1);
+    p.a.close(p.now, c).unwrap();
+    assert_eq!(p.a.connection_count(), 0);
+    assert_eq!(p.a.state(c), Err(Error::InvalidConnection));
+}
+
+#[test]
+fn closed_port_answers_rst_and_connect_is_refused() {
+    let mut p = Pair::new(TcpConfig::default());
+    let c = p.a.connect(p.now, SocketAddrV4::new(B, 9), 0).unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert_eq!(p.b.counters().tcp_no_socket, 1);
+    assert_eq!(p.b.counters().rst_sent, 1);
+    assert!(p.events_a.contains(&Event::Error(c, ConnError::Refused)));
+    assert_eq!(p.a.state(c).unwrap(), TcpState::Closed);
+    assert_eq!(
+        p.a.send(p.now, c, b"x"),
+        Err(Error::Connection(ConnError::Refused))
+    );
+}
+
+#[test]
+fn lost_segments_are_retransmitted_after_timeout() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, s) = p.connect();
+    // Drop the first two data packets A sends after the handshake.
+    let base = p.sent[0];
+    p.drop = Box::new(move |from_a, i, _| from_a && (i == base + 1 || i == base + 2));
+    p.a.send(p.now, c, b"hello").unwrap();
+    p.run_for(Duration::from_millis(150));
+    assert_eq!(p.b.recv_available(s).unwrap(), 0);
+    p.run_for(Duration::from_secs(3));
+    let mut got = Vec::new();
+    drain(&mut p.b, s, &mut got);
+    assert_eq!(got, b"hello");
+    assert!(p.a.counters().rto_expirations >= 2);
+    assert!(p.a.counters().retransmits >= 2);
+}
+
+#[test]
+fn retry_limit_aborts_with_timeout() {
+    let tcp = TcpConfig {
+        max_retries: 3,
+        ..TcpConfig::default()
+    };
+    let mut p = Pair::new(tcp);
+    let (c, _s) = p.connect();
+    p.drop = Box::new(|_, _, _| true);
+    p.a.send(p.now, c, b"into the void").unwrap();
+    p.run_for(Duration::from_secs(120));
+    assert!(p
+        .events_a
+        .contains(&Event::Error(c, ConnError::TimedOut { retries: 3 })));
+    assert_eq!(p.a.counters().timeouts, 1);
+}
+
+#[test]
+fn sack_blocks_drive_fast_retransmit() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, s) = p.connect();
+    let base = p.sent[0];
+    p.drop = Box::new(move |from_a, i, _| from_a && i == base + 2);
+    let data = pattern(20 * 1448, 9);
+    assert_eq!(transfer(&mut p, true, c, s, &data), data);
+    let ca = p.a.counters();
+    assert!(ca.sack_blocks_received > 0);
+    assert_eq!(ca.fast_retransmits, 1);
+    assert_eq!(ca.rto_expirations, 0);
+    assert!(p.b.counters().out_of_order > 0);
+}
+
+#[test]
+fn no_sack_no_timestamps_still_recovers() {
+    let tcp = TcpConfig {
+        sack: false,
+        timestamps: false,
+        window_scaling: false,
+        ..TcpConfig::default()
+    };
+    let mut p = Pair::new(tcp);
+    let (c, s) = p.connect();
+    let info = p.a.conn_info(c).unwrap();
+    assert!(!info.sack && !info.timestamps && info.window_scale.is_none());
+    let base = p.sent[0];
+    p.drop = Box::new(move |from_a, i, _| from_a && (i == base + 3 || i == base + 9));
+    let data = pattern(40 * 1460, 4);
+    assert_eq!(transfer(&mut p, true, c, s, &data), data);
+    assert!(p.a.counters().retransmits >= 2);
+}
+
+#[test]
+fn window_scaling_carries_a_large_window() {
+    let tcp = TcpConfig {
+        recv_buffer: 4 << 20,
+        send_buffer: 4 << 20,
+        ..TcpConfig::default()
+    };
+    let mut p = Pair::new(tcp);
+    let (c, s) = p.connect();
+    let info = p.a.conn_info(c).unwrap();
+    assert_eq!(info.window_scale, Some((7, 7)));
+    p.a.send(p.now, c, &pattern(1000, 0)).unwrap();
+    p.run_for(Duration::from_millis(100));
+    assert!(p.a.conn_info(c).unwrap().send_window > 65535 * 8);
+    assert!(p.b.conn_info(s).unwrap().recv_window > 65535 * 8);
+}
+
+#[test]
+fn simultaneous_open_and_close() {
+    let mut p = Pair::new(TcpConfig::default());
+    let ca =
+        p.a.connect(p.now, SocketAddrV4::new(B, 5000), 6000)
+            .unwrap();
+    let cb =
+        p.b.connect(p.now, SocketAddrV4::new(A, 6000), 5000)
+            .unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert!(p.events_a.contains(&Event::Connected(ca)));
+    assert!(p.events_b.contains(&Event::Connected(cb)));
+    assert_eq!(transfer(&mut p, true, ca, cb, b"ping"), b"ping");
+    p.a.shutdown(p.now, ca).unwrap();
+    p.b.shutdown(p.now, cb).unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert_eq!(p.a.state(ca).unwrap(), TcpState::TimeWait);
+    assert_eq!(p.b.state(cb).unwrap(), TcpState::TimeWait);
+}
+
+#[test]
+fn abort_resets_the_peer() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, s) = p.connect();
+    p.a.abort(c).unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert!(p.events_b.contains(&Event::Reset(s)));
+    assert_eq!(
+        p.b.recv(s, &mut [0; 4]),
+        Err(Error::Connection(ConnError::Reset))
+    );
+    assert_eq!(p.a.state(c), Err(Error::InvalidConnection));
+}
+
+#[test]
+fn zero_window_is_probed_and_reopens() {
+    let tcp = TcpConfig {
+        recv_buffer: 8192,
+        ..TcpConfig::default()
+    };
+    let mut p = Pair::new(tcp);
+    let (c, s) = p.connect();
+    let data = pattern(50_000, 5);
+    let n = p.a.send(p.now, c, &data).unwrap();
+    p.run_for(Duration::from_secs(5));
+    assert_eq!(p.b.recv_available(s).unwrap(), 8192);
+    assert_eq!(p.a.conn_info(c).unwrap().send_window, 0);
+    assert!(p.a.counters().window_probes > 0);
+    let mut got = Vec::new();
+    drain(&mut p.b, s, &mut got);
+    p.run_for(Duration::from_secs(5));
+    drain(&mut p.b, s, &mut got);
+    p.run_for(Duration::from_secs(5));
+    drain(&mut p.b, s, &mut got);
+    assert!(got.len() > 8192);
+    assert_eq!(&got[..], &data[..got.len()]);
+    assert!(got.len() <= n);
+}
+
+#[test]
+fn syn_cookies_when_half_open_queue_is_full() {
+    let mut p = Pair::new(TcpConfig::default());
+    p.b.cfg.max_half_open = 0;
+    let l = p.b.listen(80, 4).unwrap();
+    let c = p.a.connect(p.now, SocketAddrV4::new(B, 80), 0).unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert_eq!(p.b.counters().syn_cookies_sent, 1);
+    assert_eq!(p.b.counters().syn_cookies_accepted, 1);
+    assert!(p.events_a.contains(&Event::Connected(c)));
+    let s = p.b.accept(l).unwrap();
+    let info = p.b.conn_info(s).unwrap();
+    assert!(info.sack && info.timestamps && info.window_scale.is_some());
+    let data = pattern(100_000, 6);
+    assert_eq!(transfer(&mut p, true, c, s, &data), data);
+}
+
+#[test]
+fn keepalive_detects_a_dead_peer() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, _s) = p.connect();
+    let ka = KeepAlive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        probes: 3,
+    };
+    p.a.set_keepalive(p.now, c, Some(ka)).unwrap();
+    p.run_for(Duration::from_secs(12));
+    assert!(p.a.counters().keepalive_probes >= 1);
+    assert_eq!(p.a.state(c).unwrap(), TcpState::Established);
+    p.drop = Box::new(|_, _, _| true);
+    p.run_for(Duration::from_secs(30));
+    assert!(p
+        .events_a
+        .contains(&Event::Error(c, ConnError::KeepAliveTimedOut)));
+}
+
+#[test]
+fn stale_handles_are_rejected_after_reuse() {
+    let mut p = Pair::new(TcpConfig::default());
+    let c = p.a.connect(p.now, SocketAddrV4::new(B, 9), 0).unwrap();
+    p.a.abort(c).unwrap();
+    let d = p.a.connect(p.now, SocketAddrV4::new(B, 9), 0).unwrap();
+    assert_eq!(c.index(), d.index());
+    assert_eq!(p.a.send(p.now, c, b"x"), Err(Error::InvalidConnection));
+    assert!(p.a.state(d).is_ok());
+}

@@ -1,0 +1,99 @@
+use super::*;
+
+const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+fn syn_packet() -> Vec<u8> {
+    let seg = SegmentOut {
+        src: PEER,
+        dst: LOCAL,
+        src_port: 40000,
+        dst_port: 80,
+        seq: SeqNum(1000),
+        ack: SeqNum(0),
+        flags: flags::SYN,
+        window: 65535,
+        mss: Some(1460),
+        wscale: Some(7),
+        sack_permitted: true,
+        timestamp: Some((5, 0)),
+        sack_blocks: &[],
+        ttl: 64,
+    };
+    let mut buf = vec![0u8; 100];
+    let n = seg.emit(&mut buf, 0, |_| {});
+    buf.truncate(n);
+    buf
+}
+
+fn fix_ip_checksum(p: &mut [u8]) {
+    p[10] = 0;
+    p[11] = 0;
+    let ihl = usize::from(p[0] & 0xf) * 4;
+    let c = !checksum::sum(&p[..ihl]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn round_trips_an_emitted_syn() {
+    let p = syn_packet();
+    let Ok(Ingress::Tcp { src, seg }) = parse(&p, LOCAL) else {
+        panic!("not parsed");
+    };
+    assert_eq!(src, PEER);
+    assert_eq!(
+        (seg.src_port, seg.dst_port, seg.seq),
+        (40000, 80, SeqNum(1000))
+    );
+    assert_eq!(seg.flags, flags::SYN);
+    assert_eq!(seg.opts.mss, Some(1460));
+    assert_eq!(seg.opts.wscale, Some(7));
+    assert!(seg.opts.sack_permitted);
+    assert_eq!(seg.opts.timestamp, Some((5, 0)));
+    assert_eq!(seg.seq_len(), 1);
+}
+
+#[test]
+fn ip_validation_reasons() {
+    let good = syn_packet();
+    let check = |p: &[u8], want: DropReason| {
+        assert_eq!(parse(p, LOCAL).err(), Some(want));
+    };
+    check(&good[..19], DropReason::IpTruncated);
+    let mut p = good.clone();
+    p[0] = 0x65;
+    check(&p, DropReason::IpBadVersion);
+    let mut p = good.clone();
+    p[0] = 0x44;
+    check(&p, DropReason::IpBadHeaderLen);
+    let mut p = good[..56].to_vec();
+    p[0] = 0x4f; // 60 bytes of header in a 56-byte packet
+    check(&p, DropReason::IpBadHeaderLen);
+    let mut p = good.clone();
+    p[2..4].copy_from_slice(&(good.len() as u16 + 1).to_be_bytes());
+    fix_ip_checksum(&mut p);
+    check(&p, DropReason::IpBadTotalLen);
+    let mut p = good.clone();
+    p[2..4].copy_from_slice(&19u16.to_be_bytes());
+    fix_ip_checksum(&mut p);
+    check(&p, DropReason::IpBadTotalLen);
+    let mut p = good.clone();
+    p[8] ^= 1;
+    check(&p, DropReason::IpBadChecksum);
+    assert_eq!(
+        parse(&good, Ipv4Addr::new(10, 0, 0, 3)).err(),
+        Some(DropReason::IpWrongDestination)
+    );
+    let mut p = good.clone();
+    p[6] = 0x20; // MF
+    fix_ip_checksum(&mut p);
+    check(&p, DropReason::IpFragment);
+    let mut p = good.clone();
+    p[9] = 17;
+    fix_ip_checksum(&mut p);
+    check(&p, DropReason::IpUnknownProtocol);
+    let mut p = good.clone();
+    p[12..16].copy_from_slice(&[255, 255, 255, 255]);
+    fix_ip_checksum(&mut p);
+    check(&p, DropReason::IpBadSource);
+}
