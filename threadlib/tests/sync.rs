@@ -1052,6 +1052,87 @@ fn mutex_and_semaphore_stress_with_timeouts() {
     assert!(acquired > 0 && timed_out > 0, "both outcomes exercised");
 }
 
+/// A bounded buffer built from a mutex and two conditions, with consumers that give
+/// up at random: no item is lost or duplicated and nobody is left waiting.
+#[test]
+fn condition_bounded_buffer_stress_with_timeouts() {
+    const CAP: usize = 2;
+    let (mut got, expected) = run_mock(async {
+        let st = Rc::new((
+            Mutex::new(VecDeque::<u32>::new()),
+            Condition::new(), // not empty
+            Condition::new(), // not full
+        ));
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let producing = Rc::new(Cell::new(3usize));
+        let rand = rng(0xdead_beef_cafe_f00d);
+        let mut hs = Vec::new();
+        for p in 0..3u32 {
+            let (st, producing, rand) = (st.clone(), producing.clone(), rand.clone());
+            hs.push(threadlib::spawn(async move {
+                let (m, not_empty, not_full) = &*st;
+                for i in 0..100 {
+                    let mut q = m.lock().await?;
+                    while q.len() >= CAP {
+                        q = not_full.wait(q).await?;
+                    }
+                    q.push_back(p * 1000 + i);
+                    not_empty.notify_one();
+                    drop(q);
+                    if rand(3) == 0 {
+                        threadlib::sleep(Duration::from_millis(rand(4))).await?;
+                    }
+                }
+                producing.set(producing.get() - 1);
+                not_empty.notify_all();
+                Result::Ok(())
+            }));
+        }
+        for _ in 0..3 {
+            let (st, got, producing, rand) =
+                (st.clone(), got.clone(), producing.clone(), rand.clone());
+            hs.push(threadlib::spawn(async move {
+                let (m, not_empty, not_full) = &*st;
+                loop {
+                    let patience = Duration::from_millis(rand(3));
+                    let r = threadlib::with_timeout(patience, async {
+                        let mut q = m.lock().await?;
+                        loop {
+                            if let Some(v) = q.pop_front() {
+                                not_full.notify_one();
+                                return Ok(Some(v));
+                            }
+                            if producing.get() == 0 {
+                                return Ok(None);
+                            }
+                            q = not_empty.wait(q).await?;
+                        }
+                    })
+                    .await;
+                    match r {
+                        Ok(Some(v)) => got.borrow_mut().push(v),
+                        Ok(None) => return Result::Ok(()),
+                        Err(Error::TimedOut) => {
+                            threadlib::sleep(Duration::from_millis(rand(2))).await?
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }));
+        }
+        for h in hs {
+            h.await??;
+        }
+        let expected: Vec<u32> = (0..3)
+            .flat_map(|p| (0..100).map(move |i| p * 1000 + i))
+            .collect();
+        let got = got.borrow().clone();
+        Ok((got, expected))
+    });
+    got.sort_unstable();
+    assert_eq!(got, expected);
+}
+
 #[test]
 fn runtime_shutdown_cancels_waiters_cleanly() {
     let out = Rc::new(RefCell::new(Vec::new()));
