@@ -90,12 +90,13 @@ pub fn yield_pingpong(rt: Rt, total: usize) -> Result<Duration> {
 }
 
 /// Two threads exchange `total` messages in all over two capacity-1 channels: `total /
-/// 2` pings, each answered by a pong.
+/// 2` pings, each answered by a pong. threadlib uses its core-local channel
+/// (`threadlib::sync::channel`), tokio its `mpsc` channel.
 pub fn channel_pingpong(rt: Rt, total: usize) -> Result<Duration> {
     let rounds = (total / 2) as u64;
     let (elapsed, last) = match rt {
         Rt::Ours => ours(async move {
-            use threadlib::sync::remote::channel;
+            use threadlib::sync::channel;
             let start = Instant::now();
             let (ping_tx, ping_rx) = channel::<u64>(1);
             let (pong_tx, pong_rx) = channel::<u64>(1);

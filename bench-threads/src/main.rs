@@ -45,6 +45,29 @@ enum Cmd {
         #[arg(long)]
         threads: usize,
     },
+    /// Runs one timed workload on one runtime, for profiling (e.g. under perf).
+    Once {
+        /// The workload.
+        #[arg(long, value_enum)]
+        bench: Workload,
+        /// Runtime to run it on.
+        #[arg(long, value_enum)]
+        runtime: Rt,
+        /// Size (threads, yields or messages).
+        #[arg(long, default_value_t = 1_000_000)]
+        n: usize,
+        /// How many times to run it.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+    },
+}
+
+/// The timed workloads, for `once`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Workload {
+    SpawnJoin,
+    YieldPingpong,
+    ChannelPingpong,
 }
 
 #[derive(clap::Args, Debug)]
@@ -87,6 +110,22 @@ fn main() -> Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             // Tearing down millions of threads is not part of the measurement.
             std::process::exit(0);
+        }
+        Some(Cmd::Once {
+            bench,
+            runtime,
+            n,
+            repeat,
+        }) => {
+            for _ in 0..repeat {
+                let d = match bench {
+                    Workload::SpawnJoin => cpu::spawn_join(runtime, n)?,
+                    Workload::YieldPingpong => cpu::yield_pingpong(runtime, n)?,
+                    Workload::ChannelPingpong => cpu::channel_pingpong(runtime, n)?,
+                };
+                println!("{bench:?} on {}: {:.6} s", runtime.name(), d.as_secs_f64());
+            }
+            Ok(())
         }
         None => run_all(&cli.run),
     }
@@ -305,7 +344,7 @@ fn run_all(args: &RunArgs) -> Result<()> {
                 "messages": n,
                 "round_trips": n / 2,
                 "capacity": 1,
-                "ours_channel": "threadlib::sync::remote::channel (cross-core; the core-local channel had not landed)",
+                "ours_channel": "threadlib::sync::channel",
                 "anchor_channel": "tokio::sync::mpsc::channel",
             }),
         };

@@ -11,6 +11,8 @@
 //!   timeout), so cancellation stays exact for user-defined calls too.
 //!
 //! Threads call it with `threadlib::syscall::custom::<R>(loop_id, Box::new(request))`.
+//! (threadlib ships signal handling of its own in `threadlib::signal`, built on the
+//! epoll loop; this example shows how such a facility is written as a separate loop.)
 //! The example sends itself SIGUSR1, and shows a wait for SIGINT timing out (press
 //! Ctrl-C within the second to see it answered instead).
 
