@@ -7,6 +7,8 @@
 //! extensions and trailers validated), or by the end of the connection; responses to
 //! HEAD and 1xx/204/304 responses have none. Interim 1xx responses are skipped.
 
+use std::mem::MaybeUninit;
+
 /// Most header lines in a response head.
 const MAX_HEADERS: usize = 100;
 /// Longest chunk-size line (size, extensions) accepted.
@@ -212,9 +214,14 @@ impl ResponseParser {
     /// Parses a head at the start of `input`; `None` if incomplete. Sets the body
     /// state; for a bodiless response leaves `Body::Head` with `status` set.
     fn parse_head(&mut self, input: &[u8]) -> Result<Option<usize>, ResponseError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        let n = match resp.parse(input) {
+        // Uninitialised scratch: no clearing of 100 header slots per response.
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let n = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            input,
+            &mut headers,
+        ) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
                 if input.len() >= self.max_head {
