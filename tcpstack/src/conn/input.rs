@@ -104,6 +104,9 @@ impl Tcb {
             if rst {
                 ctx.counters.rst_received += 1;
                 ctx.counters.rst_out_of_window += 1;
+            } else if seg.has(flags::SYN) && self.state != TcpState::SynReceived {
+                // RFC 5961 section 4.2: a SYN gets a challenge ACK whatever its sequence.
+                self.challenge_ack(now, ctx);
             } else {
                 ctx.counters.out_of_window += 1;
                 self.ack_now = true;

@@ -1,0 +1,680 @@
+//! Hostile and malformed packets: each gets its exact answer (a counted drop, a RST, a
+//! challenge ACK or a normal reply) and nothing panics.
+//!
+//! The test plays the remote peer by hand: it builds raw IPv4/TCP packets, feeds them to
+//! a [`Stack`] and parses what the stack sends back.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use smoltcp::wire::{Ipv4Packet, TcpPacket};
+use tcpstack::wire::{checksum, flags};
+use tcpstack::{ConnError, ConnId, Counters, Event, Instant, Stack, StackConfig, TcpState};
+
+const US: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
+const PEER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
+const PORT: u16 = 80;
+const PEER_PORT: u16 = 40_000;
+
+/// A TCP segment as the peer sends it; `options` are raw bytes (padded to 4).
+#[derive(Clone)]
+struct Seg {
+    src_port: u16,
+    dst_port: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    options: Vec<u8>,
+    payload: Vec<u8>,
+    /// Overrides the data offset field (in 32-bit words).
+    data_offset: Option<u8>,
+}
+
+impl Seg {
+    fn new(flags: u8, seq: u32, ack: u32) -> Self {
+        Seg {
+            src_port: PEER_PORT,
+            dst_port: PORT,
+            seq,
+            ack,
+            flags,
+            window: 65535,
+            options: Vec::new(),
+            payload: Vec::new(),
+            data_offset: None,
+        }
+    }
+
+    fn opts(mut self, o: &[u8]) -> Self {
+        self.options = o.to_vec();
+        while !self.options.len().is_multiple_of(4) {
+            self.options.push(0);
+        }
+        self
+    }
+
+    fn data(mut self, d: &[u8]) -> Self {
+        self.payload = d.to_vec();
+        self
+    }
+
+    fn tcp_bytes(&self) -> Vec<u8> {
+        let hl = 20 + self.options.len();
+        let mut t = vec![0u8; hl];
+        t[0..2].copy_from_slice(&self.src_port.to_be_bytes());
+        t[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+        t[4..8].copy_from_slice(&self.seq.to_be_bytes());
+        t[8..12].copy_from_slice(&self.ack.to_be_bytes());
+        t[12] = self.data_offset.unwrap_or((hl / 4) as u8) << 4;
+        t[13] = self.flags;
+        t[14..16].copy_from_slice(&self.window.to_be_bytes());
+        t[20..].copy_from_slice(&self.options);
+        t.extend_from_slice(&self.payload);
+        let c = checksum::finish(checksum::pseudo_header(PEER, US, 6, t.len() as u16), &t);
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        t
+    }
+
+    fn packet(&self) -> Vec<u8> {
+        ip_packet(6, &self.tcp_bytes())
+    }
+}
+
+fn ip_packet(proto: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 20];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = proto;
+    p[12..16].copy_from_slice(&PEER.octets());
+    p[16..20].copy_from_slice(&US.octets());
+    fix_ip_checksum(&mut p);
+    p.extend_from_slice(payload);
+    p
+}
+
+fn fix_ip_checksum(p: &mut [u8]) {
+    p[10] = 0;
+    p[11] = 0;
+    let c = !checksum::sum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// What the stack sent back, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reply {
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    payload_len: usize,
+    /// The raw TCP options.
+    options: Vec<u8>,
+}
+
+struct Harness {
+    stack: Stack,
+    now: Instant,
+    /// The connection under test, when established.
+    conn: Option<ConnId>,
+    /// Our ISN (peer side) and the stack's.
+    peer_isn: u32,
+    stack_isn: u32,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    fn with(tweak: impl FnOnce(&mut StackConfig)) -> Self {
+        let mut cfg = StackConfig::new(US, [42; 16]);
+        tweak(&mut cfg);
+        let mut stack = Stack::new(cfg).unwrap();
+        stack.listen(PORT, 8).unwrap();
+        Harness {
+            stack,
+            now: Instant::from_millis(10_000),
+            conn: None,
+            peer_isn: 0,
+            stack_isn: 0,
+        }
+    }
+
+    fn inject(&mut self, packet: &[u8]) {
+        self.stack.handle_packet(self.now, packet);
+    }
+
+    fn send(&mut self, seg: &Seg) {
+        let p = seg.packet();
+        self.inject(&p);
+    }
+
+    /// Every packet the stack wants to send now, as TCP replies.
+    fn replies(&mut self) -> Vec<Reply> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 2048];
+        while let Some(n) = self.stack.poll_transmit(self.now, &mut buf) {
+            let ip = Ipv4Packet::new_checked(&buf[..n]).expect("valid IPv4");
+            assert!(ip.verify_checksum());
+            assert_eq!(ip.dst_addr(), PEER);
+            let tcp = TcpPacket::new_checked(ip.payload()).expect("valid TCP");
+            assert!(tcp.verify_checksum(&US.into(), &PEER.into()));
+            out.push(Reply {
+                seq: tcp.seq_number().0 as u32,
+                ack: tcp.ack_number().0 as u32,
+                flags: ip.payload()[13] & 0x3f,
+                window: tcp.window_len(),
+                payload_len: tcp.payload().len(),
+                options: tcp.options().to_vec(),
+            });
+        }
+        out
+    }
+
+    /// Handshake from the peer with ISN `isn` and the given SYN options; returns the
+    /// SYN-ACK and leaves the connection established and accepted.
+    fn establish_with(&mut self, isn: u32, syn_opts: &[u8]) -> Reply {
+        self.send(&Seg::new(flags::SYN, isn, 0).opts(syn_opts));
+        let r = self.replies();
+        assert_eq!(r.len(), 1, "one SYN-ACK: {r:?}");
+        let synack = r[0].clone();
+        assert_eq!(synack.flags, flags::SYN | flags::ACK);
+        assert_eq!(synack.ack, isn.wrapping_add(1));
+        self.peer_isn = isn;
+        self.stack_isn = synack.seq;
+        self.send(&Seg::new(
+            flags::ACK,
+            isn.wrapping_add(1),
+            synack.seq.wrapping_add(1),
+        ));
+        assert!(self.replies().is_empty());
+        let l = match self.stack.poll_event() {
+            Some(Event::Incoming(l)) => l,
+            other => panic!("expected Incoming, got {other:?}"),
+        };
+        self.conn = Some(self.stack.accept(l).unwrap());
+        synack
+    }
+
+    /// A plain handshake (MSS only, no timestamps so sequence checks are exact).
+    fn establish(&mut self) {
+        self.establish_with(1000, &[2, 4, 5, 180]);
+    }
+
+    /// Next sequence number the peer sends.
+    fn rcv_nxt(&self) -> u32 {
+        self.peer_isn.wrapping_add(1)
+    }
+
+    /// Next sequence number the stack sends.
+    fn snd_nxt(&self) -> u32 {
+        self.stack_isn.wrapping_add(1)
+    }
+
+    fn counters(&self) -> Counters {
+        self.stack.counters().clone()
+    }
+
+    fn state(&self) -> TcpState {
+        self.stack.state(self.conn.unwrap()).unwrap()
+    }
+}
+
+/// Asserts that exactly the named counters changed, by one each.
+fn assert_only(before: &Counters, after: &Counters, changed: &[&str]) {
+    for ((name, b), (_, a)) in before.iter().zip(after.iter()) {
+        let always = [
+            "ip_rx_packets",
+            "ip_tx_packets",
+            "tcp_rx_segments",
+            "tcp_tx_segments",
+        ];
+        if always.contains(&name) {
+            continue;
+        }
+        let want = if changed.contains(&name) { b + 1 } else { b };
+        assert_eq!(a, want, "counter {name}");
+    }
+}
+
+/// Feeds a malformed packet and asserts a silent drop counted under `counter`.
+fn assert_dropped(h: &mut Harness, packet: &[u8], counter: &str) {
+    let before = h.counters();
+    h.inject(packet);
+    assert!(h.replies().is_empty(), "no answer to a malformed packet");
+    assert_only(&before, &h.counters(), &[counter]);
+}
+
+#[test]
+fn bad_ip_checksum_is_dropped() {
+    let mut h = Harness::new();
+    let mut p = Seg::new(flags::SYN, 1, 0).packet();
+    p[10] ^= 0xff;
+    assert_dropped(&mut h, &p, "ip_bad_checksum");
+}
+
+#[test]
+fn bad_tcp_checksum_is_dropped() {
+    let mut h = Harness::new();
+    let mut p = Seg::new(flags::SYN, 1, 0).packet();
+    p[20 + 16] ^= 0x01;
+    assert_dropped(&mut h, &p, "tcp_bad_checksum");
+}
+
+#[test]
+fn truncated_headers_are_dropped() {
+    let mut h = Harness::new();
+    assert_dropped(&mut h, &[0x45, 0, 0, 10, 0, 0], "ip_truncated");
+    assert_dropped(&mut h, &[], "ip_truncated");
+    // A valid IPv4 header whose TCP header is cut to 12 bytes.
+    let tcp = Seg::new(flags::SYN, 1, 0).tcp_bytes();
+    let p = ip_packet(6, &tcp[..12]);
+    assert_dropped(&mut h, &p, "tcp_truncated");
+    // The IPv4 total length claims more than the packet holds.
+    let mut p = Seg::new(flags::SYN, 1, 0).packet();
+    p.truncate(30);
+    assert_dropped(&mut h, &p, "ip_bad_total_len");
+}
+
+#[test]
+fn data_offset_too_small_or_too_large_is_dropped() {
+    let mut h = Harness::new();
+    for off in [0u8, 4] {
+        let mut s = Seg::new(flags::SYN, 1, 0);
+        s.data_offset = Some(off);
+        assert_dropped(&mut h, &s.packet(), "tcp_bad_data_offset");
+    }
+    let mut s = Seg::new(flags::SYN, 1, 0);
+    s.data_offset = Some(15); // 60 bytes of header in a 20-byte segment
+    assert_dropped(&mut h, &s.packet(), "tcp_bad_data_offset");
+}
+
+#[test]
+fn syn_fin_and_syn_rst_are_dropped() {
+    let mut h = Harness::new();
+    let p = Seg::new(flags::SYN | flags::FIN, 1, 0).packet();
+    assert_dropped(&mut h, &p, "tcp_bad_flags");
+    let p = Seg::new(flags::SYN | flags::RST, 1, 0).packet();
+    assert_dropped(&mut h, &p, "tcp_bad_flags");
+    assert_eq!(h.stack.connection_count(), 0);
+}
+
+#[test]
+fn malformed_options_are_dropped() {
+    let mut h = Harness::new();
+    // Zero-length option (an unknown kind with length 0).
+    let p = Seg::new(flags::SYN, 1, 0).opts(&[30, 0, 0, 0]).packet();
+    assert_dropped(&mut h, &p, "tcp_bad_options");
+    // Length 1 (below the minimum of 2).
+    let p = Seg::new(flags::SYN, 1, 0).opts(&[2, 1, 0, 0]).packet();
+    assert_dropped(&mut h, &p, "tcp_bad_options");
+    // An option whose length runs off the end of the header.
+    let p = Seg::new(flags::SYN, 1, 0).opts(&[1, 1, 8, 10]).packet();
+    assert_dropped(&mut h, &p, "tcp_bad_options");
+    // MSS with the wrong length.
+    let p = Seg::new(flags::SYN, 1, 0).opts(&[2, 3, 5, 0]).packet();
+    assert_dropped(&mut h, &p, "tcp_bad_options");
+    assert_eq!(h.stack.connection_count(), 0);
+}
+
+#[test]
+fn fragments_wrong_destination_and_other_protocols_are_dropped() {
+    let mut h = Harness::new();
+    let mut p = Seg::new(flags::SYN, 1, 0).packet();
+    p[6] = 0x20; // more fragments
+    fix_ip_checksum(&mut p);
+    assert_dropped(&mut h, &p, "ip_fragments");
+    let mut p = Seg::new(flags::SYN, 1, 0).packet();
+    p[6] = 0;
+    p[7] = 8; // offset 64
+    fix_ip_checksum(&mut p);
+    assert_dropped(&mut h, &p, "ip_fragments");
+    let mut p = Seg::new(flags::SYN, 1, 0).packet();
+    p[16..20].copy_from_slice(&[10, 9, 0, 3]);
+    fix_ip_checksum(&mut p);
+    assert_dropped(&mut h, &p, "ip_wrong_destination");
+    let p = ip_packet(17, &[0, 53, 0, 53, 0, 8, 0, 0]);
+    assert_dropped(&mut h, &p, "ip_unknown_protocol");
+    let mut p = Seg::new(flags::SYN, 1, 0).packet();
+    p[0] = 0x65;
+    assert_dropped(&mut h, &p, "ip_bad_version");
+}
+
+#[test]
+fn closed_port_gets_a_reset() {
+    let mut h = Harness::new();
+    // Without ACK: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+    let mut s = Seg::new(flags::SYN, 5000, 0);
+    s.dst_port = 81;
+    h.send(&s);
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].flags, r[0].seq, r[0].ack),
+        (flags::RST | flags::ACK, 0, 5001)
+    );
+    // With ACK: <SEQ=SEG.ACK><CTL=RST>.
+    let mut s = Seg::new(flags::ACK, 5000, 777).data(b"abc");
+    s.dst_port = 81;
+    h.send(&s);
+    let r = h.replies();
+    assert_eq!((r[0].flags, r[0].seq), (flags::RST, 777));
+    // A RST is never answered.
+    let mut s = Seg::new(flags::RST, 5000, 0);
+    s.dst_port = 81;
+    h.send(&s);
+    assert!(h.replies().is_empty());
+    assert_eq!(h.counters().tcp_no_socket, 3);
+    assert_eq!(h.counters().rst_sent, 2);
+}
+
+#[test]
+fn out_of_window_rst_is_ignored() {
+    let mut h = Harness::new();
+    h.establish();
+    let before = h.counters();
+    h.send(&Seg::new(flags::RST, h.rcv_nxt().wrapping_add(1 << 30), 0));
+    assert!(h.replies().is_empty());
+    assert_only(
+        &before,
+        &h.counters(),
+        &["rst_received", "rst_out_of_window"],
+    );
+    assert_eq!(h.state(), TcpState::Established);
+}
+
+#[test]
+fn blind_in_window_rst_gets_a_challenge_ack() {
+    let mut h = Harness::new();
+    h.establish();
+    let before = h.counters();
+    h.send(&Seg::new(flags::RST, h.rcv_nxt().wrapping_add(100), 0));
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].flags, r[0].seq, r[0].ack),
+        (flags::ACK, h.snd_nxt(), h.rcv_nxt())
+    );
+    assert_only(&before, &h.counters(), &["rst_received", "challenge_acks"]);
+    assert_eq!(h.state(), TcpState::Established);
+    // The exact sequence number resets.
+    h.send(&Seg::new(flags::RST, h.rcv_nxt(), 0));
+    let c = h.conn.unwrap();
+    let events: Vec<Event> = std::iter::from_fn(|| h.stack.poll_event()).collect();
+    assert_eq!(events, [Event::Readable(c), Event::Reset(c)]);
+    assert_eq!(h.state(), TcpState::Closed);
+    assert_eq!(
+        h.stack.recv(c, &mut [0; 8]),
+        Err(tcpstack::Error::Connection(ConnError::Reset))
+    );
+}
+
+#[test]
+fn challenge_acks_are_rate_limited() {
+    let mut h = Harness::with(|c| c.tcp.challenge_ack_limit = 3);
+    h.establish();
+    for i in 0..10 {
+        h.send(&Seg::new(flags::RST, h.rcv_nxt().wrapping_add(10 + i), 0));
+    }
+    assert_eq!(h.replies().len(), 1, "ACKs coalesce into one transmit");
+    assert_eq!(h.counters().challenge_acks, 3);
+    assert_eq!(h.counters().challenge_acks_suppressed, 7);
+    h.now += Duration::from_secs(1);
+    h.send(&Seg::new(flags::RST, h.rcv_nxt().wrapping_add(5), 0));
+    assert_eq!(h.counters().challenge_acks, 4);
+}
+
+#[test]
+fn old_duplicate_syn_on_an_established_connection_gets_a_challenge_ack() {
+    let mut h = Harness::new();
+    h.establish();
+    let before = h.counters();
+    h.send(&Seg::new(flags::SYN, h.peer_isn, 0));
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].flags, r[0].seq, r[0].ack),
+        (flags::ACK, h.snd_nxt(), h.rcv_nxt())
+    );
+    assert_only(&before, &h.counters(), &["challenge_acks"]);
+    // An in-window SYN too (RFC 5961 section 4.2), and the connection survives.
+    h.send(&Seg::new(flags::SYN, h.rcv_nxt().wrapping_add(10), 0));
+    assert_eq!(h.replies().len(), 1);
+    assert_eq!(h.counters().challenge_acks, before.challenge_acks + 2);
+    assert_eq!(h.state(), TcpState::Established);
+}
+
+#[test]
+fn ack_of_unsent_data_is_dropped_with_an_ack() {
+    let mut h = Harness::new();
+    h.establish();
+    let before = h.counters();
+    let s = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(5000)).data(b"evil");
+    h.send(&s);
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].flags, r[0].seq, r[0].ack),
+        (flags::ACK, h.snd_nxt(), h.rcv_nxt())
+    );
+    assert_only(&before, &h.counters(), &["ack_unsent", "challenge_acks"]);
+    assert_eq!(
+        h.stack.recv_available(h.conn.unwrap()).unwrap(),
+        0,
+        "data discarded"
+    );
+}
+
+#[test]
+fn window_scale_over_14_is_clamped() {
+    let mut h = Harness::new();
+    let before = h.counters();
+    // MSS 1460, window scale 15.
+    let synack = h.establish_with(1000, &[2, 4, 5, 180, 1, 3, 3, 15]);
+    assert_eq!(
+        h.counters().tcp_wscale_clamped,
+        before.tcp_wscale_clamped + 1
+    );
+    assert!(synack.options.windows(3).any(|w| w[0] == 3 && w[1] == 3));
+    let info = h.stack.conn_info(h.conn.unwrap()).unwrap();
+    assert_eq!(info.window_scale.map(|w| w.0), Some(14));
+    // The peer's window of 1 unit means 16 KiB.
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()).opts(&[]));
+    let mut s = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt());
+    s.window = 1;
+    h.send(&s);
+    assert_eq!(
+        h.stack.conn_info(h.conn.unwrap()).unwrap().send_window,
+        1 << 14
+    );
+}
+
+#[test]
+fn huge_mss_is_clamped_to_our_own() {
+    let mut h = Harness::new();
+    h.establish_with(1000, &[2, 4, 0xff, 0xff]);
+    let c = h.conn.unwrap();
+    assert_eq!(h.stack.conn_info(c).unwrap().mss, 1460);
+    let data = vec![7u8; 5000];
+    h.stack.set_nodelay(c, true).unwrap();
+    h.stack.send(h.now, c, &data).unwrap();
+    let r = h.replies();
+    assert!(r.iter().all(|r| r.payload_len <= 1460));
+    assert_eq!(r.iter().map(|r| r.payload_len).sum::<usize>(), 5000);
+    // A zero MSS does not make segments empty either.
+    let mut h = Harness::new();
+    h.establish_with(1000, &[2, 4, 0, 0]);
+    let c = h.conn.unwrap();
+    assert!(h.stack.conn_info(c).unwrap().mss >= 64);
+}
+
+#[test]
+fn sequence_numbers_wrap_around_2_pow_32() {
+    let mut h = Harness::new();
+    let isn = u32::MAX - 10;
+    h.establish_with(isn, &[2, 4, 5, 180]);
+    let c = h.conn.unwrap();
+    let data: Vec<u8> = (0..40u8).collect();
+    // 40 bytes starting 11 below 2^32 cross the wrap.
+    h.send(&Seg::new(flags::ACK | flags::PSH, h.rcv_nxt(), h.snd_nxt()).data(&data[..20]));
+    h.send(
+        &Seg::new(
+            flags::ACK | flags::PSH,
+            h.rcv_nxt().wrapping_add(20),
+            h.snd_nxt(),
+        )
+        .data(&data[20..]),
+    );
+    let r = h.replies();
+    assert_eq!(r.last().unwrap().ack, isn.wrapping_add(41));
+    let mut buf = [0u8; 64];
+    assert_eq!(h.stack.recv(c, &mut buf).unwrap(), 40);
+    assert_eq!(&buf[..40], &data[..]);
+    // A forged segment half the sequence space away is outside the window: a
+    // duplicate ACK, and the data is not delivered.
+    let before = h.counters();
+    let forged = isn.wrapping_add(41).wrapping_add(1 << 31);
+    h.send(&Seg::new(flags::ACK, forged, h.snd_nxt()).data(b"forged"));
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].ack, isn.wrapping_add(41));
+    assert_only(&before, &h.counters(), &["out_of_window"]);
+    assert!(h.stack.recv(c, &mut buf).is_err());
+}
+
+#[test]
+fn icmp_echo_is_answered() {
+    let mut h = Harness::new();
+    let mut icmp = vec![8u8, 0, 0, 0, 0x12, 0x34, 0, 7];
+    icmp.extend_from_slice(b"ping payload");
+    let c = !checksum::sum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    h.inject(&ip_packet(1, &icmp));
+    let mut buf = [0u8; 256];
+    let n = h.stack.poll_transmit(h.now, &mut buf).unwrap();
+    let ip = Ipv4Packet::new_checked(&buf[..n]).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!(ip.dst_addr(), PEER);
+    let reply = ip.payload();
+    assert_eq!(reply[0], 0, "echo reply");
+    assert_eq!(&reply[4..], &icmp[4..]);
+    assert_eq!(checksum::sum(reply), 0xffff);
+    // A corrupted echo request is dropped.
+    let mut bad = icmp.clone();
+    bad[9] ^= 1;
+    assert_dropped(&mut h, &ip_packet(1, &bad), "icmp_bad_checksum");
+    assert_dropped(&mut h, &ip_packet(1, &[8, 0, 0]), "icmp_truncated");
+}
+
+#[test]
+fn bogus_ack_to_a_listener_gets_a_reset_not_a_connection() {
+    let mut h = Harness::new();
+    let before = h.counters();
+    h.send(&Seg::new(flags::ACK, 1234, 987_654));
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].flags, r[0].seq), (flags::RST, 987_654));
+    assert_only(
+        &before,
+        &h.counters(),
+        &["syn_cookies_rejected", "rst_sent"],
+    );
+    assert_eq!(h.stack.connection_count(), 0);
+}
+
+#[test]
+fn syn_flood_is_bounded_and_answered_with_cookies() {
+    let mut h = Harness::with(|c| c.max_half_open = 16);
+    for i in 0..2000u32 {
+        let mut s = Seg::new(flags::SYN, i * 7919, 0).opts(&[2, 4, 5, 180]);
+        s.src_port = 1024 + (i % 60000) as u16;
+        h.send(&s);
+        h.replies();
+    }
+    assert_eq!(h.stack.connection_count(), 16);
+    assert_eq!(h.counters().syn_cookies_sent, 2000 - 16);
+    // A legitimate client still gets through on a cookie.
+    let mut s = Seg::new(flags::SYN, 5, 0).opts(&[2, 4, 5, 180]);
+    s.src_port = 65000;
+    h.send(&s);
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    let mut ack = Seg::new(flags::ACK, 6, r[0].seq.wrapping_add(1));
+    ack.src_port = 65000;
+    h.send(&ack);
+    assert_eq!(h.counters().syn_cookies_accepted, 1);
+    assert_eq!(h.stack.connection_count(), 17);
+}
+
+#[test]
+fn paws_rejects_old_timestamps() {
+    let mut h = Harness::new();
+    // MSS, SACK permitted, timestamps (TSval 1000).
+    h.establish_with(1000, &[2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 3, 232, 0, 0, 0, 0]);
+    let c = h.conn.unwrap();
+    let ts = |val: u32| {
+        let mut o = vec![1, 1, 8, 10];
+        o.extend_from_slice(&val.to_be_bytes());
+        o.extend_from_slice(&0u32.to_be_bytes());
+        o
+    };
+    h.send(
+        &Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt())
+            .opts(&ts(2000))
+            .data(b"new"),
+    );
+    h.replies();
+    assert_eq!(h.stack.recv_available(c).unwrap(), 3);
+    let before = h.counters();
+    let s = Seg::new(flags::ACK, h.rcv_nxt().wrapping_add(3), h.snd_nxt())
+        .opts(&ts(1500))
+        .data(b"old");
+    h.send(&s);
+    assert_eq!(h.replies().len(), 1, "a duplicate ACK answers");
+    assert_only(&before, &h.counters(), &["paws_rejected"]);
+    assert_eq!(h.stack.recv_available(c).unwrap(), 3);
+}
+
+#[test]
+fn random_garbage_never_panics() {
+    let mut h = Harness::new();
+    h.establish();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let template = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt())
+        .data(b"0123456789")
+        .packet();
+    for _ in 0..20_000 {
+        let mut p = template.clone();
+        let flips = next() % 6;
+        for _ in 0..=flips {
+            let i = (next() as usize) % p.len();
+            p[i] = next() as u8;
+        }
+        p.truncate((next() as usize) % (p.len() + 1));
+        if next() % 2 == 0 {
+            fix_ip_checksum_if_possible(&mut p);
+        }
+        h.inject(&p);
+        h.replies();
+        h.now += Duration::from_millis(1);
+        h.stack.handle_timeout(h.now);
+        while h.stack.poll_event().is_some() {}
+    }
+    let c = h.counters();
+    assert!(c.ip_bad_checksum + c.ip_truncated + c.tcp_bad_checksum > 0);
+}
+
+fn fix_ip_checksum_if_possible(p: &mut [u8]) {
+    if p.len() >= 20 {
+        fix_ip_checksum(p);
+    }
+}
