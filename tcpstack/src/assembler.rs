@@ -231,7 +231,9 @@ impl<const N: usize> Reassembler<N> {
     }
 
     /// Place `data`, which starts `offset` bytes past `RCV.NXT`. Bytes beyond the free
-    /// space are dropped. On [`TooManyRanges`] nothing is stored.
+    /// space are dropped. In-order data (`offset == 0`) is always accepted; an
+    /// out-of-order segment that would need one range too many is refused with
+    /// [`TooManyRanges`] and nothing is stored.
     pub fn insert(&mut self, offset: u32, data: &[u8]) -> Result<Inserted, TooManyRanges> {
         let free = self.buffer.free();
         let off = offset as usize;
@@ -243,12 +245,20 @@ impl<const N: usize> Reassembler<N> {
                 ooo_range: None,
             });
         }
-        if off == 0 && self.assembler.is_empty() {
-            // In-order fast path.
+        if off == 0 {
+            // In order: always accepted, even when every range is in use. The bytes
+            // become readable at once, followed by any held data they reach.
             let n = self.buffer.enqueue(&data[..len]);
+            let mut readable = n;
+            if !self.assembler.is_empty() {
+                self.assembler.advance(n as u32);
+                let more = self.assembler.remove_front() as usize;
+                self.buffer.commit(more);
+                readable += more;
+            }
             return Ok(Inserted {
                 accepted: n,
-                readable: n,
+                readable,
                 ooo_range: None,
             });
         }
@@ -373,6 +383,25 @@ mod tests {
         // In-order fast path and outside-window segments.
         assert_eq!(q.insert(0, b"xy").unwrap().readable, 2);
         assert_eq!(q.insert(14, b"z").unwrap().accepted, 0);
+    }
+
+    #[test]
+    fn reassembler_accepts_in_order_data_when_ranges_are_full() {
+        let mut q = Reassembler::<2>::new(64);
+        q.insert(10, b"kl").unwrap();
+        q.insert(20, b"uv").unwrap();
+        assert_eq!(q.insert(30, b"z"), Err(TooManyRanges));
+        // In order, not touching any held range: accepted all the same.
+        let ins = q.insert(0, b"abcd").unwrap();
+        assert_eq!((ins.accepted, ins.readable), (4, 4));
+        assert_eq!(q.assembler().ranges(), &[r(6, 8), r(16, 18)]);
+        // In order and overlapping a held range: it and the range become readable.
+        let ins = q.insert(0, b"efghijk").unwrap();
+        assert_eq!((ins.accepted, ins.readable), (7, 8));
+        assert_eq!(q.assembler().ranges(), &[r(8, 10)]);
+        let mut out = [0u8; 12];
+        assert_eq!(q.buffer_mut().dequeue(&mut out), 12);
+        assert_eq!(&out, b"abcdefghijkl");
     }
 
     #[test]
