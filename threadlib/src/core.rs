@@ -151,7 +151,9 @@ pub(crate) struct Core {
     live: Cell<usize>,
     ready: RefCell<VecDeque<ThreadId>>,
     current: Cell<Option<ThreadId>>,
-    syscall: RefCell<Option<Syscall>>,
+    /// The call the running thread left, with its sequence number.
+    syscall: RefCell<Option<(Syscall, u32)>>,
+    call_seq: Cell<u32>,
     timers: RefCell<TimerLoop>,
     fds: Option<RefCell<FdLoop>>,
     uring: Option<RefCell<UringLoop>>,
@@ -203,6 +205,7 @@ impl Core {
             ready: RefCell::new(VecDeque::new()),
             current: Cell::new(None),
             syscall: RefCell::new(None),
+            call_seq: Cell::new(0),
             timers: RefCell::new(TimerLoop::new()),
             fds: cfg.fd_loop.then(|| RefCell::new(FdLoop::new())),
             uring,
@@ -421,8 +424,47 @@ impl Core {
                 "a thread polled two threadlib calls at once; use spawn/both/race for concurrency",
             )));
         }
-        *slot = Some(call);
+        // Sequence numbers skip 0, which call futures use for "nothing outstanding".
+        let seq = match self.call_seq.get().wrapping_add(1) {
+            0 => 1,
+            s => s,
+        };
+        self.call_seq.set(seq);
+        *slot = Some((call, seq));
         Poll::Pending
+    }
+
+    /// The sequence number of the call most recently left by `leave_call`.
+    pub(crate) fn last_call_seq(&self) -> u32 {
+        self.call_seq.get()
+    }
+
+    /// A call future is dropped before it consumed its result (e.g. by `select!` or
+    /// `now_or_never`). If its call was not dispatched yet, withdraw it; if it was
+    /// dispatched and completed (the thread runs again because of it), discard the
+    /// unread completion so the thread's next call does not receive it.
+    pub(crate) fn abandon_call(&self, seq: u32) {
+        let Some(tid) = self.current.get() else {
+            return;
+        };
+        let mut slot = self.syscall.borrow_mut();
+        if let Some((_, s)) = &*slot {
+            if *s == seq {
+                let (call, _) = slot.take().expect("checked above");
+                drop(slot);
+                if let Syscall::Fork(child) = call {
+                    self.ready.borrow_mut().push_front(child);
+                }
+                return;
+            }
+            return;
+        }
+        drop(slot);
+        if let Some(t) = self.tasks.borrow_mut().get_mut(tid.index as usize) {
+            if t.gen == tid.gen && t.state == State::Running {
+                t.completion = Completion::Empty;
+            }
+        }
     }
 
     /// Called by a system-call future when polled again after suspending.
@@ -467,7 +509,7 @@ impl Core {
             Poll::Pending => {
                 let call = self.syscall.borrow_mut().take();
                 match call {
-                    Some(call) => self.dispatch(tid, call),
+                    Some((call, _)) => self.dispatch(tid, call),
                     None => {
                         // A foreign future is waiting on our waker.
                         let mut tasks = self.tasks.borrow_mut();
@@ -1120,6 +1162,6 @@ mod size_tests {
         assert!(std::mem::size_of::<super::Task>() <= 80);
         assert!(std::mem::size_of::<super::Completion>() <= 16);
         assert!(std::mem::size_of::<crate::syscall::Syscall>() <= 24);
-        assert!(std::mem::size_of::<crate::thread::JoinHandle<u32>>() <= 24);
+        assert!(std::mem::size_of::<crate::thread::JoinHandle<u32>>() <= 32);
     }
 }

@@ -75,11 +75,26 @@ impl std::fmt::Debug for Syscall {
 #[must_use = "a system call does nothing unless awaited"]
 pub(crate) struct Call {
     call: Option<Syscall>,
+    /// Sequence number of the left call while it is outstanding (0: none).
+    pending: u32,
 }
 
 impl Call {
     pub(crate) fn new(call: Syscall) -> Self {
-        Call { call: Some(call) }
+        Call {
+            call: Some(call),
+            pending: 0,
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if self.pending != 0 {
+            if let Some(core) = Core::current() {
+                core.abandon_call(self.pending);
+            }
+        }
     }
 }
 
@@ -92,10 +107,20 @@ impl Future for Call {
         let Some(core) = Core::current() else {
             return Poll::Ready(Err(Error::NoRuntime));
         };
-        match self.call.take() {
-            Some(call) => core.leave_call(call),
+        let r = match self.call.take() {
+            Some(call) => {
+                let r = core.leave_call(call);
+                if r.is_pending() {
+                    self.pending = core.last_call_seq();
+                }
+                return r;
+            }
             None => core.take_completion(),
+        };
+        if r.is_ready() {
+            self.pending = 0;
         }
+        r
     }
 }
 
@@ -115,6 +140,8 @@ pub(crate) enum SimpleKind {
 #[must_use = "a system call does nothing unless awaited"]
 pub(crate) struct SimpleCall {
     arg: u64,
+    /// Sequence number of the left call while it is outstanding (0: none).
+    pending: u32,
     kind: SimpleKind,
     started: bool,
 }
@@ -123,8 +150,19 @@ impl SimpleCall {
     pub(crate) fn new(kind: SimpleKind, arg: u64) -> Self {
         SimpleCall {
             arg,
+            pending: 0,
             kind,
             started: false,
+        }
+    }
+}
+
+impl Drop for SimpleCall {
+    fn drop(&mut self) {
+        if self.pending != 0 {
+            if let Some(core) = Core::current() {
+                core.abandon_call(self.pending);
+            }
         }
     }
 }
@@ -146,8 +184,15 @@ impl Future for SimpleCall {
                 SimpleKind::SleepFor => Syscall::Sleep(core.now_ns().saturating_add(self.arg)),
                 SimpleKind::SleepUntil => Syscall::Sleep(self.arg),
             };
-            core.leave_call(call)
+            let r = core.leave_call(call);
+            if r.is_pending() {
+                self.pending = core.last_call_seq();
+            }
+            return r.map(|r| r.map(|_| ()));
         };
+        if r.is_ready() {
+            self.pending = 0;
+        }
         r.map(|r| r.map(|_| ()))
     }
 }

@@ -120,17 +120,26 @@ impl<F, T, const SCOPED: bool> JoinSlot<T> for ThreadCell<F, T, SCOPED> {
 /// Awaits a thread's result. Dropping the handle detaches the thread.
 pub struct JoinHandle<T> {
     slot: Rc<dyn JoinSlot<T>>,
-    /// The packed thread id; the top bit says whether the joiner is suspended in a
-    /// `Park` call waiting for the thread.
+    /// The packed thread id.
     bits: u64,
+    /// Sequence number of the joiner's outstanding `Park` call (0: none).
+    parked: u32,
 }
 
-const PARKED: u64 = 1 << 63;
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if self.parked != 0 {
+            if let Some(core) = Core::current() {
+                core.abandon_call(self.parked);
+            }
+        }
+    }
+}
 
 impl<T> JoinHandle<T> {
     /// The thread's id.
     pub fn id(&self) -> ThreadId {
-        ThreadId::unpack(self.bits & !PARKED)
+        ThreadId::unpack(self.bits)
     }
 }
 
@@ -143,11 +152,11 @@ impl<T> Future for JoinHandle<T> {
         let Some(core) = Core::current() else {
             return Poll::Ready(Err(Error::NoRuntime));
         };
-        if self.bits & PARKED != 0 {
+        if self.parked != 0 {
             match core.take_completion() {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(r) => {
-                    self.bits &= !PARKED;
+                    self.parked = 0;
                     r?;
                 }
             }
@@ -161,7 +170,7 @@ impl<T> Future for JoinHandle<T> {
         self.slot.set_joiner(me);
         match core.leave_call(Syscall::Park) {
             Poll::Pending => {
-                self.bits |= PARKED;
+                self.parked = core.last_call_seq();
                 Poll::Pending
             }
             Poll::Ready(r) => Poll::Ready(Err(r.err().unwrap_or(Error::Cancelled))),
@@ -221,6 +230,7 @@ where
     JoinHandle {
         slot,
         bits: id.pack(),
+        parked: 0,
     }
 }
 

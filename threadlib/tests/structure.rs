@@ -319,3 +319,36 @@ fn trace_is_valid_chrome_json_with_expected_events() {
     assert_eq!(begins, ends);
     assert!(events.iter().all(|e| e["ph"] == "M" || e["ts"].is_number()));
 }
+
+#[test]
+fn a_call_future_dropped_after_one_poll_leaves_no_trace() {
+    use futures::FutureExt;
+    // Dropped before dispatch (polled once, then dropped in the same poll).
+    let r = threadlib::run(async {
+        {
+            let f = threadlib::park();
+            futures::pin_mut!(f);
+            assert!(futures::poll!(f.as_mut()).is_pending());
+        }
+        assert!(threadlib::sleep(Duration::from_millis(1))
+            .now_or_never()
+            .is_none());
+        threadlib::yield_now().await
+    });
+    assert!(matches!(r, Ok(Ok(()))), "{r:?}");
+    // ...then waiting on a foreign waker must not dispatch the stale call.
+    let r = threadlib::run(async {
+        let (tx, rx) = futures::channel::oneshot::channel::<u8>();
+        let _h = threadlib::spawn(async move {
+            threadlib::sleep(Duration::from_millis(10)).await.unwrap();
+            let _ = tx.send(5);
+        });
+        {
+            let f = threadlib::park();
+            futures::pin_mut!(f);
+            assert!(futures::poll!(f.as_mut()).is_pending());
+        }
+        rx.await.map_err(Error::other)
+    });
+    assert!(matches!(r, Ok(Ok(5))), "{r:?}");
+}
