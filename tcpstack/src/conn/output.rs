@@ -109,9 +109,12 @@ impl Tcb {
         self.ack_now.then(|| self.pure_ack())
     }
 
+    /// A bare ACK. It carries `SND.MAX`, not a rewound `SND.NXT`: after a timeout the
+    /// latter lies below what the peer has seen, which would make the ACK unacceptable
+    /// to it (two such peers would exchange unacceptable ACKs forever).
     fn pure_ack(&self) -> Out {
         Out {
-            seq: self.snd_nxt,
+            seq: self.snd_max,
             len: 0,
             syn: false,
             fin: false,
