@@ -201,6 +201,22 @@ impl Stack {
             self.counters.tcp_wscale_clamped += 1;
         }
         if let Some(&idx) = self.by_tuple.get(&tuple) {
+            let reuse = seg.flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN
+                && self.by_port.contains_key(&seg.dst_port)
+                && self
+                    .conns
+                    .at(idx)
+                    .is_some_and(|c| c.tcb.syn_may_reuse_time_wait(seg));
+            if reuse {
+                if let Some(conn) = self.conns.at_mut(idx) {
+                    conn.tcb.end_time_wait();
+                }
+                self.after(idx);
+                if let Some(&lid) = self.by_port.get(&seg.dst_port) {
+                    self.listen_segment(now, lid, tuple, seg);
+                }
+                return;
+            }
             let Self {
                 conns,
                 counters,

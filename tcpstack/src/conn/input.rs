@@ -375,8 +375,9 @@ impl Tcb {
     pub(super) fn on_new_ack(&mut self, now: Instant, ack: SeqNum, ctx: &mut Ctx<'_>) {
         let _ = &ctx;
         let mut acked = ack - self.snd_una;
-        if self.snd_una == self.iss && acked > 0 {
+        if !self.syn_acked && acked > 0 {
             acked -= 1; // our SYN
+            self.syn_acked = true;
         }
         let data = (acked as usize).min(self.send_buf.len());
         self.send_buf.consume(data);

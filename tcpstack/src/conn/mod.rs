@@ -86,6 +86,9 @@ pub(crate) struct Tcb {
 
     // --- send sequence space -------------------------------------------------------
     iss: SeqNum,
+    /// Our SYN is acknowledged (`SND.UNA` may come back to `ISS` after 4 GiB, so this
+    /// is a flag, not a comparison).
+    syn_acked: bool,
     snd_una: SeqNum,
     /// Next sequence number to send (rewound to `snd_una` after a timeout).
     snd_nxt: SeqNum,
@@ -206,6 +209,7 @@ impl Tcb {
             keepalive: cfg.keepalive,
             orphaned: false,
             iss,
+            syn_acked: false,
             snd_una: iss,
             snd_nxt: iss,
             snd_max: iss,
@@ -315,6 +319,7 @@ impl Tcb {
         tcb.irs = ack.seq - 1u32;
         tcb.rcv_nxt = ack.seq;
         tcb.rcv_adv = ack.seq;
+        tcb.syn_acked = true;
         tcb.snd_una = ack.ack;
         tcb.snd_nxt = ack.ack;
         tcb.snd_max = ack.ack;
@@ -368,7 +373,7 @@ impl Tcb {
 
     /// Sequence number of the first byte in `send_buf`.
     fn data_start(&self) -> SeqNum {
-        if self.snd_una == self.iss {
+        if !self.syn_acked {
             self.iss + 1u32
         } else {
             self.snd_una
@@ -475,6 +480,26 @@ impl Tcb {
                 self.closed_reported = true;
                 self.notes.insert(Notes::CLOSED);
             }
+        }
+    }
+
+    /// RFC 6191 / RFC 9293 section 3.6.1: a SYN may reopen a connection in TIME-WAIT
+    /// when its sequence number (or, with timestamps, its TSval) is beyond the old
+    /// incarnation's. The caller then ends this TCB and hands the SYN to the listener.
+    pub fn syn_may_reuse_time_wait(&self, syn: &crate::wire::Segment<'_>) -> bool {
+        if self.state != TcpState::TimeWait {
+            return false;
+        }
+        match (self.ts_enabled, syn.opts.timestamp) {
+            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
+            _ => syn.seq.gt(self.rcv_nxt),
+        }
+    }
+
+    /// Ends a TIME-WAIT connection early (its 4-tuple is being reused).
+    pub fn end_time_wait(&mut self) {
+        if self.state == TcpState::TimeWait {
+            self.set_state(TcpState::Closed);
         }
     }
 

@@ -405,3 +405,31 @@ fn stale_handles_are_rejected_after_reuse() {
     assert_eq!(p.a.send(p.now, c, b"x"), Err(Error::InvalidConnection));
     assert!(p.a.state(d).is_ok());
 }
+
+#[test]
+fn a_new_syn_reopens_a_time_wait_connection() {
+    let mut p = Pair::new(TcpConfig::default());
+    let l = p.a.listen(7000, 4).unwrap();
+    // B connects from a fixed port; A (the server) closes first and holds TIME-WAIT.
+    let c =
+        p.b.connect(p.now, SocketAddrV4::new(A, 7000), 5555)
+            .unwrap();
+    p.run_for(Duration::from_millis(10));
+    let s = p.a.accept(l).unwrap();
+    p.a.close(p.now, s).unwrap();
+    p.run_for(Duration::from_millis(10));
+    p.b.close(p.now, c).unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert_eq!(p.a.connection_count(), 1, "server side in TIME-WAIT");
+    assert_eq!(p.b.connection_count(), 0);
+    // Same 4-tuple again, later: the SYN's timestamp is newer.
+    p.run_for(Duration::from_secs(1));
+    let c2 =
+        p.b.connect(p.now, SocketAddrV4::new(A, 7000), 5555)
+            .unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert!(p.events_b.contains(&Event::Connected(c2)));
+    let s2 = p.a.accept(l).unwrap();
+    assert_eq!(p.a.state(s2).unwrap(), TcpState::Established);
+    assert_eq!(p.a.connection_count(), 1);
+}
