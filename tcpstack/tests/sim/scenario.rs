@@ -1,0 +1,537 @@
+//! One simulated run: two stacks, a lossy link each way, several connections moving
+//! data both ways with half-closes and closes, checked end to end.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use tcpstack::{
+    CcAlgorithm, CcConfig, ConnId, Error, Event, Instant, Stack, StackConfig, TcpConfig,
+};
+
+use super::link::{Link, LinkParams};
+use super::rng::Rng;
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const PORT: u16 = 7;
+
+/// Give up (and fail the seed) beyond this much virtual time or this many steps.
+const MAX_VIRTUAL_TIME: Duration = Duration::from_secs(4 * 3600);
+const MAX_STEPS: u64 = 3_000_000;
+
+/// What a run measured, for the summary line.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub bytes: u64,
+    pub virtual_time: Duration,
+    pub packets: u64,
+    pub retransmits: u64,
+}
+
+/// How one side's application behaves on one connection.
+#[derive(Debug)]
+struct App {
+    conn: Option<ConnId>,
+    /// Bytes to send, and how many the stack has taken.
+    data: Vec<u8>,
+    sent: usize,
+    /// Largest chunk offered to one `send` call.
+    write_chunk: usize,
+    /// Bytes received, and whether end of stream was read.
+    received: Vec<u8>,
+    eof: bool,
+    /// Largest buffer offered to one `recv` call, and the pause between reads.
+    read_chunk: usize,
+    read_pause: Duration,
+    next_read: Instant,
+    /// Shut the send side down once all data is queued (else close directly at the end).
+    use_shutdown: bool,
+    shut: bool,
+    /// Wait for `Event::Closed` before calling `close` (else close right after EOF).
+    wait_closed_event: bool,
+    closed_event: bool,
+    released: bool,
+}
+
+impl App {
+    fn new(rng: &mut Rng, data: Vec<u8>) -> Self {
+        App {
+            conn: None,
+            data,
+            sent: 0,
+            write_chunk: rng.pick(&[1, 100, 1000, 4096, 65536, usize::MAX]),
+            received: Vec::new(),
+            eof: false,
+            read_chunk: rng.pick(&[1, 500, 4096, 65536]),
+            read_pause: Duration::from_micros(rng.pick(&[0, 0, 0, 1000, 20_000, 200_000])),
+            next_read: Instant::ZERO,
+            use_shutdown: rng.chance(0.7),
+            shut: false,
+            wait_closed_event: rng.chance(0.5),
+            closed_event: false,
+            released: false,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.released
+    }
+}
+
+/// One simulated host: a stack and the applications on it.
+struct Host {
+    name: &'static str,
+    stack: Stack,
+    apps: Vec<App>,
+    /// Which app owns a connection handle.
+    by_conn: HashMap<ConnId, usize>,
+}
+
+fn random_config(rng: &mut Rng, addr: Ipv4Addr, secret: u64) -> StackConfig {
+    let mut secret_bytes = [0u8; 16];
+    secret_bytes[..8].copy_from_slice(&secret.to_le_bytes());
+    secret_bytes[8..12].copy_from_slice(&addr.octets());
+    let mut c = StackConfig::new(addr, secret_bytes);
+    c.tcp = TcpConfig {
+        mtu: rng.pick(&[296, 576, 1280, 1500, 1500, 9000]),
+        send_buffer: rng.pick(&[2048, 8192, 65536, 262_144]),
+        recv_buffer: rng.pick(&[2048, 8192, 65536, 262_144]),
+        window_scaling: rng.chance(0.8),
+        timestamps: rng.chance(0.8),
+        sack: rng.chance(0.8),
+        congestion: CcConfig {
+            algorithm: if rng.chance(0.5) {
+                CcAlgorithm::Cubic
+            } else {
+                CcAlgorithm::NewReno
+            },
+            ..CcConfig::default()
+        },
+        delayed_ack: if rng.chance(0.7) {
+            Some(Duration::from_millis(rng.range(1, 200)))
+        } else {
+            None
+        },
+        nodelay: rng.chance(0.3),
+        // Longer than the largest RTO, so a retransmitted FIN always finds TIME-WAIT.
+        time_wait: Duration::from_secs(120),
+        ..TcpConfig::default()
+    };
+    c
+}
+
+/// A short human-readable summary of an IPv4/TCP packet, for traces.
+fn describe(p: &[u8]) -> String {
+    let ihl = usize::from(p.first().map_or(0, |b| b & 0x0f)) * 4;
+    let Some(tcp) = p
+        .get(ihl..)
+        .filter(|t| t.len() >= 20 && p.get(9) == Some(&6))
+    else {
+        return format!("non-TCP {} bytes", p.len());
+    };
+    let be32 = |i: usize| u32::from_be_bytes([tcp[i], tcp[i + 1], tcp[i + 2], tcp[i + 3]]);
+    let flags = tcp[13];
+    let mut f = String::new();
+    for (bit, c) in [(1, 'F'), (2, 'S'), (4, 'R'), (8, 'P'), (16, '.')] {
+        if flags & bit != 0 {
+            f.push(c);
+        }
+    }
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    format!(
+        "{}->{} [{}] seq={} ack={} win={} len={}",
+        u16::from_be_bytes([tcp[0], tcp[1]]),
+        u16::from_be_bytes([tcp[2], tcp[3]]),
+        f,
+        be32(4),
+        be32(8),
+        u16::from_be_bytes([tcp[14], tcp[15]]),
+        tcp.len().saturating_sub(doff)
+    )
+}
+
+/// The whole simulated world for one seed.
+pub struct World {
+    seed: u64,
+    now: Instant,
+    hosts: [Host; 2],
+    links: [Link; 2],
+    trace: Option<String>,
+    listener: tcpstack::ListenerId,
+    buf: Vec<u8>,
+}
+
+impl World {
+    pub fn new(seed: u64, trace: bool) -> Result<Self, String> {
+        let mut rng = Rng::new(seed, 0);
+        let n_conns = rng.range(1, 3) as usize;
+        let max_len = rng.pick(&[0usize, 1000, 20_000, 100_000, 300_000]);
+        let client_cfg = random_config(&mut rng, CLIENT, seed);
+        let server_cfg = random_config(&mut rng, SERVER, seed ^ 0x5a5a);
+        let mut client = Stack::new(client_cfg).map_err(|e| e.to_string())?;
+        let mut server = Stack::new(server_cfg).map_err(|e| e.to_string())?;
+        let listener = server.listen(PORT, 8).map_err(|e| e.to_string())?;
+        let mut client_apps = Vec::new();
+        let mut server_apps = Vec::new();
+        let mut data_rng = Rng::new(seed, 1);
+        for _ in 0..n_conns {
+            let up = rng.range(0, max_len as u64) as usize;
+            let down = rng.range(0, max_len as u64) as usize;
+            let mut c = App::new(&mut rng, data_rng.bytes(up));
+            let mut s = App::new(&mut rng, data_rng.bytes(down));
+            // A side that does not shut down closes only after the peer's end of
+            // stream, so at least one side must half-close first.
+            if !c.use_shutdown && !s.use_shutdown {
+                if rng.chance(0.5) {
+                    c.use_shutdown = true;
+                } else {
+                    s.use_shutdown = true;
+                }
+            }
+            client_apps.push(c);
+            server_apps.push(s);
+        }
+        let now = Instant::from_millis(1);
+        let mut by_conn = HashMap::new();
+        for (i, app) in client_apps.iter_mut().enumerate() {
+            let c = client
+                .connect(now, SocketAddrV4::new(SERVER, PORT), 40_000 + i as u16)
+                .map_err(|e| format!("connect: {e}"))?;
+            app.conn = Some(c);
+            by_conn.insert(c, i);
+        }
+        let links = [
+            Link::new(LinkParams::random(&mut rng), Rng::new(seed, 2)),
+            Link::new(LinkParams::random(&mut rng), Rng::new(seed, 3)),
+        ];
+        Ok(World {
+            seed,
+            now,
+            hosts: [
+                Host {
+                    name: "client",
+                    stack: client,
+                    apps: client_apps,
+                    by_conn,
+                },
+                Host {
+                    name: "server",
+                    stack: server,
+                    apps: server_apps,
+                    by_conn: HashMap::new(),
+                },
+            ],
+            links,
+            trace: trace.then(String::new),
+            listener,
+            buf: vec![0; 65536],
+        })
+    }
+
+    fn log(&mut self, msg: impl FnOnce() -> String) {
+        if let Some(t) = &mut self.trace {
+            let _ = writeln!(t, "{:>12.6} {}", self.now.as_micros() as f64 / 1e6, msg());
+        }
+    }
+
+    /// Run to completion and check everything.
+    pub fn run(&mut self) -> Result<Outcome, String> {
+        let result = self.run_inner();
+        if let Some(t) = self.trace.take() {
+            print!("{t}");
+        }
+        result.map_err(|e| {
+            format!(
+                "{e}\n  seed {}, at t={:?}\n  links: c->s {:?}\n         s->c {:?}\n  client counters: {:?}\n  server counters: {:?}",
+                self.seed,
+                self.now - Instant::ZERO,
+                self.links[0],
+                self.links[1],
+                self.hosts[0].stack.counters(),
+                self.hosts[1].stack.counters(),
+            )
+        })
+    }
+
+    fn run_inner(&mut self) -> Result<Outcome, String> {
+        let start = self.now;
+        let mut steps = 0u64;
+        loop {
+            steps += 1;
+            if steps > MAX_STEPS || self.now - start > MAX_VIRTUAL_TIME {
+                return Err(format!("no completion after {steps} steps"));
+            }
+            for h in 0..2 {
+                self.drive_host(h)?;
+            }
+            self.transmit();
+            self.check_bounds()?;
+            if self.all_done() {
+                break;
+            }
+            let next = self.next_wakeup();
+            let Some(next) = next else {
+                return Err("stuck: nothing in flight, no timer, applications unfinished".into());
+            };
+            self.now = self.now.max(next);
+            self.deliver();
+            for h in 0..2 {
+                if self.hosts[h]
+                    .stack
+                    .poll_timeout()
+                    .is_some_and(|t| t <= self.now)
+                {
+                    self.hosts[h].stack.handle_timeout(self.now);
+                }
+            }
+        }
+        self.verify()?;
+        let c = self
+            .hosts
+            .iter()
+            .map(|h| h.stack.counters().retransmits)
+            .sum();
+        Ok(Outcome {
+            bytes: self
+                .hosts
+                .iter()
+                .flat_map(|h| &h.apps)
+                .map(|a| a.data.len() as u64)
+                .sum(),
+            virtual_time: self.now - start,
+            packets: self.links[0].stats.sent + self.links[1].stats.sent,
+            retransmits: c,
+        })
+    }
+
+    fn all_done(&self) -> bool {
+        self.hosts
+            .iter()
+            .all(|h| h.apps.iter().all(App::done) && h.stack.connection_count() == 0)
+            && self.links.iter().all(|l| l.next_delivery().is_none())
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        let mut t = [self.links[0].next_delivery(), self.links[1].next_delivery()]
+            .into_iter()
+            .chain(self.hosts.iter().map(|h| h.stack.poll_timeout()))
+            .flatten()
+            .min();
+        // Paused readers wake up too.
+        for h in &self.hosts {
+            for a in &h.apps {
+                let reading = a.conn.is_some() && !a.eof && a.next_read > self.now;
+                if reading {
+                    t = Some(t.map_or(a.next_read, |t| t.min(a.next_read)));
+                }
+            }
+        }
+        t
+    }
+
+    /// Move every packet the stacks want to send onto the links.
+    fn transmit(&mut self) {
+        for h in 0..2 {
+            while let Some(n) = self.hosts[h].stack.poll_transmit(self.now, &mut self.buf) {
+                let fate = self.links[h].send(self.now, &self.buf[..n]);
+                if self.trace.is_some() {
+                    let d = describe(&self.buf[..n]);
+                    let name = self.hosts[h].name;
+                    self.log(|| format!("{name} sends {d} {fate:?}"));
+                }
+            }
+        }
+    }
+
+    /// Hand every due packet to its destination stack.
+    fn deliver(&mut self) {
+        for h in 0..2 {
+            while let Some(p) = self.links[h].pop_due(self.now) {
+                let dst = 1 - h;
+                if self.trace.is_some() {
+                    let d = describe(&p);
+                    let name = self.hosts[dst].name;
+                    self.log(|| format!("{name} receives {d}"));
+                }
+                self.hosts[dst].stack.handle_packet(self.now, &p);
+            }
+        }
+    }
+
+    /// Process events and let each application do what it can.
+    fn drive_host(&mut self, h: usize) -> Result<(), String> {
+        let now = self.now;
+        while let Some(ev) = self.hosts[h].stack.poll_event() {
+            let name = self.hosts[h].name;
+            self.log(|| format!("{name} event {ev:?}"));
+            let host = &mut self.hosts[h];
+            match ev {
+                Event::Incoming(l) => {
+                    if l != self.listener {
+                        return Err(format!("{name}: Incoming for unknown listener {l:?}"));
+                    }
+                    loop {
+                        match host.stack.accept(l) {
+                            Ok(c) => {
+                                let (_, remote) =
+                                    host.stack.endpoints(c).map_err(|e| e.to_string())?;
+                                let i = usize::from(remote.port() - 40_000);
+                                let app = host.apps.get_mut(i).ok_or("accept: unknown peer")?;
+                                if app.conn.is_some() {
+                                    return Err(format!("{name}: connection {i} accepted twice"));
+                                }
+                                app.conn = Some(c);
+                                host.by_conn.insert(c, i);
+                            }
+                            Err(Error::WouldBlock) => break,
+                            Err(e) => return Err(format!("{name}: accept: {e}")),
+                        }
+                    }
+                }
+                Event::Closed(c) => {
+                    if let Some(&i) = host.by_conn.get(&c) {
+                        host.apps[i].closed_event = true;
+                    }
+                }
+                Event::Reset(c) | Event::Error(c, _) => {
+                    let i = host.by_conn.get(&c).copied();
+                    return Err(format!("{name}: connection {i:?} failed: {ev:?}"));
+                }
+                Event::Connected(_)
+                | Event::Readable(_)
+                | Event::Writable(_)
+                | Event::PeerClosed(_) => {}
+            }
+        }
+        let host = &mut self.hosts[h];
+        let name = host.name;
+        let mut read_buf = vec![0u8; 65536];
+        for (i, app) in host.apps.iter_mut().enumerate() {
+            let Some(c) = app.conn else { continue };
+            if app.released {
+                continue;
+            }
+            let stack = &mut host.stack;
+            // Write.
+            while app.sent < app.data.len() {
+                let end = app.data.len().min(app.sent.saturating_add(app.write_chunk));
+                match stack.send(now, c, &app.data[app.sent..end]) {
+                    Ok(n) => app.sent += n,
+                    Err(Error::WouldBlock) => break,
+                    // Not yet established: the stack may refuse or queue; retry later.
+                    Err(Error::NotConnected) => break,
+                    Err(e) => return Err(format!("{name} conn {i}: send: {e}")),
+                }
+                if app.sent < end {
+                    break;
+                }
+            }
+            if app.sent == app.data.len() && !app.shut && app.use_shutdown {
+                match stack.shutdown(now, c) {
+                    Ok(()) => app.shut = true,
+                    Err(Error::NotConnected) => {}
+                    Err(e) => return Err(format!("{name} conn {i}: shutdown: {e}")),
+                }
+            }
+            // Read.
+            if !app.eof && now >= app.next_read {
+                loop {
+                    let want = app.read_chunk.min(read_buf.len());
+                    match stack.recv(c, &mut read_buf[..want]) {
+                        Ok(0) => {
+                            app.eof = true;
+                            break;
+                        }
+                        Ok(n) => app.received.extend_from_slice(&read_buf[..n]),
+                        Err(Error::WouldBlock) => break,
+                        Err(e) => return Err(format!("{name} conn {i}: recv: {e}")),
+                    }
+                }
+                app.next_read = now + app.read_pause;
+            }
+            // Close: after everything was sent (and shut down, if so chosen) and the
+            // peer's end of stream was read.
+            let sending_done = app.sent == app.data.len() && (app.shut || !app.use_shutdown);
+            if sending_done
+                && app.eof
+                && (!app.wait_closed_event || app.closed_event || !app.use_shutdown)
+            {
+                stack
+                    .close(now, c)
+                    .map_err(|e| format!("{name} conn {i}: close: {e}"))?;
+                app.released = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Memory bounds: queues within the configured buffers, no stray connections.
+    fn check_bounds(&self) -> Result<(), String> {
+        for host in &self.hosts {
+            let cfg = &host.stack.config().tcp;
+            if host.stack.connection_count() > host.apps.len() {
+                return Err(format!(
+                    "{}: {} connections for {} applications",
+                    host.name,
+                    host.stack.connection_count(),
+                    host.apps.len()
+                ));
+            }
+            for (i, app) in host.apps.iter().enumerate() {
+                let Some(c) = app.conn.filter(|_| !app.released) else {
+                    continue;
+                };
+                let info = host
+                    .stack
+                    .conn_info(c)
+                    .map_err(|e| format!("conn_info: {e}"))?;
+                if info.send_queued > cfg.send_buffer {
+                    return Err(format!(
+                        "{} conn {i}: send queue {} over {}",
+                        host.name, info.send_queued, cfg.send_buffer
+                    ));
+                }
+                if info.recv_queued + info.ooo_bytes > cfg.recv_buffer {
+                    return Err(format!(
+                        "{} conn {i}: receive queue {} + out of order {} over {}",
+                        host.name, info.recv_queued, info.ooo_bytes, cfg.recv_buffer
+                    ));
+                }
+            }
+        }
+        for l in &self.links {
+            if l.stats.max_in_flight > 100_000 {
+                return Err("link holds over 100k packets: a sender ignores its windows".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every byte arrived once, in order, intact.
+    fn verify(&self) -> Result<(), String> {
+        let (client, server) = (&self.hosts[0], &self.hosts[1]);
+        for (i, (c, s)) in client.apps.iter().zip(&server.apps).enumerate() {
+            for (dir, from, to) in [("client->server", c, s), ("server->client", s, c)] {
+                if to.received != from.data {
+                    let first_diff = to
+                        .received
+                        .iter()
+                        .zip(&from.data)
+                        .position(|(a, b)| a != b)
+                        .unwrap_or(to.received.len().min(from.data.len()));
+                    return Err(format!(
+                        "conn {i} {dir}: received {} bytes, sent {}, first difference at {first_diff}",
+                        to.received.len(),
+                        from.data.len()
+                    ));
+                }
+                if !to.eof {
+                    return Err(format!("conn {i} {dir}: no end of stream"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
