@@ -426,6 +426,9 @@ impl Stack {
                 ..
             } = self;
             if let Some(conn) = conns.at_mut(idx) {
+                if conn.timer != Some(at) {
+                    continue;
+                }
                 conn.timer = None;
                 let mut ctx = Ctx {
                     counters,
@@ -495,7 +498,8 @@ impl Stack {
     }
 
     /// The earliest instant at which [`handle_timeout`](Self::handle_timeout) must be
-    /// called, if any timer is armed.
+    /// called, if any timer is armed. It may be earlier than strictly needed (a timer
+    /// that was pushed back or cancelled); calling `handle_timeout` then does nothing.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|&(at, _)| at)
     }
@@ -556,15 +560,17 @@ impl Stack {
             conn.in_tx_queue = true;
             self.tx_queue.push_back(idx);
         }
-        let deadline = conn.tcb.deadline();
-        if deadline != conn.timer {
-            if let Some(old) = conn.timer.take() {
-                self.timers.remove(&(old, idx));
-            }
-            if let Some(new) = deadline {
+        // Timers are indexed lazily: an entry is replaced only when the deadline moves
+        // earlier. A later or cancelled deadline leaves the old entry, which fires early
+        // and harmlessly re-registers the real one (an RTO restarted by every ACK then
+        // costs no index update).
+        if let Some(new) = conn.tcb.deadline() {
+            if conn.timer.is_none_or(|registered| new < registered) {
+                if let Some(old) = conn.timer.replace(new) {
+                    self.timers.remove(&(old, idx));
+                }
                 self.timers.insert((new, idx));
             }
-            conn.timer = deadline;
         }
         if conn.tcb.state() == TcpState::Closed {
             self.finish(idx, id);

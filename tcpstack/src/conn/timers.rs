@@ -9,16 +9,17 @@ use crate::Instant;
 impl Tcb {
     /// The earliest armed timer.
     pub fn deadline(&self) -> Option<Instant> {
-        [
-            self.rto_at,
-            self.delack_at,
-            self.persist_at,
-            self.keepalive_at,
-            self.close_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+            match (a, b) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, None) => x,
+                (None, y) => y,
+            }
+        }
+        let t = earlier(self.rto_at, self.delack_at);
+        let t = earlier(t, self.persist_at);
+        let t = earlier(t, self.keepalive_at);
+        earlier(t, self.close_at)
     }
 
     /// Runs every timer due at `now`.

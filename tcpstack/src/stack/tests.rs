@@ -433,3 +433,57 @@ fn a_new_syn_reopens_a_time_wait_connection() {
     assert_eq!(p.a.state(s2).unwrap(), TcpState::Established);
     assert_eq!(p.a.connection_count(), 1);
 }
+
+#[test]
+fn delayed_ack_every_second_segment_or_on_timeout() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, _s) = p.connect();
+    let mut buf = vec![0u8; 2048];
+    p.a.set_nodelay(c, true).unwrap();
+    // One small segment: B holds its ACK until the delayed-ACK timer (40 ms).
+    p.a.send(p.now, c, b"one").unwrap();
+    let n = p.a.poll_transmit(p.now, &mut buf).unwrap();
+    p.b.handle_packet(p.now, &buf[..n]);
+    assert_eq!(p.b.poll_transmit(p.now, &mut buf), None);
+    let due = p.b.poll_timeout().unwrap();
+    assert_eq!(due, p.now + Duration::from_millis(40));
+    p.b.handle_timeout(due);
+    assert!(p.b.poll_transmit(due, &mut buf).is_some());
+    assert_eq!(p.b.counters().delayed_acks, 1);
+    // Two full-sized segments: acknowledged at once.
+    let full = pattern(2 * 1448, 1);
+    p.a.send(due, c, &full).unwrap();
+    for _ in 0..2 {
+        let n = p.a.poll_transmit(due, &mut buf).unwrap();
+        assert_eq!(n, 20 + 32 + 1448);
+        p.b.handle_packet(due, &buf[..n]);
+    }
+    let n = p.b.poll_transmit(due, &mut buf).unwrap();
+    let Ok(Ingress::Tcp { seg, .. }) = wire::parse(&buf[..n], A) else {
+        panic!("not a TCP segment");
+    };
+    assert!(seg.payload.is_empty() && seg.has(flags::ACK));
+    assert_eq!(p.b.counters().delayed_acks, 1);
+}
+
+#[test]
+fn nagle_holds_small_segments_while_data_is_in_flight() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, _s) = p.connect();
+    let mut buf = vec![0u8; 2048];
+    p.a.send(p.now, c, b"first").unwrap();
+    assert!(
+        p.a.poll_transmit(p.now, &mut buf).is_some(),
+        "idle: sent at once"
+    );
+    p.a.send(p.now, c, b"second").unwrap();
+    assert_eq!(p.a.poll_transmit(p.now, &mut buf), None, "held by Nagle");
+    p.a.set_nodelay(c, true).unwrap();
+    p.a.send(p.now, c, b"third").unwrap();
+    let n = p.a.poll_transmit(p.now, &mut buf).unwrap();
+    assert_eq!(
+        n,
+        20 + 32 + "secondthird".len(),
+        "nodelay sends what is queued"
+    );
+}
