@@ -386,7 +386,26 @@ impl Stack {
         let tcb = Tcb::from_cookie(now, t, tuple, ts_offset, seg, mss, peer_ws, sack);
         self.counters.syn_cookies_accepted += 1;
         self.counters.passive_opens += 1;
+        self.counters.established += 1;
         let idx = self.insert_conn(tcb, tuple, Some(lid), false);
+        // The completing ACK may already carry data (or a FIN).
+        if !seg.payload.is_empty() || seg.has(flags::FIN) {
+            let Self {
+                conns,
+                counters,
+                control,
+                challenge,
+                ..
+            } = self;
+            if let Some(conn) = conns.at_mut(idx) {
+                let mut ctx = Ctx {
+                    counters,
+                    control,
+                    challenge,
+                };
+                conn.tcb.on_segment(now, seg, &mut ctx);
+            }
+        }
         self.after(idx);
     }
 

@@ -340,7 +340,6 @@ impl Tcb {
         tcb.update_window(wnd, ack.seq, ack.ack);
         tcb.notes.insert(Notes::ESTABLISHED);
         tcb.arm_keepalive(now);
-        // The cookie ACK may already carry data.
         tcb
     }
 

@@ -487,3 +487,19 @@ fn nagle_holds_small_segments_while_data_is_in_flight() {
         "nodelay sends what is queued"
     );
 }
+
+#[test]
+fn unlisten_resets_pending_connections_and_frees_the_port() {
+    let mut p = Pair::new(TcpConfig::default());
+    let l = p.b.listen(80, 4).unwrap();
+    assert_eq!(p.b.listen(80, 4), Err(Error::AddrInUse(80)));
+    let c = p.a.connect(p.now, SocketAddrV4::new(B, 80), 0).unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert_eq!(p.b.connection_count(), 1, "established, not accepted");
+    p.b.unlisten(l).unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert_eq!(p.b.connection_count(), 0);
+    assert!(p.events_a.contains(&Event::Reset(c)));
+    assert_eq!(p.b.accept(l), Err(Error::InvalidListener));
+    assert!(p.b.listen(80, 4).is_ok());
+}
