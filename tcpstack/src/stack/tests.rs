@@ -1,8 +1,12 @@
 //! State-machine tests: two stacks wired back to back in one process.
 
-use super::*;
-use crate::TcpConfig;
+use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
+
+use crate::wire::{self, flags, Ingress};
+use crate::{
+    ConnError, ConnId, Error, Event, Instant, KeepAlive, Stack, StackConfig, TcpConfig, TcpState,
+};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
