@@ -1,0 +1,142 @@
+//! Application requests on one connection: send, recv, shutdown, close, abort, options.
+
+use super::{Ctx, Tcb};
+use crate::buffer::window;
+use crate::config::KeepAlive;
+use crate::error::{ConnError, Error};
+use crate::event::TcpState;
+use crate::Instant;
+
+impl Tcb {
+    pub fn send(&mut self, now: Instant, data: &[u8]) -> Result<usize, Error> {
+        match self.state {
+            TcpState::Closed => {
+                return Err(self.error.map_or(Error::NotConnected, Error::Connection))
+            }
+            _ if self.fin_queued => return Err(Error::SendShutdown),
+            TcpState::SynSent
+            | TcpState::SynReceived
+            | TcpState::Established
+            | TcpState::CloseWait => {}
+            _ => return Err(Error::NotConnected),
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = self.send_buf.enqueue(data);
+        if n < data.len() {
+            self.write_blocked = true;
+        }
+        if n == 0 {
+            return Err(Error::WouldBlock);
+        }
+        if self.state.is_synchronized() {
+            self.arm_persist_if_needed(now);
+        }
+        Ok(n)
+    }
+
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let before = self.recv_window();
+        let n = self.recv.buffer_mut().dequeue(buf);
+        if n > 0 {
+            if self.recv.buffer().is_empty() {
+                self.read_notified = false;
+            }
+            self.maybe_window_update(before);
+            return Ok(n);
+        }
+        self.read_notified = false;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.fin_received {
+            return Ok(0);
+        }
+        match (self.state, self.error) {
+            (_, Some(e)) => Err(Error::Connection(e)),
+            (TcpState::Closed, None) => Ok(0),
+            _ => Err(Error::WouldBlock),
+        }
+    }
+
+    /// After the application freed receive space: announce a much larger window
+    /// (RFC 9293 section 3.8.6.2.2, with Linux's "at least double" heuristic).
+    fn maybe_window_update(&mut self, current: u32) {
+        if !self.state.is_synchronized() || self.fin_received {
+            return;
+        }
+        let free = self.recv.window() as u32;
+        let cap = self.params.recv_buffer;
+        if current <= cap / 2
+            && free >= current.saturating_mul(2)
+            && window::receiver_may_open(current, free, cap, self.smss)
+        {
+            self.ack_now = true;
+        }
+    }
+
+    pub fn shutdown(&mut self, now: Instant) -> Result<(), Error> {
+        match self.state {
+            TcpState::Closed => Err(self.error.map_or(Error::NotConnected, Error::Connection)),
+            TcpState::SynSent | TcpState::SynReceived => {
+                // The FIN follows the handshake (FIN-WAIT-1 once established).
+                self.queue_fin();
+                Ok(())
+            }
+            _ if self.fin_queued => Ok(()),
+            TcpState::Established => {
+                self.queue_fin();
+                self.set_state(TcpState::FinWait1);
+                self.arm_persist_if_needed(now);
+                Ok(())
+            }
+            TcpState::CloseWait => {
+                self.queue_fin();
+                self.set_state(TcpState::LastAck);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn close(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        self.orphaned = true;
+        match self.state {
+            TcpState::Closed => {}
+            TcpState::SynSent => self.set_state(TcpState::Closed),
+            _ if !self.recv.buffer().is_empty() => {
+                // Unread data: reset rather than pretend a graceful close (RFC 2525 2.17).
+                self.abort(ctx);
+            }
+            _ => {
+                let _ = self.shutdown(now);
+                if self.state == TcpState::FinWait2 {
+                    self.close_at = Some(now + self.params.fin_wait2_timeout);
+                }
+            }
+        }
+    }
+
+    pub fn abort(&mut self, ctx: &mut Ctx<'_>) {
+        if self.state == TcpState::Closed {
+            return;
+        }
+        if !matches!(self.state, TcpState::SynSent | TcpState::TimeWait) {
+            self.send_rst(ctx);
+        }
+        ctx.counters.aborts += 1;
+        self.fail(ConnError::Aborted);
+    }
+
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.nodelay = nodelay;
+    }
+
+    pub fn set_keepalive(&mut self, now: Instant, keepalive: Option<KeepAlive>) {
+        self.keepalive = keepalive;
+        self.keepalive_sent = 0;
+        self.keepalive_at = None;
+        self.arm_keepalive(now);
+    }
+}
