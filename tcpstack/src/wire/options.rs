@@ -90,6 +90,8 @@ pub fn parse_options(mut data: &[u8]) -> Result<TcpOptions, OptionError> {
                 if body.is_empty() || body.len() % 8 != 0 || body.len() / 8 > MAX_SACK_BLOCKS {
                     return Err(bad);
                 }
+                // A repeated option replaces the earlier one entirely.
+                o.sack_blocks = Default::default();
                 o.sack_count = 0;
                 for (i, b) in body.chunks_exact(8).enumerate() {
                     let l = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
