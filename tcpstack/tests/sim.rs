@@ -35,16 +35,32 @@ fn env_u64(name: &str) -> Option<u64> {
     )
 }
 
-/// Run one seed, turning a panic inside the stack into an error.
+/// Run one seed, turning a panic inside the stack into an error. With `trace`, the
+/// packet and event trace is printed (or, with `capture`, returned).
 fn run_seed(seed: u64, trace: bool) -> Result<Outcome, String> {
-    catch_unwind(AssertUnwindSafe(|| World::new(seed, trace)?.run())).unwrap_or_else(|p| {
+    run_seed_traced(seed, trace, false).0
+}
+
+fn run_seed_traced(seed: u64, trace: bool, capture: bool) -> (Result<Outcome, String>, String) {
+    let mut log = String::new();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let mut world = World::new(seed, trace)?;
+        let r = world.run();
+        log = world.take_trace();
+        if !capture {
+            print!("{log}");
+        }
+        r
+    }))
+    .unwrap_or_else(|p| {
         let msg = p
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "non-string panic".into());
         Err(format!("panicked: {msg}"))
-    })
+    });
+    (result, log)
 }
 
 fn replay_hint(seed: u64) -> String {
@@ -105,5 +121,19 @@ fn simulated_transfers_survive_a_hostile_network() {
             failures.len(),
             failures.iter().map(|f| f.0).collect::<Vec<_>>()
         );
+    }
+}
+
+/// Same seed, same run: the stacks are deterministic and the simulation draws all its
+/// randomness from the seed, so a failure replays exactly.
+#[test]
+fn a_seed_replays_exactly() {
+    for seed in [3, 17, 101] {
+        let (a, trace_a) = run_seed_traced(seed, true, true);
+        let (b, trace_b) = run_seed_traced(seed, true, true);
+        assert!(a.is_ok(), "seed {seed}: {a:?}\n{}", replay_hint(seed));
+        assert!(trace_a.lines().count() > 10, "seed {seed}: trace too short");
+        assert!(trace_a == trace_b, "seed {seed}: two runs differ");
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
     }
 }

@@ -236,12 +236,14 @@ impl World {
         }
     }
 
+    /// The packet and event trace recorded so far (empty unless tracing).
+    pub fn take_trace(&mut self) -> String {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     /// Run to completion and check everything.
     pub fn run(&mut self) -> Result<Outcome, String> {
         let result = self.run_inner();
-        if let Some(t) = self.trace.take() {
-            print!("{t}");
-        }
         result.map_err(|e| {
             format!(
                 "{e}\n  seed {}, at t={:?}\n  links: c->s {:?}\n         s->c {:?}\n  client counters: {:?}\n  server counters: {:?}",
