@@ -401,9 +401,6 @@ impl Tcb {
             self.write_blocked = false;
             self.notes.insert(Notes::WRITABLE);
         }
-        if self.send_buf.is_empty() && !self.fin_queued {
-            self.send_buf.shrink_if_empty();
-        }
     }
 
     /// State changes caused by the acknowledgment of our FIN.

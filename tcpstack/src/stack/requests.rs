@@ -89,7 +89,7 @@ impl Stack {
     }
 
     /// Opens a connection to `remote` (active open). `local_port` 0 picks an
-    /// ephemeral port. [`Event::Connected`] or an error event follows.
+    /// ephemeral port. [`Event::Connected`](crate::Event::Connected) or an error event follows.
     pub fn connect(
         &mut self,
         now: Instant,
@@ -149,7 +149,7 @@ impl Stack {
 
     /// Queues `data` for sending; returns how many bytes were taken (possibly fewer than
     /// offered). [`Error::WouldBlock`] when the send buffer is full; a
-    /// [`Event::Writable`] follows when space frees up.
+    /// [`Event::Writable`](crate::Event::Writable) follows when space frees up.
     pub fn send(&mut self, now: Instant, conn: ConnId, data: &[u8]) -> Result<usize, Error> {
         self.with_tcb(conn, |tcb, _| tcb.send(now, data))?
     }
