@@ -136,6 +136,9 @@ counters! {
     ack_too_old,
     /// Dropped: segment without ACK in a synchronized state.
     no_ack,
+    /// Dropped: segment that means nothing in the state it reached (neither SYN, ACK
+    /// nor RST to a listener; no SYN in SYN-SENT).
+    unexpected_segments,
     /// Connections opened actively (connect).
     active_opens,
     /// Connections opened passively (SYN to a listener).

@@ -678,3 +678,17 @@ fn fix_ip_checksum_if_possible(p: &mut [u8]) {
         fix_ip_checksum(p);
     }
 }
+
+#[test]
+fn segments_meaning_nothing_to_a_listener_are_dropped_and_counted() {
+    let mut h = Harness::new();
+    // No SYN, ACK or RST: a "null" segment and a bare FIN.
+    let p = Seg::new(0, 1, 0).packet();
+    assert_dropped(&mut h, &p, "unexpected_segments");
+    let p = Seg::new(flags::FIN, 1, 0).packet();
+    assert_dropped(&mut h, &p, "unexpected_segments");
+    // A RST to a listener is never answered.
+    let p = Seg::new(flags::RST, 1, 0).packet();
+    assert_dropped(&mut h, &p, "rst_received");
+    assert_eq!(h.stack.connection_count(), 0);
+}

@@ -47,6 +47,7 @@ impl Tcb {
             return;
         }
         if !seg.has(flags::SYN) {
+            ctx.counters.unexpected_segments += 1;
             return;
         }
         self.take_syn_options(now, seg);

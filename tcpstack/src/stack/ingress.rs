@@ -108,6 +108,7 @@ impl Stack {
         seg: &Segment<'_>,
     ) {
         if seg.has(flags::RST) {
+            self.counters.rst_received += 1;
             return;
         }
         if seg.has(flags::ACK) {
@@ -125,6 +126,7 @@ impl Stack {
             return;
         }
         if !seg.has(flags::SYN) {
+            self.counters.unexpected_segments += 1;
             return;
         }
         let Some(listener) = self.listeners.get(lid.index, lid.generation) else {
