@@ -507,3 +507,23 @@ fn unlisten_resets_pending_connections_and_frees_the_port() {
     assert_eq!(p.b.accept(l), Err(Error::InvalidListener));
     assert!(p.b.listen(80, 4).is_ok());
 }
+
+#[test]
+fn newreno_and_cubic_both_recover_from_loss() {
+    for algorithm in [crate::CcAlgorithm::NewReno, crate::CcAlgorithm::Cubic] {
+        let mut tcp = TcpConfig::default();
+        tcp.congestion.algorithm = algorithm;
+        let mut p = Pair::new(tcp);
+        let (c, s) = p.connect();
+        let base = p.sent[0];
+        p.drop = Box::new(move |from_a, i, _| from_a && i > base && (i - base) % 17 == 5);
+        let data = pattern(400_000, 8);
+        assert_eq!(transfer(&mut p, true, c, s, &data), data, "{algorithm:?}");
+        let info = p.a.conn_info(c).unwrap();
+        assert!(
+            info.ssthresh < crate::cc::MAX_CWND,
+            "{algorithm:?} set ssthresh"
+        );
+        assert!(p.a.counters().fast_retransmits > 0, "{algorithm:?}");
+    }
+}
