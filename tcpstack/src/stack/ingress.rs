@@ -174,7 +174,12 @@ impl Stack {
                     _ => 0xf,
                 };
                 let clock = crate::conn::ts_clock(now, self.secrets.ts_offset(&tuple));
-                let encoded = (clock & !0x3f) | (u32::from(sack) << 4) | peer_ws;
+                let mut encoded = (clock & !0x3f) | (u32::from(sack) << 4) | peer_ws;
+                // Never ahead of the clock, or the peer's PAWS would reject our next
+                // segments (which carry the plain clock) for up to 63 ms.
+                if (encoded.wrapping_sub(clock) as i32) > 0 {
+                    encoded = encoded.wrapping_sub(0x40);
+                }
                 let ws = (peer_ws != 0xf).then_some(ours);
                 (ws, Some((encoded, tsval)))
             }
