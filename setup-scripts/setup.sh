@@ -35,6 +35,11 @@ fi
 nsip link show dev "$TCPST_DEV" >/dev/null 2>&1 || nsip tuntap add dev "$TCPST_DEV" "${mode[@]}"
 
 nsip link set dev lo up
+# The stack speaks IPv4 only: keep the kernel's IPv6 chatter (router solicitations,
+# MLD reports) off the device.
+if [[ -e /proc/sys/net/ipv6 ]]; then
+    ip netns exec "$TCPST_NS" sysctl -qw "net.ipv6.conf.$TCPST_DEV.disable_ipv6=1"
+fi
 nsip link set dev "$TCPST_DEV" mtu "$TCPST_MTU"
 # Exactly one address: a rerun with a different --kernel-addr replaces the old one.
 nsip addr flush dev "$TCPST_DEV"

@@ -1,15 +1,20 @@
 //! Drives the pure `tcpstack` over a Linux TUN device, for the Linux interop tests and
 //! the `bench_tcp` benchmark.
 //!
+//! - [`driver`]: the loop between a TUN fd and a [`tcpstack::Stack`], with an optional
+//!   loss-and-reorder [`shim`] on the stack's side;
+//! - [`apps`]: applications on a driven stack (bench services, the tests' exchange);
 //! - [`netns`]: throw-away network namespaces with a TUN device (via `setup-scripts/`),
 //!   and threads that enter them;
-//! - [`shim`]: a seeded loss-and-reorder shim for the stack's side of the link;
 //! - [`workload`]: kernel-side traffic (seeded streams with digests, bulk and ping-pong
 //!   clients, kernel servers for the loopback anchor);
-//! - [`service`]: the bench servers' per-connection applications;
-//! - [`smoltcp_server`]: the smoltcp anchor over the same kind of TUN device.
+//! - [`service`]: what the bench servers do with each connection;
+//! - [`ours`] and [`smoltcp_server`]: the bench servers on our stack and on smoltcp.
 
+pub mod apps;
+pub mod driver;
 pub mod netns;
+pub mod ours;
 pub mod service;
 pub mod shim;
 pub mod smoltcp_server;

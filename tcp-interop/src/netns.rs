@@ -121,12 +121,36 @@ impl TestNet {
         self.mtu
     }
 
-    /// Opens the namespace's TUN device (from a thread inside the namespace).
+    /// Opens the namespace's TUN device (from a thread inside the namespace) and waits
+    /// until the kernel reports the link up.
+    ///
+    /// Attaching raises the device's carrier, but the kernel activates its transmit
+    /// queue only when the deferred link-watch work runs (up to a second later); until
+    /// then packets routed to the device are silently dropped. Waiting here keeps that
+    /// start-up loss out of tests and measurements.
     pub fn open_tun(&self) -> Result<Tun, NetError> {
         let dev = self.dev.clone();
-        self.spawn("open-tun", move || Tun::open(&dev).map_err(NetError::from))
+        let tun = self
+            .spawn("open-tun", move || Tun::open(&dev).map_err(NetError::from))
             .join()
-            .expect("the open-tun thread does not panic")
+            .expect("the open-tun thread does not panic")?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !self.link_up()? && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(tun)
+    }
+
+    /// Whether `ip link` shows the device's operational state as UP.
+    fn link_up(&self) -> Result<bool, NetError> {
+        let out = Command::new("ip")
+            .args(["-n", &self.ns, "-o", "link", "show", "dev", &self.dev])
+            .output()
+            .map_err(|source| NetError::Spawn {
+                script: "ip link show".to_owned(),
+                source,
+            })?;
+        Ok(String::from_utf8_lossy(&out.stdout).contains(" state UP "))
     }
 
     /// Runs `f` on a new thread that first enters the namespace; sockets it creates live

@@ -103,27 +103,44 @@ pub fn pattern_digest(seed: u64, len: u64) -> (u64, u64) {
     d.finish()
 }
 
+/// `(length, hash)` of each direction of an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exchanged {
+    /// What was written.
+    pub sent: (u64, u64),
+    /// What was read, up to end of stream.
+    pub received: (u64, u64),
+}
+
 /// Sends `len` bytes of `Pattern::new(seed)` on `stream` and shuts down its write side,
-/// while reading everything the peer sends until end of stream. Returns the received
-/// stream's `(length, hash)`.
-pub fn exchange(stream: TcpStream, seed: u64, len: u64) -> io::Result<(u64, u64)> {
-    let mut writer = stream.try_clone()?;
-    let sender = std::thread::spawn(move || -> io::Result<()> {
-        let mut p = Pattern::new(seed);
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            p.fill(&mut buf[..n]);
-            writer.write_all(&buf[..n])?;
-            left -= n as u64;
-        }
-        writer.shutdown(Shutdown::Write)
-    });
+/// while reading everything the peer sends until end of stream.
+pub fn exchange(stream: TcpStream, seed: u64, len: u64) -> io::Result<Exchanged> {
+    let writer = stream.try_clone()?;
+    let sender = std::thread::spawn(move || send_pattern(&writer, seed, len));
     let received = read_to_end_digest(&stream);
-    let sent = sender.join().expect("sender thread does not panic");
-    sent?;
-    received
+    let sent = sender.join().expect("sender thread does not panic")?;
+    Ok(Exchanged {
+        sent,
+        received: received?,
+    })
+}
+
+/// Writes `len` bytes of `Pattern::new(seed)` and shuts down the write side; returns the
+/// `(length, hash)` written.
+pub fn send_pattern(mut stream: &TcpStream, seed: u64, len: u64) -> io::Result<(u64, u64)> {
+    let mut p = Pattern::new(seed);
+    let mut d = Digest::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        p.fill(&mut buf[..n]);
+        stream.write_all(&buf[..n])?;
+        d.update(&buf[..n]);
+        left -= n as u64;
+    }
+    stream.shutdown(Shutdown::Write)?;
+    Ok(d.finish())
 }
 
 /// Reads `stream` to end of stream, returning `(length, hash)` of what arrived.
@@ -441,9 +458,11 @@ mod tests {
             exchange(s, 2, 300_000).unwrap()
         });
         let client = TcpStream::connect(addr).unwrap();
-        let got_by_client = exchange(client, 1, 200_000).unwrap();
-        let got_by_server = server.join().unwrap();
-        assert_eq!(got_by_client, pattern_digest(2, 300_000));
-        assert_eq!(got_by_server, pattern_digest(1, 200_000));
+        let client = exchange(client, 1, 200_000).unwrap();
+        let server = server.join().unwrap();
+        assert_eq!(client.sent, pattern_digest(1, 200_000));
+        assert_eq!(server.sent, pattern_digest(2, 300_000));
+        assert_eq!(client.received, server.sent);
+        assert_eq!(server.received, client.sent);
     }
 }
