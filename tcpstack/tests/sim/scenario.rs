@@ -159,12 +159,16 @@ pub struct World {
     hosts: [Host; 2],
     links: [Link; 2],
     trace: Option<String>,
-    listener: tcpstack::ListenerId,
+    /// The server's listener; `None` in simultaneous-open runs.
+    listener: Option<tcpstack::ListenerId>,
     buf: Vec<u8>,
 }
 
 impl World {
-    pub fn new(seed: u64, trace: bool) -> Result<Self, String> {
+    /// The world for `seed`. With `simultaneous`, every connection is opened from both
+    /// ends at once (RFC 9293 figure 8) instead of through a listener, and both ends
+    /// half-close.
+    pub fn new(seed: u64, trace: bool, simultaneous: bool) -> Result<Self, String> {
         let mut rng = Rng::new(seed, 0);
         let n_conns = rng.range(1, 3) as usize;
         let max_len = rng.pick(&[0usize, 1000, 20_000, 100_000, 300_000]);
@@ -172,7 +176,11 @@ impl World {
         let server_cfg = random_config(&mut rng, SERVER, seed ^ 0x5a5a);
         let mut client = Stack::new(client_cfg).map_err(|e| e.to_string())?;
         let mut server = Stack::new(server_cfg).map_err(|e| e.to_string())?;
-        let listener = server.listen(PORT, 8).map_err(|e| e.to_string())?;
+        let listener = if simultaneous {
+            None
+        } else {
+            Some(server.listen(PORT, 8).map_err(|e| e.to_string())?)
+        };
         let mut client_apps = Vec::new();
         let mut server_apps = Vec::new();
         let mut data_rng = Rng::new(seed, 1);
@@ -183,7 +191,10 @@ impl World {
             let mut s = App::new(&mut rng, data_rng.bytes(down));
             // A side that does not shut down closes only after the peer's end of
             // stream, so at least one side must half-close first.
-            if !c.use_shutdown && !s.use_shutdown {
+            if simultaneous {
+                c.use_shutdown = true;
+                s.use_shutdown = true;
+            } else if !c.use_shutdown && !s.use_shutdown {
                 if rng.chance(0.5) {
                     c.use_shutdown = true;
                 } else {
@@ -201,6 +212,17 @@ impl World {
                 .map_err(|e| format!("connect: {e}"))?;
             app.conn = Some(c);
             by_conn.insert(c, i);
+        }
+        let mut server_by_conn = HashMap::new();
+        if simultaneous {
+            for (i, app) in server_apps.iter_mut().enumerate() {
+                let remote = SocketAddrV4::new(CLIENT, 40_000 + i as u16);
+                let c = server
+                    .connect(now, remote, PORT)
+                    .map_err(|e| format!("simultaneous connect: {e}"))?;
+                app.conn = Some(c);
+                server_by_conn.insert(c, i);
+            }
         }
         let links = [
             Link::new(LinkParams::random(&mut rng), Rng::new(seed, 2)),
@@ -220,7 +242,7 @@ impl World {
                     name: "server",
                     stack: server,
                     apps: server_apps,
-                    by_conn: HashMap::new(),
+                    by_conn: server_by_conn,
                 },
             ],
             links,
@@ -371,7 +393,7 @@ impl World {
             let host = &mut self.hosts[h];
             match ev {
                 Event::Incoming(l) => {
-                    if l != self.listener {
+                    if Some(l) != self.listener {
                         return Err(format!("{name}: Incoming for unknown listener {l:?}"));
                     }
                     loop {
