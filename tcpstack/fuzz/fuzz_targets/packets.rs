@@ -106,9 +106,17 @@ fn inspect(packet: &[u8]) -> Option<(u16, u32, u32, u32)> {
         IpAddress::Ipv4(Ipv4Address::from(ip.src_addr())),
         IpAddress::Ipv4(Ipv4Address::from(ip.dst_addr())),
     );
-    assert!(tcp.verify_checksum(&src, &dst), "stack emitted a bad TCP checksum");
+    assert!(
+        tcp.verify_checksum(&src, &dst),
+        "stack emitted a bad TCP checksum"
+    );
     let len = tcp.payload().len() as u32 + u32::from(tcp.syn()) + u32::from(tcp.fin());
-    Some((tcp.dst_port(), tcp.seq_number().0 as u32, tcp.ack_number().0 as u32, len))
+    Some((
+        tcp.dst_port(),
+        tcp.seq_number().0 as u32,
+        tcp.ack_number().0 as u32,
+        len,
+    ))
 }
 
 struct World {
@@ -205,12 +213,12 @@ fn setup() -> World {
         w.now += Duration::from_millis(1);
     }
     assert_eq!(w.conns.len(), 3, "setup: the handshakes did not complete");
-    assert!(w.seen[..3].iter().all(|s| s.snd != 0), "setup: no data seen");
+    assert!(
+        w.seen[..3].iter().all(|s| s.snd != 0),
+        "setup: no data seen"
+    );
     // An active open towards a port nobody answers: stays in SYN-SENT.
-    if let Ok(c) = w
-        .stack
-        .connect(w.now, SocketAddrV4::new(PEER, 9), 5555)
-    {
+    if let Ok(c) = w.stack.connect(w.now, SocketAddrV4::new(PEER, 9), 5555) {
         w.conns.push(c);
     }
     w.drain(None);
@@ -252,7 +260,10 @@ fuzz_target!(|data: &[u8]| {
                 let payload = input.bytes(pay_len).to_vec();
                 // Far-off sequence numbers now and then (forged, near 2^32 wrap).
                 let (seq, ack) = if op % 6 == 2 {
-                    (seen.rcv.wrapping_add(dseq as u32), seen.snd.wrapping_add(dack as u32))
+                    (
+                        seen.rcv.wrapping_add(dseq as u32),
+                        seen.snd.wrapping_add(dack as u32),
+                    )
                 } else {
                     (dseq as u32 ^ 0x8000_0000, dack as u32 ^ 0xffff_0000)
                 };
@@ -321,7 +332,9 @@ fuzz_target!(|data: &[u8]| {
     }
     // Let every timer run out: the stack must wind down without panicking.
     for _ in 0..64 {
-        let Some(t) = w.stack.poll_timeout() else { break };
+        let Some(t) = w.stack.poll_timeout() else {
+            break;
+        };
         w.now = w.now.max(t);
         w.stack.handle_timeout(w.now);
         w.drain(None);
