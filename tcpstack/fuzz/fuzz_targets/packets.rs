@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, TcpPacket};
+use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, TcpPacket};
 use tcpstack::{ConnId, Event, Instant, Stack, StackConfig, TcpConfig};
 
 const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -97,14 +97,14 @@ fn ipv4(src: Ipv4Addr, proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
 fn inspect(packet: &[u8]) -> Option<(u16, u32, u32, u32)> {
     let ip = Ipv4Packet::new_checked(packet).expect("stack emitted a malformed IPv4 packet");
     assert!(ip.verify_checksum(), "stack emitted a bad IPv4 checksum");
-    assert_eq!(Ipv4Addr::from(ip.src_addr()), US, "wrong source address");
+    assert_eq!(ip.src_addr(), US, "wrong source address");
     if ip.next_header() != IpProtocol::Tcp {
         return None;
     }
     let tcp = TcpPacket::new_checked(ip.payload()).expect("stack emitted a malformed TCP header");
     let (src, dst) = (
-        IpAddress::Ipv4(Ipv4Address::from(ip.src_addr())),
-        IpAddress::Ipv4(Ipv4Address::from(ip.dst_addr())),
+        IpAddress::Ipv4(ip.src_addr()),
+        IpAddress::Ipv4(ip.dst_addr()),
     );
     assert!(
         tcp.verify_checksum(&src, &dst),
