@@ -163,7 +163,9 @@ pub enum NextSeg {
     },
     /// Rule 2: send up to one SMSS of new data.
     NewData,
-    /// Rule 4: nothing may be sent.
+    /// Nothing under rules 1-3. Rule 4 (one rescue retransmission per recovery
+    /// episode) is [`Recovery::rescue`]; if that gives nothing too, rule 5: nothing
+    /// may be sent.
     Nothing,
 }
 
@@ -464,6 +466,8 @@ pub struct Recovery {
     last_point: SeqNum,
     high_rxt: SeqNum,
     last_una: SeqNum,
+    /// RFC 6675 `RescueRxt`: set once the episode's rescue retransmission was sent.
+    rescue_rxt: Option<SeqNum>,
 }
 
 impl Recovery {
@@ -475,6 +479,7 @@ impl Recovery {
             last_point: SeqNum(0),
             high_rxt: SeqNum(0),
             last_una: SeqNum(0),
+            rescue_rxt: None,
         }
     }
 
@@ -510,6 +515,7 @@ impl Recovery {
         self.last_point = snd_nxt;
         self.high_rxt = snd_una;
         self.last_una = snd_una;
+        self.rescue_rxt = None;
     }
 
     /// Record a retransmission ending at `end` (exclusive).
@@ -538,6 +544,47 @@ impl Recovery {
         } else {
             RecoveryAck::Partial { advanced }
         }
+    }
+
+    /// RFC 6675 `NextSeg()` rule 4, the rescue retransmission: when rules 1-3 give
+    /// nothing ([`NextSeg::Nothing`]) but un-SACKed data is outstanding, once per
+    /// recovery episode, the segment of up to `smss` bytes ending at the highest
+    /// un-SACKed byte below `snd_nxt`. Returns `(seq, len)` and records `RescueRxt`
+    /// (= `RecoveryPoint`); `HighRxt` is not changed. `None` outside recovery, if the
+    /// rescue was already used, or if nothing un-SACKed is outstanding.
+    pub fn rescue(
+        &mut self,
+        scoreboard: &Scoreboard,
+        snd_una: SeqNum,
+        snd_nxt: SeqNum,
+        smss: u32,
+    ) -> Option<(SeqNum, u32)> {
+        if !self.active || smss == 0 {
+            return None;
+        }
+        if matches!(self.rescue_rxt, Some(r) if snd_una.le(r)) {
+            return None;
+        }
+        // The highest un-SACKed byte is just below `end`; `floor` is where the hole
+        // holding it starts (the right edge of the SACKed range below it, or SND.UNA).
+        let ranges = scoreboard.ranges();
+        let mut end = snd_nxt;
+        let mut i = ranges.len();
+        while i > 0 && ranges[i - 1].right.ge(end) {
+            end = end.min(ranges[i - 1].left);
+            i -= 1;
+        }
+        if !end.gt(snd_una) {
+            return None;
+        }
+        let floor = if i > 0 {
+            ranges[i - 1].right.max(snd_una)
+        } else {
+            snd_una
+        };
+        let len = (end - floor).min(smss);
+        self.rescue_rxt = Some(self.recovery_point());
+        Some((end - len, len))
     }
 
     /// Abandon recovery (e.g. on a retransmission timeout), keeping `RecoveryPoint` so
@@ -733,6 +780,34 @@ mod tests {
             }
         );
         assert_eq!(sb.next_seg(una, s(5000), smss, false), NextSeg::Nothing);
+    }
+
+    #[test]
+    fn rescue_retransmission_once_per_episode() {
+        let smss = 1000;
+        let mut sb = Scoreboard::new();
+        let (una, nxt) = (s(0), s(10_000));
+        // Only 0..500 and 9000..10000 unSACKed; nothing is lost (one range above).
+        sb.update(una, nxt, &[blk(500, 9000)]);
+        let mut rec = Recovery::new();
+        assert_eq!(rec.rescue(&sb, una, nxt, smss), None, "not in recovery");
+        rec.enter(una, nxt);
+        assert_eq!(sb.next_seg(una, s(500), smss, false), NextSeg::Nothing);
+        // The highest unSACKed byte is 9999: the rescue is its last SMSS.
+        assert_eq!(rec.rescue(&sb, una, nxt, smss), Some((s(9000), 1000)));
+        assert_eq!(rec.high_rxt(), una, "HighRxt unchanged");
+        assert_eq!(rec.rescue(&sb, una, nxt, smss), None, "once per episode");
+        assert_eq!(rec.rescue(&sb, s(200), nxt, smss), None);
+        // Next episode: the tail is SACKed, the highest hole is 0..500.
+        rec.on_ack(nxt);
+        sb.update(s(0), s(12_000), &[blk(500, 12_000)]);
+        rec.enter(s(0), s(12_000));
+        assert_eq!(rec.rescue(&sb, s(0), s(12_000), smss), Some((s(0), 500)));
+        // Everything SACKed: nothing to rescue.
+        let mut sb = Scoreboard::new();
+        sb.update(s(0), s(100), &[blk(0, 100)]);
+        rec.enter(s(0), s(100));
+        assert_eq!(rec.rescue(&sb, s(0), s(100), smss), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use tcpstack::sack::{
-    NextSeg, SackBlock, SackReporter, Scoreboard, DUP_THRESH, MAX_SACK_BLOCKS,
+    NextSeg, Recovery, SackBlock, SackReporter, Scoreboard, DUP_THRESH, MAX_SACK_BLOCKS,
     MAX_SCOREBOARD_RANGES,
 };
 use tcpstack::SeqNum;
@@ -164,6 +164,23 @@ proptest! {
                     prop_assert!(!any_hole);
                 }
                 NextSeg::NewData => prop_assert!(false, "new data not allowed"),
+            }
+            // Rule 4, the rescue: ends at the highest unSACKed byte, covers only
+            // unSACKed bytes, at most one SMSS, once per episode.
+            let mut rec = Recovery::new();
+            rec.enter(una, nxt);
+            let highest = (una_off as usize..SPAN as usize).rev().find(|&i| !model.sacked[i]);
+            match (rec.rescue(&sb, una, nxt, SMSS), highest) {
+                (Some((seq, len)), Some(h)) => {
+                    let off = (seq - base) as usize;
+                    prop_assert_eq!(off + len as usize, h + 1);
+                    prop_assert!((1..=SMSS).contains(&len));
+                    prop_assert!(off >= una_off as usize);
+                    prop_assert!(model.sacked[off..=h].iter().all(|&s| !s));
+                    prop_assert_eq!(rec.rescue(&sb, una, nxt, SMSS), None);
+                }
+                (None, None) => {}
+                (r, h) => prop_assert!(false, "rescue {:?} but highest unSACKed {:?}", r, h),
             }
         }
     }
