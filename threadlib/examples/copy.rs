@@ -111,8 +111,13 @@ async fn splice_direct(
 }
 
 /// After `EAGAIN` from a non-blocking splice: waits until the pipe that stopped it can
-/// move again. Edge-triggered readiness is safe here because we only wait after the
-/// kernel told us the pipe was empty (input) or full (output).
+/// move again.
+///
+/// A splice needs bytes (or end of file) in the input *and* room in the output, so the
+/// thread waits for whichever is missing, and checks again after waking. The epoll loop
+/// is edge-triggered: a wait is sure to see the next edge only if it is made after the
+/// thread saw the pipe empty (or full), before the scheduler next polls epoll, which is
+/// why the check and the wait happen in the same poll of this thread.
 async fn wait_for_pipes(
     input: RawFd,
     kin: FdKind,
@@ -120,19 +125,42 @@ async fn wait_for_pipes(
     kout: FdKind,
 ) -> threadlib::Result<()> {
     match (kin, kout) {
-        // Only the output pipe can be full.
+        // A file always has bytes (or end of file): the output pipe is full.
         (FdKind::File, _) => threadlib::fd::wait(output, Readiness::Write).await,
-        // Only the input pipe can be empty.
+        // A file always has room: the input pipe is empty.
         (_, FdKind::File) => threadlib::fd::wait(input, Readiness::Read).await,
-        // Pipe to pipe: either one; whichever moves first lets us retry.
-        _ => {
-            threadlib::race(
-                threadlib::fd::wait(input, Readiness::Read),
-                threadlib::fd::wait(output, Readiness::Write),
-            )
-            .await
-        }
+        // Pipe to pipe: `EAGAIN` does not say which one stopped us; poll(2) does.
+        _ => match pipe_state(input, output)? {
+            (_, false) => threadlib::fd::wait(output, Readiness::Write).await,
+            (false, true) => threadlib::fd::wait(input, Readiness::Read).await,
+            // Both moved since the splice looked: just retry.
+            (true, true) => Ok(()),
+        },
     }
+}
+
+/// Whether `input` can be read (bytes or end of file) and `output` written, right now.
+fn pipe_state(input: RawFd, output: RawFd) -> threadlib::Result<(bool, bool)> {
+    let mut fds = [
+        libc::pollfd {
+            fd: input,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: output,
+            events: libc::POLLOUT,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` is a valid array of two pollfd structs; a zero timeout never blocks.
+    if unsafe { libc::poll(fds.as_mut_ptr(), 2, 0) } < 0 {
+        return Err(io::Error::last_os_error().into());
+    }
+    let readable = fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+    // POLLERR on the output means no reader is left: the next splice reports EPIPE.
+    let writable = fds[1].revents & (libc::POLLOUT | libc::POLLERR) != 0;
+    Ok((readable, writable))
 }
 
 /// File to file: splices through a private pipe. `Ok(None)` if the input cannot be

@@ -183,10 +183,25 @@ fn assert_same(got: &[u8], want: &[u8]) {
 }
 
 const MIB: usize = 1 << 20;
+/// Seconds after which a copy process is presumed hung and killed.
+const WATCHDOG: u64 = 60;
 
 /// Runs `copy` with the given stdin and stdout; feeds `feed` (on a thread) when stdin
 /// is piped; returns what it wrote to a piped stdout (empty otherwise).
 fn copy(stdin: Stdio, stdout: Stdio, feed: Option<Vec<u8>>) -> Vec<u8> {
+    // Uneven writes, so the copy sees partial pipes and EAGAIN.
+    copy_with_slow_reader(stdin, stdout, feed, 100_003, Duration::ZERO)
+}
+
+/// Like [`copy`], feeding in writes of `chunk` bytes and starting to read a piped
+/// stdout only after `delay`.
+fn copy_with_slow_reader(
+    stdin: Stdio,
+    stdout: Stdio,
+    feed: Option<Vec<u8>>,
+    chunk: usize,
+    delay: Duration,
+) -> Vec<u8> {
     let mut child = Command::new(example("copy"))
         .stdin(stdin)
         .stdout(stdout)
@@ -196,13 +211,22 @@ fn copy(stdin: Stdio, stdout: Stdio, feed: Option<Vec<u8>>) -> Vec<u8> {
     let feeder = child.stdin.take().map(|mut w| {
         let bytes = feed.expect("piped stdin needs data");
         std::thread::spawn(move || {
-            // Uneven writes, so the copy sees partial pipes and EAGAIN.
-            for chunk in bytes.chunks(100_003) {
+            for chunk in bytes.chunks(chunk) {
                 w.write_all(chunk).expect("feed copy");
             }
         })
     });
+    // A hung copy is killed, so the test fails instead of hanging.
+    let (done, watchdog_rx) = std::sync::mpsc::channel::<()>();
+    let pid = child.id() as libc::pid_t;
+    let watchdog = std::thread::spawn(move || {
+        if watchdog_rx.recv_timeout(Duration::from_secs(WATCHDOG)).is_err() {
+            // SAFETY: kill(2) on the pid of our child, which we have not reaped yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
     let mut out = Vec::new();
+    std::thread::sleep(delay);
     if let Some(mut r) = child.stdout.take() {
         r.read_to_end(&mut out).expect("read copy output");
     }
@@ -210,6 +234,8 @@ fn copy(stdin: Stdio, stdout: Stdio, feed: Option<Vec<u8>>) -> Vec<u8> {
         f.join().expect("feeder thread");
     }
     let status = child.wait().expect("wait for copy");
+    let _ = done.send(());
+    watchdog.join().expect("watchdog thread");
     let mut err = String::new();
     if let Some(mut e) = child.stderr.take() {
         e.read_to_string(&mut err).expect("read stderr");
@@ -234,6 +260,23 @@ fn copy_pipe_to_pipe_keeps_every_byte() {
         &copy(Stdio::piped(), Stdio::piped(), Some(want.clone())),
         &want,
     );
+}
+
+#[test]
+fn copy_pipe_to_pipe_finishes_when_input_ends_while_output_is_full() {
+    // Page-sized writes of exactly what copy's 1 MiB output pipe holds: copy moves it
+    // all, so the input is empty at end of file while the output is full, and the next
+    // splice says EAGAIN. copy must wait for the output, not for an input that will
+    // never become readable again.
+    let want = data(MIB, 9);
+    let got = copy_with_slow_reader(
+        Stdio::piped(),
+        Stdio::piped(),
+        Some(want.clone()),
+        4096,
+        Duration::from_millis(500),
+    );
+    assert_same(&got, &want);
 }
 
 #[test]
