@@ -5,8 +5,10 @@
 //! file, through a private pipe). The pipes are grown to 1 MiB so each call moves up
 //! to 256 pages. Calls are non-blocking (`SPLICE_F_NONBLOCK`): when a pipe is full or
 //! empty the thread waits for readiness in the scheduler's epoll loop instead of
-//! blocking the core. This beats io_uring's splice (which punts a blocking splice to a
-//! kernel worker thread) and the blocking pool (a cross-thread hop per chunk).
+//! blocking the core. Measured on 1 GiB (`copy < f | cat > /dev/null`), this was as
+//! fast as a blocking splice, io_uring's splice and a splice on the blocking pool
+//! (all about 0.25-0.35 s against 0.35-0.6 s for `cat`), with no kernel worker or
+//! pool thread involved.
 //!
 //! General path (terminals, sockets, files opened for appending, ...): `read`/`write`
 //! through a 256 KiB buffer; pipes and sockets are made non-blocking (and restored on
