@@ -77,8 +77,15 @@ impl FileSource for Site {
             return Err(OpenError::NotFound);
         };
         self.0.set(self.0.get() + 1);
-        let meta = FileMeta { len: data.len() as u64, modified: SystemTime::UNIX_EPOCH, kind };
-        Ok(Opened { handle: Handle(self.0.clone(), data), meta })
+        let meta = FileMeta {
+            len: data.len() as u64,
+            modified: SystemTime::UNIX_EPOCH,
+            kind,
+        };
+        Ok(Opened {
+            handle: Handle(self.0.clone(), data),
+            meta,
+        })
     }
 
     async fn read_at(&self, file: &Handle, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
@@ -90,7 +97,10 @@ impl FileSource for Site {
 
     async fn list_dir(&self, _path: RelPath<'_>, _max: usize) -> Result<DirListing, OpenError> {
         Ok(DirListing {
-            entries: vec![DirEntry { name: b"<b>&\"x\"".to_vec(), is_dir: false }],
+            entries: vec![DirEntry {
+                name: b"<b>&\"x\"".to_vec(),
+                is_dir: false,
+            }],
             truncated: false,
         })
     }
@@ -102,14 +112,23 @@ fuzz_target!(|data: &[u8]| {
         None => (1, data),
     };
     let settings = Settings {
-        limits: Limits { max_header_bytes: 512, max_uri_bytes: 128, max_body_bytes: 256 },
+        limits: Limits {
+            max_header_bytes: 512,
+            max_uri_bytes: 128,
+            max_body_bytes: 256,
+        },
         autoindex: input.len() % 2 == 0,
         ..Settings::default()
     };
     let ctx = ServerContext::new(settings);
     let open = Rc::new(Cell::new(0));
     let site = Site(open.clone());
-    let mut client = Client { input, piece, clock: Instant::now(), written: Vec::new() };
+    let mut client = Client {
+        input,
+        piece,
+        clock: Instant::now(),
+        written: Vec::new(),
+    };
     futures::executor::block_on(serve_connection(&mut client, &site, &ctx, None));
     assert_eq!(open.get(), 0, "leaked file handle");
     assert!(client.written.is_empty() || client.written.starts_with(b"HTTP/1.1 "));
