@@ -86,6 +86,21 @@ impl Tcb {
 
     /// RFC 9293 section 3.10.7.4, for SYN-RECEIVED and every synchronized state.
     fn on_segment_synchronized(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
+        // Simultaneous open: in SYN-RECEIVED the peer's SYN-ACK crosses ours. Its SYN is
+        // the one already taken (SEQ + 1 = RCV.NXT) and its ACK covers our SYN, so it
+        // completes the handshake like a plain ACK (RFC 9293 figure 7; Linux does the
+        // same). Without this both ends would answer each other's SYN-ACK forever.
+        if self.state == TcpState::SynReceived
+            && seg.flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN | flags::ACK
+            && seg.seq + 1u32 == self.rcv_nxt
+            && seg.ack.gt(self.snd_una)
+            && seg.ack.le(self.snd_max)
+        {
+            let mut ack = seg.clone();
+            ack.flags &= !flags::SYN;
+            ack.seq = self.rcv_nxt;
+            return self.on_segment_synchronized(now, &ack, ctx);
+        }
         let rst = seg.has(flags::RST);
         // RFC 7323 section 5.3: PAWS, before the sequence check.
         if self.ts_enabled && !rst {

@@ -527,3 +527,44 @@ fn newreno_and_cubic_both_recover_from_loss() {
         assert!(p.a.counters().fast_retransmits > 0, "{algorithm:?}");
     }
 }
+
+#[test]
+fn crossing_syn_acks_complete_a_simultaneous_open() {
+    let mut p = Pair::new(TcpConfig::default());
+    let ca =
+        p.a.connect(p.now, SocketAddrV4::new(B, 5000), 6000)
+            .unwrap();
+    let cb =
+        p.b.connect(p.now, SocketAddrV4::new(A, 6000), 5000)
+            .unwrap();
+    let mut buf = vec![0u8; 2048];
+    // Both SYNs are on the wire before either arrives.
+    let syn_a =
+        p.a.poll_transmit(p.now, &mut buf)
+            .map(|n| buf[..n].to_vec())
+            .unwrap();
+    let syn_b =
+        p.b.poll_transmit(p.now, &mut buf)
+            .map(|n| buf[..n].to_vec())
+            .unwrap();
+    p.b.handle_packet(p.now, &syn_a);
+    p.a.handle_packet(p.now, &syn_b);
+    assert_eq!(p.a.state(ca).unwrap(), TcpState::SynReceived);
+    assert_eq!(p.b.state(cb).unwrap(), TcpState::SynReceived);
+    // And so do both SYN-ACKs.
+    let sa_a =
+        p.a.poll_transmit(p.now, &mut buf)
+            .map(|n| buf[..n].to_vec())
+            .unwrap();
+    let sa_b =
+        p.b.poll_transmit(p.now, &mut buf)
+            .map(|n| buf[..n].to_vec())
+            .unwrap();
+    p.b.handle_packet(p.now, &sa_a);
+    p.a.handle_packet(p.now, &sa_b);
+    assert_eq!(p.a.state(ca).unwrap(), TcpState::Established);
+    assert_eq!(p.b.state(cb).unwrap(), TcpState::Established);
+    assert_eq!(p.a.poll_event(), Some(Event::Connected(ca)));
+    assert_eq!(p.b.poll_event(), Some(Event::Connected(cb)));
+    assert_eq!(transfer(&mut p, false, ca, cb, b"pong"), b"pong");
+}
