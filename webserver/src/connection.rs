@@ -10,7 +10,8 @@
 //! first byte (of the connection's start for the first request), else 408 and close
 //! (slowloris). Between requests a keep-alive connection waits at most
 //! `keepalive_timeout` for the next first byte, then closes silently. Each write must
-//! finish within `send_timeout`.
+//! finish within `send_timeout`. A request body being discarded must keep arriving:
+//! each read of it waits at most `header_timeout`.
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;

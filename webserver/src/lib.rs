@@ -10,6 +10,59 @@
 //! per-core [`ServerContext`] (settings, `Date` cache, [`Counters`], access log,
 //! shutdown flag). [`Config`] parses the command line of the `webserver` binary.
 //!
+//! ```
+//! use std::time::{Instant, SystemTime};
+//! use webserver::*;
+//!
+//! /// A client that sends one request and closes.
+//! struct OneShot { request: &'static [u8], response: Vec<u8> }
+//!
+//! impl Transport for OneShot {
+//!     async fn read(&mut self, buf: &mut [u8], _deadline: Instant) -> Result<usize, TransportError> {
+//!         let n = self.request.len().min(buf.len());
+//!         buf[..n].copy_from_slice(&self.request[..n]);
+//!         self.request = &self.request[n..];
+//!         Ok(n) // 0 once everything was read: end of stream
+//!     }
+//!     async fn write_all(&mut self, buf: &[u8], _deadline: Instant) -> Result<(), TransportError> {
+//!         self.response.extend_from_slice(buf);
+//!         Ok(())
+//!     }
+//!     fn now(&self) -> Instant { Instant::now() }
+//! }
+//!
+//! /// A document root holding only `hello.txt`.
+//! struct Hello;
+//!
+//! impl FileSource for Hello {
+//!     type File = ();
+//!     async fn open(&self, path: RelPath<'_>) -> Result<Opened<()>, OpenError> {
+//!         if path.as_bytes() != b"hello.txt" {
+//!             return Err(OpenError::NotFound);
+//!         }
+//!         let meta = FileMeta { len: 5, modified: SystemTime::UNIX_EPOCH, kind: FileKind::File };
+//!         Ok(Opened { handle: (), meta })
+//!     }
+//!     async fn read_at(&self, _: &(), offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+//!         let rest = &b"hello"[offset as usize..];
+//!         let n = rest.len().min(buf.len());
+//!         buf[..n].copy_from_slice(&rest[..n]);
+//!         Ok(n)
+//!     }
+//!     async fn list_dir(&self, _: RelPath<'_>, _: usize) -> Result<DirListing, OpenError> {
+//!         Err(OpenError::Forbidden)
+//!     }
+//! }
+//!
+//! let ctx = ServerContext::new(Settings::default());
+//! let mut client = OneShot { request: b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", response: vec![] };
+//! let end = futures::executor::block_on(serve_connection(&mut client, &Hello, &ctx, None));
+//! assert!(matches!(end, ConnectionEnd::PeerClosed));
+//! assert!(client.response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+//! assert!(client.response.ends_with(b"\r\n\r\nhello"));
+//! assert_eq!(ctx.counters.snapshot().requests, 1);
+//! ```
+//!
 //! Modules by concern: [`request`] (incremental head parsing and limits), [`path`]
 //! (percent-decoding and normalisation), [`conditional`] (ETag, `If-*`), [`range`]
 //! (`Range`), [`response`] (status and head writing), [`autoindex`] (listings),
