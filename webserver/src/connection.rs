@@ -4,7 +4,10 @@
 //! the header limit), the output buffer that collects response heads and small bodies
 //! (responses to pipelined requests are batched into one write), and a scratch buffer
 //! used only while streaming a large file. Memory per connection is therefore bounded
-//! by the header limit plus [`FLUSH_AT`] plus [`SEND_CHUNK`](crate::files::SEND_CHUNK).
+//! by the header limit, plus [`FLUSH_AT`] and one more buffered response (a head with
+//! at most [`INLINE_BODY`] of body, or an autoindex listing of at most
+//! [`MAX_ENTRIES`](crate::autoindex::MAX_ENTRIES) names), plus
+//! [`SEND_CHUNK`](crate::files::SEND_CHUNK).
 //!
 //! Timeouts: a request head must arrive completely within `header_timeout` of its
 //! first byte (of the connection's start for the first request), else 408 and close
