@@ -155,6 +155,8 @@ counters! {
     aborts,
     /// Connections that went through TIME-WAIT and expired.
     time_wait_expired,
+    /// TIME-WAIT connections ended early to make room in a full table.
+    time_wait_recycled,
     /// Dropped: SYN while the listener's accept queue was full.
     listen_overflow,
     /// Dropped: SYN because the connection table was full.

@@ -358,6 +358,32 @@ impl Stack {
         }
     }
 
+    /// Whether a new connection fits the table, recycling the TIME-WAIT connection
+    /// closest to expiry if that is what it takes (as Linux does when its TIME-WAIT
+    /// bucket limit is reached). O(connections), but only when the table is full.
+    fn table_has_room(&mut self) -> bool {
+        if self.conns.len() < self.cfg.max_connections {
+            return true;
+        }
+        let oldest = self
+            .by_tuple
+            .values()
+            .copied()
+            .filter_map(|i| {
+                let c = self.conns.at(i)?;
+                (c.tcb.state() == TcpState::TimeWait).then(|| (c.tcb.deadline(), i))
+            })
+            .min();
+        let Some((_, idx)) = oldest else {
+            return false;
+        };
+        self.counters.time_wait_recycled += 1;
+        self.call(idx, |tcb, _| tcb.end_time_wait());
+        self.after(idx);
+        // A handle the application still holds keeps its slot.
+        self.conns.len() < self.cfg.max_connections
+    }
+
     fn release(&mut self, idx: u32) {
         if let Some(conn) = self.conns.remove(idx) {
             if conn.in_map {

@@ -136,12 +136,11 @@ impl Stack {
             self.counters.listen_overflow += 1;
             return;
         }
-        if listener.half_open >= self.cfg.max_half_open
-            || self.conns.len() >= self.cfg.max_connections
-        {
+        let half_open_full = listener.half_open >= self.cfg.max_half_open;
+        if half_open_full || !self.table_has_room() {
             if self.cfg.syn_cookies {
                 self.send_cookie(now, tuple, seg);
-            } else if listener.half_open >= self.cfg.max_half_open {
+            } else if half_open_full {
                 self.counters.listen_overflow += 1;
             } else {
                 self.counters.conn_table_full += 1;
@@ -211,8 +210,12 @@ impl Stack {
         let Some(listener) = self.listeners.get(lid.index, lid.generation) else {
             return;
         };
-        if !listener.has_room() || self.conns.len() >= self.cfg.max_connections {
+        if !listener.has_room() {
             self.counters.listen_overflow += 1;
+            return;
+        }
+        if !self.table_has_room() {
+            self.counters.conn_table_full += 1;
             return;
         }
         let t = &self.cfg.tcp;

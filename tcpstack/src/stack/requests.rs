@@ -99,7 +99,7 @@ impl Stack {
         if remote.port() == 0 || remote.ip().is_unspecified() || remote.ip().is_broadcast() {
             return Err(Error::InvalidArgument("remote address"));
         }
-        if self.conns.len() >= self.cfg.max_connections {
+        if !self.table_has_room() {
             return Err(Error::TooManyConnections);
         }
         let tuple = if local_port == 0 {
@@ -170,6 +170,11 @@ impl Stack {
     /// Gives up the handle. The connection closes gracefully in the background (queued
     /// data is still delivered, then FIN); if received data was left unread it is reset
     /// instead (RFC 9293 section 3.10.4 / RFC 2525). The handle is invalid afterwards.
+    ///
+    /// Every handle must end with `close` or [`abort`](Self::abort), also after
+    /// [`Event::Closed`](crate::Event::Closed), [`Event::Reset`](crate::Event::Reset) or
+    /// [`Event::Error`](crate::Event::Error): until then the slot stays allocated so
+    /// the application can still read buffered data and the error.
     pub fn close(&mut self, now: Instant, conn: ConnId) -> Result<(), Error> {
         self.with_tcb(conn, |tcb, ctx| tcb.close(now, ctx))?;
         let c = self.conn_mut(conn)?;

@@ -568,3 +568,28 @@ fn crossing_syn_acks_complete_a_simultaneous_open() {
     assert_eq!(p.b.poll_event(), Some(Event::Connected(cb)));
     assert_eq!(transfer(&mut p, false, ca, cb, b"pong"), b"pong");
 }
+
+#[test]
+fn a_full_table_recycles_time_wait_connections() {
+    let mut p = Pair::new(TcpConfig::default());
+    p.a.cfg.max_connections = 1;
+    p.b.listen(80, 4).unwrap();
+    for round in 0..3 {
+        let c =
+            p.a.connect(p.now, SocketAddrV4::new(B, 80), 0)
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        p.run_for(Duration::from_millis(10));
+        let l = p.events_b.iter().find_map(|e| match e {
+            Event::Incoming(l) => Some(*l),
+            _ => None,
+        });
+        let s = p.b.accept(l.unwrap()).unwrap();
+        // A closes first and keeps TIME-WAIT; B's side is freed after LAST-ACK.
+        p.a.close(p.now, c).unwrap();
+        p.run_for(Duration::from_millis(10));
+        p.b.close(p.now, s).unwrap();
+        p.run_for(Duration::from_millis(10));
+        assert_eq!(p.a.connection_count(), 1, "TIME-WAIT holds the only slot");
+    }
+    assert_eq!(p.a.counters().time_wait_recycled, 2);
+}
