@@ -244,7 +244,9 @@ impl ResponseParser {
             self.body = Body::Head;
             return Ok(Some(n));
         }
-        let mut keep_alive = minor == 1;
+        // `close` wins over `keep-alive`, in whatever order they come.
+        let mut close = false;
+        let mut keep_alive_asked = false;
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut transfer_coding = false;
@@ -252,9 +254,9 @@ impl ResponseParser {
             if h.name.eq_ignore_ascii_case("connection") {
                 for token in h.value.split(|&b| b == b',').map(trim) {
                     if token.eq_ignore_ascii_case(b"close") {
-                        keep_alive = false;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") && minor == 0 {
-                        keep_alive = true;
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        keep_alive_asked = true;
                     }
                 }
             } else if h.name.eq_ignore_ascii_case("content-length") {
@@ -276,7 +278,7 @@ impl ResponseParser {
             }
         }
         self.status = status;
-        self.keep_alive = keep_alive;
+        self.keep_alive = !close && (minor == 1 || keep_alive_asked);
         self.body = if self.head_request || status == 204 || status == 304 {
             Body::Head
         } else if transfer_coding {
@@ -540,6 +542,8 @@ mod tests {
         assert!(!all_steps(old, &[]).unwrap()[0].keep_alive);
         let old_ka = b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n";
         assert!(all_steps(old_ka, &[]).unwrap()[0].keep_alive);
+        let both = b"HTTP/1.0 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
+        assert!(!all_steps(both, &[]).unwrap()[0].keep_alive);
     }
 
     #[test]

@@ -230,7 +230,7 @@ pub fn parse<'b>(
         method_token,
         target,
         version,
-        keep_alive: version == Version::Http11,
+        keep_alive: false,
         head_len,
         body_len: 0,
         if_none_match: None,
@@ -242,6 +242,9 @@ pub fn parse<'b>(
         headers,
     };
     let mut hosts = 0u32;
+    // `close` wins over `keep-alive`, in whatever order they come.
+    let mut close = false;
+    let mut keep_alive_asked = false;
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked_last = false;
@@ -253,9 +256,9 @@ pub fn parse<'b>(
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|&b| b == b',').map(trim) {
                 if token.eq_ignore_ascii_case(b"close") {
-                    out.keep_alive = false;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::Http10 {
-                    out.keep_alive = true;
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_asked = true;
                 }
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
@@ -286,6 +289,7 @@ pub fn parse<'b>(
             out.if_range = Some(value);
         }
     }
+    out.keep_alive = !close && (version == Version::Http11 || keep_alive_asked);
     if hosts > 1 || (hosts == 0 && version == Version::Http11) {
         return Err(RequestError::Malformed);
     }
@@ -418,6 +422,12 @@ mod tests {
         assert!(ka(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
         assert!(!ka(
             b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.0\r\nConnection: close, keep-alive\r\n\r\n"
         ));
     }
 
