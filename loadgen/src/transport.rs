@@ -24,9 +24,13 @@ pub enum TransportError {
 #[allow(async_fn_in_trait)]
 pub trait Transport {
     /// Reads at least one byte into `buf`; `Ok(0)` is end of stream.
+    ///
+    /// Fails with [`TransportError::TimedOut`] when nothing arrived before `deadline`;
+    /// such a read consumed nothing and the connection stays usable (constant-rate
+    /// mode wakes up this way to send the next scheduled request).
     async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError>;
 
-    /// Writes all of `buf`.
+    /// Writes all of `buf`; [`TransportError::TimedOut`] if it could not by `deadline`.
     async fn write_all(&mut self, buf: &[u8], deadline: Instant) -> Result<(), TransportError>;
 }
 
