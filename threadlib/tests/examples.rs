@@ -220,7 +220,10 @@ fn copy_with_slow_reader(
     let (done, watchdog_rx) = std::sync::mpsc::channel::<()>();
     let pid = child.id() as libc::pid_t;
     let watchdog = std::thread::spawn(move || {
-        if watchdog_rx.recv_timeout(Duration::from_secs(WATCHDOG)).is_err() {
+        if watchdog_rx
+            .recv_timeout(Duration::from_secs(WATCHDOG))
+            .is_err()
+        {
             // SAFETY: kill(2) on the pid of our child, which we have not reaped yet.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
