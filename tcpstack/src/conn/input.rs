@@ -340,6 +340,16 @@ impl Tcb {
                 }
                 RecoveryAck::Exited => self.cc.on_recovery_exit(now),
             }
+            // RFC 6675 section 5: a cumulative ACK whose SACK blocks still show the
+            // next segment lost starts recovery too (not only duplicates do).
+            if self.sack_enabled
+                && !self.recovery.is_active()
+                && self.snd_una != self.snd_max
+                && self.scoreboard.is_lost(self.snd_una, self.smss)
+                && self.recovery.may_enter(self.snd_una)
+            {
+                self.enter_recovery(now, ctx);
+            }
         } else {
             let dup = seg.ack == self.snd_una
                 && seg.payload.is_empty()
