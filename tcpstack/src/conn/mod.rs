@@ -365,7 +365,9 @@ impl Tcb {
     }
 
     fn set_smss(&mut self, peer_mss: u16) {
-        let mss = peer_mss.clamp(64, self.params.mss);
+        // At least 64 bytes whatever the peer claims (a tiny MSS is an amplification
+        // lever), never above our own; `min` last so a tiny configured MTU cannot panic.
+        let mss = peer_mss.max(64).min(self.params.mss);
         let opts = if self.ts_enabled { 12 } else { 0 };
         self.smss = u32::from(mss) - opts;
         self.cc.set_mss(self.smss);

@@ -593,3 +593,16 @@ fn a_full_table_recycles_time_wait_connections() {
     }
     assert_eq!(p.a.counters().time_wait_recycled, 2);
 }
+
+#[test]
+fn the_smallest_mtu_still_carries_data() {
+    let tcp = TcpConfig {
+        mtu: 88,
+        ..TcpConfig::default()
+    };
+    let mut p = Pair::new(tcp);
+    let (c, s) = p.connect();
+    assert_eq!(p.a.conn_info(c).unwrap().mss, 48 - 12);
+    let data = pattern(5000, 3);
+    assert_eq!(transfer(&mut p, true, c, s, &data), data);
+}
