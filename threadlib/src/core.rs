@@ -606,7 +606,11 @@ impl Core {
             Syscall::WaitFd(fd, readiness) => match &self.fds {
                 None => return self.fail_now(tid, Error::NoEventLoop("epoll")),
                 Some(fds) => match fds.borrow_mut().wait(&self.poller, fd, readiness, tid) {
-                    Ok(()) => Wait::Fd(fd),
+                    Ok(true) => {
+                        self.set_ready(tid, Completion::Value(0));
+                        return;
+                    }
+                    Ok(false) => Wait::Fd(fd),
                     Err(e) => return self.fail_now(tid, e),
                 },
             },

@@ -197,3 +197,33 @@ fn missing_event_loop_is_a_clear_error() {
     })
     .unwrap();
 }
+
+#[test]
+fn readiness_arriving_between_eagain_and_wait_is_not_lost() {
+    rt().block_on(async {
+        let (r, w) = iolib::fd::pipe().unwrap();
+        iolib::fd::set_nonblocking(r.as_raw_fd(), true).unwrap();
+        let rfd = r.as_raw_fd();
+        // Register the fd with a first wait.
+        iolib::fd::write(w.as_raw_fd(), b"a").unwrap();
+        fd::wait(rfd, Readiness::Read).await.unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(iolib::fd::read(rfd, &mut buf).unwrap(), 1);
+        assert!(iolib::fd::read(rfd, &mut buf).unwrap_err().is_would_block());
+        // Data arrives while the thread is busy with another call.
+        let wfd = w.as_raw_fd();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(10));
+            iolib::fd::write(wfd, b"b").unwrap();
+        });
+        threadlib::sleep(Duration::from_millis(50)).await.unwrap();
+        let r2 =
+            threadlib::with_timeout(Duration::from_secs(2), fd::wait(rfd, Readiness::Read)).await;
+        assert!(r2.is_ok(), "{r2:?}");
+        assert_eq!(iolib::fd::read(rfd, &mut buf).unwrap(), 1);
+        writer.join().unwrap();
+        fd::forget(rfd);
+        drop((r, w));
+    })
+    .unwrap();
+}

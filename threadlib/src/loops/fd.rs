@@ -16,6 +16,9 @@ use crate::syscall::{call, Readiness, Syscall};
 #[derive(Default, Clone, Copy)]
 struct Entry {
     registered: bool,
+    /// An edge arrived while no thread waited for it (consumed by the next wait).
+    read_ready: bool,
+    write_ready: bool,
     reader: Option<ThreadId>,
     writer: Option<ThreadId>,
 }
@@ -38,13 +41,16 @@ impl FdLoop {
         self.waiters
     }
 
+    /// Registers `tid` as waiting for `r` on `fd`. Returns `true` if readiness already
+    /// arrived since the last wait (the caller completes the wait at once; at worst
+    /// the thread retries its operation and waits again).
     pub(crate) fn wait(
         &mut self,
         poller: &Epoll,
         fd: RawFd,
         r: Readiness,
         tid: ThreadId,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if fd < 0 {
             return Err(Error::Io(std::io::Error::from_raw_os_error(libc::EBADF)));
         }
@@ -57,18 +63,22 @@ impl FdLoop {
             poller.add(fd, Interest::BOTH.edge(), fd as u64)?;
             e.registered = true;
         }
-        let slot = match r {
-            Readiness::Read => &mut e.reader,
-            Readiness::Write => &mut e.writer,
+        let (slot, ready) = match r {
+            Readiness::Read => (&mut e.reader, &mut e.read_ready),
+            Readiness::Write => (&mut e.writer, &mut e.write_ready),
         };
         if slot.is_some_and(|t| t != tid) {
             return Err(Error::FdBusy(fd));
+        }
+        if *ready {
+            *ready = false;
+            return Ok(true);
         }
         if slot.is_none() {
             self.waiters += 1;
         }
         *slot = Some(tid);
-        Ok(())
+        Ok(false)
     }
 
     /// Readiness arrived for `fd`: the threads to wake.
@@ -86,6 +96,9 @@ impl FdLoop {
         } else {
             None
         };
+        // Edges nobody waited for are remembered for the next wait.
+        e.read_ready |= r.is_readable() && rd.is_none();
+        e.write_ready |= r.is_writable() && wr.is_none();
         self.waiters -= rd.is_some() as usize + wr.is_some() as usize;
         [rd, wr]
     }
