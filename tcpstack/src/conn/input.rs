@@ -56,7 +56,7 @@ impl Tcb {
         self.rcv_adv = self.rcv_nxt;
         self.syn_pending = false;
         if has_ack {
-            self.on_new_ack(now, seg.ack, ctx);
+            self.on_new_ack(now, seg);
             // The window of a SYN-ACK is not scaled.
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = seg.ack;
@@ -324,7 +324,7 @@ impl Tcb {
         if seg.ack.gt(self.snd_una) {
             self.update_window_from(seg);
             let acked = seg.ack - self.snd_una;
-            self.on_new_ack(now, seg.ack, ctx);
+            self.on_new_ack(now, seg);
             self.dup_acks = 0;
             match self.recovery.on_ack(self.snd_una) {
                 RecoveryAck::Idle => {
@@ -398,8 +398,8 @@ impl Tcb {
 
     /// `SND.UNA` advances to `ack`: release acknowledged data, time the RTT, manage the
     /// retransmission timer.
-    pub(super) fn on_new_ack(&mut self, now: Instant, ack: SeqNum, ctx: &mut Ctx<'_>) {
-        let _ = &ctx;
+    pub(super) fn on_new_ack(&mut self, now: Instant, seg: &Segment<'_>) {
+        let ack = seg.ack;
         let mut acked = ack - self.snd_una;
         if !self.syn_acked && acked > 0 {
             acked -= 1; // our SYN
@@ -412,10 +412,15 @@ impl Tcb {
             self.snd_nxt = ack;
         }
         self.scoreboard.advance(ack);
-        if let Some(rtt) = self.sampler.on_ack(ack, now) {
-            self.rtt.sample(rtt);
-        } else {
-            self.rtt.reset_backoff();
+        // Karn-timed sample, else the timestamp echo, which is never ambiguous
+        // (RFC 7323 section 4) and so also measures across retransmissions.
+        match self
+            .sampler
+            .on_ack(ack, now)
+            .or_else(|| self.timestamp_rtt(now, seg))
+        {
+            Some(rtt) => self.rtt.sample(rtt),
+            None => self.rtt.reset_backoff(),
         }
         self.retries = 0;
         self.rto_at = if self.snd_una == self.snd_max {
@@ -427,6 +432,16 @@ impl Tcb {
             self.write_blocked = false;
             self.notes.insert(Notes::WRITABLE);
         }
+    }
+
+    /// The RTT measured by the echoed timestamp of an ACK of new data (RFC 7323
+    /// section 4.1), in the timestamp clock's millisecond resolution.
+    fn timestamp_rtt(&self, now: Instant, seg: &Segment<'_>) -> Option<core::time::Duration> {
+        let (_, tsecr) = seg.opts.timestamp.filter(|_| self.ts_enabled)?;
+        let elapsed = super::ts_clock(now, self.ts_offset).wrapping_sub(tsecr);
+        // An echo of zero is "no echo"; one from the future or minutes old is bogus.
+        (tsecr != 0 && elapsed < 60_000)
+            .then(|| core::time::Duration::from_millis(u64::from(elapsed)))
     }
 
     /// State changes caused by the acknowledgment of our FIN.
