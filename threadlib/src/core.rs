@@ -129,6 +129,68 @@ struct Task {
     next: u32,
 }
 
+/// log2 of the number of task slots per chunk.
+const CHUNK_BITS: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// The task table: fixed-size chunks that never move, so growing it never copies
+/// (or re-faults) the slots already in use.
+#[derive(Default)]
+struct TaskTable {
+    chunks: Vec<Vec<Task>>,
+    len: usize,
+}
+
+impl TaskTable {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, t: Task) {
+        if self.len % CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks.last_mut().expect("a chunk exists").push(t);
+        self.len += 1;
+    }
+
+    fn get(&self, i: usize) -> Option<&Task> {
+        self.chunks.get(i >> CHUNK_BITS)?.get(i & (CHUNK - 1))
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Task> {
+        self.chunks
+            .get_mut(i >> CHUNK_BITS)?
+            .get_mut(i & (CHUNK - 1))
+    }
+
+    /// Releases the table without running the slots' destructors.
+    ///
+    /// # Safety
+    /// Every slot must be free and own nothing (no runnable, context, scope or
+    /// completion), so that skipping their destructors leaks nothing.
+    unsafe fn forget_free_slots(&mut self) {
+        for c in &mut self.chunks {
+            // SAFETY: guaranteed by the caller; shrinking only skips destructors.
+            unsafe { c.set_len(0) };
+        }
+        self.len = 0;
+    }
+}
+
+impl std::ops::Index<usize> for TaskTable {
+    type Output = Task;
+    fn index(&self, i: usize) -> &Task {
+        &self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]
+    }
+}
+
+impl std::ops::IndexMut<usize> for TaskTable {
+    fn index_mut(&mut self, i: usize) -> &mut Task {
+        &mut self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]
+    }
+}
+
 thread_local! {
     static CURRENT: Cell<*const Core> = const { Cell::new(std::ptr::null()) };
 }
@@ -146,7 +208,7 @@ pub(crate) struct CoreConfig {
 /// One core's scheduler.
 pub(crate) struct Core {
     pub(crate) id: usize,
-    tasks: RefCell<Vec<Task>>,
+    tasks: RefCell<TaskTable>,
     free: RefCell<Vec<u32>>,
     live: Cell<usize>,
     ready: RefCell<VecDeque<ThreadId>>,
@@ -199,7 +261,7 @@ impl Core {
         let root = ScopeInner::new(CancelCtx::root(), None);
         Ok(Core {
             id: cfg.id,
-            tasks: RefCell::new(Vec::new()),
+            tasks: RefCell::new(TaskTable::default()),
             free: RefCell::new(Vec::new()),
             live: Cell::new(0),
             ready: RefCell::new(VecDeque::new()),
@@ -1133,7 +1195,7 @@ impl Drop for Core {
             // clear them), so the table can be released without visiting each entry.
             // SAFETY: shrinking the length to 0 only skips destructors, and none of
             // the free slots owns anything that needs one.
-            unsafe { self.tasks.get_mut().set_len(0) };
+            unsafe { self.tasks.get_mut().forget_free_slots() };
         }
     }
 }
