@@ -11,7 +11,6 @@ setup: ## Create the network namespace and TUN device for the user-space stack (
 teardown: ## Remove the namespace and TUN device made by `make setup` (root)
 	setup-scripts/teardown.sh
 
+# BENCH_TCP_ARGS passes options through, e.g. BENCH_TCP_ARGS="--runs 5 --filter bulk".
 bench-tcp: ## TCP benchmark: our stack vs smoltcp over TUN vs kernel loopback -> target/bench/tcp.json (root)
-	$(CARGO) build --release -p tcp-interop --bin bench_tcp
-	mkdir -p target/bench
-	target/release/bench_tcp --json target/bench/tcp.json $(BENCH_TCP_ARGS)
+	$(CARGO) run --release -p tcp-interop --bin bench_tcp -- --json target/bench/tcp.json $(BENCH_TCP_ARGS)

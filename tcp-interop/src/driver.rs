@@ -34,6 +34,9 @@ pub enum DriverError {
     /// Reading from, writing to or waiting on the TUN device failed.
     #[error("TUN I/O failed: {0}")]
     Io(#[from] io::Error),
+    /// The TUN device could not be queried.
+    #[error(transparent)]
+    Tun(#[from] iolib::tun::TunError),
     /// The stack rejected its configuration.
     #[error(transparent)]
     Config(#[from] tcpstack::ConfigError),
@@ -88,7 +91,7 @@ impl Driver {
         mut config: StackConfig,
         impairment: Option<Impairment>,
     ) -> Result<Driver, DriverError> {
-        let mtu = tun.mtu().map_err(io::Error::other)? as usize;
+        let mtu = tun.mtu()? as usize;
         config.tcp.mtu = mtu;
         let stack = Stack::new(config)?;
         let shims = impairment.map(|i| {

@@ -163,6 +163,9 @@ pub fn bulk_send(addr: SocketAddr, len: u64) -> io::Result<Duration> {
     let buf = vec![0x5au8; 256 * 1024];
     let start = Instant::now();
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    // A server that dies mid-transfer must not hang the client.
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut left = len;
     while left > 0 {
         let n = left.min(buf.len() as u64) as usize;

@@ -240,6 +240,37 @@ struct Record {
     params: serde_json::Value,
 }
 
+/// Attempts per measurement before the benchmark gives up.
+const ATTEMPTS: u32 = 3;
+
+/// Runs `measure` until it succeeds, at most [`ATTEMPTS`] times, counting failures in
+/// `failed` (smoltcp 0.12.0 can panic mid-transfer: smoltcp-rs/smoltcp#1048).
+fn attempt<T>(what: &str, failed: &mut u32, mut measure: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        match measure() {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                *failed += 1;
+                tries += 1;
+                eprintln!("{what}: attempt {tries} failed: {e:#}");
+                if tries == ATTEMPTS {
+                    return Err(e.context(format!("{what}: {ATTEMPTS} attempts failed")));
+                }
+            }
+        }
+    }
+}
+
+/// `{"target": failures}` for the targets that had any.
+fn failures(f: &[(Target, u32)]) -> serde_json::Value {
+    f.iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(t, n)| (t.label().to_owned(), json!(n)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// Medians per target of one figure.
 struct Figure {
     bench: &'static str,
@@ -265,9 +296,11 @@ fn main() -> Result<()> {
             continue;
         }
         let mut runs: Vec<(Target, Vec<f64>)> = targets.iter().map(|&t| (t, vec![])).collect();
+        let mut failed: Vec<(Target, u32)> = targets.iter().map(|&t| (t, 0)).collect();
         for run in 0..args.runs {
-            for (t, v) in &mut runs {
-                let g = bulk_once(*t, mtu, &args)?;
+            for ((t, v), (_, f)) in runs.iter_mut().zip(&mut failed) {
+                let what = format!("{bench} {}", t.label());
+                let g = attempt(&what, f, || bulk_once(*t, mtu, &args))?;
                 eprintln!("{bench} run {run} {:>16}: {g:.3} Gbit/s", t.label());
                 v.push(g);
             }
@@ -276,7 +309,8 @@ fn main() -> Result<()> {
             bench,
             metric: "gbit_per_s",
             better: "higher",
-            params: json!({"bytes": args.bulk_bytes, "mtu": mtu, "buffer": args.buffer}),
+            params: json!({"bytes": args.bulk_bytes, "mtu": mtu, "buffer": args.buffer,
+                           "failed_attempts": failures(&failed)}),
             values: runs.into_iter().map(|(t, v)| (t, median(v))).collect(),
         });
     }
@@ -287,9 +321,11 @@ fn main() -> Result<()> {
         }
         let mut rates: Vec<(Target, Vec<f64>)> = targets.iter().map(|&t| (t, vec![])).collect();
         let mut p99s: Vec<(Target, Vec<f64>)> = targets.iter().map(|&t| (t, vec![])).collect();
+        let mut failed: Vec<(Target, u32)> = targets.iter().map(|&t| (t, 0)).collect();
         for run in 0..args.runs {
-            for ((t, r), (_, p)) in rates.iter_mut().zip(&mut p99s) {
-                let (rate, p99) = pingpong_once(*t, conns, &args)?;
+            for (((t, r), (_, p)), (_, f)) in rates.iter_mut().zip(&mut p99s).zip(&mut failed) {
+                let what = format!("{bench} {}", t.label());
+                let (rate, p99) = attempt(&what, f, || pingpong_once(*t, conns, &args))?;
                 eprintln!(
                     "{bench} run {run} {:>16}: {rate:.0} round trips/s, p99 {p99:.0} us",
                     t.label()
@@ -299,7 +335,8 @@ fn main() -> Result<()> {
             }
         }
         let params = json!({"connections": conns, "message_bytes": workload::PINGPONG_MSG,
-                            "seconds": args.pingpong_secs, "mtu": 1500});
+                            "seconds": args.pingpong_secs, "mtu": 1500,
+                            "failed_attempts": failures(&failed)});
         figures.push(Figure {
             bench,
             metric: "round_trips_per_s",
