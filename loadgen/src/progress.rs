@@ -14,8 +14,9 @@ pub enum Goal {
     Requests(u64),
 }
 
-/// A progress line on stderr; silent (hidden) when stderr is not a terminal.
-#[derive(Debug)]
+/// A progress line on stderr; silent (hidden) when stderr is not a terminal. Clones
+/// draw the same line.
+#[derive(Debug, Clone)]
 pub struct Progress {
     bar: ProgressBar,
     goal: Goal,
