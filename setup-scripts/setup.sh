@@ -38,7 +38,7 @@ nsip link set dev lo up
 # The stack speaks IPv4 only: keep the kernel's IPv6 chatter (router solicitations,
 # MLD reports) off the device.
 if [[ -e /proc/sys/net/ipv6 ]]; then
-    ip netns exec "$TCPST_NS" sysctl -qw "net.ipv6.conf.$TCPST_DEV.disable_ipv6=1"
+    ip netns exec "$TCPST_NS" bash -c 'echo 1 > "/proc/sys/net/ipv6/conf/$1/disable_ipv6"' _ "$TCPST_DEV"
 fi
 nsip link set dev "$TCPST_DEV" mtu "$TCPST_MTU"
 # Exactly one address: a rerun with a different --kernel-addr replaces the old one.
