@@ -107,6 +107,12 @@ pub struct ConnInfo {
     pub ooo_bytes: usize,
     /// Window currently advertised to the peer, in bytes.
     pub recv_window: u32,
+    /// Payload bytes the peer has acknowledged, in total.
+    pub bytes_acked: u64,
+    /// Payload bytes received in order (delivered or waiting to be read), in total.
+    pub bytes_received: u64,
+    /// Segments this connection retransmitted, in total.
+    pub retransmits: u64,
     /// Retransmissions of the current oldest unacknowledged segment.
     pub retries: u32,
     /// The error that ended the connection, if any.

@@ -407,6 +407,7 @@ impl Tcb {
         }
         let data = (acked as usize).min(self.send_buf.len());
         self.send_buf.consume(data);
+        self.bytes_acked += data as u64;
         self.snd_una = ack;
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
@@ -499,6 +500,7 @@ impl Tcb {
                 }
                 if ins.readable > 0 {
                     self.rcv_nxt += ins.readable;
+                    self.bytes_received += ins.readable as u64;
                     self.sack_reporter.on_rcv_nxt(self.rcv_nxt);
                     if !self.read_notified {
                         self.read_notified = true;

@@ -171,6 +171,11 @@ pub(crate) struct Tcb {
     /// Send a keep-alive probe.
     keepalive_pending: bool,
 
+    /// Totals for [`ConnInfo`].
+    bytes_acked: u64,
+    bytes_received: u64,
+    retransmits: u64,
+
     notes: Notes,
     /// CLOSED was raised once already.
     closed_reported: bool,
@@ -265,6 +270,9 @@ impl Tcb {
             syn_pending: false,
             probe_pending: false,
             keepalive_pending: false,
+            bytes_acked: 0,
+            bytes_received: 0,
+            retransmits: 0,
             notes: Notes::default(),
             closed_reported: false,
             error: None,
@@ -545,6 +553,9 @@ impl Tcb {
             recv_queued: self.recv.buffer().len(),
             ooo_bytes: self.recv.assembler().held_bytes() as usize,
             recv_window: self.recv_window(),
+            bytes_acked: self.bytes_acked,
+            bytes_received: self.bytes_received,
+            retransmits: self.retransmits,
             retries: self.retries,
             error: self.error,
         }

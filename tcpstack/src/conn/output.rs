@@ -349,6 +349,7 @@ impl Tcb {
             let is_rtx = out.seq.lt(self.snd_max);
             if is_rtx {
                 ctx.counters.retransmits += 1;
+                self.retransmits += 1;
                 ctx.counters.retransmitted_bytes += u64::from(out.len);
                 self.sampler.on_retransmit();
                 if self.recovery.is_active() {

@@ -177,6 +177,9 @@ fn handshake_data_both_ways_and_graceful_close() {
 
     let up = pattern(300_000, 1);
     assert_eq!(transfer(&mut p, true, c, s, &up), up);
+    p.run_for(Duration::from_millis(50)); // the last delayed ACK
+    assert_eq!(p.a.conn_info(c).unwrap().bytes_acked, 300_000);
+    assert_eq!(p.b.conn_info(s).unwrap().bytes_received, 300_000);
     let down = pattern(200_000, 2);
     assert_eq!(transfer(&mut p, false, c, s, &down), down);
 
