@@ -5,9 +5,12 @@
 //! deliberately tiny: read with a deadline, write everything with a deadline, and tell
 //! the time on the clock the deadlines are measured against.
 
+use std::any::Any;
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use crate::files::SendError;
 
 /// Why a transport operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,24 @@ pub trait Transport {
     /// [`FileSource::send_to`](crate::FileSource::send_to) for a zero-copy path
     /// (sendfile, splice). Transports that are not kernel sockets keep the default.
     fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    /// Sends `len` bytes of an open file starting at `offset`, if this transport knows
+    /// a faster way than copying them through memory (e.g. `sendfile(2)` from a kernel
+    /// file to a kernel socket); each write must finish within `write_timeout`.
+    ///
+    /// `file` is a [`FileSource`](crate::FileSource)'s file handle, type-erased so that
+    /// the two sides stay independent: a transport recognises the file types it can
+    /// send (by downcasting) and returns `None` for the rest, and the caller then copies
+    /// through a buffer. The default returns `None`.
+    async fn send_file(
+        &mut self,
+        _file: &dyn Any,
+        _offset: u64,
+        _len: u64,
+        _write_timeout: Duration,
+    ) -> Option<Result<(), SendError>> {
         None
     }
 }

@@ -1,0 +1,129 @@
+//! `webserver`: serve a directory over HTTP/1.1 on threadlib.
+//!
+//! ```text
+//! webserver [--root DIR] [--listen ADDR:PORT] [--cores N] [--net kernel|user] ...
+//! ```
+//!
+//! `webserver --help` lists every option; `webserver/README.md` documents them.
+
+mod server;
+
+use std::fs::OpenOptions;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{CommandFactory as _, Parser as _};
+use threadlib::fs::Dir;
+use threadlib::net::KernelNet;
+use threadlib::Runtime;
+use webserver::{Config, LogTarget, NetBackend};
+
+use server::{CoreParts, Plan, Sink};
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(e) = config.validate() {
+        Config::command()
+            .error(clap::error::ErrorKind::ValueValidation, e)
+            .exit();
+    }
+    if config.net == NetBackend::User {
+        eprintln!(
+            "webserver: --net user: user-space TCP backend not yet wired (see issue 4: \
+             the tcpstack crate is not yet driven by a threadlib event loop)"
+        );
+        return ExitCode::from(2);
+    }
+    match run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("webserver: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: &Config) -> anyhow::Result<()> {
+    raise_fd_limit();
+    // Before any other thread exists, so that every thread inherits the mask and the
+    // signals arrive only through the signalfd the server waits on.
+    threadlib::signal::block(&[libc::SIGINT, libc::SIGTERM]).context("blocking signals")?;
+
+    let root = config.root();
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("document root {}", root.display()))?;
+    anyhow::ensure!(
+        root.is_dir(),
+        "document root {} is not a directory",
+        root.display()
+    );
+    let cores = config.cores();
+    let log_file = match &config.access_log {
+        Some(LogTarget::File(path)) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening access log {}", path.display()))?,
+        ),
+        _ => None,
+    };
+    let parts = (0..cores)
+        .map(|_| {
+            let dir = Dir::open_root(&root)
+                .with_context(|| format!("opening document root {}", root.display()))?;
+            let log = match (&config.access_log, &log_file) {
+                (None, _) => None,
+                (Some(_), Some(file)) => Some(Sink::File(
+                    file.try_clone().context("duplicating the access log")?,
+                )),
+                (Some(_), None) => Some(Sink::Stdout),
+            };
+            Ok(CoreParts { dir, log })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let plan = Plan {
+        listen: config.listen,
+        root,
+        settings: config.settings(),
+        max_connections_per_core: config.max_connections.div_ceil(cores),
+        shutdown_timeout: config.shutdown_timeout,
+        cores: parts,
+    };
+
+    let mut builder = Runtime::builder().cores(cores).blocking_threads(1);
+    if let Some(path) = &config.trace {
+        builder = builder.trace_file(path);
+    }
+    let runtime = builder.build().context("building the runtime")?;
+    let report = runtime
+        .block_on(server::serve(KernelNet, plan))
+        .context("runtime")??;
+    println!("Totals:\n{}", report.totals);
+    if report.cancelled > 0 {
+        println!(
+            "cancelled {} connections still busy at the shutdown deadline",
+            report.cancelled
+        );
+    }
+    Ok(())
+}
+
+/// Raises the soft limit on open descriptors to the hard limit: every connection holds
+/// one, and the default soft limit (often 1024) is far below what the server can hold.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the kernel to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` is a valid rlimit; failure leaves the limit unchanged.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+}

@@ -1,0 +1,249 @@
+//! [`FileSource`] over a threadlib [`Dir`] capability, with a per-core cache of open
+//! files and small files' bytes.
+//!
+//! Every open goes through the kernel's `openat2(RESOLVE_BENEATH)` (io_uring), so
+//! `..`, absolute paths and symlinks leaving the root are refused by the kernel. Like
+//! nginx's `open_file_cache`, an opened path is remembered with its descriptor, its
+//! metadata and, for files up to [`CONTENT_MAX`], its bytes; an entry older than
+//! [`REVALIDATE`] is checked again (opened and `statx`ed anew) before it is used, so a
+//! changed file is served within that time. The cache is bounded in entries and bytes.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use threadlib::fs::{Dir, File, Metadata};
+use threadlib::{time, Error};
+use webserver::files::copy_through_buffer;
+use webserver::{
+    DirEntry, DirListing, FileKind, FileMeta, FileSource, OpenError, Opened, RelPath, SendError,
+    Transport,
+};
+
+/// How long a cached entry is trusted before it is checked against the file system.
+pub const REVALIDATE: Duration = Duration::from_secs(1);
+/// Files up to this size have their bytes cached.
+pub const CONTENT_MAX: u64 = 16 * 1024;
+/// Most entries cached per core.
+pub const MAX_ENTRIES: usize = 1024;
+/// Most file bytes cached per core.
+pub const MAX_CONTENT_BYTES: usize = 8 << 20;
+
+/// An open file or directory, shared by the requests using it and the cache.
+#[derive(Debug)]
+pub struct Handle {
+    file: File,
+    meta: FileMeta,
+    identity: (u64, u64),
+    content: Option<Box<[u8]>>,
+    checked: Cell<Instant>,
+}
+
+/// The document root of one core.
+pub struct DirFiles {
+    dir: Dir,
+    cache: RefCell<HashMap<Box<[u8]>, Rc<Handle>>>,
+    content_bytes: Cell<usize>,
+    /// Reused io_uring read buffer (taken while a read is in flight).
+    scratch: Cell<Vec<u8>>,
+}
+
+impl DirFiles {
+    /// Serves files beneath `dir`.
+    pub fn new(dir: Dir) -> Self {
+        DirFiles {
+            dir,
+            cache: RefCell::new(HashMap::new()),
+            content_bytes: Cell::new(0),
+            scratch: Cell::new(Vec::new()),
+        }
+    }
+
+    fn cached(&self, path: &[u8], now: Instant) -> Option<Rc<Handle>> {
+        let cache = self.cache.borrow();
+        let h = cache.get(path)?;
+        (now.saturating_duration_since(h.checked.get()) < REVALIDATE).then(|| h.clone())
+    }
+
+    /// Remembers `h` under `path` if the bounds allow, evicting stale entries first
+    /// when full.
+    fn remember(&self, path: &[u8], h: &Rc<Handle>, now: Instant) {
+        let mut cache = self.cache.borrow_mut();
+        let size = |h: &Handle| h.content.as_ref().map_or(0, |c| c.len());
+        if let Some(old) = cache.remove(path) {
+            self.content_bytes
+                .set(self.content_bytes.get() - size(&old));
+        }
+        if cache.len() >= MAX_ENTRIES || self.content_bytes.get() + size(h) > MAX_CONTENT_BYTES {
+            let mut freed = 0;
+            cache.retain(|_, e| {
+                let keep = now.saturating_duration_since(e.checked.get()) < REVALIDATE;
+                if !keep {
+                    freed += size(e);
+                }
+                keep
+            });
+            self.content_bytes.set(self.content_bytes.get() - freed);
+        }
+        if cache.len() < MAX_ENTRIES && self.content_bytes.get() + size(h) <= MAX_CONTENT_BYTES {
+            self.content_bytes.set(self.content_bytes.get() + size(h));
+            cache.insert(path.into(), h.clone());
+        }
+    }
+
+    async fn open_fresh(&self, path: &str, now: Instant) -> Result<Handle, OpenError> {
+        let file = self.dir.open(path).await.map_err(open_error)?;
+        let m = file.metadata().await.map_err(other_error)?;
+        let meta = file_meta(&m);
+        let content = if meta.kind == FileKind::File && meta.len <= CONTENT_MAX {
+            let bytes = file
+                .read_to_end(CONTENT_MAX as usize + 1)
+                .await
+                .map_err(other_error)?;
+            // A file changing under us: serve it uncached this time.
+            (bytes.len() as u64 == meta.len).then(|| bytes.into_boxed_slice())
+        } else {
+            None
+        };
+        Ok(Handle {
+            file,
+            meta,
+            identity: (m.dev, m.ino),
+            content,
+            checked: Cell::new(now),
+        })
+    }
+}
+
+fn file_meta(m: &Metadata) -> FileMeta {
+    let kind = if m.is_file {
+        FileKind::File
+    } else if m.is_dir {
+        FileKind::Directory
+    } else {
+        FileKind::Other
+    };
+    FileMeta {
+        len: m.size,
+        modified: m.modified,
+        kind,
+    }
+}
+
+/// Maps an open failure: the kernel's refusals to leave the root (`EXDEV`, `ELOOP`)
+/// and permission errors are 403; missing paths 404.
+fn open_error(e: Error) -> OpenError {
+    match e {
+        Error::Io(e) => match e.raw_os_error() {
+            Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => OpenError::NotFound,
+            Some(libc::EXDEV | libc::ELOOP | libc::EACCES | libc::EPERM) => OpenError::Forbidden,
+            _ => OpenError::Io(e),
+        },
+        e => other_error(e),
+    }
+}
+
+fn other_error(e: Error) -> OpenError {
+    OpenError::Io(io::Error::from(e))
+}
+
+/// Paths reach the kernel as UTF-8 (threadlib's `Dir` takes `&str`); a name that is
+/// not cannot exist in a root served by this binary.
+fn as_str(path: RelPath<'_>) -> Result<&str, OpenError> {
+    std::str::from_utf8(path.as_bytes()).map_err(|_| OpenError::NotFound)
+}
+
+impl FileSource for DirFiles {
+    type File = Rc<Handle>;
+
+    async fn open(&self, path: RelPath<'_>) -> Result<Opened<Rc<Handle>>, OpenError> {
+        let now = time::now();
+        let key = path.as_bytes();
+        if let Some(h) = self.cached(key, now) {
+            return Ok(Opened {
+                meta: h.meta,
+                handle: h,
+            });
+        }
+        let fresh = self.open_fresh(as_str(path)?, now).await?;
+        let previous = self.cache.borrow().get(key).cloned();
+        if let Some(old) = previous {
+            if old.identity == fresh.identity && old.meta == fresh.meta {
+                // Unchanged: keep the cached bytes, trust it for another period.
+                old.checked.set(now);
+                return Ok(Opened {
+                    meta: old.meta,
+                    handle: old,
+                });
+            }
+        }
+        let h = Rc::new(fresh);
+        self.remember(key, &h, now);
+        Ok(Opened {
+            meta: h.meta,
+            handle: h,
+        })
+    }
+
+    async fn read_at(&self, h: &Rc<Handle>, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(content) = &h.content {
+            let rest = usize::try_from(offset)
+                .ok()
+                .and_then(|o| content.get(o..))
+                .unwrap_or_default();
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            return Ok(n);
+        }
+        let scratch = self.scratch.take();
+        let got = h.file.read_at(scratch, buf.len(), offset).await?;
+        let n = got.len().min(buf.len());
+        buf[..n].copy_from_slice(&got[..n]);
+        self.scratch.set(got);
+        Ok(n)
+    }
+
+    async fn list_dir(
+        &self,
+        path: RelPath<'_>,
+        max_entries: usize,
+    ) -> Result<DirListing, OpenError> {
+        let dir = as_str(path)?;
+        let names = self.dir.read_dir(dir).await.map_err(open_error)?;
+        let mut listing = DirListing {
+            truncated: names.len() > max_entries,
+            ..DirListing::default()
+        };
+        for name in names.into_iter().take(max_entries) {
+            let child = if dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{dir}/{name}")
+            };
+            // Entries whose target leaves the root fail to open: listed as files.
+            let is_dir = self.dir.open_dir(&child).await.is_ok();
+            listing.entries.push(DirEntry {
+                name: name.into_bytes(),
+                is_dir,
+            });
+        }
+        Ok(listing)
+    }
+
+    async fn send_to<T: Transport>(
+        &self,
+        h: &Rc<Handle>,
+        offset: u64,
+        len: u64,
+        out: &mut T,
+        scratch: &mut Vec<u8>,
+        write_timeout: Duration,
+    ) -> Result<(), SendError> {
+        match out.send_file(&h.file, offset, len, write_timeout).await {
+            Some(sent) => sent,
+            None => copy_through_buffer(self, h, offset, len, out, scratch, write_timeout).await,
+        }
+    }
+}

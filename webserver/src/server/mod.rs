@@ -1,0 +1,318 @@
+//! The server on threadlib: one scheduler per core, each with its own `SO_REUSEPORT`
+//! listener, accept loop and connection threads; graceful shutdown on SIGINT/SIGTERM.
+//!
+//! Everything here is generic over [`threadlib::net::Network`], so another network
+//! backend plugs in without touching this code.
+
+mod dir_files;
+mod log_sink;
+mod net_transport;
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use threadlib::fs::Dir;
+use threadlib::net::{ListenOptions, Listener, Network, Stream as _};
+use threadlib::signal::Signals;
+use threadlib::sync::remote::{oneshot, OneshotReceiver};
+use threadlib::sync::Semaphore;
+use threadlib::{scope, Error, Scope};
+use webserver::{serve_connection, ConnectionEnd, ServerContext, Settings, Totals};
+
+pub use log_sink::Sink;
+
+use dir_files::DirFiles;
+use log_sink::{LogWriter, SharedLog, FLUSH_EVERY};
+use net_transport::NetTransport;
+
+/// Pending connections each listener's kernel queue holds.
+const BACKLOG: i32 = 4096;
+/// Pause after an accept failure such as `EMFILE`, before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Accept failures are reported at most this often.
+const ACCEPT_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// What one core needs to serve: its own root capability and access-log sink.
+pub struct CoreParts {
+    /// The document root, opened for this core.
+    pub dir: Dir,
+    /// The access log, if enabled.
+    pub log: Option<Sink>,
+}
+
+/// The server as configured on the command line.
+pub struct Plan {
+    /// Address to listen on (port 0: any free port, the same on every core).
+    pub listen: SocketAddr,
+    /// The document root, for the startup message.
+    pub root: PathBuf,
+    /// Connection settings.
+    pub settings: Settings,
+    /// Most connections open at once on each core.
+    pub max_connections_per_core: usize,
+    /// Time allowed for in-flight requests on shutdown.
+    pub shutdown_timeout: Duration,
+    /// One entry per core.
+    pub cores: Vec<CoreParts>,
+}
+
+/// What the server did, summed over its cores.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The traffic counters.
+    pub totals: Totals,
+    /// Connections still busy when the shutdown deadline passed, then cancelled.
+    pub cancelled: u64,
+}
+
+/// Runs the server until SIGINT or SIGTERM, then shuts it down gracefully. Must run as
+/// the main thread of a runtime with `plan.cores.len()` cores, with both signals
+/// blocked (see [`threadlib::signal::block`]).
+pub async fn serve<N>(net: N, plan: Plan) -> anyhow::Result<Report>
+where
+    N: Network + Send,
+    N::Listener: 'static,
+    N::Stream: 'static,
+{
+    let Plan {
+        listen,
+        root,
+        settings,
+        max_connections_per_core,
+        shutdown_timeout,
+        cores,
+    } = plan;
+    let signals = Signals::new(&[libc::SIGINT, libc::SIGTERM]).context("signalfd")?;
+    let opts = ListenOptions {
+        backlog: BACKLOG,
+        reuse_port: true,
+    };
+    let first = net
+        .listen(listen, opts)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = first.local_addr().context("listener address")?;
+    let core_cfg = CoreConfig {
+        settings,
+        limit: max_connections_per_core,
+        shutdown_timeout,
+    };
+
+    let mut parts = cores.into_iter();
+    let core0 = parts.next().context("no cores")?;
+    let mut stops = Vec::new();
+    let mut remotes = Vec::new();
+    for (core, part) in (1..).zip(parts) {
+        let (stop_tx, stop_rx) = oneshot::<()>();
+        let (ready_tx, ready_rx) = oneshot::<Result<(), String>>();
+        let net = net.clone();
+        let handle = threadlib::spawn_on(core, move || async move {
+            let listener = match net.listen(addr, opts).await {
+                Ok(l) => {
+                    let _ = ready_tx.send(Ok(()));
+                    l
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return Ok(CoreReport::default());
+                }
+            };
+            serve_core(core, listener, part, core_cfg, stop_rx).await
+        })
+        .with_context(|| format!("starting core {core}"))?;
+        match ready_rx.recv().await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => anyhow::bail!("listening on {addr} on core {core}: {e}"),
+            Err(e) => anyhow::bail!("core {core} did not start: {e}"),
+        }
+        stops.push(stop_tx);
+        remotes.push(handle);
+    }
+    let (stop_tx, stop_rx) = oneshot::<()>();
+    stops.push(stop_tx);
+    let local = threadlib::spawn(serve_core(0, first, core0, core_cfg, stop_rx));
+
+    println!("Serving {} at http://{addr}/", root.display());
+    flush_stdout();
+
+    let signal = signals.wait().await.context("waiting for signals")?;
+    println!(
+        "Received {}: no longer accepting; finishing in-flight requests (up to {:?})",
+        signal_name(signal),
+        shutdown_timeout
+    );
+    flush_stdout();
+    for stop in stops {
+        let _ = stop.send(());
+    }
+
+    let mut report = Report::default();
+    let mut add = |r: CoreReport| {
+        report.totals += r.totals;
+        report.cancelled += r.cancelled;
+    };
+    add(local.await.map_err(anyhow::Error::from).and_then(|r| r)?);
+    for (core, h) in (1..).zip(remotes) {
+        let r = h.join().await.with_context(|| format!("core {core}"))?;
+        add(r?);
+    }
+    Ok(report)
+}
+
+fn flush_stdout() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CoreConfig {
+    settings: Settings,
+    limit: usize,
+    shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Default)]
+struct CoreReport {
+    totals: Totals,
+    cancelled: u64,
+}
+
+/// Serves `listener` on the current core until `stop` fires (or its sender is gone),
+/// then shuts down: stop accepting, answer in-flight requests with
+/// `Connection: close`, close idle connections, and cancel whatever is still running
+/// after the shutdown timeout.
+async fn serve_core<L>(
+    core: usize,
+    listener: L,
+    parts: CoreParts,
+    cfg: CoreConfig,
+    stop: OneshotReceiver<()>,
+) -> anyhow::Result<CoreReport>
+where
+    L: Listener + 'static,
+    L::Stream: 'static,
+{
+    let log = parts.log.map(LogWriter::new);
+    let mut ctx = ServerContext::new(cfg.settings);
+    if let Some(log) = &log {
+        ctx = ctx.with_access_log(Box::new(SharedLog(log.clone())));
+        let log = log.clone();
+        // Detached: cancelled when the runtime stops.
+        drop(threadlib::spawn(async move {
+            while threadlib::sleep(FLUSH_EVERY).await.is_ok() {
+                log.flush();
+            }
+        }));
+    }
+    let ctx = Rc::new(ctx);
+    let files = Rc::new(DirFiles::new(parts.dir));
+    let permits = Rc::new(Semaphore::new(cfg.limit));
+    let cancelled = Rc::new(Cell::new(0u64));
+
+    let served = scope(|conns| {
+        let (ctx, permits, cancelled) = (ctx.clone(), permits.clone(), cancelled.clone());
+        async move {
+            let accept = accept_loop(listener, conns.clone(), ctx.clone(), files, permits.clone());
+            let stopped = async move {
+                let _ = stop.recv().await;
+                Ok(())
+            };
+            // The accept loop only ends by failing; the stop signal cancels it, which
+            // drops the listener.
+            threadlib::race(accept, stopped).await?;
+            ctx.begin_shutdown();
+            match threadlib::with_timeout(cfg.shutdown_timeout, permits.acquire(cfg.limit)).await {
+                Ok(all) => drop(all),
+                Err(Error::TimedOut) => {
+                    cancelled.set(ctx.counters.active_connections());
+                    conns.cancel();
+                }
+                Err(e) => return Err(e),
+            }
+            Ok(())
+        }
+    })
+    .await;
+    match served {
+        Ok(()) => {}
+        Err(Error::Cancelled) if cancelled.get() > 0 => {}
+        Err(e) => return Err(e).with_context(|| format!("core {core}")),
+    }
+    if let Some(log) = &log {
+        log.flush();
+    }
+    Ok(CoreReport {
+        totals: ctx.counters.snapshot(),
+        cancelled: cancelled.get(),
+    })
+}
+
+/// Gives a connection's permit back when the connection ends, however it ends.
+struct Permit(Rc<Semaphore>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.release(1);
+    }
+}
+
+/// Accepts connections while fewer than the limit are open (waiting for a permit
+/// otherwise, so that the kernel queues new clients instead of the server failing),
+/// serving each in its own thread of `conns`.
+async fn accept_loop<L>(
+    listener: L,
+    conns: Scope,
+    ctx: Rc<ServerContext>,
+    files: Rc<DirFiles>,
+    permits: Rc<Semaphore>,
+) -> threadlib::Result<()>
+where
+    L: Listener,
+    L::Stream: 'static,
+{
+    let mut last_report: Option<Instant> = None;
+    loop {
+        permits.acquire(1).await?.forget();
+        let permit = Permit(permits.clone());
+        let (stream, peer) = loop {
+            match listener.accept().await {
+                Ok(accepted) => break accepted,
+                Err(e) if e.is_cancelled() => return Err(e),
+                Err(e) => {
+                    // EMFILE, ENOBUFS, ...: the server keeps running; clients wait in
+                    // the kernel's queue meanwhile.
+                    let now = threadlib::time::now();
+                    if last_report.is_none_or(|t| now - t >= ACCEPT_REPORT_EVERY) {
+                        eprintln!("webserver: accept: {e}");
+                        last_report = Some(now);
+                    }
+                    threadlib::sleep(ACCEPT_BACKOFF).await?;
+                }
+            }
+        };
+        // Responses are written whole; Nagle would only delay them.
+        let _ = stream.set_nodelay(true);
+        let (ctx, files) = (ctx.clone(), files.clone());
+        conns.try_spawn(async move {
+            let _permit = permit;
+            let mut io = NetTransport::new(stream, ctx.clone());
+            let end = serve_connection(&mut io, &*files, &ctx, Some(peer)).await;
+            if matches!(end, ConnectionEnd::Closed | ConnectionEnd::HeaderTimeout) {
+                io.linger().await;
+            }
+            Ok(())
+        })?;
+    }
+}

@@ -1,0 +1,149 @@
+//! [`Transport`] over any threadlib network [`Stream`]: deadlines become
+//! [`with_timeout`], the clock is the core's clock, and files go out through
+//! [`Stream::send_file`] (`sendfile(2)` on kernel sockets).
+
+use std::any::Any;
+use std::io;
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use threadlib::fs::File;
+use threadlib::net::Stream;
+use threadlib::{time, with_timeout, Error};
+use webserver::{SendError, ServerContext, Transport, TransportError};
+
+/// How often an idle read looks at the shutdown flag: an idle keep-alive connection is
+/// closed at most this long after a graceful shutdown began.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(250);
+
+/// Largest piece handed to [`Stream::send_file`] at once, so that the send timeout
+/// bounds the time of each piece rather than of the whole file.
+const SEND_FILE_CHUNK: u64 = 256 * 1024;
+
+/// Lingering close: after the server decides to close, it stops sending and discards
+/// what the client still sends for at most this long (and [`LINGER_BYTES`]), so that
+/// unread request bytes do not make the kernel reset the connection and destroy the
+/// response before the client read it.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// One accepted connection as seen by [`webserver::serve_connection`].
+pub struct NetTransport<S> {
+    stream: S,
+    ctx: Rc<ServerContext>,
+    /// No byte has arrived since the last response was written (or since the
+    /// connection opened): a read now waits for a new request, and may be abandoned
+    /// when a graceful shutdown begins.
+    idle: bool,
+}
+
+impl<S: Stream> NetTransport<S> {
+    /// Wraps an accepted stream served under `ctx`.
+    pub fn new(stream: S, ctx: Rc<ServerContext>) -> Self {
+        NetTransport {
+            stream,
+            ctx,
+            idle: true,
+        }
+    }
+
+    /// Closes the sending side, then discards the client's remaining bytes until it
+    /// closes too, [`LINGER_TIME`] passes or [`LINGER_BYTES`] were read.
+    pub async fn linger(&mut self) {
+        if self.stream.shutdown(Shutdown::Write).await.is_err() {
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        let stream = &mut self.stream;
+        let _ = with_timeout(LINGER_TIME, async move {
+            let mut left = LINGER_BYTES;
+            while left > 0 {
+                match stream.read(&mut buf).await? {
+                    0 => break,
+                    n => left = left.saturating_sub(n),
+                }
+            }
+            Ok(())
+        })
+        .await;
+    }
+}
+
+fn transport_error(e: Error) -> TransportError {
+    match e {
+        Error::TimedOut => TransportError::TimedOut,
+        e => TransportError::Io(io::Error::from(e)),
+    }
+}
+
+impl<S: Stream> Transport for NetTransport<S> {
+    async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError> {
+        loop {
+            let left = deadline.saturating_duration_since(time::now());
+            if left.is_zero() {
+                return Err(TransportError::TimedOut);
+            }
+            if !self.idle {
+                return with_timeout(left, self.stream.read(buf))
+                    .await
+                    .map_err(transport_error);
+            }
+            if self.ctx.is_shutting_down() {
+                // Between requests while the server stops: end like a peer close.
+                return Ok(0);
+            }
+            let slice = left.min(SHUTDOWN_POLL);
+            match with_timeout(slice, self.stream.read(buf)).await {
+                Ok(n) => {
+                    self.idle = n == 0;
+                    return Ok(n);
+                }
+                Err(Error::TimedOut) if slice < left => {}
+                Err(e) => return Err(transport_error(e)),
+            }
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8], deadline: Instant) -> Result<(), TransportError> {
+        let left = deadline.saturating_duration_since(time::now());
+        if left.is_zero() {
+            return Err(TransportError::TimedOut);
+        }
+        with_timeout(left, self.stream.write_all(buf))
+            .await
+            .map_err(transport_error)?;
+        self.idle = true;
+        Ok(())
+    }
+
+    fn now(&self) -> Instant {
+        time::now()
+    }
+
+    async fn send_file(
+        &mut self,
+        file: &dyn Any,
+        offset: u64,
+        len: u64,
+        write_timeout: Duration,
+    ) -> Option<Result<(), SendError>> {
+        let file = file.downcast_ref::<File>()?;
+        let mut sent = 0;
+        while sent < len {
+            let chunk = (len - sent).min(SEND_FILE_CHUNK);
+            match with_timeout(
+                write_timeout,
+                self.stream.send_file(file, offset + sent, chunk),
+            )
+            .await
+            {
+                Ok(0) => return Some(Err(SendError::ShortFile)),
+                Ok(n) => sent += n,
+                Err(e) => return Some(Err(SendError::Write(transport_error(e)))),
+            }
+        }
+        self.idle = true;
+        Some(Ok(()))
+    }
+}
