@@ -147,7 +147,7 @@ impl TaskTable {
     }
 
     fn push(&mut self, t: Task) {
-        if self.len % CHUNK == 0 {
+        if self.len.is_multiple_of(CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         self.chunks.last_mut().expect("a chunk exists").push(t);
