@@ -19,6 +19,19 @@
 //! After any input or request, drain `poll_transmit` and `poll_event`, then wait for
 //! the next packet or `poll_timeout`, whichever comes first.
 //!
+//! Handles ([`ConnId`], [`ListenerId`]) carry a generation, so a stale handle is
+//! rejected with [`Error::InvalidConnection`] / [`Error::InvalidListener`] rather than
+//! reaching a newer connection in the same slot. Every connection handle ends with
+//! [`Stack::close`] or [`Stack::abort`], also after it was reported closed, reset or
+//! failed.
+//!
+//! Memory is bounded by configuration: each connection owns at most
+//! [`TcpConfig::send_buffer`] plus [`TcpConfig::recv_buffer`] bytes (allocated on first
+//! use; out-of-order data is reassembled inside the receive buffer), the table holds at
+//! most [`StackConfig::max_connections`], half-open connections per listener at most
+//! [`StackConfig::max_half_open`] (SYN cookies beyond), and queued control packets at
+//! most [`StackConfig::max_control_queue`].
+//!
 //! Wire formats are parsed and emitted with smoltcp's `wire` module; the state machine
 //! (RFC 9293 with RFC 7323, 2018, 6675, 6298, 5681, 6582, 9438, 5961, 6528) is this
 //! crate's. Every malformed or unwanted packet is dropped and counted in [`Counters`].
