@@ -61,6 +61,11 @@ impl Tcb {
         if self.keepalive_at.is_some_and(|t| t <= now) {
             self.keepalive_at = None;
             if let Some(ka) = self.keepalive {
+                if self.snd_una != self.snd_max {
+                    // Data in flight: the retransmission timer watches the peer.
+                    self.keepalive_at = Some(now + ka.idle);
+                    return;
+                }
                 if self.keepalive_sent >= ka.probes {
                     ctx.counters.keepalive_timeouts += 1;
                     self.fail(ConnError::KeepAliveTimedOut);
