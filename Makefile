@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help build test lint fmt
+.PHONY: help build test lint fmt fuzz-build
 help:
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
@@ -16,8 +16,12 @@ lint: ## rustfmt check and clippy with warnings denied
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-test: lint ## Lint, then run every test
+test: lint fuzz-build ## Lint, build the fuzz targets, then run every test
 	$(CARGO) test --workspace
+
+FUZZ_CRATES := $(wildcard */fuzz/Cargo.toml)
+fuzz-build: ## Build every cargo-fuzz target (plain cargo; run them with cargo fuzz)
+	@for m in $(FUZZ_CRATES); do echo "building $$m"; $(CARGO) build -q --manifest-path $$m || exit 1; done
 
 # Area-specific targets (setup, benches, ...) live in mk/*.mk.
 -include mk/*.mk
