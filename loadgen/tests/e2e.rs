@@ -1,0 +1,658 @@
+//! The `loadgen` binary end to end, against test servers on free loopback ports: a
+//! correct keep-alive server (counts, bytes, `--json`, `-n`, `--pipeline`,
+//! `--no-keepalive`, `-H`, `--method`, `-R`) and misbehaving ones (error statuses,
+//! early closes, garbage, stalls, refused connections), each counted under the right
+//! kind, with loadgen exiting on time.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Body of the correct server's responses.
+const BODY: &[u8] = &[b'x'; 100];
+
+/// Slack allowed on top of a run's expected length before "exits on time" fails (the
+/// process start and report included; generous for loaded CI machines).
+const SLACK: Duration = Duration::from_secs(3);
+
+/// How a test server answers each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    /// 200 with a 100-byte body, keep-alive unless the request says close.
+    Correct,
+    /// 500 with a short body.
+    Status500,
+    /// A head promising 100 bytes, 10 of them, then close.
+    CloseMidResponse,
+    /// Bytes that are not HTTP.
+    Garbage,
+    /// Reads requests and never answers.
+    Stall,
+}
+
+/// What a test server saw.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    /// Requests read.
+    requests: u64,
+    /// Complete responses written.
+    responses: u64,
+    /// Response bytes written (complete responses only).
+    response_bytes: u64,
+    /// Connections accepted.
+    connections: u64,
+    /// Most requests found in one read (pipelining shows as > 1).
+    max_batch: usize,
+    /// The first request heads, verbatim.
+    heads: Vec<String>,
+}
+
+/// A test server on a free loopback port; stops accepting when dropped.
+struct Server {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(behaviour: Behaviour) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let acceptor = std::thread::spawn({
+            let (seen, stop) = (seen.clone(), stop.clone());
+            move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    seen.lock().unwrap().connections += 1;
+                    let seen = seen.clone();
+                    std::thread::spawn(move || serve(stream, behaviour, &seen));
+                }
+            }
+        });
+        Server {
+            addr,
+            seen,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn seen(&self) -> Seen {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Serves one connection until the client closes it (or the behaviour closes it).
+fn serve(mut stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Seen>) {
+    // A safety net: no test connection lives this long.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut batch = 0;
+        while let Some(at) = find(&buf, b"\r\n\r\n") {
+            let head: Vec<u8> = buf.drain(..at + 4).collect();
+            let head = String::from_utf8_lossy(&head).into_owned();
+            batch += 1;
+            {
+                let mut s = seen.lock().unwrap();
+                s.requests += 1;
+                s.max_batch = s.max_batch.max(batch);
+                if s.heads.len() < 16 {
+                    s.heads.push(head.clone());
+                }
+            }
+            if !respond(&mut stream, behaviour, &head, seen) {
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+    }
+}
+
+/// Answers one request; `false` when the connection is to be closed.
+fn respond(stream: &mut TcpStream, behaviour: Behaviour, head: &str, seen: &Mutex<Seen>) -> bool {
+    let close = head.to_ascii_lowercase().contains("\r\nconnection: close");
+    let head_only = head.starts_with("HEAD ");
+    let response = match behaviour {
+        Behaviour::Correct => {
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{}\r\n",
+                BODY.len(),
+                if close { "Connection: close\r\n" } else { "" }
+            )
+            .into_bytes();
+            if !head_only {
+                r.extend_from_slice(BODY);
+            }
+            r
+        }
+        Behaviour::Status500 => {
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops".to_vec()
+        }
+        Behaviour::CloseMidResponse => {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+            return false;
+        }
+        Behaviour::Garbage => b"this is not HTTP at all\r\n\r\n".to_vec(),
+        Behaviour::Stall => return true,
+    };
+    if stream.write_all(&response).is_err() {
+        return false;
+    }
+    let mut s = seen.lock().unwrap();
+    s.responses += 1;
+    s.response_bytes += response.len() as u64;
+    !close
+}
+
+/// A finished loadgen run.
+struct Run {
+    output: Output,
+    wall: Duration,
+    json: Option<Value>,
+}
+
+impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    fn json(&self) -> &Value {
+        self.json.as_ref().expect("run with --json")
+    }
+
+    fn requests(&self) -> u64 {
+        self.json()["requests"].as_u64().unwrap()
+    }
+
+    fn bytes(&self) -> u64 {
+        self.json()["bytes"].as_u64().unwrap()
+    }
+
+    fn error(&self, kind: &str) -> u64 {
+        self.json()["errors"][kind].as_u64().unwrap()
+    }
+
+    fn assert_success(&self) {
+        assert!(
+            self.output.status.success(),
+            "loadgen failed: {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        );
+    }
+}
+
+/// A JSON path unique to this test process and `name`.
+fn json_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("loadgen-e2e-{}-{name}.json", std::process::id()))
+}
+
+/// Runs loadgen with `args`, plus `--json` to a fresh file when `name` is given.
+fn loadgen(args: &[&str], name: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    cmd.args(args);
+    let path = name.map(json_path);
+    if let Some(path) = &path {
+        let _ = std::fs::remove_file(path);
+        cmd.arg("--json").arg(path);
+    }
+    let started = Instant::now();
+    let output = cmd.output().expect("run loadgen");
+    let wall = started.elapsed();
+    let json = path.map(|path| {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "no JSON report ({e}); stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        let _ = std::fs::remove_file(&path);
+        serde_json::from_str(&text).expect("valid JSON report")
+    });
+    Run { output, wall, json }
+}
+
+fn assert_no_errors(run: &Run) {
+    for kind in ["connect", "read", "write", "timeout", "status", "malformed"] {
+        assert_eq!(run.error(kind), 0, "{kind} errors:\n{}", run.stdout());
+    }
+}
+
+#[test]
+fn request_count_is_exact_and_matches_the_server() {
+    let server = Server::start(Behaviour::Correct);
+    let run = loadgen(
+        &["-c", "4", "-t", "2", "-n", "500", &server.url("/a")],
+        Some("exact"),
+    );
+    run.assert_success();
+    let seen = server.seen();
+    assert_eq!(run.requests(), 500);
+    assert_eq!(seen.requests, 500);
+    assert_eq!(seen.responses, 500);
+    assert_eq!(run.bytes(), seen.response_bytes);
+    assert_eq!(seen.connections, 4, "keep-alive: one connection each");
+    assert_no_errors(&run);
+    let stdout = run.stdout();
+    assert!(stdout.contains("Running 500 requests @ "), "{stdout}");
+    assert!(stdout.contains("2 threads and 4 connections"), "{stdout}");
+    assert!(stdout.contains("500 requests in "), "{stdout}");
+    assert!(stdout.contains("Requests/sec:"), "{stdout}");
+    assert!(
+        seen.heads[0].starts_with("GET /a HTTP/1.1\r\n"),
+        "{:?}",
+        seen.heads[0]
+    );
+}
+
+#[test]
+fn json_report_is_complete_and_consistent() {
+    let server = Server::start(Behaviour::Correct);
+    let run = loadgen(
+        &["-c", "3", "-t", "1", "-d", "1s", &server.url("/")],
+        Some("json"),
+    );
+    run.assert_success();
+    let j = run.json();
+    let requests = run.requests();
+    assert!(requests > 0);
+    let duration = j["duration_s"].as_f64().unwrap();
+    assert!(
+        (0.9..1.0 + SLACK.as_secs_f64()).contains(&duration),
+        "{duration}"
+    );
+    let rps = j["requests_per_sec"].as_f64().unwrap();
+    assert!((rps - requests as f64 / duration).abs() < 1e-6 * rps.max(1.0));
+    let bps = j["bytes_per_sec"].as_f64().unwrap();
+    assert!((bps - run.bytes() as f64 / duration).abs() < 1e-6 * bps.max(1.0));
+    let response_len = run.bytes() / requests;
+    assert_eq!(run.bytes(), requests * response_len, "equal responses");
+    let latency = &j["latency_us"];
+    let mut previous = 0;
+    for key in ["p50", "p75", "p90", "p99", "p999", "p9999", "max"] {
+        let value = latency[key].as_u64().unwrap_or_else(|| panic!("{key}"));
+        assert!(value >= previous, "{key} = {value} < {previous}");
+        previous = value;
+    }
+    assert!(latency["max"].as_u64().unwrap() > 0);
+    assert_no_errors(&run);
+    assert_eq!(j["connections"], 3);
+    assert_eq!(j["threads"], 1);
+    assert_eq!(j["urls"][0], server.url("/"));
+    // The server may have answered requests still in flight when the run ended.
+    let seen = server.seen();
+    assert!(
+        seen.responses >= requests,
+        "{} < {requests}",
+        seen.responses
+    );
+    assert!(
+        seen.responses <= requests + 3,
+        "{} > {requests} + 3",
+        seen.responses
+    );
+    assert_eq!(seen.connections, 3);
+}
+
+#[test]
+fn duration_runs_end_on_time() {
+    let server = Server::start(Behaviour::Correct);
+    let run = loadgen(&["-c", "8", "-t", "2", "-d", "1s", &server.url("/")], None);
+    run.assert_success();
+    assert!(run.wall >= Duration::from_secs(1), "{:?}", run.wall);
+    assert!(run.wall < Duration::from_secs(1) + SLACK, "{:?}", run.wall);
+    assert!(run.stdout().contains("Running 1.00s test @ "));
+}
+
+#[test]
+fn pipelined_requests_arrive_together() {
+    let server = Server::start(Behaviour::Correct);
+    let run = loadgen(
+        &[
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-n",
+            "400",
+            "--pipeline",
+            "8",
+            &server.url("/p"),
+        ],
+        Some("pipeline"),
+    );
+    run.assert_success();
+    let seen = server.seen();
+    assert_eq!(run.requests(), 400);
+    assert_eq!(seen.requests, 400);
+    assert_eq!(run.bytes(), seen.response_bytes);
+    assert!(seen.max_batch > 1, "no read held more than one request");
+    assert_eq!(run.json()["pipeline"], 8);
+    assert_no_errors(&run);
+}
+
+#[test]
+fn no_keepalive_opens_a_connection_per_request() {
+    let server = Server::start(Behaviour::Correct);
+    let run = loadgen(
+        &[
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-n",
+            "40",
+            "--no-keepalive",
+            &server.url("/"),
+        ],
+        Some("close"),
+    );
+    run.assert_success();
+    let seen = server.seen();
+    assert_eq!(run.requests(), 40);
+    assert_eq!(seen.requests, 40);
+    assert_eq!(seen.connections, 40);
+    assert_eq!(run.bytes(), seen.response_bytes);
+    assert!(seen
+        .heads
+        .iter()
+        .all(|h| h.contains("\r\nConnection: close\r\n")));
+    assert_no_errors(&run);
+}
+
+#[test]
+fn headers_and_method_reach_the_server() {
+    let server = Server::start(Behaviour::Correct);
+    let run = loadgen(
+        &[
+            "-c",
+            "1",
+            "-n",
+            "5",
+            "--method",
+            "HEAD",
+            "-H",
+            "X-Load-Test: yes",
+            "-H",
+            "Accept: text/plain",
+            &server.url("/h?q=1"),
+        ],
+        Some("headers"),
+    );
+    run.assert_success();
+    let seen = server.seen();
+    assert_eq!(run.requests(), 5);
+    assert_eq!(seen.requests, 5);
+    assert_eq!(
+        run.bytes(),
+        seen.response_bytes,
+        "HEAD responses have no body"
+    );
+    for head in &seen.heads {
+        assert!(head.starts_with("HEAD /h?q=1 HTTP/1.1\r\n"), "{head:?}");
+        assert!(head.contains("\r\nX-Load-Test: yes\r\n"), "{head:?}");
+        assert!(head.contains("\r\nAccept: text/plain\r\n"), "{head:?}");
+        assert!(
+            head.contains(&format!("\r\nHost: {}\r\n", server.addr)),
+            "{head:?}"
+        );
+    }
+    assert_no_errors(&run);
+}
+
+#[test]
+fn several_urls_are_requested_in_rotation() {
+    let server = Server::start(Behaviour::Correct);
+    let run = loadgen(
+        &[
+            "-c",
+            "1",
+            "-n",
+            "4",
+            &server.url("/one"),
+            &server.url("/two"),
+        ],
+        Some("rotation"),
+    );
+    run.assert_success();
+    let paths: Vec<String> = server
+        .seen()
+        .heads
+        .iter()
+        .map(|h| h.split(' ').nth(1).unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(paths, ["/one", "/two", "/one", "/two"]);
+}
+
+#[test]
+fn constant_rate_is_approximately_honoured() {
+    let server = Server::start(Behaviour::Correct);
+    let run = loadgen(
+        &[
+            "-c",
+            "4",
+            "-t",
+            "2",
+            "-d",
+            "2s",
+            "-R",
+            "200",
+            &server.url("/"),
+        ],
+        Some("rate"),
+    );
+    run.assert_success();
+    let requests = run.requests();
+    // 400 are due in 2 s; never more, and on any sane machine most of them.
+    assert!(
+        (200..=404).contains(&requests),
+        "{requests} requests at 200/s for 2s"
+    );
+    assert_eq!(run.json()["rate"], 200.0);
+    assert_no_errors(&run);
+}
+
+#[test]
+fn error_statuses_are_status_errors() {
+    let server = Server::start(Behaviour::Status500);
+    let run = loadgen(&["-c", "2", "-n", "50", &server.url("/")], Some("500"));
+    run.assert_success();
+    assert_eq!(
+        run.requests(),
+        50,
+        "error responses still count as requests"
+    );
+    assert_eq!(run.error("status"), 50);
+    for kind in ["connect", "read", "write", "timeout", "malformed"] {
+        assert_eq!(run.error(kind), 0, "{kind}");
+    }
+    assert!(run.stdout().contains("Non-2xx or 3xx responses: 50"));
+}
+
+#[test]
+fn early_closes_are_read_errors() {
+    let server = Server::start(Behaviour::CloseMidResponse);
+    let run = loadgen(&["-c", "2", "-n", "20", &server.url("/")], Some("early"));
+    run.assert_success();
+    assert_eq!(run.requests(), 0);
+    assert_eq!(run.error("read") + run.error("malformed"), 20);
+    assert!(run.error("read") > 0, "a truncated body is a read error");
+    assert_eq!(run.error("timeout"), 0);
+    assert!(run.wall < SLACK, "{:?}", run.wall);
+}
+
+#[test]
+fn garbage_is_malformed() {
+    let server = Server::start(Behaviour::Garbage);
+    let run = loadgen(&["-c", "2", "-n", "20", &server.url("/")], Some("garbage"));
+    run.assert_success();
+    assert_eq!(run.requests(), 0);
+    assert_eq!(run.error("malformed"), 20);
+    assert!(run.stdout().contains("Malformed responses: 20"));
+}
+
+#[test]
+fn stalls_time_out_and_the_run_ends_on_time() {
+    let server = Server::start(Behaviour::Stall);
+    let run = loadgen(
+        &[
+            "-c",
+            "4",
+            "-t",
+            "2",
+            "-d",
+            "1s",
+            "--timeout",
+            "300ms",
+            &server.url("/"),
+        ],
+        Some("stall"),
+    );
+    run.assert_success();
+    assert_eq!(run.requests(), 0);
+    // Each connection times out about every 300 ms: 3 rounds of 4 in 1 s.
+    assert!(run.error("timeout") >= 4, "{}", run.error("timeout"));
+    assert_eq!(
+        run.error("read") + run.error("connect") + run.error("malformed"),
+        0
+    );
+    assert!(run.wall < Duration::from_secs(1) + SLACK, "{:?}", run.wall);
+    assert!(run.stdout().contains("timeout"));
+}
+
+#[test]
+fn stalls_end_a_request_count_run_too() {
+    let server = Server::start(Behaviour::Stall);
+    let run = loadgen(
+        &["-c", "2", "-n", "4", "--timeout", "200ms", &server.url("/")],
+        Some("stall-n"),
+    );
+    run.assert_success();
+    assert_eq!(run.requests(), 0);
+    assert_eq!(run.error("timeout"), 4);
+    assert!(run.wall < SLACK, "{:?}", run.wall);
+    assert_eq!(server.seen().requests, 4);
+}
+
+/// A loopback port with nothing listening.
+fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[test]
+fn refused_connections_are_connect_errors() {
+    let addr = closed_port();
+    let url = format!("http://{addr}/");
+    let run = loadgen(&["-c", "2", "-d", "500ms", &url], Some("refused"));
+    run.assert_success();
+    assert_eq!(run.requests(), 0);
+    assert!(run.error("connect") > 0);
+    assert!(
+        run.wall < Duration::from_millis(500) + SLACK,
+        "{:?}",
+        run.wall
+    );
+    assert!(run.stdout().contains("Socket errors: connect "));
+
+    let run = loadgen(&["-c", "2", "-n", "6", &url], Some("refused-n"));
+    run.assert_success();
+    assert_eq!(
+        run.error("connect"),
+        6,
+        "-n counts failed connection attempts"
+    );
+}
+
+#[test]
+fn bad_command_lines_exit_2_with_usage() {
+    for args in [
+        &["-c", "0", "http://127.0.0.1:1/"][..],
+        &["-d", "1s", "-n", "5", "http://127.0.0.1:1/"],
+        &["--bogus", "http://127.0.0.1:1/"],
+        &["https://127.0.0.1:1/"],
+        &[],
+    ] {
+        let run = loadgen(args, None);
+        assert_eq!(run.output.status.code(), Some(2), "{args:?}");
+        let stderr = run.stderr();
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains("--help"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let run = loadgen(&["--net", "user", "http://127.0.0.1:1/"], None);
+    assert_eq!(run.output.status.code(), Some(2));
+    assert!(run
+        .stderr()
+        .contains("user-space TCP backend not yet wired"));
+    let run = loadgen(&["--help"], None);
+    assert!(run.output.status.success());
+    assert!(run.stdout().contains("--pipeline"));
+}
+
+#[test]
+fn an_unwritable_json_path_is_reported() {
+    let server = Server::start(Behaviour::Correct);
+    let run = loadgen(
+        &[
+            "-c",
+            "1",
+            "-n",
+            "1",
+            "--json",
+            "/nonexistent-dir/r.json",
+            &server.url("/"),
+        ],
+        None,
+    );
+    assert_eq!(run.output.status.code(), Some(1));
+    assert!(
+        run.stderr().contains("writing /nonexistent-dir/r.json"),
+        "{}",
+        run.stderr()
+    );
+}
