@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::request::RequestTemplate;
 use crate::response::ResponseParser;
 use crate::schedule::RateSchedule;
-use crate::stats::{ErrorKind, Stats};
+use crate::stats::{ErrorKind, Recorder};
 use crate::transport::{Network, Transport, TransportError};
 
 /// Size of each connection's read buffer (and so the largest response head).
@@ -75,10 +75,10 @@ struct InFlight {
     head: bool,
 }
 
-struct Runner<'a, N> {
+struct Runner<'a, N, R> {
     net: &'a N,
     plan: ConnectionPlan,
-    stats: &'a mut Stats,
+    stats: &'a mut R,
     progress: Option<&'a AtomicU64>,
     attempts: u64,
     buf: Vec<u8>,
@@ -89,10 +89,10 @@ struct Runner<'a, N> {
 /// Runs one connection slot until the plan's end or request budget: connects,
 /// reconnects, sends and validates, recording into `stats`. `progress`, if given, is
 /// increased by the number of responses after each read (for a live display).
-pub async fn run_connection<N: Network>(
+pub async fn run_connection<N: Network, R: Recorder>(
     net: &N,
     plan: ConnectionPlan,
-    stats: &mut Stats,
+    stats: &mut R,
     progress: Option<&AtomicU64>,
 ) {
     if plan.requests.is_empty() {
@@ -112,7 +112,7 @@ pub async fn run_connection<N: Network>(
     runner.run().await;
 }
 
-impl<N: Network> Runner<'_, N> {
+impl<N: Network, R: Recorder> Runner<'_, N, R> {
     fn budget_left(&self) -> bool {
         self.plan.max_requests.is_none_or(|max| self.attempts < max)
     }

@@ -107,8 +107,9 @@ where
     })
 }
 
-/// Runs the connections of `core` as threads of one scope; returns their merged
-/// statistics and when the last one stopped.
+/// Runs the connections of `core` as threads of one scope, all recording into one
+/// [`Stats`] (one histogram per core, not per connection); returns it and when the
+/// last connection stopped.
 async fn run_core<N: ThreadNetwork>(
     net: N,
     plan: Plan,
@@ -127,10 +128,8 @@ async fn run_core<N: ThreadNetwork>(
                 let connection = plan.connection(index, addr, start);
                 let (net, total, shared) = (net.clone(), total.clone(), shared.clone());
                 scope.try_spawn(async move {
-                    let mut stats = Stats::new();
                     let counter = live.then_some(&shared.responses[core].0);
-                    run_connection(&*net, connection, &mut stats, counter).await;
-                    total.borrow_mut().merge(&stats);
+                    run_connection(&*net, connection, &mut &*total, counter).await;
                     Ok(())
                 })?;
             }
@@ -141,6 +140,6 @@ async fn run_core<N: ThreadNetwork>(
     shared.cores_done.fetch_add(1, Ordering::Release);
     result?;
     let finished = threadlib::time::now();
-    let stats = total.replace(Stats::new());
+    let stats = total.take();
     Ok((stats, finished))
 }

@@ -85,5 +85,5 @@ pub mod url;
 
 pub use cli::{Config, NetBackend, Plan};
 pub use connection::{run_connection, ConnectionPlan};
-pub use stats::{ErrorCounts, ErrorKind, Stats};
+pub use stats::{ErrorCounts, ErrorKind, Recorder, Stats};
 pub use transport::{Network, Transport, TransportError};

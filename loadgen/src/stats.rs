@@ -1,5 +1,6 @@
 //! Per-thread statistics: latency histogram, counts and errors, mergeable.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -133,6 +134,37 @@ impl Stats {
     }
 }
 
+/// Where a connection records what it measures: [`Stats`] of its own, or statistics
+/// shared by the connections of one core through a `RefCell` (borrowed only for each
+/// record, so a histogram per core suffices however many connections it runs).
+pub trait Recorder {
+    /// Records a complete response.
+    fn record_response(&mut self, latency: Duration, status: u16, bytes: u64);
+
+    /// Records an error.
+    fn record_error(&mut self, kind: ErrorKind);
+}
+
+impl Recorder for Stats {
+    fn record_response(&mut self, latency: Duration, status: u16, bytes: u64) {
+        Stats::record_response(self, latency, status, bytes);
+    }
+
+    fn record_error(&mut self, kind: ErrorKind) {
+        Stats::record_error(self, kind);
+    }
+}
+
+impl Recorder for &RefCell<Stats> {
+    fn record_response(&mut self, latency: Duration, status: u16, bytes: u64) {
+        self.borrow_mut().record_response(latency, status, bytes);
+    }
+
+    fn record_error(&mut self, kind: ErrorKind) {
+        self.borrow_mut().record_error(kind);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +199,17 @@ mod tests {
             }
         );
         assert_eq!(a.errors.socket(), 3);
+    }
+
+    #[test]
+    fn shared_recorders_record_into_one_stats() {
+        let shared = RefCell::new(Stats::new());
+        let (mut first, mut second) = (&shared, &shared);
+        Recorder::record_response(&mut first, Duration::from_micros(5), 200, 7);
+        Recorder::record_error(&mut second, ErrorKind::Write);
+        Recorder::record_response(&mut second, Duration::from_micros(9), 502, 3);
+        let s = shared.into_inner();
+        assert_eq!((s.requests, s.bytes, s.latency.len()), (2, 10, 2));
+        assert_eq!((s.errors.write, s.errors.status), (1, 1));
     }
 }
