@@ -1,0 +1,25 @@
+# Web server: run it, demo it with loadgen, benchmark it against nginx (see webserver/).
+# Extra webserver flags go in WEB_ARGS, e.g. make run WEB_ARGS="--cores 1 --access-log".
+# bench-web settings come from the environment: BENCH_WEB_RUNS (3), BENCH_WEB_SECS (5),
+# BENCH_WEB_C10K_SECS (30).
+
+WEB_ARGS ?=
+DEMO_PORT ?= 18080
+
+.PHONY: run demo bench-web
+
+run: ## Start the web server on the sample site (www/) at http://127.0.0.1:8080/
+	$(CARGO) run --release -p webserver -- $(WEB_ARGS)
+
+demo: ## Start the web server, drive it with loadgen for 5 s, print the report, stop it
+	$(CARGO) build --release -p webserver -p loadgen
+	@set -e; \
+	target/release/webserver --listen 127.0.0.1:$(DEMO_PORT) $(WEB_ARGS) & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null' EXIT; \
+	for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$(DEMO_PORT)) 2>/dev/null && break; sleep 0.1; done; \
+	target/release/loadgen -c 64 -d 5s http://127.0.0.1:$(DEMO_PORT)/ http://127.0.0.1:$(DEMO_PORT)/files/1k.txt; \
+	kill -TERM $$pid; wait $$pid; trap - EXIT
+
+bench-web: ## webserver vs nginx (wrk), loadgen vs wrk, c10k memory -> target/bench/web.json
+	$(CARGO) build --release -p webserver -p loadgen
+	python3 webserver/bench/bench_web.py
