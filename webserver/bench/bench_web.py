@@ -131,7 +131,7 @@ def wrk(port, path, threads, pin):
         cmd = ["taskset", "-c", "1"] + cmd
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = to_us(re.search(r"99%\s+(\S+)", out).group(1))
+    p99 = to_us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": rps, "p99_us": p99, "errors": int(errors.group(1)) if errors else 0}
 
@@ -173,7 +173,8 @@ def med(xs, key):
 
 def main():
     ensure_tools()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     records = []
 
     for bench, cores, pin in (("web_1k_1core", 1, True), ("web_1k_allcores", NCPU, False)):
