@@ -129,6 +129,9 @@ struct Task {
     next: u32,
 }
 
+/// `abandon_call` argument for join handles: the pending `Park`, whatever its number.
+pub(crate) const ANY_PARK: u32 = 0;
+
 /// log2 of the number of task slots per chunk.
 const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
@@ -505,13 +508,16 @@ impl Core {
     /// `now_or_never`). If its call was not dispatched yet, withdraw it; if it was
     /// dispatched and completed (the thread runs again because of it), discard the
     /// unread completion so the thread's next call does not receive it.
+    ///
+    /// `seq` is the call's sequence number, or [`ANY_PARK`] for "the `Park` call in the
+    /// slot, if that is what it holds" (join handles, which keep no sequence number).
     pub(crate) fn abandon_call(&self, seq: u32) {
         let Some(tid) = self.current.get() else {
             return;
         };
         let mut slot = self.syscall.borrow_mut();
-        if let Some((_, s)) = &*slot {
-            if *s == seq {
+        if let Some((call, s)) = &*slot {
+            if *s == seq || (seq == ANY_PARK && matches!(call, Syscall::Park)) {
                 let (call, _) = slot.take().expect("checked above");
                 drop(slot);
                 if let Syscall::Fork(child) = call {
@@ -1228,6 +1234,6 @@ mod size_tests {
         assert!(std::mem::size_of::<super::Task>() <= 80);
         assert!(std::mem::size_of::<super::Completion>() <= 16);
         assert!(std::mem::size_of::<crate::syscall::Syscall>() <= 24);
-        assert!(std::mem::size_of::<crate::thread::JoinHandle<u32>>() <= 32);
+        assert!(std::mem::size_of::<crate::thread::JoinHandle<u32>>() <= 24);
     }
 }

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use crate::core::{with_core, Completion, Core, ThreadId};
+use crate::core::{with_core, Completion, Core, ThreadId, ANY_PARK};
 use crate::error::{Error, Result};
 use crate::scope::ScopeInner;
 use crate::syscall::{Call, SimpleCall, SimpleKind, Syscall};
@@ -120,17 +120,19 @@ impl<F, T, const SCOPED: bool> JoinSlot<T> for ThreadCell<F, T, SCOPED> {
 /// Awaits a thread's result. Dropping the handle detaches the thread.
 pub struct JoinHandle<T> {
     slot: Rc<dyn JoinSlot<T>>,
-    /// The packed thread id.
+    /// The packed thread id; the top bit is set while the joiner is suspended in a
+    /// `Park` call waiting for the thread (kept in one word: handles are stored by the
+    /// million).
     bits: u64,
-    /// Sequence number of the joiner's outstanding `Park` call (0: none).
-    parked: u32,
 }
+
+const PARKED: u64 = 1 << 63;
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        if self.parked != 0 {
+        if self.bits & PARKED != 0 {
             if let Some(core) = Core::current() {
-                core.abandon_call(self.parked);
+                core.abandon_call(ANY_PARK);
             }
         }
     }
@@ -139,7 +141,7 @@ impl<T> Drop for JoinHandle<T> {
 impl<T> JoinHandle<T> {
     /// The thread's id.
     pub fn id(&self) -> ThreadId {
-        ThreadId::unpack(self.bits)
+        ThreadId::unpack(self.bits & !PARKED)
     }
 }
 
@@ -152,11 +154,11 @@ impl<T> Future for JoinHandle<T> {
         let Some(core) = Core::current() else {
             return Poll::Ready(Err(Error::NoRuntime));
         };
-        if self.parked != 0 {
+        if self.bits & PARKED != 0 {
             match core.take_completion() {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(r) => {
-                    self.parked = 0;
+                    self.bits &= !PARKED;
                     r?;
                 }
             }
@@ -170,7 +172,7 @@ impl<T> Future for JoinHandle<T> {
         self.slot.set_joiner(me);
         match core.leave_call(Syscall::Park) {
             Poll::Pending => {
-                self.parked = core.last_call_seq();
+                self.bits |= PARKED;
                 Poll::Pending
             }
             Poll::Ready(r) => Poll::Ready(Err(r.err().unwrap_or(Error::Cancelled))),
@@ -230,7 +232,6 @@ where
     JoinHandle {
         slot,
         bits: id.pack(),
-        parked: 0,
     }
 }
 
