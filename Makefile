@@ -23,5 +23,8 @@ FUZZ_CRATES := $(wildcard */fuzz/Cargo.toml)
 fuzz-build: ## Build every cargo-fuzz target (plain cargo; run them with cargo fuzz)
 	@for m in $(FUZZ_CRATES); do echo "building $$m"; $(CARGO) build -q --manifest-path $$m || exit 1; done
 
+.PHONY: bench
+bench: bench-threads bench-web ## Every benchmark that needs no root (bench-tcp needs root: run it too as root)
+
 # Area-specific targets (setup, benches, ...) live in mk/*.mk.
 -include mk/*.mk
