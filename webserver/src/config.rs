@@ -194,31 +194,7 @@ pub fn default_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("www"))
 }
 
-/// Parses a duration: a number followed by `ms`, `s`, `m` or `h` (`500ms`, `10s`,
-/// `2m`); a bare number is seconds. Fractions are allowed (`1.5s`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 10s, 500ms, 2m"))?;
-    let scale = match unit {
-        "ms" => 1e-3,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit {unit:?} in {text:?}: use ms, s, m or h"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(value * scale)
-        .map_err(|e| format!("invalid duration {text:?}: {e}"))
-}
+pub use threadlib::time::parse_duration;
 
 #[cfg(test)]
 mod tests {
