@@ -235,7 +235,8 @@ pub(crate) struct Core {
     tick: Cell<u32>,
     pool_pending: Cell<usize>,
     next_job: Cell<u64>,
-    completions: RefCell<Vec<(ThreadId, Completion)>>,
+    /// Reused buffer for io_uring completions reaped in one pass.
+    uring_done: RefCell<Vec<(ThreadId, iolib::uring::Completion)>>,
     shutting_down: Cell<bool>,
 }
 
@@ -287,7 +288,7 @@ impl Core {
             tick: Cell::new(0),
             pool_pending: Cell::new(0),
             next_job: Cell::new(0),
-            completions: RefCell::new(Vec::new()),
+            uring_done: RefCell::new(Vec::new()),
             shutting_down: Cell::new(false),
         })
     }
@@ -599,23 +600,23 @@ impl Core {
     }
 
     fn exit_thread(&self, tid: ThreadId, exit: Exit) {
-        let (runnable, scope, prev, next) = {
+        let (runnable, scope, next) = {
             let mut tasks = self.tasks.borrow_mut();
             let t = &mut tasks[tid.index as usize];
             t.state = State::Free;
             t.gen = t.gen.wrapping_add(1) & 0x7fff_ffff;
             t.completion = Completion::Empty;
             let ctx = t.ctx.take();
-            let r = (t.runnable.take(), t.scope.take(), t.prev, t.next);
-            if r.2 != NONE {
-                tasks[r.2 as usize].next = r.3;
+            let (runnable, scope, prev, next) = (t.runnable.take(), t.scope.take(), t.prev, t.next);
+            if prev != NONE {
+                tasks[prev as usize].next = next;
             }
-            if r.3 != NONE {
-                tasks[r.3 as usize].prev = r.2;
+            if next != NONE {
+                tasks[next as usize].prev = prev;
             }
             drop(tasks);
             drop(ctx);
-            r
+            (runnable, scope, next)
         };
         self.free.borrow_mut().push(tid.index);
         self.live.set(self.live.get() - 1);
@@ -624,7 +625,6 @@ impl Core {
             if scope.head.get() == tid.index {
                 scope.head.set(next);
             }
-            let _ = prev;
             if let Exit::Failed(e) = exit {
                 scope.record_error(e);
                 self.cancel_scope(&scope);
@@ -920,9 +920,12 @@ impl Core {
 
     /// Whether anything could still make a thread ready without outside help.
     fn has_pending_work(&self) -> bool {
-        !self.ready.borrow().is_empty()
-            || !self.timers.borrow().is_empty()
-            || self.fds.as_ref().is_some_and(|f| f.borrow().waiters() > 0)
+        !self.ready.borrow().is_empty() || !self.timers.borrow().is_empty() || self.io_pending()
+    }
+
+    /// Whether a thread waits on an event source other than the clock.
+    fn io_pending(&self) -> bool {
+        self.fds.as_ref().is_some_and(|f| f.borrow().waiters() > 0)
             || self
                 .uring
                 .as_ref()
@@ -966,13 +969,7 @@ impl Core {
             if self.clock.is_mock() {
                 // Mock time never passes by itself: look for real events without
                 // blocking, then jump the clock to the next timer if nothing else is due.
-                let other_work = self.fds.as_ref().is_some_and(|f| f.borrow().waiters() > 0)
-                    || self
-                        .uring
-                        .as_ref()
-                        .is_some_and(|u| u.borrow().inflight() > 0)
-                    || self.pool_pending.get() > 0
-                    || self.custom_pending.get() > 0;
+                let other_work = self.io_pending();
                 self.poll_events(Some(Duration::ZERO))?;
                 if self.ready.borrow().is_empty() {
                     match timeout {
@@ -1063,30 +1060,23 @@ impl Core {
 
     fn reap_uring(&self) {
         let Some(u) = &self.uring else { return };
-        let mut out = self.completions.borrow_mut();
-        u.borrow_mut().reap(&mut out);
-        let done: Vec<_> = out.drain(..).collect();
-        drop(out);
-        for (tid, c) in done {
-            let id = match &c {
-                Completion::Boxed(b) => b.downcast_ref::<iolib::uring::Completion>().map(|c| c.id),
-                _ => None,
+        let mut done = std::mem::take(&mut *self.uring_done.borrow_mut());
+        u.borrow_mut().reap(&mut done);
+        for (tid, c) in done.drain(..) {
+            let id = c.id;
+            let wait = match self.task_state(tid) {
+                Some(State::Blocked(w @ Wait::UringCancelling(x))) if x == id => w,
+                Some(State::Blocked(w @ Wait::Uring(x))) if x == id => w,
+                _ => continue,
             };
-            let Some(id) = id else { continue };
-            let cancelled = matches!(&c, Completion::Boxed(b)
-                if b.downcast_ref::<iolib::uring::Completion>().is_some_and(|c| c.is_cancelled()));
-            let state = self.task_state(tid);
-            match state {
-                Some(State::Blocked(Wait::UringCancelling(x))) if x == id => {
-                    let c = if cancelled { Completion::Cancelled } else { c };
-                    self.complete(tid, Some(Wait::UringCancelling(id)), c);
-                }
-                Some(State::Blocked(Wait::Uring(x))) if x == id => {
-                    self.complete(tid, Some(Wait::Uring(id)), c);
-                }
-                _ => {}
-            }
+            let c = if matches!(wait, Wait::UringCancelling(_)) && c.is_cancelled() {
+                Completion::Cancelled
+            } else {
+                Completion::Boxed(Box::new(Box::new(c)))
+            };
+            self.complete(tid, Some(wait), c);
         }
+        *self.uring_done.borrow_mut() = done;
     }
 
     fn drain_remote(&self) {
@@ -1160,13 +1150,9 @@ impl Core {
             let r = {
                 let mut tasks = self.tasks.borrow_mut();
                 let t = &mut tasks[i];
-                if matches!(
-                    t.state,
-                    State::Blocked(Wait::Uring(_)) | State::Blocked(Wait::UringCancelling(_))
-                ) {
-                    // The ring keeps the op's buffers until the kernel is done (or leaks
-                    // them on drop); the future itself holds none of them.
-                }
+                // A thread still in an io_uring op is dropped too: the ring keeps the
+                // op's buffers until the kernel is done (or leaks them on drop), and the
+                // future itself holds none of them.
                 t.state = State::Free;
                 t.gen = t.gen.wrapping_add(1) & 0x7fff_ffff;
                 t.scope = None;

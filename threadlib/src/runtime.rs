@@ -220,7 +220,7 @@ impl Runtime {
             let out: Rc<RefCell<Option<Result<F::Output>>>> = Rc::new(RefCell::new(None));
             let run = core.run(|_| {
                 if out.borrow().is_none() {
-                    if let Some(r) = handle_try_take(&handle) {
+                    if let Some(r) = handle.try_take() {
                         *out.borrow_mut() = Some(r);
                     }
                 }
@@ -264,10 +264,6 @@ impl Runtime {
             None => result,
         }
     }
-}
-
-fn handle_try_take<T>(h: &JoinHandle<T>) -> Option<Result<T>> {
-    h.try_take()
 }
 
 /// Number of cores of the running runtime (1 outside a runtime).

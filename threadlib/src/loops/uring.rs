@@ -46,11 +46,9 @@ impl UringLoop {
         Ok(())
     }
 
-    pub(crate) fn reap(&mut self, out: &mut Vec<(ThreadId, Completion)>) {
-        self.ring.complete(|c| {
-            let tid = ThreadId::unpack(c.token);
-            out.push((tid, Completion::Boxed(Box::new(Box::new(c)))));
-        });
+    pub(crate) fn reap(&mut self, out: &mut Vec<(ThreadId, UringCompletion)>) {
+        self.ring
+            .complete(|c| out.push((ThreadId::unpack(c.token), c)));
     }
 }
 
