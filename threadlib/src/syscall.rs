@@ -72,28 +72,33 @@ impl std::fmt::Debug for Syscall {
 
 /// The future that performs one system call: the first poll hands the call to the
 /// scheduler and suspends; the poll after completion returns the result.
+/// The sequence number of a call handed to the scheduler whose result the future has
+/// not consumed yet (0: none). Dropping it withdraws the call or discards its unread
+/// completion (see `Core::abandon_call`), so a call future dropped early (by `select!`
+/// or `now_or_never`) leaves no trace.
+struct Outstanding(u32);
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        if self.0 != 0 {
+            if let Some(core) = Core::current() {
+                core.abandon_call(self.0);
+            }
+        }
+    }
+}
+
 #[must_use = "a system call does nothing unless awaited"]
 pub(crate) struct Call {
     call: Option<Syscall>,
-    /// Sequence number of the left call while it is outstanding (0: none).
-    pending: u32,
+    pending: Outstanding,
 }
 
 impl Call {
     pub(crate) fn new(call: Syscall) -> Self {
         Call {
             call: Some(call),
-            pending: 0,
-        }
-    }
-}
-
-impl Drop for Call {
-    fn drop(&mut self) {
-        if self.pending != 0 {
-            if let Some(core) = Core::current() {
-                core.abandon_call(self.pending);
-            }
+            pending: Outstanding(0),
         }
     }
 }
@@ -111,14 +116,14 @@ impl Future for Call {
             Some(call) => {
                 let r = core.leave_call(call);
                 if r.is_pending() {
-                    self.pending = core.last_call_seq();
+                    self.pending.0 = core.last_call_seq();
                 }
                 return r;
             }
             None => core.take_completion(),
         };
         if r.is_ready() {
-            self.pending = 0;
+            self.pending.0 = 0;
         }
         r
     }
@@ -140,8 +145,7 @@ pub(crate) enum SimpleKind {
 #[must_use = "a system call does nothing unless awaited"]
 pub(crate) struct SimpleCall {
     arg: u64,
-    /// Sequence number of the left call while it is outstanding (0: none).
-    pending: u32,
+    pending: Outstanding,
     kind: SimpleKind,
     started: bool,
 }
@@ -150,19 +154,9 @@ impl SimpleCall {
     pub(crate) fn new(kind: SimpleKind, arg: u64) -> Self {
         SimpleCall {
             arg,
-            pending: 0,
+            pending: Outstanding(0),
             kind,
             started: false,
-        }
-    }
-}
-
-impl Drop for SimpleCall {
-    fn drop(&mut self) {
-        if self.pending != 0 {
-            if let Some(core) = Core::current() {
-                core.abandon_call(self.pending);
-            }
         }
     }
 }
@@ -186,12 +180,12 @@ impl Future for SimpleCall {
             };
             let r = core.leave_call(call);
             if r.is_pending() {
-                self.pending = core.last_call_seq();
+                self.pending.0 = core.last_call_seq();
             }
             return r.map(|r| r.map(|_| ()));
         };
         if r.is_ready() {
-            self.pending = 0;
+            self.pending.0 = 0;
         }
         r.map(|r| r.map(|_| ()))
     }
