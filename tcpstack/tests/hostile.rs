@@ -692,3 +692,57 @@ fn segments_meaning_nothing_to_a_listener_are_dropped_and_counted() {
     assert_dropped(&mut h, &p, "rst_received");
     assert_eq!(h.stack.connection_count(), 0);
 }
+
+/// A peer that shuts its window on data already in flight (a receiver under memory
+/// pressure may shrink its window, RFC 9293 section 3.8.6) and keeps answering: each
+/// retransmission timeout resends the segment at SND.UNA whatever the window, which is
+/// also the window probe, and the connection outlives the retry limit for as long as
+/// the peer answers. Once the peer goes silent, the retry limit aborts it.
+#[test]
+fn a_window_shut_on_data_in_flight_is_probed_not_timed_out() {
+    let mut h = Harness::with(|c| c.tcp.max_retries = 3);
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[7u8; 1000]).unwrap();
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!((r[0].seq, r[0].payload_len), (h.snd_nxt(), 1000));
+    let shut = Seg {
+        window: 0,
+        ..Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt())
+    };
+    h.send(&shut);
+    assert!(h.replies().is_empty());
+    let timeout = |h: &mut Harness| {
+        h.now = h
+            .stack
+            .poll_timeout()
+            .expect("the retransmission timer runs");
+        h.stack.handle_timeout(h.now);
+        h.replies()
+    };
+    for i in 0..10 {
+        let r = timeout(&mut h);
+        assert_eq!(r.len(), 1, "probe {i}: {r:?}");
+        assert_eq!(
+            (r[0].seq, r[0].payload_len),
+            (h.snd_nxt(), 1000),
+            "probe {i}"
+        );
+        h.send(&shut);
+        assert_eq!(h.state(), TcpState::Established, "probe {i}");
+    }
+    assert_eq!(h.stack.conn_info(c).unwrap().retries, 0);
+    assert!(h.counters().window_probes >= 10);
+    // Silence: the probe answered last, then `max_retries` unanswered ones, then the
+    // limit.
+    for i in 0..4 {
+        assert_eq!(timeout(&mut h).len(), 1, "retransmission {i}");
+    }
+    timeout(&mut h);
+    let events: Vec<Event> = std::iter::from_fn(|| h.stack.poll_event()).collect();
+    assert!(
+        events.contains(&Event::Error(c, ConnError::TimedOut { retries: 3 })),
+        "{events:?}"
+    );
+}

@@ -285,8 +285,15 @@ impl Tcb {
 
     fn update_window_from(&mut self, seg: &Segment<'_>) {
         let wnd = window::decode(seg.window, self.snd_shift);
-        // RFC 9293 section 3.10.7.4: update only from newer segments.
-        if self.snd_wl1.lt(seg.seq) || (self.snd_wl1 == seg.seq && self.snd_wl2.le(seg.ack)) {
+        // RFC 9293 section 3.10.7.4: update only from newer segments. A segment that
+        // advances SND.UNA is newer too, whatever its SEQ: a retransmission from the
+        // peer can carry an older SEQ than the last pure ACK, and skipping its window
+        // would slide the stale SND.WND rightwards with SND.UNA, past the peer's real
+        // right edge (as Linux's `tcp_may_update_window` also reasons).
+        if seg.ack.gt(self.snd_una)
+            || self.snd_wl1.lt(seg.seq)
+            || (self.snd_wl1 == seg.seq && self.snd_wl2.le(seg.ack))
+        {
             self.update_window(wnd, seg.seq, seg.ack);
         }
     }
@@ -300,6 +307,7 @@ impl Tcb {
 
     /// The ACK processing of the fifth step, for an acceptable ACK.
     fn process_ack(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
+        self.peer_answered = true;
         let old_wnd = self.snd_wnd;
         let in_flight = self.snd_max - self.snd_una;
         let mut newly_sacked = 0;

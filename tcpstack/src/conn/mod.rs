@@ -151,6 +151,9 @@ pub(crate) struct Tcb {
     last_send: Instant,
     /// Consecutive timeouts without progress.
     retries: u32,
+    /// An acceptable ACK arrived since the last retransmission timeout: with a zero
+    /// window that timeout was a window probe the peer answered, not a failure.
+    peer_answered: bool,
     delack_at: Option<Instant>,
     /// Full-sized segments received since the last ACK sent.
     unacked_segments: u32,
@@ -259,6 +262,7 @@ impl Tcb {
             rto_at: None,
             last_send: now,
             retries: 0,
+            peer_answered: false,
             delack_at: None,
             unacked_segments: 0,
             persist_at: None,

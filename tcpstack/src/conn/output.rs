@@ -361,6 +361,9 @@ impl Tcb {
                     self.sampler.on_send(end, now);
                 }
                 self.snd_max = end;
+                // Data in flight brings ACKs, and the retransmission timer probes a
+                // window shut on it: the persist timer runs only with nothing in flight.
+                self.persist_at = None;
             }
             // Retransmissions from NextSeg or at SND.UNA leave SND.NXT alone.
             if out.seq == self.snd_nxt {

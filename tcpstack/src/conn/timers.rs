@@ -85,7 +85,15 @@ impl Tcb {
             return;
         }
         ctx.counters.rto_expirations += 1;
-        self.retries += 1;
+        let answered = core::mem::take(&mut self.peer_answered);
+        if self.snd_wnd == 0 && answered && self.state.is_synchronized() {
+            // The peer closed its window on data already sent and still answers: this
+            // retransmission is a window probe, and a live peer is never timed out
+            // for keeping its window shut (RFC 9293 section 3.8.6.1).
+            ctx.counters.window_probes += 1;
+        } else {
+            self.retries += 1;
+        }
         let limit = if self.state.is_synchronized() {
             self.params.max_retries
         } else {
@@ -112,8 +120,10 @@ impl Tcb {
                 // The receiver may have reneged (RFC 2018 section 8): go back to SND.UNA.
                 self.scoreboard.clear();
                 self.dup_acks = 0;
-                self.rtx_pending = false;
                 self.snd_nxt = self.snd_una;
+                // The segment at SND.UNA goes out whatever the window: when the peer
+                // shut its window on data in flight it is also the window probe.
+                self.rtx_pending = true;
             }
         }
         // Re-armed by the retransmission itself; keep a deadline in case it cannot go.
