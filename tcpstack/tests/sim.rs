@@ -124,19 +124,18 @@ fn run_seeds(default_count: u64, simultaneous: bool) {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     std::thread::scope(|s| {
         for _ in 0..workers {
-            s.spawn(|| loop {
-                let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed) as usize) else {
-                    break;
-                };
-                match run_seed(seed, false, simultaneous) {
-                    Ok(o) => {
-                        let mut t = totals.lock().unwrap();
-                        t.bytes += o.bytes;
-                        t.packets += o.packets;
-                        t.retransmits += o.retransmits;
-                        t.virtual_time += o.virtual_time;
+            s.spawn(|| {
+                while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
+                    match run_seed(seed, false, simultaneous) {
+                        Ok(o) => {
+                            let mut t = totals.lock().unwrap();
+                            t.bytes += o.bytes;
+                            t.packets += o.packets;
+                            t.retransmits += o.retransmits;
+                            t.virtual_time += o.virtual_time;
+                        }
+                        Err(e) => failures.lock().unwrap().push((seed, e)),
                     }
-                    Err(e) => failures.lock().unwrap().push((seed, e)),
                 }
             });
         }
