@@ -158,6 +158,7 @@ fn passive_exchange(label: &str, impairment: Option<Impairment>, len: u64) {
         workload::exchange(connect_kernel(PORT)?, 2, len)
     });
     assert_exchanged(&app, kernel, len, &mut rig);
+    println!("{label}: {}", rig.report());
 }
 
 /// The stack connects to a kernel listener; both send `len` bytes at once.
@@ -196,6 +197,7 @@ fn active_exchange(label: &str, impairment: Option<Impairment>, len: u64) {
         app.events
     );
     assert_exchanged(&app, kernel, len, &mut rig);
+    println!("{label}: {}", rig.report());
 }
 
 #[test]

@@ -15,7 +15,7 @@
 use crate::buffer::RingBuffer;
 
 /// Default number of out-of-order ranges an [`Assembler`] holds.
-pub const DEFAULT_MAX_RANGES: usize = 8;
+pub const DEFAULT_MAX_RANGES: usize = 32;
 
 /// A half-open byte range `[start, end)` of offsets relative to `RCV.NXT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

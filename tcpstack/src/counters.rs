@@ -175,6 +175,18 @@ counters! {
     rto_expirations,
     /// Fast retransmits (entries into loss recovery).
     fast_retransmits,
+    /// Retransmissions found lost during recovery (later data was SACKed) and sent again.
+    lost_retransmits,
+    /// RFC 6675 rescue retransmissions (the highest un-SACKed segment, once per episode).
+    rescue_retransmits,
+    /// Tail loss probes sent (RFC 8985 section 7).
+    tail_loss_probes,
+    /// Tail loss probes that repaired a loss (followed by a congestion response).
+    tail_loss_probe_recoveries,
+    /// Fast retransmits entered early, with fewer than four segments in flight (RFC 5827).
+    early_retransmits,
+    /// New segments sent on the first two duplicate ACKs (RFC 3042 limited transmit).
+    limited_transmits,
     /// Duplicate ACKs received.
     dup_acks,
     /// SACK blocks received.

@@ -455,8 +455,28 @@ pub enum RecoveryAck {
     Exited,
 }
 
+/// Retransmissions of one episode remembered for lost-retransmission detection.
+pub const MAX_RETRANSMIT_RECORDS: usize = 16;
+
+/// One retransmission: the range `[start, end)`, sent when `HighData` was `high_data`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RetransmitRecord {
+    start: SeqNum,
+    end: SeqNum,
+    high_data: SeqNum,
+}
+
 /// Loss-recovery episode state (RFC 6675 section 5 / RFC 6582): `RecoveryPoint` and
-/// `HighRxt`.
+/// `HighRxt`, plus lost-retransmission detection.
+///
+/// RFC 6675 retransmits each hole once per episode (`HighRxt` only moves up), so a lost
+/// retransmission costs a retransmission timeout. As Linux's `tcp_mark_lost_retrans`
+/// did before RACK, the episode remembers the `HighData` at each retransmission: once
+/// the peer SACKs more than `(DupThresh - 1) * SMSS` bytes of data sent *after* that
+/// retransmission while its range is still un-SACKed, it was lost too, and it is
+/// queued to be sent again. Memory is bounded: at most [`MAX_RETRANSMIT_RECORDS`]
+/// retransmissions are watched (the oldest is forgotten, and then only the timeout
+/// recovers it).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Recovery {
     active: bool,
@@ -468,6 +488,12 @@ pub struct Recovery {
     last_una: SeqNum,
     /// RFC 6675 `RescueRxt`: set once the episode's rescue retransmission was sent.
     rescue_rxt: Option<SeqNum>,
+    /// Watched retransmissions, oldest first; `records[..nrecords]` is meaningful.
+    records: [RetransmitRecord; MAX_RETRANSMIT_RECORDS],
+    nrecords: usize,
+    /// Ranges whose retransmission was found lost, to send again (oldest first).
+    relost: [(SeqNum, SeqNum); MAX_RETRANSMIT_RECORDS],
+    nrelost: usize,
 }
 
 impl Recovery {
@@ -480,6 +506,14 @@ impl Recovery {
             high_rxt: SeqNum(0),
             last_una: SeqNum(0),
             rescue_rxt: None,
+            records: [RetransmitRecord {
+                start: SeqNum(0),
+                end: SeqNum(0),
+                high_data: SeqNum(0),
+            }; MAX_RETRANSMIT_RECORDS],
+            nrecords: 0,
+            relost: [(SeqNum(0), SeqNum(0)); MAX_RETRANSMIT_RECORDS],
+            nrelost: 0,
         }
     }
 
@@ -516,11 +550,103 @@ impl Recovery {
         self.high_rxt = snd_una;
         self.last_una = snd_una;
         self.rescue_rxt = None;
+        self.nrecords = 0;
+        self.nrelost = 0;
     }
 
-    /// Record a retransmission ending at `end` (exclusive).
-    pub fn on_retransmit(&mut self, end: SeqNum) {
+    /// Record a retransmission of `[start, end)` sent while `HighData` was `high_data`.
+    pub fn on_retransmit(&mut self, start: SeqNum, end: SeqNum, high_data: SeqNum) {
         self.high_rxt = self.high_rxt.max(end);
+        // What was just sent again is no longer waiting to be.
+        let mut kept = 0;
+        for i in 0..self.nrelost {
+            let (mut a, b) = self.relost[i];
+            if start.le(a) && a.lt(end) {
+                a = end;
+            }
+            if b.gt(a) {
+                self.relost[kept] = (a, b);
+                kept += 1;
+            }
+        }
+        self.nrelost = kept;
+        if self.nrecords == MAX_RETRANSMIT_RECORDS {
+            self.records.copy_within(1.., 0);
+            self.nrecords -= 1;
+        }
+        self.records[self.nrecords] = RetransmitRecord {
+            start,
+            end,
+            high_data,
+        };
+        self.nrecords += 1;
+    }
+
+    /// Lost-retransmission detection after `scoreboard` took an ACK (see the type's
+    /// documentation); returns how many retransmissions were found lost.
+    pub fn detect_lost_retransmits(
+        &mut self,
+        scoreboard: &Scoreboard,
+        snd_una: SeqNum,
+        smss: u32,
+    ) -> u32 {
+        if !self.active {
+            return 0;
+        }
+        let threshold = (DUP_THRESH - 1).saturating_mul(smss);
+        let mut found = 0;
+        let mut i = 0;
+        while i < self.nrecords {
+            let r = self.records[i];
+            let acked = r.end.le(snd_una);
+            let delivered = acked || {
+                let from = r.start.max(snd_una);
+                scoreboard.sacked_in(from, r.end) == r.end - from
+            };
+            let lost = !delivered
+                && scoreboard.high_sacked().is_some_and(|h| {
+                    h.gt(r.high_data) && scoreboard.sacked_in(r.high_data, h) > threshold
+                });
+            if delivered || lost {
+                if lost && self.nrelost < MAX_RETRANSMIT_RECORDS {
+                    self.relost[self.nrelost] = (r.start.max(snd_una), r.end);
+                    self.nrelost += 1;
+                    found += 1;
+                }
+                self.records.copy_within(i + 1..self.nrecords, i);
+                self.nrecords -= 1;
+            } else {
+                i += 1;
+            }
+        }
+        found
+    }
+
+    /// The oldest range whose retransmission was lost and is still un-SACKed, to send
+    /// again now, as `(seq, len)` with `len <= smss`. Ranges acknowledged or SACKed
+    /// meanwhile are dropped.
+    pub fn next_relost(
+        &mut self,
+        scoreboard: &Scoreboard,
+        snd_una: SeqNum,
+        smss: u32,
+    ) -> Option<(SeqNum, u32)> {
+        while self.nrelost > 0 {
+            let (a, b) = self.relost[0];
+            let start = a.max(snd_una);
+            if b.gt(start) {
+                if let Some((h0, h1)) = scoreboard.hole_from(start).filter(|h| h.0.lt(b)) {
+                    return Some((h0, (h1.min(b) - h0).min(smss)));
+                }
+                if scoreboard.high_sacked().is_none_or(|h| h.le(start)) {
+                    // Nothing SACKed above: the whole range is an un-SACKed tail.
+                    return Some((start, (b - start).min(smss)));
+                }
+            }
+            self.relost.copy_within(1..self.nrelost, 0);
+            self.nrelost -= 1;
+        }
+        None
     }
 
     /// Process the cumulative ACK `snd_una`.
@@ -592,6 +718,8 @@ impl Recovery {
     /// `HighData`, which becomes the new `RecoveryPoint` (RFC 6582 section 4).
     pub fn on_timeout(&mut self, snd_nxt: SeqNum) {
         self.active = false;
+        self.nrecords = 0;
+        self.nrelost = 0;
         self.recovery_point = Some(snd_nxt);
         self.last_point = snd_nxt;
     }
@@ -818,7 +946,7 @@ mod tests {
         rec.enter(s(0), s(10_000));
         assert!(rec.is_active() && !rec.may_enter(s(0)));
         assert_eq!(rec.high_rxt(), s(0));
-        rec.on_retransmit(s(1000));
+        rec.on_retransmit(s(0), s(1000), s(10_000));
         assert_eq!(rec.high_rxt(), s(1000));
         assert_eq!(rec.on_ack(s(0)), RecoveryAck::Partial { advanced: false });
         assert_eq!(rec.on_ack(s(2000)), RecoveryAck::Partial { advanced: true });
@@ -829,5 +957,48 @@ mod tests {
         rec.enter(s(10_000), s(20_000));
         rec.on_timeout(s(25_000));
         assert!(!rec.is_active() && !rec.may_enter(s(20_000)) && rec.may_enter(s(25_000)));
+    }
+
+    #[test]
+    fn a_lost_retransmission_is_found_and_sent_again() {
+        let smss = 1000;
+        let mut sb = Scoreboard::new();
+        let mut rec = Recovery::new();
+        // 0..10_000 in flight, 0..1000 lost, the rest SACKed: recovery.
+        sb.update(s(0), s(10_000), &[blk(1000, 10_000)]);
+        rec.enter(s(0), s(10_000));
+        rec.on_retransmit(s(0), s(1000), s(10_000));
+        // New data 10_000..12_000 goes out and is SACKed: not yet beyond the
+        // reordering allowance of (DupThresh - 1) * SMSS.
+        sb.update(s(0), s(12_000), &[blk(1000, 12_000)]);
+        assert_eq!(rec.detect_lost_retransmits(&sb, s(0), smss), 0);
+        assert_eq!(rec.next_relost(&sb, s(0), smss), None);
+        // A third segment sent after the retransmission is SACKed: it was lost.
+        sb.update(s(0), s(13_000), &[blk(1000, 13_000)]);
+        assert_eq!(rec.detect_lost_retransmits(&sb, s(0), smss), 1);
+        assert_eq!(rec.next_relost(&sb, s(0), smss), Some((s(0), 1000)));
+        // Sending it again clears it, and watches the new copy.
+        rec.on_retransmit(s(0), s(1000), s(13_000));
+        assert_eq!(rec.next_relost(&sb, s(0), smss), None);
+        sb.update(s(0), s(14_000), &[blk(1000, 14_000)]);
+        assert_eq!(rec.detect_lost_retransmits(&sb, s(0), smss), 0);
+        // The cumulative ACK covers it: forgotten.
+        sb.advance(s(14_000));
+        assert_eq!(rec.detect_lost_retransmits(&sb, s(14_000), smss), 0);
+        assert_eq!(rec.nrecords, 0);
+    }
+
+    #[test]
+    fn a_delivered_retransmission_is_not_lost() {
+        let smss = 1000;
+        let mut sb = Scoreboard::new();
+        let mut rec = Recovery::new();
+        sb.update(s(0), s(10_000), &[blk(2000, 10_000)]);
+        rec.enter(s(0), s(10_000));
+        rec.on_retransmit(s(1000), s(2000), s(10_000));
+        // The retransmission of 1000..2000 is SACKed, later data too.
+        sb.update(s(0), s(20_000), &[blk(1000, 20_000)]);
+        assert_eq!(rec.detect_lost_retransmits(&sb, s(0), smss), 0);
+        assert_eq!(rec.next_relost(&sb, s(0), smss), None);
     }
 }

@@ -308,7 +308,9 @@ impl Tcb {
     /// The ACK processing of the fifth step, for an acceptable ACK.
     fn process_ack(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
         self.peer_answered = true;
+        self.resolve_tlp(now, seg, ctx);
         let old_wnd = self.snd_wnd;
+        let old_una = self.snd_una;
         let in_flight = self.snd_max - self.snd_una;
         let mut newly_sacked = 0;
         if self.sack_enabled && seg.opts.sack_count > 0 {
@@ -328,6 +330,11 @@ impl Tcb {
                 &blocks[..usize::from(seg.opts.sack_count)],
             );
             newly_sacked = upd.newly_sacked;
+            ctx.counters.lost_retransmits += u64::from(self.recovery.detect_lost_retransmits(
+                &self.scoreboard,
+                una,
+                self.smss,
+            ));
         }
         if seg.ack.gt(self.snd_una) {
             self.update_window_from(seg);
@@ -372,8 +379,13 @@ impl Tcb {
                     if !self.sack_enabled {
                         self.cc.on_dup_ack_in_recovery();
                     }
-                } else if self.loss_detected() && self.recovery.may_enter(self.snd_una) {
-                    self.enter_recovery(now, ctx);
+                } else if self.recovery.may_enter(self.snd_una) {
+                    if self.loss_detected() {
+                        self.enter_recovery(now, ctx);
+                    } else if self.early_loss_detected() {
+                        ctx.counters.early_retransmits += 1;
+                        self.enter_recovery(now, ctx);
+                    }
                 }
             }
         }
@@ -383,6 +395,35 @@ impl Tcb {
             self.persist_backoff = 0;
         }
         self.arm_persist_if_needed(now);
+        if seg.ack.gt(old_una) || self.recovery.is_active() {
+            self.arm_tlp(now);
+        }
+    }
+
+    /// Ends a tail loss probe episode (RFC 8985 section 7.4, as Linux's
+    /// `tcp_process_tlp_ack`): a pure duplicate ACK at or past the probe means both
+    /// copies arrived (no loss); an ACK beyond the probe of a retransmitted segment
+    /// means the probe repaired a loss, which gets the congestion response fast
+    /// recovery would have given it.
+    fn resolve_tlp(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
+        let Some(high) = self.tlp_high else {
+            return;
+        };
+        if seg.ack.lt(high) {
+            return;
+        }
+        let pure_dup =
+            seg.ack == self.snd_una && seg.payload.is_empty() && seg.opts.sack_count == 0;
+        if !self.tlp_rtx || pure_dup {
+            self.tlp_high = None;
+        } else if seg.ack.gt(high) {
+            self.tlp_high = None;
+            if !self.recovery.is_active() {
+                ctx.counters.tail_loss_probe_recoveries += 1;
+                let in_flight = self.snd_max - self.snd_una;
+                self.cc.on_congestion_event(now, in_flight);
+            }
+        }
     }
 
     /// RFC 6675 section 5: DupThresh duplicates, or `IsLost(SND.UNA)`.
@@ -391,8 +432,24 @@ impl Tcb {
             || (self.sack_enabled && self.scoreboard.is_lost(self.snd_una, self.smss))
     }
 
+    /// RFC 5827 early retransmit: with fewer than four segments outstanding and no new
+    /// data that may be sent, `oseg - 1` duplicate ACKs are enough, since DupThresh of
+    /// them can never arrive.
+    fn early_loss_detected(&self) -> bool {
+        let oseg = (self.snd_max - self.snd_una).div_ceil(self.smss.max(1));
+        if !(2..4).contains(&oseg) {
+            return false;
+        }
+        let wnd_room = self.snd_wnd.saturating_sub(self.snd_max - self.snd_una);
+        let can_send_new = self.unsent_bytes() > 0 && wnd_room > 0;
+        !can_send_new && self.dup_acks >= oseg - 1
+    }
+
     fn enter_recovery(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         ctx.counters.fast_retransmits += 1;
+        // Recovery's own congestion response covers whatever a probe found.
+        self.tlp_at = None;
+        self.tlp_high = None;
         let in_flight = self.snd_max - self.snd_una;
         self.cc.on_congestion_event(now, in_flight);
         self.recovery.enter(self.snd_una, self.snd_max);

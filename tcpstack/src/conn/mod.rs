@@ -159,6 +159,13 @@ pub(crate) struct Tcb {
     unacked_segments: u32,
     persist_at: Option<Instant>,
     persist_backoff: u32,
+    /// Tail loss probe timeout (RFC 8985 section 7): earlier than the RTO, it sends one
+    /// segment whose ACK (with SACK) lets fast recovery repair a tail loss.
+    tlp_at: Option<Instant>,
+    /// `SND.MAX` when the outstanding probe was sent; one probe per episode.
+    tlp_high: Option<SeqNum>,
+    /// The outstanding probe was a retransmission (not new data).
+    tlp_rtx: bool,
     keepalive_at: Option<Instant>,
     keepalive_sent: u32,
     /// TIME-WAIT expiry, or the orphaned FIN-WAIT-2 limit.
@@ -171,6 +178,8 @@ pub(crate) struct Tcb {
     syn_pending: bool,
     /// Send a zero-window probe.
     probe_pending: bool,
+    /// Send a tail loss probe.
+    tlp_pending: bool,
     /// Send a keep-alive probe.
     keepalive_pending: bool,
 
@@ -267,12 +276,16 @@ impl Tcb {
             unacked_segments: 0,
             persist_at: None,
             persist_backoff: 0,
+            tlp_at: None,
+            tlp_high: None,
+            tlp_rtx: false,
             keepalive_at: None,
             keepalive_sent: 0,
             close_at: None,
             ack_now: false,
             syn_pending: false,
             probe_pending: false,
+            tlp_pending: false,
             keepalive_pending: false,
             bytes_acked: 0,
             bytes_received: 0,
@@ -430,11 +443,13 @@ impl Tcb {
             self.rto_at = None;
             self.delack_at = None;
             self.persist_at = None;
+            self.tlp_at = None;
             self.keepalive_at = None;
             self.close_at = None;
             self.ack_now = false;
             self.syn_pending = false;
             self.probe_pending = false;
+            self.tlp_pending = false;
             self.keepalive_pending = false;
             self.rtx_pending = false;
         }

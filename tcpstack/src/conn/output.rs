@@ -16,6 +16,8 @@ struct Out {
     len: u32,
     syn: bool,
     fin: bool,
+    /// The RFC 6675 rescue retransmission, which leaves `HighRxt` alone.
+    rescue: bool,
 }
 
 impl Tcb {
@@ -28,6 +30,7 @@ impl Tcb {
             || self.syn_pending
             || self.rtx_pending
             || self.probe_pending
+            || self.tlp_pending
             || self.keepalive_pending
             || (self.state.is_synchronized() && self.has_unsent())
     }
@@ -55,12 +58,12 @@ impl Tcb {
         ttl: u8,
         ctx: &mut Ctx<'_>,
     ) -> Option<usize> {
-        let out = self.next_segment(now)?;
+        let out = self.next_segment(now, ctx)?;
         self.emit(now, buf, ttl, out, ctx)
     }
 
     /// Decides what to send next, if anything.
-    fn next_segment(&mut self, now: Instant) -> Option<Out> {
+    fn next_segment(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Option<Out> {
         match self.state {
             TcpState::Closed => return None,
             TcpState::SynSent => {
@@ -69,6 +72,7 @@ impl Tcb {
                     len: 0,
                     syn: true,
                     fin: false,
+                    rescue: false,
                 })
             }
             TcpState::SynReceived => {
@@ -77,6 +81,7 @@ impl Tcb {
                     len: 0,
                     syn: true,
                     fin: false,
+                    rescue: false,
                 })
             }
             TcpState::TimeWait => return self.ack_now.then(|| self.pure_ack()),
@@ -92,12 +97,20 @@ impl Tcb {
             if let Some(o) = self.recovery_segment() {
                 return Some(o);
             }
-        } else if let Some(o) = self.new_segment(now, false) {
+        } else if let Some(o) = self.new_segment(now, false, ctx) {
             return Some(o);
+        }
+        if self.tlp_pending {
+            self.tlp_pending = false;
+            if let Some(o) = self.tail_loss_probe() {
+                // The retransmission timeout now counts from the probe.
+                self.rto_at = Some(now + self.rtt.rto());
+                return Some(o);
+            }
         }
         if self.probe_pending {
             self.probe_pending = false;
-            if let Some(o) = self.new_segment(now, true) {
+            if let Some(o) = self.new_segment(now, true, ctx) {
                 return Some(o);
             }
             return Some(self.probe());
@@ -109,6 +122,33 @@ impl Tcb {
         self.ack_now.then(|| self.pure_ack())
     }
 
+    /// RFC 8985 section 7.3: new data if the peer's window allows (cwnd does not
+    /// apply), else the last segment sent again. Records the probe episode.
+    fn tail_loss_probe(&mut self) -> Option<Out> {
+        if self.snd_una == self.snd_max || self.snd_nxt != self.snd_max {
+            return None;
+        }
+        let unsent = self.unsent_bytes();
+        let wnd_room = self.snd_wnd.saturating_sub(self.snd_nxt - self.snd_una);
+        let out = if unsent > 0 && wnd_room > 0 {
+            let len = unsent.min(wnd_room).min(self.smss);
+            self.tlp_rtx = false;
+            Out {
+                seq: self.snd_nxt,
+                len,
+                syn: false,
+                fin: self.fin_queued && len == unsent,
+                rescue: false,
+            }
+        } else {
+            let back = (self.snd_max - self.snd_una).min(self.smss);
+            self.tlp_rtx = true;
+            self.segment_at(self.snd_max - back, self.smss)?
+        };
+        self.tlp_high = Some(self.snd_max);
+        Some(out)
+    }
+
     /// A bare ACK. It carries `SND.MAX`, not a rewound `SND.NXT`: after a timeout the
     /// latter lies below what the peer has seen, which would make the ACK unacceptable
     /// to it (two such peers would exchange unacceptable ACKs forever).
@@ -118,6 +158,7 @@ impl Tcb {
             len: 0,
             syn: false,
             fin: false,
+            rescue: false,
         }
     }
 
@@ -128,6 +169,7 @@ impl Tcb {
             len: 0,
             syn: false,
             fin: false,
+            rescue: false,
         }
     }
 
@@ -145,6 +187,7 @@ impl Tcb {
             len,
             syn: false,
             fin,
+            rescue: false,
         })
     }
 
@@ -156,6 +199,12 @@ impl Tcb {
             .pipe(self.snd_una, self.snd_max, high_rxt, self.smss);
         if self.cc.cwnd().saturating_sub(pipe) < self.smss {
             return None;
+        }
+        if let Some((seq, len)) =
+            self.recovery
+                .next_relost(&self.scoreboard, self.snd_una, self.smss)
+        {
+            return self.segment_at(seq, len);
         }
         let unsent = self.unsent_bytes();
         let wnd_room = self.snd_wnd.saturating_sub(self.snd_max - self.snd_una);
@@ -173,25 +222,43 @@ impl Tcb {
                     len,
                     syn: false,
                     fin,
+                    rescue: false,
                 })
             }
-            NextSeg::Nothing => None,
+            NextSeg::Nothing => {
+                let (seq, len) = self.recovery.rescue(
+                    &self.scoreboard,
+                    self.snd_una,
+                    self.snd_max,
+                    self.smss,
+                )?;
+                let mut out = self.segment_at(seq, len)?;
+                out.rescue = true;
+                Some(out)
+            }
         }
     }
 
     /// New data (or a rewound retransmission after a timeout) at `snd_nxt`, within the
     /// windows and subject to Nagle and sender SWS avoidance. `force` (a persist timer
     /// expiry) overrides both.
-    fn new_segment(&mut self, now: Instant, force: bool) -> Option<Out> {
+    fn new_segment(&mut self, now: Instant, force: bool, ctx: &mut Ctx<'_>) -> Option<Out> {
         let unsent = self.unsent_bytes();
         let fin_unsent = self.fin_queued && self.snd_nxt.le(self.fin_seq_out());
         if unsent == 0 && !(fin_unsent && self.snd_nxt == self.fin_seq_out()) {
             return None;
         }
         let mut cwnd = self.cc.cwnd();
+        let mut limited = false;
         if !self.sack_enabled && self.recovery.is_active() {
             // NewReno: the inflated window already counts the segments that left.
             cwnd = cwnd.max(self.smss);
+        } else if !self.recovery.is_active() && self.dup_acks > 0 {
+            // RFC 3042 limited transmit: each of the first two duplicate ACKs lets one
+            // new segment out beyond cwnd, to keep the ACK clock running.
+            let extra = self.dup_acks.min(2).saturating_mul(self.smss);
+            limited = window::usable(self.snd_una, self.snd_nxt, self.snd_wnd, cwnd) == 0;
+            cwnd = cwnd.saturating_add(extra);
         }
         let usable = window::usable(self.snd_una, self.snd_nxt, self.snd_wnd, cwnd);
         let len = unsent.min(usable).min(self.smss);
@@ -216,11 +283,15 @@ impl Tcb {
             if idle && !rewound && now - self.last_send > self.rtt.rto() {
                 self.cc.on_idle_restart(now);
             }
+            if limited && !rewound {
+                ctx.counters.limited_transmits += 1;
+            }
             return Some(Out {
                 seq: self.snd_nxt,
                 len,
                 syn: false,
                 fin: fin_unsent && len == unsent,
+                rescue: false,
             });
         }
         if unsent == 0 && fin_unsent {
@@ -230,6 +301,7 @@ impl Tcb {
                 len: 0,
                 syn: false,
                 fin: true,
+                rescue: false,
             });
         }
         self.arm_persist_if_needed(now);
@@ -344,6 +416,7 @@ impl Tcb {
             self.syn_pending = false;
         }
         let seq_len = out.len + u32::from(syn) + u32::from(out.fin);
+        let mut arm_tlp = false;
         if seq_len > 0 {
             let end = out.seq + seq_len;
             let is_rtx = out.seq.lt(self.snd_max);
@@ -352,8 +425,10 @@ impl Tcb {
                 self.retransmits += 1;
                 ctx.counters.retransmitted_bytes += u64::from(out.len);
                 self.sampler.on_retransmit();
-                if self.recovery.is_active() {
-                    self.recovery.on_retransmit(end);
+                if out.rescue {
+                    ctx.counters.rescue_retransmits += 1;
+                } else if self.recovery.is_active() {
+                    self.recovery.on_retransmit(out.seq, end, self.snd_max);
                 }
             }
             if end.gt(self.snd_max) {
@@ -364,6 +439,7 @@ impl Tcb {
                 // Data in flight brings ACKs, and the retransmission timer probes a
                 // window shut on it: the persist timer runs only with nothing in flight.
                 self.persist_at = None;
+                arm_tlp = true;
             }
             // Retransmissions from NextSeg or at SND.UNA leave SND.NXT alone.
             if out.seq == self.snd_nxt {
@@ -371,6 +447,9 @@ impl Tcb {
             }
             if self.rto_at.is_none() {
                 self.rto_at = Some(now + self.rtt.rto());
+            }
+            if arm_tlp {
+                self.arm_tlp(now);
             }
         }
         Some(n)

@@ -18,6 +18,7 @@ impl Tcb {
         }
         let t = earlier(self.rto_at, self.delack_at);
         let t = earlier(t, self.persist_at);
+        let t = earlier(t, self.tlp_at);
         let t = earlier(t, self.keepalive_at);
         earlier(t, self.close_at)
     }
@@ -43,6 +44,13 @@ impl Tcb {
             self.on_rto(now, ctx);
             if self.state == TcpState::Closed {
                 return;
+            }
+        }
+        if self.tlp_at.is_some_and(|t| t <= now) {
+            self.tlp_at = None;
+            if self.snd_una != self.snd_max && !self.recovery.is_active() {
+                ctx.counters.tail_loss_probes += 1;
+                self.tlp_pending = true;
             }
         }
         if self.delack_at.is_some_and(|t| t <= now) {
@@ -85,6 +93,9 @@ impl Tcb {
             return;
         }
         ctx.counters.rto_expirations += 1;
+        self.tlp_at = None;
+        self.tlp_high = None;
+        self.tlp_pending = false;
         let answered = core::mem::take(&mut self.peer_answered);
         if self.snd_wnd == 0 && answered && self.state.is_synchronized() {
             // The peer closed its window on data already sent and still answers: this
@@ -128,6 +139,36 @@ impl Tcb {
         }
         // Re-armed by the retransmission itself; keep a deadline in case it cannot go.
         self.rto_at = Some(now + self.rtt.rto());
+    }
+
+    /// Arms (or disarms) the tail loss probe after data went out or new data was
+    /// acknowledged (RFC 8985 section 7.2): with SACK, data in flight, no recovery, no
+    /// probe outstanding and an RTT estimate, `PTO = 2 * SRTT`, plus the worst-case
+    /// delayed ACK when one segment is in flight (else 2 ms of slack). A PTO that would
+    /// not come before the retransmission timeout is not armed.
+    pub(super) fn arm_tlp(&mut self, now: Instant) {
+        self.tlp_at = None;
+        if !self.sack_enabled
+            || !matches!(self.state, TcpState::Established | TcpState::CloseWait)
+            || self.recovery.is_active()
+            || self.tlp_high.is_some()
+            || self.snd_una == self.snd_max
+            || self.snd_nxt != self.snd_max
+        {
+            return;
+        }
+        let Some(srtt) = self.rtt.srtt() else {
+            return;
+        };
+        let slack = if self.snd_max - self.snd_una <= self.smss {
+            core::time::Duration::from_millis(200)
+        } else {
+            core::time::Duration::from_millis(2)
+        };
+        let at = now + srtt * 2 + slack;
+        if self.rto_at.is_none_or(|rto| at < rto) {
+            self.tlp_at = Some(at);
+        }
     }
 
     /// Arms keep-alive after activity, if enabled and the connection is open.
