@@ -1,5 +1,7 @@
 //! Hostile and malformed packets: each gets its exact answer (a counted drop, a RST, a
-//! challenge ACK or a normal reply) and nothing panics.
+//! challenge ACK or a normal reply) and nothing panics. Also peers whose exact ACK
+//! sequence drives loss recovery (limited transmit, early retransmit) and window
+//! probing.
 //!
 //! The test plays the remote peer by hand: it builds raw IPv4/TCP packets, feeds them to
 //! a [`Stack`] and parses what the stack sends back.
@@ -745,4 +747,77 @@ fn a_window_shut_on_data_in_flight_is_probed_not_timed_out() {
         events.contains(&Event::Error(c, ConnError::TimedOut { retries: 3 })),
         "{events:?}"
     );
+}
+
+/// The data segments (sequence number, length) among `replies`.
+fn data_segments(replies: &[Reply]) -> Vec<(u32, usize)> {
+    replies
+        .iter()
+        .filter(|r| r.payload_len > 0)
+        .map(|r| (r.seq, r.payload_len))
+        .collect()
+}
+
+/// With the congestion window full, each of the first two duplicate ACKs lets one new
+/// segment out (RFC 3042 limited transmit); the third starts fast retransmit.
+#[test]
+fn limited_transmit_then_fast_retransmit_on_duplicate_acks() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let mss = 1460;
+    h.stack.send(h.now, c, &vec![1u8; 20 * mss]).unwrap();
+    let first = data_segments(&h.replies());
+    assert_eq!(first.len(), 10, "initial window: {first:?}");
+    let una = h.snd_nxt();
+    let dup = Seg::new(flags::ACK, h.rcv_nxt(), una);
+    for i in 0..2u32 {
+        h.send(&dup);
+        let out = data_segments(&h.replies());
+        let next = una.wrapping_add((10 + i) * mss as u32);
+        assert_eq!(out, vec![(next, mss)], "duplicate ACK {i}");
+    }
+    assert_eq!(h.counters().limited_transmits, 2);
+    h.send(&dup);
+    let out = data_segments(&h.replies());
+    assert_eq!(out.first(), Some(&(una, mss)), "fast retransmit: {out:?}");
+    assert_eq!(h.counters().fast_retransmits, 1);
+    assert_eq!(h.counters().rto_expirations, 0);
+}
+
+/// Three segments in flight and nothing more to send: only two duplicate ACKs can
+/// come, and RFC 5827 early retransmit acts on them.
+#[test]
+fn early_retransmit_with_three_segments_in_flight() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let mss = 1460;
+    h.stack.send(h.now, c, &vec![2u8; 3 * mss]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 3);
+    let una = h.snd_nxt();
+    let dup = Seg::new(flags::ACK, h.rcv_nxt(), una);
+    h.send(&dup);
+    assert!(data_segments(&h.replies()).is_empty());
+    h.send(&dup);
+    assert_eq!(data_segments(&h.replies()), vec![(una, mss)]);
+    let c = h.counters();
+    assert_eq!((c.early_retransmits, c.fast_retransmits), (1, 1));
+    assert_eq!(c.rto_expirations, 0);
+}
+
+/// Without SACK, the peer can only count duplicate ACKs: out-of-order segments that
+/// arrive in one batch (before the stack transmits) still get one ACK each.
+#[test]
+fn each_out_of_order_segment_gets_its_duplicate_ack() {
+    let mut h = Harness::new();
+    h.establish();
+    let base = h.rcv_nxt();
+    for i in 1..=4u32 {
+        h.send(&Seg::new(flags::ACK, base.wrapping_add(i * 100), h.snd_nxt()).data(&[3; 100]));
+    }
+    let acks: Vec<u32> = h.replies().iter().map(|r| r.ack).collect();
+    // One per segment, at most DupThresh owed beyond the first.
+    assert_eq!(acks, vec![base; 4]);
+    assert_eq!(h.counters().out_of_order, 4);
 }

@@ -564,6 +564,7 @@ impl Tcb {
                     ctx.counters.rcv_window_trimmed += (payload.len() - ins.accepted) as u64;
                 }
                 if ins.readable > 0 {
+                    self.dup_acks_owed = 0;
                     self.rcv_nxt += ins.readable;
                     self.bytes_received += ins.readable as u64;
                     self.sack_reporter.on_rcv_nxt(self.rcv_nxt);
@@ -576,6 +577,9 @@ impl Tcb {
                     ctx.counters.out_of_order += 1;
                     self.sack_reporter
                         .on_out_of_order(SackBlock::from_range(self.rcv_nxt, range));
+                    if self.ack_now && !self.sack_enabled {
+                        self.dup_acks_owed = (self.dup_acks_owed + 1).min(DUP_THRESH as u8);
+                    }
                     self.ack_now = true;
                 } else if offset > 0
                     || !self.recv.assembler().is_empty()

@@ -174,6 +174,10 @@ pub(crate) struct Tcb {
     // --- pending output -----------------------------------------------------------------
     /// Send an ACK at the next opportunity.
     ack_now: bool,
+    /// Further duplicate ACKs owed for out-of-order segments that arrived while an ACK
+    /// was already pending (one ACK per such segment, RFC 5681 section 4.2, so that a
+    /// peer without SACK still counts its duplicates when input comes in batches).
+    dup_acks_owed: u8,
     /// Send a SYN (or SYN-ACK) at the next opportunity.
     syn_pending: bool,
     /// Send a zero-window probe.
@@ -286,6 +290,7 @@ impl Tcb {
             syn_pending: false,
             probe_pending: false,
             tlp_pending: false,
+            dup_acks_owed: 0,
             keepalive_pending: false,
             bytes_acked: 0,
             bytes_received: 0,

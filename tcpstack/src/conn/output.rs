@@ -103,8 +103,6 @@ impl Tcb {
         if self.tlp_pending {
             self.tlp_pending = false;
             if let Some(o) = self.tail_loss_probe() {
-                // The retransmission timeout now counts from the probe.
-                self.rto_at = Some(now + self.rtt.rto());
                 return Some(o);
             }
         }
@@ -406,7 +404,8 @@ impl Tcb {
         // Bookkeeping.
         self.last_send = now;
         if fl & flags::ACK != 0 {
-            self.ack_now = false;
+            self.ack_now = self.dup_acks_owed > 0 && out.len == 0 && !out.fin && !syn;
+            self.dup_acks_owed = self.dup_acks_owed.saturating_sub(u8::from(self.ack_now));
             self.delack_at = None;
             self.unacked_segments = 0;
             self.last_ack_sent = self.rcv_nxt;

@@ -39,18 +39,20 @@ impl Tcb {
                 return;
             }
         }
-        if self.rto_at.is_some_and(|t| t <= now) {
-            self.rto_at = None;
-            self.on_rto(now, ctx);
-            if self.state == TcpState::Closed {
-                return;
-            }
-        }
         if self.tlp_at.is_some_and(|t| t <= now) {
             self.tlp_at = None;
             if self.snd_una != self.snd_max && !self.recovery.is_active() {
                 ctx.counters.tail_loss_probes += 1;
                 self.tlp_pending = true;
+                // The retransmission timeout now counts from the probe.
+                self.rto_at = Some(now + self.rtt.rto());
+            }
+        }
+        if self.rto_at.is_some_and(|t| t <= now) {
+            self.rto_at = None;
+            self.on_rto(now, ctx);
+            if self.state == TcpState::Closed {
+                return;
             }
         }
         if self.delack_at.is_some_and(|t| t <= now) {
@@ -144,8 +146,10 @@ impl Tcb {
     /// Arms (or disarms) the tail loss probe after data went out or new data was
     /// acknowledged (RFC 8985 section 7.2): with SACK, data in flight, no recovery, no
     /// probe outstanding and an RTT estimate, `PTO = 2 * SRTT`, plus the worst-case
-    /// delayed ACK when one segment is in flight (else 2 ms of slack). A PTO that would
-    /// not come before the retransmission timeout is not armed.
+    /// delayed ACK when one segment is in flight (else 2 ms of slack), and never later
+    /// than the retransmission timeout, which the probe then replaces (as in Linux's
+    /// `tcp_schedule_loss_probe`): a probe costs one segment, a timeout the whole
+    /// congestion window.
     pub(super) fn arm_tlp(&mut self, now: Instant) {
         self.tlp_at = None;
         if !self.sack_enabled
@@ -166,9 +170,7 @@ impl Tcb {
             core::time::Duration::from_millis(2)
         };
         let at = now + srtt * 2 + slack;
-        if self.rto_at.is_none_or(|rto| at < rto) {
-            self.tlp_at = Some(at);
-        }
+        self.tlp_at = Some(self.rto_at.map_or(at, |rto| at.min(rto)));
     }
 
     /// Arms keep-alive after activity, if enabled and the connection is open.

@@ -234,8 +234,11 @@ fn lost_segments_are_retransmitted_after_timeout() {
     let mut got = Vec::new();
     drain(&mut p.b, s, &mut got);
     assert_eq!(got, b"hello");
-    assert!(p.a.counters().rto_expirations >= 2);
-    assert!(p.a.counters().retransmits >= 2);
+    // The first repair is a tail loss probe, the second a timeout.
+    let ca = p.a.counters();
+    assert_eq!(ca.tail_loss_probes, 1, "{ca:?}");
+    assert!(ca.rto_expirations >= 1, "{ca:?}");
+    assert!(ca.retransmits >= 2, "{ca:?}");
 }
 
 #[test]
@@ -268,6 +271,22 @@ fn sack_blocks_drive_fast_retransmit() {
     assert_eq!(ca.fast_retransmits, 1);
     assert_eq!(ca.rto_expirations, 0);
     assert!(p.b.counters().out_of_order > 0);
+}
+
+/// The last segment of a burst is lost: no duplicate ACK can follow it, and the tail
+/// loss probe (RFC 8985), not the retransmission timeout, repairs it.
+#[test]
+fn a_lost_tail_is_repaired_by_a_tail_loss_probe() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, s) = p.connect();
+    let base = p.sent[0];
+    p.drop = Box::new(move |from_a, i, _| from_a && i == base + 8);
+    let data = pattern(8 * 1448, 2);
+    assert_eq!(transfer(&mut p, true, c, s, &data), data);
+    let ca = p.a.counters();
+    assert_eq!(ca.tail_loss_probes, 1, "{ca:?}");
+    assert_eq!(ca.rto_expirations, 0, "{ca:?}");
+    assert_eq!(ca.retransmits, 1, "{ca:?}");
 }
 
 #[test]
