@@ -129,9 +129,22 @@ impl TestNet {
     /// then packets routed to the device are silently dropped. Waiting here keeps that
     /// start-up loss out of tests and measurements.
     pub fn open_tun(&self) -> Result<Tun, NetError> {
+        self.open_tun_with(false)
+    }
+
+    /// Opens the TUN device from inside the namespace, with checksum and segmentation
+    /// offload if `offload` (see `iolib::tun::Tun::open_offloaded`).
+    pub fn open_tun_with(&self, offload: bool) -> Result<Tun, NetError> {
         let dev = self.dev.clone();
+        let open = move || {
+            if offload {
+                Tun::open_offloaded(&dev)
+            } else {
+                Tun::open(&dev)
+            }
+        };
         let tun = self
-            .spawn("open-tun", move || Tun::open(&dev).map_err(NetError::from))
+            .spawn("open-tun", move || open().map_err(NetError::from))
             .join()
             .expect("the open-tun thread does not panic")?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);

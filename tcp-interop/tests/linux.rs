@@ -43,11 +43,17 @@ struct Rig {
 }
 
 fn rig(label: &str, impairment: Option<Impairment>) -> Option<Rig> {
+    rig_with(label, impairment, false)
+}
+
+/// [`rig`], with the TUN queue opened with checksum and segmentation offload if
+/// `offload` (the kernel then hands over TCP super-segments of up to 64 KiB).
+fn rig_with(label: &str, impairment: Option<Impairment>, offload: bool) -> Option<Rig> {
     if !privileged(label) {
         return None;
     }
     let net = TestNet::create(label, 1500).expect("create namespace and TUN device");
-    let tun = net.open_tun().expect("open the TUN device");
+    let tun = net.open_tun_with(offload).expect("open the TUN device");
     let mut config = StackConfig::new(STACK_ADDR, random_secret().expect("random secret"));
     // The link's RTT is tens of microseconds: a 200 ms RTO floor (meant for WANs) would
     // make every lost retransmission under the loss shim cost 200 ms of idle link.
@@ -148,8 +154,8 @@ fn assert_exchanged(app: &Exchange, kernel: Exchanged, len: u64, rig: &mut Rig) 
 }
 
 /// A kernel client connects to the stack's listener; both send `len` bytes at once.
-fn passive_exchange(label: &str, impairment: Option<Impairment>, len: u64) {
-    let Some(mut rig) = rig(label, impairment) else {
+fn passive_exchange(label: &str, impairment: Option<Impairment>, offload: bool, len: u64) {
+    let Some(mut rig) = rig_with(label, impairment, offload) else {
         return;
     };
     let listener = rig.driver.stack().listen(PORT, 8).expect("listen");
@@ -162,8 +168,8 @@ fn passive_exchange(label: &str, impairment: Option<Impairment>, len: u64) {
 }
 
 /// The stack connects to a kernel listener; both send `len` bytes at once.
-fn active_exchange(label: &str, impairment: Option<Impairment>, len: u64) {
-    let Some(mut rig) = rig(label, impairment) else {
+fn active_exchange(label: &str, impairment: Option<Impairment>, offload: bool, len: u64) {
+    let Some(mut rig) = rig_with(label, impairment, offload) else {
         return;
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -202,22 +208,36 @@ fn active_exchange(label: &str, impairment: Option<Impairment>, len: u64) {
 
 #[test]
 fn kernel_client_exchanges_100mib_with_stack_listener() {
-    passive_exchange("pasv", None, BULK);
+    passive_exchange("pasv", None, false, BULK);
 }
 
 #[test]
 fn stack_client_exchanges_100mib_with_kernel_listener() {
-    active_exchange("actv", None, BULK);
+    active_exchange("actv", None, false, BULK);
 }
 
 #[test]
 fn kernel_client_exchange_survives_5pct_loss_and_reorder() {
-    passive_exchange("pasvloss", Some(LOSSY), BULK);
+    passive_exchange("pasvloss", Some(LOSSY), false, BULK);
 }
 
 #[test]
 fn stack_client_exchange_survives_5pct_loss_and_reorder() {
-    active_exchange("actvloss", Some(LOSSY), BULK);
+    active_exchange("actvloss", Some(LOSSY), false, BULK);
+}
+
+/// With checksum and segmentation offload the kernel sends TCP super-segments of up
+/// to 64 KiB with partial checksums; the stack takes each as one segment.
+#[test]
+fn offloaded_tun_exchanges_100mib_both_ways() {
+    passive_exchange("pasvoff", None, true, BULK);
+    active_exchange("actvoff", None, true, BULK);
+}
+
+/// Loss on an offloaded queue drops whole super-segments (up to 44 wire packets).
+#[test]
+fn offloaded_tun_exchange_survives_5pct_loss_and_reorder() {
+    passive_exchange("pasvoffloss", Some(LOSSY), true, BULK);
 }
 
 #[test]

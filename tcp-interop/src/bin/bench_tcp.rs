@@ -46,6 +46,10 @@ struct Args {
     /// Per-connection socket buffer bytes for both user-space stacks.
     #[arg(long, default_value_t = 1 << 20)]
     buffer: usize,
+    /// Open our stack's TUN queue without checksum and segmentation offload (smoltcp
+    /// has no offload support and always runs without).
+    #[arg(long)]
+    no_offload: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +113,7 @@ fn start(
     service: Service,
     conns: usize,
     buffer: usize,
+    offload: bool,
 ) -> Result<Running> {
     let stop = Arc::new(AtomicBool::new(false));
     let port = match service {
@@ -157,7 +162,7 @@ fn start(
             (thread, SocketAddr::V4(SocketAddrV4::new(STACK_ADDR, port)))
         }
         Target::Ours => {
-            let tun = net.open_tun()?;
+            let tun = net.open_tun_with(offload)?;
             let config = ours::ServerConfig {
                 port,
                 service,
@@ -188,7 +193,14 @@ fn ip(args: &[&str]) -> Result<()> {
 /// One bulk transfer; Gbit/s.
 fn bulk_once(target: Target, mtu: u32, args: &Args) -> Result<f64> {
     let net = TestNet::create("bench", mtu)?;
-    let server = start(target, &net, Service::Sink, 1, args.buffer)?;
+    let server = start(
+        target,
+        &net,
+        Service::Sink,
+        1,
+        args.buffer,
+        !args.no_offload,
+    )?;
     let (addr, bytes) = (server.addr, args.bulk_bytes);
     let elapsed = net
         .spawn("bulk-client", move || workload::bulk_send(addr, bytes))
@@ -202,7 +214,14 @@ fn bulk_once(target: Target, mtu: u32, args: &Args) -> Result<f64> {
 /// One ping-pong run; (round trips/s, p99 in µs).
 fn pingpong_once(target: Target, conns: usize, args: &Args) -> Result<(f64, f64)> {
     let net = TestNet::create("bench", 1500)?;
-    let server = start(target, &net, Service::Echo, conns, 64 * 1024)?;
+    let server = start(
+        target,
+        &net,
+        Service::Echo,
+        conns,
+        64 * 1024,
+        !args.no_offload,
+    )?;
     let addr = server.addr;
     let measure = Duration::from_secs_f64(args.pingpong_secs);
     let pp = net

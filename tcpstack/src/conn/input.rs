@@ -588,7 +588,7 @@ impl Tcb {
                     // Filled (part of) a hole: acknowledge at once (RFC 5681 section 4.2).
                     self.ack_now = true;
                 } else {
-                    self.schedule_ack(now);
+                    self.schedule_ack(now, ins.accepted);
                 }
             }
             Err(_) => {
@@ -601,9 +601,13 @@ impl Tcb {
     /// Delayed ACK: at least every second full-sized segment, else within the timeout.
     ///
     /// Every segment counts toward the pair, so full-sized ones are acknowledged at
-    /// least every second one and small ones no less often.
-    fn schedule_ack(&mut self, now: Instant) {
-        self.unacked_segments += 1;
+    /// least every second one and small ones no less often. A super-segment handed
+    /// over by segmentation offload counts as the full-sized segments it carries.
+    fn schedule_ack(&mut self, now: Instant, len: usize) {
+        let segments = (len / usize::from(self.params.mss).max(1)).max(1);
+        self.unacked_segments = self
+            .unacked_segments
+            .saturating_add(u32::try_from(segments).unwrap_or(u32::MAX));
         match self.params.delayed_ack {
             Some(d) if self.unacked_segments < 2 => {
                 if self.delack_at.is_none() {

@@ -17,8 +17,22 @@ impl Stack {
     /// Processes one IPv4 packet received at `now`. Malformed packets are dropped and
     /// counted; nothing here can fail or panic.
     pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.handle_packet_inner(now, packet, true);
+    }
+
+    /// [`handle_packet`](Self::handle_packet) for a packet whose TCP checksum the device
+    /// verified or vouches for (a TUN queue with checksum offload hands over locally
+    /// generated packets with a partial checksum, see `iolib::tun::VnetHeader`). The IP
+    /// header checksum and everything else are still checked. Such a packet may also
+    /// be a TCP super-segment larger than the MTU (segmentation offload), which is
+    /// taken as one segment.
+    pub fn handle_packet_trusted(&mut self, now: Instant, packet: &[u8]) {
+        self.handle_packet_inner(now, packet, false);
+    }
+
+    fn handle_packet_inner(&mut self, now: Instant, packet: &[u8], verify_tcp_checksum: bool) {
         self.counters.ip_rx_packets += 1;
-        match wire::parse(packet, self.cfg.addr) {
+        match wire::parse_with(packet, self.cfg.addr, verify_tcp_checksum) {
             Err(reason) => self.counters.record_drop(reason),
             Ok(Ingress::Tcp { src, seg }) => {
                 self.counters.tcp_rx_segments += 1;

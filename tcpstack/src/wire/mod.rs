@@ -92,7 +92,18 @@ impl Segment<'_> {
 }
 
 /// Validates an IPv4 packet addressed to `local` and classifies its payload.
+#[cfg(test)]
 pub(crate) fn parse(packet: &[u8], local: Ipv4Addr) -> Result<Ingress<'_>, DropReason> {
+    parse_with(packet, local, true)
+}
+
+/// [`parse`], verifying the TCP checksum only if `verify_tcp_checksum` (the device
+/// may have verified it, or vouch for a locally generated packet).
+pub(crate) fn parse_with(
+    packet: &[u8],
+    local: Ipv4Addr,
+    verify_tcp_checksum: bool,
+) -> Result<Ingress<'_>, DropReason> {
     if packet.len() < IPV4_HEADER_LEN {
         return Err(DropReason::IpTruncated);
     }
@@ -124,13 +135,20 @@ pub(crate) fn parse(packet: &[u8], local: Ipv4Addr) -> Result<Ingress<'_>, DropR
     // Trailing bytes beyond the total length (link padding) are ignored.
     let payload = &packet[ihl..total];
     match u8::from(ip.next_header()) {
-        PROTO_TCP => parse_tcp(payload, src, local).map(|seg| Ingress::Tcp { src, seg }),
+        PROTO_TCP => {
+            parse_tcp(payload, src, local, verify_tcp_checksum).map(|seg| Ingress::Tcp { src, seg })
+        }
         PROTO_ICMP => parse_icmp(payload, src),
         _ => Err(DropReason::IpUnknownProtocol),
     }
 }
 
-fn parse_tcp(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<Segment<'_>, DropReason> {
+fn parse_tcp(
+    data: &[u8],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    verify_checksum: bool,
+) -> Result<Segment<'_>, DropReason> {
     if data.len() < TCP_HEADER_LEN {
         return Err(DropReason::TcpTruncated);
     }
@@ -142,7 +160,9 @@ fn parse_tcp(data: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<Segment<'_>, D
     let Ok(len) = u16::try_from(data.len()) else {
         return Err(DropReason::TcpTruncated);
     };
-    if checksum::finish(checksum::pseudo_header(src, dst, PROTO_TCP, len), data) != 0 {
+    if verify_checksum
+        && checksum::finish(checksum::pseudo_header(src, dst, PROTO_TCP, len), data) != 0
+    {
         return Err(DropReason::TcpBadChecksum);
     }
     let (src_port, dst_port) = (tcp.src_port(), tcp.dst_port());
