@@ -28,7 +28,7 @@ struct Args {
     #[arg(long, default_value = "target/bench/tcp.json")]
     json: PathBuf,
     /// Runs per target and benchmark (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Bytes per bulk transfer.
     #[arg(long, default_value_t = 1 << 30)]
