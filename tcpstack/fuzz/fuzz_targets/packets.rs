@@ -235,11 +235,17 @@ fuzz_target!(|data: &[u8]| {
             break;
         }
         match op % 6 {
-            // A raw packet, exactly as given.
+            // A raw packet, exactly as given; now and then as if from an offloaded
+            // device that vouches for its TCP checksum (so garbage reaches the TCP
+            // parser and state machine unchecked).
             0 => {
-                let len = usize::from(input.u16().unwrap_or(0) % 2048);
-                let p = input.bytes(len).to_vec();
-                w.stack.handle_packet(w.now, &p);
+                let word = input.u16().unwrap_or(0);
+                let p = input.bytes(usize::from(word % 2048)).to_vec();
+                if word & 0x8000 != 0 {
+                    w.stack.handle_packet_trusted(w.now, &p);
+                } else {
+                    w.stack.handle_packet(w.now, &p);
+                }
             }
             // A crafted TCP segment on a known connection (or a new one).
             1 | 2 => {
