@@ -10,7 +10,7 @@
 //!
 //! | direction | call |
 //! |---|---|
-//! | packet in | [`Stack::handle_packet`] |
+//! | packet in | [`Stack::handle_packet`] ([`Stack::handle_packet_trusted`] from a device with checksum offload) |
 //! | time passes | [`Stack::handle_timeout`] (when [`Stack::poll_timeout`] is due) |
 //! | packet out | [`Stack::poll_transmit`] (until `None`) |
 //! | application events | [`Stack::poll_event`] (until `None`) |
