@@ -179,6 +179,9 @@ counters! {
     lost_retransmits,
     /// RFC 6675 rescue retransmissions (the highest un-SACKed segment, once per episode).
     rescue_retransmits,
+    /// Losses found by the reordering timer: a hole below SACKed data outlived the
+    /// reordering window with too few SACKs for DupThresh (RFC 8985 section 6.3).
+    reordering_timeouts,
     /// Tail loss probes sent (RFC 8985 section 7).
     tail_loss_probes,
     /// Tail loss probes that repaired a loss (followed by a congestion response).

@@ -13,6 +13,7 @@
 
 use crate::assembler::Range;
 use crate::seq::SeqNum;
+use crate::Instant;
 
 /// The most SACK blocks a TCP option can carry (4 without timestamps, 3 with).
 pub const MAX_SACK_BLOCKS: usize = 4;
@@ -458,12 +459,14 @@ pub enum RecoveryAck {
 /// Retransmissions of one episode remembered for lost-retransmission detection.
 pub const MAX_RETRANSMIT_RECORDS: usize = 16;
 
-/// One retransmission: the range `[start, end)`, sent when `HighData` was `high_data`.
+/// One retransmission: the range `[start, end)`, sent at `sent_at` when `HighData` was
+/// `high_data`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct RetransmitRecord {
     start: SeqNum,
     end: SeqNum,
     high_data: SeqNum,
+    sent_at: Instant,
 }
 
 /// Loss-recovery episode state (RFC 6675 section 5 / RFC 6582): `RecoveryPoint` and
@@ -474,9 +477,12 @@ struct RetransmitRecord {
 /// did before RACK, the episode remembers the `HighData` at each retransmission: once
 /// the peer SACKs more than `(DupThresh - 1) * SMSS` bytes of data sent *after* that
 /// retransmission while its range is still un-SACKed, it was lost too, and it is
-/// queued to be sent again. Memory is bounded: at most [`MAX_RETRANSMIT_RECORDS`]
-/// retransmissions are watched (the oldest is forgotten, and then only the timeout
-/// recovers it).
+/// queued to be sent again. When nothing sent later can be SACKed (a small window all
+/// spent on retransmissions), time decides instead, as RACK does (RFC 8985): a
+/// retransmission not delivered one RTT plus a reordering allowance after it was sent
+/// is lost ([`Recovery::mark_overdue`]). Memory is bounded: at most
+/// [`MAX_RETRANSMIT_RECORDS`] retransmissions are watched (the oldest is forgotten, and
+/// then only the timeout recovers it).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Recovery {
     active: bool,
@@ -510,6 +516,7 @@ impl Recovery {
                 start: SeqNum(0),
                 end: SeqNum(0),
                 high_data: SeqNum(0),
+                sent_at: Instant::ZERO,
             }; MAX_RETRANSMIT_RECORDS],
             nrecords: 0,
             relost: [(SeqNum(0), SeqNum(0)); MAX_RETRANSMIT_RECORDS],
@@ -554,8 +561,9 @@ impl Recovery {
         self.nrelost = 0;
     }
 
-    /// Record a retransmission of `[start, end)` sent while `HighData` was `high_data`.
-    pub fn on_retransmit(&mut self, start: SeqNum, end: SeqNum, high_data: SeqNum) {
+    /// Record a retransmission of `[start, end)` sent at `now` while `HighData` was
+    /// `high_data`.
+    pub fn on_retransmit(&mut self, start: SeqNum, end: SeqNum, high_data: SeqNum, now: Instant) {
         self.high_rxt = self.high_rxt.max(end);
         // What was just sent again is no longer waiting to be.
         let mut kept = 0;
@@ -578,6 +586,7 @@ impl Recovery {
             start,
             end,
             high_data,
+            sent_at: now,
         };
         self.nrecords += 1;
     }
@@ -622,9 +631,77 @@ impl Recovery {
         found
     }
 
+    /// When the oldest watched retransmission becomes overdue: sent at `t`, it is
+    /// deemed lost at `t + wait` (one RTT plus the reordering allowance) if still not
+    /// delivered. `None` outside recovery or with nothing watched.
+    pub fn overdue_at(&self, wait: core::time::Duration) -> Option<Instant> {
+        if !self.active {
+            return None;
+        }
+        self.records[..self.nrecords]
+            .iter()
+            .map(|r| r.sent_at + wait)
+            .min()
+    }
+
+    /// Time-based lost-retransmission detection (RACK's rule, RFC 8985 section 6.2,
+    /// for retransmissions): every watched retransmission sent `wait` or more before
+    /// `now` and still neither acknowledged nor SACKed is lost and queued to be sent
+    /// again. Returns how many were found.
+    pub fn mark_overdue(
+        &mut self,
+        scoreboard: &Scoreboard,
+        snd_una: SeqNum,
+        now: Instant,
+        wait: core::time::Duration,
+    ) -> u32 {
+        if !self.active {
+            return 0;
+        }
+        // Acknowledged and SACKed ones are forgotten first (no new data SACKed here, so
+        // nothing is found lost by the SACK rule).
+        let _ = self.detect_lost_retransmits(scoreboard, snd_una, u32::MAX);
+        let mut found = 0;
+        let mut i = 0;
+        while i < self.nrecords {
+            let r = self.records[i];
+            if r.sent_at + wait <= now {
+                // Overdue records always go, so the deadline moves on; with the queue
+                // full, only the retransmission timeout will resend this one.
+                if self.nrelost < MAX_RETRANSMIT_RECORDS {
+                    self.relost[self.nrelost] = (r.start.max(snd_una), r.end);
+                    self.nrelost += 1;
+                    found += 1;
+                }
+                self.records.copy_within(i + 1..self.nrecords, i);
+                self.nrecords -= 1;
+            } else {
+                i += 1;
+            }
+        }
+        found
+    }
+
+    /// Un-SACKed bytes queued to be sent again: they are lost, not in flight, so
+    /// `SetPipe` (which counts every retransmitted byte) must not count them.
+    pub fn relost_bytes(&self, scoreboard: &Scoreboard, snd_una: SeqNum) -> u32 {
+        self.relost[..self.nrelost]
+            .iter()
+            .map(|&(a, b)| {
+                let a = a.max(snd_una);
+                if b.gt(a) {
+                    (b - a) - scoreboard.sacked_in(a, b)
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+
     /// The oldest range whose retransmission was lost and is still un-SACKed, to send
-    /// again now, as `(seq, len)` with `len <= smss`. Ranges acknowledged or SACKed
-    /// meanwhile are dropped.
+    /// again now, as `(seq, len)` with `len <= smss`; what is handed out leaves the
+    /// queue (the caller sends it). Ranges acknowledged or SACKed meanwhile are
+    /// dropped.
     pub fn next_relost(
         &mut self,
         scoreboard: &Scoreboard,
@@ -635,12 +712,23 @@ impl Recovery {
             let (a, b) = self.relost[0];
             let start = a.max(snd_una);
             if b.gt(start) {
-                if let Some((h0, h1)) = scoreboard.hole_from(start).filter(|h| h.0.lt(b)) {
-                    return Some((h0, (h1.min(b) - h0).min(smss)));
-                }
-                if scoreboard.high_sacked().is_none_or(|h| h.le(start)) {
+                let hole = match scoreboard.hole_from(start).filter(|h| h.0.lt(b)) {
+                    Some((h0, h1)) => Some((h0, (h1.min(b) - h0).min(smss))),
                     // Nothing SACKed above: the whole range is an un-SACKed tail.
-                    return Some((start, (b - start).min(smss)));
+                    None if scoreboard.high_sacked().is_none_or(|h| h.le(start)) => {
+                        Some((start, (b - start).min(smss)))
+                    }
+                    None => None,
+                };
+                if let Some((seq, len)) = hole.filter(|&(_, len)| len > 0) {
+                    let rest = seq + len;
+                    if rest.lt(b) {
+                        self.relost[0].0 = rest;
+                    } else {
+                        self.relost.copy_within(1..self.nrelost, 0);
+                        self.nrelost -= 1;
+                    }
+                    return Some((seq, len));
                 }
             }
             self.relost.copy_within(1..self.nrelost, 0);
@@ -946,7 +1034,7 @@ mod tests {
         rec.enter(s(0), s(10_000));
         assert!(rec.is_active() && !rec.may_enter(s(0)));
         assert_eq!(rec.high_rxt(), s(0));
-        rec.on_retransmit(s(0), s(1000), s(10_000));
+        rec.on_retransmit(s(0), s(1000), s(10_000), Instant::ZERO);
         assert_eq!(rec.high_rxt(), s(1000));
         assert_eq!(rec.on_ack(s(0)), RecoveryAck::Partial { advanced: false });
         assert_eq!(rec.on_ack(s(2000)), RecoveryAck::Partial { advanced: true });
@@ -967,7 +1055,7 @@ mod tests {
         // 0..10_000 in flight, 0..1000 lost, the rest SACKed: recovery.
         sb.update(s(0), s(10_000), &[blk(1000, 10_000)]);
         rec.enter(s(0), s(10_000));
-        rec.on_retransmit(s(0), s(1000), s(10_000));
+        rec.on_retransmit(s(0), s(1000), s(10_000), Instant::ZERO);
         // New data 10_000..12_000 goes out and is SACKed: not yet beyond the
         // reordering allowance of (DupThresh - 1) * SMSS.
         sb.update(s(0), s(12_000), &[blk(1000, 12_000)]);
@@ -978,7 +1066,7 @@ mod tests {
         assert_eq!(rec.detect_lost_retransmits(&sb, s(0), smss), 1);
         assert_eq!(rec.next_relost(&sb, s(0), smss), Some((s(0), 1000)));
         // Sending it again clears it, and watches the new copy.
-        rec.on_retransmit(s(0), s(1000), s(13_000));
+        rec.on_retransmit(s(0), s(1000), s(13_000), Instant::ZERO);
         assert_eq!(rec.next_relost(&sb, s(0), smss), None);
         sb.update(s(0), s(14_000), &[blk(1000, 14_000)]);
         assert_eq!(rec.detect_lost_retransmits(&sb, s(0), smss), 0);
@@ -995,10 +1083,34 @@ mod tests {
         let mut rec = Recovery::new();
         sb.update(s(0), s(10_000), &[blk(2000, 10_000)]);
         rec.enter(s(0), s(10_000));
-        rec.on_retransmit(s(1000), s(2000), s(10_000));
+        rec.on_retransmit(s(1000), s(2000), s(10_000), Instant::ZERO);
         // The retransmission of 1000..2000 is SACKed, later data too.
         sb.update(s(0), s(20_000), &[blk(1000, 20_000)]);
         assert_eq!(rec.detect_lost_retransmits(&sb, s(0), smss), 0);
         assert_eq!(rec.next_relost(&sb, s(0), smss), None);
+    }
+
+    #[test]
+    fn an_unanswered_retransmission_becomes_overdue() {
+        use core::time::Duration;
+        let t0 = Instant::from_millis(100);
+        let wait = Duration::from_millis(3);
+        let mut sb = Scoreboard::new();
+        let mut rec = Recovery::new();
+        sb.update(s(0), s(4000), &[blk(1000, 4000)]);
+        rec.enter(s(0), s(4000));
+        rec.on_retransmit(s(0), s(1000), s(4000), t0);
+        assert_eq!(rec.overdue_at(wait), Some(t0 + wait));
+        // Not yet overdue.
+        assert_eq!(
+            rec.mark_overdue(&sb, s(0), t0 + Duration::from_millis(2), wait),
+            0
+        );
+        assert_eq!(rec.relost_bytes(&sb, s(0)), 0);
+        // Overdue: lost, queued again, and no longer counted in flight.
+        assert_eq!(rec.mark_overdue(&sb, s(0), t0 + wait, wait), 1);
+        assert_eq!(rec.relost_bytes(&sb, s(0)), 1000);
+        assert_eq!(rec.next_relost(&sb, s(0), 1000), Some((s(0), 1000)));
+        assert_eq!(rec.overdue_at(wait), None);
     }
 }

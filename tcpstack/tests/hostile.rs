@@ -821,3 +821,43 @@ fn each_out_of_order_segment_gets_its_duplicate_ack() {
     assert_eq!(acks, vec![base; 4]);
     assert_eq!(h.counters().out_of_order, 4);
 }
+
+/// Four segments in flight, the first lost and only the second SACKed: too few SACKs
+/// for DupThresh and too many segments for early retransmit. The reordering timer
+/// (RFC 8985) declares the hole lost once it outlives the reordering window.
+#[test]
+fn a_hole_below_sacked_data_is_lost_after_the_reordering_window() {
+    let mut h = Harness::new();
+    // MSS 1460, SACK permitted.
+    h.establish_with(1000, &[2, 4, 5, 180, 4, 2, 1, 1]);
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![4u8; 4 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 4);
+    let una = h.snd_nxt();
+    // SACK option: kind 5, length 10, one block (the second segment).
+    let mut sack = vec![1, 1, 5, 10];
+    sack.extend_from_slice(&una.wrapping_add(mss).to_be_bytes());
+    sack.extend_from_slice(&una.wrapping_add(2 * mss).to_be_bytes());
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack));
+    assert!(
+        data_segments(&h.replies()).is_empty(),
+        "one SACK is not a loss"
+    );
+    let due = h.stack.poll_timeout().expect("the reordering timer runs");
+    assert!(
+        due <= h.now + Duration::from_millis(5),
+        "{due:?} vs {:?}",
+        h.now
+    );
+    h.now = due;
+    h.stack.handle_timeout(h.now);
+    assert_eq!(
+        data_segments(&h.replies()).first(),
+        Some(&(una, mss as usize))
+    );
+    let c = h.counters();
+    assert_eq!((c.reordering_timeouts, c.rto_expirations), (1, 0));
+}

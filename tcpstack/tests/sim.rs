@@ -88,7 +88,12 @@ fn replay_hint(seed: u64, simultaneous: bool) -> String {
 /// SND.WND, so the sender overran the peer's window; the peer then shut its window,
 /// the window update was lost, and with data in flight no persist timer ran, so the
 /// retransmission timer fired 15 times without sending and the connection aborted.
-const REGRESSION_SEEDS: &[u64] = &[26907, 49038, 52724, 52967, 58320, 62170, 72179];
+/// 5039 (and 9970, 15195, 15209, 15465, 19427): a lost retransmission whose range was
+/// partly SACKed at its front was handed out again and again without leaving the
+/// queue, a transmit livelock (caught by the burst limit).
+const REGRESSION_SEEDS: &[u64] = &[
+    26907, 49038, 52724, 52967, 58320, 62170, 72179, 5039, 9970, 15195, 15209, 15465, 19427,
+];
 
 #[test]
 fn simulated_transfers_survive_a_hostile_network() {

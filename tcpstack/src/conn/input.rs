@@ -398,6 +398,7 @@ impl Tcb {
         if seg.ack.gt(old_una) || self.recovery.is_active() {
             self.arm_tlp(now);
         }
+        self.arm_reo(now, seg.ack.gt(old_una));
     }
 
     /// Ends a tail loss probe episode (RFC 8985 section 7.4, as Linux's
@@ -445,7 +446,7 @@ impl Tcb {
         !can_send_new && self.dup_acks >= oseg - 1
     }
 
-    fn enter_recovery(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+    pub(super) fn enter_recovery(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         ctx.counters.fast_retransmits += 1;
         // Recovery's own congestion response covers whatever a probe found.
         self.tlp_at = None;

@@ -166,6 +166,10 @@ pub(crate) struct Tcb {
     tlp_high: Option<SeqNum>,
     /// The outstanding probe was a retransmission (not new data).
     tlp_rtx: bool,
+    /// Reordering timer (RFC 8985 section 6.3): when SACKed data sits above an
+    /// un-SACKed hole, or a retransmission goes unanswered, for longer than reordering
+    /// can explain, the hole (or retransmission) is lost.
+    reo_at: Option<Instant>,
     keepalive_at: Option<Instant>,
     keepalive_sent: u32,
     /// TIME-WAIT expiry, or the orphaned FIN-WAIT-2 limit.
@@ -283,6 +287,7 @@ impl Tcb {
             tlp_at: None,
             tlp_high: None,
             tlp_rtx: false,
+            reo_at: None,
             keepalive_at: None,
             keepalive_sent: 0,
             close_at: None,
@@ -449,6 +454,7 @@ impl Tcb {
             self.delack_at = None;
             self.persist_at = None;
             self.tlp_at = None;
+            self.reo_at = None;
             self.keepalive_at = None;
             self.close_at = None;
             self.ack_now = false;

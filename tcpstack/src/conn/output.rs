@@ -194,7 +194,8 @@ impl Tcb {
         let high_rxt = self.recovery.high_rxt();
         let pipe = self
             .scoreboard
-            .pipe(self.snd_una, self.snd_max, high_rxt, self.smss);
+            .pipe(self.snd_una, self.snd_max, high_rxt, self.smss)
+            .saturating_sub(self.recovery.relost_bytes(&self.scoreboard, self.snd_una));
         if self.cc.cwnd().saturating_sub(pipe) < self.smss {
             return None;
         }
@@ -427,7 +428,10 @@ impl Tcb {
                 if out.rescue {
                     ctx.counters.rescue_retransmits += 1;
                 } else if self.recovery.is_active() {
-                    self.recovery.on_retransmit(out.seq, end, self.snd_max);
+                    self.recovery.on_retransmit(out.seq, end, self.snd_max, now);
+                    if self.reo_at.is_none() {
+                        self.arm_reo(now, false);
+                    }
                 }
             }
             if end.gt(self.snd_max) {

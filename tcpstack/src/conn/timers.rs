@@ -19,6 +19,7 @@ impl Tcb {
         let t = earlier(self.rto_at, self.delack_at);
         let t = earlier(t, self.persist_at);
         let t = earlier(t, self.tlp_at);
+        let t = earlier(t, self.reo_at);
         let t = earlier(t, self.keepalive_at);
         earlier(t, self.close_at)
     }
@@ -38,6 +39,10 @@ impl Tcb {
             if self.state == TcpState::Closed {
                 return;
             }
+        }
+        if self.reo_at.is_some_and(|t| t <= now) {
+            self.reo_at = None;
+            self.on_reordering_timeout(now, ctx);
         }
         if self.tlp_at.is_some_and(|t| t <= now) {
             self.tlp_at = None;
@@ -96,6 +101,7 @@ impl Tcb {
         }
         ctx.counters.rto_expirations += 1;
         self.tlp_at = None;
+        self.reo_at = None;
         self.tlp_high = None;
         self.tlp_pending = false;
         let answered = core::mem::take(&mut self.peer_answered);
@@ -171,6 +177,57 @@ impl Tcb {
         };
         let at = now + srtt * 2 + slack;
         self.tlp_at = Some(self.rto_at.map_or(at, |rto| at.min(rto)));
+    }
+
+    /// The reordering window: a quarter of the minimum RTT (RFC 8985 section 6.2),
+    /// at least 1 ms (the timer resolution drivers can be expected to keep).
+    fn reo_wnd(&self) -> core::time::Duration {
+        let quarter = self.rtt.min_rtt().unwrap_or_default() / 4;
+        quarter.max(core::time::Duration::from_millis(1))
+    }
+
+    /// (Re)arms the reordering timer after an ACK (`advanced`: it moved `SND.UNA`) or
+    /// a retransmission. In recovery it waits for the oldest watched retransmission to
+    /// be one RTT plus the reordering window old; outside recovery it runs from the
+    /// first ACK that showed SACKed data above an un-SACKed `SND.UNA`.
+    pub(super) fn arm_reo(&mut self, now: Instant, advanced: bool) {
+        if !self.sack_enabled || self.snd_una == self.snd_max {
+            self.reo_at = None;
+            return;
+        }
+        if self.recovery.is_active() {
+            let rtt = self.rtt.srtt().unwrap_or_else(|| self.rtt.rto());
+            self.reo_at = self.recovery.overdue_at(rtt + self.reo_wnd());
+        } else if self.scoreboard.is_empty() || self.scoreboard.is_sacked(self.snd_una) {
+            self.reo_at = None;
+        } else if self.reo_at.is_none() || advanced {
+            self.reo_at = Some(now + self.reo_wnd());
+        }
+    }
+
+    /// The reordering timer fired: in recovery, overdue retransmissions are lost;
+    /// outside it, the hole at `SND.UNA` has outlived the reordering window below
+    /// SACKed data (too few SACKs for DupThresh) and is lost, which starts recovery.
+    fn on_reordering_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        if !self.state.is_synchronized() || self.snd_una == self.snd_max {
+            return;
+        }
+        if self.recovery.is_active() {
+            let rtt = self.rtt.srtt().unwrap_or_else(|| self.rtt.rto());
+            let wait = rtt + self.reo_wnd();
+            ctx.counters.lost_retransmits +=
+                u64::from(
+                    self.recovery
+                        .mark_overdue(&self.scoreboard, self.snd_una, now, wait),
+                );
+        } else if !self.scoreboard.is_empty()
+            && !self.scoreboard.is_sacked(self.snd_una)
+            && self.recovery.may_enter(self.snd_una)
+        {
+            ctx.counters.reordering_timeouts += 1;
+            self.enter_recovery(now, ctx);
+        }
+        self.arm_reo(now, false);
     }
 
     /// Arms keep-alive after activity, if enabled and the connection is open.

@@ -20,6 +20,8 @@ const PORT: u16 = 7;
 /// Give up (and fail the seed) beyond this much virtual time or this many steps.
 const MAX_VIRTUAL_TIME: Duration = Duration::from_secs(4 * 3600);
 const MAX_STEPS: u64 = 3_000_000;
+/// Packets one stack may send at one instant (its buffers allow a few thousand).
+const MAX_BURST: u32 = 100_000;
 
 /// What a run measured, for the summary line.
 #[derive(Debug, Default, Clone)]
@@ -290,7 +292,7 @@ impl World {
             for h in 0..2 {
                 self.drive_host(h)?;
             }
-            self.transmit();
+            self.transmit()?;
             self.check_bounds()?;
             if self.all_done() {
                 break;
@@ -356,9 +358,19 @@ impl World {
     }
 
     /// Move every packet the stacks want to send onto the links.
-    fn transmit(&mut self) {
+    /// Sends everything both stacks want to send now. A stack that keeps producing
+    /// packets at one instant (far beyond any window) is livelocked: an error.
+    fn transmit(&mut self) -> Result<(), String> {
         for h in 0..2 {
+            let mut burst = 0u32;
             while let Some(n) = self.hosts[h].stack.poll_transmit(self.now, &mut self.buf) {
+                burst += 1;
+                if burst > MAX_BURST {
+                    return Err(format!(
+                        "{} sent more than {MAX_BURST} packets at one instant",
+                        self.hosts[h].name
+                    ));
+                }
                 let fate = self.links[h].send(self.now, &self.buf[..n]);
                 if self.trace.is_some() {
                     let d = describe(&self.buf[..n]);
@@ -367,6 +379,7 @@ impl World {
                 }
             }
         }
+        Ok(())
     }
 
     /// Hand every due packet to its destination stack.
