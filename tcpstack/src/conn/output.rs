@@ -435,7 +435,10 @@ impl Tcb {
                 }
             }
             if end.gt(self.snd_max) {
-                if !is_rtx {
+                // A window probe carrying data lies beyond the peer's window: its ACK
+                // waits for the window to open, which says nothing about the RTT.
+                let probe = end.gt(self.snd_una + self.snd_wnd);
+                if !is_rtx && !probe {
                     self.sampler.on_send(end, now);
                 }
                 self.snd_max = end;

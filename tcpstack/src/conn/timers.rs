@@ -198,7 +198,12 @@ impl Tcb {
         if self.recovery.is_active() {
             let rtt = self.rtt.srtt().unwrap_or_else(|| self.rtt.rto());
             self.reo_at = self.recovery.overdue_at(rtt + self.reo_wnd());
-        } else if self.scoreboard.is_empty() || self.scoreboard.is_sacked(self.snd_una) {
+        } else if self.scoreboard.is_empty()
+            || self.scoreboard.is_sacked(self.snd_una)
+            || !self.recovery.may_enter(self.snd_una)
+        {
+            // Nothing to declare lost, or no recovery may start for it yet (the
+            // previous episode's point is not passed): the timer would only spin.
             self.reo_at = None;
         } else if self.reo_at.is_none() || advanced {
             self.reo_at = Some(now + self.reo_wnd());
@@ -227,7 +232,12 @@ impl Tcb {
             ctx.counters.reordering_timeouts += 1;
             self.enter_recovery(now, ctx);
         }
-        self.arm_reo(now, false);
+        // Outside recovery the next ACK re-arms it (a timer that found nothing to do
+        // would only fire again and again); in recovery, the next watched
+        // retransmission does.
+        if self.recovery.is_active() {
+            self.arm_reo(now, false);
+        }
     }
 
     /// Arms keep-alive after activity, if enabled and the connection is open.
