@@ -329,6 +329,7 @@ fn main() -> Result<()> {
             metric: "gbit_per_s",
             better: "higher",
             params: json!({"bytes": args.bulk_bytes, "mtu": mtu, "buffer": args.buffer,
+                           "tcpstack_tun_offload": !args.no_offload,
                            "failed_attempts": failures(&failed)}),
             values: runs.into_iter().map(|(t, v)| (t, median(v))).collect(),
         });
@@ -355,6 +356,7 @@ fn main() -> Result<()> {
         }
         let params = json!({"connections": conns, "message_bytes": workload::PINGPONG_MSG,
                             "seconds": args.pingpong_secs, "mtu": 1500,
+                            "tcpstack_tun_offload": !args.no_offload,
                             "failed_attempts": failures(&failed)});
         figures.push(Figure {
             bench,
