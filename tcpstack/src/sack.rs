@@ -565,6 +565,15 @@ impl Recovery {
     /// `high_data`.
     pub fn on_retransmit(&mut self, start: SeqNum, end: SeqNum, high_data: SeqNum, now: Instant) {
         self.high_rxt = self.high_rxt.max(end);
+        self.watch(start, end, high_data, now);
+    }
+
+    /// Watch `[start, end)`, sent at `now` during this episode (new data, or the
+    /// rescue retransmission), for time-based loss detection only: `HighRxt` stays.
+    pub fn watch(&mut self, start: SeqNum, end: SeqNum, high_data: SeqNum, now: Instant) {
+        if !self.active {
+            return;
+        }
         // What was just sent again is no longer waiting to be.
         let mut kept = 0;
         for i in 0..self.nrelost {

@@ -18,6 +18,9 @@ struct Out {
     fin: bool,
     /// The RFC 6675 rescue retransmission, which leaves `HighRxt` alone.
     rescue: bool,
+    /// A range sent again after its earlier copy was found lost; it too leaves
+    /// `HighRxt` alone (it may lie above it: new data sent in recovery).
+    relost: bool,
 }
 
 impl Tcb {
@@ -73,6 +76,7 @@ impl Tcb {
                     syn: true,
                     fin: false,
                     rescue: false,
+                    relost: false,
                 })
             }
             TcpState::SynReceived => {
@@ -82,6 +86,7 @@ impl Tcb {
                     syn: true,
                     fin: false,
                     rescue: false,
+                    relost: false,
                 })
             }
             TcpState::TimeWait => return self.ack_now.then(|| self.pure_ack()),
@@ -137,6 +142,7 @@ impl Tcb {
                 syn: false,
                 fin: self.fin_queued && len == unsent,
                 rescue: false,
+                relost: false,
             }
         } else {
             let back = (self.snd_max - self.snd_una).min(self.smss);
@@ -157,6 +163,7 @@ impl Tcb {
             syn: false,
             fin: false,
             rescue: false,
+            relost: false,
         }
     }
 
@@ -168,6 +175,7 @@ impl Tcb {
             syn: false,
             fin: false,
             rescue: false,
+            relost: false,
         }
     }
 
@@ -186,6 +194,7 @@ impl Tcb {
             syn: false,
             fin,
             rescue: false,
+            relost: false,
         })
     }
 
@@ -203,7 +212,9 @@ impl Tcb {
             self.recovery
                 .next_relost(&self.scoreboard, self.snd_una, self.smss)
         {
-            return self.segment_at(seq, len);
+            let mut out = self.segment_at(seq, len)?;
+            out.relost = true;
+            return Some(out);
         }
         let unsent = self.unsent_bytes();
         let wnd_room = self.snd_wnd.saturating_sub(self.snd_max - self.snd_una);
@@ -222,6 +233,7 @@ impl Tcb {
                     syn: false,
                     fin,
                     rescue: false,
+                    relost: false,
                 })
             }
             NextSeg::Nothing => {
@@ -291,6 +303,7 @@ impl Tcb {
                 syn: false,
                 fin: fin_unsent && len == unsent,
                 rescue: false,
+                relost: false,
             });
         }
         if unsent == 0 && fin_unsent {
@@ -301,6 +314,7 @@ impl Tcb {
                 syn: false,
                 fin: true,
                 rescue: false,
+                relost: false,
             });
         }
         self.arm_persist_if_needed(now);
@@ -425,8 +439,14 @@ impl Tcb {
                 self.retransmits += 1;
                 ctx.counters.retransmitted_bytes += u64::from(out.len);
                 self.sampler.on_retransmit();
-                if out.rescue {
-                    ctx.counters.rescue_retransmits += 1;
+                if out.rescue || out.relost {
+                    if out.rescue {
+                        ctx.counters.rescue_retransmits += 1;
+                    }
+                    self.recovery.watch(out.seq, end, self.snd_max, now);
+                    if self.reo_at.is_none() {
+                        self.arm_reo(now, false);
+                    }
                 } else if self.recovery.is_active() {
                     self.recovery.on_retransmit(out.seq, end, self.snd_max, now);
                     if self.reo_at.is_none() {
@@ -440,6 +460,14 @@ impl Tcb {
                 let probe = end.gt(self.snd_una + self.snd_wnd);
                 if !is_rtx && !probe {
                     self.sampler.on_send(end, now);
+                }
+                if !is_rtx && self.recovery.is_active() && self.sack_enabled {
+                    // New data sent in recovery may be lost with nothing sent after it
+                    // to reveal that: watch it for the time-based rule too.
+                    self.recovery.watch(out.seq, end, end, now);
+                    if self.reo_at.is_none() {
+                        self.arm_reo(now, false);
+                    }
                 }
                 self.snd_max = end;
                 // Data in flight brings ACKs, and the retransmission timer probes a
