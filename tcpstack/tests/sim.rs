@@ -91,8 +91,11 @@ fn replay_hint(seed: u64, simultaneous: bool) -> String {
 /// 5039 (and 9970, 15195, 15209, 15465, 19427): a lost retransmission whose range was
 /// partly SACKed at its front was handed out again and again without leaving the
 /// queue, a transmit livelock (caught by the burst limit).
+/// 263052 (19% loss, 2 KiB windows): ACKs of duplicates echoed the original segment's
+/// timestamp, timing the retransmission delay as RTT; the RTO climbed to 60 s and
+/// 1 MB took 4,092 s of virtual time (now 168 s).
 const REGRESSION_SEEDS: &[u64] = &[
-    26907, 49038, 52724, 52967, 58320, 62170, 72179, 5039, 9970, 15195, 15209, 15465, 19427,
+    26907, 49038, 52724, 52967, 58320, 62170, 72179, 5039, 9970, 15195, 15209, 15465, 19427, 263052,
 ];
 
 #[test]

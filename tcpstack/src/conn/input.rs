@@ -505,6 +505,12 @@ impl Tcb {
     /// section 4.1), in the timestamp clock's millisecond resolution.
     fn timestamp_rtt(&self, now: Instant, seg: &Segment<'_>) -> Option<core::time::Duration> {
         let (_, tsecr) = seg.opts.timestamp.filter(|_| self.ts_enabled)?;
+        if self
+            .rtx_tsval
+            .is_some_and(|rtx| (tsecr.wrapping_sub(rtx) as i32) < 0)
+        {
+            return None;
+        }
         let elapsed = super::ts_clock(now, self.ts_offset).wrapping_sub(tsecr);
         // An echo of zero is "no echo"; one from the future or minutes old is bogus.
         (tsecr != 0 && elapsed < 60_000)

@@ -129,6 +129,10 @@ pub(crate) struct Tcb {
     // --- options ---------------------------------------------------------------------
     ts_enabled: bool,
     ts_offset: u32,
+    /// Our timestamp clock at the latest retransmission: an echo older than it may
+    /// come from an ACK of a duplicate (the peer echoes the TSval it holds, from the
+    /// original), so it does not time anything (as Eifel detection reasons, RFC 3522).
+    rtx_tsval: Option<u32>,
     ts_recent: u32,
     ts_recent_at: Instant,
     sack_enabled: bool,
@@ -264,6 +268,7 @@ impl Tcb {
             sack_reporter: SackReporter::new(),
             ts_enabled: cfg.timestamps,
             ts_offset,
+            rtx_tsval: None,
             ts_recent: 0,
             ts_recent_at: now,
             sack_enabled: cfg.sack,

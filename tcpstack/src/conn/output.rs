@@ -435,6 +435,7 @@ impl Tcb {
             let end = out.seq + seq_len;
             let is_rtx = out.seq.lt(self.snd_max);
             if is_rtx {
+                self.rtx_tsval = Some(ts_clock(now, self.ts_offset));
                 ctx.counters.retransmits += 1;
                 self.retransmits += 1;
                 ctx.counters.retransmitted_bytes += u64::from(out.len);

@@ -19,9 +19,9 @@ const PORT: u16 = 7;
 
 /// Give up (and fail the seed) beyond this much virtual time or this many steps.
 const MAX_VIRTUAL_TIME: Duration = Duration::from_secs(4 * 3600);
-/// Steps (wake-ups) one seed may take. Slow but progressing seeds need millions (the
-/// slowest known, 263052, over 3 million: 4,092 s of virtual time for 1 MB at 19% loss
-/// with 2 KiB windows); a livelock at one instant is caught by [`MAX_BURST`] instead.
+/// Steps (wake-ups) one seed may take. Slow but progressing seeds can need millions
+/// (263052 took over 3 million before its RTT fix); a livelock at one instant is
+/// caught by [`MAX_BURST`] instead.
 const MAX_STEPS: u64 = 10_000_000;
 /// Packets one stack may send at one instant (its buffers allow a few thousand).
 const MAX_BURST: u32 = 100_000;
