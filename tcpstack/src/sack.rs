@@ -608,36 +608,12 @@ impl Recovery {
         snd_una: SeqNum,
         smss: u32,
     ) -> u32 {
-        if !self.active {
-            return 0;
-        }
         let threshold = (DUP_THRESH - 1).saturating_mul(smss);
-        let mut found = 0;
-        let mut i = 0;
-        while i < self.nrecords {
-            let r = self.records[i];
-            let acked = r.end.le(snd_una);
-            let delivered = acked || {
-                let from = r.start.max(snd_una);
-                scoreboard.sacked_in(from, r.end) == r.end - from
-            };
-            let lost = !delivered
-                && scoreboard.high_sacked().is_some_and(|h| {
-                    h.gt(r.high_data) && scoreboard.sacked_in(r.high_data, h) > threshold
-                });
-            if delivered || lost {
-                if lost && self.nrelost < MAX_RETRANSMIT_RECORDS {
-                    self.relost[self.nrelost] = (r.start.max(snd_una), r.end);
-                    self.nrelost += 1;
-                    found += 1;
-                }
-                self.records.copy_within(i + 1..self.nrecords, i);
-                self.nrecords -= 1;
-            } else {
-                i += 1;
-            }
-        }
-        found
+        self.sweep(scoreboard, snd_una, |r| {
+            scoreboard.high_sacked().is_some_and(|h| {
+                h.gt(r.high_data) && scoreboard.sacked_in(r.high_data, h) > threshold
+            })
+        })
     }
 
     /// When the oldest watched retransmission becomes overdue: sent at `t`, it is
@@ -664,21 +640,31 @@ impl Recovery {
         now: Instant,
         wait: core::time::Duration,
     ) -> u32 {
+        self.sweep(scoreboard, snd_una, |r| r.sent_at + wait <= now)
+    }
+
+    /// Walks the watched records in recovery: those acknowledged or wholly SACKed are
+    /// forgotten; those `lost` says are lost are queued to be sent again and forgotten
+    /// (with the queue full, only the retransmission timeout will resend them, but
+    /// they go all the same, so deadlines move on). Returns how many were queued.
+    fn sweep(
+        &mut self,
+        scoreboard: &Scoreboard,
+        snd_una: SeqNum,
+        lost: impl Fn(&RetransmitRecord) -> bool,
+    ) -> u32 {
         if !self.active {
             return 0;
         }
-        // Acknowledged and SACKed ones are forgotten first (no new data SACKed here, so
-        // nothing is found lost by the SACK rule).
-        let _ = self.detect_lost_retransmits(scoreboard, snd_una, u32::MAX);
         let mut found = 0;
         let mut i = 0;
         while i < self.nrecords {
             let r = self.records[i];
-            if r.sent_at + wait <= now {
-                // Overdue records always go, so the deadline moves on; with the queue
-                // full, only the retransmission timeout will resend this one.
-                if self.nrelost < MAX_RETRANSMIT_RECORDS {
-                    self.relost[self.nrelost] = (r.start.max(snd_una), r.end);
+            let from = r.start.max(snd_una);
+            let delivered = r.end.le(snd_una) || scoreboard.sacked_in(from, r.end) == r.end - from;
+            if delivered || lost(&r) {
+                if !delivered && self.nrelost < MAX_RETRANSMIT_RECORDS {
+                    self.relost[self.nrelost] = (from, r.end);
                     self.nrelost += 1;
                     found += 1;
                 }

@@ -105,9 +105,7 @@ impl Tcb {
         // RFC 7323 section 5.3: PAWS, before the sequence check.
         if self.ts_enabled && !rst {
             if let Some((tsval, _)) = seg.opts.timestamp {
-                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0
-                    && now - self.ts_recent_at < PAWS_IDLE
-                {
+                if super::ts_before(tsval, self.ts_recent) && now - self.ts_recent_at < PAWS_IDLE {
                     ctx.counters.paws_rejected += 1;
                     self.ack_now = true;
                     return;
@@ -441,8 +439,7 @@ impl Tcb {
         if !(2..4).contains(&oseg) {
             return false;
         }
-        let wnd_room = self.snd_wnd.saturating_sub(self.snd_max - self.snd_una);
-        let can_send_new = self.unsent_bytes() > 0 && wnd_room > 0;
+        let can_send_new = self.unsent_bytes() > 0 && self.window_room() > 0;
         !can_send_new && self.dup_acks >= oseg - 1
     }
 
@@ -507,7 +504,7 @@ impl Tcb {
         let (_, tsecr) = seg.opts.timestamp.filter(|_| self.ts_enabled)?;
         if self
             .rtx_tsval
-            .is_some_and(|rtx| (tsecr.wrapping_sub(rtx) as i32) < 0)
+            .is_some_and(|rtx| super::ts_before(tsecr, rtx))
         {
             return None;
         }

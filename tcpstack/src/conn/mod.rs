@@ -58,6 +58,12 @@ pub(crate) fn ts_clock(now: Instant, offset: u32) -> u32 {
     (now.as_millis() as u32).wrapping_add(offset)
 }
 
+/// Whether timestamp `a` is older than `b` on the wrapping timestamp clock (RFC 7323
+/// section 5.2: compared like sequence numbers).
+pub(crate) fn ts_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
 /// Timestamps older than this are not used for PAWS (RFC 7323 section 5.5: 24 days).
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 

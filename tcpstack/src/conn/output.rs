@@ -23,6 +23,28 @@ struct Out {
     relost: bool,
 }
 
+impl Out {
+    /// A segment carrying `len` bytes from `seq` (and a FIN after them if `fin`).
+    fn data(seq: SeqNum, len: u32, fin: bool) -> Out {
+        Out {
+            seq,
+            len,
+            syn: false,
+            fin,
+            rescue: false,
+            relost: false,
+        }
+    }
+
+    /// The SYN (or SYN-ACK) at our ISS.
+    fn syn(iss: SeqNum) -> Out {
+        Out {
+            syn: true,
+            ..Out::data(iss, 0, false)
+        }
+    }
+}
+
 impl Tcb {
     /// Whether `poll_transmit` may produce something now.
     pub fn wants_transmit(&self) -> bool {
@@ -53,6 +75,12 @@ impl Tcb {
         (self.send_buf.len() as u32).saturating_sub(sent)
     }
 
+    /// Room the peer's window leaves past everything sent
+    /// (`SND.UNA + SND.WND - SND.MAX`, or 0).
+    pub(super) fn window_room(&self) -> u32 {
+        self.snd_wnd.saturating_sub(self.snd_max - self.snd_una)
+    }
+
     /// Writes the next segment into `buf`.
     pub fn poll_transmit(
         &mut self,
@@ -69,25 +97,9 @@ impl Tcb {
     fn next_segment(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Option<Out> {
         match self.state {
             TcpState::Closed => return None,
-            TcpState::SynSent => {
-                return self.syn_pending.then_some(Out {
-                    seq: self.iss,
-                    len: 0,
-                    syn: true,
-                    fin: false,
-                    rescue: false,
-                    relost: false,
-                })
-            }
+            TcpState::SynSent => return self.syn_pending.then_some(Out::syn(self.iss)),
             TcpState::SynReceived => {
-                return (self.syn_pending || self.ack_now).then_some(Out {
-                    seq: self.iss,
-                    len: 0,
-                    syn: true,
-                    fin: false,
-                    rescue: false,
-                    relost: false,
-                })
+                return (self.syn_pending || self.ack_now).then_some(Out::syn(self.iss))
             }
             TcpState::TimeWait => return self.ack_now.then(|| self.pure_ack()),
             _ => {}
@@ -132,18 +144,11 @@ impl Tcb {
             return None;
         }
         let unsent = self.unsent_bytes();
-        let wnd_room = self.snd_wnd.saturating_sub(self.snd_nxt - self.snd_una);
+        let wnd_room = self.window_room();
         let out = if unsent > 0 && wnd_room > 0 {
             let len = unsent.min(wnd_room).min(self.smss);
             self.tlp_rtx = false;
-            Out {
-                seq: self.snd_nxt,
-                len,
-                syn: false,
-                fin: self.fin_queued && len == unsent,
-                rescue: false,
-                relost: false,
-            }
+            Out::data(self.snd_nxt, len, self.fin_queued && len == unsent)
         } else {
             let back = (self.snd_max - self.snd_una).min(self.smss);
             self.tlp_rtx = true;
@@ -157,26 +162,12 @@ impl Tcb {
     /// latter lies below what the peer has seen, which would make the ACK unacceptable
     /// to it (two such peers would exchange unacceptable ACKs forever).
     fn pure_ack(&self) -> Out {
-        Out {
-            seq: self.snd_max,
-            len: 0,
-            syn: false,
-            fin: false,
-            rescue: false,
-            relost: false,
-        }
+        Out::data(self.snd_max, 0, false)
     }
 
     /// A zero-window or keep-alive probe: `<SEQ=SND.UNA-1>`, no data, elicits an ACK.
     fn probe(&self) -> Out {
-        Out {
-            seq: self.snd_una - 1u32,
-            len: 0,
-            syn: false,
-            fin: false,
-            rescue: false,
-            relost: false,
-        }
+        Out::data(self.snd_una - 1u32, 0, false)
     }
 
     /// A (re)transmission of up to `max` bytes already sent, starting at `seq`.
@@ -188,14 +179,7 @@ impl Tcb {
         let buffered = (self.send_buf.len() as u32).saturating_sub(off);
         let len = buffered.min(max).min(self.snd_max - seq);
         let fin = self.fin_queued && seq + len == self.fin_seq_out() && self.fin_sent();
-        (len > 0 || fin).then_some(Out {
-            seq,
-            len,
-            syn: false,
-            fin,
-            rescue: false,
-            relost: false,
-        })
+        (len > 0 || fin).then_some(Out::data(seq, len, fin))
     }
 
     /// RFC 6675 section 5 step (C): while `cwnd - pipe >= 1 SMSS`, send `NextSeg()`.
@@ -217,7 +201,7 @@ impl Tcb {
             return Some(out);
         }
         let unsent = self.unsent_bytes();
-        let wnd_room = self.snd_wnd.saturating_sub(self.snd_max - self.snd_una);
+        let wnd_room = self.window_room();
         let new_ok = (unsent > 0 && wnd_room > 0) || self.has_unsent() && unsent == 0;
         match self
             .scoreboard
@@ -227,14 +211,7 @@ impl Tcb {
             NextSeg::NewData => {
                 let len = unsent.min(wnd_room).min(self.smss);
                 let fin = self.fin_queued && len == unsent;
-                Some(Out {
-                    seq: self.snd_nxt,
-                    len,
-                    syn: false,
-                    fin,
-                    rescue: false,
-                    relost: false,
-                })
+                Some(Out::data(self.snd_nxt, len, fin))
             }
             NextSeg::Nothing => {
                 let (seq, len) = self.recovery.rescue(
@@ -297,25 +274,11 @@ impl Tcb {
             if limited && !rewound {
                 ctx.counters.limited_transmits += 1;
             }
-            return Some(Out {
-                seq: self.snd_nxt,
-                len,
-                syn: false,
-                fin: fin_unsent && len == unsent,
-                rescue: false,
-                relost: false,
-            });
+            return Some(Out::data(self.snd_nxt, len, fin_unsent && len == unsent));
         }
         if unsent == 0 && fin_unsent {
             // A lone FIN needs no window.
-            return Some(Out {
-                seq: self.snd_nxt,
-                len: 0,
-                syn: false,
-                fin: true,
-                rescue: false,
-                relost: false,
-            });
+            return Some(Out::data(self.snd_nxt, 0, true));
         }
         self.arm_persist_if_needed(now);
         None
@@ -440,19 +403,13 @@ impl Tcb {
                 self.retransmits += 1;
                 ctx.counters.retransmitted_bytes += u64::from(out.len);
                 self.sampler.on_retransmit();
+                if out.rescue {
+                    ctx.counters.rescue_retransmits += 1;
+                }
                 if out.rescue || out.relost {
-                    if out.rescue {
-                        ctx.counters.rescue_retransmits += 1;
-                    }
                     self.recovery.watch(out.seq, end, self.snd_max, now);
-                    if self.reo_at.is_none() {
-                        self.arm_reo(now, false);
-                    }
                 } else if self.recovery.is_active() {
                     self.recovery.on_retransmit(out.seq, end, self.snd_max, now);
-                    if self.reo_at.is_none() {
-                        self.arm_reo(now, false);
-                    }
                 }
             }
             if end.gt(self.snd_max) {
@@ -466,9 +423,6 @@ impl Tcb {
                     // New data sent in recovery may be lost with nothing sent after it
                     // to reveal that: watch it for the time-based rule too.
                     self.recovery.watch(out.seq, end, end, now);
-                    if self.reo_at.is_none() {
-                        self.arm_reo(now, false);
-                    }
                 }
                 self.snd_max = end;
                 // Data in flight brings ACKs, and the retransmission timer probes a
@@ -485,6 +439,10 @@ impl Tcb {
             }
             if arm_tlp {
                 self.arm_tlp(now);
+            }
+            // What recovery sends is watched for the time-based loss rule.
+            if self.recovery.is_active() && self.reo_at.is_none() {
+                self.arm_reo(now, false);
             }
         }
         Some(n)

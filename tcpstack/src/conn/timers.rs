@@ -186,6 +186,20 @@ impl Tcb {
         quarter.max(core::time::Duration::from_millis(1))
     }
 
+    /// How long a retransmission may go undelivered before it is deemed lost: one
+    /// RTT plus the reordering window.
+    fn overdue_after(&self) -> core::time::Duration {
+        self.rtt.srtt().unwrap_or_else(|| self.rtt.rto()) + self.reo_wnd()
+    }
+
+    /// Outside recovery: an un-SACKed `SND.UNA` below SACKed data, for which a
+    /// recovery may start.
+    fn hole_below_sacked_data(&self) -> bool {
+        !self.scoreboard.is_empty()
+            && !self.scoreboard.is_sacked(self.snd_una)
+            && self.recovery.may_enter(self.snd_una)
+    }
+
     /// (Re)arms the reordering timer after an ACK (`advanced`: it moved `SND.UNA`) or
     /// a retransmission. In recovery it waits for the oldest watched retransmission to
     /// be one RTT plus the reordering window old; outside recovery it runs from the
@@ -196,12 +210,8 @@ impl Tcb {
             return;
         }
         if self.recovery.is_active() {
-            let rtt = self.rtt.srtt().unwrap_or_else(|| self.rtt.rto());
-            self.reo_at = self.recovery.overdue_at(rtt + self.reo_wnd());
-        } else if self.scoreboard.is_empty()
-            || self.scoreboard.is_sacked(self.snd_una)
-            || !self.recovery.may_enter(self.snd_una)
-        {
+            self.reo_at = self.recovery.overdue_at(self.overdue_after());
+        } else if !self.hole_below_sacked_data() {
             // Nothing to declare lost, or no recovery may start for it yet (the
             // previous episode's point is not passed): the timer would only spin.
             self.reo_at = None;
@@ -218,17 +228,13 @@ impl Tcb {
             return;
         }
         if self.recovery.is_active() {
-            let rtt = self.rtt.srtt().unwrap_or_else(|| self.rtt.rto());
-            let wait = rtt + self.reo_wnd();
+            let wait = self.overdue_after();
             ctx.counters.lost_retransmits +=
                 u64::from(
                     self.recovery
                         .mark_overdue(&self.scoreboard, self.snd_una, now, wait),
                 );
-        } else if !self.scoreboard.is_empty()
-            && !self.scoreboard.is_sacked(self.snd_una)
-            && self.recovery.may_enter(self.snd_una)
-        {
+        } else if self.hole_below_sacked_data() {
             ctx.counters.reordering_timeouts += 1;
             self.enter_recovery(now, ctx);
         }
