@@ -278,20 +278,17 @@ impl Tun {
     /// The interface's current MTU: the largest IP packet [`Tun::send`] accepts and
     /// [`Tun::recv`] can return.
     pub fn mtu(&self) -> Result<u32, TunError> {
-        let query_err = |source| TunError::Query {
-            name: self.name.clone(),
-            source,
-        };
         let mut ifr = ifreq_for(&self.name)?;
         // SAFETY: `control` is an open AF_INET socket and `ifr` is a fully initialised
         // `ifreq` naming the interface; SIOCGIFMTU writes only `ifr_ifru.ifru_mtu`.
         let rc = unsafe { libc::ioctl(self.control.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) };
         if rc < 0 {
-            return Err(query_err(io::Error::last_os_error()));
+            return Err(self.query_error(io::Error::last_os_error()));
         }
         // SAFETY: SIOCGIFMTU succeeded, so the kernel initialised the `ifru_mtu` member.
         let mtu = unsafe { ifr.ifr_ifru.ifru_mtu };
-        u32::try_from(mtu).map_err(|_| query_err(io::Error::from(io::ErrorKind::InvalidData)))
+        u32::try_from(mtu)
+            .map_err(|_| self.query_error(io::Error::from(io::ErrorKind::InvalidData)))
     }
 
     /// Reads one IP packet into `buf` and returns its length.

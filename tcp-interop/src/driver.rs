@@ -77,10 +77,9 @@ pub struct Driver {
     tun: Tun,
     epoch: std::time::Instant,
     rx_buf: Vec<u8>,
-    /// Outgoing packets are written at `tx_buf[headroom..]`; the front holds a zero
-    /// virtio-net header on an offloaded queue.
+    /// Outgoing packets are written past a zero virtio-net header on an offloaded
+    /// queue (see `headroom`).
     tx_buf: Vec<u8>,
-    headroom: usize,
     /// Shims on the way in (device to stack) and out (stack to device).
     shims: Option<(LossShim, LossShim)>,
     stats: DriverStats,
@@ -103,7 +102,7 @@ impl Driver {
                 LossShim::new(!i.seed, i.drop_percent, i.reorder_percent),
             )
         });
-        let headroom = if tun.is_offloaded() { VNET_HDR_LEN } else { 0 };
+        let headroom = headroom(&tun);
         let rx_len = if tun.is_offloaded() {
             OFFLOAD_MAX_PACKET
         } else {
@@ -115,7 +114,6 @@ impl Driver {
             epoch: std::time::Instant::now(),
             rx_buf: vec![0; rx_len],
             tx_buf: vec![0; headroom + mtu.max(1500)],
-            headroom,
             shims,
             stats: DriverStats::default(),
         })
@@ -209,13 +207,7 @@ impl Driver {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Some((inbound, _)) = shims {
-                        inbound.poll(wall, |p| {
-                            if offloaded {
-                                stack.handle_packet_trusted(now, p)
-                            } else {
-                                stack.handle_packet(now, p)
-                            }
-                        });
+                        inbound.poll(wall, |p| deliver(stack, now, p, offloaded));
                     }
                     return Ok(false);
                 }
@@ -232,12 +224,10 @@ impl Driver {
             match shims {
                 // Delayed packets lose their header; on an offloaded queue every packet
                 // comes from the local kernel.
-                Some((inbound, _)) if offloaded => {
-                    inbound.pass(packet, wall, |p| stack.handle_packet_trusted(now, p))
+                Some((inbound, _)) => {
+                    inbound.pass(packet, wall, |p| deliver(stack, now, p, offloaded))
                 }
-                Some((inbound, _)) => inbound.pass(packet, wall, |p| stack.handle_packet(now, p)),
-                None if trusted => stack.handle_packet_trusted(now, packet),
-                None => stack.handle_packet(now, packet),
+                None => deliver(stack, now, packet, trusted),
             }
         }
         Ok(true)
@@ -259,12 +249,11 @@ impl Driver {
             stack,
             tun,
             tx_buf,
-            headroom,
             shims,
             stats,
             ..
         } = self;
-        let headroom = *headroom;
+        let headroom = headroom(tun);
         let mut write = |p: &[u8]| match tun.send(p) {
             Ok(_) => stats.tx_packets += 1,
             Err(_) => stats.tx_errors += 1,
@@ -282,6 +271,25 @@ impl Driver {
             }
         }
         Ok(())
+    }
+}
+
+/// Bytes in front of every packet on `tun`: the virtio-net header when offloaded.
+fn headroom(tun: &Tun) -> usize {
+    if tun.is_offloaded() {
+        VNET_HDR_LEN
+    } else {
+        0
+    }
+}
+
+/// Hands `packet` to `stack`, without the TCP checksum check if the device vouched
+/// for it (`trusted`).
+fn deliver(stack: &mut Stack, now: Instant, packet: &[u8], trusted: bool) {
+    if trusted {
+        stack.handle_packet_trusted(now, packet);
+    } else {
+        stack.handle_packet(now, packet);
     }
 }
 
