@@ -255,6 +255,14 @@ fn loadgen(args: &[&str], name: Option<&str>) -> Run {
     Run { output, wall, json }
 }
 
+/// The run made exactly `n` requests, the server saw exactly those, and both count
+/// the same response bytes.
+fn assert_served(run: &Run, seen: &Seen, n: u64) {
+    assert_eq!(run.requests(), n);
+    assert_eq!(seen.requests, n);
+    assert_eq!(run.bytes(), seen.response_bytes);
+}
+
 fn assert_no_errors(run: &Run) {
     for kind in ["connect", "read", "write", "timeout", "status", "malformed"] {
         assert_eq!(run.error(kind), 0, "{kind} errors:\n{}", run.stdout());
@@ -270,10 +278,8 @@ fn request_count_is_exact_and_matches_the_server() {
     );
     run.assert_success();
     let seen = server.seen();
-    assert_eq!(run.requests(), 500);
-    assert_eq!(seen.requests, 500);
+    assert_served(&run, &seen, 500);
     assert_eq!(seen.responses, 500);
-    assert_eq!(run.bytes(), seen.response_bytes);
     assert_eq!(seen.connections, 4, "keep-alive: one connection each");
     assert_no_errors(&run);
     let stdout = run.stdout();
@@ -366,9 +372,7 @@ fn pipelined_requests_arrive_together() {
     );
     run.assert_success();
     let seen = server.seen();
-    assert_eq!(run.requests(), 400);
-    assert_eq!(seen.requests, 400);
-    assert_eq!(run.bytes(), seen.response_bytes);
+    assert_served(&run, &seen, 400);
     assert!(seen.max_batch > 1, "no read held more than one request");
     assert_eq!(run.json()["pipeline"], 8);
     assert_no_errors(&run);
@@ -392,10 +396,8 @@ fn no_keepalive_opens_a_connection_per_request() {
     );
     run.assert_success();
     let seen = server.seen();
-    assert_eq!(run.requests(), 40);
-    assert_eq!(seen.requests, 40);
+    assert_served(&run, &seen, 40);
     assert_eq!(seen.connections, 40);
-    assert_eq!(run.bytes(), seen.response_bytes);
     assert!(seen
         .heads
         .iter()
@@ -424,13 +426,8 @@ fn headers_and_method_reach_the_server() {
     );
     run.assert_success();
     let seen = server.seen();
-    assert_eq!(run.requests(), 5);
-    assert_eq!(seen.requests, 5);
-    assert_eq!(
-        run.bytes(),
-        seen.response_bytes,
-        "HEAD responses have no body"
-    );
+    // HEAD responses have no body; both sides still count the same bytes.
+    assert_served(&run, &seen, 5);
     for head in &seen.heads {
         assert!(head.starts_with("HEAD /h?q=1 HTTP/1.1\r\n"), "{head:?}");
         assert!(head.contains("\r\nX-Load-Test: yes\r\n"), "{head:?}");
