@@ -69,12 +69,7 @@ class Ours:
         return self.p.pid
 
     def stop(self):
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            self.p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
+        stop_process(self.p, signal.SIGTERM)
 
 
 class Nginx:
@@ -109,13 +104,18 @@ http {{
         wait_port(self.port)
 
     def stop(self):
-        self.p.send_signal(signal.SIGQUIT)
-        try:
-            self.p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
+        stop_process(self.p, signal.SIGQUIT)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stop_process(p, sig):
+    """Asks `p` to stop with `sig`; kills it if it has not exited within 15 s."""
+    p.send_signal(sig)
+    try:
+        p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
 
 
 def to_us(text):
