@@ -70,8 +70,6 @@ impl std::fmt::Debug for Syscall {
     }
 }
 
-/// The future that performs one system call: the first poll hands the call to the
-/// scheduler and suspends; the poll after completion returns the result.
 /// The sequence number of a call handed to the scheduler whose result the future has
 /// not consumed yet (0: none). Dropping it withdraws the call or discards its unread
 /// completion (see `Core::abandon_call`), so a call future dropped early (by `select!`
@@ -88,6 +86,8 @@ impl Drop for Outstanding {
     }
 }
 
+/// The future that performs one system call: the first poll hands the call to the
+/// scheduler and suspends; the poll after completion returns the result.
 #[must_use = "a system call does nothing unless awaited"]
 pub(crate) struct Call {
     call: Option<Syscall>,
