@@ -53,8 +53,12 @@ pub struct TcpConfig {
     pub max_rto: Duration,
     /// Retransmissions of data (or FIN) before the connection is aborted.
     pub max_retries: u32,
-    /// Retransmissions of a SYN or SYN-ACK before the open fails.
+    /// Retransmissions of a SYN before an active open fails.
     pub max_syn_retries: u32,
+    /// Retransmissions of a SYN-ACK before a half-open passive connection is dropped
+    /// (Linux's `tcp_synack_retries`). Bounds what a flood of spoofed SYNs makes the
+    /// stack send.
+    pub max_synack_retries: u32,
     /// Delayed-ACK timeout; `None` acknowledges every segment at once.
     pub delayed_ack: Option<Duration>,
     /// Disable Nagle's algorithm by default on new connections.
@@ -85,6 +89,7 @@ impl Default for TcpConfig {
             max_rto: Duration::from_secs(60),
             max_retries: 15,
             max_syn_retries: 6,
+            max_synack_retries: 5,
             delayed_ack: Some(Duration::from_millis(40)),
             nodelay: false,
             keepalive: None,

@@ -208,8 +208,10 @@ counters! {
     window_probes,
     /// Keep-alive probes sent.
     keepalive_probes,
-    /// SYNs retransmitted (active or passive open).
+    /// SYNs retransmitted (active open).
     syn_retransmits,
+    /// SYN-ACKs retransmitted to half-open passive connections.
+    synack_retransmits,
 }
 
 impl Counters {

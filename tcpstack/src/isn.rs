@@ -12,6 +12,9 @@ use crate::{Instant, SeqNum};
 const COOKIE_MSS: [u16; 8] = [536, 1200, 1400, 1440, 1452, 1460, 8960, 65495];
 /// A cookie's time counter ticks every 64 seconds.
 const COOKIE_TICK_MICROS: u64 = 64_000_000;
+/// The longest a cookie stays valid: it is accepted in its own tick and the next.
+pub(crate) const COOKIE_LIFETIME: core::time::Duration =
+    core::time::Duration::from_micros(2 * COOKIE_TICK_MICROS);
 
 /// The keyed functions of one stack.
 #[derive(Debug, Clone)]

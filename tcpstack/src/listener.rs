@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 
 use crate::handle::ConnId;
+use crate::Instant;
 
 /// A passive-open endpoint.
 #[derive(Debug)]
@@ -16,6 +17,9 @@ pub(crate) struct Listener {
     pub half_open: usize,
     /// An `Incoming` event is queued and not yet answered by `accept`.
     pub notified: bool,
+    /// Until when cookies this listener sent may still come back (see
+    /// [`Listener::cookies_live`]).
+    pub cookies_until: Option<Instant>,
 }
 
 impl Listener {
@@ -26,7 +30,16 @@ impl Listener {
             ready: VecDeque::new(),
             half_open: 0,
             notified: false,
+            cookies_until: None,
         }
+    }
+
+    /// Whether a SYN cookie this listener sent may still be echoed at `now`. While it
+    /// may, an ACK that fails the cookie check is dropped rather than reset: it is most
+    /// likely a client's later segment that overtook the one completing its cookie
+    /// handshake, and a reset would kill the connection the cookie is about to make.
+    pub fn cookies_live(&self, now: Instant) -> bool {
+        self.cookies_until.is_some_and(|t| now < t)
     }
 
     /// Whether a new SYN could still end up in the accept queue.

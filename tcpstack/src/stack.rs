@@ -274,9 +274,12 @@ impl Stack {
         // Passive connections are reported through their listener until accepted.
         if let Some(lid) = conn.listener {
             if notes.contains(Notes::ESTABLISHED) {
-                conn.half_open = false;
+                // A connection made from a SYN cookie was never counted as half-open.
+                let was_half_open = std::mem::take(&mut conn.half_open);
                 if let Some(l) = self.listeners.get_mut(lid.index, lid.generation) {
-                    l.half_open = l.half_open.saturating_sub(1);
+                    if was_half_open {
+                        l.half_open = l.half_open.saturating_sub(1);
+                    }
                     l.ready.push_back(id);
                     if !l.notified {
                         l.notified = true;

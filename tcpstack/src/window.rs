@@ -31,6 +31,13 @@ pub fn shift_for_buffer(buffer: usize) -> u8 {
     shift
 }
 
+/// The window field of a SYN or SYN-ACK offering `free` bytes: never scaled
+/// (RFC 7323 section 2.2), so at most 65535.
+#[inline]
+pub fn syn_window(free: usize) -> u16 {
+    u16::try_from(free).unwrap_or(u16::MAX)
+}
+
 /// The 16-bit window field for a window of `window` bytes under `shift`.
 ///
 /// Rounds down (never offers space that does not exist) and saturates at 65535.

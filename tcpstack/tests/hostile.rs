@@ -611,6 +611,297 @@ fn syn_flood_is_bounded_and_answered_with_cookies() {
     assert_eq!(h.stack.connection_count(), 17);
 }
 
+/// SYN options as Linux sends them: MSS 1460, SACK permitted, timestamps (TSval
+/// `tsval`), window scale 7.
+fn linux_syn_options(tsval: u32) -> Vec<u8> {
+    let mut o = vec![2, 4, 5, 180, 4, 2, 8, 10];
+    o.extend_from_slice(&tsval.to_be_bytes());
+    o.extend_from_slice(&0u32.to_be_bytes());
+    o.extend_from_slice(&[1, 3, 3, 7]);
+    o
+}
+
+/// Timestamp option (with NOP padding) carrying `tsval` and echoing `tsecr`.
+fn ts_option(tsval: u32, tsecr: u32) -> Vec<u8> {
+    let mut o = vec![1, 1, 8, 10];
+    o.extend_from_slice(&tsval.to_be_bytes());
+    o.extend_from_slice(&tsecr.to_be_bytes());
+    o
+}
+
+/// The TSval of a reply's timestamp option.
+fn reply_tsval(r: &Reply) -> u32 {
+    let mut o = &r.options[..];
+    while let [kind, rest @ ..] = o {
+        match *kind {
+            0 => break,
+            1 => o = rest,
+            8 => return u32::from_be_bytes(rest[1..5].try_into().unwrap()),
+            _ => o = &o[usize::from(rest[0])..],
+        }
+    }
+    panic!("no timestamp option in {r:?}")
+}
+
+/// Whether a reply's options include kind `kind`.
+fn has_option(r: &Reply, kind: u8) -> bool {
+    let mut o = &r.options[..];
+    while let [k, rest @ ..] = o {
+        match *k {
+            0 => return false,
+            1 => o = rest,
+            k if k == kind => return true,
+            _ => o = &o[usize::from(rest[0])..],
+        }
+    }
+    false
+}
+
+impl Harness {
+    /// Fills the listener's half-open queue (the stack runs with `max_half_open` 16)
+    /// with SYNs that are never completed, so that the next SYN gets a cookie.
+    fn flood_half_open(&mut self) {
+        for i in 0..16u32 {
+            let mut s = Seg::new(flags::SYN, i * 7919, 0).opts(&[2, 4, 5, 180]);
+            s.src_port = 2000 + i as u16;
+            self.send(&s);
+            self.replies();
+        }
+        assert_eq!(self.stack.connection_count(), 16);
+    }
+
+    /// Sends a SYN with Linux's options from the test's peer port and returns the
+    /// cookie SYN-ACK (asserting it is one).
+    fn cookie_syn(&mut self, isn: u32, tsval: u32) -> Reply {
+        let before = self.counters().syn_cookies_sent;
+        self.send(&Seg::new(flags::SYN, isn, 0).opts(&linux_syn_options(tsval)));
+        let r = self.replies();
+        assert_eq!(r.len(), 1, "one SYN-ACK: {r:?}");
+        assert_eq!(r[0].flags, flags::SYN | flags::ACK);
+        assert_eq!(
+            self.counters().syn_cookies_sent,
+            before + 1,
+            "answered by cookie"
+        );
+        self.peer_isn = isn;
+        self.stack_isn = r[0].seq;
+        r[0].clone()
+    }
+
+    /// Accepts the connection a completed handshake queued on the listener.
+    fn accept_incoming(&mut self) -> ConnId {
+        let l = match self.stack.poll_event() {
+            Some(Event::Incoming(l)) => l,
+            other => panic!("expected Incoming, got {other:?}"),
+        };
+        let c = self.stack.accept(l).unwrap();
+        self.conn = Some(c);
+        c
+    }
+}
+
+/// The counters that must never move on a clean cookie handshake and first request.
+const WINDOW_DROPS: [&str; 4] = [
+    "rcv_window_trimmed",
+    "ooo_dropped",
+    "duplicate_bytes",
+    "unexpected_segments",
+];
+
+fn assert_no_window_drops(before: &Counters, after: &Counters) {
+    for ((name, b), (_, a)) in before.iter().zip(after.iter()) {
+        if WINDOW_DROPS.contains(&name) {
+            assert_eq!(a, b, "counter {name} moved");
+        }
+    }
+}
+
+#[test]
+fn cookie_connection_takes_data_on_the_completing_ack_at_once() {
+    let mut h = Harness::with(|c| c.max_half_open = 16);
+    h.flood_half_open();
+    let synack = h.cookie_syn(1_000_000, 500);
+    // The cookie SYN-ACK offers the same window as a stateful one.
+    assert_eq!(synack.window, 65535);
+    let before = h.counters();
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let ack = Seg::new(flags::ACK | flags::PSH, h.rcv_nxt(), h.snd_nxt())
+        .opts(&ts_option(501, reply_tsval(&synack)))
+        .data(request);
+    h.send(&ack);
+    assert_eq!(
+        h.counters().syn_cookies_accepted,
+        before.syn_cookies_accepted + 1
+    );
+    let c = h.accept_incoming();
+    // Delivered at once, not after a retransmission.
+    assert_eq!(h.stack.recv_available(c).unwrap(), request.len());
+    let mut buf = [0u8; 64];
+    assert_eq!(h.stack.recv(c, &mut buf).unwrap(), request.len());
+    assert_eq!(&buf[..request.len()], request);
+    assert_no_window_drops(&before, &h.counters());
+    // Whatever the stack answers acknowledges the request.
+    for r in h.replies() {
+        assert_eq!(
+            r.ack,
+            h.rcv_nxt().wrapping_add(request.len() as u32),
+            "{r:?}"
+        );
+    }
+    // A cookie connection was never half-open: the queue is as full as before, and
+    // the next SYN is answered with a cookie too.
+    let mut s = Seg::new(flags::SYN, 9, 0).opts(&[2, 4, 5, 180]);
+    s.src_port = PEER_PORT + 1;
+    let sent = h.counters().syn_cookies_sent;
+    h.send(&s);
+    assert_eq!(h.replies().len(), 1);
+    assert_eq!(h.counters().syn_cookies_sent, sent + 1);
+    assert_eq!(h.stack.connection_count(), 17);
+}
+
+#[test]
+fn cookie_connection_takes_a_full_window_after_the_completing_ack() {
+    let mut h = Harness::with(|c| c.max_half_open = 16);
+    h.flood_half_open();
+    let synack = h.cookie_syn(77, 900);
+    let ecr = reply_tsval(&synack);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()).opts(&ts_option(901, ecr)));
+    assert!(h.replies().is_empty(), "a pure ACK needs no answer");
+    let c = h.accept_incoming();
+    let before = h.counters();
+    // The first flight fills the window the SYN-ACK offered: 65535 bytes in MSS-sized
+    // segments (1448 bytes of payload beside the timestamp option).
+    let data: Vec<u8> = (0..65535u32).map(|i| (i % 251) as u8).collect();
+    let mut seq = h.rcv_nxt();
+    for chunk in data.chunks(1448) {
+        h.send(
+            &Seg::new(flags::ACK, seq, h.snd_nxt())
+                .opts(&ts_option(902, ecr))
+                .data(chunk),
+        );
+        seq = seq.wrapping_add(chunk.len() as u32);
+    }
+    assert_eq!(h.stack.recv_available(c).unwrap(), data.len());
+    assert_no_window_drops(&before, &h.counters());
+    let last = h.replies().pop().expect("the flight is acknowledged");
+    assert_eq!(last.ack, seq);
+    let mut got = vec![0u8; data.len()];
+    assert_eq!(h.stack.recv(c, &mut got).unwrap(), data.len());
+    assert_eq!(got, data);
+}
+
+#[test]
+fn cookie_connection_takes_data_and_fin_on_the_completing_ack() {
+    let mut h = Harness::with(|c| c.max_half_open = 16);
+    h.flood_half_open();
+    let synack = h.cookie_syn(4242, 10);
+    let before = h.counters();
+    h.send(
+        &Seg::new(flags::ACK | flags::FIN, h.rcv_nxt(), h.snd_nxt())
+            .opts(&ts_option(11, reply_tsval(&synack)))
+            .data(b"bye"),
+    );
+    let c = h.accept_incoming();
+    assert_eq!(h.state(), TcpState::CloseWait);
+    let mut buf = [0u8; 16];
+    assert_eq!(h.stack.recv(c, &mut buf).unwrap(), 3);
+    assert_eq!(&buf[..3], b"bye");
+    assert_eq!(h.stack.recv(c, &mut buf).unwrap(), 0, "end of stream");
+    let r = h.replies();
+    assert_eq!(r.last().map(|r| r.ack), Some(h.rcv_nxt().wrapping_add(4)));
+    assert_no_window_drops(&before, &h.counters());
+}
+
+#[test]
+fn a_segment_overtaking_the_cookie_completing_one_is_dropped_not_reset() {
+    let mut h = Harness::with(|c| c.max_half_open = 16);
+    h.flood_half_open();
+    let synack = h.cookie_syn(5000, 20);
+    let ecr = reply_tsval(&synack);
+    let first = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt())
+        .opts(&ts_option(21, ecr))
+        .data(&[1; 100]);
+    let second = Seg::new(flags::ACK, h.rcv_nxt().wrapping_add(100), h.snd_nxt())
+        .opts(&ts_option(21, ecr))
+        .data(&[2; 100]);
+    // The second segment arrives first: its SEQ does not match the cookie.
+    let before = h.counters();
+    h.send(&second);
+    assert!(
+        h.replies().is_empty(),
+        "no reset for the client's own segment"
+    );
+    assert_only(&before, &h.counters(), &["syn_cookies_rejected"]);
+    assert_eq!(h.stack.connection_count(), 16);
+    // Then the first completes the handshake, and the second is taken when resent.
+    h.send(&first);
+    let c = h.accept_incoming();
+    h.send(&second);
+    assert_eq!(h.stack.recv_available(c).unwrap(), 200);
+    // Without recently sent cookies, a stray ACK is reset as usual (covered by
+    // `bogus_ack_to_a_listener_gets_a_reset_not_a_connection`); once the cookies have
+    // expired, it is reset again.
+    h.now += Duration::from_secs(129);
+    let mut stray = Seg::new(flags::ACK, 1, 2);
+    stray.src_port = PEER_PORT + 7;
+    h.send(&stray);
+    let r = h.replies();
+    assert_eq!(
+        r.iter().filter(|r| r.flags == flags::RST).count(),
+        1,
+        "{r:?}"
+    );
+}
+
+#[test]
+fn cookie_syn_ack_offers_sack_only_to_a_peer_that_permits_it() {
+    let mut h = Harness::with(|c| c.max_half_open = 16);
+    h.flood_half_open();
+    let permits = h.cookie_syn(1, 1);
+    assert!(
+        has_option(&permits, 4),
+        "SACK permitted echoed: {permits:?}"
+    );
+    // Timestamps and window scaling, but no SACK-permitted option.
+    let mut opts = vec![2, 4, 5, 180, 1, 1, 8, 10];
+    opts.extend_from_slice(&5u32.to_be_bytes());
+    opts.extend_from_slice(&0u32.to_be_bytes());
+    opts.extend_from_slice(&[1, 3, 3, 7]);
+    let mut s = Seg::new(flags::SYN, 9, 0).opts(&opts);
+    s.src_port = PEER_PORT + 1;
+    h.send(&s);
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert!(has_option(&r[0], 8), "timestamps kept: {r:?}");
+    assert!(
+        !has_option(&r[0], 4),
+        "SACK offered to a peer without it: {r:?}"
+    );
+}
+
+#[test]
+fn syn_ack_retransmissions_to_a_silent_peer_are_bounded_and_counted() {
+    let mut h = Harness::new();
+    h.send(&Seg::new(flags::SYN, 1000, 0).opts(&[2, 4, 5, 180]));
+    assert_eq!(h.replies().len(), 1);
+    let mut resent = 0;
+    for _ in 0..100 {
+        let Some(due) = h.stack.poll_timeout() else {
+            break;
+        };
+        h.now = due;
+        h.stack.handle_timeout(h.now);
+        resent += h.replies().len();
+    }
+    // Linux's tcp_synack_retries: 5 retransmissions, then the half-open connection
+    // is dropped and its slot freed.
+    assert_eq!(resent, 5);
+    assert_eq!(h.counters().synack_retransmits, 5);
+    assert_eq!(h.counters().syn_retransmits, 0);
+    assert_eq!(h.stack.connection_count(), 0);
+    assert_eq!(h.stack.poll_timeout(), None);
+}
+
 #[test]
 fn paws_rejects_old_timestamps() {
     let mut h = Harness::new();

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use scenario::{Outcome, World};
+use scenario::{Mode, Outcome, World};
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
@@ -40,19 +40,19 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// Run one seed, turning a panic inside the stack into an error. With `trace`, the
 /// packet and event trace is printed (or, with `capture`, returned).
-fn run_seed(seed: u64, trace: bool, simultaneous: bool) -> Result<Outcome, String> {
-    run_seed_traced(seed, trace, false, simultaneous).0
+fn run_seed(seed: u64, trace: bool, mode: Mode) -> Result<Outcome, String> {
+    run_seed_traced(seed, trace, false, mode).0
 }
 
 fn run_seed_traced(
     seed: u64,
     trace: bool,
     capture: bool,
-    simultaneous: bool,
+    mode: Mode,
 ) -> (Result<Outcome, String>, String) {
     let mut log = String::new();
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let mut world = World::new(seed, trace, simultaneous)?;
+        let mut world = World::new(seed, trace, mode)?;
         let r = world.run();
         log = world.take_trace();
         if !capture {
@@ -71,11 +71,11 @@ fn run_seed_traced(
     (result, log)
 }
 
-fn replay_hint(seed: u64, simultaneous: bool) -> String {
-    let test = if simultaneous {
-        "simultaneous_open_and_close_survive_a_hostile_network"
-    } else {
-        "simulated_transfers_survive_a_hostile_network"
+fn replay_hint(seed: u64, mode: Mode) -> String {
+    let test = match mode {
+        Mode::Listen => "simulated_transfers_survive_a_hostile_network",
+        Mode::Simultaneous => "simultaneous_open_and_close_survive_a_hostile_network",
+        Mode::SynFlood => "connections_made_from_syn_cookies_survive_a_hostile_network",
     };
     format!(
         "replay: SIM_SEED={seed} cargo test -p tcpstack --test sim {test} -- --exact --include-ignored --nocapture"
@@ -100,24 +100,29 @@ const REGRESSION_SEEDS: &[u64] = &[
 
 #[test]
 fn simulated_transfers_survive_a_hostile_network() {
-    run_seeds(200, false);
+    run_seeds(200, Mode::Listen);
 }
 
 /// Simultaneous open (both ends connect, SYNs cross) and simultaneous close over the
 /// same hostile network.
 #[test]
 fn simultaneous_open_and_close_survive_a_hostile_network() {
-    run_seeds(50, true);
+    run_seeds(50, Mode::Simultaneous);
 }
 
-fn run_seeds(default_count: u64, simultaneous: bool) {
+/// A SYN flood fills the server's half-open queue before the client connects, so the
+/// client's connections are made from SYN cookies; they must carry their data like
+/// any other.
+#[test]
+fn connections_made_from_syn_cookies_survive_a_hostile_network() {
+    run_seeds(50, Mode::SynFlood);
+}
+
+fn run_seeds(default_count: u64, mode: Mode) {
     if let Some(seed) = env_u64("SIM_SEED") {
-        match run_seed(seed, true, simultaneous) {
+        match run_seed(seed, true, mode) {
             Ok(o) => println!("seed {seed}: ok {o:?}"),
-            Err(e) => panic!(
-                "seed {seed} failed: {e}\n{}",
-                replay_hint(seed, simultaneous)
-            ),
+            Err(e) => panic!("seed {seed} failed: {e}\n{}", replay_hint(seed, mode)),
         }
         return;
     }
@@ -134,7 +139,7 @@ fn run_seeds(default_count: u64, simultaneous: bool) {
         for _ in 0..workers {
             s.spawn(|| {
                 while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed) as usize) {
-                    match run_seed(seed, false, simultaneous) {
+                    match run_seed(seed, false, mode) {
                         Ok(o) => {
                             let mut t = totals.lock().unwrap();
                             t.bytes += o.bytes;
@@ -161,10 +166,7 @@ fn run_seeds(default_count: u64, simultaneous: bool) {
     failures.sort_by_key(|f| f.0);
     if !failures.is_empty() {
         for (seed, e) in &failures {
-            eprintln!(
-                "seed {seed} failed: {e}\n{}\n",
-                replay_hint(*seed, simultaneous)
-            );
+            eprintln!("seed {seed} failed: {e}\n{}\n", replay_hint(*seed, mode));
         }
         panic!(
             "{} of {} seeds failed: {:?}",
@@ -180,12 +182,12 @@ fn run_seeds(default_count: u64, simultaneous: bool) {
 #[test]
 fn a_seed_replays_exactly() {
     for seed in [3, 17, 101] {
-        let (a, trace_a) = run_seed_traced(seed, true, true, false);
-        let (b, trace_b) = run_seed_traced(seed, true, true, false);
+        let (a, trace_a) = run_seed_traced(seed, true, true, Mode::Listen);
+        let (b, trace_b) = run_seed_traced(seed, true, true, Mode::Listen);
         assert!(
             a.is_ok(),
             "seed {seed}: {a:?}\n{}",
-            replay_hint(seed, false)
+            replay_hint(seed, Mode::Listen)
         );
         assert!(trace_a.lines().count() > 10, "seed {seed}: trace too short");
         assert!(trace_a == trace_b, "seed {seed}: two runs differ");

@@ -77,6 +77,7 @@ struct Params {
     fin_wait2_timeout: Duration,
     max_retries: u32,
     max_syn_retries: u32,
+    max_synack_retries: u32,
     recv_buffer: u32,
 }
 
@@ -239,6 +240,7 @@ impl Tcb {
                 fin_wait2_timeout: cfg.fin_wait2_timeout,
                 max_retries: cfg.max_retries,
                 max_syn_retries: cfg.max_syn_retries,
+                max_synack_retries: cfg.max_synack_retries,
                 recv_buffer,
             },
             nodelay: cfg.nodelay,
@@ -365,7 +367,11 @@ impl Tcb {
         let mut tcb = Tcb::new(now, cfg, tuple, iss, ts_offset, TcpState::Established);
         tcb.irs = ack.seq - 1u32;
         tcb.rcv_nxt = ack.seq;
-        tcb.rcv_adv = ack.seq;
+        // What the cookie SYN-ACK acknowledged and offered (the same window a stateful
+        // SYN-ACK offers): the peer may fill that window at once, so the right edge
+        // starts there, never at RCV.NXT (a receiver must not shrink its window).
+        tcb.last_ack_sent = ack.seq;
+        tcb.rcv_adv = ack.seq + u32::from(window::syn_window(tcb.recv.window()));
         tcb.syn_acked = true;
         tcb.snd_una = ack.ack;
         tcb.snd_nxt = ack.ack;

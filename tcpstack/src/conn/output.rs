@@ -323,8 +323,8 @@ impl Tcb {
             }
         }
         let (wnd_field, adv) = if syn {
-            let w = (self.recv.window() as u32).min(u32::from(u16::MAX));
-            (w as u16, w)
+            let w = window::syn_window(self.recv.window());
+            (w, u32::from(w))
         } else {
             let adv = self.advertise();
             (window::encode(adv, self.rcv_shift), adv)

@@ -113,10 +113,10 @@ impl Tcb {
         } else {
             self.retries += 1;
         }
-        let limit = if self.state.is_synchronized() {
-            self.params.max_retries
-        } else {
-            self.params.max_syn_retries
+        let limit = match self.state {
+            TcpState::SynSent => self.params.max_syn_retries,
+            TcpState::SynReceived => self.params.max_synack_retries,
+            _ => self.params.max_retries,
         };
         if self.retries > limit {
             ctx.counters.timeouts += 1;
@@ -128,8 +128,12 @@ impl Tcb {
         self.rtt.backoff();
         self.sampler.on_retransmit();
         match self.state {
-            TcpState::SynSent | TcpState::SynReceived => {
+            TcpState::SynSent => {
                 ctx.counters.syn_retransmits += 1;
+                self.syn_pending = true;
+            }
+            TcpState::SynReceived => {
+                ctx.counters.synack_retransmits += 1;
                 self.syn_pending = true;
             }
             _ => {

@@ -135,6 +135,13 @@ impl Stack {
                     return;
                 }
                 self.counters.syn_cookies_rejected += 1;
+                let live = self
+                    .listeners
+                    .get(lid.index, lid.generation)
+                    .is_some_and(|l| l.cookies_live(now));
+                if live {
+                    return;
+                }
             }
             self.reset_for(tuple, seg);
             return;
@@ -153,6 +160,9 @@ impl Stack {
         let half_open_full = listener.half_open >= self.cfg.max_half_open;
         if half_open_full || !self.table_has_room() {
             if self.cfg.syn_cookies {
+                if let Some(l) = self.listeners.get_mut(lid.index, lid.generation) {
+                    l.cookies_until = Some(now + crate::isn::COOKIE_LIFETIME);
+                }
                 self.send_cookie(now, tuple, seg);
             } else if half_open_full {
                 self.counters.listen_overflow += 1;
@@ -198,7 +208,7 @@ impl Stack {
             }
             _ => (None, None),
         };
-        let window = u16::try_from(t.recv_buffer).unwrap_or(u16::MAX);
+        let window = crate::buffer::window::syn_window(t.recv_buffer);
         self.counters.syn_cookies_sent += 1;
         let c = Control::CookieSynAck {
             tuple,

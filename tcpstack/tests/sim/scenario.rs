@@ -26,6 +26,22 @@ const MAX_STEPS: u64 = 10_000_000;
 /// Packets one stack may send at one instant (its buffers allow a few thousand).
 const MAX_BURST: u32 = 100_000;
 
+/// How the connections of a run are opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The client connects to the server's listener.
+    Listen,
+    /// Every connection is opened from both ends at once (RFC 9293 figure 8), and both
+    /// ends half-close.
+    Simultaneous,
+    /// As `Listen`, but spoofed SYNs from hosts that never answer fill the listener's
+    /// half-open queue first, so the client's connections are made from SYN cookies.
+    SynFlood,
+}
+
+/// Spoofed SYNs sent to the server in [`Mode::SynFlood`] before the client connects.
+const FLOOD_SYNS: u16 = 300;
+
 /// What a run measured, for the summary line.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
@@ -164,21 +180,24 @@ pub struct World {
     hosts: [Host; 2],
     links: [Link; 2],
     trace: Option<String>,
+    mode: Mode,
     /// The server's listener; `None` in simultaneous-open runs.
     listener: Option<tcpstack::ListenerId>,
     buf: Vec<u8>,
 }
 
 impl World {
-    /// The world for `seed`. With `simultaneous`, every connection is opened from both
-    /// ends at once (RFC 9293 figure 8) instead of through a listener, and both ends
-    /// half-close.
-    pub fn new(seed: u64, trace: bool, simultaneous: bool) -> Result<Self, String> {
+    /// The world for `seed`, its connections opened as `mode` says.
+    pub fn new(seed: u64, trace: bool, mode: Mode) -> Result<Self, String> {
+        let simultaneous = mode == Mode::Simultaneous;
         let mut rng = Rng::new(seed, 0);
         let n_conns = rng.range(1, 3) as usize;
         let max_len = rng.pick(&[0usize, 1000, 20_000, 100_000, 300_000]);
         let client_cfg = random_config(&mut rng, CLIENT, seed);
-        let server_cfg = random_config(&mut rng, SERVER, seed ^ 0x5a5a);
+        let mut server_cfg = random_config(&mut rng, SERVER, seed ^ 0x5a5a);
+        if mode == Mode::SynFlood {
+            server_cfg.max_half_open = 16;
+        }
         let mut client = Stack::new(client_cfg).map_err(|e| e.to_string())?;
         let mut server = Stack::new(server_cfg).map_err(|e| e.to_string())?;
         let listener = if simultaneous {
@@ -190,7 +209,14 @@ impl World {
         let mut server_apps = Vec::new();
         let mut data_rng = Rng::new(seed, 1);
         for _ in 0..n_conns {
-            let up = rng.range(0, max_len as u64) as usize;
+            let mut up = rng.range(0, max_len as u64) as usize;
+            if mode == Mode::SynFlood {
+                // A cookie connection exists on the server only once the client's
+                // ACK arrives; if that ACK is lost, only the client's next segment can
+                // bring it again (RFC 4987 section 3.6). So the client speaks first,
+                // as HTTP clients do.
+                up = up.max(1);
+            }
             let down = rng.range(0, max_len as u64) as usize;
             let mut c = App::new(&mut rng, data_rng.bytes(up));
             let mut s = App::new(&mut rng, data_rng.bytes(down));
@@ -210,6 +236,9 @@ impl World {
             server_apps.push(s);
         }
         let now = Instant::from_millis(1);
+        if mode == Mode::SynFlood {
+            flood(&mut server, now, &mut rng);
+        }
         let mut by_conn = HashMap::new();
         for (i, app) in client_apps.iter_mut().enumerate() {
             let c = client
@@ -252,6 +281,7 @@ impl World {
             ],
             links,
             trace: trace.then(String::new),
+            mode,
             listener,
             buf: vec![0; 65536],
         })
@@ -317,6 +347,7 @@ impl World {
             }
         }
         self.verify()?;
+        self.verify_mode()?;
         let c = self
             .hosts
             .iter()
@@ -333,6 +364,22 @@ impl World {
             packets: self.links[0].stats.sent + self.links[1].stats.sent,
             retransmits: c,
         })
+    }
+
+    /// What a mode promises beyond the transfers: a flooded server answered with
+    /// cookies and made the client's connections from them.
+    fn verify_mode(&self) -> Result<(), String> {
+        if self.mode != Mode::SynFlood {
+            return Ok(());
+        }
+        let c = self.hosts[1].stack.counters();
+        if c.syn_cookies_sent == 0 || c.syn_cookies_accepted == 0 {
+            return Err(format!(
+                "flooded server: {} cookies sent, {} accepted",
+                c.syn_cookies_sent, c.syn_cookies_accepted
+            ));
+        }
+        Ok(())
     }
 
     fn all_done(&self) -> bool {
@@ -403,6 +450,7 @@ impl World {
     /// Process events and let each application do what it can.
     fn drive_host(&mut self, h: usize) -> Result<(), String> {
         let now = self.now;
+        let mode = self.mode;
         while let Some(ev) = self.hosts[h].stack.poll_event() {
             let name = self.hosts[h].name;
             self.log(|| format!("{name} event {ev:?}"));
@@ -419,6 +467,15 @@ impl World {
                                     host.stack.endpoints(c).map_err(|e| e.to_string())?;
                                 let i = usize::from(remote.port() - 40_000);
                                 let app = host.apps.get_mut(i).ok_or("accept: unknown peer")?;
+                                if app.conn.is_some() && mode == Mode::SynFlood {
+                                    // A late duplicate of the segment that completed a
+                                    // cookie handshake validates again once the first
+                                    // connection is gone: cookies keep no state to tell
+                                    // (RFC 4987 section 3.6). The application refuses
+                                    // the replayed connection.
+                                    host.stack.abort(c).map_err(|e| e.to_string())?;
+                                    continue;
+                                }
                                 if app.conn.is_some() {
                                     return Err(format!("{name}: connection {i} accepted twice"));
                                 }
@@ -509,9 +566,15 @@ impl World {
 
     /// Memory bounds: queues within the configured buffers, no stray connections.
     fn check_bounds(&self) -> Result<(), String> {
-        for host in &self.hosts {
+        for (h, host) in self.hosts.iter().enumerate() {
             let cfg = &host.stack.config().tcp;
-            if host.stack.connection_count() > host.apps.len() {
+            // A flooded server also holds the spoofed half-open connections.
+            let flooded = if self.mode == Mode::SynFlood && h == 1 {
+                host.stack.config().max_half_open
+            } else {
+                0
+            };
+            if host.stack.connection_count() > host.apps.len() + flooded {
                 return Err(format!(
                     "{}: {} connections for {} applications",
                     host.name,
@@ -574,4 +637,38 @@ impl World {
         }
         Ok(())
     }
+}
+
+/// Hands the server [`FLOOD_SYNS`] SYNs from spoofed hosts that never complete the
+/// handshake. Their SYN-ACKs go nowhere: the server's half-open queue stays full until
+/// its SYN-ACK retries run out.
+fn flood(server: &mut Stack, now: Instant, rng: &mut Rng) {
+    use tcpstack::wire::checksum;
+    for i in 0..FLOOD_SYNS {
+        let src = Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8);
+        // IPv4 header, then a 24-byte TCP header with one option (MSS 1460).
+        let mut p = [0u8; 44];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&44u16.to_be_bytes());
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&src.octets());
+        p[16..20].copy_from_slice(&SERVER.octets());
+        let c = !checksum::sum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        let t = &mut p[20..];
+        t[0..2].copy_from_slice(&(1024 + i).to_be_bytes());
+        t[2..4].copy_from_slice(&PORT.to_be_bytes());
+        t[4..8].copy_from_slice(&(rng.next_u64() as u32).to_be_bytes());
+        t[12] = 6 << 4;
+        t[13] = tcpstack::wire::flags::SYN;
+        t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+        t[20..24].copy_from_slice(&[2, 4, 5, 180]);
+        let c = checksum::finish(checksum::pseudo_header(src, SERVER, 6, 24), t);
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        server.handle_packet(now, &p);
+    }
+    // The SYN-ACKs are addressed to the spoofed hosts: nobody receives them.
+    let mut buf = [0u8; 128];
+    while server.poll_transmit(now, &mut buf).is_some() {}
 }
