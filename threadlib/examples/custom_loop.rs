@@ -16,12 +16,11 @@
 //! The example sends itself SIGUSR1, and shows a wait for SIGINT timing out (press
 //! Ctrl-C within the second to see it answered instead).
 
-use std::any::Any;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use threadlib::{Error, EventLoop, LoopCx, LoopId, Runtime, ThreadId};
+use threadlib::{Error, EventLoop, LoopCx, LoopId, Request, Runtime, ThreadId};
 
 /// The request a thread hands the loop: wait for this signal number.
 struct WaitSignal(libc::c_int);
@@ -110,10 +109,15 @@ impl EventLoop for SignalLoop {
         "signals"
     }
 
-    fn submit(&mut self, tid: ThreadId, request: Box<dyn Any>, cx: &mut LoopCx<'_>) {
-        match request.downcast::<WaitSignal>() {
-            Ok(req) => self.waiters.push((tid, req.0)),
-            Err(_) => cx.fail::<Delivered>(tid, Error::other("signal loop: unknown request")),
+    fn submit(&mut self, tid: ThreadId, request: Request, cx: &mut LoopCx<'_>) {
+        match request {
+            Request::Boxed(b) => match b.downcast::<WaitSignal>() {
+                Ok(req) => self.waiters.push((tid, req.0)),
+                Err(_) => cx.fail::<Delivered>(tid, Error::other("signal loop: unknown request")),
+            },
+            Request::Word(_) => {
+                cx.fail::<Delivered>(tid, Error::other("signal loop: unknown request"))
+            }
         }
     }
 
@@ -171,7 +175,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(SignalLoop::new(&HANDLED)?);
 
     let (builder, signals) = Runtime::builder()
-        .event_loop(|| Box::new(SignalLoop::new(&HANDLED).expect("signalfd worked a moment ago")));
+        .event_loop(|_core| Box::new(SignalLoop::new(&HANDLED).expect("signalfd worked a moment ago")));
     let rt = builder.build()?;
 
     rt.block_on(async move {

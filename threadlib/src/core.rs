@@ -20,7 +20,7 @@ use crate::loops::fd::FdLoop;
 use crate::loops::pool::BlockingPool;
 use crate::loops::timer::TimerLoop;
 use crate::loops::uring::UringLoop;
-use crate::loops::{EventLoop, LoopCx};
+use crate::loops::{EventLoop, LoopCx, Request};
 use crate::remote::{Remote, RemoteMsg};
 use crate::runtime::Shared;
 use crate::scope::ScopeInner;
@@ -198,6 +198,18 @@ thread_local! {
     static CURRENT: Cell<*const Core> = const { Cell::new(std::ptr::null()) };
 }
 
+/// A user event loop and the scheduler's bookkeeping for it.
+struct LoopSlot {
+    /// Borrowed while the loop runs (`poll`, `submit`, `cancel`, `with_loop`), so a
+    /// re-entrant call finds it busy instead of aliasing it.
+    lp: RefCell<Box<dyn EventLoop>>,
+    has_fd: bool,
+    /// Threads blocked in a call to this loop.
+    pending: Cell<usize>,
+    /// The loop asked to be polled after the current batch ([`LoopCx::poll_soon`]).
+    dirty: Cell<bool>,
+}
+
 /// Static configuration of one core's scheduler.
 pub(crate) struct CoreConfig {
     pub id: usize,
@@ -223,8 +235,12 @@ pub(crate) struct Core {
     fds: Option<RefCell<FdLoop>>,
     uring: Option<RefCell<UringLoop>>,
     pub(crate) pool: Option<BlockingPool>,
-    custom: RefCell<Vec<Option<Box<dyn EventLoop>>>>,
+    custom: Box<[LoopSlot]>,
     custom_pending: Cell<usize>,
+    /// Some loop in `custom` is dirty.
+    any_dirty: Cell<bool>,
+    /// Reused buffer for the completions one loop call makes.
+    loop_done: RefCell<Vec<(ThreadId, Completion)>>,
     poller: Epoll,
     events: RefCell<Events>,
     pub(crate) clock: ClockKind,
@@ -257,10 +273,18 @@ impl Core {
             }
             None => None,
         };
-        for (i, l) in cfg.custom.iter().enumerate() {
-            if let Some(fd) = l.wake_fd() {
+        let mut custom = Vec::with_capacity(cfg.custom.len());
+        for (i, l) in cfg.custom.into_iter().enumerate() {
+            let fd = l.wake_fd();
+            if let Some(fd) = fd {
                 poller.add(fd, Interest::READABLE, TOKEN_CUSTOM + i as u64)?;
             }
+            custom.push(LoopSlot {
+                lp: RefCell::new(l),
+                has_fd: fd.is_some(),
+                pending: Cell::new(0),
+                dirty: Cell::new(false),
+            });
         }
         let root = ScopeInner::new(CancelCtx::root(), None);
         Ok(Core {
@@ -276,8 +300,10 @@ impl Core {
             fds: cfg.fd_loop.then(|| RefCell::new(FdLoop::new())),
             uring,
             pool,
-            custom: RefCell::new(cfg.custom.into_iter().map(Some).collect()),
+            custom: custom.into_boxed_slice(),
             custom_pending: Cell::new(0),
+            any_dirty: Cell::new(false),
+            loop_done: RefCell::new(Vec::new()),
             poller,
             events: RefCell::new(Events::with_capacity(256)),
             clock: cfg.clock,
@@ -699,29 +725,66 @@ impl Core {
                     Wait::Pool(id)
                 }
             },
-            Syscall::Custom(id, req) => {
-                let idx = id.0 as usize;
-                let Some(mut l) = self.custom.borrow_mut().get_mut(idx).and_then(|l| l.take())
-                else {
-                    return self.fail_now(tid, Error::NoEventLoop("custom (unknown LoopId)"));
-                };
-                self.set_state(tid, State::Blocked(Wait::Custom(id.0)));
-                self.custom_pending.set(self.custom_pending.get() + 1);
-                let mut done = Vec::new();
-                l.submit(
-                    tid,
-                    req,
-                    &mut LoopCx {
-                        now: self.now_instant(),
-                        done: &mut done,
-                    },
-                );
-                self.custom.borrow_mut()[idx] = Some(l);
-                self.apply_custom(idx as u32, done);
-                return;
+            Syscall::Custom(id, req) => return self.dispatch_custom(tid, id.0, Request::Boxed(req)),
+            Syscall::LoopWord(id, word) => {
+                return self.dispatch_custom(tid, id.0, Request::Word(word))
             }
         };
         self.set_state(tid, State::Blocked(wait));
+    }
+
+    /// Hands `tid`'s call to user loop `idx`.
+    fn dispatch_custom(&self, tid: ThreadId, idx: u32, req: Request) {
+        let Some(slot) = self.custom.get(idx as usize) else {
+            return self.fail_now(tid, Error::NoEventLoop("custom (unknown LoopId)"));
+        };
+        self.set_state(tid, State::Blocked(Wait::Custom(idx)));
+        slot.pending.set(slot.pending.get() + 1);
+        self.custom_pending.set(self.custom_pending.get() + 1);
+        let submitted = self.with_custom(idx, false, |l, cx| l.submit(tid, req, cx));
+        if submitted.is_none() {
+            // The loop is busy: only a call made from inside that loop gets here.
+            self.set_state(tid, State::Running);
+            self.fail_now(tid, Error::NoEventLoop("custom (called from inside itself)"));
+            slot.pending.set(slot.pending.get() - 1);
+            self.custom_pending.set(self.custom_pending.get() - 1);
+        }
+    }
+
+    /// Runs `f` on user loop `idx` with a fresh [`LoopCx`], then delivers the
+    /// completions it made and notes a [`LoopCx::poll_soon`] request. `None` if there
+    /// is no such loop or it is already running (a re-entrant call).
+    pub(crate) fn with_custom<R>(
+        &self,
+        idx: u32,
+        fd_ready: bool,
+        f: impl FnOnce(&mut dyn EventLoop, &mut LoopCx<'_>) -> R,
+    ) -> Option<R> {
+        let slot = self.custom.get(idx as usize)?;
+        let mut l = slot.lp.try_borrow_mut().ok()?;
+        let mut done = std::mem::take(&mut *self.loop_done.borrow_mut());
+        let mut cx = LoopCx {
+            now: self.now_instant(),
+            done: &mut done,
+            fd_ready,
+            poll_soon: false,
+        };
+        let r = f(&mut **l, &mut cx);
+        let poll_soon = cx.poll_soon;
+        drop(l);
+        if poll_soon {
+            slot.dirty.set(true);
+            self.any_dirty.set(true);
+        }
+        for (tid, c) in done.drain(..) {
+            if self.complete(tid, Some(Wait::Custom(idx)), c) {
+                slot.pending.set(slot.pending.get().saturating_sub(1));
+                self.custom_pending
+                    .set(self.custom_pending.get().saturating_sub(1));
+            }
+        }
+        *self.loop_done.borrow_mut() = done;
+        Some(r)
     }
 
     fn set_state(&self, tid: ThreadId, s: State) {
@@ -840,33 +903,7 @@ impl Core {
                 self.complete(tid, Some(wait), Completion::Cancelled);
             }
             Wait::Custom(idx) => {
-                let Some(mut l) = self
-                    .custom
-                    .borrow_mut()
-                    .get_mut(idx as usize)
-                    .and_then(|l| l.take())
-                else {
-                    return;
-                };
-                let mut done = Vec::new();
-                l.cancel(
-                    tid,
-                    &mut LoopCx {
-                        now: self.now_instant(),
-                        done: &mut done,
-                    },
-                );
-                self.custom.borrow_mut()[idx as usize] = Some(l);
-                self.apply_custom(idx, done);
-            }
-        }
-    }
-
-    fn apply_custom(&self, idx: u32, done: Vec<(ThreadId, Completion)>) {
-        for (tid, c) in done {
-            if self.complete(tid, Some(Wait::Custom(idx)), c) {
-                self.custom_pending
-                    .set(self.custom_pending.get().saturating_sub(1));
+                self.with_custom(idx, false, |l, cx| l.cancel(tid, cx));
             }
         }
     }
@@ -945,6 +982,9 @@ impl Core {
                     None => break,
                 }
             }
+            // User loops that asked for a pass after this batch, and those without a
+            // wake fd, run before anything waits.
+            self.poll_loops();
             if done(self) {
                 return Ok(());
             }
@@ -955,20 +995,23 @@ impl Core {
                 if t.is_multiple_of(EVENT_INTERVAL) {
                     self.poll_events(Some(Duration::ZERO))?;
                     self.fire_timers();
+                    self.poll_loops();
                 } else if let Some(u) = &self.uring {
                     u.borrow_mut().submit()?;
                 }
                 continue;
             }
-            // Idle: wait for the next event or timer.
-            let timeout = self
-                .timers
-                .borrow()
-                .next_deadline()
-                .map(|d| d.saturating_sub(self.now_ns()));
+            // Idle: wait for the next event, timer or loop deadline.
+            let now = self.now_ns();
+            let due = match (self.timers.borrow().next_deadline(), self.loops_due_ns(now)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = due.map(|d| d.saturating_sub(now));
             if self.clock.is_mock() {
                 // Mock time never passes by itself: look for real events without
-                // blocking, then jump the clock to the next timer if nothing else is due.
+                // blocking, then jump the clock to the next deadline if nothing else
+                // is due.
                 let other_work = self.io_pending();
                 self.poll_events(Some(Duration::ZERO))?;
                 if self.ready.borrow().is_empty() {
@@ -990,6 +1033,7 @@ impl Core {
                 self.poll_events(timeout.map(Duration::from_nanos))?;
             }
             self.fire_timers();
+            self.poll_loops();
         }
     }
 
@@ -1014,8 +1058,7 @@ impl Core {
             } else if token == TOKEN_URING {
                 uring_ready = true;
             } else if token >= TOKEN_CUSTOM {
-                let idx = (token - TOKEN_CUSTOM) as u32;
-                self.poll_custom(idx);
+                self.with_custom((token - TOKEN_CUSTOM) as u32, true, |l, cx| l.poll(cx));
             }
         }
         drop(events);
@@ -1027,35 +1070,47 @@ impl Core {
         {
             self.reap_uring();
         }
-        // Custom loops without a wake fd are polled every time.
-        let n = self.custom.borrow().len();
-        for idx in 0..n as u32 {
-            let has_fd = self.custom.borrow()[idx as usize]
-                .as_ref()
-                .is_some_and(|l| l.wake_fd().is_some());
-            if !has_fd {
-                self.poll_custom(idx);
-            }
-        }
         Ok(())
     }
 
-    fn poll_custom(&self, idx: u32) {
-        let Some(mut l) = self
-            .custom
-            .borrow_mut()
-            .get_mut(idx as usize)
-            .and_then(|l| l.take())
-        else {
+    /// Polls the user loops that are due without an event: those that asked for it
+    /// ([`LoopCx::poll_soon`]), those without a wake fd (every pass), and those whose
+    /// deadline has passed.
+    fn poll_loops(&self) {
+        if self.custom.is_empty() {
             return;
-        };
-        let mut done = Vec::new();
-        l.poll(&mut LoopCx {
-            now: self.now_instant(),
-            done: &mut done,
-        });
-        self.custom.borrow_mut()[idx as usize] = Some(l);
-        self.apply_custom(idx, done);
+        }
+        let dirty = self.any_dirty.replace(false);
+        let now = self.now_instant();
+        for (idx, slot) in self.custom.iter().enumerate() {
+            let due = !slot.has_fd
+                || (dirty && slot.dirty.replace(false))
+                || slot
+                    .lp
+                    .try_borrow()
+                    .is_ok_and(|l| l.next_deadline().is_some_and(|d| d <= now));
+            if due {
+                self.with_custom(idx as u32, false, |l, cx| l.poll(cx));
+            }
+        }
+    }
+
+    /// The earliest of the user loops' deadlines in ns on the core clock; `now` if a
+    /// loop without a wake fd holds calls but reports no deadline (it is polled
+    /// continuously).
+    fn loops_due_ns(&self, now: u64) -> Option<u64> {
+        let base = self.clock.base();
+        let mut due: Option<u64> = None;
+        for slot in self.custom.iter() {
+            let Ok(l) = slot.lp.try_borrow() else { continue };
+            let d = match l.next_deadline() {
+                Some(d) => d.saturating_duration_since(base).as_nanos() as u64,
+                None if !slot.has_fd && slot.pending.get() > 0 => now,
+                None => continue,
+            };
+            due = Some(due.map_or(d, |x| x.min(d)));
+        }
+        due
     }
 
     fn reap_uring(&self) {

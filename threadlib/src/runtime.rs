@@ -17,7 +17,7 @@ use crate::thread::{spawn, JoinHandle};
 use crate::time::ClockKind;
 use crate::trace::{chrome_json, Tracer};
 
-type LoopFactory = Arc<dyn Fn() -> Box<dyn EventLoop> + Send + Sync>;
+type LoopFactory = Arc<dyn Fn(usize) -> Box<dyn EventLoop> + Send + Sync>;
 
 /// State shared by all cores of a running runtime.
 pub(crate) struct Shared {
@@ -116,11 +116,14 @@ impl Builder {
         self
     }
 
-    /// Adds a user event loop to every core's scheduler; `make` builds one per core.
-    /// Returns the builder and the loop's id for [`custom`](crate::syscall::custom).
+    /// Adds a user event loop to every core's scheduler: `make(core)` builds core
+    /// `core`'s loop, on that core's OS thread. Returns the builder and the loop's id
+    /// (the same on every core) for [`custom`](crate::syscall::custom),
+    /// [`call_word`](crate::syscall::call_word) and
+    /// [`with_loop`](crate::loops::with_loop).
     pub fn event_loop(
         mut self,
-        make: impl Fn() -> Box<dyn EventLoop> + Send + Sync + 'static,
+        make: impl Fn(usize) -> Box<dyn EventLoop> + Send + Sync + 'static,
     ) -> (Self, LoopId) {
         self.loops.push(Arc::new(make));
         let id = LoopId((self.loops.len() - 1) as u32);
@@ -158,7 +161,7 @@ impl Runtime {
                 None => ClockKind::real(),
             },
             trace: self.cfg.trace,
-            custom: self.cfg.loops.iter().map(|f| f()).collect(),
+            custom: self.cfg.loops.iter().map(|f| f(id)).collect(),
         }
     }
 

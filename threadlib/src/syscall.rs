@@ -45,6 +45,8 @@ pub enum Syscall {
     Blocking(BlockingJob),
     /// A user-defined call for a user-supplied event loop.
     Custom(LoopId, Box<dyn Any>),
+    /// A one-word user-defined call for a user-supplied event loop (no allocation).
+    LoopWord(LoopId, u64),
 }
 
 impl Syscall {
@@ -59,7 +61,7 @@ impl Syscall {
             Syscall::WaitFd(_, Readiness::Write) => "wait_writable",
             Syscall::Uring(_) => "uring",
             Syscall::Blocking(_) => "blocking",
-            Syscall::Custom(..) => "custom",
+            Syscall::Custom(..) | Syscall::LoopWord(..) => "custom",
         }
     }
 }
@@ -214,6 +216,27 @@ pub async fn custom<R: 'static>(id: LoopId, request: Box<dyn Any>) -> Result<R> 
         Completion::Value(v) if v < 0 => {
             Err(Error::Io(std::io::Error::from_raw_os_error(-v as i32)))
         }
+        _ => Err(Error::other("custom event loop replied without a value")),
+    }
+}
+
+/// Performs a one-word call served by the custom event loop `id`: its
+/// [`EventLoop::submit`](crate::loops::EventLoop::submit) receives
+/// [`Request::Word`](crate::loops::Request::Word), and the call returns the value the
+/// loop gives [`LoopCx::complete`](crate::loops::LoopCx::complete) (or the error it
+/// gives [`LoopCx::fail`](crate::loops::LoopCx::fail)). Nothing is allocated.
+pub async fn call_word(id: LoopId, word: u64) -> Result<i64> {
+    match call(Syscall::LoopWord(id, word)).await? {
+        Completion::Value(v) => Ok(v),
+        Completion::Boxed(b) => match (*b).downcast::<Result<()>>() {
+            Ok(r) => r.map(|()| 0),
+            Err(b) => match b.downcast::<Error>() {
+                Ok(e) => Err(*e),
+                Err(_) => Err(Error::other(
+                    "custom event loop replied to a word call with a boxed value",
+                )),
+            },
+        },
         _ => Err(Error::other("custom event loop replied without a value")),
     }
 }
