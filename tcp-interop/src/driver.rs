@@ -263,7 +263,10 @@ impl Driver {
         }
         // On an offloaded queue the front `headroom` bytes stay a zero virtio-net
         // header (no offload asked for), written with each packet.
-        while let Some(n) = stack.poll_transmit(now, &mut tx_buf[headroom..]) {
+        while let Some(n) = stack
+            .poll_transmit(now, &mut tx_buf[headroom..])
+            .map(|t| t.len)
+        {
             let packet = &tx_buf[..headroom + n];
             match shims {
                 Some((_, outbound)) => outbound.pass(packet, wall, &mut write),

@@ -43,7 +43,7 @@ fn main() {
                 Err(e) => panic!("send: {e}"),
             }
         }
-        while let Some(n) = a.poll_transmit(now, &mut pkt) {
+        while let Some(n) = a.poll_transmit(now, &mut pkt).map(|t| t.len) {
             b.handle_packet(now, &pkt[..n]);
         }
         while let Some(e) = b.poll_event() {
@@ -60,7 +60,7 @@ fn main() {
                 }
             }
         }
-        while let Some(n) = b.poll_transmit(now, &mut pkt) {
+        while let Some(n) = b.poll_transmit(now, &mut pkt).map(|t| t.len) {
             a.handle_packet(now, &pkt[..n]);
         }
         while a.poll_event().is_some() {}

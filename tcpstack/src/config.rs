@@ -107,6 +107,19 @@ impl TcpConfig {
     }
 }
 
+/// What the packet device finishes for the stack on transmit, as a TUN queue with
+/// `IFF_VNET_HDR` or a virtio NIC does ([`Transmit`](crate::Transmit) says, per packet,
+/// what is left to do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxOffload {
+    /// The device completes TCP checksums: the stack leaves the pseudo-header sum in
+    /// the checksum field (a partial checksum) instead of summing the segment.
+    pub checksum: bool,
+    /// The largest IPv4 packet the device cuts into MSS-sized TCP segments (TCP
+    /// segmentation offload), at most 65535; 0 turns it off. Needs `checksum`.
+    pub segmentation: usize,
+}
+
 /// Configuration of a [`Stack`](crate::Stack).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackConfig {
@@ -133,6 +146,8 @@ pub struct StackConfig {
     pub icmp_echo: bool,
     /// Ephemeral port range for [`Stack::connect`](crate::Stack::connect).
     pub ephemeral_ports: (u16, u16),
+    /// What the device finishes on transmit (nothing by default).
+    pub tx_offload: TxOffload,
 }
 
 impl StackConfig {
@@ -149,6 +164,7 @@ impl StackConfig {
             ttl: 64,
             icmp_echo: true,
             ephemeral_ports: (49152, 65535),
+            tx_offload: TxOffload::default(),
         }
     }
 
@@ -178,6 +194,15 @@ impl StackConfig {
         }
         if self.max_connections == 0 || self.max_connections > u32::MAX as usize / 2 {
             return Err(ConfigError("max_connections out of range"));
+        }
+        let o = self.tx_offload;
+        if o.segmentation > usize::from(u16::MAX) {
+            return Err(ConfigError("tx_offload.segmentation must be at most 65535"));
+        }
+        if o.segmentation > 0 && (!o.checksum || o.segmentation < t.mtu) {
+            return Err(ConfigError(
+                "tx_offload.segmentation needs checksum offload and must be at least the MTU",
+            ));
         }
         if self.ttl == 0 {
             return Err(ConfigError("ttl must be positive"));

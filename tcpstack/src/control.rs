@@ -51,6 +51,7 @@ impl Control {
                     timestamp: None,
                     sack_blocks: &[],
                     ttl,
+                    partial_checksum: false,
                 };
                 (buf.len() >= out.headers_len()).then(|| out.emit(buf, 0, |_| {}))
             }
@@ -82,6 +83,7 @@ impl Control {
                     timestamp: *timestamp,
                     sack_blocks: &[],
                     ttl,
+                    partial_checksum: false,
                 };
                 (buf.len() >= out.headers_len()).then(|| out.emit(buf, 0, |_| {}))
             }

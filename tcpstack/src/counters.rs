@@ -212,6 +212,9 @@ counters! {
     syn_retransmits,
     /// SYN-ACKs retransmitted to half-open passive connections.
     synack_retransmits,
+    /// TCP super-segments sent for the device to cut into MSS-sized segments
+    /// (segmentation offload).
+    tx_super_segments,
 }
 
 impl Counters {

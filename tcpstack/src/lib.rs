@@ -12,7 +12,7 @@
 //! |---|---|
 //! | packet in | [`Stack::handle_packet`] ([`Stack::handle_packet_trusted`] from a device with checksum offload) |
 //! | time passes | [`Stack::handle_timeout`] (when [`Stack::poll_timeout`] is due) |
-//! | packet out | [`Stack::poll_transmit`] (until `None`) |
+//! | packet out | [`Stack::poll_transmit`] (until `None`; each [`Transmit`] says what a device with [`TxOffload`] must finish) |
 //! | application events | [`Stack::poll_event`] (until `None`) |
 //! | application requests | [`Stack::listen`], [`Stack::accept`], [`Stack::connect`], [`Stack::send`], [`Stack::recv`], [`Stack::shutdown`], [`Stack::close`], [`Stack::abort`] |
 //!
@@ -62,9 +62,9 @@ pub mod wire;
 
 pub use buffer::window;
 pub use cc::{CcAlgorithm, CcConfig};
-pub use config::{KeepAlive, StackConfig, TcpConfig};
+pub use config::{KeepAlive, StackConfig, TcpConfig, TxOffload};
 pub use counters::{Counters, DropReason};
 pub use error::{ConfigError, ConnError, Error};
 pub use event::{ConnInfo, Event, TcpState};
 pub use handle::{ConnId, ListenerId};
-pub use stack::Stack;
+pub use stack::{Stack, Transmit};

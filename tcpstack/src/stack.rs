@@ -16,6 +16,40 @@ use crate::isn::{FourTuple, KeyedHasher, Secrets};
 use crate::listener::Listener;
 use crate::Instant;
 
+/// One packet written by [`Stack::poll_transmit`], and what a device with
+/// [`TxOffload`](crate::TxOffload) must finish before it goes on the wire.
+///
+/// The stack sends no IPv4 options, so a TCP header always starts 20 bytes into the
+/// packet and its checksum field 16 bytes further (`csum_start` 20, `csum_offset` 16
+/// in virtio-net terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Bytes of the IPv4 packet at the front of the buffer.
+    pub len: usize,
+    /// `Some(n)` for a TCP super-segment (segmentation offload only): the device cuts
+    /// its payload into segments of `n` bytes (the last may be shorter), repeating the
+    /// headers, as virtio-net's `gso_size`.
+    pub segment_size: Option<u16>,
+    /// Bytes of IPv4 and TCP headers before the payload (0 for a packet that is not
+    /// TCP).
+    pub header_len: u16,
+    /// The TCP checksum field holds only the pseudo-header sum (checksum offload): the
+    /// device completes it over the TCP header and payload.
+    pub partial_checksum: bool,
+}
+
+impl Transmit {
+    /// A packet the device sends as it is.
+    fn complete(len: usize, header_len: u16) -> Transmit {
+        Transmit {
+            len,
+            segment_size: None,
+            header_len,
+            partial_checksum: false,
+        }
+    }
+}
+
 /// A bounded queue of stateless control packets.
 #[derive(Debug)]
 pub(crate) struct ControlQueue {
@@ -94,8 +128,8 @@ struct Conn {
 /// let listener = stack.listen(80, 128).unwrap();
 /// let mut buf = vec![0u8; 1500];
 /// // for each packet read from the device:  stack.handle_packet(now, &packet);
-/// while let Some(len) = stack.poll_transmit(Instant::ZERO, &mut buf) {
-///     let _packet = &buf[..len]; // write it to the device
+/// while let Some(t) = stack.poll_transmit(Instant::ZERO, &mut buf) {
+///     let _packet = &buf[..t.len]; // write it to the device
 /// }
 /// assert!(stack.poll_event().is_none());
 /// assert!(stack.accept(listener).is_err());
@@ -205,27 +239,32 @@ impl Stack {
 
     // ----- outputs --------------------------------------------------------------------
 
-    /// Writes the next packet to send into `buf` and returns its length, or `None` when
-    /// there is nothing to send. `buf` should hold at least the configured MTU; a
-    /// smaller buffer makes segments smaller.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+    /// Writes the next packet to send into `buf` and says how long it is and what the
+    /// device must finish, or returns `None` when there is nothing to send. `buf`
+    /// should hold at least the configured MTU (with segmentation offload,
+    /// [`TxOffload::segmentation`](crate::TxOffload::segmentation) bytes); a smaller
+    /// buffer makes segments smaller.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         while let Some(c) = self.control.queue.pop_front() {
             if let Some(n) = c.emit(buf, self.cfg.addr, self.cfg.ttl) {
                 self.counters.ip_tx_packets += 1;
-                if !matches!(c, Control::EchoReply { .. }) {
+                let tcp = !matches!(c, Control::EchoReply { .. });
+                if tcp {
                     self.counters.tcp_tx_segments += 1;
                 }
-                return Some(n);
+                return Some(Transmit::complete(n, if tcp { n as u16 } else { 0 }));
             }
         }
-        let ttl = self.cfg.ttl;
+        let (ttl, offload) = (self.cfg.ttl, self.cfg.tx_offload);
         while let Some(&idx) = self.tx_queue.front() {
-            match self.call(idx, |tcb, ctx| tcb.poll_transmit(now, buf, ttl, ctx)) {
-                Some(Some(n)) => {
+            match self.call(idx, |tcb, ctx| {
+                tcb.poll_transmit(now, buf, ttl, offload, ctx)
+            }) {
+                Some(Some(t)) => {
                     self.counters.ip_tx_packets += 1;
                     self.counters.tcp_tx_segments += 1;
                     self.after(idx);
-                    return Some(n);
+                    return Some(t);
                 }
                 Some(None) => {
                     self.tx_queue.pop_front();

@@ -158,7 +158,7 @@ impl Harness {
     fn replies(&mut self) -> Vec<Reply> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 2048];
-        while let Some(n) = self.stack.poll_transmit(self.now, &mut buf) {
+        while let Some(n) = self.stack.poll_transmit(self.now, &mut buf).map(|t| t.len) {
             let ip = Ipv4Packet::new_checked(&buf[..n]).expect("valid IPv4");
             assert!(ip.verify_checksum());
             assert_eq!(ip.dst_addr(), PEER);
@@ -556,7 +556,11 @@ fn icmp_echo_is_answered() {
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     h.inject(&ip_packet(1, &icmp));
     let mut buf = [0u8; 256];
-    let n = h.stack.poll_transmit(h.now, &mut buf).unwrap();
+    let n = h
+        .stack
+        .poll_transmit(h.now, &mut buf)
+        .map(|t| t.len)
+        .unwrap();
     let ip = Ipv4Packet::new_checked(&buf[..n]).unwrap();
     assert!(ip.verify_checksum());
     assert_eq!(ip.dst_addr(), PEER);

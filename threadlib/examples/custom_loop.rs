@@ -174,8 +174,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Fail early with a clear error rather than in the loop factory below.
     drop(SignalLoop::new(&HANDLED)?);
 
-    let (builder, signals) = Runtime::builder()
-        .event_loop(|_core| Box::new(SignalLoop::new(&HANDLED).expect("signalfd worked a moment ago")));
+    let (builder, signals) = Runtime::builder().event_loop(|_core| {
+        Box::new(SignalLoop::new(&HANDLED).expect("signalfd worked a moment ago"))
+    });
     let rt = builder.build()?;
 
     rt.block_on(async move {

@@ -725,7 +725,9 @@ impl Core {
                     Wait::Pool(id)
                 }
             },
-            Syscall::Custom(id, req) => return self.dispatch_custom(tid, id.0, Request::Boxed(req)),
+            Syscall::Custom(id, req) => {
+                return self.dispatch_custom(tid, id.0, Request::Boxed(req))
+            }
             Syscall::LoopWord(id, word) => {
                 return self.dispatch_custom(tid, id.0, Request::Word(word))
             }
@@ -745,7 +747,10 @@ impl Core {
         if submitted.is_none() {
             // The loop is busy: only a call made from inside that loop gets here.
             self.set_state(tid, State::Running);
-            self.fail_now(tid, Error::NoEventLoop("custom (called from inside itself)"));
+            self.fail_now(
+                tid,
+                Error::NoEventLoop("custom (called from inside itself)"),
+            );
             slot.pending.set(slot.pending.get() - 1);
             self.custom_pending.set(self.custom_pending.get() - 1);
         }
@@ -1102,7 +1107,9 @@ impl Core {
         let base = self.clock.base();
         let mut due: Option<u64> = None;
         for slot in self.custom.iter() {
-            let Ok(l) = slot.lp.try_borrow() else { continue };
+            let Ok(l) = slot.lp.try_borrow() else {
+                continue;
+            };
             let d = match l.next_deadline() {
                 Some(d) => d.saturating_duration_since(base).as_nanos() as u64,
                 None if !slot.has_fd && slot.pending.get() > 0 => now,

@@ -134,7 +134,10 @@ fn a_loop_deadline_wakes_the_core() {
         assert_eq!(r.unwrap(), 2);
         assert!(on_clock >= Duration::from_millis(200), "{on_clock:?}");
         if mock {
-            assert!(t0.elapsed() < Duration::from_millis(150), "mock time took wall time");
+            assert!(
+                t0.elapsed() < Duration::from_millis(150),
+                "mock time took wall time"
+            );
         } else {
             assert!(t0.elapsed() >= Duration::from_millis(200));
         }
@@ -238,7 +241,11 @@ fn with_loop_rejects_wrong_types_and_reentry() {
         let wrong = with_loop(id, |_: &mut Echo, _| ());
         assert!(matches!(wrong, Err(Error::NoEventLoop(_))), "{wrong:?}");
         assert_eq!(call_word(id, 0).await.unwrap(), 0);
-        assert_eq!(CELLS.with(|c| c.1.get()), Some(true), "re-entry was allowed");
+        assert_eq!(
+            CELLS.with(|c| c.1.get()),
+            Some(true),
+            "re-entry was allowed"
+        );
     })
     .unwrap();
     let outside = with_loop(id, |_: &mut Echo, _| ());

@@ -160,7 +160,7 @@ fuzz_target!(|data: &[u8]| {
         }
         // Transmit, letting the input decide each packet's fate.
         for h in 0..2 {
-            while let Some(n) = stacks[h].poll_transmit(now, &mut buf) {
+            while let Some(n) = stacks[h].poll_transmit(now, &mut buf).map(|t| t.len) {
                 let mut p = buf[..n].to_vec();
                 let fate = input.u8();
                 let mut at = now + DELAY;

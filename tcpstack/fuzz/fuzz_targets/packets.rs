@@ -130,7 +130,7 @@ struct World {
 impl World {
     /// Drain the stack's packets (recording sequence numbers) and events (accepting).
     fn drain(&mut self, mut deliver: Option<&mut Stack>) {
-        while let Some(n) = self.stack.poll_transmit(self.now, &mut self.buf) {
+        while let Some(n) = self.stack.poll_transmit(self.now, &mut self.buf).map(|t| t.len) {
             let p = &self.buf[..n];
             if let Some((dport, seq, ack, len)) = inspect(p) {
                 if let Some(i) = port_slot(dport) {
@@ -197,7 +197,7 @@ fn setup() -> World {
         peer_conns.push(c);
     }
     for round in 0..20 {
-        while let Some(n) = peer.poll_transmit(w.now, &mut w.buf) {
+        while let Some(n) = peer.poll_transmit(w.now, &mut w.buf).map(|t| t.len) {
             w.stack.handle_packet(w.now, &w.buf[..n]);
         }
         while peer.poll_event().is_some() {}

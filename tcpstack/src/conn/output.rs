@@ -3,10 +3,11 @@
 
 use super::{ts_clock, Ctx, Tcb};
 use crate::buffer::window;
+use crate::config::TxOffload;
 use crate::event::TcpState;
 use crate::sack::{NextSeg, MAX_SACK_BLOCKS};
 use crate::wire::{flags, SegmentOut};
-use crate::{Instant, SeqNum};
+use crate::{Instant, SeqNum, Transmit};
 
 /// What one emitted segment carries.
 #[derive(Debug, Clone, Copy)]
@@ -81,20 +82,34 @@ impl Tcb {
         self.snd_wnd.saturating_sub(self.snd_max - self.snd_una)
     }
 
-    /// Writes the next segment into `buf`.
+    /// Writes the next segment into `buf`, finished as far as `offload` leaves it to
+    /// the stack.
     pub fn poll_transmit(
         &mut self,
         now: Instant,
         buf: &mut [u8],
         ttl: u8,
+        offload: TxOffload,
         ctx: &mut Ctx<'_>,
-    ) -> Option<usize> {
-        let out = self.next_segment(now, ctx)?;
-        self.emit(now, buf, ttl, out, ctx)
+    ) -> Option<Transmit> {
+        let out = self.next_segment(now, self.burst_limit(offload), ctx)?;
+        self.emit(now, buf, ttl, offload.checksum, out, ctx)
     }
 
-    /// Decides what to send next, if anything.
-    fn next_segment(&mut self, now: Instant, ctx: &mut Ctx<'_>) -> Option<Out> {
+    /// The most new data one segment carries: one MSS, or with segmentation offload as
+    /// many whole MSS-sized segments as one super-segment holds (headers counted at
+    /// their largest: 20 bytes of IPv4, 60 of TCP).
+    fn burst_limit(&self, offload: TxOffload) -> u32 {
+        if offload.segmentation == 0 {
+            return self.smss;
+        }
+        let room = u32::try_from(offload.segmentation.saturating_sub(80)).unwrap_or(0);
+        (room / self.smss).max(1) * self.smss
+    }
+
+    /// Decides what to send next, if anything; new data goes out in segments of up to
+    /// `burst` bytes.
+    fn next_segment(&mut self, now: Instant, burst: u32, ctx: &mut Ctx<'_>) -> Option<Out> {
         match self.state {
             TcpState::Closed => return None,
             TcpState::SynSent => return self.syn_pending.then_some(Out::syn(self.iss)),
@@ -114,7 +129,7 @@ impl Tcb {
             if let Some(o) = self.recovery_segment() {
                 return Some(o);
             }
-        } else if let Some(o) = self.new_segment(now, false, ctx) {
+        } else if let Some(o) = self.new_segment(now, false, burst, ctx) {
             return Some(o);
         }
         if self.tlp_pending {
@@ -125,7 +140,7 @@ impl Tcb {
         }
         if self.probe_pending {
             self.probe_pending = false;
-            if let Some(o) = self.new_segment(now, true, ctx) {
+            if let Some(o) = self.new_segment(now, true, self.smss, ctx) {
                 return Some(o);
             }
             return Some(self.probe());
@@ -228,9 +243,16 @@ impl Tcb {
     }
 
     /// New data (or a rewound retransmission after a timeout) at `snd_nxt`, within the
-    /// windows and subject to Nagle and sender SWS avoidance. `force` (a persist timer
-    /// expiry) overrides both.
-    fn new_segment(&mut self, now: Instant, force: bool, ctx: &mut Ctx<'_>) -> Option<Out> {
+    /// windows and subject to Nagle and sender SWS avoidance, at most `burst` bytes
+    /// (whole MSS-sized segments when more data waits). `force` (a persist timer
+    /// expiry) overrides Nagle and SWS avoidance.
+    fn new_segment(
+        &mut self,
+        now: Instant,
+        force: bool,
+        burst: u32,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<Out> {
         let unsent = self.unsent_bytes();
         let fin_unsent = self.fin_queued && self.snd_nxt.le(self.fin_seq_out());
         if unsent == 0 && !(fin_unsent && self.snd_nxt == self.fin_seq_out()) {
@@ -249,7 +271,12 @@ impl Tcb {
             cwnd = cwnd.saturating_add(extra);
         }
         let usable = window::usable(self.snd_una, self.snd_nxt, self.snd_wnd, cwnd);
-        let len = unsent.min(usable).min(self.smss);
+        let mut len = unsent.min(usable).min(burst.max(self.smss));
+        if len > self.smss && len < unsent {
+            // A super-segment ends on a segment boundary unless it carries the last
+            // bytes: the device must not cut a small segment out of its middle.
+            len -= len % self.smss;
+        }
         let rewound = self.snd_nxt.lt(self.snd_max);
         if len > 0 {
             let idle = self.snd_una == self.snd_max;
@@ -302,9 +329,10 @@ impl Tcb {
         now: Instant,
         buf: &mut [u8],
         ttl: u8,
+        partial_checksum: bool,
         mut out: Out,
         ctx: &mut Ctx<'_>,
-    ) -> Option<usize> {
+    ) -> Option<Transmit> {
         let syn = out.syn;
         let syn_ack = syn && self.state != TcpState::SynSent;
         let timestamp = self.ts_enabled.then(|| {
@@ -344,6 +372,7 @@ impl Tcb {
             timestamp,
             sack_blocks: &sacks[..nsacks],
             ttl,
+            partial_checksum,
         };
         let hl = header.headers_len();
         if buf.len() < hl {
@@ -378,6 +407,16 @@ impl Tcb {
             dst[..a.len()].copy_from_slice(a);
             dst[a.len()..a.len() + b.len()].copy_from_slice(b);
         });
+        let segment_size = (out.len > self.smss).then(|| {
+            ctx.counters.tx_super_segments += 1;
+            self.smss as u16
+        });
+        let transmit = Transmit {
+            len: n,
+            segment_size,
+            header_len: hl as u16,
+            partial_checksum,
+        };
 
         // Bookkeeping.
         self.last_send = now;
@@ -445,6 +484,6 @@ impl Tcb {
                 self.arm_reo(now, false);
             }
         }
-        Some(n)
+        Some(transmit)
     }
 }

@@ -34,8 +34,15 @@ fn config(addr: Ipv4Addr, tcp: TcpConfig) -> StackConfig {
 
 impl Pair {
     fn new(tcp: TcpConfig) -> Self {
+        Self::with(tcp, |_| {})
+    }
+
+    /// A pair whose stack A's configuration `tweak` adjusts.
+    fn with(tcp: TcpConfig, tweak: impl FnOnce(&mut StackConfig)) -> Self {
+        let mut a = config(A, tcp.clone());
+        tweak(&mut a);
         Pair {
-            a: Stack::new(config(A, tcp.clone())).unwrap(),
+            a: Stack::new(a).unwrap(),
             b: Stack::new(config(B, tcp)).unwrap(),
             now: Instant::from_millis(1000),
             drop: Box::new(|_, _, _| false),
@@ -46,9 +53,13 @@ impl Pair {
     }
 
     /// Moves packets (100 us per round) and fires timers for `span` of simulated time.
+    /// What a stack with transmit offload leaves undone, the link does in software (as
+    /// a device would): every packet on the link is a complete wire packet.
     fn run_for(&mut self, span: Duration) {
         let end = self.now + span;
         let mut buf = vec![0u8; 65536];
+        let mut scratch = Vec::new();
+        let mut wire_packets = Vec::new();
         loop {
             let mut moved = false;
             for from_a in [true, false] {
@@ -58,14 +69,19 @@ impl Pair {
                     } else {
                         (&mut self.b, &mut self.a)
                     };
-                    let Some(n) = src.poll_transmit(self.now, &mut buf) else {
+                    let Some(t) = src.poll_transmit(self.now, &mut buf) else {
                         break;
                     };
                     moved = true;
-                    let i = &mut self.sent[usize::from(!from_a)];
-                    *i += 1;
-                    if !(self.drop)(from_a, *i, &buf[..n]) {
-                        dst.handle_packet(self.now, &buf[..n]);
+                    wire_packets.clear();
+                    wire::finish_offload(&buf, t, &mut scratch, |p| wire_packets.push(p.to_vec()))
+                        .expect("the stack emits well-formed packets");
+                    for p in &wire_packets {
+                        let i = &mut self.sent[usize::from(!from_a)];
+                        *i += 1;
+                        if !(self.drop)(from_a, *i, p) {
+                            dst.handle_packet(self.now, p);
+                        }
                     }
                 }
             }
@@ -468,9 +484,9 @@ fn delayed_ack_every_second_segment_or_on_timeout() {
     p.a.set_nodelay(c, true).unwrap();
     // One small segment: B holds its ACK until the delayed-ACK timer (40 ms).
     p.a.send(p.now, c, b"one").unwrap();
-    let n = p.a.poll_transmit(p.now, &mut buf).unwrap();
+    let n = p.a.poll_transmit(p.now, &mut buf).map(|t| t.len).unwrap();
     p.b.handle_packet(p.now, &buf[..n]);
-    assert_eq!(p.b.poll_transmit(p.now, &mut buf), None);
+    assert_eq!(p.b.poll_transmit(p.now, &mut buf).map(|t| t.len), None);
     let due = p.b.poll_timeout().unwrap();
     assert_eq!(due, p.now + Duration::from_millis(40));
     p.b.handle_timeout(due);
@@ -480,11 +496,11 @@ fn delayed_ack_every_second_segment_or_on_timeout() {
     let full = pattern(2 * 1448, 1);
     p.a.send(due, c, &full).unwrap();
     for _ in 0..2 {
-        let n = p.a.poll_transmit(due, &mut buf).unwrap();
+        let n = p.a.poll_transmit(due, &mut buf).map(|t| t.len).unwrap();
         assert_eq!(n, 20 + 32 + 1448);
         p.b.handle_packet(due, &buf[..n]);
     }
-    let n = p.b.poll_transmit(due, &mut buf).unwrap();
+    let n = p.b.poll_transmit(due, &mut buf).map(|t| t.len).unwrap();
     let Ok(Ingress::Tcp { seg, .. }) = wire::parse(&buf[..n], A) else {
         panic!("not a TCP segment");
     };
@@ -503,10 +519,14 @@ fn nagle_holds_small_segments_while_data_is_in_flight() {
         "idle: sent at once"
     );
     p.a.send(p.now, c, b"second").unwrap();
-    assert_eq!(p.a.poll_transmit(p.now, &mut buf), None, "held by Nagle");
+    assert_eq!(
+        p.a.poll_transmit(p.now, &mut buf).map(|t| t.len),
+        None,
+        "held by Nagle"
+    );
     p.a.set_nodelay(c, true).unwrap();
     p.a.send(p.now, c, b"third").unwrap();
-    let n = p.a.poll_transmit(p.now, &mut buf).unwrap();
+    let n = p.a.poll_transmit(p.now, &mut buf).map(|t| t.len).unwrap();
     assert_eq!(
         n,
         20 + 32 + "secondthird".len(),
@@ -563,11 +583,11 @@ fn crossing_syn_acks_complete_a_simultaneous_open() {
     // Both SYNs are on the wire before either arrives.
     let syn_a =
         p.a.poll_transmit(p.now, &mut buf)
-            .map(|n| buf[..n].to_vec())
+            .map(|t| buf[..t.len].to_vec())
             .unwrap();
     let syn_b =
         p.b.poll_transmit(p.now, &mut buf)
-            .map(|n| buf[..n].to_vec())
+            .map(|t| buf[..t.len].to_vec())
             .unwrap();
     p.b.handle_packet(p.now, &syn_a);
     p.a.handle_packet(p.now, &syn_b);
@@ -576,11 +596,11 @@ fn crossing_syn_acks_complete_a_simultaneous_open() {
     // And so do both SYN-ACKs.
     let sa_a =
         p.a.poll_transmit(p.now, &mut buf)
-            .map(|n| buf[..n].to_vec())
+            .map(|t| buf[..t.len].to_vec())
             .unwrap();
     let sa_b =
         p.b.poll_transmit(p.now, &mut buf)
-            .map(|n| buf[..n].to_vec())
+            .map(|t| buf[..t.len].to_vec())
             .unwrap();
     p.b.handle_packet(p.now, &sa_a);
     p.a.handle_packet(p.now, &sa_b);
@@ -651,4 +671,126 @@ fn same_inputs_give_the_same_packets() {
     let first = run();
     assert!(first.0.len() > 100);
     assert_eq!(first, run());
+}
+
+/// With segmentation offload, bulk data leaves as super-segments (one per 64 KiB, not
+/// per MSS) with partial checksums; cut and finished as a device does, they arrive
+/// intact at a peer that verifies every checksum, also when one segment is lost.
+#[test]
+fn segmentation_offload_sends_super_segments_a_device_can_cut() {
+    let tcp = TcpConfig {
+        send_buffer: 1 << 20,
+        recv_buffer: 1 << 20,
+        ..TcpConfig::default()
+    };
+    let mut p = Pair::with(tcp, |c| {
+        c.tx_offload = crate::TxOffload {
+            checksum: true,
+            segmentation: 65535,
+        };
+    });
+    // Lose one wire segment early, to go through recovery with super-segments.
+    p.drop = Box::new(|from_a, i, _| from_a && i == 30);
+    let (c, s) = p.connect();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let mut sent = 0;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..2000 {
+        if sent < data.len() {
+            sent += p.a.send(p.now, c, &data[sent..]).unwrap_or(0);
+        }
+        p.run_for(Duration::from_millis(1));
+        while let Ok(n) = p.b.recv(s, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        if got.len() == data.len() {
+            break;
+        }
+    }
+    assert!(
+        got == data,
+        "received {} of {} bytes",
+        got.len(),
+        data.len()
+    );
+    let a = p.a.counters();
+    assert!(a.tx_super_segments > 0, "{a:?}");
+    assert!(a.retransmits > 0, "the lost segment was resent");
+    // About 1 MB / 64 KiB super-segments, against some 700 MSS-sized segments.
+    assert!(
+        a.tcp_tx_segments < 200,
+        "{} segments sent for 1 MB",
+        a.tcp_tx_segments
+    );
+    assert_eq!(p.b.counters().tcp_bad_checksum, 0);
+}
+
+/// A device finishing a super-segment cuts it on MSS boundaries: sequence numbers,
+/// lengths, IPv4 identification and flags per segment, every checksum complete.
+#[test]
+fn finish_offload_cuts_a_super_segment_like_a_device() {
+    let mut a = Stack::new({
+        let mut c = config(A, TcpConfig::default());
+        c.tx_offload = crate::TxOffload {
+            checksum: true,
+            segmentation: 65535,
+        };
+        c
+    })
+    .unwrap();
+    let mut b = Stack::new(config(B, TcpConfig::default())).unwrap();
+    let l = b.listen(80, 4).unwrap();
+    let now = Instant::from_millis(1);
+    let c = a.connect(now, SocketAddrV4::new(B, 80), 4000).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut scratch = Vec::new();
+    // Handshake, by hand.
+    for _ in 0..3 {
+        while let Some(t) = a.poll_transmit(now, &mut buf) {
+            wire::finish_offload(&buf, t, &mut scratch, |p| b.handle_packet(now, p)).unwrap();
+        }
+        while let Some(t) = b.poll_transmit(now, &mut buf) {
+            a.handle_packet(now, &buf[..t.len]);
+        }
+    }
+    let s = b.accept(l).unwrap();
+    // The initial window (10 segments) as one super-segment, FIN included.
+    let data = vec![0x5a; 5000];
+    assert_eq!(a.send(now, c, &data).unwrap(), 5000);
+    a.shutdown(now, c).unwrap();
+    let t = a.poll_transmit(now, &mut buf).unwrap();
+    let mss = usize::from(t.segment_size.expect("a super-segment"));
+    assert!(t.partial_checksum);
+    assert_eq!(t.len - usize::from(t.header_len), 5000);
+    let mut segments = Vec::new();
+    wire::finish_offload(&buf, t, &mut scratch, |p| segments.push(p.to_vec())).unwrap();
+    assert_eq!(segments.len(), 5000usize.div_ceil(mss));
+    for (i, p) in segments.iter().enumerate() {
+        let Ok(Ingress::Tcp { seg, .. }) = wire::parse(p, B) else {
+            panic!("segment {i} does not parse with its checksum verified");
+        };
+        let last = i + 1 == segments.len();
+        assert_eq!(seg.payload.len(), if last { 5000 - i * mss } else { mss });
+        assert_eq!(seg.has(flags::FIN), last, "FIN only on the last");
+        if i > 0 {
+            let prev = &segments[i - 1];
+            assert_eq!(
+                u16::from_be_bytes([p[4], p[5]]),
+                u16::from_be_bytes([prev[4], prev[5]]).wrapping_add(1)
+            );
+        }
+        b.handle_packet(now, p);
+    }
+    assert_eq!(b.recv_available(s).unwrap(), 5000);
+    assert_eq!(b.state(s).unwrap(), TcpState::CloseWait);
+    // Without offload nothing changes: a complete packet passes through as it is.
+    let mut plain = Vec::new();
+    let t = b.poll_transmit(now, &mut buf).unwrap();
+    assert!(t.segment_size.is_none() && !t.partial_checksum);
+    wire::finish_offload(&buf, t, &mut scratch, |p| plain.push(p.to_vec())).unwrap();
+    assert_eq!(plain, vec![buf[..t.len].to_vec()]);
 }

@@ -107,6 +107,7 @@ mod tests {
             timestamp: Some((1, 2)),
             sack_blocks: &[(crate::SeqNum(100), crate::SeqNum(200))],
             ttl: 64,
+            partial_checksum: false,
         };
         let mut buf = [0u8; 200];
         let n = seg.emit(&mut buf, 33, |p| p.fill(0xa5));

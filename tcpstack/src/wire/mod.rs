@@ -7,8 +7,10 @@
 //! see in order to count them (SYN+FIN, SYN+RST).
 
 pub mod checksum;
+mod offload;
 mod options;
 
+pub use offload::{finish_offload, OffloadError};
 pub use options::{parse_options, OptionError, TcpOptions, MAX_SACK_BLOCKS};
 
 use core::net::Ipv4Addr;
@@ -240,6 +242,9 @@ pub(crate) struct SegmentOut<'s> {
     pub timestamp: Option<(u32, u32)>,
     pub sack_blocks: &'s [(SeqNum, SeqNum)],
     pub ttl: u8,
+    /// Leave the TCP checksum partial: the pseudo-header sum only, for a device with
+    /// checksum offload to finish over the segment.
+    pub partial_checksum: bool,
 }
 
 impl SegmentOut<'_> {
@@ -301,10 +306,12 @@ impl SegmentOut<'_> {
         }
         seg[13] = self.flags;
         self.emit_options(&mut seg[TCP_HEADER_LEN..TCP_HEADER_LEN + self.options_len()]);
-        let c = checksum::finish(
-            checksum::pseudo_header(self.src, self.dst, PROTO_TCP, tcp_len as u16),
-            seg,
-        );
+        let pseudo = checksum::pseudo_header(self.src, self.dst, PROTO_TCP, tcp_len as u16);
+        let c = if self.partial_checksum {
+            checksum::fold(pseudo)
+        } else {
+            checksum::finish(pseudo, seg)
+        };
         seg[16..18].copy_from_slice(&c.to_be_bytes());
         total
     }

@@ -19,6 +19,7 @@ fn syn_packet() -> Vec<u8> {
         timestamp: Some((5, 0)),
         sack_blocks: &[],
         ttl: 64,
+        partial_checksum: false,
     };
     let mut buf = vec![0u8; 100];
     let n = seg.emit(&mut buf, 0, |_| {});

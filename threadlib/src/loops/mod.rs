@@ -160,5 +160,7 @@ pub fn with_loop<L: EventLoop, R>(
         any.downcast_mut::<L>().map(|l| f(l, cx))
     })
     .flatten()
-    .ok_or(Error::NoEventLoop("custom (unknown LoopId, wrong type or busy)"))
+    .ok_or(Error::NoEventLoop(
+        "custom (unknown LoopId, wrong type or busy)",
+    ))
 }
