@@ -115,6 +115,29 @@ impl RingBuffer {
         }
     }
 
+    /// Takes the storage out if the buffer is empty and allocated, for reuse by another
+    /// buffer of the same capacity ([`BufferPool`]); the buffer re-acquires storage on
+    /// its next write. Same caveat as [`shrink_if_empty`](Self::shrink_if_empty).
+    pub fn take_storage_if_empty(&mut self) -> Option<Box<[u8]>> {
+        if self.len != 0 || self.storage.is_empty() {
+            return None;
+        }
+        self.head = 0;
+        Some(core::mem::take(&mut self.storage))
+    }
+
+    /// Gives an unallocated buffer `storage` of exactly its capacity (its old contents
+    /// are irrelevant: bytes become readable only once written). Returns the storage
+    /// if it does not fit or the buffer already has some.
+    pub fn give_storage(&mut self, storage: Box<[u8]>) -> Result<(), Box<[u8]>> {
+        if !self.storage.is_empty() || storage.len() != self.capacity {
+            return Err(storage);
+        }
+        self.storage = storage;
+        self.head = 0;
+        Ok(())
+    }
+
     /// Storage index of `offset` bytes past the front; `offset <= capacity`.
     #[inline]
     fn index(&self, offset: usize) -> usize {
@@ -240,6 +263,72 @@ impl RingBuffer {
             self.head
         };
         &mut self.storage_mut()[start..end]
+    }
+}
+
+/// Storage released by idle buffers, kept for the next buffer of the same capacity so
+/// that a connection going quiet gives its memory back without a trip through the
+/// allocator (and the page faults of fresh memory) each time it wakes.
+///
+/// Holds at most `max_bytes` of storage; beyond that, released storage is freed.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    /// Free storages, grouped by capacity (a stack has one or two capacities).
+    free: Vec<(usize, Vec<Box<[u8]>>)>,
+    held: usize,
+    max_bytes: usize,
+}
+
+impl BufferPool {
+    /// A pool keeping at most `max_bytes` of free storage.
+    pub fn new(max_bytes: usize) -> Self {
+        BufferPool {
+            free: Vec::new(),
+            held: 0,
+            max_bytes,
+        }
+    }
+
+    /// Bytes of free storage the pool holds.
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
+
+    /// Moves `buf`'s storage into the pool if `buf` is empty (or frees it if the pool
+    /// is full).
+    pub fn reclaim(&mut self, buf: &mut RingBuffer) {
+        let Some(storage) = buf.take_storage_if_empty() else {
+            return;
+        };
+        let cap = storage.len();
+        if self.held + cap > self.max_bytes {
+            return;
+        }
+        self.held += cap;
+        match self.free.iter_mut().find(|(c, _)| *c == cap) {
+            Some((_, list)) => list.push(storage),
+            None => self.free.push((cap, vec![storage])),
+        }
+    }
+
+    /// Gives an unallocated `buf` storage from the pool, if the pool has some of its
+    /// capacity (otherwise `buf` allocates on its first write, as usual).
+    pub fn provide(&mut self, buf: &mut RingBuffer) {
+        if buf.allocated_bytes() != 0 {
+            return;
+        }
+        let cap = buf.capacity();
+        let Some((_, list)) = self.free.iter_mut().find(|(c, _)| *c == cap) else {
+            return;
+        };
+        if let Some(storage) = list.pop() {
+            self.held -= cap;
+            if let Err(s) = buf.give_storage(storage) {
+                // Cannot happen (same capacity, unallocated), but never leak.
+                self.held += cap;
+                list.push(s);
+            }
+        }
     }
 }
 

@@ -148,6 +148,9 @@ pub struct StackConfig {
     pub ephemeral_ports: (u16, u16),
     /// What the device finishes on transmit (nothing by default).
     pub tx_offload: TxOffload,
+    /// Most bytes of buffer storage kept for reuse after connections went idle (a
+    /// connection whose queues are empty holds none).
+    pub buffer_pool_bytes: usize,
 }
 
 impl StackConfig {
@@ -165,6 +168,7 @@ impl StackConfig {
             icmp_echo: true,
             ephemeral_ports: (49152, 65535),
             tx_offload: TxOffload::default(),
+            buffer_pool_bytes: 16 << 20,
         }
     }
 

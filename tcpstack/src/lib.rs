@@ -27,7 +27,9 @@
 //!
 //! Memory is bounded by configuration: each connection owns at most
 //! [`TcpConfig::send_buffer`] plus [`TcpConfig::recv_buffer`] bytes (allocated on first
-//! use; out-of-order data is reassembled inside the receive buffer), the table holds at
+//! use and given back when the queue empties, so an idle connection holds none;
+//! out-of-order data is reassembled inside the receive buffer), storage kept for reuse
+//! is at most [`StackConfig::buffer_pool_bytes`], the table holds at
 //! most [`StackConfig::max_connections`], half-open connections per listener at most
 //! [`StackConfig::max_half_open`] (SYN cookies beyond), and queued control packets at
 //! most [`StackConfig::max_control_queue`].

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use core::time::Duration;
 
+use crate::buffer::BufferPool;
 use crate::config::StackConfig;
 use crate::conn::{Ctx, Notes, Tcb};
 use crate::control::Control;
@@ -149,6 +150,8 @@ pub struct Stack {
     timers: BTreeSet<(Instant, u32)>,
     challenge: ChallengeLimiter,
     next_port: u32,
+    /// Storage of idle connections' buffers, for the next ones that need some.
+    pool: BufferPool,
 }
 
 impl Stack {
@@ -176,6 +179,7 @@ impl Stack {
                 sent: 0,
             },
             next_port: 0,
+            pool: BufferPool::new(config.buffer_pool_bytes),
             cfg: config,
         })
     }
@@ -188,6 +192,18 @@ impl Stack {
     /// The stack's counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Bytes of buffer storage the connections hold (send and receive queues with data
+    /// in them) and, separately, free storage kept for reuse: `(in use, pooled)`.
+    pub fn buffer_memory(&self) -> (usize, usize) {
+        let used = self
+            .by_tuple
+            .values()
+            .filter_map(|&i| self.conns.at(i))
+            .map(|c| c.tcb.buffer_bytes())
+            .sum::<usize>();
+        (used, self.pool.held_bytes())
     }
 
     /// Number of connections in the table (any state, including released ones still
@@ -348,6 +364,7 @@ impl Stack {
             }
         }
         let conn = self.conns.at_mut(idx).expect("checked above");
+        conn.tcb.reclaim_idle_buffers(&mut self.pool);
         if requeue && !conn.in_tx_queue && conn.tcb.wants_transmit() {
             conn.in_tx_queue = true;
             self.tx_queue.push_back(idx);
@@ -427,7 +444,8 @@ impl Stack {
     }
 
     fn release(&mut self, idx: u32) {
-        if let Some(conn) = self.conns.remove(idx) {
+        if let Some(mut conn) = self.conns.remove(idx) {
+            conn.tcb.release_buffers(&mut self.pool);
             if conn.in_map {
                 self.by_tuple.remove(&conn.tuple);
             }
@@ -473,6 +491,7 @@ impl Stack {
             counters: &mut self.counters,
             control: &mut self.control,
             challenge: &mut self.challenge,
+            pool: &mut self.pool,
         };
         Some(f(&mut conn.tcb, &mut ctx))
     }

@@ -1,14 +1,19 @@
 //! Application requests on one connection: send, recv, shutdown, close, abort, options.
 
 use super::{Ctx, Tcb};
-use crate::buffer::window;
+use crate::buffer::{window, BufferPool};
 use crate::config::KeepAlive;
 use crate::error::{ConnError, Error};
 use crate::event::TcpState;
 use crate::Instant;
 
 impl Tcb {
-    pub fn send(&mut self, now: Instant, data: &[u8]) -> Result<usize, Error> {
+    pub fn send(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        pool: &mut BufferPool,
+    ) -> Result<usize, Error> {
         match self.state {
             TcpState::Closed => {
                 return Err(self.error.map_or(Error::NotConnected, Error::Connection))
@@ -23,6 +28,7 @@ impl Tcb {
         if data.is_empty() {
             return Ok(0);
         }
+        pool.provide(&mut self.send_buf);
         let n = self.send_buf.enqueue(data);
         if n < data.len() {
             self.write_blocked = true;

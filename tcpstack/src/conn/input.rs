@@ -562,6 +562,7 @@ impl Tcb {
             return;
         }
         let offset = seq - self.rcv_nxt;
+        ctx.pool.provide(self.recv.buffer_mut());
         match self.recv.insert(offset, payload) {
             Ok(ins) => {
                 if ins.accepted < payload.len() {

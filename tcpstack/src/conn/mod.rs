@@ -13,7 +13,7 @@ mod timers;
 use core::time::Duration;
 
 use crate::assembler::Reassembler;
-use crate::buffer::{window, RingBuffer};
+use crate::buffer::{window, BufferPool, RingBuffer};
 use crate::cc::CongestionControl;
 use crate::config::{KeepAlive, TcpConfig};
 use crate::counters::Counters;
@@ -30,6 +30,8 @@ pub(crate) struct Ctx<'a> {
     pub counters: &'a mut Counters,
     pub control: &'a mut ControlQueue,
     pub challenge: &'a mut ChallengeLimiter,
+    /// Storage for buffers about to be written, and where idle ones go.
+    pub pool: &'a mut BufferPool,
 }
 
 /// Things the application should hear about, accumulated until the stack takes them.
@@ -423,6 +425,28 @@ impl Tcb {
         let opts = if self.ts_enabled { 12 } else { 0 };
         self.smss = u32::from(mss) - opts;
         self.cc.set_mss(self.smss);
+    }
+
+    /// Gives the storage of empty buffers back to `pool`, so an idle connection holds
+    /// no buffer memory (out-of-order data keeps the receive buffer's).
+    pub fn reclaim_idle_buffers(&mut self, pool: &mut BufferPool) {
+        pool.reclaim(&mut self.send_buf);
+        if self.recv.assembler().is_empty() {
+            pool.reclaim(self.recv.buffer_mut());
+        }
+    }
+
+    /// Bytes of buffer storage this connection holds now.
+    pub fn buffer_bytes(&self) -> usize {
+        self.send_buf.allocated_bytes() + self.recv.buffer().allocated_bytes()
+    }
+
+    /// Drops whatever the buffers hold and gives their storage to `pool` (the
+    /// connection is being freed).
+    pub fn release_buffers(&mut self, pool: &mut BufferPool) {
+        self.send_buf.clear();
+        self.recv.clear();
+        self.reclaim_idle_buffers(pool);
     }
 
     /// Sequence number of the first byte in `send_buf`.

@@ -151,7 +151,7 @@ impl Stack {
     /// offered). [`Error::WouldBlock`] when the send buffer is full; a
     /// [`Event::Writable`](crate::Event::Writable) follows when space frees up.
     pub fn send(&mut self, now: Instant, conn: ConnId, data: &[u8]) -> Result<usize, Error> {
-        self.with_tcb(conn, |tcb, _| tcb.send(now, data))?
+        self.with_tcb(conn, |tcb, ctx| tcb.send(now, data, ctx.pool))?
     }
 
     /// Reads received bytes into `buf`. `Ok(0)` (with a non-empty `buf`) is end of

@@ -794,3 +794,32 @@ fn finish_offload_cuts_a_super_segment_like_a_device() {
     wire::finish_offload(&buf, t, &mut scratch, |p| plain.push(p.to_vec())).unwrap();
     assert_eq!(plain, vec![buf[..t.len].to_vec()]);
 }
+
+/// An idle keep-alive connection holds no buffer memory: once its queues are empty
+/// their storage goes to the stack's pool, and the next request takes it from there
+/// instead of the allocator.
+#[test]
+fn idle_connections_hold_no_buffer_memory() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, s) = p.connect();
+    let mut buf = vec![0u8; 4096];
+    for round in 0..3 {
+        // A request, its response, both read in full.
+        p.a.send(p.now, c, b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        p.run_for(Duration::from_millis(5));
+        assert_eq!(p.b.recv(s, &mut buf).unwrap(), 18);
+        p.b.send(p.now, s, &[7; 3000]).unwrap();
+        p.run_for(Duration::from_millis(100));
+        assert_eq!(p.a.recv(c, &mut buf).unwrap(), 3000);
+        p.run_for(Duration::from_millis(100));
+        for (name, stack) in [("client", &p.a), ("server", &p.b)] {
+            let (used, pooled) = stack.buffer_memory();
+            assert_eq!(
+                used, 0,
+                "{name}, round {round}: an idle connection holds buffers"
+            );
+            assert!(pooled > 0, "{name}: the storage was kept for reuse");
+            assert!(pooled <= 2 * 256 * 1024, "{name}: pooled {pooled}");
+        }
+    }
+}
