@@ -1,11 +1,15 @@
 //! Thin, safe wrappers over the Linux I/O the project needs: epoll, eventfd, io_uring,
-//! non-blocking sockets, pipes/splice and TUN devices. No scheduling and no policy live
+//! non-blocking sockets, pipes/splice, TUN devices, network namespaces and eBPF
+//! socket-filter programs. No scheduling and no policy live
 //! here: every call does one OS operation and reports its result or a typed [`Error`].
 
+pub mod bpf;
 pub mod epoll;
 pub mod error;
 pub mod eventfd;
 pub mod fd;
+pub mod netif;
+pub mod netns;
 pub mod socket;
 pub mod tun;
 pub mod uring;

@@ -45,6 +45,8 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::netif::Interfaces;
+
 /// The clone device through which TUN queues are opened.
 const CLONE_DEVICE: &CStr = c"/dev/net/tun";
 
@@ -154,9 +156,8 @@ pub struct Tun {
     fd: OwnedFd,
     /// Every packet carries a [`VnetHeader`] ([`Tun::open_offloaded`]).
     offloaded: bool,
-    /// An `AF_INET` datagram socket created in the device's namespace, used for
-    /// interface queries (`SIOCGIFMTU`).
-    control: OwnedFd,
+    /// Interface queries in the device's namespace (made when the queue was opened).
+    control: Interfaces,
     name: String,
 }
 
@@ -174,6 +175,14 @@ impl Tun {
     pub fn open_offloaded(name: &str) -> Result<Tun, TunError> {
         let ifr = ifreq_for(name)?;
         let mut tun = Tun::attach(name, ifr, libc::IFF_VNET_HDR)?;
+        tun.enable_offload()?;
+        Ok(tun)
+    }
+
+    /// Turns on the virtio-net header and checksum and TCPv4 segmentation offload on
+    /// a queue attached with `IFF_VNET_HDR`.
+    fn enable_offload(&mut self) -> Result<(), TunError> {
+        let tun = self;
         tun.offloaded = true;
         let hdr_len = VNET_HDR_LEN as libc::c_int;
         // SAFETY: `fd` is an attached TUN fd; TUNSETVNETHDRSZ reads one c_int from the
@@ -195,7 +204,7 @@ impl Tun {
         if rc < 0 {
             return Err(tun.query_error(io::Error::last_os_error()));
         }
-        Ok(tun)
+        Ok(())
     }
 
     /// Whether every packet carries a [`VnetHeader`] ([`Tun::open_offloaded`]).
@@ -214,13 +223,47 @@ impl Tun {
     /// does not exist). The kernel spreads received flows over the queues by hash, so
     /// each queue can be served by its own core; any queue may be used to send.
     pub fn open_queues(name: &str, queues: usize) -> Result<Vec<Tun>, TunError> {
+        Tun::open_queues_with(name, queues, false)
+    }
+
+    /// [`Tun::open_queues`], each queue with checksum and segmentation offload if
+    /// `offload` (see [`Tun::open_offloaded`]).
+    pub fn open_queues_with(
+        name: &str,
+        queues: usize,
+        offload: bool,
+    ) -> Result<Vec<Tun>, TunError> {
         if queues == 0 {
             return Err(TunError::NoQueues);
         }
         let ifr = ifreq_for(name)?;
+        let extra = if offload { libc::IFF_VNET_HDR } else { 0 };
         (0..queues)
-            .map(|_| Tun::attach(name, ifr, libc::IFF_MULTI_QUEUE))
+            .map(|_| {
+                let mut q = Tun::attach(name, ifr, libc::IFF_MULTI_QUEUE | extra)?;
+                if offload {
+                    q.enable_offload()?;
+                }
+                Ok(q)
+            })
             .collect()
+    }
+
+    /// Attaches `program` as the device's steering program (`TUNSETSTEERINGEBPF`): for
+    /// every packet the kernel sends to the device, the queue is the program's return
+    /// value modulo the number of attached queues. The setting belongs to the device,
+    /// so any one of its queues may set it; it stays until the device goes away or
+    /// another program replaces it. Attach every queue first: a change in the number
+    /// of queues changes where each flow goes.
+    pub fn set_steering_program(&self, program: &crate::bpf::SocketFilter) -> Result<(), TunError> {
+        let fd: libc::c_int = program.as_raw_fd();
+        // SAFETY: `self.fd` is an attached TUN fd; TUNSETSTEERINGEBPF reads one c_int
+        // (the program's fd) from the pointer, which points to a live local.
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TUNSETSTEERINGEBPF, &fd) };
+        if rc < 0 {
+            return Err(self.query_error(io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     fn attach(name: &str, mut ifr: libc::ifreq, extra_flags: libc::c_int) -> Result<Tun, TunError> {
@@ -252,16 +295,10 @@ impl Tun {
         // The kernel writes back the final name (it differs when `name` held a `%d`).
         let name = name_of(&ifr);
 
-        // SAFETY: plain socket(2) call with constant arguments; the result is checked.
-        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(TunError::Query {
-                name,
-                source: io::Error::last_os_error(),
-            });
-        }
-        // SAFETY: `raw` is a freshly created, valid socket fd that nothing else owns.
-        let control = unsafe { OwnedFd::from_raw_fd(raw) };
+        let control = Interfaces::new().map_err(|e| TunError::Query {
+            name: name.clone(),
+            source: e.source,
+        })?;
         Ok(Tun {
             fd,
             offloaded: false,
@@ -278,17 +315,9 @@ impl Tun {
     /// The interface's current MTU: the largest IP packet [`Tun::send`] accepts and
     /// [`Tun::recv`] can return.
     pub fn mtu(&self) -> Result<u32, TunError> {
-        let mut ifr = ifreq_for(&self.name)?;
-        // SAFETY: `control` is an open AF_INET socket and `ifr` is a fully initialised
-        // `ifreq` naming the interface; SIOCGIFMTU writes only `ifr_ifru.ifru_mtu`.
-        let rc = unsafe { libc::ioctl(self.control.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr) };
-        if rc < 0 {
-            return Err(self.query_error(io::Error::last_os_error()));
-        }
-        // SAFETY: SIOCGIFMTU succeeded, so the kernel initialised the `ifru_mtu` member.
-        let mtu = unsafe { ifr.ifr_ifru.ifru_mtu };
-        u32::try_from(mtu)
-            .map_err(|_| self.query_error(io::Error::from(io::ErrorKind::InvalidData)))
+        self.control
+            .mtu(&self.name)
+            .map_err(|e| self.query_error(e.source))
     }
 
     /// Reads one IP packet into `buf` and returns its length.
@@ -336,23 +365,7 @@ impl AsRawFd for Tun {
 /// A zeroed `ifreq` whose name field holds `name`, after checking the name the way the
 /// kernel's `dev_valid_name` does.
 fn ifreq_for(name: &str) -> Result<libc::ifreq, TunError> {
-    let valid = !name.is_empty()
-        && name.len() < libc::IFNAMSIZ
-        && name != "."
-        && name != ".."
-        && !name
-            .bytes()
-            .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace());
-    if !valid {
-        return Err(TunError::InvalidName(name.to_owned()));
-    }
-    // SAFETY: `ifreq` is a plain C struct (arrays, integers, a union of those and a raw
-    // pointer) for which all-zero bytes are a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &src) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {
-        *dst = src as libc::c_char;
-    }
-    Ok(ifr)
+    crate::netif::ifreq(name).ok_or_else(|| TunError::InvalidName(name.to_owned()))
 }
 
 /// The NUL-terminated interface name the kernel wrote into `ifr`.

@@ -122,6 +122,11 @@ impl<T> Slab<T> {
             .and_then(|s| s.value.as_mut())
     }
 
+    /// Every value, in slot order.
+    pub fn values(&self) -> impl Iterator<Item = &T> + '_ {
+        self.slots.iter().filter_map(|s| s.value.as_ref())
+    }
+
     /// The current generation of slot `index`.
     pub fn generation(&self, index: u32) -> u32 {
         self.slots.get(index as usize).map_or(0, |s| s.generation)

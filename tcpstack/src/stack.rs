@@ -194,13 +194,18 @@ impl Stack {
         &self.counters
     }
 
+    /// The state of every connection in the table, in slot order (released ones still
+    /// closing and TIME-WAIT included).
+    pub fn connection_states(&self) -> impl Iterator<Item = TcpState> + '_ {
+        self.conns.values().map(|c| c.tcb.state())
+    }
+
     /// Bytes of buffer storage the connections hold (send and receive queues with data
     /// in them) and, separately, free storage kept for reuse: `(in use, pooled)`.
     pub fn buffer_memory(&self) -> (usize, usize) {
         let used = self
-            .by_tuple
+            .conns
             .values()
-            .filter_map(|&i| self.conns.at(i))
             .map(|c| c.tcb.buffer_bytes())
             .sum::<usize>();
         (used, self.pool.held_bytes())

@@ -30,6 +30,15 @@ pub trait Network: Clone + 'static {
 
     /// Connects to `addr`.
     async fn connect(&self, addr: SocketAddr) -> Result<Self::Stream>;
+
+    /// Waits until the connections this core closed have finished closing (their FINs
+    /// acknowledged, or the peers gone), so that stopping the program loses nothing in
+    /// flight. Bound it with [`with_timeout`](crate::with_timeout). Kernel sockets
+    /// finish closing on their own after the program exits, so the default returns at
+    /// once; a network implemented inside the program waits.
+    async fn drain(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A listening socket.

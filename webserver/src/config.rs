@@ -1,24 +1,19 @@
 //! Command-line configuration of the `webserver` binary (parse only; `main.rs` wires
 //! it onto threadlib).
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+pub use usernet::cli::{NetBackend, Role, UserNetArgs};
 
 use crate::connection::Settings;
 use crate::request::Limits;
 
-/// Which network implementation carries the connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum NetBackend {
-    /// Kernel TCP sockets, readiness from epoll.
-    Kernel,
-    /// The user-space TCP stack over a TUN device.
-    User,
-}
+/// The port the server listens on unless `--listen` says otherwise.
+pub const DEFAULT_PORT: u16 = 8080;
 
 /// Where access-log records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,17 +44,28 @@ pub struct Config {
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 
-    /// Address and port to listen on
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Address and port to listen on [default: 127.0.0.1:8080 on kernel TCP, the
+    /// stack's address port 8080 with --net user]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
 
     /// Number of cores (schedulers, listeners) [default: all]
     #[arg(long, value_name = "N")]
     pub cores: Option<NonZeroUsize>,
 
-    /// Network backend
+    /// Network: kernel TCP, or the user-space TCP stack over a TUN device (after
+    /// `make setup`)
     #[arg(long, value_enum, default_value_t = NetBackend::Kernel)]
     pub net: NetBackend,
+
+    /// Where the user-space stack's device is
+    #[command(flatten)]
+    pub user_net: UserNetArgs,
+
+    /// With --net user: print the stack's counters every INTERVAL (they are printed at
+    /// shutdown and on SIGUSR1 in any case)
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
+    pub stats: Option<Duration>,
 
     /// Serve an HTML listing for directories without index.html (else 403)
     #[arg(long)]
@@ -122,6 +128,17 @@ pub enum ConfigError {
     /// At least one connection must be allowed.
     #[error("--max-connections must be at least 1")]
     NoConnections,
+    /// The user-space stack can only listen on its own address.
+    #[error("--listen {listen}: the user-space stack listens only on its own address {stack} (or 0.0.0.0); pass --stack-addr to change it")]
+    NotStackAddress {
+        /// What was asked.
+        listen: SocketAddr,
+        /// The stack's address.
+        stack: Ipv4Addr,
+    },
+    /// A zero interval would print without pause.
+    #[error("--stats must be greater than zero")]
+    ZeroStatsInterval,
 }
 
 impl Config {
@@ -145,7 +162,30 @@ impl Config {
         if self.max_connections == 0 {
             return Err(ConfigError::NoConnections);
         }
+        if self.stats.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::ZeroStatsInterval);
+        }
+        if self.net == NetBackend::User {
+            let stack = self.user_net.addr(Role::Server);
+            let listen = self.listen_addr();
+            let ok = match listen {
+                SocketAddr::V4(a) => a.ip().is_unspecified() || *a.ip() == stack,
+                SocketAddr::V6(_) => false,
+            };
+            if !ok {
+                return Err(ConfigError::NotStackAddress { listen, stack });
+            }
+        }
         Ok(())
+    }
+
+    /// The address to listen on: `--listen`, else port 8080 on 127.0.0.1 (kernel TCP)
+    /// or on the stack's address (`--net user`).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| match self.net {
+            NetBackend::Kernel => SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
+            NetBackend::User => SocketAddr::from((self.user_net.addr(Role::Server), DEFAULT_PORT)),
+        })
     }
 
     /// The connection settings these options describe.
@@ -213,7 +253,7 @@ mod tests {
     #[test]
     fn defaults() {
         let c = parse(&[]).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.listen_addr(), "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.net, NetBackend::Kernel);
         assert!(!c.autoindex);
         assert_eq!(c.access_log, None);
@@ -304,6 +344,35 @@ mod tests {
         );
         let c = parse(&["--max-connections", "0"]).unwrap();
         assert_eq!(c.validate(), Err(ConfigError::NoConnections));
+        let c = parse(&["--net", "user", "--listen", "127.0.0.1:80"]).unwrap();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::NotStackAddress { .. })
+        ));
+        assert_eq!(
+            parse(&["--stats", "0s"]).unwrap().validate(),
+            Err(ConfigError::ZeroStatsInterval)
+        );
+    }
+
+    #[test]
+    fn the_user_network_listens_on_the_stack_address() {
+        let c = parse(&["--net", "user"]).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.listen_addr(), "10.77.0.2:8080".parse().unwrap());
+        let c = parse(&[
+            "--net",
+            "user",
+            "--stack-addr",
+            "10.9.9.9",
+            "--listen",
+            "0.0.0.0:81",
+        ])
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.listen_addr(), "0.0.0.0:81".parse().unwrap());
+        let s = c.user_net.setup(Role::Server, 2);
+        assert_eq!((s.device.as_str(), s.queues), ("tun0", 2));
     }
 
     #[test]

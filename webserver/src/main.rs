@@ -16,6 +16,9 @@ use clap::{CommandFactory as _, Parser as _};
 use threadlib::fs::Dir;
 use threadlib::net::KernelNet;
 use threadlib::Runtime;
+use usernet::tun_setup::{self, OpenedTun};
+use usernet::{NetConfig, UserNet};
+use webserver::config::Role;
 use webserver::{Config, LogTarget, NetBackend};
 
 use server::{CoreParts, Plan, Sink};
@@ -27,14 +30,21 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::ValueValidation, e)
             .exit();
     }
-    if config.net == NetBackend::User {
-        eprintln!(
-            "webserver: --net user: user-space TCP backend not yet wired (see issue 4: \
-             the tcpstack crate is not yet driven by a threadlib event loop)"
-        );
-        return ExitCode::from(2);
-    }
-    match run(&config) {
+    // The user-space stack's device first: a missing setup is a usage error (exit 2)
+    // that names its fix.
+    let tun = match config.net {
+        NetBackend::Kernel => None,
+        NetBackend::User => {
+            match tun_setup::open(&config.user_net.setup(Role::Server, config.cores())) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("webserver: --net user: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    match run(&config, tun) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("webserver: {e:#}");
@@ -43,11 +53,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: &Config) -> anyhow::Result<()> {
+fn run(config: &Config, tun: Option<OpenedTun>) -> anyhow::Result<()> {
     raise_fd_limit();
     // Before any other thread exists, so that every thread inherits the mask and the
     // signals arrive only through the signalfd the server waits on.
-    threadlib::signal::block(&[libc::SIGINT, libc::SIGTERM]).context("blocking signals")?;
+    threadlib::signal::block(&server::SIGNALS).context("blocking signals")?;
 
     let root = config.root();
     let root = root
@@ -84,7 +94,8 @@ fn run(config: &Config) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let plan = Plan {
-        listen: config.listen,
+        listen: config.listen_addr(),
+        stats_every: config.stats,
         root,
         settings: config.settings(),
         max_connections_per_core: config.max_connections.div_ceil(cores),
@@ -96,11 +107,24 @@ fn run(config: &Config) -> anyhow::Result<()> {
     if let Some(path) = &config.trace {
         builder = builder.trace_file(path);
     }
-    let runtime = builder.build().context("building the runtime")?;
-    let report = runtime
-        .block_on(server::serve(KernelNet, plan))
-        .context("runtime")??;
+    let report = match tun {
+        None => {
+            let runtime = builder.build().context("building the runtime")?;
+            runtime.block_on(server::serve(KernelNet, plan))
+        }
+        Some(tun) => {
+            let mut net_config = NetConfig::new(config.user_net.addr(Role::Server));
+            net_config.steering = tun.steering;
+            let (builder, net) = UserNet::install_devices(builder, net_config, tun.devices);
+            let runtime = builder.build().context("building the runtime")?;
+            runtime.block_on(server::serve(net, plan))
+        }
+    }
+    .context("runtime")??;
     println!("Totals:\n{}", report.totals);
+    if let Some(net) = &report.net {
+        println!("User-space network:\n{net}");
+    }
     if report.cancelled > 0 {
         println!(
             "cancelled {} connections still busy at the shutdown deadline",

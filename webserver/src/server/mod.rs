@@ -1,5 +1,7 @@
-//! The server on threadlib: one scheduler per core, each with its own `SO_REUSEPORT`
-//! listener, accept loop and connection threads; graceful shutdown on SIGINT/SIGTERM.
+//! The server on threadlib: one scheduler per core, each with its own listener (an
+//! `SO_REUSEPORT` socket on kernel TCP, the core's own stack on the user-space
+//! network), accept loop and connection threads; graceful shutdown on SIGINT/SIGTERM;
+//! the network's counters on SIGUSR1.
 //!
 //! Everything here is generic over [`threadlib::net::Network`], so another network
 //! backend plugs in without touching this code.
@@ -16,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use threadlib::fs::Dir;
-use threadlib::net::{ListenOptions, Listener, Network, Stream as _};
+use threadlib::net::{KernelNet, ListenOptions, Listener, Network, Stream as _};
 use threadlib::signal::Signals;
 use threadlib::sync::remote::{oneshot, OneshotReceiver};
 use threadlib::sync::Semaphore;
 use threadlib::{scope, Error, Scope};
+use usernet::{NetReport, UserNet};
 use webserver::{serve_connection, ConnectionEnd, ServerContext, Settings, Totals};
 
 pub use log_sink::Sink;
@@ -31,6 +34,30 @@ use net_transport::NetTransport;
 
 /// Pending connections each listener's kernel queue holds.
 const BACKLOG: i32 = 4096;
+/// Longest wait, on shutdown, for closed connections to finish closing on a network
+/// that lives in this process (their FINs acknowledged).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// The signals the server handles; block them before starting the runtime.
+pub const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1];
+
+/// Counters a network keeps of its own, printed at shutdown and on SIGUSR1.
+pub trait NetStats {
+    /// The current core's counters, if the network keeps any.
+    fn report(&self) -> Option<NetReport>;
+}
+
+impl NetStats for KernelNet {
+    fn report(&self) -> Option<NetReport> {
+        None
+    }
+}
+
+impl NetStats for UserNet {
+    fn report(&self) -> Option<NetReport> {
+        UserNet::report(self).ok()
+    }
+}
+
 /// Pause after an accept failure such as `EMFILE`, before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Accept failures are reported at most this often.
@@ -48,6 +75,8 @@ pub struct CoreParts {
 pub struct Plan {
     /// Address to listen on (port 0: any free port, the same on every core).
     pub listen: SocketAddr,
+    /// Print the network's counters this often (if it keeps any).
+    pub stats_every: Option<Duration>,
     /// The document root, for the startup message.
     pub root: PathBuf,
     /// Connection settings.
@@ -67,6 +96,8 @@ pub struct Report {
     pub totals: Totals,
     /// Connections still busy when the shutdown deadline passed, then cancelled.
     pub cancelled: u64,
+    /// The network's counters summed over the cores, if it keeps any.
+    pub net: Option<NetReport>,
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts it down gracefully. Must run as
@@ -74,19 +105,20 @@ pub struct Report {
 /// blocked (see [`threadlib::signal::block`]).
 pub async fn serve<N>(net: N, plan: Plan) -> anyhow::Result<Report>
 where
-    N: Network + Send,
+    N: Network + NetStats + Send + Sync,
     N::Listener: 'static,
     N::Stream: 'static,
 {
     let Plan {
         listen,
+        stats_every,
         root,
         settings,
         max_connections_per_core,
         shutdown_timeout,
         cores,
     } = plan;
-    let signals = Signals::new(&[libc::SIGINT, libc::SIGTERM]).context("signalfd")?;
+    let signals = Signals::new(&SIGNALS).context("signalfd")?;
     let opts = ListenOptions {
         backlog: BACKLOG,
         reuse_port: true,
@@ -102,6 +134,7 @@ where
         shutdown_timeout,
     };
 
+    let ncores = cores.len();
     let mut parts = cores.into_iter();
     let core0 = parts.next().context("no cores")?;
     let mut stops = Vec::new();
@@ -121,7 +154,7 @@ where
                     return Ok(CoreReport::default());
                 }
             };
-            serve_core(core, listener, part, core_cfg, stop_rx).await
+            serve_core(core, &net, listener, part, core_cfg, stop_rx).await
         })
         .with_context(|| format!("starting core {core}"))?;
         match ready_rx.recv().await {
@@ -134,12 +167,31 @@ where
     }
     let (stop_tx, stop_rx) = oneshot::<()>();
     stops.push(stop_tx);
-    let local = threadlib::spawn(serve_core(0, first, core0, core_cfg, stop_rx));
+    let net0 = net.clone();
+    let local =
+        threadlib::spawn(
+            async move { serve_core(0, &net0, first, core0, core_cfg, stop_rx).await },
+        );
 
     println!("Serving {} at http://{addr}/", root.display());
     flush_stdout();
 
-    let signal = signals.wait().await.context("waiting for signals")?;
+    let signal = loop {
+        let waited = match stats_every {
+            Some(every) => threadlib::with_timeout(every, signals.wait()).await,
+            None => signals.wait().await,
+        };
+        match waited {
+            Ok(libc::SIGUSR1) | Err(Error::TimedOut) => {
+                if let Some(r) = net_report(&net, ncores).await {
+                    println!("User-space network:\n{r}");
+                    flush_stdout();
+                }
+            }
+            Ok(signal) => break signal,
+            Err(e) => return Err(e).context("waiting for signals"),
+        }
+    };
     println!(
         "Received {}: no longer accepting; finishing in-flight requests (up to {:?})",
         signal_name(signal),
@@ -154,6 +206,9 @@ where
     let mut add = |r: CoreReport| {
         report.totals += r.totals;
         report.cancelled += r.cancelled;
+        if let Some(n) = &r.net {
+            *report.net.get_or_insert_with(NetReport::default) += n;
+        }
     };
     add(local.await.map_err(anyhow::Error::from).and_then(|r| r)?);
     for (core, h) in (1..).zip(remotes) {
@@ -161,6 +216,21 @@ where
         add(r?);
     }
     Ok(report)
+}
+
+/// The network's counters summed over every core (each core reads its own).
+async fn net_report<N: Network + NetStats + Send>(net: &N, cores: usize) -> Option<NetReport> {
+    let mut sum = net.report()?;
+    for core in 1..cores {
+        let n = net.clone();
+        let Ok(h) = threadlib::spawn_on(core, move || async move { n.report() }) else {
+            continue;
+        };
+        if let Ok(Some(r)) = h.join().await {
+            sum += &r;
+        }
+    }
+    Some(sum)
 }
 
 fn flush_stdout() {
@@ -172,6 +242,7 @@ fn signal_name(signal: i32) -> &'static str {
     match signal {
         libc::SIGINT => "SIGINT",
         libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
         _ => "a signal",
     }
 }
@@ -187,20 +258,23 @@ struct CoreConfig {
 struct CoreReport {
     totals: Totals,
     cancelled: u64,
+    net: Option<NetReport>,
 }
 
 /// Serves `listener` on the current core until `stop` fires (or its sender is gone),
 /// then shuts down: stop accepting, answer in-flight requests with
 /// `Connection: close`, close idle connections, and cancel whatever is still running
 /// after the shutdown timeout.
-async fn serve_core<L>(
+async fn serve_core<N, L>(
     core: usize,
+    net: &N,
     listener: L,
     parts: CoreParts,
     cfg: CoreConfig,
     stop: OneshotReceiver<()>,
 ) -> anyhow::Result<CoreReport>
 where
+    N: Network + NetStats,
     L: Listener + 'static,
     L::Stream: 'static,
 {
@@ -253,9 +327,13 @@ where
     if let Some(log) = &log {
         log.flush();
     }
+    // Closed connections finish closing (their FINs acknowledged) before the network
+    // stops, if it lives in this process.
+    let _ = threadlib::with_timeout(DRAIN_TIMEOUT, net.drain()).await;
     Ok(CoreReport {
         totals: ctx.counters.snapshot(),
         cancelled: cancelled.get(),
+        net: net.report(),
     })
 }
 

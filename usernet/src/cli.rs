@@ -1,0 +1,129 @@
+//! The command-line choice of network, shared by the binaries that run on either:
+//! `--net kernel|user` and, for the user-space stack, where its TUN device is.
+//!
+//! The defaults are what `make setup` creates: namespace `tcpst`, the web server's
+//! stack on `tun0` at 10.77.0.2, the load generator's on `tun1` at 10.77.1.2.
+
+use std::net::Ipv4Addr;
+
+use clap::{Args, ValueEnum};
+
+use crate::tun_setup::TunSetup;
+
+/// Which network carries the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetBackend {
+    /// Kernel TCP sockets, readiness from epoll.
+    Kernel,
+    /// The user-space TCP stack over a TUN device (`make setup` first).
+    User,
+}
+
+/// Which program's stack: they use different devices and addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The web server (passive opens): `tun0`, 10.77.0.2.
+    Server,
+    /// The load generator (active opens): `tun1`, 10.77.1.2.
+    Client,
+}
+
+/// Where the user-space stack's TUN device is (used with `--net user`).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct UserNetArgs {
+    /// With --net user: the network namespace holding the stack's TUN device
+    #[arg(long, value_name = "NAME", default_value = "tcpst")]
+    pub netns: String,
+
+    /// With --net user: the stack's TUN device [default: tun0 for the web server, tun1
+    /// for loadgen, as `make setup` makes them]
+    #[arg(long, value_name = "DEV")]
+    pub tun: Option<String>,
+
+    /// With --net user: the stack's IPv4 address [default: 10.77.0.2 for the web
+    /// server, 10.77.1.2 for loadgen]
+    #[arg(long, value_name = "ADDR")]
+    pub stack_addr: Option<Ipv4Addr>,
+
+    /// With --net user: no checksum or segmentation offload on the TUN device
+    #[arg(long)]
+    pub no_offload: bool,
+}
+
+impl UserNetArgs {
+    /// The stack's address for `role`.
+    pub fn addr(&self, role: Role) -> Ipv4Addr {
+        self.stack_addr.unwrap_or(match role {
+            Role::Server => Ipv4Addr::new(10, 77, 0, 2),
+            Role::Client => Ipv4Addr::new(10, 77, 1, 2),
+        })
+    }
+
+    /// The device to open for `role` with one queue per core.
+    pub fn setup(&self, role: Role, cores: usize) -> TunSetup {
+        let device = self.tun.clone().unwrap_or_else(|| {
+            match role {
+                Role::Server => "tun0",
+                Role::Client => "tun1",
+            }
+            .to_owned()
+        });
+        TunSetup {
+            netns: self.netns.clone(),
+            device,
+            addr: self.addr(role),
+            queues: cores,
+            offload: !self.no_offload,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        user: UserNetArgs,
+    }
+
+    #[test]
+    fn defaults_match_make_setup() {
+        let c = Cli::try_parse_from(["x"]).unwrap();
+        let s = c.user.setup(Role::Server, 2);
+        assert_eq!(
+            (
+                s.netns.as_str(),
+                s.device.as_str(),
+                s.addr,
+                s.queues,
+                s.offload
+            ),
+            ("tcpst", "tun0", Ipv4Addr::new(10, 77, 0, 2), 2, true)
+        );
+        let s = c.user.setup(Role::Client, 1);
+        assert_eq!(
+            (s.device.as_str(), s.addr),
+            ("tun1", Ipv4Addr::new(10, 77, 1, 2))
+        );
+        let c = Cli::try_parse_from([
+            "x",
+            "--netns",
+            "n",
+            "--tun",
+            "t9",
+            "--stack-addr",
+            "10.1.2.3",
+            "--no-offload",
+        ])
+        .unwrap();
+        let s = c.user.setup(Role::Client, 1);
+        assert_eq!(
+            (s.netns.as_str(), s.device.as_str(), s.addr, s.offload),
+            ("n", "t9", Ipv4Addr::new(10, 1, 2, 3), false)
+        );
+        assert!(Cli::try_parse_from(["x", "--stack-addr", "::1"]).is_err());
+    }
+}

@@ -1,0 +1,299 @@
+//! [`threadlib::net::Network`] over the user-space stack: what threads call.
+//!
+//! Every operation first acts on the core's [`NetLoop`] directly (it reads buffered
+//! data, queues data to send, takes an established connection), and only when that
+//! would block does the thread make one system call to the loop naming what it waits
+//! for. So every call is a cancellation point and works under
+//! [`threadlib::with_timeout`]: a cancelled read has consumed nothing, a cancelled
+//! write has queued exactly what it reported before, and a cancelled connect aborts
+//! its half-open connection.
+//!
+//! Listeners and streams belong to the core that made them (they name that core's
+//! stack) and cannot move to another OS thread.
+
+use std::io::{self, IoSlice};
+use std::marker::PhantomData;
+use std::net::{Shutdown, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tcpstack::{ConnId, ListenerId};
+use threadlib::net::{ListenOptions, Listener, Network, Stream};
+use threadlib::syscall::call_word;
+use threadlib::{with_loop, Builder, Error, LoopId, Result};
+
+use crate::device::Device;
+use crate::net_loop::{NetConfig, NetLoop, WaitFor};
+use crate::report::NetReport;
+
+/// The user-space network: a capability threads use to listen and connect through
+/// their core's stack. Cheap to clone, and it may move between cores (each core uses
+/// its own stack).
+#[derive(Debug, Clone)]
+pub struct UserNet {
+    id: LoopId,
+    addr: std::net::Ipv4Addr,
+}
+
+/// Marks a type as tied to its core's OS thread.
+type NotSend = PhantomData<*const ()>;
+
+impl UserNet {
+    /// Adds a network loop to every core of `builder`: core `i` drives its own stack,
+    /// configured by `config`, over the device `make_device(i)` (called on that core's
+    /// OS thread when the runtime starts). Returns the builder and the network.
+    ///
+    /// # Panics
+    ///
+    /// When the runtime starts, if a device's stack cannot be made (an invalid
+    /// configuration, or no randomness for the ISN secret).
+    pub fn install(
+        builder: Builder,
+        config: NetConfig,
+        make_device: impl Fn(usize) -> Box<dyn Device> + Send + Sync + 'static,
+    ) -> (Builder, UserNet) {
+        let cell = Arc::new(OnceLock::new());
+        let id_cell = cell.clone();
+        let addr = config.addr;
+        let (builder, id) = builder.event_loop(move |core| {
+            let device = make_device(core);
+            let l = NetLoop::new(core, &config, device, id_cell.clone())
+                .unwrap_or_else(|e| panic!("usernet: cannot start core {core}'s stack: {e}"));
+            Box::new(l)
+        });
+        let _ = cell.set(id);
+        (builder, UserNet { id, addr })
+    }
+
+    /// [`UserNet::install`] with one ready device per core (`devices[i]` for core `i`).
+    ///
+    /// # Panics
+    ///
+    /// When the runtime starts, if it has more cores than devices.
+    pub fn install_devices<D: Device + Send + 'static>(
+        builder: Builder,
+        config: NetConfig,
+        devices: Vec<D>,
+    ) -> (Builder, UserNet) {
+        let devices = Mutex::new(devices.into_iter().map(Some).collect::<Vec<_>>());
+        UserNet::install(builder, config, move |core| {
+            let d = devices
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(core)
+                .and_then(Option::take)
+                .unwrap_or_else(|| panic!("usernet: no device for core {core}"));
+            Box::new(d)
+        })
+    }
+
+    /// The stack's address.
+    pub fn addr(&self) -> std::net::Ipv4Addr {
+        self.addr
+    }
+
+    /// The current core's counts.
+    pub fn report(&self) -> Result<NetReport> {
+        with_loop(self.id, |l: &mut NetLoop, _| l.report())
+    }
+
+    fn check_local(&self, addr: SocketAddr) -> Result<u16> {
+        match addr {
+            SocketAddr::V4(a) if a.ip().is_unspecified() || *a.ip() == self.addr => Ok(a.port()),
+            _ => Err(Error::Io(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "{addr} is not the user-space stack's address ({})",
+                    self.addr
+                ),
+            ))),
+        }
+    }
+}
+
+impl Network for UserNet {
+    type Listener = UserListener;
+    type Stream = UserStream;
+
+    async fn listen(&self, addr: SocketAddr, opts: ListenOptions) -> Result<UserListener> {
+        let port = self.check_local(addr)?;
+        let backlog = usize::try_from(opts.backlog.max(1)).unwrap_or(1);
+        let (lid, port) = with_loop(self.id, |l: &mut NetLoop, _| l.listen(port, backlog))??;
+        Ok(UserListener {
+            id: self.id,
+            lid,
+            local: SocketAddr::V4(SocketAddrV4::new(self.addr, port)),
+            _core: PhantomData,
+        })
+    }
+
+    /// Waits until every connection of the current core's stack is closed or in
+    /// TIME-WAIT: the FINs of closed connections were acknowledged, or the peers gave
+    /// up (the stack's retransmission limits bound that).
+    async fn drain(&self) -> Result<()> {
+        call_word(self.id, WaitFor::Drained.word())
+            .await
+            .map(|_| ())
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<UserStream> {
+        let SocketAddr::V4(remote) = addr else {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the user-space stack speaks IPv4 only",
+            )));
+        };
+        let id = self.id;
+        let (conn, _) = with_loop(id, |l: &mut NetLoop, cx| l.connect(remote, cx))??;
+        // Aborts the half-open connection if the wait below fails or is cancelled.
+        let mut pending = Aborting {
+            id,
+            conn: Some(conn),
+        };
+        while !with_loop(id, |l: &mut NetLoop, _| l.connect_state(conn))?? {
+            call_word(id, WaitFor::Write(conn.index()).word()).await?;
+        }
+        pending.conn = None;
+        Ok(UserStream::new(id, conn))
+    }
+}
+
+/// Aborts a connection when dropped, unless disarmed.
+struct Aborting {
+    id: LoopId,
+    conn: Option<ConnId>,
+}
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let _ = with_loop(self.id, |l: &mut NetLoop, cx| l.close(c, true, cx));
+        }
+    }
+}
+
+/// A listening port on the current core's stack. Every core that listens on the same
+/// port gets the connections whose SYN reached its queue.
+#[derive(Debug)]
+pub struct UserListener {
+    id: LoopId,
+    lid: ListenerId,
+    local: SocketAddr,
+    _core: NotSend,
+}
+
+impl Listener for UserListener {
+    type Stream = UserStream;
+
+    async fn accept(&self) -> Result<(UserStream, SocketAddr)> {
+        loop {
+            let got = with_loop(self.id, |l: &mut NetLoop, cx| l.accept(self.lid, cx))??;
+            if let Some((conn, _, remote)) = got {
+                return Ok((UserStream::new(self.id, conn), SocketAddr::V4(remote)));
+            }
+            call_word(self.id, WaitFor::Accept(self.lid.index()).word()).await?;
+        }
+    }
+
+    fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+impl Drop for UserListener {
+    /// Stops listening; connections not yet accepted are reset.
+    fn drop(&mut self) {
+        let _ = with_loop(self.id, |l: &mut NetLoop, cx| l.unlisten(self.lid, cx));
+    }
+}
+
+/// A TCP connection on the current core's stack. Dropping it closes it gracefully
+/// (FIN after the queued data), or resets it if received data was left unread.
+#[derive(Debug)]
+pub struct UserStream {
+    id: LoopId,
+    conn: ConnId,
+    read_shut: bool,
+    _core: NotSend,
+}
+
+impl UserStream {
+    fn new(id: LoopId, conn: ConnId) -> UserStream {
+        UserStream {
+            id,
+            conn,
+            read_shut: false,
+            _core: PhantomData,
+        }
+    }
+
+    /// Queues `bufs` in order, waiting until the send buffer takes at least a byte.
+    async fn send(&mut self, bufs: &[&[u8]]) -> Result<usize> {
+        loop {
+            let conn = self.conn;
+            if let Some(n) = with_loop(self.id, |l: &mut NetLoop, cx| l.send(conn, bufs, cx))?? {
+                return Ok(n);
+            }
+            call_word(self.id, WaitFor::Write(conn.index()).word()).await?;
+        }
+    }
+}
+
+impl Stream for UserStream {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if self.read_shut {
+            return Ok(0);
+        }
+        loop {
+            let conn = self.conn;
+            if let Some(n) = with_loop(self.id, |l: &mut NetLoop, cx| l.recv(conn, buf, cx))?? {
+                return Ok(n);
+            }
+            call_word(self.id, WaitFor::Read(conn.index()).word()).await?;
+        }
+    }
+
+    async fn write(&mut self, buf: &[u8]) -> Result<usize> {
+        self.send(&[buf]).await
+    }
+
+    async fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize> {
+        let mut slices: [&[u8]; 8] = [&[]; 8];
+        let n = bufs.len().min(slices.len());
+        for (s, b) in slices.iter_mut().zip(bufs) {
+            *s = b;
+        }
+        self.send(&slices[..n]).await
+    }
+
+    async fn shutdown(&mut self, how: Shutdown) -> Result<()> {
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            self.read_shut = true;
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            let conn = self.conn;
+            with_loop(self.id, |l: &mut NetLoop, cx| l.shutdown(conn, cx))??;
+        }
+        Ok(())
+    }
+
+    fn local_addr(&self) -> Result<SocketAddr> {
+        let (local, _) = with_loop(self.id, |l: &mut NetLoop, _| l.endpoints(self.conn))??;
+        Ok(SocketAddr::V4(local))
+    }
+
+    fn peer_addr(&self) -> Result<SocketAddr> {
+        let (_, remote) = with_loop(self.id, |l: &mut NetLoop, _| l.endpoints(self.conn))??;
+        Ok(SocketAddr::V4(remote))
+    }
+
+    fn set_nodelay(&self, on: bool) -> Result<()> {
+        with_loop(self.id, |l: &mut NetLoop, _| l.set_nodelay(self.conn, on))?
+    }
+}
+
+impl Drop for UserStream {
+    fn drop(&mut self) {
+        let conn = self.conn;
+        let _ = with_loop(self.id, |l: &mut NetLoop, cx| l.close(conn, false, cx));
+    }
+}
