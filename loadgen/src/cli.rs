@@ -7,21 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+pub use usernet::cli::{NetBackend, Role, UserNetArgs};
 
 use crate::connection::ConnectionPlan;
 use crate::request::{render, Header, RequestError, RequestTemplate};
 use crate::schedule::RateSchedule;
 use crate::url::{Target, UrlError};
-
-/// Which network implementation carries the connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum NetBackend {
-    /// Kernel TCP sockets, readiness from epoll.
-    Kernel,
-    /// The user-space TCP stack over a TUN device.
-    User,
-}
 
 /// An HTTP load generator: keep-alive connections spread over cores, optional
 /// pipelining, wrk2's constant-rate mode, HdrHistogram latencies.
@@ -73,9 +65,14 @@ pub struct Config {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
-    /// Network backend
+    /// Network: kernel TCP, or connections opened from loadgen's own user-space TCP
+    /// stack over a TUN device (after `make setup`)
     #[arg(long, value_enum, default_value_t = NetBackend::Kernel)]
     pub net: NetBackend,
+
+    /// Where the user-space stack's device is
+    #[command(flatten)]
+    pub user_net: UserNetArgs,
 
     /// URLs to request, in rotation (all on the same host and port)
     #[arg(value_name = "URL", required = true)]

@@ -12,11 +12,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use loadgen::progress::Progress;
 use loadgen::{run_connection, Plan, Stats};
-use threadlib::net::Network as ThreadNetwork;
-use threadlib::Runtime;
+use threadlib::net::{KernelNet, Network as ThreadNetwork};
+use threadlib::{Builder, Runtime};
+use usernet::{NetReport, UserNet};
 
 use crate::backend::ThreadNet;
 
+/// Longest wait for closed connections to finish closing on a network that lives in
+/// this process.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the progress line is redrawn.
 const PROGRESS_TICK: Duration = Duration::from_millis(250);
 
@@ -27,6 +31,34 @@ pub struct Outcome {
     pub stats: Stats,
     /// From the start to the moment the last connection stopped.
     pub elapsed: Duration,
+    /// The network's counters summed over the cores, if it keeps any.
+    pub net: Option<NetReport>,
+}
+
+/// Counters a network keeps of its own, printed after the report.
+pub trait NetStats {
+    /// The current core's counters, if the network keeps any.
+    fn report(&self) -> Option<NetReport>;
+}
+
+impl NetStats for KernelNet {
+    fn report(&self) -> Option<NetReport> {
+        None
+    }
+}
+
+impl NetStats for UserNet {
+    fn report(&self) -> Option<NetReport> {
+        UserNet::report(self).ok()
+    }
+}
+
+/// The runtime `plan` runs on: one core per thread, no io_uring, no blocking pool.
+pub fn builder(plan: &Plan) -> Builder {
+    Runtime::builder()
+        .cores(plan.threads)
+        .uring(None)
+        .blocking_threads(0)
 }
 
 /// One core's count of complete responses, on its own cache line so the cores do not
@@ -42,17 +74,19 @@ struct Shared {
     cores_done: AtomicUsize,
 }
 
-/// Runs `plan` against `addr` over `net`, drawing `progress` if it is visible.
-pub fn run<N>(net: N, plan: &Plan, addr: SocketAddr, progress: &Progress) -> anyhow::Result<Outcome>
+/// Runs `plan` against `addr` over `net` on a runtime built from `builder` (see
+/// [`builder`]), drawing `progress` if it is visible.
+pub fn run<N>(
+    builder: Builder,
+    net: N,
+    plan: &Plan,
+    addr: SocketAddr,
+    progress: &Progress,
+) -> anyhow::Result<Outcome>
 where
-    N: ThreadNetwork + Send,
+    N: ThreadNetwork + NetStats + Send,
 {
-    let runtime = Runtime::builder()
-        .cores(plan.threads)
-        .uring(None)
-        .blocking_threads(0)
-        .build()
-        .context("building the thread runtime")?;
+    let runtime = builder.build().context("building the thread runtime")?;
     let plan = plan.clone();
     let live = progress.is_visible();
     let line = progress.clone();
@@ -60,7 +94,7 @@ where
         responses: (0..plan.threads).map(|_| Counter::default()).collect(),
         cores_done: AtomicUsize::new(0),
     });
-    let (stats, last) = runtime
+    let (stats, last, net_report) = runtime
         .block_on({
             let shared = shared.clone();
             async move {
@@ -87,16 +121,20 @@ where
                 }
                 let mut total = Stats::new();
                 let mut last = start;
+                let mut net_report: Option<NetReport> = None;
                 for (core, handle) in handles.into_iter().enumerate() {
-                    let (stats, finished) = handle
+                    let (stats, finished, report) = handle
                         .join()
                         .await
                         .and_then(|r| r)
                         .with_context(|| format!("core {core} failed"))?;
                     total.merge(&stats);
                     last = last.max(finished);
+                    if let Some(r) = &report {
+                        *net_report.get_or_insert_with(NetReport::default) += r;
+                    }
                 }
-                anyhow::Ok((total, last.saturating_duration_since(start)))
+                anyhow::Ok((total, last.saturating_duration_since(start), net_report))
             }
         })
         .context("running the thread runtime")??;
@@ -104,22 +142,24 @@ where
     Ok(Outcome {
         stats,
         elapsed: last,
+        net: net_report,
     })
 }
 
 /// Runs the connections of `core` as threads of one scope, all recording into one
-/// [`Stats`] (one histogram per core, not per connection); returns it and when the
-/// last connection stopped.
-async fn run_core<N: ThreadNetwork>(
-    net: N,
+/// [`Stats`] (one histogram per core, not per connection); returns it, when the last
+/// connection stopped, and the network's counters once its connections finished
+/// closing.
+async fn run_core<N: ThreadNetwork + NetStats>(
+    raw_net: N,
     plan: Plan,
     core: usize,
     addr: SocketAddr,
     start: Instant,
     shared: Arc<Shared>,
     live: bool,
-) -> threadlib::Result<(Stats, Instant)> {
-    let net = Rc::new(ThreadNet::new(net));
+) -> threadlib::Result<(Stats, Instant, Option<NetReport>)> {
+    let net = Rc::new(ThreadNet::new(raw_net.clone()));
     let total = Rc::new(RefCell::new(Stats::new()));
     let result = threadlib::scope(|scope| {
         let (total, shared) = (total.clone(), shared.clone());
@@ -141,5 +181,7 @@ async fn run_core<N: ThreadNetwork>(
     result?;
     let finished = threadlib::time::now();
     let stats = total.take();
-    Ok((stats, finished))
+    // Closed connections finish closing before the network stops, if it lives here.
+    let _ = threadlib::with_timeout(DRAIN_TIMEOUT, raw_net.drain()).await;
+    Ok((stats, finished, raw_net.report()))
 }

@@ -14,7 +14,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::{CommandFactory, Parser};
 use loadgen::progress::{Goal, Progress};
+use loadgen::cli::Role;
 use loadgen::{report, Config, NetBackend};
+use usernet::tun_setup::{self, OpenedTun};
+use usernet::{NetConfig, UserNet};
 
 fn main() -> ExitCode {
     // Bad flags: clap prints the usage and exits with status 2.
@@ -25,11 +28,21 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::ValueValidation, e)
             .exit(),
     };
-    if config.net == NetBackend::User {
-        eprintln!("loadgen: user-space TCP backend not yet wired (use --net kernel)");
-        return ExitCode::from(2);
-    }
-    match run(&config, &plan) {
+    // The user-space stack's device first: a missing setup is a usage error (exit 2)
+    // that names its fix.
+    let tun = match config.net {
+        NetBackend::Kernel => None,
+        NetBackend::User => {
+            match tun_setup::open(&config.user_net.setup(Role::Client, plan.threads)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("loadgen: --net user: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    match run(&config, &plan, tun) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("loadgen: {e:#}");
@@ -38,8 +51,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the load test on kernel TCP and prints (and writes) the report.
-fn run(config: &Config, plan: &loadgen::Plan) -> anyhow::Result<()> {
+/// Runs the load test and prints (and writes) the report.
+fn run(config: &Config, plan: &loadgen::Plan, tun: Option<OpenedTun>) -> anyhow::Result<()> {
     let target = &plan.targets[0];
     let addr = *target
         .resolve()
@@ -72,7 +85,16 @@ fn run(config: &Config, plan: &loadgen::Plan) -> anyhow::Result<()> {
         (None, None) => Goal::Duration(loadgen::cli::DEFAULT_DURATION),
     };
     let progress = Progress::new(goal);
-    let outcome = drive::run(threadlib::net::KernelNet, plan, addr, &progress)?;
+    let builder = drive::builder(plan);
+    let outcome = match tun {
+        None => drive::run(builder, threadlib::net::KernelNet, plan, addr, &progress)?,
+        Some(tun) => {
+            let mut net_config = NetConfig::new(config.user_net.addr(Role::Client));
+            net_config.steering = tun.steering;
+            let (builder, net) = UserNet::install_devices(builder, net_config, tun.devices);
+            drive::run(builder, net, plan, addr, &progress)?
+        }
+    };
     let summary = report::Summary {
         stats: &outcome.stats,
         elapsed: outcome.elapsed,
@@ -83,6 +105,9 @@ fn run(config: &Config, plan: &loadgen::Plan) -> anyhow::Result<()> {
         urls: &urls,
     };
     println!("{}", report::human(&summary));
+    if let Some(net) = &outcome.net {
+        println!("User-space network:\n{net}");
+    }
     if let Some(path) = &config.json {
         report::JsonReport::new(&summary)
             .write_to(path)

@@ -621,11 +621,12 @@ fn bad_command_lines_exit_2_with_usage() {
             "{args:?}: {stderr}"
         );
     }
-    let run = loadgen(&["--net", "user", "http://127.0.0.1:1/"], None);
+    let run = loadgen(
+        &["--net", "user", "--netns", "no-such-namespace", "http://127.0.0.1:1/"],
+        None,
+    );
     assert_eq!(run.output.status.code(), Some(2));
-    assert!(run
-        .stderr()
-        .contains("user-space TCP backend not yet wired"));
+    assert!(run.stderr().contains("make setup"), "{}", run.stderr());
     let run = loadgen(&["--help"], None);
     assert!(run.output.status.success());
     assert!(run.stdout().contains("--pipeline"));

@@ -392,9 +392,12 @@ fn default_root_access_log_and_cli_errors() {
     let bad = Command::new(exe).arg("--bogus").output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("Usage"));
-    let user = Command::new(exe).args(["--net", "user"]).output().unwrap();
+    let user = Command::new(exe)
+        .args(["--net", "user", "--netns", "no-such-namespace"])
+        .output()
+        .unwrap();
     assert_eq!(user.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&user.stderr).contains("not yet wired"));
+    assert!(String::from_utf8_lossy(&user.stderr).contains("make setup"));
     let missing = Command::new(exe)
         .args(["--root", "/nonexistent/dir", "--listen", "127.0.0.1:0"])
         .output()
