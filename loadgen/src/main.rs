@@ -13,8 +13,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{CommandFactory, Parser};
-use loadgen::progress::{Goal, Progress};
 use loadgen::cli::Role;
+use loadgen::progress::{Goal, Progress};
 use loadgen::{report, Config, NetBackend};
 use usernet::tun_setup::{self, OpenedTun};
 use usernet::{NetConfig, UserNet};

@@ -622,7 +622,13 @@ fn bad_command_lines_exit_2_with_usage() {
         );
     }
     let run = loadgen(
-        &["--net", "user", "--netns", "no-such-namespace", "http://127.0.0.1:1/"],
+        &[
+            "--net",
+            "user",
+            "--netns",
+            "no-such-namespace",
+            "http://127.0.0.1:1/",
+        ],
         None,
     );
     assert_eq!(run.output.status.code(), Some(2));

@@ -1,11 +1,9 @@
 //! Drives the pure `tcpstack` over a Linux TUN device, for the Linux interop tests and
 //! the `bench_tcp` benchmark.
 //!
-//! - [`driver`]: the loop between a TUN fd and a [`tcpstack::Stack`], with an optional
-//!   loss-and-reorder [`shim`] on the stack's side;
+//! - [`driver`]: the loop between a TUN queue (`usernet`'s packet device) and a
+//!   [`tcpstack::Stack`], optionally through loss and reordering on the stack's side;
 //! - [`apps`]: applications on a driven stack (bench services, the tests' exchange);
-//! - [`netns`]: throw-away network namespaces with a TUN device (via `setup-scripts/`),
-//!   and threads that enter them;
 //! - [`workload`]: kernel-side traffic (seeded streams with digests, bulk and ping-pong
 //!   clients, kernel servers for the loopback anchor);
 //! - [`service`]: what the bench servers do with each connection;
@@ -13,9 +11,7 @@
 
 pub mod apps;
 pub mod driver;
-pub mod netns;
 pub mod ours;
 pub mod service;
-pub mod shim;
 pub mod smoltcp_server;
 pub mod workload;

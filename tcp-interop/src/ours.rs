@@ -8,8 +8,8 @@ use tcpstack::StackConfig;
 
 use crate::apps::ServiceApp;
 use crate::driver::{random_secret, Driver, DriverError};
-use crate::netns::STACK_ADDR;
 use crate::service::Service;
+use testnet::STACK_ADDR;
 
 /// Parameters of the bench server on our stack.
 #[derive(Debug, Clone, Copy)]

@@ -14,8 +14,8 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
-use crate::netns::{KERNEL_ADDR, STACK_ADDR};
 use crate::service::Service;
+use testnet::{KERNEL_ADDR, STACK_ADDR};
 
 /// A smoltcp `Device` over one TUN queue. Packets that cannot be written because the
 /// device queue is full are dropped (TCP retransmits them) and counted.

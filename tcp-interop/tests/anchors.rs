@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tcp_interop::netns::{privileged, TestNet, STACK_ADDR};
 use tcp_interop::service::{Service, ECHO_PORT, SINK_PORT};
 use tcp_interop::smoltcp_server::{self, SmoltcpServerConfig};
 use tcp_interop::workload;
+use testnet::{privileged, TestNet, STACK_ADDR};
 
 fn smoltcp_serves(service: Service, port: u16, client: impl FnOnce(SocketAddr) + Send + 'static) {
     let net = TestNet::create("anchor", 1500).expect("test network");

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use tcp_interop::apps::{Exchange, ExchangePlan, Open};
 use tcp_interop::driver::{random_secret, App, Driver, Impairment};
-use tcp_interop::netns::{privileged, TestNet, KERNEL_ADDR, STACK_ADDR};
 use tcp_interop::workload::{self, Exchanged};
 use tcpstack::{ConnError, Event, Instant, Stack, StackConfig};
+use testnet::{privileged, TestNet, KERNEL_ADDR, STACK_ADDR};
 
 /// Bytes each way in the bulk exchanges, with and without loss.
 const BULK: u64 = 100 << 20;

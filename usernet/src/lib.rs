@@ -38,7 +38,7 @@ pub mod tun_setup;
 pub use device::{Device, DeviceCaps, DeviceStats, Received};
 pub use impaired::{Impaired, Impairment, ImpairmentStats};
 pub use net::{UserListener, UserNet, UserStream};
-pub use net_loop::{LoopStats, NetConfig, NetLoop};
+pub use net_loop::{random_secret, LoopStats, NetConfig, NetLoop};
 pub use report::NetReport;
 pub use steering::Steering;
 pub use tun_device::TunDevice;

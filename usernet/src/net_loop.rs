@@ -602,8 +602,9 @@ fn forward(id: &OnceLock<LoopId>, owner: usize, packet: Vec<u8>, trusted: bool) 
     });
 }
 
-/// Sixteen bytes from the kernel's CSPRNG, for an ISN secret.
-pub(crate) fn random_secret() -> std::io::Result<[u8; 16]> {
+/// Sixteen bytes from the kernel's CSPRNG, for a stack's ISN secret
+/// ([`tcpstack::StackConfig::isn_secret`]).
+pub fn random_secret() -> std::io::Result<[u8; 16]> {
     use std::io::Read;
     let mut secret = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;

@@ -16,9 +16,9 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde::Serialize;
 use serde_json::json;
-use tcp_interop::netns::{self, TestNet, STACK_ADDR};
 use tcp_interop::service::{Service, ECHO_PORT, SINK_PORT};
 use tcp_interop::{ours, smoltcp_server, workload};
+use testnet::{TestNet, STACK_ADDR};
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -301,7 +301,7 @@ struct Figure {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if !netns::privileged("bench_tcp") {
+    if !testnet::privileged("bench_tcp") {
         bail!("bench_tcp needs root, /dev/net/tun and iproute2");
     }
     let targets: Vec<Target> = Target::ALL
