@@ -54,14 +54,14 @@ pub enum DriverError {
 #[derive(Debug)]
 enum Link {
     Plain(TunDevice),
-    Impaired(Impaired<TunDevice>),
+    Impaired(Box<Impaired<TunDevice>>),
 }
 
 impl Link {
     fn device(&mut self) -> &mut dyn Device {
         match self {
             Link::Plain(d) => d,
-            Link::Impaired(d) => d,
+            Link::Impaired(d) => &mut **d,
         }
     }
 
@@ -96,7 +96,7 @@ impl Driver {
         config.tx_offload = caps.tx_offload;
         let stack = Stack::new(config)?;
         let link = match impairment {
-            Some(how) => Link::Impaired(Impaired::new(device, how)),
+            Some(how) => Link::Impaired(Box::new(Impaired::new(device, how))),
             None => Link::Plain(device),
         };
         Ok(Driver {
