@@ -48,6 +48,7 @@ pub struct Insn {
 }
 
 const LD: u8 = 0x00;
+const ALU: u8 = 0x04;
 const JMP: u8 = 0x05;
 const ALU64: u8 = 0x07;
 const ABS: u8 = 0x20;
@@ -55,8 +56,10 @@ const IND: u8 = 0x40;
 const K: u8 = 0x00;
 const X: u8 = 0x08;
 const ADD: u8 = 0x00;
+const MUL: u8 = 0x20;
 const AND: u8 = 0x50;
 const LSH: u8 = 0x60;
+const RSH: u8 = 0x70;
 const MOD: u8 = 0x90;
 const MOV: u8 = 0xb0;
 const JNE: u8 = 0x50;
@@ -100,6 +103,21 @@ impl Insn {
     /// `dst %= imm` (`imm` must not be 0).
     pub const fn mod_imm(dst: Reg, imm: i32) -> Insn {
         Insn::new(ALU64 | MOD | K, dst, 0, 0, imm)
+    }
+
+    /// `dst = (dst as u32).wrapping_mul(imm as u32)`, zero-extended (32-bit ALU).
+    pub const fn mul32_imm(dst: Reg, imm: u32) -> Insn {
+        Insn::new(ALU | MUL | K, dst, 0, 0, imm as i32)
+    }
+
+    /// `dst = (dst as u32) >> imm`, zero-extended (32-bit ALU).
+    pub const fn rsh32_imm(dst: Reg, imm: i32) -> Insn {
+        Insn::new(ALU | RSH | K, dst, 0, 0, imm)
+    }
+
+    /// `dst = (dst as u32) % imm`, zero-extended (32-bit ALU; `imm` must not be 0).
+    pub const fn mod32_imm(dst: Reg, imm: u32) -> Insn {
+        Insn::new(ALU | MOD | K, dst, 0, 0, imm as i32)
     }
 
     /// `if dst != imm { pc += off }` (`off` counts instructions after this one).
@@ -256,6 +274,9 @@ mod tests {
         assert_eq!(Insn::exit().code, 0x95);
         assert_eq!(Insn::jne_imm(0, 6, 13).code, 0x55);
         assert_eq!(Insn::mod_imm(0, 3).code, 0x97);
+        assert_eq!(Insn::mul32_imm(0, 0x9e37_79b1).code, 0x24);
+        assert_eq!(Insn::rsh32_imm(0, 16).code, 0x74);
+        assert_eq!(Insn::mod32_imm(0, 3).code, 0x94);
     }
 
     /// `r0 = 7; exit` loads (as root), and a program that reads an uninitialised

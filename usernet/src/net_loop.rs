@@ -407,11 +407,14 @@ impl NetLoop {
             Some(s) => {
                 // A local port whose replies the kernel steers to this core's queue.
                 let (lo, hi) = self.ephemeral_ports;
-                let tries = (u32::from(hi - lo) + 1) / s.queues() as u32 + 1;
+                let tries = u32::from(hi - lo) + 1;
                 let mut found = None;
                 for _ in 0..tries {
-                    let port = s.port_for(self.core, remote.port(), (lo, hi), self.next_port);
-                    self.next_port = self.next_port.wrapping_add(1);
+                    let Some(port) =
+                        s.port_for(self.core, remote.port(), (lo, hi), &mut self.next_port)
+                    else {
+                        break;
+                    };
                     match self.stack.connect(now, remote, port) {
                         Ok(c) => {
                             found = Some(c);

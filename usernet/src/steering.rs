@@ -5,14 +5,21 @@
 //! from our writes, which misses the SYN-ACK to an active open (it is produced while
 //! our SYN is still being written) and forgets flows after 3 s or 4096 entries. So the
 //! device gets [`Steering::program`]: for every TCP packet the kernel sends to it, the
-//! queue is `(source port + destination port) % queues`; other packets (ICMP,
-//! fragments without a TCP header) go to queue 0. The sum is symmetric, so the stack
-//! computes the same value from its own side of the flow ([`Steering::queue_of`]):
+//! queue is a hash of the sum of its two ports (multiplied by a 32-bit Fibonacci
+//! constant, high half, modulo the queues); other packets (ICMP, fragments without a
+//! TCP header) go to queue 0. The sum makes it symmetric, so the stack computes the
+//! same value from its own side of the flow ([`Steering::queue_of`]); the
+//! multiplication spreads flows whose ports share their low bits (Linux hands out
+//! even ephemeral ports to `connect()`, so a plain sum modulo 2 would put every
+//! client of one server port on one queue):
 //! a passive open lands on the core whose queue received the SYN, and an active open
 //! picks its local port so that the replies come back to the opening core
 //! ([`Steering::port_for`]).
 
 use iolib::bpf::{Insn, Size, SocketFilter, NET_OFF};
+
+/// The multiplier of the port hash: 2^32 divided by the golden ratio (odd).
+const MIX: u32 = 0x9e37_79b1;
 
 /// The steering rule for a device with `queues` queues (one per core).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +42,8 @@ impl Steering {
 
     /// The queue (core) that owns the TCP flow between `local_port` and `remote_port`.
     pub fn queue_of(&self, local_port: u16, remote_port: u16) -> usize {
-        ((u32::from(local_port) + u32::from(remote_port)) % u32::from(self.queues)) as usize
+        let sum = u32::from(local_port) + u32::from(remote_port);
+        ((sum.wrapping_mul(MIX) >> 16) % u32::from(self.queues)) as usize
     }
 
     /// The queue the steering program picks for `packet`, an IPv4 packet the kernel
@@ -57,27 +65,32 @@ impl Steering {
         }
     }
 
-    /// A local port in `lo..=hi` whose flows to `remote_port` are owned by `queue`,
-    /// the `k`-th such port counting from the bottom of the range (wrapping), so that
-    /// successive `k` walk through all of them.
-    pub fn port_for(&self, queue: usize, remote_port: u16, (lo, hi): (u16, u16), k: u32) -> u16 {
-        let n = u32::from(self.queues);
-        let (lo, hi) = (u32::from(lo), u32::from(hi));
-        // First port >= lo with (port + remote) % n == queue.
-        let want = (queue as u32 + n - (u32::from(remote_port) % n)) % n;
-        let first = lo + (want + n - lo % n) % n;
-        let count = if first > hi { 0 } else { (hi - first) / n + 1 };
-        if count == 0 {
-            return lo as u16;
+    /// The next local port in `lo..=hi`, from `*cursor` on (wrapping), whose flows to
+    /// `remote_port` are owned by `queue`; advances `*cursor` past it, so successive
+    /// calls walk through all of them. `None` if the range holds none.
+    pub fn port_for(
+        &self,
+        queue: usize,
+        remote_port: u16,
+        (lo, hi): (u16, u16),
+        cursor: &mut u32,
+    ) -> Option<u16> {
+        let size = u32::from(hi.checked_sub(lo)?) + 1;
+        for _ in 0..size {
+            let port = lo + (*cursor % size) as u16;
+            *cursor = cursor.wrapping_add(1);
+            if self.queue_of(port, remote_port) == queue {
+                return Some(port);
+            }
         }
-        (first + (k % count) * n) as u16
+        None
     }
 
-    /// The steering program: for a TCP packet (not a later fragment) the sum of its
-    /// ports modulo the number of queues, for anything else 0.
+    /// The steering program: for a TCP packet (not a later fragment) the hash of its
+    /// ports [`Steering::queue_of`] computes, for anything else 0.
     pub fn program(&self) -> Vec<Insn> {
         const R0: u8 = 0;
-        const RET0: i16 = 16;
+        const RET0: i16 = 18;
         vec![
             // 0: the context in r6, as packet loads need.
             Insn::mov_reg(6, 1),
@@ -98,10 +111,12 @@ impl Steering {
             Insn::mov_reg(8, R0),
             Insn::load_ind(Size::Half, 7, NET_OFF + 2),
             Insn::add_reg(R0, 8),
-            // 14-15: modulo the queues.
-            Insn::mod_imm(R0, i32::from(self.queues)),
+            // 14-17: mixed, high half, modulo the queues.
+            Insn::mul32_imm(R0, MIX),
+            Insn::rsh32_imm(R0, 16),
+            Insn::mod32_imm(R0, u32::from(self.queues)),
             Insn::exit(),
-            // 16-17: queue 0.
+            // 18-19: queue 0.
             Insn::mov_imm(R0, 0),
             Insn::exit(),
         ]
@@ -133,15 +148,37 @@ mod tests {
             let s = Steering::new(queues);
             for queue in 0..queues {
                 let mut seen = std::collections::BTreeSet::new();
-                for k in 0..(16384 / queues as u32 + 2) {
-                    let p = s.port_for(queue, 8080, (49152, 65535), k);
+                let mut cursor = 0;
+                for _ in 0..(16384 / queues) / 2 {
+                    let p = s
+                        .port_for(queue, 8080, (49152, 65535), &mut cursor)
+                        .unwrap();
                     assert!((49152..=65535).contains(&p));
                     assert_eq!(s.queue_of(p, 8080), queue, "queues {queues} port {p}");
-                    seen.insert(p);
+                    assert!(seen.insert(p), "port {p} handed out twice");
                 }
-                // Each queue gets its share of the range, no port twice in a cycle.
-                assert!(seen.len() >= 16384 / queues - 1, "{} ports", seen.len());
             }
+        }
+        assert_eq!(Steering::new(2).port_for(1, 80, (5, 4), &mut 0), None);
+    }
+
+    /// Linux gives `connect()` even ports: flows from one client host to one server
+    /// port still spread over every queue.
+    #[test]
+    fn clients_with_even_ports_spread_over_the_queues() {
+        for queues in 2..=4 {
+            let s = Steering::new(queues);
+            let mut per_queue = vec![0; queues];
+            for port in (32768..=60999u16).step_by(2).take(4000) {
+                per_queue[s.queue_of(8080, port)] += 1;
+            }
+            let fair = 4000 / queues;
+            assert!(
+                per_queue
+                    .iter()
+                    .all(|&n| n > fair * 8 / 10 && n < fair * 12 / 10),
+                "{queues} queues: {per_queue:?}"
+            );
         }
     }
 

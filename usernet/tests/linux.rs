@@ -1,0 +1,620 @@
+//! The user-space network under threadlib threads, against the Linux kernel through
+//! TUN devices in private namespaces: echo and bulk both ways, active opens,
+//! cancellation of every blocking call, several cores with steered queues, a vanished
+//! peer, and the memory of idle connections. Needs root (fails under `CI=true` without).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::rc::Rc;
+use std::time::Duration;
+
+use tcpstack::TcpConfig;
+use testnet::{privileged, Options, TestNet, KERNEL_ADDR, STACK_ADDR};
+use threadlib::net::{ListenOptions, Listener, Network, Stream};
+use threadlib::{with_timeout, Error, Runtime};
+use usernet::tun_setup::{self, TunSetup};
+use usernet::{NetConfig, NetReport, UserNet};
+
+const PORT: u16 = 7000;
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A namespace, and a runtime whose cores each drive a stack on one queue of its
+/// device.
+struct Rig {
+    net: TestNet,
+    runtime: Runtime,
+    user: UserNet,
+}
+
+fn rig(label: &str, cores: usize) -> Option<Rig> {
+    rig_with(label, cores, |_| {})
+}
+
+fn rig_with(label: &str, cores: usize, tweak: impl FnOnce(&mut NetConfig)) -> Option<Rig> {
+    if !privileged(label) {
+        return None;
+    }
+    let net = TestNet::with(
+        label,
+        Options {
+            multi_queue: cores > 1,
+            ..Options::default()
+        },
+    )
+    .expect("create namespace and TUN device");
+    let opened = tun_setup::open(&TunSetup {
+        netns: net.ns().to_owned(),
+        device: net.dev().to_owned(),
+        addr: STACK_ADDR,
+        queues: cores,
+        offload: true,
+    })
+    .expect("open the device's queues");
+    let mut config = NetConfig::new(STACK_ADDR);
+    config.steering = opened.steering;
+    tweak(&mut config);
+    let builder = Runtime::builder().cores(cores).blocking_threads(4);
+    let (builder, user) = UserNet::install_devices(builder, config, opened.devices);
+    let runtime = builder.build().expect("runtime");
+    Some(Rig { net, runtime, user })
+}
+
+/// Runs `f` on an OS thread inside the namespace (the kernel's side), from a threadlib
+/// thread, without blocking its core.
+async fn kernel<T: Send + 'static>(ns: String, f: impl FnOnce() -> T + Send + 'static) -> T {
+    threadlib::pool::run(move || iolib::netns::run_in(&ns, f).expect("enter the namespace"))
+        .await
+        .expect("the blocking pool ran it")
+}
+
+fn connect_kernel(addr: SocketAddrV4) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr.into(), SOCKET_TIMEOUT).expect("connect");
+    s.set_read_timeout(Some(SOCKET_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(SOCKET_TIMEOUT)).unwrap();
+    s
+}
+
+/// Deterministic test bytes.
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Echoes every connection of `listener` until cancelled, one thread each.
+async fn echo_forever<L: Listener + 'static>(listener: L) -> threadlib::Result<()>
+where
+    L::Stream: 'static,
+{
+    threadlib::scope(|s| async move {
+        loop {
+            let (mut c, _) = listener.accept().await?;
+            s.spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = c.read(&mut buf).await?;
+                    if n == 0 {
+                        c.shutdown(Shutdown::Write).await?;
+                        return Ok(());
+                    }
+                    c.write_all(&buf[..n]).await?;
+                }
+            });
+        }
+    })
+    .await
+}
+
+#[test]
+fn kernel_clients_get_their_bytes_echoed_by_user_stack_threads() {
+    let Some(rig) = rig("echo", 1) else { return };
+    let (ns, user) = (rig.net.ns().to_owned(), rig.user.clone());
+    rig.runtime
+        .block_on(async move {
+            let listener = user
+                .listen(
+                    SocketAddr::from((STACK_ADDR, PORT)),
+                    ListenOptions::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                listener.local_addr().unwrap(),
+                SocketAddr::from((STACK_ADDR, PORT))
+            );
+            let server = threadlib::spawn(echo_forever(listener));
+            let clients = kernel(ns.clone(), || {
+                let threads: Vec<_> = (0..16u8)
+                    .map(|i| {
+                        std::thread::spawn(move || {
+                            let data = pattern(i, 256 * 1024 + usize::from(i));
+                            let mut s = connect_kernel(SocketAddrV4::new(STACK_ADDR, PORT));
+                            let reader = {
+                                let mut s = s.try_clone().unwrap();
+                                std::thread::spawn(move || {
+                                    let mut back = Vec::new();
+                                    s.read_to_end(&mut back).map(|_| back)
+                                })
+                            };
+                            s.write_all(&data).unwrap();
+                            s.shutdown(Shutdown::Write).unwrap();
+                            let back = reader.join().unwrap().unwrap();
+                            back == data
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| t.join().unwrap())
+                    .collect::<Vec<bool>>()
+            })
+            .await;
+            assert_eq!(clients, vec![true; 16], "every echo came back intact");
+            drop(server);
+            let r = user.report().unwrap();
+            assert_eq!(r.counter("passive_opens"), 16);
+            assert_eq!(r.looped.misdirected, 0);
+            assert!(
+                r.counter("tx_super_segments") > 0,
+                "segmentation offload in use"
+            );
+        })
+        .unwrap();
+}
+
+#[test]
+fn user_stack_threads_connect_to_kernel_listeners_and_are_refused_by_closed_ports() {
+    let Some(rig) = rig("active", 1) else { return };
+    let (ns, user) = (rig.net.ns().to_owned(), rig.user.clone());
+    rig.runtime
+        .block_on(async move {
+            // A kernel server that sends 8 MiB and then reads until end of stream.
+            let data = pattern(9, 8 << 20);
+            let expect = data.clone();
+            let (port_tx, port_rx) = std::sync::mpsc::channel();
+            let server = threadlib::spawn(kernel(ns.clone(), move || {
+                let l = TcpListener::bind((KERNEL_ADDR, 0)).unwrap();
+                port_tx.send(l.local_addr().unwrap().port()).unwrap();
+                let (mut s, _) = l.accept().unwrap();
+                s.write_all(&data).unwrap();
+                s.shutdown(Shutdown::Write).unwrap();
+                let mut rest = Vec::new();
+                s.read_to_end(&mut rest).unwrap();
+                rest
+            }));
+            let port = threadlib::pool::run(move || port_rx.recv().unwrap())
+                .await
+                .unwrap();
+            let mut c = user
+                .connect(SocketAddr::from((KERNEL_ADDR, port)))
+                .await
+                .unwrap();
+            let local = c.local_addr().unwrap();
+            assert_eq!(local.ip(), std::net::IpAddr::V4(STACK_ADDR));
+            assert_eq!(
+                c.peer_addr().unwrap(),
+                SocketAddr::from((KERNEL_ADDR, port))
+            );
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 100_000];
+            loop {
+                let n = c.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert!(
+                got == expect,
+                "received {} of {} bytes",
+                got.len(),
+                expect.len()
+            );
+            c.write_all(b"thanks").await.unwrap();
+            c.shutdown(Shutdown::Write).await.unwrap();
+            assert_eq!(server.await.unwrap(), b"thanks");
+
+            let refused = user.connect(SocketAddr::from((KERNEL_ADDR, 1))).await;
+            match refused {
+                Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        })
+        .unwrap();
+}
+
+/// Every blocking call is a cancellation point: a timed-out accept, read, write or
+/// connect leaves nothing behind, consumes nothing, and the next call works.
+#[test]
+fn cancelled_calls_consume_nothing_and_leave_no_state() {
+    let Some(rig) = rig_with("cancel", 1, |c| {
+        // A small send buffer, so that a write blocks soon.
+        c.tcp.send_buffer = 64 * 1024;
+    }) else {
+        return;
+    };
+    let (ns, user) = (rig.net.ns().to_owned(), rig.user.clone());
+    rig.runtime
+        .block_on(async move {
+            let listener = user
+                .listen(
+                    SocketAddr::from((STACK_ADDR, PORT)),
+                    ListenOptions::default(),
+                )
+                .await
+                .unwrap();
+            // Accept: times out, then works.
+            let r = with_timeout(Duration::from_millis(50), listener.accept()).await;
+            assert!(matches!(r, Err(Error::TimedOut)), "{:?}", r.map(|_| ()));
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<usize>();
+            let client = threadlib::spawn(kernel(ns.clone(), move || {
+                let mut s = connect_kernel(SocketAddrV4::new(STACK_ADDR, PORT));
+                // Send only when told, read only when told.
+                go_rx.recv().unwrap();
+                s.write_all(b"hello").unwrap();
+                go_rx.recv().unwrap();
+                let mut total = 0;
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    let n = s.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    total += n;
+                }
+                done_tx.send(total).unwrap();
+            }));
+            let (mut c, _) = listener.accept().await.unwrap();
+            // Read: times out with nothing there, then gets every byte.
+            let mut buf = [0u8; 16];
+            let r = with_timeout(Duration::from_millis(50), c.read(&mut buf)).await;
+            assert!(matches!(r, Err(Error::TimedOut)));
+            go_tx.send(()).unwrap();
+            let n = c.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"hello");
+            // Write: the peer does not read; writes block once both the kernel's
+            // receive queue and our send buffer are full, and the blocked one times out
+            // having queued exactly what it reported.
+            let chunk = vec![7u8; 16 * 1024];
+            let mut queued = 0usize;
+            loop {
+                match with_timeout(Duration::from_millis(200), c.write(&chunk)).await {
+                    Ok(n) => queued += n,
+                    Err(Error::TimedOut) => break,
+                    Err(e) => panic!("write failed: {e}"),
+                }
+            }
+            assert!(queued >= 64 * 1024, "only {queued} bytes before blocking");
+            go_tx.send(()).unwrap();
+            c.shutdown(Shutdown::Write).await.unwrap();
+            let total = threadlib::pool::run(move || done_rx.recv().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(
+                total, queued,
+                "the kernel received exactly what writes reported"
+            );
+            client.await.unwrap();
+            // Connect to an address nobody answers: the timed-out connect leaves no
+            // half-open connection in the stack.
+            drop(c);
+            threadlib::sleep(Duration::from_millis(100)).await.unwrap();
+            let before = user.report().unwrap().connections;
+            let silent = SocketAddr::from(([10, 77, 0, 99], 80));
+            let r = with_timeout(Duration::from_millis(100), user.connect(silent)).await;
+            assert!(matches!(r, Err(Error::TimedOut)), "{:?}", r.map(|_| ()));
+            assert_eq!(
+                user.report().unwrap().connections,
+                before,
+                "a half-open connection stayed"
+            );
+            // The listener still works after all that.
+            let again = threadlib::spawn(kernel(ns.clone(), || {
+                let mut s = connect_kernel(SocketAddrV4::new(STACK_ADDR, PORT));
+                s.write_all(b"again").unwrap();
+                s
+            }));
+            let (mut c, _) = listener.accept().await.unwrap();
+            let _client = again.await.unwrap();
+            let n = c.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"again");
+        })
+        .unwrap();
+}
+
+/// The counts of every core, summed.
+async fn all_cores_report(user: &UserNet, cores: usize) -> NetReport {
+    let mut sum = user.report().unwrap();
+    for core in 1..cores {
+        let u = user.clone();
+        let r = threadlib::spawn_on(core, move || async move { u.report().unwrap() })
+            .unwrap()
+            .join()
+            .await
+            .unwrap();
+        sum += &r;
+    }
+    sum
+}
+
+/// Two cores, two queues: the kernel's connections spread over both cores, each core
+/// serves the ones whose SYN reached its queue, and no packet lands on the wrong core.
+#[test]
+fn two_cores_accept_and_serve_with_no_misdirected_packet() {
+    let Some(rig) = rig("twocore", 2) else { return };
+    let (ns, user) = (rig.net.ns().to_owned(), rig.user.clone());
+    rig.runtime
+        .block_on(async move {
+            let mut servers = Vec::new();
+            for core in 0..2 {
+                let u = user.clone();
+                let h = threadlib::spawn_on(core, move || async move {
+                    let l = u
+                        .listen(
+                            SocketAddr::from((STACK_ADDR, PORT)),
+                            ListenOptions::default(),
+                        )
+                        .await?;
+                    let _ = echo_forever(l).await;
+                    Ok::<_, Error>(())
+                })
+                .unwrap();
+                servers.push(h);
+            }
+            threadlib::sleep(Duration::from_millis(50)).await.unwrap();
+            let ok = kernel(ns.clone(), || {
+                (0..64u8)
+                    .map(|i| {
+                        let mut s = connect_kernel(SocketAddrV4::new(STACK_ADDR, PORT));
+                        let data = pattern(i, 4096);
+                        s.write_all(&data).unwrap();
+                        s.shutdown(Shutdown::Write).unwrap();
+                        let mut back = Vec::new();
+                        s.read_to_end(&mut back).unwrap();
+                        back == data
+                    })
+                    .all(|ok| ok)
+            })
+            .await;
+            assert!(ok, "every connection echoed");
+            let per_core: Vec<u64> = {
+                let mut v = Vec::new();
+                for core in 0..2 {
+                    let u = user.clone();
+                    let r = threadlib::spawn_on(core, move || async move { u.report().unwrap() })
+                        .unwrap()
+                        .join()
+                        .await
+                        .unwrap();
+                    v.push(r.counter("passive_opens"));
+                    assert_eq!(r.looped.misdirected, 0, "core {core}: {r}");
+                }
+                v
+            };
+            assert_eq!(per_core.iter().sum::<u64>(), 64);
+            assert!(
+                per_core.iter().all(|&n| n > 0),
+                "both cores served: {per_core:?}"
+            );
+        })
+        .unwrap();
+}
+
+/// Active opens on two cores pick local ports whose replies the kernel steers back
+/// to the opening core: 10,000 connection-per-request exchanges, not one packet on
+/// the wrong queue.
+#[test]
+fn active_opens_are_steered_back_to_the_opening_core() {
+    let Some(rig) = rig("steer", 2) else { return };
+    let (ns, user) = (rig.net.ns().to_owned(), rig.user.clone());
+    rig.runtime
+        .block_on(async move {
+            // A kernel server answering every connection with 3 bytes, then closing.
+            let (port_tx, port_rx) = std::sync::mpsc::channel();
+            let _server = std::thread::spawn(move || {
+                iolib::netns::run_in(&ns, move || {
+                    let l = TcpListener::bind((KERNEL_ADDR, 0)).unwrap();
+                    port_tx.send(l.local_addr().unwrap().port()).unwrap();
+                    for s in l.incoming().take(10_000) {
+                        let mut s = s.unwrap();
+                        let mut req = [0u8; 4];
+                        let _ = s.read_exact(&mut req);
+                        let _ = s.write_all(b"ok\n");
+                    }
+                })
+            });
+            let port = threadlib::pool::run(move || port_rx.recv().unwrap())
+                .await
+                .unwrap();
+            let target = SocketAddr::from((KERNEL_ADDR, port));
+            let mut jobs = Vec::new();
+            for core in 0..2 {
+                let u = user.clone();
+                jobs.push(
+                    threadlib::spawn_on(core, move || async move {
+                        let u = Rc::new(u);
+                        threadlib::scope(|s| async move {
+                            for _ in 0..25 {
+                                let u = u.clone();
+                                s.spawn(async move {
+                                    for _ in 0..200 {
+                                        let mut c = u.connect(target).await?;
+                                        c.write_all(b"req\n").await?;
+                                        let mut buf = [0u8; 8];
+                                        let mut got = 0;
+                                        while got < 3 {
+                                            let n = c.read(&mut buf[got..]).await?;
+                                            assert!(n > 0, "early end of stream");
+                                            got += n;
+                                        }
+                                        assert_eq!(&buf[..3], b"ok\n");
+                                    }
+                                    Ok(())
+                                });
+                            }
+                            Ok(())
+                        })
+                        .await
+                    })
+                    .unwrap(),
+                );
+            }
+            for j in jobs {
+                j.join().await.unwrap().unwrap();
+            }
+            let r = all_cores_report(&user, 2).await;
+            assert_eq!(r.counter("active_opens"), 10_000, "{r}");
+            assert_eq!(r.looped.misdirected, 0, "{r}");
+        })
+        .unwrap();
+}
+
+#[test]
+fn ping_is_answered_and_closed_ports_reset() {
+    let Some(rig) = rig("ping", 1) else { return };
+    let net = &rig.net;
+    let user = rig.user.clone();
+    // The runtime must run for the stack to answer: serve from a background thread.
+    let ns = net.ns().to_owned();
+    let out = rig
+        .runtime
+        .block_on(async move {
+            let ping = kernel(ns.clone(), || {
+                std::process::Command::new("ping")
+                    .args(["-c", "2", "-W", "2", &STACK_ADDR.to_string()])
+                    .output()
+                    .expect("ping is installed")
+            })
+            .await;
+            let refused = kernel(ns.clone(), || {
+                TcpStream::connect_timeout(&SocketAddr::from((STACK_ADDR, 1)), SOCKET_TIMEOUT)
+                    .map(|_| ())
+                    .map_err(|e| e.kind())
+            })
+            .await;
+            (ping, refused, user.report().unwrap())
+        })
+        .unwrap();
+    let (ping, refused, report) = out;
+    assert!(ping.status.success(), "{ping:?}");
+    assert_eq!(refused, Err(std::io::ErrorKind::ConnectionRefused));
+    assert_eq!(report.counter("icmp_echo_requests"), 2);
+    assert!(report.counter("rst_sent") >= 1);
+}
+
+/// When the kernel side vanishes (the device goes down), connections with data in
+/// flight time out after the stack's retransmission limit, and their buffers are
+/// freed once the application closes them.
+#[test]
+fn connections_time_out_and_free_their_memory_when_the_peer_vanishes() {
+    let Some(rig) = rig_with("vanish", 1, |c| {
+        c.tcp = TcpConfig {
+            max_retries: 3,
+            min_rto: Duration::from_millis(20),
+            initial_rto: Duration::from_millis(50),
+            max_rto: Duration::from_millis(200),
+            ..c.tcp.clone()
+        };
+    }) else {
+        return;
+    };
+    let (ns, dev, user) = (
+        rig.net.ns().to_owned(),
+        rig.net.dev().to_owned(),
+        rig.user.clone(),
+    );
+    rig.runtime
+        .block_on(async move {
+            let listener = user
+                .listen(
+                    SocketAddr::from((STACK_ADDR, PORT)),
+                    ListenOptions::default(),
+                )
+                .await
+                .unwrap();
+            // Eight kernel clients connect and never read.
+            let clients = threadlib::spawn(kernel(ns.clone(), || {
+                (0..8)
+                    .map(|_| connect_kernel(SocketAddrV4::new(STACK_ADDR, PORT)))
+                    .collect::<Vec<_>>()
+            }));
+            let mut conns = Vec::new();
+            for _ in 0..8 {
+                conns.push(listener.accept().await.unwrap().0);
+            }
+            let _keep = clients.await.unwrap();
+            // The device goes down under them; every write fails eventually.
+            let down = std::process::Command::new("ip")
+                .args(["-n", &ns, "link", "set", "dev", &dev, "down"])
+                .status()
+                .unwrap();
+            assert!(down.success());
+            let data = Rc::new(vec![1u8; 4 << 20]);
+            threadlib::scope(|s| async move {
+                for mut c in conns {
+                    let data = data.clone();
+                    s.spawn(async move {
+                        let r = with_timeout(Duration::from_secs(20), c.write_all(&data)).await;
+                        match r {
+                            Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut),
+                            other => panic!("expected a connection timeout, got {other:?}"),
+                        }
+                        Ok(())
+                    });
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+            let r = user.report().unwrap();
+            assert_eq!(r.counter("timeouts"), 8, "{r}");
+            assert_eq!(r.buffer_bytes, 0, "closed connections hold no buffers: {r}");
+        })
+        .unwrap();
+}
+
+/// An idle keep-alive connection holds no buffer memory on the user stack.
+#[test]
+fn idle_connections_hold_no_buffers() {
+    let Some(rig) = rig("idle", 1) else { return };
+    let (ns, user) = (rig.net.ns().to_owned(), rig.user.clone());
+    rig.runtime
+        .block_on(async move {
+            let listener = user
+                .listen(
+                    SocketAddr::from((STACK_ADDR, PORT)),
+                    ListenOptions::default(),
+                )
+                .await
+                .unwrap();
+            let server = threadlib::spawn(echo_forever(listener));
+            let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+            let clients = threadlib::spawn(kernel(ns.clone(), move || {
+                let conns: Vec<TcpStream> = (0..200)
+                    .map(|_| {
+                        let mut s = connect_kernel(SocketAddrV4::new(STACK_ADDR, PORT));
+                        s.write_all(&[5; 1000]).unwrap();
+                        let mut back = [0u8; 1000];
+                        s.read_exact(&mut back).unwrap();
+                        s
+                    })
+                    .collect();
+                ready_tx.send(()).unwrap();
+                hold_rx.recv().unwrap();
+                drop(conns);
+            }));
+            threadlib::pool::run(move || ready_rx.recv().unwrap())
+                .await
+                .unwrap();
+            threadlib::sleep(Duration::from_millis(200)).await.unwrap();
+            let r = user.report().unwrap();
+            assert!(r.connections >= 200, "{r}");
+            assert_eq!(r.buffer_bytes, 0, "idle connections hold buffers: {r}");
+            hold_tx.send(()).unwrap();
+            clients.await.unwrap();
+            drop(server);
+        })
+        .unwrap();
+}
