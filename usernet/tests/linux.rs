@@ -364,17 +364,15 @@ fn two_cores_accept_and_serve_with_no_misdirected_packet() {
             }
             threadlib::sleep(Duration::from_millis(50)).await.unwrap();
             let ok = kernel(ns.clone(), || {
-                (0..64u8)
-                    .map(|i| {
-                        let mut s = connect_kernel(SocketAddrV4::new(STACK_ADDR, PORT));
-                        let data = pattern(i, 4096);
-                        s.write_all(&data).unwrap();
-                        s.shutdown(Shutdown::Write).unwrap();
-                        let mut back = Vec::new();
-                        s.read_to_end(&mut back).unwrap();
-                        back == data
-                    })
-                    .all(|ok| ok)
+                (0..64u8).all(|i| {
+                    let mut s = connect_kernel(SocketAddrV4::new(STACK_ADDR, PORT));
+                    let data = pattern(i, 4096);
+                    s.write_all(&data).unwrap();
+                    s.shutdown(Shutdown::Write).unwrap();
+                    let mut back = Vec::new();
+                    s.read_to_end(&mut back).unwrap();
+                    back == data
+                })
             })
             .await;
             assert!(ok, "every connection echoed");
