@@ -1,5 +1,8 @@
-//! End-to-end tests of the `webserver` binary: started on a free loopback port with a
-//! temporary root, driven by `curl` and raw sockets, stopped by pid.
+//! End-to-end tests of the `webserver` binary on both networks: kernel TCP (a free
+//! loopback port) and the user-space stack (`--net user`, on a TUN device in a private
+//! namespace, with the clients inside it). Each test starts the server with a
+//! temporary root, drives it with `curl` and raw sockets, and stops it by pid; every
+//! status, header and body assertion runs on both networks.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -7,17 +10,76 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running server, killed when dropped.
+use testnet::{TestNet, STACK_ADDR};
+
+/// Which network the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Net {
+    Kernel,
+    User,
+}
+
+/// Runs each named test function on both networks, as `<name>::kernel` and
+/// `<name>::user` (the latter needs root, and fails without it under `CI=true`).
+macro_rules! on_both_networks {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn kernel() {
+                    super::$name(super::Net::Kernel);
+                }
+
+                #[test]
+                fn user() {
+                    if testnet::privileged(concat!(stringify!($name), " on the user-space stack")) {
+                        super::$name(super::Net::User);
+                    }
+                }
+            }
+        )*
+    };
+}
+
+on_both_networks!(
+    get_head_and_headers,
+    directories_redirects_and_autoindex,
+    nothing_escapes_the_root,
+    keep_alive_close_http10_and_pipelining,
+    methods_conditionals_and_ranges,
+    protections,
+    idle_keep_alive_connections_close,
+    connection_cap_pauses_accepting,
+    graceful_shutdown_finishes_in_flight_requests,
+    every_file_arrives_intact,
+);
+
+/// A running server, killed when dropped (then its namespace is removed).
 struct Server {
     child: Child,
     addr: SocketAddr,
     stdout: BufReader<ChildStdout>,
+    /// The namespace of a server on the user-space stack: its clients run inside.
+    net: Option<TestNet>,
 }
 
 impl Server {
-    fn start(root: Option<&Path>, extra: &[&str]) -> Server {
+    fn start(on: Net, root: Option<&Path>, extra: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_webserver"));
-        cmd.args(["--listen", "127.0.0.1:0", "--cores", "1"]);
+        cmd.args(["--cores", "1"]);
+        let net = match on {
+            Net::Kernel => {
+                cmd.args(["--listen", "127.0.0.1:0"]);
+                None
+            }
+            Net::User => {
+                let net = TestNet::create("ws", 1500).expect("a namespace with a TUN device");
+                cmd.args(["--net", "user", "--netns", net.ns(), "--tun", net.dev()])
+                    .arg("--stack-addr")
+                    .arg(STACK_ADDR.to_string());
+                Some(net)
+            }
+        };
         if let Some(root) = root {
             cmd.arg("--root").arg(root);
         }
@@ -38,6 +100,7 @@ impl Server {
             child,
             addr,
             stdout,
+            net,
         }
     }
 
@@ -45,8 +108,14 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A client connection (from inside the namespace for the user-space stack).
     fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr).unwrap();
+        let addr = self.addr;
+        let s = match &self.net {
+            None => TcpStream::connect(addr),
+            Some(net) => net.run(move || TcpStream::connect(addr)).unwrap(),
+        }
+        .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s
     }
@@ -58,6 +127,28 @@ impl Server {
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         out
+    }
+
+    /// Runs curl (inside the namespace for the user-space stack); returns (status line
+    /// + headers, body).
+    fn curl(&self, args: &[&str]) -> (String, Vec<u8>) {
+        let mut cmd = match &self.net {
+            None => Command::new("curl"),
+            Some(net) => net.command("curl"),
+        };
+        let out = cmd
+            .args(["-s", "-S", "-D", "-", "--max-time", "30"])
+            .args(args)
+            .output()
+            .expect("curl is installed");
+        assert!(out.status.success(), "curl {args:?}: {out:?}");
+        let split = out
+            .stdout
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head");
+        let head = String::from_utf8_lossy(&out.stdout[..split]).into_owned();
+        (head, out.stdout[split + 4..].to_vec())
     }
 
     fn signal(&self, sig: i32) {
@@ -81,10 +172,13 @@ impl Drop for Server {
     }
 }
 
-/// A fresh root: `a.txt`, `big.bin` (200 KiB), `sub/index.html`, `empty/`,
+/// A fresh root for a test on `on`: `a.txt`, `big.bin` (200 KiB), `sub/index.html`, `empty/`,
 /// `space name.txt`, and a symlink `escape` to a file outside the root.
-fn root(name: &str) -> PathBuf {
-    let base = std::env::temp_dir().join(format!("webserver-e2e-{}-{name}", std::process::id()));
+fn root(on: Net, name: &str) -> PathBuf {
+    let base = std::env::temp_dir().join(format!(
+        "webserver-e2e-{}-{name}-{on:?}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&base);
     let root = base.join("root");
     std::fs::create_dir_all(root.join("sub")).unwrap();
@@ -102,23 +196,6 @@ fn big() -> Vec<u8> {
     (0..200 * 1024u32).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-/// Runs curl; returns (status line + headers, body).
-fn curl(args: &[&str]) -> (String, Vec<u8>) {
-    let out = Command::new("curl")
-        .args(["-s", "-S", "-D", "-", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("curl is installed");
-    assert!(out.status.success(), "curl {args:?}: {out:?}");
-    let split = out
-        .stdout
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&out.stdout[..split]).into_owned();
-    (head, out.stdout[split + 4..].to_vec())
-}
-
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
@@ -133,11 +210,10 @@ fn status(response: &[u8]) -> u16 {
         .unwrap()
 }
 
-#[test]
-fn get_head_and_headers() {
-    let root = root("get");
-    let s = Server::start(Some(&root), &[]);
-    let (head, body) = curl(&[&s.url("/a.txt")]);
+fn get_head_and_headers(on: Net) {
+    let root = root(on, "get");
+    let s = Server::start(on, Some(&root), &[]);
+    let (head, body) = s.curl(&[&s.url("/a.txt")]);
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert_eq!(body, b"hello world\n");
     assert_eq!(header(&head, "Content-Length"), Some("12"));
@@ -153,39 +229,37 @@ fn get_head_and_headers() {
     assert_eq!(header(&text, "Content-Length"), Some("12"));
     assert!(text.ends_with("\r\n\r\n"), "HEAD sent a body: {text}");
     // A file larger than the inline limit goes through sendfile.
-    let (_, body) = curl(&[&s.url("/big.bin")]);
+    let (_, body) = s.curl(&[&s.url("/big.bin")]);
     assert_eq!(body, big());
-    let (head, body) = curl(&[&s.url("/space%20name.txt")]);
+    let (head, body) = s.curl(&[&s.url("/space%20name.txt")]);
     assert!(head.starts_with("HTTP/1.1 200"));
     assert_eq!(body, b"spaced");
-    let (head, _) = curl(&[&s.url("/missing")]);
+    let (head, _) = s.curl(&[&s.url("/missing")]);
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 }
 
-#[test]
-fn directories_redirects_and_autoindex() {
-    let root = root("dirs");
-    let s = Server::start(Some(&root), &[]);
-    let (head, body) = curl(&[&s.url("/sub/")]);
+fn directories_redirects_and_autoindex(on: Net) {
+    let root = root(on, "dirs");
+    let s = Server::start(on, Some(&root), &[]);
+    let (head, body) = s.curl(&[&s.url("/sub/")]);
     assert!(head.starts_with("HTTP/1.1 200"));
     assert_eq!(body, b"<p>sub</p>");
-    let (head, _) = curl(&[&s.url("/sub")]);
+    let (head, _) = s.curl(&[&s.url("/sub")]);
     assert!(head.starts_with("HTTP/1.1 301"), "{head}");
     assert_eq!(header(&head, "Location"), Some("/sub/"));
-    let (head, _) = curl(&[&s.url("/empty/")]);
+    let (head, _) = s.curl(&[&s.url("/empty/")]);
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     drop(s);
-    let s = Server::start(Some(&root), &["--autoindex"]);
-    let (head, body) = curl(&[&s.url("/")]);
+    let s = Server::start(on, Some(&root), &["--autoindex"]);
+    let (head, body) = s.curl(&[&s.url("/")]);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let body = String::from_utf8(body).unwrap();
     assert!(body.contains("a.txt") && body.contains("sub/"), "{body}");
 }
 
-#[test]
-fn nothing_escapes_the_root() {
-    let root = root("escape");
-    let s = Server::start(Some(&root), &[]);
+fn nothing_escapes_the_root(on: Net) {
+    let root = root(on, "escape");
+    let s = Server::start(on, Some(&root), &[]);
     for target in [
         "/../secret.txt",
         "/%2e%2e/secret.txt",
@@ -204,10 +278,9 @@ fn nothing_escapes_the_root() {
     assert_eq!(status(&r), 403);
 }
 
-#[test]
-fn keep_alive_close_http10_and_pipelining() {
-    let root = root("keepalive");
-    let s = Server::start(Some(&root), &[]);
+fn keep_alive_close_http10_and_pipelining(on: Net) {
+    let root = root(on, "keepalive");
+    let s = Server::start(on, Some(&root), &[]);
     let mut c = s.connect();
     let req = b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut pipelined = Vec::new();
@@ -233,10 +306,9 @@ fn keep_alive_close_http10_and_pipelining() {
     assert!(text.ends_with("hello world\n"));
 }
 
-#[test]
-fn methods_conditionals_and_ranges() {
-    let root = root("cond");
-    let s = Server::start(Some(&root), &[]);
+fn methods_conditionals_and_ranges(on: Net) {
+    let root = root(on, "cond");
+    let s = Server::start(on, Some(&root), &[]);
     let r =
         s.raw(b"POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     assert_eq!(status(&r), 405);
@@ -244,38 +316,37 @@ fn methods_conditionals_and_ranges() {
     let r = s.raw(b"BREW /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(status(&r), 501);
 
-    let (head, _) = curl(&[&s.url("/a.txt")]);
+    let (head, _) = s.curl(&[&s.url("/a.txt")]);
     let etag = header(&head, "ETag").unwrap().to_string();
     let modified = header(&head, "Last-Modified").unwrap().to_string();
-    let (head, body) = curl(&["-H", &format!("If-None-Match: {etag}"), &s.url("/a.txt")]);
+    let (head, body) = s.curl(&["-H", &format!("If-None-Match: {etag}"), &s.url("/a.txt")]);
     assert!(head.starts_with("HTTP/1.1 304"), "{head}");
     assert!(body.is_empty());
-    let (head, _) = curl(&[
+    let (head, _) = s.curl(&[
         "-H",
         &format!("If-Modified-Since: {modified}"),
         &s.url("/a.txt"),
     ]);
     assert!(head.starts_with("HTTP/1.1 304"), "{head}");
 
-    let (head, body) = curl(&["-r", "0-4", &s.url("/a.txt")]);
+    let (head, body) = s.curl(&["-r", "0-4", &s.url("/a.txt")]);
     assert!(head.starts_with("HTTP/1.1 206"), "{head}");
     assert_eq!(header(&head, "Content-Range"), Some("bytes 0-4/12"));
     assert_eq!(body, b"hello");
-    let (head, body) = curl(&["-r", "-3", &s.url("/a.txt")]);
+    let (head, body) = s.curl(&["-r", "-3", &s.url("/a.txt")]);
     assert!(head.starts_with("HTTP/1.1 206"));
     assert_eq!(body, b"ld\n");
-    let (head, body) = curl(&["-r", "100000-", &s.url("/big.bin")]);
+    let (head, body) = s.curl(&["-r", "100000-", &s.url("/big.bin")]);
     assert!(head.starts_with("HTTP/1.1 206"));
     assert_eq!(body, &big()[100000..]);
-    let (head, _) = curl(&["-r", "50-", &s.url("/a.txt")]);
+    let (head, _) = s.curl(&["-r", "50-", &s.url("/a.txt")]);
     assert!(head.starts_with("HTTP/1.1 416"), "{head}");
     assert_eq!(header(&head, "Content-Range"), Some("bytes */12"));
 }
 
-#[test]
-fn protections() {
-    let root = root("limits");
-    let s = Server::start(Some(&root), &["--header-timeout", "300ms"]);
+fn protections(on: Net) {
+    let root = root(on, "limits");
+    let s = Server::start(on, Some(&root), &["--header-timeout", "300ms"]);
     let long_header = format!(
         "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
         "a".repeat(9000)
@@ -296,10 +367,9 @@ fn protections() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-#[test]
-fn idle_keep_alive_connections_close() {
-    let root = root("idle");
-    let s = Server::start(Some(&root), &["--keepalive-timeout", "300ms"]);
+fn idle_keep_alive_connections_close(on: Net) {
+    let root = root(on, "idle");
+    let s = Server::start(on, Some(&root), &["--keepalive-timeout", "300ms"]);
     let mut c = s.connect();
     c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -309,10 +379,9 @@ fn idle_keep_alive_connections_close() {
     assert!(out.ends_with(b"hello world\n"));
 }
 
-#[test]
-fn connection_cap_pauses_accepting() {
-    let root = root("cap");
-    let s = Server::start(Some(&root), &["--max-connections", "1"]);
+fn connection_cap_pauses_accepting(on: Net) {
+    let root = root(on, "cap");
+    let s = Server::start(on, Some(&root), &["--max-connections", "1"]);
     let mut first = s.connect();
     first
         .write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -337,10 +406,9 @@ fn connection_cap_pauses_accepting() {
     assert_eq!(status(&out), 200);
 }
 
-#[test]
-fn graceful_shutdown_finishes_in_flight_requests() {
-    let root = root("shutdown");
-    let s = Server::start(Some(&root), &[]);
+fn graceful_shutdown_finishes_in_flight_requests(on: Net) {
+    let root = root(on, "shutdown");
+    let s = Server::start(on, Some(&root), &[]);
     // An idle keep-alive connection, and one in the middle of a request head.
     let mut idle = s.connect();
     idle.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -372,8 +440,8 @@ fn graceful_shutdown_finishes_in_flight_requests() {
 fn default_root_access_log_and_cli_errors() {
     let log = std::env::temp_dir().join(format!("webserver-e2e-{}-access.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
-    let s = Server::start(None, &["--access-log", log.to_str().unwrap()]);
-    let (head, body) = curl(&[&s.url("/files/1k.txt")]);
+    let s = Server::start(Net::Kernel, None, &["--access-log", log.to_str().unwrap()]);
+    let (head, body) = s.curl(&[&s.url("/files/1k.txt")]);
     assert!(head.starts_with("HTTP/1.1 200"));
     assert_eq!(body.len(), 1024);
     s.signal(libc::SIGINT);
@@ -404,4 +472,46 @@ fn default_root_access_log_and_cli_errors() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("document root"));
+}
+
+/// Every file of the bundled site, and a generated 100 MiB file, arrive byte for byte.
+fn every_file_arrives_intact(on: Net) {
+    let root = root(on, "bytes");
+    let huge: Vec<u8> = (0..100u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(root.join("huge.bin"), &huge).unwrap();
+    let www = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www");
+    for entry in walk(&www) {
+        let rel = entry.strip_prefix(&www).unwrap();
+        let dst = root.join(rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &dst).unwrap();
+    }
+    let s = Server::start(on, Some(&root), &[]);
+    for entry in walk(&www) {
+        let rel = entry.strip_prefix(&www).unwrap().to_str().unwrap();
+        let (head, body) = s.curl(&[&s.url(&format!("/{rel}"))]);
+        assert!(head.starts_with("HTTP/1.1 200"), "{rel}: {head}");
+        assert!(body == std::fs::read(&entry).unwrap(), "{rel} differs");
+    }
+    let (head, body) = s.curl(&[&s.url("/huge.bin")]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body.len(), huge.len());
+    assert!(body == huge, "the 100 MiB file differs");
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
 }
