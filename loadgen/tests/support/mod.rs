@@ -1,0 +1,290 @@
+//! Shared by loadgen's end-to-end tests: test HTTP servers that behave well or badly
+//! and count what they saw, and a runner for the `loadgen` binary that reads its JSON
+//! report.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Body of the correct server's responses.
+pub const BODY: &[u8] = &[b'x'; 100];
+
+/// Slack allowed on top of a run's expected length before "exits on time" fails (the
+/// process start and report included; generous for loaded CI machines).
+pub const SLACK: Duration = Duration::from_secs(3);
+
+/// How a test server answers each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// 200 with a 100-byte body, keep-alive unless the request says close.
+    Correct,
+    /// 500 with a short body.
+    Status500,
+    /// A head promising 100 bytes, 10 of them, then close.
+    CloseMidResponse,
+    /// Bytes that are not HTTP.
+    Garbage,
+    /// Reads requests and never answers.
+    Stall,
+}
+
+/// What a test server saw.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    /// Requests read.
+    pub requests: u64,
+    /// Complete responses written.
+    pub responses: u64,
+    /// Response bytes written (complete responses only).
+    pub response_bytes: u64,
+    /// Connections accepted.
+    pub connections: u64,
+    /// Most requests found in one read (pipelining shows as > 1).
+    pub max_batch: usize,
+    /// The first request heads, verbatim.
+    pub heads: Vec<String>,
+}
+
+/// A test server on a free loopback port; stops accepting when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+    /// Connects to the server once, to wake its acceptor when it stops.
+    wake: Box<dyn Fn() + Send>,
+}
+
+impl Server {
+    pub fn start(behaviour: Behaviour) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        Server::on(listener, behaviour, move || {
+            let _ = TcpStream::connect(addr);
+        })
+    }
+
+    /// A server answering on `listener` (bound anywhere, e.g. inside a namespace);
+    /// `wake` connects to it from where it is reachable.
+    pub fn on(
+        listener: TcpListener,
+        behaviour: Behaviour,
+        wake: impl Fn() + Send + 'static,
+    ) -> Server {
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let acceptor = std::thread::spawn({
+            let (seen, stop) = (seen.clone(), stop.clone());
+            move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    seen.lock().unwrap().connections += 1;
+                    let seen = seen.clone();
+                    std::thread::spawn(move || serve(stream, behaviour, &seen));
+                }
+            }
+        });
+        Server {
+            addr,
+            seen,
+            stop,
+            acceptor: Some(acceptor),
+            wake: Box::new(wake),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn seen(&self) -> Seen {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        (self.wake)();
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Serves one connection until the client closes it (or the behaviour closes it).
+pub fn serve(mut stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Seen>) {
+    // A safety net: no test connection lives this long.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut batch = 0;
+        while let Some(at) = find(&buf, b"\r\n\r\n") {
+            let head: Vec<u8> = buf.drain(..at + 4).collect();
+            let head = String::from_utf8_lossy(&head).into_owned();
+            batch += 1;
+            {
+                let mut s = seen.lock().unwrap();
+                s.requests += 1;
+                s.max_batch = s.max_batch.max(batch);
+                if s.heads.len() < 16 {
+                    s.heads.push(head.clone());
+                }
+            }
+            if !respond(&mut stream, behaviour, &head, seen) {
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+    }
+}
+
+/// Answers one request; `false` when the connection is to be closed.
+pub fn respond(
+    stream: &mut TcpStream,
+    behaviour: Behaviour,
+    head: &str,
+    seen: &Mutex<Seen>,
+) -> bool {
+    let close = head.to_ascii_lowercase().contains("\r\nconnection: close");
+    let head_only = head.starts_with("HEAD ");
+    let response = match behaviour {
+        Behaviour::Correct => {
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{}\r\n",
+                BODY.len(),
+                if close { "Connection: close\r\n" } else { "" }
+            )
+            .into_bytes();
+            if !head_only {
+                r.extend_from_slice(BODY);
+            }
+            r
+        }
+        Behaviour::Status500 => {
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops".to_vec()
+        }
+        Behaviour::CloseMidResponse => {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+            return false;
+        }
+        Behaviour::Garbage => b"this is not HTTP at all\r\n\r\n".to_vec(),
+        Behaviour::Stall => return true,
+    };
+    if stream.write_all(&response).is_err() {
+        return false;
+    }
+    let mut s = seen.lock().unwrap();
+    s.responses += 1;
+    s.response_bytes += response.len() as u64;
+    !close
+}
+
+/// A finished loadgen run.
+pub struct Run {
+    pub output: Output,
+    pub wall: Duration,
+    pub json: Option<Value>,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn json(&self) -> &Value {
+        self.json.as_ref().expect("run with --json")
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.json()["requests"].as_u64().unwrap()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.json()["bytes"].as_u64().unwrap()
+    }
+
+    pub fn error(&self, kind: &str) -> u64 {
+        self.json()["errors"][kind].as_u64().unwrap()
+    }
+
+    pub fn assert_success(&self) {
+        assert!(
+            self.output.status.success(),
+            "loadgen failed: {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        );
+    }
+}
+
+/// A JSON path unique to this test process and `name`.
+pub fn json_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("loadgen-e2e-{}-{name}.json", std::process::id()))
+}
+
+/// Runs loadgen with `args`, plus `--json` to a fresh file when `name` is given.
+pub fn loadgen(args: &[&str], name: Option<&str>) -> Run {
+    loadgen_with(Command::new(env!("CARGO_BIN_EXE_loadgen")), args, name)
+}
+
+/// Runs `cmd` (loadgen, possibly under a wrapper such as `ip netns exec`) with `args`,
+/// plus `--json` to a fresh file when `name` is given.
+pub fn loadgen_with(mut cmd: Command, args: &[&str], name: Option<&str>) -> Run {
+    cmd.args(args);
+    let path = name.map(json_path);
+    if let Some(path) = &path {
+        let _ = std::fs::remove_file(path);
+        cmd.arg("--json").arg(path);
+    }
+    let started = Instant::now();
+    let output = cmd.output().expect("run loadgen");
+    let wall = started.elapsed();
+    let json = path.map(|path| {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "no JSON report ({e}); stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        let _ = std::fs::remove_file(&path);
+        serde_json::from_str(&text).expect("valid JSON report")
+    });
+    Run { output, wall, json }
+}
+
+/// The run made exactly `n` requests, the server saw exactly those, and both count
+/// the same response bytes.
+pub fn assert_served(run: &Run, seen: &Seen, n: u64) {
+    assert_eq!(run.requests(), n);
+    assert_eq!(seen.requests, n);
+    assert_eq!(run.bytes(), seen.response_bytes);
+}
