@@ -210,6 +210,19 @@ impl Ring {
     /// Queues `op`; `token` comes back in its completion. The op is submitted to the
     /// kernel by the next [`Ring::submit`] (or right away if the queue is full).
     pub fn push(&mut self, op: Op, token: u64) -> Result<OpId> {
+        self.push_with(op, token, false)
+    }
+
+    /// [`Ring::push`], linked to the operation queued after it (`IOSQE_IO_LINK`): the
+    /// kernel starts that one only once this one completed, so a chain of linked
+    /// operations runs in order even when one of them has to wait or is handed to a
+    /// kernel worker. If one fails, the rest of its chain completes with `ECANCELED`.
+    /// A chain ends with the submission it is part of.
+    pub fn push_linked(&mut self, op: Op, token: u64) -> Result<OpId> {
+        self.push_with(op, token, true)
+    }
+
+    fn push_with(&mut self, op: Op, token: u64, linked: bool) -> Result<OpId> {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -225,7 +238,10 @@ impl Ring {
         let id = OpId::new(index, slot.gen);
         slot.is_read = matches!(op, Op::Read { .. });
         let entry = build_entry(op, &mut slot.inflight, token);
-        let entry = entry.user_data(id.0);
+        let mut entry = entry.user_data(id.0);
+        if linked {
+            entry = entry.flags(squeue::Flags::IO_LINK);
+        }
         self.push_entry(&entry)?;
         self.inflight += 1;
         Ok(id)

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use clap::{Args, ValueEnum};
 
 use crate::tun_setup::TunSetup;
+use crate::TunIo;
 
 /// Which network carries the connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,6 +49,21 @@ pub struct UserNetArgs {
     /// With --net user: no checksum or segmentation offload on the TUN device
     #[arg(long)]
     pub no_offload: bool,
+
+    /// With --net user: how sent packets cross into the kernel: `batched` (writes
+    /// queued on an io_uring, one system call per batch) or `direct` (one write system
+    /// call per packet)
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = TunIoArg::Batched)]
+    pub tun_io: TunIoArg,
+}
+
+/// The values of `--tun-io`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TunIoArg {
+    /// Writes batched on an io_uring.
+    Batched,
+    /// One system call per packet.
+    Direct,
 }
 
 impl UserNetArgs {
@@ -74,6 +90,10 @@ impl UserNetArgs {
             addr: self.addr(role),
             queues: cores,
             offload: !self.no_offload,
+            io: match self.tun_io {
+                TunIoArg::Batched => TunIo::default(),
+                TunIoArg::Direct => TunIo::Direct,
+            },
         }
     }
 }

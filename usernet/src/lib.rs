@@ -41,4 +41,4 @@ pub use net::{UserListener, UserNet, UserStream};
 pub use net_loop::{random_secret, LoopStats, NetConfig, NetLoop};
 pub use report::NetReport;
 pub use steering::Steering;
-pub use tun_device::TunDevice;
+pub use tun_device::{TunDevice, TunIo};

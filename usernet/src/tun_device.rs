@@ -1,17 +1,46 @@
 //! A TUN queue as a [`Device`]: the virtio-net framing of an offloaded queue, which
-//! received checksums to trust, and what to ask of the kernel on transmit.
+//! received checksums to trust, what to ask of the kernel on transmit, and how packets
+//! cross into the kernel.
+//!
+//! Received packets are read one `read(2)` each, in the order the kernel queued them.
+//! (Reads kept posted on an io_uring were tried: several posted reads on one queue
+//! complete in an order of their own, which reorders a flow's packets, handshakes
+//! included.) Transmitted packets are, by default, queued on an io_uring and sent in
+//! one `io_uring_enter` per flush; the writes are linked, so they enter the kernel in
+//! the order the stack sent them even when the kernel completes one of them
+//! asynchronously.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
 use iolib::tun::{Tun, VnetHeader, OFFLOAD_MAX_PACKET, VNET_HDR_LEN};
+use iolib::uring::{Op, Ring};
 use tcpstack::{Transmit, TxOffload};
 
 use crate::device::{Device, DeviceCaps, DeviceStats, Received};
 
 /// Largest IPv4 packet (a TCP super-segment) handed to an offloaded queue.
 const MAX_SUPER_SEGMENT: usize = 65_535;
+
+/// How sent packets cross into the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunIo {
+    /// One `write(2)` per packet.
+    Direct,
+    /// Writes queued on an io_uring, submitted together: one `io_uring_enter` per
+    /// flush of the network loop, or per `depth` packets if a flush sends more.
+    Batched {
+        /// Writes queued before a submission is forced.
+        depth: usize,
+    },
+}
+
+impl Default for TunIo {
+    fn default() -> Self {
+        TunIo::Batched { depth: 64 }
+    }
+}
 
 /// One queue of a TUN device.
 ///
@@ -27,15 +56,77 @@ pub struct TunDevice {
     tun: Tun,
     caps: DeviceCaps,
     rx: Vec<u8>,
-    tx: Vec<u8>,
+    tx: Tx,
+    /// Bytes in front of every packet (the virtio-net header on an offloaded queue).
+    headroom: usize,
     stats: DeviceStats,
     /// The exclusive lock on the device, released with the last queue.
     held: Option<std::sync::Arc<std::fs::File>>,
 }
 
+/// The transmit side of each way of [`TunIo`].
+#[derive(Debug)]
+enum Tx {
+    Direct(Vec<u8>),
+    Batched(Box<TxRing>),
+}
+
+/// Writes queued on an io_uring.
+///
+/// Transmit buffers are full-length vectors the stack writes into; a queued write
+/// sends their first bytes, and the buffer comes back with its completion to be
+/// written into again.
+#[derive(Debug)]
+struct TxRing {
+    ring: Ring,
+    depth: usize,
+    /// Full length of every transmit buffer.
+    len: usize,
+    /// The buffer the stack writes the next packet into.
+    next: Vec<u8>,
+    spare: Vec<Vec<u8>>,
+    queued: usize,
+}
+
+impl TxRing {
+    /// Submits the queued writes (one `io_uring_enter`) and takes back the buffers of
+    /// those that completed.
+    fn submit(&mut self, stats: &mut DeviceStats) -> io::Result<()> {
+        if self.queued > 0 {
+            self.ring.submit().map_err(io::Error::from)?;
+            stats.syscalls += 1;
+            self.queued = 0;
+        }
+        let (spare, len) = (&mut self.spare, self.len);
+        self.ring.complete(|c| {
+            if c.res < 0 {
+                stats.tx_errors += 1;
+            } else {
+                stats.tx_packets += 1;
+                stats.tx_bytes += c.res as u64;
+            }
+            if let Some(mut buf) = c.into_data() {
+                if buf.capacity() >= len {
+                    // SAFETY: transmit buffers are allocated zeroed at their full
+                    // length and only ever shortened before a write, which reads them;
+                    // every byte up to the full length therefore stays initialised.
+                    unsafe { buf.set_len(len) };
+                    spare.push(buf);
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
 impl TunDevice {
-    /// Wraps `tun`, reading its MTU.
+    /// Wraps `tun`, reading its MTU, with the default I/O ([`TunIo::Batched`]).
     pub fn new(tun: Tun) -> io::Result<TunDevice> {
+        TunDevice::with_io(tun, TunIo::default())
+    }
+
+    /// Wraps `tun`, reading its MTU, sending as `io` says.
+    pub fn with_io(tun: Tun, io: TunIo) -> io::Result<TunDevice> {
         let mtu = tun.mtu().map_err(io::Error::other)? as usize;
         let offloaded = tun.is_offloaded();
         let tx_offload = if offloaded {
@@ -51,34 +142,41 @@ impl TunDevice {
         } else {
             mtu.max(1500)
         };
-        let tx_len = headroom(&tun) + tx_offload.segmentation.max(mtu);
+        let headroom = if offloaded { VNET_HDR_LEN } else { 0 };
+        let tx_len = headroom + tx_offload.segmentation.max(mtu);
+        let tx = match io {
+            TunIo::Direct => Tx::Direct(vec![0; tx_len]),
+            TunIo::Batched { depth } => {
+                let depth = depth.max(1);
+                Tx::Batched(Box::new(TxRing {
+                    ring: Ring::new(depth as u32).map_err(io::Error::from)?,
+                    depth,
+                    len: tx_len,
+                    next: vec![0; tx_len],
+                    spare: Vec::new(),
+                    queued: 0,
+                }))
+            }
+        };
         Ok(TunDevice {
             tun,
             caps: DeviceCaps { mtu, tx_offload },
             rx: vec![0; rx_len],
-            tx: vec![0; tx_len],
+            tx,
+            headroom,
             stats: DeviceStats::default(),
             held: None,
         })
-    }
-
-    /// Keeps `guard` (a lock file) open as long as this device.
-    pub fn hold(&mut self, guard: std::sync::Arc<std::fs::File>) {
-        self.held = Some(guard);
     }
 
     /// The queue.
     pub fn tun(&self) -> &Tun {
         &self.tun
     }
-}
 
-/// Bytes in front of every packet on `tun`: the virtio-net header when offloaded.
-fn headroom(tun: &Tun) -> usize {
-    if tun.is_offloaded() {
-        VNET_HDR_LEN
-    } else {
-        0
+    /// Keeps `guard` (a lock file) open as long as this device.
+    pub fn hold(&mut self, guard: std::sync::Arc<std::fs::File>) {
+        self.held = Some(guard);
     }
 }
 
@@ -116,41 +214,83 @@ impl Device for TunDevice {
         };
         self.stats.rx_packets += 1;
         self.stats.rx_bytes += n as u64;
-        if !self.tun.is_offloaded() {
+        let frame = &self.rx[..n];
+        if self.headroom == 0 {
             return Ok(Some(Received {
-                packet: &self.rx[..n],
+                packet: frame,
                 checksum_trusted: false,
             }));
         }
         // Packets from the local kernel: a partial checksum is vouched for.
-        let trusted = VnetHeader::parse(&self.rx[..n]).is_some_and(|h| h.checksum_trusted());
+        let trusted = VnetHeader::parse(frame).is_some_and(|h| h.checksum_trusted());
         Ok(Some(Received {
-            packet: self.rx.get(VNET_HDR_LEN..n).unwrap_or(&[]),
+            packet: frame.get(VNET_HDR_LEN..).unwrap_or(&[]),
             checksum_trusted: trusted,
         }))
     }
 
     fn transmit_buffer(&mut self) -> &mut [u8] {
-        let h = headroom(&self.tun);
-        &mut self.tx[h..]
+        let h = self.headroom;
+        match &mut self.tx {
+            Tx::Direct(tx) => &mut tx[h..],
+            Tx::Batched(r) => &mut r.next[h..],
+        }
     }
 
     fn transmit(&mut self, t: Transmit, _now: Instant) -> io::Result<()> {
-        let h = headroom(&self.tun);
-        if h > 0 {
-            vnet_header(&t).write(&mut self.tx[..h]);
-        }
-        self.stats.syscalls += 1;
-        match self.tun.send(&self.tx[..h + t.len]) {
-            Ok(_) => {
-                self.stats.tx_packets += 1;
-                self.stats.tx_bytes += t.len as u64;
+        let h = self.headroom;
+        match &mut self.tx {
+            Tx::Direct(tx) => {
+                if h > 0 {
+                    vnet_header(&t).write(&mut tx[..h]);
+                }
+                self.stats.syscalls += 1;
+                match self.tun.send(&tx[..h + t.len]) {
+                    Ok(_) => {
+                        self.stats.tx_packets += 1;
+                        self.stats.tx_bytes += (h + t.len) as u64;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.stats.tx_errors += 1;
+                        Err(e)
+                    }
+                }
+            }
+            Tx::Batched(r) => {
+                if h > 0 {
+                    vnet_header(&t).write(&mut r.next[..h]);
+                }
+                if r.spare.is_empty() && r.queued >= r.depth {
+                    // A full batch: send it, and get its buffers back.
+                    r.submit(&mut self.stats)?;
+                }
+                let next = r.spare.pop().unwrap_or_else(|| vec![0; r.len]);
+                let mut buf = std::mem::replace(&mut r.next, next);
+                buf.truncate(h + t.len);
+                let fd = self.tun.as_raw_fd();
+                // Linked, so the writes enter the kernel in order even if one of
+                // them is handed to a kernel worker.
+                r.ring
+                    .push_linked(
+                        Op::Write {
+                            fd,
+                            buf,
+                            offset: None,
+                        },
+                        0,
+                    )
+                    .map_err(io::Error::from)?;
+                r.queued += 1;
                 Ok(())
             }
-            Err(e) => {
-                self.stats.tx_errors += 1;
-                Err(e)
-            }
+        }
+    }
+
+    fn flush(&mut self, _now: Instant) -> io::Result<()> {
+        match &mut self.tx {
+            Tx::Direct(_) => Ok(()),
+            Tx::Batched(r) => r.submit(&mut self.stats),
         }
     }
 

@@ -26,6 +26,8 @@ pub struct TunSetup {
     pub queues: usize,
     /// Attach with checksum and segmentation offload (virtio-net headers).
     pub offload: bool,
+    /// How packets cross between the queues and the kernel.
+    pub io: crate::TunIo,
 }
 
 /// Why the device could not be opened. Every variant but [`SetupError::Open`] and
@@ -218,7 +220,7 @@ fn open_inside(s: &TunSetup) -> Result<Inside, SetupError> {
     }
     let devices = queues
         .into_iter()
-        .map(TunDevice::new)
+        .map(|q| TunDevice::with_io(q, s.io))
         .collect::<io::Result<Vec<_>>>()
         .map_err(open_err)?;
     Ok((devices, steering))

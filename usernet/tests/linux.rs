@@ -48,6 +48,7 @@ fn rig_with(label: &str, cores: usize, tweak: impl FnOnce(&mut NetConfig)) -> Op
         addr: STACK_ADDR,
         queues: cores,
         offload: true,
+        io: usernet::TunIo::default(),
     })
     .expect("open the device's queues");
     let mut config = NetConfig::new(STACK_ADDR);
