@@ -2,8 +2,12 @@
 //!
 //! [`RingBuffer`] is a fixed-capacity circular byte queue. The capacity is chosen at
 //! creation and never changes, so a connection's memory is bounded by the capacities of
-//! its two queues. The backing storage is allocated lazily, on the first write, so a
-//! connection that never carries data (a half-open one, say) costs no buffer memory.
+//! its two queues. The backing storage follows what the queue holds: none until the
+//! first write (a connection that never carries data, a half-open one say, costs no
+//! buffer memory), then [`MIN_STORAGE`] bytes, doubled as more data waits, up to the
+//! capacity; an empty queue can give its storage back ([`BufferPool`]). So a
+//! connection exchanging small requests and responses holds a few KiB while a bulk
+//! transfer grows to its full window.
 //!
 //! Besides plain bulk [`enqueue`](RingBuffer::enqueue) and
 //! [`dequeue`](RingBuffer::dequeue), the buffer offers what a TCP connection needs on its
@@ -20,17 +24,22 @@
 //!   / [`commit`](RingBuffer::commit) and [`readable`](RingBuffer::readable) /
 //!   [`consume`](RingBuffer::consume) expose contiguous regions directly.
 //!
-//! No operation allocates except the single lazy allocation of the storage.
+//! No operation allocates except the lazy allocation and growth of the storage (at
+//! most one reallocation per doubling, each copying what the queue holds).
 
 #[path = "window.rs"]
 pub mod window;
+
+/// The smallest storage a buffer allocates (or all of its capacity, if smaller).
+pub const MIN_STORAGE: usize = 4096;
 
 /// A fixed-capacity circular byte queue.
 ///
 /// Positions named "offset" are relative to the front (the oldest readable byte).
 #[derive(Clone)]
 pub struct RingBuffer {
-    /// Backing storage: empty until first written, then exactly `capacity` bytes.
+    /// Backing storage: empty until first written, then between [`MIN_STORAGE`] and
+    /// `capacity` bytes, large enough for every byte written past the front.
     storage: Box<[u8]>,
     /// Fixed capacity in bytes.
     capacity: usize,
@@ -92,7 +101,8 @@ impl RingBuffer {
         self.capacity - self.len
     }
 
-    /// Bytes of backing storage currently allocated (0 or `capacity`).
+    /// Bytes of backing storage currently allocated (0 when empty and released, at
+    /// most `capacity`).
     #[inline]
     pub fn allocated_bytes(&self) -> usize {
         self.storage.len()
@@ -126,11 +136,11 @@ impl RingBuffer {
         Some(core::mem::take(&mut self.storage))
     }
 
-    /// Gives an unallocated buffer `storage` of exactly its capacity (its old contents
-    /// are irrelevant: bytes become readable only once written). Returns the storage
-    /// if it does not fit or the buffer already has some.
+    /// Gives an unallocated buffer `storage` of at most its capacity (its old
+    /// contents are irrelevant: bytes become readable only once written). Returns the
+    /// storage if it does not fit or the buffer already has some.
     pub fn give_storage(&mut self, storage: Box<[u8]>) -> Result<(), Box<[u8]>> {
-        if !self.storage.is_empty() || storage.len() != self.capacity {
+        if !self.storage.is_empty() || storage.is_empty() || storage.len() > self.capacity {
             return Err(storage);
         }
         self.storage = storage;
@@ -138,24 +148,42 @@ impl RingBuffer {
         Ok(())
     }
 
-    /// Storage index of `offset` bytes past the front; `offset <= capacity`.
+    /// Storage index of `offset` bytes past the front; `offset <= storage.len()`.
     #[inline]
     fn index(&self, offset: usize) -> usize {
-        debug_assert!(offset <= self.capacity);
+        let size = self.storage.len();
+        debug_assert!(offset <= size);
         let i = self.head + offset;
-        if i >= self.capacity {
-            i - self.capacity
+        if i >= size {
+            i - size
         } else {
             i
         }
     }
 
-    #[inline]
-    fn storage_mut(&mut self) -> &mut [u8] {
-        if self.storage.len() != self.capacity {
-            self.storage = vec![0; self.capacity].into_boxed_slice();
+    /// Makes the storage hold at least `end` bytes past the front (`end <= capacity`),
+    /// growing it by doubling: everything written so far, readable or placed past the
+    /// readable end, keeps its offset.
+    fn reserve(&mut self, end: usize) {
+        let old = self.storage.len();
+        if end <= old {
+            return;
         }
-        &mut self.storage
+        let size = end
+            .max(MIN_STORAGE)
+            .max(old.saturating_mul(2))
+            .next_power_of_two()
+            .min(self.capacity);
+        let mut grown = vec![0u8; size].into_boxed_slice();
+        if old > 0 {
+            // Every byte lies within `old` bytes past the front, in logical order from
+            // the head (wrapping).
+            let first = old - self.head;
+            grown[..first].copy_from_slice(&self.storage[self.head..]);
+            grown[first..old].copy_from_slice(&self.storage[..self.head]);
+        }
+        self.storage = grown;
+        self.head = 0;
     }
 
     /// Append as much of `data` as fits; returns the number of bytes appended.
@@ -192,7 +220,7 @@ impl RingBuffer {
         }
         let n = max.min(self.len - offset);
         let start = self.index(offset);
-        let first = n.min(self.capacity - start);
+        let first = n.min(self.storage.len() - start);
         (
             &self.storage[start..start + first],
             &self.storage[..n - first],
@@ -232,11 +260,11 @@ impl RingBuffer {
             return 0;
         }
         let n = data.len().min(free - offset);
+        self.reserve(self.len + offset + n);
         let start = self.index(self.len + offset);
-        let first = n.min(self.capacity - start);
-        let storage = self.storage_mut();
-        storage[start..start + first].copy_from_slice(&data[..first]);
-        storage[..n - first].copy_from_slice(&data[first..n]);
+        let first = n.min(self.storage.len() - start);
+        self.storage[start..start + first].copy_from_slice(&data[..first]);
+        self.storage[..n - first].copy_from_slice(&data[first..n]);
         n
     }
 
@@ -251,30 +279,36 @@ impl RingBuffer {
 
     /// The contiguous free region just past the readable end, for writing in place
     /// (e.g. copying a packet payload or reading from a socket). Pair with
-    /// [`commit`](Self::commit). Empty when full.
+    /// [`commit`](Self::commit). Empty when full; it may be shorter than the free space
+    /// while the storage is smaller than the capacity (each call grows the storage when
+    /// it is full).
     pub fn unfilled_mut(&mut self) -> &mut [u8] {
         if self.is_full() {
             return &mut [];
         }
+        if self.len == self.storage.len() {
+            self.reserve(self.len + 1);
+        }
         let start = self.index(self.len);
+        // Free space runs from the readable end to the head, wrapping at the end.
         let end = if start >= self.head {
-            self.capacity
+            self.storage.len()
         } else {
             self.head
         };
-        &mut self.storage_mut()[start..end]
+        &mut self.storage[start..end]
     }
 }
 
-/// Storage released by idle buffers, kept for the next buffer of the same capacity so
+/// Storage released by idle buffers, kept for the next buffer that needs some, so
 /// that a connection going quiet gives its memory back without a trip through the
 /// allocator (and the page faults of fresh memory) each time it wakes.
 ///
 /// Holds at most `max_bytes` of storage; beyond that, released storage is freed.
 #[derive(Debug, Default)]
 pub struct BufferPool {
-    /// Free storages, grouped by capacity (a stack has one or two capacities).
-    free: Vec<(usize, Vec<Box<[u8]>>)>,
+    /// Free storages, most recently released last.
+    free: Vec<Box<[u8]>>,
     held: usize,
     max_bytes: usize,
 }
@@ -300,34 +334,25 @@ impl BufferPool {
         let Some(storage) = buf.take_storage_if_empty() else {
             return;
         };
-        let cap = storage.len();
-        if self.held + cap > self.max_bytes {
-            return;
-        }
-        self.held += cap;
-        match self.free.iter_mut().find(|(c, _)| *c == cap) {
-            Some((_, list)) => list.push(storage),
-            None => self.free.push((cap, vec![storage])),
+        if self.held + storage.len() <= self.max_bytes {
+            self.held += storage.len();
+            self.free.push(storage);
         }
     }
 
-    /// Gives an unallocated `buf` storage from the pool, if the pool has some of its
-    /// capacity (otherwise `buf` allocates on its first write, as usual).
+    /// Gives an unallocated `buf` the most recently released storage, if the pool has
+    /// one that fits its capacity (otherwise `buf` allocates on its first write).
     pub fn provide(&mut self, buf: &mut RingBuffer) {
         if buf.allocated_bytes() != 0 {
             return;
         }
-        let cap = buf.capacity();
-        let Some((_, list)) = self.free.iter_mut().find(|(c, _)| *c == cap) else {
+        let Some(storage) = self.free.pop() else {
             return;
         };
-        if let Some(storage) = list.pop() {
-            self.held -= cap;
-            if let Err(s) = buf.give_storage(storage) {
-                // Cannot happen (same capacity, unallocated), but never leak.
-                self.held += cap;
-                list.push(s);
-            }
+        let len = storage.len();
+        match buf.give_storage(storage) {
+            Ok(()) => self.held -= len,
+            Err(s) => self.free.push(s),
         }
     }
 }
@@ -335,6 +360,64 @@ impl BufferPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The storage grows by doubling as data waits, keeping every byte (readable and
+    /// placed past the readable end) where it was, also across the wrap.
+    #[test]
+    fn storage_grows_with_the_data_and_keeps_it() {
+        let mut b = RingBuffer::new(64 * 1024);
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(b.enqueue(&data[..3000]), 3000);
+        assert_eq!(b.allocated_bytes(), MIN_STORAGE);
+        // Move the head so that the next bytes wrap, then grow across the wrap.
+        let mut out = vec![0u8; 2900];
+        assert_eq!(b.dequeue(&mut out), 2900);
+        assert_eq!(&out[..], &data[..2900]);
+        assert_eq!(b.enqueue(&data[3000..6000]), 3000);
+        assert_eq!(b.allocated_bytes(), MIN_STORAGE);
+        // Out-of-order bytes far ahead force a larger storage.
+        // (readable: data[2900..6000]; 10,000 past its end is data[16_000..].)
+        assert_eq!(b.write_at(10_000, &data[16_000..16_100]), 100);
+        assert!(b.allocated_bytes() >= 13_200 && b.allocated_bytes() <= 16 * 1024);
+        assert_eq!(b.enqueue(&data[6000..16_000]), 10_000);
+        assert_eq!(b.commit(100), 100);
+        let mut rest = vec![0u8; b.len()];
+        assert_eq!(b.dequeue(&mut rest), 13_200);
+        assert!(rest == data[2900..16_100], "bytes moved or lost in growth");
+        // Never beyond the capacity.
+        let mut c = RingBuffer::new(5000);
+        assert_eq!(c.enqueue(&data), 5000);
+        assert_eq!(c.allocated_bytes(), 5000);
+    }
+
+    #[test]
+    fn the_pool_takes_empty_storage_and_gives_it_back() {
+        let mut pool = BufferPool::new(1 << 20);
+        let mut a = RingBuffer::new(64 * 1024);
+        a.enqueue(&[1; 100]);
+        pool.reclaim(&mut a);
+        assert_eq!(pool.held_bytes(), 0, "a buffer with data keeps its storage");
+        a.consume(100);
+        pool.reclaim(&mut a);
+        assert_eq!((a.allocated_bytes(), pool.held_bytes()), (0, MIN_STORAGE));
+        let mut small = RingBuffer::new(100);
+        pool.provide(&mut small);
+        assert_eq!(
+            small.allocated_bytes(),
+            0,
+            "storage larger than the capacity"
+        );
+        let mut b = RingBuffer::new(64 * 1024);
+        pool.provide(&mut b);
+        assert_eq!((b.allocated_bytes(), pool.held_bytes()), (MIN_STORAGE, 0));
+        let mut tiny = BufferPool::new(10);
+        tiny.reclaim(&mut b);
+        assert_eq!(
+            (b.allocated_bytes(), tiny.held_bytes()),
+            (0, 0),
+            "over the bound: freed"
+        );
+    }
 
     #[test]
     fn lazy_allocation() {

@@ -1,0 +1,31 @@
+# The user-space TCP path: the web server and loadgen on our own TCP stack, through the
+# TUN devices `make setup` makes (root). Extra flags: WEB_ARGS (web server),
+# LOADGEN_ARGS (loadgen). bench-user settings come from the environment:
+# BENCH_USER_RUNS (3), BENCH_USER_SECS (5), BENCH_USER_C10K_SECS (30).
+
+USER_NS ?= tcpst
+USER_ADDR ?= 10.77.0.2
+LOADGEN_ARGS ?=
+
+.PHONY: run-user demo-user bench-user
+
+run-user: ## Serve www/ from the user-space TCP stack at http://10.77.0.2:8080/ (root; make setup first)
+	$(CARGO) build --release -p webserver
+	@echo "Fetch it from this host:       curl http://$(USER_ADDR):8080/"
+	@echo "or from inside the namespace:  sudo ip netns exec $(USER_NS) curl http://$(USER_ADDR):8080/"
+	@echo "Counters: kill -USR1 <pid>; stop with Ctrl-C."
+	target/release/webserver --net user $(WEB_ARGS)
+
+demo-user: ## Web server on the user-space stack, driven 5 s by loadgen on its own user-space stack; report and both stacks' counters (root; make setup first)
+	$(CARGO) build --release -p webserver -p loadgen
+	@set -e; out=$$(mktemp); \
+	target/release/webserver --net user $(WEB_ARGS) >$$out & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; rm -f $$out' EXIT; \
+	for i in $$(seq 100); do grep -q Serving $$out && break; kill -0 $$pid 2>/dev/null || { cat $$out; exit 2; }; sleep 0.05; done; \
+	target/release/loadgen --net user -c 64 -d 5s $(LOADGEN_ARGS) \
+		http://$(USER_ADDR):8080/ http://$(USER_ADDR):8080/files/1k.txt; \
+	kill -TERM $$pid; wait $$pid; echo; echo "web server:"; cat $$out; trap - EXIT; rm -f $$out
+
+bench-user: ## User-space path vs kernel path (webserver, loadgen, c10k) in a private namespace -> target/bench/user.json (root)
+	$(CARGO) build --release -p webserver -p loadgen
+	python3 usernet/bench/bench_user.py
