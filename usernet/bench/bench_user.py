@@ -38,6 +38,8 @@ import tempfile
 import time
 
 RUNS = int(os.environ.get("BENCH_USER_RUNS", "3"))
+# Comma-separated bench names to run (default: all).
+ONLY = [b for b in os.environ.get("BENCH_USER_ONLY", "").split(",") if b]
 SECS = int(os.environ.get("BENCH_USER_SECS", "5"))
 C10K_SECS = int(os.environ.get("BENCH_USER_C10K_SECS", "30"))
 CONNS = 64
@@ -221,6 +223,10 @@ def loadgen(net, url, threads=1, conns=CONNS, secs=SECS, rate=None, pin=1):
         return json.load(open(f.name))
 
 
+def want(bench):
+    return not ONLY or bench in ONLY
+
+
 def record(bench, metric, better, ours, anchor, anchor_value, params, runs=RUNS):
     return {"bench": bench, "metric": metric, "better": better, "ours": ours,
             "anchor": anchor, "anchor_value": anchor_value,
@@ -305,75 +311,80 @@ def main():
     teardown()
     setup()
     records = []
+    base = {"connections": CONNS, "driver": "wrk (kernel TCP, inside the namespace)",
+            "seconds": SECS, "offload": OFFLOAD}
+
+    def emit(*recs):
+        records.extend(recs)
+        print(json.dumps(list(recs)), flush=True)
+
     try:
-        base = {"connections": CONNS, "driver": "wrk (kernel TCP, inside the namespace)",
-                "seconds": SECS, "offload": OFFLOAD}
+        one_core = None
+        if want("user_web_1k_1core") or want("user_web_1k_2core"):
+            ours, kern = alternate(lambda: UserServer(1), lambda: KernelServer(1),
+                                   lambda s: wrk(f"{s.url}/files/1k.txt", 1, True))
+            one_core = med(ours, "rps")
+            params = dict(base, file="www/files/1k.txt", server_cores=1, keepalive=True)
+            if want("user_web_1k_1core"):
+                emit(record("user_web_1k_1core", "requests_per_sec", "higher", one_core,
+                            "webserver --net kernel", med(kern, "rps"), params),
+                     record("user_web_1k_1core", "p99_us", "lower", med(ours, "p99_us"),
+                            "webserver --net kernel", med(kern, "p99_us"), params))
 
-        ours, kern = alternate(lambda: UserServer(1), lambda: KernelServer(1),
-                               lambda s: wrk(f"{s.url}/files/1k.txt", 1, True))
-        params = dict(base, file="www/files/1k.txt", server_cores=1, keepalive=True)
-        records.append(record("user_web_1k_1core", "requests_per_sec", "higher",
-                              med(ours, "rps"), "webserver --net kernel", med(kern, "rps"), params))
-        records.append(record("user_web_1k_1core", "p99_us", "lower", med(ours, "p99_us"),
-                              "webserver --net kernel", med(kern, "p99_us"), params))
-        one_core = med(ours, "rps")
-        print(json.dumps(records[-2:]), flush=True)
+        if want("user_web_1m_1core"):
+            size = os.path.getsize("www/files/1m.txt")
+            ours, kern = alternate(lambda: UserServer(1), lambda: KernelServer(1),
+                                   lambda s: wrk(f"{s.url}/files/1m.txt", 1, True))
+            emit(record("user_web_1m_1core", "bytes_per_s", "higher", med(ours, "rps") * size,
+                        "webserver --net kernel (sendfile)", med(kern, "rps") * size,
+                        dict(base, file="www/files/1m.txt", server_cores=1)))
 
-        size = os.path.getsize("www/files/1m.txt")
-        ours, kern = alternate(lambda: UserServer(1), lambda: KernelServer(1),
-                               lambda s: wrk(f"{s.url}/files/1m.txt", 1, True))
-        records.append(record("user_web_1m_1core", "bytes_per_s", "higher",
-                              med(ours, "rps") * size, "webserver --net kernel (sendfile)",
-                              med(kern, "rps") * size,
-                              dict(base, file="www/files/1m.txt", server_cores=1)))
-        print(json.dumps(records[-1]), flush=True)
+        if want("user_web_1k_2core"):
+            ours, kern = alternate(lambda: UserServer(2), lambda: KernelServer(2),
+                                   lambda s: wrk(f"{s.url}/files/1k.txt", 2, False))
+            two_core = med(ours, "rps")
+            emit(record("user_web_1k_2core", "requests_per_sec", "higher", two_core,
+                        "webserver --net kernel", med(kern, "rps"),
+                        dict(base, file="www/files/1k.txt", server_cores=2, wrk_threads=2,
+                             machine_cpus=NCPU,
+                             ours_2core_over_1core=two_core / one_core if one_core else None)))
 
-        ours, kern = alternate(lambda: UserServer(2), lambda: KernelServer(2),
-                               lambda s: wrk(f"{s.url}/files/1k.txt", 2, False))
-        two_core = med(ours, "rps")
-        records.append(record("user_web_1k_2core", "requests_per_sec", "higher", two_core,
-                              "webserver --net kernel", med(kern, "rps"),
-                              dict(base, file="www/files/1k.txt", server_cores=2,
-                                   wrk_threads=2, machine_cpus=NCPU,
-                                   ours_2core_over_1core=two_core / one_core)))
-        print(json.dumps(records[-1]), flush=True)
+        if want("user_loadgen"):
+            lg_user, lg_kern = [], []
+            for _ in range(RUNS):
+                srv = Nginx()
+                try:
+                    url = f"http://{CLIENT_KERNEL}:{srv.port}/files/1k.txt"
+                    lg_user.append(loadgen("user", url)["requests_per_sec"])
+                    lg_kern.append(loadgen("kernel", url)["requests_per_sec"])
+                finally:
+                    srv.stop()
+            emit(record("user_loadgen", "requests_per_sec", "higher",
+                        statistics.median(lg_user), "loadgen --net kernel",
+                        statistics.median(lg_kern),
+                        dict(base, target="nginx, 1 worker, in the namespace, 1 KiB",
+                             threads=1, driver="loadgen")))
 
-        lg_user, lg_kern = [], []
-        for _ in range(RUNS):
-            srv = Nginx()
-            try:
-                lg_user.append(loadgen("user", f"http://{CLIENT_KERNEL}:{srv.port}/files/1k.txt")
-                               ["requests_per_sec"])
-                lg_kern.append(loadgen("kernel", f"http://{CLIENT_KERNEL}:{srv.port}/files/1k.txt")
-                               ["requests_per_sec"])
-            finally:
-                srv.stop()
-        records.append(record("user_loadgen", "requests_per_sec", "higher",
-                              statistics.median(lg_user), "loadgen --net kernel",
-                              statistics.median(lg_kern),
-                              dict(base, target="nginx, 1 worker, in the namespace, 1 KiB",
-                                   threads=1, driver="loadgen")))
-        print(json.dumps(records[-1]), flush=True)
+        if want("user_c10k"):
+            user = c10k(lambda cores, pin: UserServer(cores, pin))
+            kern = c10k(lambda cores, pin: KernelServer(cores, pin))
+            emit(record("user_c10k", "bytes_per_connection", "lower", user["bytes"],
+                        "webserver --net kernel (kernel socket memory not in RSS)",
+                        kern["bytes"],
+                        {"connections": 10000, "seconds": C10K_SECS, "rate": 20000,
+                         "requests": user["requests"], "failed_requests": user["failed"],
+                         "anchor_requests": kern["requests"],
+                         "anchor_failed_requests": kern["failed"],
+                         "peak_rss_bytes": user["peak"], "idle_rss_bytes": user["idle"],
+                         "offload": OFFLOAD}, runs=1))
 
-        user = c10k(lambda cores, pin: UserServer(cores, pin))
-        kern = c10k(lambda cores, pin: KernelServer(cores, pin))
-        records.append(record(
-            "user_c10k", "bytes_per_connection", "lower", user["bytes"],
-            "webserver --net kernel (kernel socket memory not in RSS)", kern["bytes"],
-            {"connections": 10000, "seconds": C10K_SECS, "rate": 20000,
-             "requests": user["requests"], "failed_requests": user["failed"],
-             "anchor_requests": kern["requests"], "anchor_failed_requests": kern["failed"],
-             "peak_rss_bytes": user["peak"], "idle_rss_bytes": user["idle"],
-             "offload": OFFLOAD}, runs=1))
-        print(json.dumps(records[-1]), flush=True)
-
-        user = syscalls_per_request(lambda cores, pin: UserServer(cores, pin))
-        kern = syscalls_per_request(lambda cores, pin: KernelServer(cores, pin))
-        records.append(record("user_syscalls", "syscalls_per_request", "lower", user,
-                              "webserver --net kernel", kern,
-                              dict(base, file="www/files/1k.txt", driver="loadgen -n 100000",
-                                   counted_by="strace -c -f"), runs=1))
-        print(json.dumps(records[-1]), flush=True)
+        if want("user_syscalls"):
+            user = syscalls_per_request(lambda cores, pin: UserServer(cores, pin))
+            kern = syscalls_per_request(lambda cores, pin: KernelServer(cores, pin))
+            emit(record("user_syscalls", "syscalls_per_request", "lower", user,
+                        "webserver --net kernel", kern,
+                        dict(base, file="www/files/1k.txt", driver="loadgen -n 100000",
+                             counted_by="strace -c -f"), runs=1))
     finally:
         teardown()
 
