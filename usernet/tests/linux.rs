@@ -617,3 +617,48 @@ fn idle_connections_hold_no_buffers() {
         })
         .unwrap();
 }
+
+/// Every way opening the device can fail names its fix.
+#[test]
+fn setup_errors_name_their_fix() {
+    if !privileged("setup_errors_name_their_fix") {
+        return;
+    }
+    let net = TestNet::create("seterr", 1500).expect("namespace and device");
+    let setup = |device: &str, addr: std::net::Ipv4Addr, queues: usize| TunSetup {
+        netns: net.ns().to_owned(),
+        device: device.to_owned(),
+        addr,
+        queues,
+        offload: true,
+        io: usernet::TunIo::default(),
+    };
+    let text = |r: Result<tun_setup::OpenedTun, tun_setup::SetupError>| match r {
+        Ok(_) => panic!("opened"),
+        Err(e) => e.to_string(),
+    };
+    let missing_ns = TunSetup {
+        netns: "no-such-namespace".into(),
+        ..setup(net.dev(), STACK_ADDR, 1)
+    };
+    assert!(text(tun_setup::open(&missing_ns)).contains("make setup"));
+    let e = text(tun_setup::open(&setup("nodev0", STACK_ADDR, 1)));
+    assert!(
+        e.contains("does not exist") && e.contains("make setup"),
+        "{e}"
+    );
+    let e = text(tun_setup::open(&setup(net.dev(), [10, 99, 0, 2].into(), 1)));
+    assert!(e.contains("not routed to"), "{e}");
+    // The test device is single-queue: two queues cannot be had.
+    let e = text(tun_setup::open(&setup(net.dev(), STACK_ADDR, 2)));
+    assert!(
+        e.contains("1 queue(s) for 2 cores") && e.contains("make setup"),
+        "{e}"
+    );
+    // Held by one opener, the device is busy for the next.
+    let held = tun_setup::open(&setup(net.dev(), STACK_ADDR, 1)).expect("first open");
+    let e = text(tun_setup::open(&setup(net.dev(), STACK_ADDR, 1)));
+    assert!(e.contains("in use by another process"), "{e}");
+    drop(held);
+    tun_setup::open(&setup(net.dev(), STACK_ADDR, 1)).expect("free again");
+}

@@ -466,6 +466,17 @@ fn default_root_access_log_and_cli_errors() {
         .unwrap();
     assert_eq!(user.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&user.stderr).contains("make setup"));
+    // Without root the user-space network cannot open its device, and says so.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let unprivileged = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", exe])
+            .args(["--net", "user"])
+            .output()
+            .expect("setpriv (util-linux) is installed");
+        assert_eq!(unprivileged.status.code(), Some(2), "{unprivileged:?}");
+        assert!(String::from_utf8_lossy(&unprivileged.stderr).contains("needs root"));
+    }
     let missing = Command::new(exe)
         .args(["--root", "/nonexistent/dir", "--listen", "127.0.0.1:0"])
         .output()
