@@ -187,9 +187,19 @@ fn loadgen_on_the_user_stack_against_webserver_on_the_user_stack() {
         "lgu",
     );
     run.assert_success();
-    let (requests, bytes, _) = web.stop(libc::SIGTERM);
+    // SIGUSR1 prints the stack's counters and the server goes on.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(web.child.id() as i32, libc::SIGUSR1) };
+    std::thread::sleep(Duration::from_millis(200));
+    let (requests, bytes, out) = web.stop(libc::SIGTERM);
     assert_eq!((run.requests(), requests), (5000, 5000));
     assert_eq!(run.bytes(), bytes);
+    assert_eq!(
+        out.matches("User-space network:").count(),
+        2,
+        "on SIGUSR1 and at exit:\n{out}"
+    );
+    assert!(out.contains("passive_opens=16"), "{out}");
 }
 
 #[test]

@@ -662,3 +662,50 @@ fn setup_errors_name_their_fix() {
     drop(held);
     tun_setup::open(&setup(net.dev(), STACK_ADDR, 1)).expect("free again");
 }
+
+/// An idle network loop costs nothing: with a listener waiting and no traffic, the
+/// core sleeps (no busy polling, no fixed-interval wake-ups).
+#[test]
+fn an_idle_network_uses_no_cpu() {
+    let Some(rig) = rig("idlecpu", 1) else { return };
+    let user = rig.user.clone();
+    rig.runtime
+        .block_on(async move {
+            let listener = user
+                .listen(
+                    SocketAddr::from((STACK_ADDR, PORT)),
+                    ListenOptions::default(),
+                )
+                .await
+                .unwrap();
+            let waiting = threadlib::spawn(async move { listener.accept().await.map(|_| ()) });
+            threadlib::sleep(Duration::from_millis(50)).await.unwrap();
+            let polls = user.report().unwrap().looped.polls;
+            let cpu = thread_cpu_time();
+            threadlib::sleep(Duration::from_secs(1)).await.unwrap();
+            let used = thread_cpu_time() - cpu;
+            assert!(
+                used < Duration::from_millis(20),
+                "{used:?} of CPU in an idle second"
+            );
+            assert_eq!(
+                user.report().unwrap().looped.polls,
+                polls,
+                "the idle loop was polled"
+            );
+            drop(waiting);
+        })
+        .unwrap();
+}
+
+/// CPU time of the calling OS thread (the core's).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
