@@ -218,6 +218,8 @@ pub(crate) struct CoreConfig {
     pub clock: ClockKind,
     pub trace: bool,
     pub custom: Vec<Box<dyn EventLoop>>,
+    /// Seed of the order ready threads run in within a batch (`None`: FIFO).
+    pub shuffle: Option<u64>,
 }
 
 /// One core's scheduler.
@@ -254,6 +256,12 @@ pub(crate) struct Core {
     /// Reused buffer for io_uring completions reaped in one pass.
     uring_done: RefCell<Vec<(ThreadId, iolib::uring::Completion)>>,
     shutting_down: Cell<bool>,
+    /// State of the seeded order of ready threads ([`Builder::shuffle_ready`]).
+    ///
+    /// [`Builder::shuffle_ready`]: crate::Builder::shuffle_ready
+    shuffle: Option<Cell<u64>>,
+    /// Reused buffer of one shuffled batch.
+    batch: RefCell<Vec<ThreadId>>,
 }
 
 impl Core {
@@ -316,6 +324,8 @@ impl Core {
             next_job: Cell::new(0),
             uring_done: RefCell::new(Vec::new()),
             shutting_down: Cell::new(false),
+            shuffle: cfg.shuffle.map(|seed| Cell::new(seed ^ cfg.id as u64)),
+            batch: RefCell::new(Vec::new()),
         })
     }
 
@@ -980,12 +990,17 @@ impl Core {
     pub(crate) fn run(&self, mut done: impl FnMut(&Core) -> bool) -> Result<()> {
         loop {
             let n = self.ready.borrow().len();
-            for _ in 0..n {
-                let next = self.ready.borrow_mut().pop_front();
-                match next {
-                    Some(tid) => self.run_thread(tid),
-                    None => break,
+            match &self.shuffle {
+                None => {
+                    for _ in 0..n {
+                        let next = self.ready.borrow_mut().pop_front();
+                        match next {
+                            Some(tid) => self.run_thread(tid),
+                            None => break,
+                        }
+                    }
                 }
+                Some(state) => self.run_shuffled(n, state),
             }
             // User loops that asked for a pass after this batch, and those without a
             // wake fd, run before anything waits.
@@ -1040,6 +1055,27 @@ impl Core {
             self.fire_timers();
             self.poll_loops();
         }
+    }
+
+    /// Runs the `n` threads at the front of the run queue in an order drawn from
+    /// `state` (SplitMix64), so that a seeded run explores interleavings the FIFO order
+    /// never produces, and replays the same one for the same seed.
+    fn run_shuffled(&self, n: usize, state: &Cell<u64>) {
+        let mut batch = std::mem::take(&mut *self.batch.borrow_mut());
+        batch.extend(self.ready.borrow_mut().drain(..n));
+        for i in (1..batch.len()).rev() {
+            let mut z = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            batch.swap(i, (z % (i as u64 + 1)) as usize);
+        }
+        for &tid in &batch {
+            self.run_thread(tid);
+        }
+        batch.clear();
+        *self.batch.borrow_mut() = batch;
     }
 
     fn poll_events(&self, timeout: Option<Duration>) -> Result<()> {
@@ -1112,7 +1148,7 @@ impl Core {
             };
             let d = match l.next_deadline() {
                 Some(d) => d.saturating_duration_since(base).as_nanos() as u64,
-                None if !slot.has_fd && slot.pending.get() > 0 => now,
+                None if !slot.has_fd && slot.pending.get() > 0 && !l.wakes_at_deadlines() => now,
                 None => continue,
             };
             due = Some(due.map_or(d, |x| x.min(d)));
@@ -1230,8 +1266,37 @@ impl Core {
 
     pub(crate) fn trace(&self, tid: ThreadId, kind: TraceKind, name: &'static str) {
         if let Some(t) = &self.tracer {
-            let ns = self.clock.real_elapsed_ns();
+            let ns = self.trace_ns();
             t.borrow_mut().record(ns, tid, kind, name);
+        }
+    }
+
+    /// A trace event that is not about one thread (`threadlib::trace::event`).
+    pub(crate) fn trace_event(
+        &self,
+        track: &'static str,
+        name: &'static str,
+        detail: impl FnOnce() -> String,
+    ) {
+        if let Some(t) = &self.tracer {
+            let ns = self.trace_ns();
+            t.borrow_mut().record_event(ns, track, name, detail());
+        }
+    }
+
+    /// Whether this core records a trace.
+    pub(crate) fn tracing(&self) -> bool {
+        self.tracer.is_some()
+    }
+
+    /// Timestamps of trace events: the mock clock's time under a mock clock (so a
+    /// trace of a simulation shows virtual time, the same at every replay), real time
+    /// otherwise.
+    fn trace_ns(&self) -> u64 {
+        if self.clock.is_mock() {
+            self.now_ns()
+        } else {
+            self.clock.real_elapsed_ns()
         }
     }
 

@@ -37,6 +37,7 @@ pub struct Builder {
     trace_path: Option<PathBuf>,
     trace: bool,
     loops: Vec<LoopFactory>,
+    shuffle: Option<u64>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -63,6 +64,7 @@ impl Default for Builder {
             trace_path: None,
             trace: false,
             loops: Vec::new(),
+            shuffle: None,
         }
     }
 }
@@ -105,6 +107,15 @@ impl Builder {
     /// timer whenever no thread is ready.
     pub fn mock_clock(mut self, auto_advance: bool) -> Self {
         self.mock_clock = Some(auto_advance);
+        self
+    }
+
+    /// Run the threads that are ready together in an order drawn from `seed` instead
+    /// of first come, first served (which includes the child-first order of
+    /// [`fork`](crate::fork)). A run stays deterministic, the same for the same seed,
+    /// while different seeds explore different interleavings: for simulation testing.
+    pub fn shuffle_ready(mut self, seed: u64) -> Self {
+        self.shuffle = Some(seed);
         self
     }
 
@@ -162,6 +173,7 @@ impl Runtime {
             },
             trace: self.cfg.trace,
             custom: self.cfg.loops.iter().map(|f| f(id)).collect(),
+            shuffle: self.cfg.shuffle,
         }
     }
 

@@ -121,6 +121,13 @@ pub fn now() -> Instant {
     Core::try_with(|c| c.now_instant()).unwrap_or_else(Instant::now)
 }
 
+/// How long the current core's clock has run: the virtual time under a mock clock
+/// (zero at the start), the real time since the core started otherwise; zero outside a
+/// runtime. A simulation derives its wall-clock time from it.
+pub fn elapsed() -> Duration {
+    Core::try_with(|c| Duration::from_nanos(c.now_ns())).unwrap_or_default()
+}
+
 /// Moves the current core's mock clock forward by `d`.
 pub fn advance(d: Duration) -> Result<()> {
     let core = Core::current().ok_or(Error::NoRuntime)?;

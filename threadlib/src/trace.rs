@@ -1,6 +1,9 @@
 //! Optional tracing of thread spawn, run, suspend (with the system call), resume and
-//! exit, written in Chrome's trace-event JSON format, which Perfetto and
-//! chrome://tracing open. Off by default; when off, each trace point is one branch.
+//! exit, and of events code adds with [`event`] (a simulated link's packets, say),
+//! written in Chrome's trace-event JSON format, which Perfetto and chrome://tracing
+//! open. Off by default; when off, each trace point is one branch. Under a mock clock
+//! the timestamps are the mock clock's, so the trace of a deterministic run is the
+//! same at every replay.
 
 use std::fmt::Write as _;
 
@@ -25,11 +28,33 @@ struct Event {
     name: &'static str,
 }
 
+/// An event added with [`event`]: on its own named track.
+#[derive(Debug, Clone)]
+struct Custom {
+    ns: u64,
+    track: &'static str,
+    name: &'static str,
+    detail: String,
+}
+
 /// The events recorded by one core.
 #[derive(Debug)]
 pub struct Tracer {
     core: usize,
     events: Vec<Event>,
+    custom: Vec<Custom>,
+}
+
+/// Records an instant event named `name` on the track `track` of the current core's
+/// trace, with `detail` (computed only when the core records a trace) as its argument.
+/// Does nothing outside a runtime or when tracing is off.
+pub fn event(track: &'static str, name: &'static str, detail: impl FnOnce() -> String) {
+    let _ = crate::core::Core::try_with(|c| c.trace_event(track, name, detail));
+}
+
+/// Whether the current core records a trace (so a caller can skip preparing events).
+pub fn enabled() -> bool {
+    crate::core::Core::try_with(|c| c.tracing()).unwrap_or(false)
 }
 
 impl Tracer {
@@ -37,7 +62,23 @@ impl Tracer {
         Tracer {
             core,
             events: Vec::new(),
+            custom: Vec::new(),
         }
+    }
+
+    pub(crate) fn record_event(
+        &mut self,
+        ns: u64,
+        track: &'static str,
+        name: &'static str,
+        detail: String,
+    ) {
+        self.custom.push(Custom {
+            ns,
+            track,
+            name,
+            detail,
+        });
     }
 
     pub(crate) fn record(&mut self, ns: u64, tid: ThreadId, kind: TraceKind, name: &'static str) {
@@ -51,12 +92,12 @@ impl Tracer {
 
     /// Number of recorded events.
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.events.len() + self.custom.len()
     }
 
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.events.is_empty() && self.custom.is_empty()
     }
 }
 
@@ -72,6 +113,9 @@ fn escape(s: &str, out: &mut String) {
         }
     }
 }
+
+/// `tid` of the first custom track (above any thread slot a test would reach).
+const CUSTOM_TID: usize = 1 << 30;
 
 /// Renders the traces of all cores as one Chrome trace-event JSON document
 /// (`{"traceEvents": [...]}`): `pid` is the core, `tid` the thread slot; running
@@ -111,6 +155,35 @@ pub fn chrome_json(tracers: &[Tracer]) -> String {
                 e.tid,
                 if ph == "i" { ",\"s\":\"t\"" } else { "" }
             );
+        }
+        // Custom events: one track (a `tid` past every thread slot) per track name.
+        let mut tracks: Vec<&'static str> = Vec::new();
+        for e in &t.custom {
+            let n = match tracks.iter().position(|&x| x == e.track) {
+                Some(n) => n,
+                None => {
+                    tracks.push(e.track);
+                    let n = tracks.len() - 1;
+                    out.push_str(",{\"name\":\"thread_name\",\"ph\":\"M\"");
+                    let _ = write!(out, ",\"pid\":{},\"tid\":{}", t.core, CUSTOM_TID + n);
+                    out.push_str(",\"args\":{\"name\":\"");
+                    escape(e.track, &mut out);
+                    out.push_str("\"}}");
+                    n
+                }
+            };
+            out.push_str(",{\"name\":\"");
+            escape(e.name, &mut out);
+            let _ = write!(
+                out,
+                "\",\"cat\":\"event\",\"ph\":\"i\",\"s\":\"t\",\"ts\":{}.{:03},\"pid\":{},\"tid\":{},\"args\":{{\"detail\":\"",
+                e.ns / 1000,
+                e.ns % 1000,
+                t.core,
+                CUSTOM_TID + n
+            );
+            escape(&e.detail, &mut out);
+            out.push_str("\"}}");
         }
     }
     out.push_str("]}\n");

@@ -23,7 +23,8 @@
 //!   [`LoopCx::poll_soon`] (for instance to send, in one batch, what several threads
 //!   queued during that batch);
 //! - on every pass of the scheduler, if it has no wake fd. While such a loop holds
-//!   calls and reports no deadline, the scheduler does not sleep: it keeps polling it.
+//!   calls and reports no deadline, the scheduler does not sleep: it keeps polling it
+//!   (unless the loop [wakes at its deadlines](EventLoop::wakes_at_deadlines) only).
 //!
 //! A loop with a wake fd is never polled just because the scheduler made a pass.
 
@@ -139,6 +140,15 @@ pub trait EventLoop: Any {
     /// even if nothing else happens, such as a protocol timer.
     fn next_deadline(&self) -> Option<Instant> {
         None
+    }
+
+    /// For a loop without a wake fd: whether everything it waits for comes at a
+    /// [`next_deadline`](Self::next_deadline) it reports (or with a thread's call), as
+    /// for a simulated device whose deliveries are all scheduled. The scheduler then
+    /// sleeps until that deadline like any timer, instead of polling the loop
+    /// continuously while it holds calls. Default `false`.
+    fn wakes_at_deadlines(&self) -> bool {
+        false
     }
 }
 

@@ -3,7 +3,7 @@
 //! skipped when they surface; the heap is compacted when they outnumber live ones.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::rc::Rc;
 
 use crate::cancel::CancelCtx;
@@ -19,7 +19,7 @@ pub(crate) enum Fired {
 
 pub(crate) struct TimerLoop {
     heap: BinaryHeap<Reverse<(u64, u64)>>,
-    ctx: HashMap<u64, (Rc<CancelCtx>, ThreadId)>,
+    ctx: BTreeMap<u64, (Rc<CancelCtx>, ThreadId)>,
     next_ctx: u64,
     stale: usize,
 }
@@ -28,7 +28,7 @@ impl TimerLoop {
     pub(crate) fn new() -> Self {
         TimerLoop {
             heap: BinaryHeap::new(),
-            ctx: HashMap::new(),
+            ctx: BTreeMap::new(),
             next_ctx: 0,
             stale: 0,
         }
