@@ -16,7 +16,7 @@ use threadlib::net::{KernelNet, Network as ThreadNetwork};
 use threadlib::{Builder, Runtime};
 use usernet::{NetReport, UserNet};
 
-use crate::backend::ThreadNet;
+use loadgen::ThreadNet;
 
 /// Longest wait for closed connections to finish closing on a network that lives in
 /// this process.

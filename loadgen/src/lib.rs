@@ -80,10 +80,12 @@ pub mod request;
 pub mod response;
 pub mod schedule;
 pub mod stats;
+pub mod thread_net;
 pub mod transport;
 pub mod url;
 
 pub use cli::{Config, NetBackend, Plan};
 pub use connection::{run_connection, ConnectionPlan};
 pub use stats::{ErrorCounts, ErrorKind, Recorder, Stats};
+pub use thread_net::{ThreadConn, ThreadNet};
 pub use transport::{Network, Transport, TransportError};

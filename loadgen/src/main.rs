@@ -1,11 +1,10 @@
 //! `loadgen`: drives an HTTP server with keep-alive connections spread over cores and
 //! prints a wrk-style report (see the crate README for every flag).
 //!
-//! The connection logic lives in the I/O-free library; this binary runs it on
-//! threadlib: [`backend`] adapts a threadlib network to the library's traits and
-//! [`drive`] spreads the connections over one scheduler per core.
+//! The connection logic lives in the library (`loadgen::ThreadNet` adapts a threadlib
+//! network to its traits); this binary runs it on threadlib: [`drive`] spreads the
+//! connections over one scheduler per core.
 
-mod backend;
 mod drive;
 mod limits;
 

@@ -1,14 +1,18 @@
-//! A static-file HTTP/1.1 server, free of I/O.
+//! A static-file HTTP/1.1 server.
 //!
-//! Everything here is generic over two small traits, so the same code runs on kernel
-//! sockets, on the user-space TCP stack, and on in-memory mocks in the tests:
+//! The HTTP core is free of I/O and generic over two small traits, so the same code
+//! runs on kernel sockets, on the user-space TCP stack, in the whole-system
+//! simulation, and on in-memory mocks in the tests:
 //!
 //! - [`Transport`]: a byte stream with deadlines (one accepted connection);
 //! - [`FileSource`]: the document root, a directory capability.
 //!
 //! The entry point is [`serve_connection`], called once per accepted connection with a
 //! per-core [`ServerContext`] (settings, `Date` cache, [`Counters`], access log,
-//! shutdown flag). [`Config`] parses the command line of the `webserver` binary.
+//! shutdown flag). [`serve_listener`] runs it on threadlib for one core's listener
+//! (accept loop, connection limit, graceful shutdown) over any
+//! [`threadlib::net::Network`], through [`NetTransport`]. [`Config`] parses the
+//! command line of the `webserver` binary.
 //!
 //! ```
 //! use std::time::{Instant, SystemTime};
@@ -79,10 +83,12 @@ pub mod connection;
 pub mod counters;
 pub mod date;
 pub mod files;
+pub mod net_transport;
 pub mod path;
 pub mod range;
 pub mod request;
 pub mod response;
+pub mod serve;
 pub mod transport;
 
 pub use access_log::{AccessLog, LogEntry};
@@ -93,6 +99,8 @@ pub use date::DateCache;
 pub use files::{
     DirEntry, DirListing, FileKind, FileMeta, FileSource, OpenError, Opened, SendError,
 };
+pub use net_transport::NetTransport;
 pub use path::RelPath;
 pub use request::Limits;
+pub use serve::{serve_listener, ServeLimits};
 pub use transport::{Transport, TransportError};

@@ -8,29 +8,25 @@
 
 mod dir_files;
 mod log_sink;
-mod net_transport;
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use threadlib::fs::Dir;
-use threadlib::net::{KernelNet, ListenOptions, Listener, Network, Stream as _};
+use threadlib::net::{KernelNet, ListenOptions, Listener, Network};
 use threadlib::signal::Signals;
 use threadlib::sync::remote::{oneshot, OneshotReceiver};
-use threadlib::sync::Semaphore;
-use threadlib::{scope, Error, Scope};
+use threadlib::Error;
 use usernet::{NetReport, UserNet};
-use webserver::{serve_connection, ConnectionEnd, ServerContext, Settings, Totals};
+use webserver::{serve_listener, ServeLimits, ServerContext, Settings, Totals};
 
 pub use log_sink::Sink;
 
 use dir_files::DirFiles;
 use log_sink::{LogWriter, SharedLog, FLUSH_EVERY};
-use net_transport::NetTransport;
 
 /// Pending connections each listener's kernel queue holds.
 const BACKLOG: i32 = 4096;
@@ -57,11 +53,6 @@ impl NetStats for UserNet {
         UserNet::report(self).ok()
     }
 }
-
-/// Pause after an accept failure such as `EMFILE`, before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// Accept failures are reported at most this often.
-const ACCEPT_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// What one core needs to serve: its own root capability and access-log sink.
 pub struct CoreParts {
@@ -262,9 +253,8 @@ struct CoreReport {
 }
 
 /// Serves `listener` on the current core until `stop` fires (or its sender is gone),
-/// then shuts down: stop accepting, answer in-flight requests with
-/// `Connection: close`, close idle connections, and cancel whatever is still running
-/// after the shutdown timeout.
+/// then shuts down gracefully ([`webserver::serve_listener`]), flushes the access log,
+/// and waits for the closed connections to finish closing.
 async fn serve_core<N, L>(
     core: usize,
     net: &N,
@@ -292,38 +282,16 @@ where
     }
     let ctx = Rc::new(ctx);
     let files = Rc::new(DirFiles::new(parts.dir));
-    let permits = Rc::new(Semaphore::new(cfg.limit));
-    let cancelled = Rc::new(Cell::new(0u64));
-
-    let served = scope(|conns| {
-        let (ctx, permits, cancelled) = (ctx.clone(), permits.clone(), cancelled.clone());
-        async move {
-            let accept = accept_loop(listener, conns.clone(), ctx.clone(), files, permits.clone());
-            let stopped = async move {
-                let _ = stop.recv().await;
-                Ok(())
-            };
-            // The accept loop only ends by failing; the stop signal cancels it, which
-            // drops the listener.
-            threadlib::race(accept, stopped).await?;
-            ctx.begin_shutdown();
-            match threadlib::with_timeout(cfg.shutdown_timeout, permits.acquire(cfg.limit)).await {
-                Ok(all) => drop(all),
-                Err(Error::TimedOut) => {
-                    cancelled.set(ctx.counters.active_connections());
-                    conns.cancel();
-                }
-                Err(e) => return Err(e),
-            }
-            Ok(())
-        }
-    })
-    .await;
-    match served {
-        Ok(()) => {}
-        Err(Error::Cancelled) if cancelled.get() > 0 => {}
-        Err(e) => return Err(e).with_context(|| format!("core {core}")),
-    }
+    let limits = ServeLimits {
+        max_connections: cfg.limit,
+        shutdown_timeout: cfg.shutdown_timeout,
+    };
+    let stopped = async move {
+        let _ = stop.recv().await;
+    };
+    let cancelled = serve_listener(listener, files, ctx.clone(), limits, stopped)
+        .await
+        .with_context(|| format!("core {core}"))?;
     if let Some(log) = &log {
         log.flush();
     }
@@ -332,65 +300,7 @@ where
     let _ = threadlib::with_timeout(DRAIN_TIMEOUT, net.drain()).await;
     Ok(CoreReport {
         totals: ctx.counters.snapshot(),
-        cancelled: cancelled.get(),
+        cancelled,
         net: net.report(),
     })
-}
-
-/// Gives a connection's permit back when the connection ends, however it ends.
-struct Permit(Rc<Semaphore>);
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.0.release(1);
-    }
-}
-
-/// Accepts connections while fewer than the limit are open (waiting for a permit
-/// otherwise, so that the kernel queues new clients instead of the server failing),
-/// serving each in its own thread of `conns`.
-async fn accept_loop<L>(
-    listener: L,
-    conns: Scope,
-    ctx: Rc<ServerContext>,
-    files: Rc<DirFiles>,
-    permits: Rc<Semaphore>,
-) -> threadlib::Result<()>
-where
-    L: Listener,
-    L::Stream: 'static,
-{
-    let mut last_report: Option<Instant> = None;
-    loop {
-        permits.acquire(1).await?.forget();
-        let permit = Permit(permits.clone());
-        let (stream, peer) = loop {
-            match listener.accept().await {
-                Ok(accepted) => break accepted,
-                Err(e) if e.is_cancelled() => return Err(e),
-                Err(e) => {
-                    // EMFILE, ENOBUFS, ...: the server keeps running; clients wait in
-                    // the kernel's queue meanwhile.
-                    let now = threadlib::time::now();
-                    if last_report.is_none_or(|t| now - t >= ACCEPT_REPORT_EVERY) {
-                        eprintln!("webserver: accept: {e}");
-                        last_report = Some(now);
-                    }
-                    threadlib::sleep(ACCEPT_BACKOFF).await?;
-                }
-            }
-        };
-        // Responses are written whole; Nagle would only delay them.
-        let _ = stream.set_nodelay(true);
-        let (ctx, files) = (ctx.clone(), files.clone());
-        conns.try_spawn(async move {
-            let _permit = permit;
-            let mut io = NetTransport::new(stream, ctx.clone());
-            let end = serve_connection(&mut io, &*files, &ctx, Some(peer)).await;
-            if matches!(end, ConnectionEnd::Closed | ConnectionEnd::HeaderTimeout) {
-                io.linger().await;
-            }
-            Ok(())
-        })?;
-    }
 }

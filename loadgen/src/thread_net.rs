@@ -1,5 +1,6 @@
 //! loadgen's [`Network`] and [`Transport`] over any threadlib network
-//! ([`threadlib::net::Network`]): kernel sockets today, the user-space TCP stack later.
+//! ([`threadlib::net::Network`]): kernel sockets, the user-space TCP stack, or the
+//! simulation's stack.
 //!
 //! Deadlines become [`threadlib::with_timeout`] around each call; a call that times
 //! out is cancelled at its suspension point (the readiness wait), so a timed-out read
@@ -8,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use loadgen::{Network, Transport, TransportError};
+use crate::transport::{Network, Transport, TransportError};
 use threadlib::net::{Network as ThreadNetwork, Stream};
 
 /// A threadlib network seen through loadgen's [`Network`] trait.

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use threadlib::fs::File;
 use threadlib::net::Stream;
 use threadlib::{time, with_timeout, Error};
-use webserver::{SendError, ServerContext, Transport, TransportError};
+
+use crate::connection::ServerContext;
+use crate::files::SendError;
+use crate::transport::{Transport, TransportError};
 
 /// How often an idle read looks at the shutdown flag: an idle keep-alive connection is
 /// closed at most this long after a graceful shutdown began.
