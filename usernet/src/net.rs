@@ -22,7 +22,7 @@ use threadlib::syscall::call_word;
 use threadlib::{with_loop, Builder, Error, LoopId, Result};
 
 use crate::device::Device;
-use crate::net_loop::{NetConfig, NetLoop, WaitFor};
+use crate::net_loop::{Handle, NetConfig, NetLoop, WaitFor};
 use crate::report::NetReport;
 
 /// The user-space network: a capability threads use to listen and connect through
@@ -96,6 +96,18 @@ impl UserNet {
         with_loop(self.id, |l: &mut NetLoop, _| l.report())
     }
 
+    /// Drops every connection and listener of the current core's stack at once, as a
+    /// host crash and restart does ([`NetLoop::restart`]): for fault injection.
+    pub fn restart(&self) -> Result<()> {
+        with_loop(self.id, |l: &mut NetLoop, cx| l.restart(cx))
+    }
+
+    /// Runs `f` on the current core's network loop (for a test or simulation that
+    /// inspects the stack).
+    pub fn with_loop<R>(&self, f: impl FnOnce(&mut NetLoop) -> R) -> Result<R> {
+        with_loop(self.id, |l: &mut NetLoop, _| f(l))
+    }
+
     fn check_local(&self, addr: SocketAddr) -> Result<u16> {
         match addr {
             SocketAddr::V4(a) if a.ip().is_unspecified() || *a.ip() == self.addr => Ok(a.port()),
@@ -150,7 +162,7 @@ impl Network for UserNet {
             conn: Some(conn),
         };
         while !with_loop(id, |l: &mut NetLoop, _| l.connect_state(conn))?? {
-            call_word(id, WaitFor::Write(conn.index()).word()).await?;
+            call_word(id, WaitFor::Write(conn.id.index()).word()).await?;
         }
         pending.conn = None;
         Ok(UserStream::new(id, conn))
@@ -160,7 +172,7 @@ impl Network for UserNet {
 /// Aborts a connection when dropped, unless disarmed.
 struct Aborting {
     id: LoopId,
-    conn: Option<ConnId>,
+    conn: Option<Handle<ConnId>>,
 }
 
 impl Drop for Aborting {
@@ -176,7 +188,7 @@ impl Drop for Aborting {
 #[derive(Debug)]
 pub struct UserListener {
     id: LoopId,
-    lid: ListenerId,
+    lid: Handle<ListenerId>,
     local: SocketAddr,
     _core: NotSend,
 }
@@ -190,7 +202,7 @@ impl Listener for UserListener {
             if let Some((conn, _, remote)) = got {
                 return Ok((UserStream::new(self.id, conn), SocketAddr::V4(remote)));
             }
-            call_word(self.id, WaitFor::Accept(self.lid.index()).word()).await?;
+            call_word(self.id, WaitFor::Accept(self.lid.id.index()).word()).await?;
         }
     }
 
@@ -211,13 +223,13 @@ impl Drop for UserListener {
 #[derive(Debug)]
 pub struct UserStream {
     id: LoopId,
-    conn: ConnId,
+    conn: Handle<ConnId>,
     read_shut: bool,
     _core: NotSend,
 }
 
 impl UserStream {
-    fn new(id: LoopId, conn: ConnId) -> UserStream {
+    fn new(id: LoopId, conn: Handle<ConnId>) -> UserStream {
         UserStream {
             id,
             conn,
@@ -233,7 +245,7 @@ impl UserStream {
             if let Some(n) = with_loop(self.id, |l: &mut NetLoop, cx| l.send(conn, bufs, cx))?? {
                 return Ok(n);
             }
-            call_word(self.id, WaitFor::Write(conn.index()).word()).await?;
+            call_word(self.id, WaitFor::Write(conn.id.index()).word()).await?;
         }
     }
 }
@@ -248,7 +260,7 @@ impl Stream for UserStream {
             if let Some(n) = with_loop(self.id, |l: &mut NetLoop, cx| l.recv(conn, buf, cx))?? {
                 return Ok(n);
             }
-            call_word(self.id, WaitFor::Read(conn.index()).word()).await?;
+            call_word(self.id, WaitFor::Read(conn.id.index()).word()).await?;
         }
     }
 

@@ -77,6 +77,15 @@ struct ConnWaiters {
     writer: Option<ThreadId>,
 }
 
+/// A stack handle as threads hold it, with the life of the stack it belongs to: after
+/// a [restart](NetLoop::restart) the new stack hands out the same slot numbers, and
+/// an old handle must reach none of its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Handle<T> {
+    life: u32,
+    pub(crate) id: T,
+}
+
 /// Counts of the loop itself (the stack and the device keep their own).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoopStats {
@@ -132,7 +141,7 @@ type Hasher = BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 /// One core's user-space network: its stack, its device and the threads waiting on
 /// them. Registered on every core by [`UserNet::install`](crate::UserNet::install).
 pub struct NetLoop {
-    pub(crate) stack: Stack,
+    stack: Stack,
     device: Box<dyn Device>,
     /// Core time at which the stack's clock reads zero (set at the first poll or
     /// call, when the core's clock is first known).
@@ -150,6 +159,8 @@ pub struct NetLoop {
     waiting: HashMap<ThreadId, WaitFor, Hasher>,
     /// The last receive stopped at the budget: more packets are likely waiting.
     rx_more: bool,
+    /// Restarts so far: the life of the current stack.
+    life: u32,
     stats: LoopStats,
 }
 
@@ -187,6 +198,7 @@ impl NetLoop {
             drains: Vec::new(),
             waiting: HashMap::default(),
             rx_more: false,
+            life: 0,
             stats: LoopStats::default(),
         })
     }
@@ -195,6 +207,11 @@ impl NetLoop {
     fn stack_now(&mut self, now: Instant) -> tcpstack::Instant {
         let epoch = *self.epoch.get_or_insert(now);
         tcpstack::Instant::from_micros(now.saturating_duration_since(epoch).as_micros() as u64)
+    }
+
+    /// The stack (for inspection: connection states, counters, timers).
+    pub fn stack(&self) -> &Stack {
+        &self.stack
     }
 
     /// The stack's address.
@@ -223,6 +240,35 @@ impl NetLoop {
     /// The device's counts.
     pub fn device_stats(&self) -> DeviceStats {
         self.device.stats()
+    }
+
+    /// Loses every connection and listener at once, as a crashed and restarted host
+    /// does: the stack is replaced by a fresh one (same configuration, a new ISN
+    /// secret), so peers' segments for old connections now meet resets. Waiting
+    /// threads are woken and find their handles gone. The counters start again.
+    pub fn restart(&mut self, cx: &mut LoopCx<'_>) {
+        let mut config = self.stack.config().clone();
+        for (i, b) in config.isn_secret.iter_mut().enumerate() {
+            *b = b.wrapping_mul(31).wrapping_add(i as u8 + 1);
+        }
+        if let Ok(stack) = Stack::new(config) {
+            self.stack = stack;
+            self.life += 1;
+        }
+        for w in self.conns.iter_mut() {
+            for tid in [w.reader.take(), w.writer.take()].into_iter().flatten() {
+                cx.complete(tid, 0);
+            }
+        }
+        for ws in self.listeners.iter_mut() {
+            for tid in ws.drain(..) {
+                cx.complete(tid, 0);
+            }
+        }
+        for tid in self.drains.drain(..) {
+            cx.complete(tid, 0);
+        }
+        self.waiting.clear();
     }
 
     // ----- the loop ------------------------------------------------------------------
@@ -345,6 +391,22 @@ impl NetLoop {
 
     // ----- operations of threads -------------------------------------------------------
 
+    fn handle<T>(&self, id: T) -> Handle<T> {
+        Handle {
+            life: self.life,
+            id,
+        }
+    }
+
+    /// The stack's id for `h`, if `h` belongs to the current stack.
+    fn live<T>(&self, h: Handle<T>) -> Result<T, Error> {
+        if h.life == self.life {
+            Ok(h.id)
+        } else {
+            Err(stack_error(tcpstack::Error::InvalidConnection))
+        }
+    }
+
     /// A packet another core received for a flow this core owns.
     pub(crate) fn inject(&mut self, packet: &[u8], trusted: bool, cx: &mut LoopCx<'_>) {
         let snow = self.stack_now(cx.now());
@@ -359,15 +421,19 @@ impl NetLoop {
 
     /// Listens on `port`, or on a free ephemeral port if it is 0; returns the
     /// listener and its port.
-    pub(crate) fn listen(&mut self, port: u16, backlog: usize) -> Result<(ListenerId, u16), Error> {
+    pub(crate) fn listen(
+        &mut self,
+        port: u16,
+        backlog: usize,
+    ) -> Result<(Handle<ListenerId>, u16), Error> {
         if port != 0 {
             let l = self.stack.listen(port, backlog).map_err(stack_error)?;
-            return Ok((l, port));
+            return Ok((self.handle(l), port));
         }
         let (lo, hi) = self.ephemeral_ports;
         for p in lo..=hi {
             match self.stack.listen(p, backlog) {
-                Ok(l) => return Ok((l, p)),
+                Ok(l) => return Ok((self.handle(l), p)),
                 Err(tcpstack::Error::AddrInUse(_)) => continue,
                 Err(e) => return Err(stack_error(e)),
             }
@@ -375,21 +441,23 @@ impl NetLoop {
         Err(stack_error(tcpstack::Error::NoFreePorts))
     }
 
-    pub(crate) fn unlisten(&mut self, l: ListenerId, cx: &mut LoopCx<'_>) {
+    pub(crate) fn unlisten(&mut self, l: Handle<ListenerId>, cx: &mut LoopCx<'_>) {
+        let Ok(l) = self.live(l) else { return };
         let _ = self.stack.unlisten(l);
         self.after_op(cx);
     }
 
     pub(crate) fn accept(
         &mut self,
-        l: ListenerId,
+        l: Handle<ListenerId>,
         cx: &mut LoopCx<'_>,
-    ) -> Result<Option<(ConnId, SocketAddrV4, SocketAddrV4)>, Error> {
+    ) -> Result<Option<(Handle<ConnId>, SocketAddrV4, SocketAddrV4)>, Error> {
+        let l = self.live(l)?;
         match self.stack.accept(l) {
             Ok(c) => {
                 let (local, remote) = self.stack.endpoints(c).map_err(stack_error)?;
                 self.after_op(cx);
-                Ok(Some((c, local, remote)))
+                Ok(Some((self.handle(c), local, remote)))
             }
             Err(tcpstack::Error::WouldBlock) => Ok(None),
             Err(e) => Err(stack_error(e)),
@@ -400,7 +468,7 @@ impl NetLoop {
         &mut self,
         remote: SocketAddrV4,
         cx: &mut LoopCx<'_>,
-    ) -> Result<(ConnId, SocketAddrV4), Error> {
+    ) -> Result<(Handle<ConnId>, SocketAddrV4), Error> {
         let now = self.stack_now(cx.now());
         let conn = match self.steering.filter(|s| s.queues() > 1) {
             None => self.stack.connect(now, remote, 0).map_err(stack_error)?,
@@ -429,12 +497,13 @@ impl NetLoop {
         };
         let (local, _) = self.stack.endpoints(conn).map_err(stack_error)?;
         self.after_op(cx);
-        Ok((conn, local))
+        Ok((self.handle(conn), local))
     }
 
     /// Whether an active open finished: `Ok(true)` established, `Ok(false)` still in
     /// progress, or why it failed.
-    pub(crate) fn connect_state(&self, c: ConnId) -> Result<bool, Error> {
+    pub(crate) fn connect_state(&self, c: Handle<ConnId>) -> Result<bool, Error> {
+        let c = self.live(c)?;
         match self.stack.state(c).map_err(stack_error)? {
             TcpState::SynSent | TcpState::SynReceived => Ok(false),
             TcpState::Closed => {
@@ -449,10 +518,11 @@ impl NetLoop {
 
     pub(crate) fn recv(
         &mut self,
-        c: ConnId,
+        c: Handle<ConnId>,
         buf: &mut [u8],
         cx: &mut LoopCx<'_>,
     ) -> Result<Option<usize>, Error> {
+        let c = self.live(c)?;
         match self.stack.recv(c, buf) {
             Ok(n) => {
                 // Reading may open the window enough to announce it.
@@ -468,10 +538,11 @@ impl NetLoop {
     /// it took nothing (wait for [`WaitFor::Write`]).
     pub(crate) fn send(
         &mut self,
-        c: ConnId,
+        c: Handle<ConnId>,
         bufs: &[&[u8]],
         cx: &mut LoopCx<'_>,
     ) -> Result<Option<usize>, Error> {
+        let c = self.live(c)?;
         let now = self.stack_now(cx.now());
         let mut total = 0;
         for b in bufs {
@@ -497,7 +568,8 @@ impl NetLoop {
         Ok(Some(total))
     }
 
-    pub(crate) fn shutdown(&mut self, c: ConnId, cx: &mut LoopCx<'_>) -> Result<(), Error> {
+    pub(crate) fn shutdown(&mut self, c: Handle<ConnId>, cx: &mut LoopCx<'_>) -> Result<(), Error> {
+        let c = self.live(c)?;
         let now = self.stack_now(cx.now());
         let r = match self.stack.shutdown(now, c) {
             Ok(()) | Err(tcpstack::Error::SendShutdown | tcpstack::Error::NotConnected) => Ok(()),
@@ -509,7 +581,8 @@ impl NetLoop {
 
     /// Gives up `c`: a graceful close (FIN after the queued data, or a reset if
     /// received data was left unread), or an abort.
-    pub(crate) fn close(&mut self, c: ConnId, abort: bool, cx: &mut LoopCx<'_>) {
+    pub(crate) fn close(&mut self, c: Handle<ConnId>, abort: bool, cx: &mut LoopCx<'_>) {
+        let Ok(c) = self.live(c) else { return };
         let now = self.stack_now(cx.now());
         if let Some(w) = self.conns.get_mut(c.index() as usize) {
             for tid in [w.reader.take(), w.writer.take()].into_iter().flatten() {
@@ -525,11 +598,16 @@ impl NetLoop {
         self.after_op(cx);
     }
 
-    pub(crate) fn set_nodelay(&mut self, c: ConnId, on: bool) -> Result<(), Error> {
+    pub(crate) fn set_nodelay(&mut self, c: Handle<ConnId>, on: bool) -> Result<(), Error> {
+        let c = self.live(c)?;
         self.stack.set_nodelay(c, on).map_err(stack_error)
     }
 
-    pub(crate) fn endpoints(&self, c: ConnId) -> Result<(SocketAddrV4, SocketAddrV4), Error> {
+    pub(crate) fn endpoints(
+        &self,
+        c: Handle<ConnId>,
+    ) -> Result<(SocketAddrV4, SocketAddrV4), Error> {
+        let c = self.live(c)?;
         self.stack.endpoints(c).map_err(stack_error)
     }
 
@@ -642,6 +720,11 @@ impl EventLoop for NetLoop {
 
     fn wake_fd(&self) -> Option<RawFd> {
         self.device.wake_fd()
+    }
+
+    fn wakes_at_deadlines(&self) -> bool {
+        // A device without a wake fd (a simulated link) schedules every delivery.
+        self.device.wake_fd().is_none()
     }
 
     fn next_deadline(&self) -> Option<Instant> {
