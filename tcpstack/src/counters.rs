@@ -215,6 +215,8 @@ counters! {
     /// TCP super-segments sent for the device to cut into MSS-sized segments
     /// (segmentation offload).
     tx_super_segments,
+    /// Simultaneous closes: the peer's FIN arrived while ours was unacknowledged.
+    simultaneous_closes,
 }
 
 impl Counters {

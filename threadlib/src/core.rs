@@ -934,6 +934,10 @@ impl Core {
         self.clock.base() + Duration::from_nanos(self.now_ns())
     }
 
+    pub(crate) fn pending_timers(&self) -> usize {
+        self.timers.borrow().live()
+    }
+
     pub(crate) fn add_ctx_timer(&self, deadline: u64, ctx: Rc<CancelCtx>, owner: ThreadId) -> u64 {
         self.timers.borrow_mut().add_ctx(deadline, ctx, owner)
     }

@@ -128,6 +128,12 @@ pub fn elapsed() -> Duration {
     Core::try_with(|c| Duration::from_nanos(c.now_ns())).unwrap_or_default()
 }
 
+/// Timers armed on the current core: sleeping threads and pending timeouts (zero
+/// outside a runtime). A quiet system has none beyond what its idle threads hold.
+pub fn pending_timers() -> usize {
+    Core::try_with(|c| c.pending_timers()).unwrap_or(0)
+}
+
 /// Moves the current core's mock clock forward by `d`.
 pub fn advance(d: Duration) -> Result<()> {
     let core = Core::current().ok_or(Error::NoRuntime)?;

@@ -297,7 +297,6 @@ impl<T: Transport> Conn<'_, T> {
                                 }
                                 Ok(n) => n,
                             };
-                            self.ctx.counters.read(n);
                             let take = body_left.min(n as u64);
                             body_left -= take;
                             (start, end) = (take as usize, n);
@@ -356,10 +355,7 @@ impl<T: Transport> Conn<'_, T> {
             let deadline = head_deadline.unwrap_or(now + settings.keepalive_timeout);
             match self.io.read(&mut buf[end..], deadline).await {
                 Ok(0) => return Ok(ConnectionEnd::PeerClosed),
-                Ok(n) => {
-                    self.ctx.counters.read(n);
-                    end += n;
-                }
+                Ok(n) => end += n,
                 Err(TransportError::TimedOut) if head_deadline.is_none() => {
                     self.ctx.counters.idle_timeout();
                     return Ok(ConnectionEnd::IdleTimeout);
@@ -384,7 +380,6 @@ impl<T: Transport> Conn<'_, T> {
         }
         let deadline = self.io.now() + self.ctx.settings.send_timeout;
         self.io.write_all(&self.out, deadline).await?;
-        self.ctx.counters.wrote(self.out.len());
         self.out.clear();
         if self.out.capacity() > 2 * FLUSH_AT {
             self.out.shrink_to(FLUSH_AT);
@@ -410,9 +405,6 @@ impl<T: Transport> Conn<'_, T> {
                 timeout,
             )
             .await?;
-        self.ctx
-            .counters
-            .wrote(usize::try_from(s.len).unwrap_or(usize::MAX));
         Ok(())
     }
 

@@ -87,9 +87,10 @@ pub struct Totals {
     pub active: u64,
     /// Responses sent (one per request, including error responses).
     pub requests: u64,
-    /// Bytes read from clients.
+    /// Bytes read from clients (counted by the transport as they arrive).
     pub bytes_in: u64,
-    /// Bytes written to clients (heads and bodies).
+    /// Bytes written to clients, heads and bodies (counted by the transport as the
+    /// network accepts them, so a response cut short counts what went out).
     pub bytes_out: u64,
     /// Responses by status class: `[1xx, 2xx, 3xx, 4xx, 5xx]`.
     pub status: [u64; 5],

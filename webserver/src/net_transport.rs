@@ -1,6 +1,8 @@
 //! [`Transport`] over any threadlib network [`Stream`]: deadlines become
 //! [`with_timeout`], the clock is the core's clock, and files go out through
-//! [`Stream::send_file`] (`sendfile(2)` on kernel sockets).
+//! [`Stream::send_file`] (`sendfile(2)` on kernel sockets). Every byte the stream
+//! accepts or delivers is counted in the context's counters as it moves, so the
+//! totals are exact even for a response cut short by a failed write.
 
 use std::any::Any;
 use std::io;
@@ -58,30 +60,30 @@ impl<S: Stream> NetTransport<S> {
             return;
         }
         let mut buf = [0u8; 4096];
-        let stream = &mut self.stream;
+        let (stream, ctx) = (&mut self.stream, &self.ctx);
         let _ = with_timeout(LINGER_TIME, async move {
             let mut left = LINGER_BYTES;
             while left > 0 {
                 match stream.read(&mut buf).await? {
                     0 => break,
-                    n => left = left.saturating_sub(n),
+                    n => {
+                        ctx.counters.read(n);
+                        left = left.saturating_sub(n);
+                    }
                 }
             }
             Ok(())
         })
         .await;
     }
-}
 
-fn transport_error(e: Error) -> TransportError {
-    match e {
-        Error::TimedOut => TransportError::TimedOut,
-        e => TransportError::Io(io::Error::from(e)),
-    }
-}
-
-impl<S: Stream> Transport for NetTransport<S> {
-    async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError> {
+    /// Reads before `deadline`; an idle connection's read ends early (as if the peer
+    /// closed) once a graceful shutdown begins.
+    async fn read_within(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> Result<usize, TransportError> {
         loop {
             let left = deadline.saturating_duration_since(time::now());
             if left.is_zero() {
@@ -107,15 +109,42 @@ impl<S: Stream> Transport for NetTransport<S> {
             }
         }
     }
+}
+
+fn transport_error(e: Error) -> TransportError {
+    match e {
+        Error::TimedOut => TransportError::TimedOut,
+        e => TransportError::Io(io::Error::from(e)),
+    }
+}
+
+impl<S: Stream> Transport for NetTransport<S> {
+    async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError> {
+        let n = self.read_within(buf, deadline).await?;
+        self.ctx.counters.read(n);
+        Ok(n)
+    }
 
     async fn write_all(&mut self, buf: &[u8], deadline: Instant) -> Result<(), TransportError> {
         let left = deadline.saturating_duration_since(time::now());
         if left.is_zero() {
             return Err(TransportError::TimedOut);
         }
-        with_timeout(left, self.stream.write_all(buf))
-            .await
-            .map_err(transport_error)?;
+        let (stream, counters) = (&mut self.stream, &self.ctx.counters);
+        with_timeout(left, async move {
+            let mut rest = buf;
+            while !rest.is_empty() {
+                let n = stream.write(rest).await?;
+                if n == 0 {
+                    return Err(Error::Io(io::ErrorKind::WriteZero.into()));
+                }
+                counters.wrote(n);
+                rest = &rest[n..];
+            }
+            Ok(())
+        })
+        .await
+        .map_err(transport_error)?;
         self.idle = true;
         Ok(())
     }
@@ -142,7 +171,12 @@ impl<S: Stream> Transport for NetTransport<S> {
             .await
             {
                 Ok(0) => return Some(Err(SendError::ShortFile)),
-                Ok(n) => sent += n,
+                Ok(n) => {
+                    self.ctx
+                        .counters
+                        .wrote(usize::try_from(n).unwrap_or(usize::MAX));
+                    sent += n;
+                }
                 Err(e) => return Some(Err(SendError::Write(transport_error(e)))),
             }
         }

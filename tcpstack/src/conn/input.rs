@@ -251,7 +251,7 @@ impl Tcb {
             }
             self.ack_now = true;
         }
-        self.maybe_take_fin(now);
+        self.maybe_take_fin(now, ctx);
     }
 
     /// The segment acceptability test of RFC 9293 section 3.10.7.4.
@@ -624,7 +624,7 @@ impl Tcb {
     }
 
     /// Consumes the peer's FIN once everything before it arrived.
-    fn maybe_take_fin(&mut self, now: Instant) {
+    fn maybe_take_fin(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         let Some(fin) = self.fin_seq else { return };
         if self.fin_received || fin != self.rcv_nxt {
             return;
@@ -644,6 +644,7 @@ impl Tcb {
                 if self.fin_acked() {
                     self.enter_time_wait(now);
                 } else {
+                    ctx.counters.simultaneous_closes += 1;
                     self.set_state(TcpState::Closing);
                 }
             }

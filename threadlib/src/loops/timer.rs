@@ -61,6 +61,11 @@ impl TimerLoop {
         self.stale += 1;
     }
 
+    /// Timers still armed (sleeping threads and timeouts).
+    pub(crate) fn live(&self) -> usize {
+        self.heap.len().saturating_sub(self.stale)
+    }
+
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         self.heap.peek().map(|Reverse((d, _))| *d)
     }
