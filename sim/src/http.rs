@@ -106,14 +106,15 @@ impl SentResponse {
     }
 }
 
-/// Splits `bytes` into responses; `head_only(i)` tells whether response `i` answers a
+/// Splits `bytes` into responses, up to one that closes the connection;
+/// `head_only(i, at)` tells whether response `i`, starting at byte `at`, answers a
 /// HEAD request. A trailing incomplete response is returned with `complete: false`
 /// (without a head if even the head is incomplete: then `head_len` is 0 and the status
 /// is 0). Fails on bytes that are not a response, or a response whose body length is
 /// unknowable.
 pub fn responses(
     bytes: &[u8],
-    head_only: impl Fn(usize) -> bool,
+    head_only: impl Fn(usize, usize) -> bool,
 ) -> Result<Vec<SentResponse>, String> {
     let mut out = Vec::new();
     let mut pos = 0;
@@ -134,7 +135,13 @@ pub fn responses(
                 });
                 break;
             }
-            Err(e) => return Err(format!("not an HTTP response at byte {pos}: {e}")),
+            Err(e) => {
+                let end = bytes.len().min(pos + 60);
+                return Err(format!(
+                    "bytes that are not an HTTP response at {pos} ({e}): {:?}",
+                    String::from_utf8_lossy(&bytes[pos..end])
+                ));
+            }
         };
         let status = resp.code.unwrap_or(0);
         let header = |name: &str| {
@@ -153,7 +160,7 @@ pub fn responses(
         };
         let content_range = header("content-range").and_then(|v| parse_content_range(&v));
         let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let bodiless = head_only(out.len()) || status == 304 || status == 204 || status < 200;
+        let bodiless = head_only(out.len(), pos) || status == 304 || status == 204 || status < 200;
         let body_len = if bodiless {
             0
         } else {
@@ -173,6 +180,10 @@ pub fn responses(
             complete,
         });
         pos = end;
+        if close {
+            // Whatever follows a closing response is not read as a response.
+            break;
+        }
     }
     Ok(out)
 }
@@ -230,13 +241,13 @@ mod tests {
         assert!(bad.complete[0].malformed);
 
         let bytes = b"HTTP/1.1 206 Partial Content\r\nContent-Length: 2\r\nContent-Range: bytes 1-2/10\r\n\r\nabHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nxyz";
-        let rs = responses(bytes, |i| i == 1).unwrap();
+        let rs = responses(bytes, |i, _| i == 1).unwrap();
         assert_eq!(rs.len(), 3);
         assert_eq!(rs[0].content_range, Some((1, 2, 10)));
         assert_eq!(&bytes[rs[0].body.clone()], b"ab");
         assert!(rs[1].complete && rs[1].body.is_empty());
         assert!(!rs[2].complete && rs[2].close && rs[2].body.len() == 3);
-        assert!(responses(b"nonsense\r\n\r\n", |_| false).is_err());
+        assert!(responses(b"nonsense\r\n\r\n", |_, _| false).is_err());
     }
 
     #[test]

@@ -121,9 +121,7 @@ fn streams_agree(records: &[ConnRecord], v: &mut Vec<String>) {
 fn exchanges(r: &ConnRecord, files: &SimFiles, v: &mut Vec<String>, seen: &mut Seen) {
     let name = conn_name(r);
     let reqs = http::requests(&r.received);
-    let resps = match http::responses(&r.sent, |i| {
-        reqs.complete.get(i).is_some_and(SentRequest::is_head)
-    }) {
+    let resps = match http::responses(&r.sent, head_answers(r, &reqs)) {
         Ok(x) => x,
         Err(e) => {
             v.push(format!("{name}: the server sent {e}"));
@@ -205,6 +203,16 @@ fn exchanges(r: &ConnRecord, files: &SimFiles, v: &mut Vec<String>, seen: &mut S
     }
 }
 
+/// On the server's side: whether response `i`, starting at sent byte `at`, answers a
+/// HEAD request (the request had arrived when the response began).
+fn head_answers<'a>(r: &'a ConnRecord, reqs: &'a http::Requests) -> impl Fn(usize, usize) -> bool + 'a {
+    move |i, at| {
+        reqs.complete
+            .get(i)
+            .is_some_and(|q| q.is_head() && r.arrived_before(q.end.saturating_sub(1), at))
+    }
+}
+
 /// The index of the file a request names, if it names one of ours.
 fn file_of(req: &SentRequest) -> Option<usize> {
     file_index(req.path.strip_prefix('/')?.as_bytes())
@@ -283,14 +291,12 @@ fn judge(
 /// of which the client's received bytes are a prefix).
 fn client_view(r: &ConnRecord, v: &mut Vec<String>, seen: &mut Seen) {
     let reqs = http::requests(&r.sent);
-    let Ok(resps) = http::responses(&r.received, |i| {
-        reqs.complete.get(i).is_some_and(SentRequest::is_head)
-    }) else {
-        v.push(format!(
-            "{}: received bytes that are not HTTP responses",
-            conn_name(r)
-        ));
-        return;
+    let resps = match http::responses(&r.received, |i, _| reqs.complete.get(i).is_some_and(SentRequest::is_head)) {
+        Ok(x) => x,
+        Err(e) => {
+            v.push(format!("{}: received {e}", conn_name(r)));
+            return;
+        }
     };
     let complete = resps.iter().filter(|x| x.complete).count() as u64;
     seen.responses += complete;
@@ -315,9 +321,7 @@ fn loadgen_counts(g: &GroupRun, records: &[ConnRecord], v: &mut Vec<String>) {
         let reqs = http::requests(&r.sent);
         let n = reqs.complete.len() as u64 + u64::from(reqs.partial);
         started += n;
-        let Ok(resps) = http::responses(&r.received, |i| {
-            reqs.complete.get(i).is_some_and(SentRequest::is_head)
-        }) else {
+        let Ok(resps) = http::responses(&r.received, |i, _| reqs.complete.get(i).is_some_and(SentRequest::is_head)) else {
             continue;
         };
         let done: Vec<&SentResponse> = resps.iter().filter(|x| x.complete).collect();
@@ -392,9 +396,7 @@ fn server_counts(totals: &[Totals], records: &[ConnRecord], v: &mut Vec<String>)
         .iter()
         .map(|r| {
             let reqs = http::requests(&r.received);
-            http::responses(&r.sent, |i| {
-                reqs.complete.get(i).is_some_and(SentRequest::is_head)
-            })
+            http::responses(&r.sent, head_answers(r, &reqs))
             .map_or(0, |x| x.iter().filter(|x| x.head_len > 0).count() as u64)
         })
         .sum();

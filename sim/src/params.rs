@@ -139,6 +139,9 @@ pub struct Params {
     pub server_port: u16,
     /// The server's listen backlog.
     pub backlog: usize,
+    /// Half-open connections the server's stack keeps before answering with SYN
+    /// cookies.
+    pub max_half_open: usize,
     /// The server's header timeout (408).
     pub header_timeout: Duration,
     /// The server's keep-alive timeout.
@@ -208,6 +211,7 @@ impl Params {
         let server_port = k.random_range(1..1024);
         let shrink = k.random_bool(0.3);
         let backlog = if shrink { k.random_range(1..=4) } else { 128 };
+        let max_half_open = if shrink { k.random_range(1..=3) } else { 256 };
         let header_timeout = if shrink {
             Duration::from_millis(k.random_range(200..2000))
         } else {
@@ -285,6 +289,7 @@ impl Params {
             client_ports,
             server_port,
             backlog,
+            max_half_open,
             header_timeout,
             keepalive_timeout,
             send_timeout,
@@ -463,11 +468,12 @@ impl fmt::Display for Params {
         }
         writeln!(
             f,
-            "  offload client/server {:?}; client ports {:?}; server port {} backlog {} header_timeout {:?} keepalive {:?} send_timeout {:?} max_connections {}",
+            "  offload client/server {:?}; client ports {:?}; server port {} backlog {} half-open {} header_timeout {:?} keepalive {:?} send_timeout {:?} max_connections {}",
             self.offload,
             self.client_ports,
             self.server_port,
             self.backlog,
+            self.max_half_open,
             self.header_timeout,
             self.keepalive_timeout,
             self.send_timeout,

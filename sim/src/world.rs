@@ -149,6 +149,7 @@ pub fn run_params(params: Params, opts: &RunOptions) -> Outcome {
         addr: [CLIENT_ADDR, SERVER_ADDR][side],
         tcp: params.tcp[side].clone(),
         max_connections: 4096,
+        max_half_open: params.max_half_open,
         ephemeral_ports: params.client_ports,
         isn_secret: Some(params.secrets[side]),
         steering: None,
@@ -531,6 +532,8 @@ async fn probe(w: &Rc<World>) -> Result<GroupRun, String> {
                 requests.to_string(),
                 "--timeout".into(),
                 format!("{}ms", timeout.as_millis()),
+                // Fresh connections: a reused one may meet the server's idle close.
+                "--no-keepalive".into(),
             ],
             paths: paths.clone(),
         };

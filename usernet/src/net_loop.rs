@@ -109,6 +109,9 @@ pub struct NetConfig {
     pub tcp: tcpstack::TcpConfig,
     /// Most connections per core.
     pub max_connections: usize,
+    /// Most half-open passive connections per listener; SYNs beyond it are answered
+    /// with SYN cookies.
+    pub max_half_open: usize,
     /// Ephemeral ports for active opens.
     pub ephemeral_ports: (u16, u16),
     /// The ISN secret of core 0 (core `i` uses it with byte 0 xored with `i`); `None`
@@ -129,6 +132,7 @@ impl NetConfig {
                 ..tcpstack::TcpConfig::default()
             },
             max_connections: 65_536,
+            max_half_open: 256,
             ephemeral_ports: (32_768, 60_999),
             isn_secret: None,
             steering: None,
@@ -182,6 +186,7 @@ impl NetLoop {
         sc.tcp.mtu = caps.mtu;
         sc.tx_offload = caps.tx_offload;
         sc.max_connections = config.max_connections;
+        sc.max_half_open = config.max_half_open;
         sc.ephemeral_ports = config.ephemeral_ports;
         let stack = Stack::new(sc).map_err(std::io::Error::other)?;
         Ok(NetLoop {
