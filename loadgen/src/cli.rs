@@ -238,7 +238,9 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+// Tests of plans on the real clock; no simulation reaches them.
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use clap::CommandFactory;

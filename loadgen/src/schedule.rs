@@ -58,7 +58,9 @@ impl RateSchedule {
     }
 }
 
+// Tests of plans on the real clock; no simulation reaches them.
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

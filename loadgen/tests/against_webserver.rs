@@ -2,6 +2,9 @@
 //! sockets (blocking thread-per-connection adapters stand in for threadlib): the
 //! request and byte counts loadgen measures equal the server's own totals.
 
+// Tests run on the real clock; no simulation reaches them.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,6 +1,9 @@
 //! `run_connection` against simulated servers on a virtual clock: correct answers,
 //! pipelining, keep-alive and close, errors of every kind, stalls, constant rate.
 
+// Tests run on the real clock; no simulation reaches them.
+#![allow(clippy::disallowed_methods)]
+
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;

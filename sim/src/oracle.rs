@@ -140,7 +140,7 @@ fn exchanges(r: &ConnRecord, files: &SimFiles, v: &mut Vec<String>, seen: &mut S
                 || reqs
                     .complete
                     .get(i)
-                    .and_then(|q| file_of(q))
+                    .and_then(file_of)
                     .is_some_and(|f| files.faulted(f));
             if !excused {
                 v.push(format!(
@@ -205,7 +205,10 @@ fn exchanges(r: &ConnRecord, files: &SimFiles, v: &mut Vec<String>, seen: &mut S
 
 /// On the server's side: whether response `i`, starting at sent byte `at`, answers a
 /// HEAD request (the request had arrived when the response began).
-fn head_answers<'a>(r: &'a ConnRecord, reqs: &'a http::Requests) -> impl Fn(usize, usize) -> bool + 'a {
+fn head_answers<'a>(
+    r: &'a ConnRecord,
+    reqs: &'a http::Requests,
+) -> impl Fn(usize, usize) -> bool + 'a {
     move |i, at| {
         reqs.complete
             .get(i)
@@ -291,7 +294,9 @@ fn judge(
 /// of which the client's received bytes are a prefix).
 fn client_view(r: &ConnRecord, v: &mut Vec<String>, seen: &mut Seen) {
     let reqs = http::requests(&r.sent);
-    let resps = match http::responses(&r.received, |i, _| reqs.complete.get(i).is_some_and(SentRequest::is_head)) {
+    let resps = match http::responses(&r.received, |i, _| {
+        reqs.complete.get(i).is_some_and(SentRequest::is_head)
+    }) {
         Ok(x) => x,
         Err(e) => {
             v.push(format!("{}: received {e}", conn_name(r)));
@@ -321,7 +326,9 @@ fn loadgen_counts(g: &GroupRun, records: &[ConnRecord], v: &mut Vec<String>) {
         let reqs = http::requests(&r.sent);
         let n = reqs.complete.len() as u64 + u64::from(reqs.partial);
         started += n;
-        let Ok(resps) = http::responses(&r.received, |i, _| reqs.complete.get(i).is_some_and(SentRequest::is_head)) else {
+        let Ok(resps) = http::responses(&r.received, |i, _| {
+            reqs.complete.get(i).is_some_and(SentRequest::is_head)
+        }) else {
             continue;
         };
         let done: Vec<&SentResponse> = resps.iter().filter(|x| x.complete).collect();
@@ -397,7 +404,7 @@ fn server_counts(totals: &[Totals], records: &[ConnRecord], v: &mut Vec<String>)
         .map(|r| {
             let reqs = http::requests(&r.received);
             http::responses(&r.sent, head_answers(r, &reqs))
-            .map_or(0, |x| x.iter().filter(|x| x.head_len > 0).count() as u64)
+                .map_or(0, |x| x.iter().filter(|x| x.head_len > 0).count() as u64)
         })
         .sum();
     if conns != mine.len() as u64 || bytes_in != recv || bytes_out != sent {

@@ -3,6 +3,9 @@
 //!
 //! `cargo run --release -p tcpstack --example bulk_loopback -- [MiB] [MTU]`
 
+// A benchmark of real elapsed time; no simulation reaches it.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use tcpstack::{Error, Event, Instant, Stack, StackConfig};

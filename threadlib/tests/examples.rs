@@ -4,6 +4,9 @@
 //! when `cargo test` has already built them) for the profile this test was built
 //! with, then started from `target/<profile>/examples/`.
 
+// Tests run on the real clock; no simulation reaches them.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

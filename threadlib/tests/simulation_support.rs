@@ -2,6 +2,9 @@
 //! that replay exactly, loops whose work comes at deadlines letting the mock clock
 //! jump, virtual time for a simulated wall clock, and trace events on virtual time.
 
+// Tests run on the real clock; no simulation reaches them.
+#![allow(clippy::disallowed_methods)]
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! Scopes, cancellation, panics, time, cores, foreign futures and tracing.
 
+// Tests run on the real clock; no simulation reaches them.
+#![allow(clippy::disallowed_methods)]
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;

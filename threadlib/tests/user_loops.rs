@@ -2,6 +2,9 @@
 //! every pass without a wake fd), one-word calls, direct access with `with_loop`, and
 //! exact cancellation of calls they hold, under the real and the mock clock.
 
+// Tests run on the real clock; no simulation reaches them.
+#![allow(clippy::disallowed_methods)]
+
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;

@@ -275,7 +275,9 @@ impl<D: Device> Device for Impaired<D> {
     }
 }
 
+// Tests on the real clock; no simulation reaches them.
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

@@ -86,6 +86,8 @@ pub struct ServerContext {
 
 impl ServerContext {
     /// A context with the system clock and no access log.
+    // The real server's clock; a simulation passes its own to `with_clock`.
+    #[allow(clippy::disallowed_methods)]
     pub fn new(settings: Settings) -> Self {
         Self::with_clock(settings, std::time::SystemTime::now)
     }

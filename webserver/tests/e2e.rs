@@ -4,6 +4,9 @@
 //! temporary root, drives it with `curl` and raw sockets, and stops it by pid; every
 //! status, header and body assertion runs on both networks.
 
+// Tests run on the real clock; no simulation reaches them.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -2,6 +2,9 @@
 //! blocking thread-per-connection adapter (a stand-in for threadlib, test-only): the
 //! library speaks correct HTTP to a real TCP peer.
 
+// Tests run on the real clock; no simulation reaches them.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -2,6 +2,8 @@
 //! and count what they saw, and a runner for the `loadgen` binary that reads its JSON
 //! report.
 
+// Tests run on the real clock; no simulation reaches them.
+#![allow(clippy::disallowed_methods)]
 #![allow(dead_code)]
 
 use std::io::{Read, Write};

@@ -1,7 +1,7 @@
 //! One simulated run: two stacks, a lossy link each way, several connections moving
 //! data both ways with half-closes and closes, checked end to end.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -107,7 +107,7 @@ struct Host {
     stack: Stack,
     apps: Vec<App>,
     /// Which app owns a connection handle.
-    by_conn: HashMap<ConnId, usize>,
+    by_conn: BTreeMap<ConnId, usize>,
 }
 
 fn random_config(rng: &mut Rng, addr: Ipv4Addr, secret: u64) -> StackConfig {
@@ -269,7 +269,7 @@ impl World {
         if mode == Mode::SynFlood {
             flood(&mut server, now, &mut rng);
         }
-        let mut by_conn = HashMap::new();
+        let mut by_conn = BTreeMap::new();
         for (i, app) in client_apps.iter_mut().enumerate() {
             let c = client
                 .connect(now, SocketAddrV4::new(SERVER, PORT), 40_000 + i as u16)
@@ -277,7 +277,7 @@ impl World {
             app.conn = Some(c);
             by_conn.insert(c, i);
         }
-        let mut server_by_conn = HashMap::new();
+        let mut server_by_conn = BTreeMap::new();
         if simultaneous {
             for (i, app) in server_apps.iter_mut().enumerate() {
                 let remote = SocketAddrV4::new(CLIENT, 40_000 + i as u16);

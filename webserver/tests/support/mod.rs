@@ -1,5 +1,7 @@
 //! In-memory transport and file source for driving `serve_connection` in tests.
 
+// Tests run on the real clock; no simulation reaches them.
+#![allow(clippy::disallowed_methods)]
 #![allow(dead_code)]
 
 use std::cell::Cell;
