@@ -14,6 +14,7 @@
 //! println!("event hash: {:016x}", outcome.hash);
 //! ```
 
+pub mod batch;
 pub mod coverage;
 pub mod describe;
 pub mod files;

@@ -457,7 +457,9 @@ impl NetLoop {
         l: Handle<ListenerId>,
         cx: &mut LoopCx<'_>,
     ) -> Result<Option<(Handle<ConnId>, SocketAddrV4, SocketAddrV4)>, Error> {
-        let l = self.live(l)?;
+        let l = self
+            .live(l)
+            .map_err(|_| stack_error(tcpstack::Error::InvalidListener))?;
         match self.stack.accept(l) {
             Ok(c) => {
                 let (local, remote) = self.stack.endpoints(c).map_err(stack_error)?;

@@ -114,6 +114,11 @@ where
             match listener.accept().await {
                 Ok(accepted) => break accepted,
                 Err(e) if e.is_cancelled() => return Err(e),
+                // The listener itself is gone (its network was torn down): no retry
+                // can succeed.
+                Err(threadlib::Error::Io(io)) if io.kind() == std::io::ErrorKind::InvalidInput => {
+                    return Err(threadlib::Error::Io(io))
+                }
                 Err(e) => {
                     // EMFILE, ENOBUFS, ...: the server keeps running; clients wait in
                     // the listener's queue meanwhile.
