@@ -15,6 +15,8 @@ pub struct SentRequest {
     pub if_modified_since: bool,
     /// Whether `httparse` rejects it (the server must answer 400).
     pub malformed: bool,
+    /// Whether it has more header lines than the server takes (answered 431).
+    pub oversized: bool,
     /// Offset just past its last byte in the stream (the stream's end if malformed).
     pub end: usize,
 }
@@ -40,7 +42,7 @@ pub fn requests(bytes: &[u8]) -> Requests {
     let mut out = Requests::default();
     let mut pos = 0;
     while pos < bytes.len() {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut headers = [httparse::EMPTY_HEADER; webserver::request::MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&bytes[pos..]) {
             Ok(httparse::Status::Complete(n)) => {
@@ -56,6 +58,7 @@ pub fn requests(bytes: &[u8]) -> Requests {
                     range: header("range"),
                     if_modified_since: header("if-modified-since").is_some(),
                     malformed: false,
+                    oversized: false,
                     end: pos + n,
                 });
                 pos += n;
@@ -64,13 +67,15 @@ pub fn requests(bytes: &[u8]) -> Requests {
                 out.partial = true;
                 break;
             }
-            Err(_) => {
+            Err(e) => {
+                let oversized = e == httparse::Error::TooManyHeaders;
                 out.complete.push(SentRequest {
                     method: String::new(),
                     path: String::new(),
                     range: None,
                     if_modified_since: false,
-                    malformed: true,
+                    malformed: !oversized,
+                    oversized,
                     end: bytes.len(),
                 });
                 break;

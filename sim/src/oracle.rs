@@ -193,7 +193,10 @@ fn exchanges(r: &ConnRecord, files: &SimFiles, v: &mut Vec<String>, seen: &mut S
         let closed = resps
             .iter()
             .any(|x| x.close || !x.complete || matches!(x.status, 400 | 408 | 431));
-        let stopped = reqs.complete.get(answered).is_some_and(|q| q.malformed);
+        let stopped = reqs
+            .complete
+            .get(answered)
+            .is_some_and(|q| q.malformed || q.oversized);
         if !(closed || stopped || r.read_troubled() || r.write_troubled()) {
             v.push(format!(
                 "{name}: {} of {n} requests unanswered, yet the connection closed cleanly",
@@ -228,6 +231,12 @@ fn judge(
     body: &[u8],
     files: &SimFiles,
 ) -> Result<(), String> {
+    if req.oversized {
+        return match resp.status {
+            431 => Ok(()),
+            s => Err(format!("a head of too many lines needs 431, not {s}")),
+        };
+    }
     if req.malformed {
         return match resp.status {
             400 => Ok(()),

@@ -344,7 +344,9 @@ fn draw_link(r: &mut Pcg64Mcg) -> LinkParams {
         delay,
         jitter,
         bandwidth,
-        queue_bytes: r.random_range(3_000..500_000),
+        // At least two of the largest packets: a queue that cannot hold one is a black hole
+        // no TCP without path MTU probing survives.
+        queue_bytes: r.random_range(20_000..500_000),
     }
 }
 

@@ -516,10 +516,18 @@ async fn probe(w: &Rc<World>) -> Result<GroupRun, String> {
         .max(p.header_timeout)
         .max(p.send_timeout);
     let time_wait = p.tcp[CLIENT].time_wait;
-    let limit = threadlib::time::elapsed() + hold + time_wait + rto * 4 + Duration::from_secs(30);
-    let timeout = rto * 2 + Duration::from_secs(10);
     let paths: Vec<String> = (0..p.files.len()).map(|i| format!("/f{i}")).collect();
     let requests = paths.len() * 2;
+    let transfer = transfer_bound(p, p.files.iter().copied().max().unwrap_or(0));
+    let timeout = rto * 2 + Duration::from_secs(10) + transfer * 2;
+    // Each of the two connections makes requests/2 attempts.
+    let attempt_time = timeout * u32::try_from(requests / 2 + 1).unwrap_or(u32::MAX);
+    let limit = threadlib::time::elapsed()
+        + hold
+        + time_wait
+        + rto * 4
+        + Duration::from_secs(30)
+        + attempt_time * 2;
     let mut attempt = 0;
     loop {
         let g = Group {
@@ -553,6 +561,35 @@ async fn probe(w: &Rc<World>) -> Result<GroupRun, String> {
             .await
             .map_err(|e| e.to_string())?;
     }
+}
+
+/// How long moving `len` bytes from the server to the client can take on the healed
+/// link: a window's worth of whole segments per round trip (at least one segment),
+/// and the bottleneck's rate.
+fn transfer_bound(p: &Params, len: usize) -> Duration {
+    let [up, down] = &p.links;
+    let delack = p
+        .tcp
+        .iter()
+        .filter_map(|t| t.delayed_ack)
+        .max()
+        .unwrap_or_default();
+    let rtt = up.delay + up.jitter + down.delay + down.jitter + delack;
+    let mss = p
+        .tcp
+        .iter()
+        .map(|t| t.mtu)
+        .min()
+        .unwrap_or(576)
+        .saturating_sub(40)
+        .max(1);
+    let window = p.tcp[CLIENT].recv_buffer.min(p.tcp[SERVER].send_buffer);
+    let per_rtt = (window / mss * mss).max(mss);
+    let rounds = u32::try_from(len / per_rtt + 1).unwrap_or(u32::MAX);
+    let serialize = down.bandwidth.map_or(Duration::ZERO, |b| {
+        Duration::from_secs_f64(len as f64 / b as f64)
+    });
+    rtt * rounds + serialize
 }
 
 /// Opens a raw client connection.

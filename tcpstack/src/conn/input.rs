@@ -260,7 +260,11 @@ impl Tcb {
         let len = seg.seq_len();
         match (len, wnd) {
             (0, 0) => seg.seq == self.rcv_nxt,
-            (0, _) => seg.seq.in_window(self.rcv_nxt, wnd),
+            // The right edge itself is accepted too, as Linux does: a peer whose
+            // window's worth of data was lost in flight sends its pure ACKs from
+            // there, and dropping them would throw their acknowledgments away (we
+            // would retransmit what the peer already has, until its data arrives).
+            (0, _) => seg.seq.in_window(self.rcv_nxt, wnd) || seg.seq == self.rcv_nxt + wnd,
             // A zero window still takes the ACK, RST and window of a segment at the
             // exact next sequence (its data is then dropped and acknowledged).
             (_, 0) => seg.seq == self.rcv_nxt,

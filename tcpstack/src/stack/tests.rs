@@ -258,6 +258,35 @@ fn lost_segments_are_retransmitted_after_timeout() {
 }
 
 #[test]
+fn a_pure_ack_at_the_right_window_edge_still_acknowledges() {
+    // A's window is 4 KiB; B fills it with data that is all lost, so B's pure ACKs
+    // start exactly at the right edge of A's window. Their acknowledgments count:
+    // A must not retransmit data B already has.
+    let tcp = TcpConfig {
+        recv_buffer: 4096,
+        ..TcpConfig::default()
+    };
+    let mut p = Pair::new(tcp);
+    let (c, s) = p.connect();
+    let payload = |pkt: &[u8]| {
+        let ihl = usize::from(pkt[0] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
+        total - ihl - usize::from(pkt[ihl + 12] >> 4) * 4
+    };
+    p.drop = Box::new(move |from_a, _, pkt| !from_a && payload(pkt) > 0);
+    assert_eq!(p.b.send(p.now, s, &pattern(4096, 1)).unwrap(), 4096);
+    p.run_for(Duration::from_millis(5));
+    p.a.send(p.now, c, b"request").unwrap();
+    p.run_for(Duration::from_secs(5));
+    let mut got = Vec::new();
+    drain(&mut p.b, s, &mut got);
+    assert_eq!(got, b"request");
+    let ca = p.a.counters();
+    assert_eq!(ca.retransmits, 0, "{ca:?}");
+    assert!(ca.out_of_window == 0, "{ca:?}");
+}
+
+#[test]
 fn retry_limit_aborts_with_timeout() {
     let tcp = TcpConfig {
         max_retries: 3,
