@@ -92,7 +92,7 @@ pub struct Config {
     #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration)]
     pub keepalive_timeout: Duration,
 
-    /// Time allowed for each write to a client
+    /// Time a client may take no byte of a response before it is dropped
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub send_timeout: Duration,
 

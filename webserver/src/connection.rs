@@ -12,8 +12,9 @@
 //! Timeouts: a request head must arrive completely within `header_timeout` of its
 //! first byte (of the connection's start for the first request), else 408 and close
 //! (slowloris). Between requests a keep-alive connection waits at most
-//! `keepalive_timeout` for the next first byte, then closes silently. Each write must
-//! finish within `send_timeout`. A request body being discarded must keep arriving:
+//! `keepalive_timeout` for the next first byte, then closes silently. A write fails when
+//! the client takes no byte for `send_timeout` (a slow reader that keeps reading is
+//! served). A request body being discarded must keep arriving:
 //! each read of it waits at most `header_timeout`.
 
 use std::cell::Cell;
@@ -55,7 +56,7 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// Time an idle keep-alive connection is kept open.
     pub keepalive_timeout: Duration,
-    /// Time allowed for each write to the client.
+    /// Time the client may take no byte of a response before the connection is closed.
     pub send_timeout: Duration,
 }
 
@@ -380,8 +381,9 @@ impl<T: Transport> Conn<'_, T> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let deadline = self.io.now() + self.ctx.settings.send_timeout;
-        self.io.write_all(&self.out, deadline).await?;
+        self.io
+            .write_all(&self.out, self.ctx.settings.send_timeout)
+            .await?;
         self.out.clear();
         if self.out.capacity() > 2 * FLUSH_AT {
             self.out.shrink_to(FLUSH_AT);

@@ -183,8 +183,7 @@ pub async fn copy_through_buffer<F: FileSource + ?Sized, T: Transport>(
             }
             filled += n;
         }
-        let deadline = out.now() + write_timeout;
-        out.write_all(&scratch[..filled], deadline).await?;
+        out.write_all(&scratch[..filled], write_timeout).await?;
         offset += filled as u64;
         left -= filled as u64;
     }

@@ -15,7 +15,7 @@
 //! command line of the `webserver` binary.
 //!
 //! ```
-//! use std::time::{Instant, SystemTime};
+//! use std::time::{Duration, Instant, SystemTime};
 //! use webserver::*;
 //!
 //! /// A client that sends one request and closes.
@@ -28,7 +28,7 @@
 //!         self.request = &self.request[n..];
 //!         Ok(n) // 0 once everything was read: end of stream
 //!     }
-//!     async fn write_all(&mut self, buf: &[u8], _deadline: Instant) -> Result<(), TransportError> {
+//!     async fn write_all(&mut self, buf: &[u8], _stall: Duration) -> Result<(), TransportError> {
 //!         self.response.extend_from_slice(buf);
 //!         Ok(())
 //!     }

@@ -125,26 +125,18 @@ impl<S: Stream> Transport for NetTransport<S> {
         Ok(n)
     }
 
-    async fn write_all(&mut self, buf: &[u8], deadline: Instant) -> Result<(), TransportError> {
-        let left = deadline.saturating_duration_since(time::now());
-        if left.is_zero() {
-            return Err(TransportError::TimedOut);
-        }
-        let (stream, counters) = (&mut self.stream, &self.ctx.counters);
-        with_timeout(left, async move {
-            let mut rest = buf;
-            while !rest.is_empty() {
-                let n = stream.write(rest).await?;
-                if n == 0 {
-                    return Err(Error::Io(io::ErrorKind::WriteZero.into()));
-                }
-                counters.wrote(n);
-                rest = &rest[n..];
+    async fn write_all(&mut self, buf: &[u8], stall: Duration) -> Result<(), TransportError> {
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let n = with_timeout(stall, self.stream.write(rest))
+                .await
+                .map_err(transport_error)?;
+            if n == 0 {
+                return Err(TransportError::Io(io::ErrorKind::WriteZero.into()));
             }
-            Ok(())
-        })
-        .await
-        .map_err(transport_error)?;
+            self.ctx.counters.wrote(n);
+            rest = &rest[n..];
+        }
         self.idle = true;
         Ok(())
     }
@@ -182,5 +174,75 @@ impl<S: Stream> Transport for NetTransport<S> {
         }
         self.idle = true;
         Some(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::Settings;
+    use std::io::IoSlice;
+    use std::net::SocketAddr;
+
+    /// A peer that takes one byte per `pace` (forever blocked if `pace` is `None`).
+    struct Trickle {
+        pace: Option<Duration>,
+        taken: usize,
+    }
+
+    impl Stream for Trickle {
+        async fn read(&mut self, _buf: &mut [u8]) -> threadlib::Result<usize> {
+            Ok(0)
+        }
+        async fn write(&mut self, buf: &[u8]) -> threadlib::Result<usize> {
+            match self.pace {
+                Some(pace) => threadlib::sleep(pace).await?,
+                None => threadlib::park().await?,
+            }
+            self.taken += 1;
+            Ok(buf.len().min(1))
+        }
+        async fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> threadlib::Result<usize> {
+            self.write(bufs.first().map_or(&[][..], |b| &b[..])).await
+        }
+        async fn shutdown(&mut self, _how: Shutdown) -> threadlib::Result<()> {
+            Ok(())
+        }
+        fn local_addr(&self) -> threadlib::Result<SocketAddr> {
+            Ok(([127, 0, 0, 1], 80).into())
+        }
+        fn peer_addr(&self) -> threadlib::Result<SocketAddr> {
+            Ok(([127, 0, 0, 1], 9).into())
+        }
+        fn set_nodelay(&self, _on: bool) -> threadlib::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn write_through(pace: Option<Duration>) -> (Result<(), TransportError>, Duration, u64) {
+        threadlib::Runtime::builder()
+            .mock_clock(true)
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let ctx = Rc::new(ServerContext::new(Settings::default()));
+                let mut t = NetTransport::new(Trickle { pace, taken: 0 }, ctx.clone());
+                let r = t.write_all(&[7u8; 50], Duration::from_secs(1)).await;
+                (r, time::elapsed(), ctx.counters.snapshot().bytes_out)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_slow_reader_that_keeps_reading_is_served_and_a_stalled_one_is_not() {
+        // 50 bytes at one per 500 ms: 25 s in all, never 1 s without progress.
+        let (r, took, counted) = write_through(Some(Duration::from_millis(500)));
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(took, Duration::from_secs(25));
+        assert_eq!(counted, 50);
+        let (r, took, counted) = write_through(None);
+        assert!(matches!(r, Err(TransportError::TimedOut)), "{r:?}");
+        assert_eq!(took, Duration::from_secs(1));
+        assert_eq!(counted, 0);
     }
 }

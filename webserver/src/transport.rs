@@ -36,9 +36,10 @@ pub trait Transport {
     /// Fails with [`TransportError::TimedOut`] when no byte arrived before `deadline`.
     async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError>;
 
-    /// Writes all of `buf`, or fails; [`TransportError::TimedOut`] if the peer did not
-    /// take the bytes before `deadline`.
-    async fn write_all(&mut self, buf: &[u8], deadline: Instant) -> Result<(), TransportError>;
+    /// Writes all of `buf`, or fails; [`TransportError::TimedOut`] if the peer took no
+    /// byte for `stall` (each byte taken restarts it, as nginx's `send_timeout` does: a
+    /// slow reader that keeps reading is served, a stalled one is not).
+    async fn write_all(&mut self, buf: &[u8], stall: Duration) -> Result<(), TransportError>;
 
     /// The current time on the clock that deadlines refer to.
     fn now(&self) -> Instant;

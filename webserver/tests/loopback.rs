@@ -40,7 +40,7 @@ impl Transport for Blocking {
         }
     }
 
-    async fn write_all(&mut self, buf: &[u8], _deadline: Instant) -> Result<(), TransportError> {
+    async fn write_all(&mut self, buf: &[u8], _stall: Duration) -> Result<(), TransportError> {
         Ok(self.0.write_all(buf)?)
     }
 

@@ -36,7 +36,7 @@ impl Transport for Client<'_> {
         Ok(n)
     }
 
-    async fn write_all(&mut self, buf: &[u8], _deadline: Instant) -> Result<(), TransportError> {
+    async fn write_all(&mut self, buf: &[u8], _stall: Duration) -> Result<(), TransportError> {
         if self.written.len() < 1 << 20 {
             self.written.extend_from_slice(buf);
         }

@@ -117,7 +117,7 @@ impl Transport for MockTransport {
         }
     }
 
-    async fn write_all(&mut self, buf: &[u8], _deadline: Instant) -> Result<(), TransportError> {
+    async fn write_all(&mut self, buf: &[u8], _stall: Duration) -> Result<(), TransportError> {
         if self.fail_writes {
             return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
         }
