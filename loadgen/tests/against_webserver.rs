@@ -57,7 +57,7 @@ impl webserver::Transport for Blocking {
     async fn write_all(
         &mut self,
         buf: &[u8],
-        _deadline: Instant,
+        _stall: std::time::Duration,
     ) -> Result<(), webserver::TransportError> {
         Ok(self.0.write_all(buf)?)
     }
