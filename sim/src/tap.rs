@@ -46,9 +46,9 @@ pub struct ConnRecord {
     /// A read or write failed (the first failure).
     pub error: Option<String>,
     /// A read was abandoned before it finished (a timeout, or the thread was
-    /// cancelled).
+    /// cancelled) and not simply retried: reading ended there, or a write came next.
     pub read_interrupted: bool,
-    /// A write was abandoned before it finished.
+    /// A write was abandoned before it finished and not simply retried.
     pub write_interrupted: bool,
     /// Which operations are under way (left set if a future is dropped).
     pending: Pending,
@@ -212,6 +212,13 @@ impl<S> TapStream<S> {
     /// Marks an operation as started; one left pending was abandoned.
     fn begin(&mut self, read: bool) {
         let r = self.rec();
+        // An abandoned operation retried at once (a read polled in slices) did not
+        // end anything; one followed by the other kind did.
+        if read {
+            r.pending.read = false;
+        } else {
+            r.pending.write = false;
+        }
         r.close_pending();
         if read {
             r.pending.read = true;
