@@ -54,12 +54,12 @@ impl webserver::Transport for Blocking {
         read_blocking(&mut self.0, buf, deadline)?.ok_or(webserver::TransportError::TimedOut)
     }
 
-    async fn write_all(
+    async fn write(
         &mut self,
         buf: &[u8],
         _stall: std::time::Duration,
-    ) -> Result<(), webserver::TransportError> {
-        Ok(self.0.write_all(buf)?)
+    ) -> Result<usize, webserver::TransportError> {
+        Ok(std::io::Write::write(&mut self.0, buf)?)
     }
 
     fn now(&self) -> Instant {

@@ -120,25 +120,19 @@ pub trait Stream {
         Ok(())
     }
 
-    /// Sends `len` bytes of `file` starting at `offset`. Implementations may use a
-    /// zero-copy path (`sendfile`); the default reads through io_uring and writes.
+    /// Sends some of the `len` bytes of `file` starting at `offset`, as `write` sends
+    /// some of a buffer: it returns how many the stream took, at least one unless
+    /// `len` is zero or the file ends at `offset` (then 0). Implementations may use a
+    /// zero-copy path (`sendfile`); the default reads at most 256 KiB through io_uring
+    /// and writes them.
     async fn send_file(&mut self, file: &File, offset: u64, len: u64) -> Result<u64> {
-        let mut sent = 0u64;
-        let mut buf = Vec::with_capacity(256 * 1024);
-        while sent < len {
-            buf.clear();
-            let want = ((len - sent) as usize).min(buf.capacity());
-            let chunk = file
-                .read_at(std::mem::take(&mut buf), want, offset + sent)
-                .await?;
-            if chunk.is_empty() {
-                break;
-            }
-            self.write_all(&chunk).await?;
-            sent += chunk.len() as u64;
-            buf = chunk;
+        let want = usize::try_from(len).unwrap_or(usize::MAX).min(256 * 1024);
+        if want == 0 {
+            return Ok(0);
         }
-        Ok(sent)
+        let chunk = file.read_at(Vec::with_capacity(want), want, offset).await?;
+        self.write_all(&chunk).await?;
+        Ok(chunk.len() as u64)
     }
 }
 
@@ -300,20 +294,20 @@ impl Stream for KernelStream {
         self.inner.set_nodelay(on).map_err(io_err)
     }
 
-    /// Zero-copy: `sendfile(2)` from the page cache straight into the socket.
+    /// Zero-copy: `sendfile(2)` from the page cache straight into the socket, as much
+    /// as the socket takes in one call.
     async fn send_file(&mut self, file: &File, offset: u64, len: u64) -> Result<u64> {
         let mut off = offset as libc::off_t;
-        let end = offset.saturating_add(len);
-        while (off as u64) < end {
-            let chunk = ((end - off as u64) as usize).min(1 << 30);
+        let chunk = usize::try_from(len).unwrap_or(usize::MAX).min(1 << 30);
+        if chunk == 0 {
+            return Ok(0);
+        }
+        loop {
             // SAFETY: `off` is a valid off_t the kernel updates; both fds are open for
             // the duration of the call (owned by `self` and `file`).
             let n = unsafe { libc::sendfile(self.fd(), file.as_raw_fd(), &mut off, chunk) };
-            if n > 0 {
-                continue;
-            }
-            if n == 0 {
-                break; // the file is shorter than expected
+            if n >= 0 {
+                break; // n == 0: the file ends at `offset`
             }
             let e = io::Error::last_os_error();
             match e.kind() {

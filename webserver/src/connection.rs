@@ -32,7 +32,7 @@ use crate::path::{encode_path, normalize, RelPath};
 use crate::range::{self, RangeOutcome};
 use crate::request::{self, Limits, Method, Request, RequestError, Version, MAX_HEADERS};
 use crate::response::{error_page, error_page_len, Head, Status};
-use crate::transport::{Transport, TransportError};
+use crate::transport::{Counted, Transport, TransportError};
 
 /// Bodies up to this size are copied into the output buffer behind their head and
 /// sent with it in one write; larger ones are streamed with [`FileSource::send_to`].
@@ -183,8 +183,12 @@ pub async fn serve_connection<T: Transport, F: FileSource>(
         }
     }
     let _guard = Guard(&ctx.counters);
+    let mut io = Counted {
+        inner: io,
+        counters: &ctx.counters,
+    };
     let mut conn = Conn {
-        io,
+        io: &mut io,
         ctx,
         out: Vec::with_capacity(1024),
         scratch: Vec::new(),

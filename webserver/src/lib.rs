@@ -28,9 +28,9 @@
 //!         self.request = &self.request[n..];
 //!         Ok(n) // 0 once everything was read: end of stream
 //!     }
-//!     async fn write_all(&mut self, buf: &[u8], _stall: Duration) -> Result<(), TransportError> {
+//!     async fn write(&mut self, buf: &[u8], _stall: Duration) -> Result<usize, TransportError> {
 //!         self.response.extend_from_slice(buf);
-//!         Ok(())
+//!         Ok(buf.len())
 //!     }
 //!     fn now(&self) -> Instant { Instant::now() }
 //! }

@@ -1,8 +1,8 @@
 //! [`Transport`] over any threadlib network [`Stream`]: deadlines become
 //! [`with_timeout`], the clock is the core's clock, and files go out through
-//! [`Stream::send_file`] (`sendfile(2)` on kernel sockets). Every byte the stream
-//! accepts or delivers is counted in the context's counters as it moves, so the
-//! totals are exact even for a response cut short by a failed write.
+//! [`Stream::send_file`] (`sendfile(2)` on kernel sockets). Writes and file sends
+//! report partial progress, so the connection logic counts exactly what moved, even
+//! for a response cut short; the lingering close counts what it discards itself.
 
 use std::any::Any;
 use std::io;
@@ -21,10 +21,6 @@ use crate::transport::{Transport, TransportError};
 /// How often an idle read looks at the shutdown flag: an idle keep-alive connection is
 /// closed at most this long after a graceful shutdown began.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(250);
-
-/// Largest piece handed to [`Stream::send_file`] at once, so that the send timeout
-/// bounds the time of each piece rather than of the whole file.
-const SEND_FILE_CHUNK: u64 = 256 * 1024;
 
 /// Lingering close: after the server decides to close, it stops sending and discards
 /// what the client still sends for at most this long (and [`LINGER_BYTES`]), so that
@@ -120,25 +116,15 @@ fn transport_error(e: Error) -> TransportError {
 
 impl<S: Stream> Transport for NetTransport<S> {
     async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError> {
-        let n = self.read_within(buf, deadline).await?;
-        self.ctx.counters.read(n);
-        Ok(n)
+        self.read_within(buf, deadline).await
     }
 
-    async fn write_all(&mut self, buf: &[u8], stall: Duration) -> Result<(), TransportError> {
-        let mut rest = buf;
-        while !rest.is_empty() {
-            let n = with_timeout(stall, self.stream.write(rest))
-                .await
-                .map_err(transport_error)?;
-            if n == 0 {
-                return Err(TransportError::Io(io::ErrorKind::WriteZero.into()));
-            }
-            self.ctx.counters.wrote(n);
-            rest = &rest[n..];
-        }
+    async fn write(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
+        let n = with_timeout(stall, self.stream.write(buf))
+            .await
+            .map_err(transport_error)?;
         self.idle = true;
-        Ok(())
+        Ok(n)
     }
 
     fn now(&self) -> Instant {
@@ -150,24 +136,21 @@ impl<S: Stream> Transport for NetTransport<S> {
         file: &dyn Any,
         offset: u64,
         len: u64,
-        write_timeout: Duration,
+        stall: Duration,
+        sent: &mut u64,
     ) -> Option<Result<(), SendError>> {
         let file = file.downcast_ref::<File>()?;
-        let mut sent = 0;
-        while sent < len {
-            let chunk = (len - sent).min(SEND_FILE_CHUNK);
-            match with_timeout(
-                write_timeout,
-                self.stream.send_file(file, offset + sent, chunk),
-            )
-            .await
-            {
+        let mut done = 0;
+        while done < len {
+            let piece = with_timeout(
+                stall,
+                self.stream.send_file(file, offset + done, len - done),
+            );
+            match piece.await {
                 Ok(0) => return Some(Err(SendError::ShortFile)),
                 Ok(n) => {
-                    self.ctx
-                        .counters
-                        .wrote(usize::try_from(n).unwrap_or(usize::MAX));
-                    sent += n;
+                    done += n;
+                    *sent += n;
                 }
                 Err(e) => return Some(Err(SendError::Write(transport_error(e)))),
             }
@@ -226,9 +209,9 @@ mod tests {
             .unwrap()
             .block_on(async move {
                 let ctx = Rc::new(ServerContext::new(Settings::default()));
-                let mut t = NetTransport::new(Trickle { pace, taken: 0 }, ctx.clone());
+                let mut t = NetTransport::new(Trickle { pace, taken: 0 }, ctx);
                 let r = t.write_all(&[7u8; 50], Duration::from_secs(1)).await;
-                (r, time::elapsed(), ctx.counters.snapshot().bytes_out)
+                (r, time::elapsed(), t.stream.taken as u64)
             })
             .unwrap()
     }
@@ -236,13 +219,13 @@ mod tests {
     #[test]
     fn a_slow_reader_that_keeps_reading_is_served_and_a_stalled_one_is_not() {
         // 50 bytes at one per 500 ms: 25 s in all, never 1 s without progress.
-        let (r, took, counted) = write_through(Some(Duration::from_millis(500)));
+        let (r, took, taken) = write_through(Some(Duration::from_millis(500)));
         assert!(r.is_ok(), "{r:?}");
         assert_eq!(took, Duration::from_secs(25));
-        assert_eq!(counted, 50);
-        let (r, took, counted) = write_through(None);
+        assert_eq!(taken, 50);
+        let (r, took, taken) = write_through(None);
         assert!(matches!(r, Err(TransportError::TimedOut)), "{r:?}");
         assert_eq!(took, Duration::from_secs(1));
-        assert_eq!(counted, 0);
+        assert_eq!(taken, 0);
     }
 }

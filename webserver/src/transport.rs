@@ -2,8 +2,9 @@
 //!
 //! [`Transport`] is implemented by the network backends (kernel sockets via threadlib's
 //! epoll loop, or the user-space TCP stack) and by in-memory mocks in the tests. It is
-//! deliberately tiny: read with a deadline, write everything with a deadline, and tell
-//! the time on the clock the deadlines are measured against.
+//! deliberately tiny: read with a deadline, write with a stall timeout, and tell the
+//! time on the clock the deadlines are measured against. The connection logic counts
+//! the bytes that move ([`Counted`]), so every transport's totals are exact.
 
 use std::any::Any;
 use std::io;
@@ -36,10 +37,24 @@ pub trait Transport {
     /// Fails with [`TransportError::TimedOut`] when no byte arrived before `deadline`.
     async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError>;
 
+    /// Writes some of `buf` (at least one byte when `buf` is not empty), returning how
+    /// many bytes the peer took; [`TransportError::TimedOut`] if it took none for
+    /// `stall`.
+    async fn write(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError>;
+
     /// Writes all of `buf`, or fails; [`TransportError::TimedOut`] if the peer took no
     /// byte for `stall` (each byte taken restarts it, as nginx's `send_timeout` does: a
     /// slow reader that keeps reading is served, a stalled one is not).
-    async fn write_all(&mut self, buf: &[u8], stall: Duration) -> Result<(), TransportError>;
+    async fn write_all(&mut self, mut buf: &[u8], stall: Duration) -> Result<(), TransportError> {
+        while !buf.is_empty() {
+            let n = self.write(buf, stall).await?;
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+            }
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
 
     /// The current time on the clock that deadlines refer to.
     fn now(&self) -> Instant;
@@ -55,7 +70,8 @@ pub trait Transport {
 
     /// Sends `len` bytes of an open file starting at `offset`, if this transport knows
     /// a faster way than copying them through memory (e.g. `sendfile(2)` from a kernel
-    /// file to a kernel socket); each write must finish within `write_timeout`.
+    /// file to a kernel socket), failing if the peer takes no byte for `stall`; adds
+    /// every byte the peer took to `sent`, also when it fails.
     ///
     /// `file` is a [`FileSource`](crate::FileSource)'s file handle, type-erased so that
     /// the two sides stay independent: a transport recognises the file types it can
@@ -66,8 +82,53 @@ pub trait Transport {
         _file: &dyn Any,
         _offset: u64,
         _len: u64,
-        _write_timeout: Duration,
+        _stall: Duration,
+        _sent: &mut u64,
     ) -> Option<Result<(), SendError>> {
         None
+    }
+}
+
+/// A transport whose every byte in and out is counted in `counters`: what
+/// [`serve_connection`](crate::serve_connection) runs over, whatever the transport.
+pub(crate) struct Counted<'a, T> {
+    pub(crate) inner: &'a mut T,
+    pub(crate) counters: &'a crate::counters::Counters,
+}
+
+impl<T: Transport> Transport for Counted<'_, T> {
+    async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError> {
+        let n = self.inner.read(buf, deadline).await?;
+        self.counters.read(n);
+        Ok(n)
+    }
+
+    async fn write(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
+        let n = self.inner.write(buf, stall).await?;
+        self.counters.wrote(n);
+        Ok(n)
+    }
+
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        self.inner.raw_fd()
+    }
+
+    async fn send_file(
+        &mut self,
+        file: &dyn Any,
+        offset: u64,
+        len: u64,
+        stall: Duration,
+        sent: &mut u64,
+    ) -> Option<Result<(), SendError>> {
+        let before = *sent;
+        let r = self.inner.send_file(file, offset, len, stall, sent).await;
+        self.counters
+            .wrote(usize::try_from(*sent - before).unwrap_or(usize::MAX));
+        r
     }
 }

@@ -501,7 +501,9 @@ fn large_files_are_streamed() {
     assert_eq!(resps[1].body, &big[1000..81_000]);
     assert_eq!(resps[2].body, b"0123456789");
     assert_eq!(files.open_handles.get(), 0);
-    assert_eq!(ctx.counters.snapshot().requests, 3);
+    let totals = ctx.counters.snapshot();
+    assert_eq!(totals.bytes_out, io.written.len() as u64);
+    assert_eq!(totals.requests, 3);
 }
 
 #[test]
@@ -667,6 +669,8 @@ fn counters_and_access_log() {
     let t = ctx.counters.snapshot();
     assert_eq!(t.requests, 3);
     assert_eq!(t.status, [0, 1, 0, 1, 1]);
+    assert_eq!(t.bytes_in, request.len() as u64);
+    assert_eq!(t.bytes_out, io.written.len() as u64);
     let text = String::from_utf8(log.0.borrow().clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3);

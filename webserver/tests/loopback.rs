@@ -40,8 +40,8 @@ impl Transport for Blocking {
         }
     }
 
-    async fn write_all(&mut self, buf: &[u8], _stall: Duration) -> Result<(), TransportError> {
-        Ok(self.0.write_all(buf)?)
+    async fn write(&mut self, buf: &[u8], _stall: Duration) -> Result<usize, TransportError> {
+        Ok(self.0.write(buf)?)
     }
 
     fn now(&self) -> Instant {

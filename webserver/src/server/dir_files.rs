@@ -243,7 +243,11 @@ impl FileSource for DirFiles {
         scratch: &mut Vec<u8>,
         write_timeout: Duration,
     ) -> Result<(), SendError> {
-        match out.send_file(&h.file, offset, len, write_timeout).await {
+        let mut sent = 0;
+        match out
+            .send_file(&h.file, offset, len, write_timeout, &mut sent)
+            .await
+        {
             Some(sent) => sent,
             None => copy_through_buffer(self, h, offset, len, out, scratch, write_timeout).await,
         }

@@ -49,7 +49,7 @@ pub struct MockTransport {
     offset: Cell<Duration>,
     /// Everything the server wrote.
     pub written: Vec<u8>,
-    /// How many `write_all` calls there were.
+    /// How many writes there were.
     pub writes: usize,
     /// Fail every write.
     pub fail_writes: bool,
@@ -117,13 +117,13 @@ impl Transport for MockTransport {
         }
     }
 
-    async fn write_all(&mut self, buf: &[u8], _stall: Duration) -> Result<(), TransportError> {
+    async fn write(&mut self, buf: &[u8], _stall: Duration) -> Result<usize, TransportError> {
         if self.fail_writes {
             return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
         }
         self.writes += 1;
         self.written.extend_from_slice(buf);
-        Ok(())
+        Ok(buf.len())
     }
 
     fn now(&self) -> Instant {
