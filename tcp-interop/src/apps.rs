@@ -168,6 +168,9 @@ pub struct Exchange {
     sent: Digest,
     received: Digest,
     eof: bool,
+    /// When the connection was accepted or connected, and when end of stream was read.
+    opened_at: Option<Instant>,
+    eof_at: Option<Instant>,
     finished: bool,
     /// Connection-level events seen (not Readable/Writable), in order.
     pub events: Vec<Event>,
@@ -193,6 +196,8 @@ impl Exchange {
             sent: Digest::default(),
             received: Digest::default(),
             eof: false,
+            opened_at: None,
+            eof_at: None,
             finished: false,
             events: Vec::new(),
             error: None,
@@ -220,6 +225,12 @@ impl Exchange {
         self.eof
     }
 
+    /// How long after the connection opened end of stream was read: the time the
+    /// peer's direction took.
+    pub fn eof_after(&self) -> Option<core::time::Duration> {
+        Some(self.eof_at? - self.opened_at?)
+    }
+
     fn fail(&mut self, e: Error) {
         self.error.get_or_insert(e);
         self.finished = true;
@@ -233,7 +244,10 @@ impl Exchange {
         let mut buf = [0u8; 16 * 1024];
         while !self.eof {
             match stack.recv(id, &mut buf) {
-                Ok(0) => self.eof = true,
+                Ok(0) => {
+                    self.eof = true;
+                    self.eof_at = Some(now);
+                }
                 Ok(n) => {
                     self.received.update(&buf[..n]);
                     if self
@@ -304,7 +318,10 @@ impl App for Exchange {
                 if let (Open::Accept(want), None) = (self.open, self.conn) {
                     if want == l {
                         match stack.accept(l) {
-                            Ok(id) => self.conn = Some(id),
+                            Ok(id) => {
+                                self.conn = Some(id);
+                                self.opened_at = Some(now);
+                            }
                             Err(Error::WouldBlock) => return,
                             Err(e) => return self.fail(e),
                         }
@@ -314,6 +331,9 @@ impl App for Exchange {
             }
             Event::Readable(_) | Event::Writable(_) => self.progress(stack, now),
             Event::Connected(_) | Event::PeerClosed(_) => {
+                if matches!(event, Event::Connected(_)) {
+                    self.opened_at.get_or_insert(now);
+                }
                 self.events.push(event);
                 self.progress(stack, now);
             }

@@ -110,18 +110,24 @@ pub struct Exchanged {
     pub sent: (u64, u64),
     /// What was read, up to end of stream.
     pub received: (u64, u64),
+    /// How long after the exchange started end of stream was read: the time the peer's
+    /// direction took (when measured).
+    pub eof_after: Option<Duration>,
 }
 
 /// Sends `len` bytes of `Pattern::new(seed)` on `stream` and shuts down its write side,
 /// while reading everything the peer sends until end of stream.
 pub fn exchange(stream: TcpStream, seed: u64, len: u64) -> io::Result<Exchanged> {
+    let start = Instant::now();
     let writer = stream.try_clone()?;
     let sender = std::thread::spawn(move || send_pattern(&writer, seed, len));
     let received = read_to_end_digest(&stream);
+    let eof_after = start.elapsed();
     let sent = sender.join().expect("sender thread does not panic")?;
     Ok(Exchanged {
         sent,
         received: received?,
+        eof_after: Some(eof_after),
     })
 }
 

@@ -9,15 +9,14 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tcp_interop::apps::{Exchange, ExchangePlan, Open};
-use tcp_interop::driver::{random_secret, App, Driver, Impairment};
+use tcp_interop::driver::{App, Impairment};
+use tcp_interop::rig::{bulk_exchange, connect_kernel, Rig, SOCKET_TIMEOUT};
 use tcp_interop::workload::{self, Exchanged};
-use tcpstack::{ConnError, Event, Instant, Stack, StackConfig};
-use testnet::{privileged, TestNet, KERNEL_ADDR, STACK_ADDR};
+use tcpstack::{ConnError, Event, Instant, Stack};
+use testnet::{privileged, KERNEL_ADDR, STACK_ADDR};
 
 /// Bytes each way in the bulk exchanges, with and without loss.
 const BULK: u64 = 100 << 20;
@@ -25,8 +24,6 @@ const BULK: u64 = 100 << 20;
 const SMALL: u64 = 1 << 20;
 /// Longest any one test may drive the stack.
 const LIMIT: Duration = Duration::from_secs(120);
-/// Kernel sockets give up after this long without progress.
-const SOCKET_TIMEOUT: Duration = Duration::from_secs(60);
 const PORT: u16 = 7000;
 
 /// 5% of packets dropped and 5% reordered, each direction, on the stack's side.
@@ -36,12 +33,7 @@ const LOSSY: Impairment = Impairment {
     reorder_percent: 5.0,
 };
 
-/// A namespace with a TUN device and a stack driving it.
-struct Rig {
-    net: TestNet,
-    driver: Driver,
-}
-
+/// A rig for `label`, or `None` (the test is skipped) without the privileges.
 fn rig(label: &str, impairment: Option<Impairment>) -> Option<Rig> {
     rig_with(label, impairment, false)
 }
@@ -52,73 +44,18 @@ fn rig_with(label: &str, impairment: Option<Impairment>, offload: bool) -> Optio
     if !privileged(label) {
         return None;
     }
-    let net = TestNet::create(label, 1500).expect("create namespace and TUN device");
-    let tun = net.open_tun_with(offload).expect("open the TUN device");
-    let mut config = StackConfig::new(STACK_ADDR, random_secret().expect("random secret"));
-    // The link's RTT is tens of microseconds: a 200 ms RTO floor (meant for WANs) would
-    // make every lost retransmission under the loss shim cost 200 ms of idle link.
-    config.tcp.min_rto = Duration::from_millis(20);
-    let driver = Driver::new(tun, config, impairment).expect("driver");
-    Some(Rig { net, driver })
+    Some(Rig::new(label, impairment, offload).expect("create the rig"))
 }
 
-impl Rig {
-    /// Runs `kernel` on a thread inside the namespace while driving the stack, until
-    /// the kernel side returned and `app_done` holds; returns the kernel side's result.
-    fn drive<A: App, T: Send + 'static>(
-        &mut self,
-        app: &mut A,
-        app_done: impl Fn(&A) -> bool,
-        kernel: impl FnOnce() -> io::Result<T> + Send + 'static,
-    ) -> T {
-        let finished = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&finished);
-        let handle = self.net.spawn("kernel", move || {
-            let r = kernel();
-            flag.store(true, Ordering::Release);
-            r
-        });
-        let driven = self.driver.run(
-            app,
-            |app, _| finished.load(Ordering::Acquire) && app_done(app),
-            LIMIT,
-        );
-        let kernel_result = handle.join().expect("kernel side panicked");
-        if let Err(e) = driven {
-            panic!(
-                "driving the stack failed: {e}\nkernel side: {:?}\n{}",
-                kernel_result.as_ref().map(|_| "finished"),
-                self.report()
-            );
-        }
-        kernel_result.unwrap_or_else(|e| panic!("kernel side failed: {e}\n{}", self.report()))
-    }
-
-    /// Counters for failure messages.
-    fn report(&mut self) -> String {
-        let counters: Vec<String> = self
-            .driver
-            .stack()
-            .counters()
-            .iter()
-            .filter(|&(_, v)| v != 0)
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        format!(
-            "driver: {:?}\nshim: {:?}\nstack: {}",
-            self.driver.stats(),
-            self.driver.shim_stats(),
-            counters.join(" ")
-        )
-    }
-}
-
-fn connect_kernel(port: u16) -> io::Result<TcpStream> {
-    let s =
-        TcpStream::connect_timeout(&SocketAddrV4::new(STACK_ADDR, port).into(), SOCKET_TIMEOUT)?;
-    s.set_read_timeout(Some(SOCKET_TIMEOUT))?;
-    s.set_write_timeout(Some(SOCKET_TIMEOUT))?;
-    Ok(s)
+/// [`Rig::drive`] with the tests' time limit, panicking on failure.
+fn drive<A: App, T: Send + 'static>(
+    rig: &mut Rig,
+    app: &mut A,
+    app_done: impl Fn(&A) -> bool,
+    kernel: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> T {
+    rig.drive(app, app_done, LIMIT, kernel)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn plan(seed: u64, len: u64) -> ExchangePlan {
@@ -154,17 +91,14 @@ fn assert_exchanged(app: &Exchange, kernel: Exchanged, len: u64, rig: &mut Rig) 
 }
 
 /// A kernel client connects to the stack's listener; both send `len` bytes at once.
+/// Prints both sides' timeouts, retransmissions and transfer times.
 fn passive_exchange(label: &str, impairment: Option<Impairment>, offload: bool, len: u64) {
     let Some(mut rig) = rig_with(label, impairment, offload) else {
         return;
     };
-    let listener = rig.driver.stack().listen(PORT, 8).expect("listen");
-    let mut app = Exchange::new(Open::Accept(listener), plan(1, len));
-    let kernel = rig.drive(&mut app, Exchange::finished, move || {
-        workload::exchange(connect_kernel(PORT)?, 2, len)
-    });
-    assert_exchanged(&app, kernel, len, &mut rig);
-    println!("{label}: {}", rig.report());
+    let run = bulk_exchange(&mut rig, PORT, len, LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    assert_exchanged(&run.app, run.kernel, len, &mut rig);
+    println!("{label}: {}\n{}", run.summary(), rig.report());
 }
 
 /// The stack connects to a kernel listener; both send `len` bytes at once.
@@ -191,7 +125,7 @@ fn active_exchange(label: &str, impairment: Option<Impairment>, offload: bool, l
         .connect(now, SocketAddrV4::new(KERNEL_ADDR, port), 0)
         .expect("connect");
     let mut app = Exchange::new(Open::Connect(conn), plan(3, len));
-    let kernel = rig.drive(&mut app, Exchange::finished, move || {
+    let kernel = drive(&mut rig, &mut app, Exchange::finished, move || {
         let (s, _) = listener.accept()?;
         s.set_read_timeout(Some(SOCKET_TIMEOUT))?;
         s.set_write_timeout(Some(SOCKET_TIMEOUT))?;
@@ -253,13 +187,17 @@ fn kernel_half_closes_first_and_stack_keeps_sending() {
             ..plan(5, SMALL)
         },
     );
-    let kernel = rig.drive(&mut app, Exchange::finished, || {
+    let kernel = drive(&mut rig, &mut app, Exchange::finished, || {
         let s = connect_kernel(PORT)?;
         let sent = workload::send_pattern(&s, 6, SMALL)?;
         // Only after our FIN does the stack start sending: this all crosses a
         // half-closed connection.
         let received = workload::read_to_end_digest(&s)?;
-        Ok(Exchanged { sent, received })
+        Ok(Exchanged {
+            sent,
+            received,
+            eof_after: None,
+        })
     });
     assert!(
         app.events.contains(&Event::PeerClosed(conn_of(&app))),
@@ -276,12 +214,16 @@ fn stack_half_closes_first_and_kernel_keeps_sending() {
     };
     let listener = rig.driver.stack().listen(PORT, 8).expect("listen");
     let mut app = Exchange::new(Open::Accept(listener), plan(7, SMALL));
-    let kernel = rig.drive(&mut app, Exchange::finished, || {
+    let kernel = drive(&mut rig, &mut app, Exchange::finished, || {
         let s = connect_kernel(PORT)?;
         // Read the stack's whole stream (ended by its FIN) before sending anything.
         let received = workload::read_to_end_digest(&s)?;
         let sent = workload::send_pattern(&s, 8, SMALL)?;
-        Ok(Exchanged { sent, received })
+        Ok(Exchanged {
+            sent,
+            received,
+            eof_after: None,
+        })
     });
     assert_exchanged(&app, kernel, SMALL, &mut rig);
 }
@@ -311,7 +253,7 @@ fn kernel_reset_is_reported_to_the_stack() {
             ..plan(9, 0)
         },
     );
-    rig.drive(&mut app, Exchange::finished, || {
+    drive(&mut rig, &mut app, Exchange::finished, || {
         let s = connect_kernel(PORT)?;
         (&s).write_all(b"about to reset")?;
         // Wait for the data to be acknowledged (it is read by the stack), then close
@@ -348,7 +290,7 @@ fn stack_abort_resets_the_kernel_connection() {
             ..plan(10, 0)
         },
     );
-    let err = rig.drive(&mut app, Exchange::finished, || {
+    let err = drive(&mut rig, &mut app, Exchange::finished, || {
         let mut s = connect_kernel(PORT)?;
         s.write_all(b"x")?;
         let mut buf = [0u8; 16];
@@ -370,7 +312,8 @@ fn closed_ports_refuse_in_both_directions() {
     };
     // Kernel -> stack: nothing listens, the stack answers the SYN with RST.
     let mut idle = Idle::default();
-    let err = rig.drive(
+    let err = drive(
+        &mut rig,
         &mut idle,
         |_| true,
         || match TcpStream::connect_timeout(
@@ -390,7 +333,7 @@ fn closed_ports_refuse_in_both_directions() {
         .connect(now, SocketAddrV4::new(KERNEL_ADDR, 9), 0)
         .expect("connect");
     let mut app = Exchange::new(Open::Connect(conn), plan(11, 0));
-    rig.drive(&mut app, Exchange::finished, || Ok(()));
+    drive(&mut rig, &mut app, Exchange::finished, || Ok(()));
     assert!(
         app.events.contains(&Event::Error(conn, ConnError::Refused)),
         "{:?}",
@@ -416,7 +359,8 @@ fn ping_is_answered() {
         return;
     };
     let mut idle = Idle::default();
-    let replies = rig.drive(
+    let replies = drive(
+        &mut rig,
         &mut idle,
         |_| true,
         || (0..3u16).map(ping_once).collect::<io::Result<Vec<_>>>(),

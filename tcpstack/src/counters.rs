@@ -175,18 +175,22 @@ counters! {
     rto_expirations,
     /// Fast retransmits (entries into loss recovery).
     fast_retransmits,
-    /// Retransmissions found lost during recovery (later data was SACKed) and sent again.
+    /// Retransmissions RACK found lost (data sent after them was delivered first, and
+    /// reordering cannot explain the wait), to be sent again.
     lost_retransmits,
-    /// RFC 6675 rescue retransmissions (the highest un-SACKed segment, once per episode).
-    rescue_retransmits,
-    /// Losses found by the reordering timer: a hole below SACKed data outlived the
-    /// reordering window with too few SACKs for DupThresh (RFC 8985 section 6.3).
+    /// Recoveries started by RACK's reordering timer rather than by an ACK: what was
+    /// sent before the latest delivered data outlived the reordering window (RFC 8985
+    /// section 6.3).
     reordering_timeouts,
+    /// ACKs carrying a D-SACK (RFC 2883): the peer received something twice, so a
+    /// retransmission was spurious.
+    dsacks_received,
     /// Tail loss probes sent (RFC 8985 section 7).
     tail_loss_probes,
     /// Tail loss probes that repaired a loss (followed by a congestion response).
     tail_loss_probe_recoveries,
-    /// Fast retransmits entered early, with fewer than four segments in flight (RFC 5827).
+    /// Fast retransmits entered early, with fewer than four segments in flight (RFC
+    /// 5827; without SACK, where RACK cannot decide).
     early_retransmits,
     /// New segments sent on the first two duplicate ACKs (RFC 3042 limited transmit).
     limited_transmits,

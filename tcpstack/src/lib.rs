@@ -35,7 +35,7 @@
 //! most [`StackConfig::max_control_queue`].
 //!
 //! Wire formats are parsed and emitted with smoltcp's `wire` module; the state machine
-//! (RFC 9293 with RFC 7323, 2018, 6675, 6298, 5681, 6582, 9438, 5961, 6528) is this
+//! (RFC 9293 with RFC 7323, 2018, 2883, 8985, 6675, 6298, 5681, 6582, 9438, 5961, 6528) is this
 //! crate's. Every malformed or unwanted packet is dropped and counted in [`Counters`].
 
 pub mod seq;
@@ -47,6 +47,8 @@ pub use time::Instant;
 pub mod assembler;
 pub mod buffer;
 pub mod cc;
+pub mod rack;
+pub mod recovery;
 pub mod rtt;
 pub mod sack;
 

@@ -179,8 +179,14 @@ impl Harness {
     /// Handshake from the peer with ISN `isn` and the given SYN options; returns the
     /// SYN-ACK and leaves the connection established and accepted.
     fn establish_with(&mut self, isn: u32, syn_opts: &[u8]) -> Reply {
+        self.establish_after(isn, syn_opts, Duration::ZERO)
+    }
+
+    /// [`Harness::establish_with`], the ACK arriving `rtt` after the SYN-ACK.
+    fn establish_after(&mut self, isn: u32, syn_opts: &[u8], rtt: Duration) -> Reply {
         self.send(&Seg::new(flags::SYN, isn, 0).opts(syn_opts));
         let r = self.replies();
+        self.now += rtt;
         assert_eq!(r.len(), 1, "one SYN-ACK: {r:?}");
         let synack = r[0].clone();
         assert_eq!(synack.flags, flags::SYN | flags::ACK);
@@ -1118,19 +1124,22 @@ fn each_out_of_order_segment_gets_its_duplicate_ack() {
 }
 
 /// Four segments in flight, the first lost and only the second SACKed: too few SACKs
-/// for DupThresh and too many segments for early retransmit. The reordering timer
-/// (RFC 8985) declares the hole lost once it outlives the reordering window.
+/// for DupThresh. RACK's reordering timer (RFC 8985 section 6.3) declares the hole
+/// lost once it is `RACK.rtt` plus the reordering window (a quarter of the minimum
+/// RTT) old.
 #[test]
 fn a_hole_below_sacked_data_is_lost_after_the_reordering_window() {
     let mut h = Harness::new();
-    // MSS 1460, SACK permitted.
-    h.establish_with(1000, &[2, 4, 5, 180, 4, 2, 1, 1]);
+    // MSS 1460, SACK permitted; a 20 ms RTT.
+    let rtt = Duration::from_millis(20);
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
     let c = h.conn.unwrap();
     let mss = 1460u32;
     h.stack
         .send(h.now, c, &vec![4u8; 4 * mss as usize])
         .unwrap();
     assert_eq!(data_segments(&h.replies()).len(), 4);
+    h.now += rtt;
     let una = h.snd_nxt();
     // SACK option: kind 5, length 10, one block (the second segment).
     let mut sack = vec![1, 1, 5, 10];

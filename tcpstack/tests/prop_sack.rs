@@ -1,186 +1,166 @@
-//! Property tests: the SACK scoreboard's invariants and its RFC 6675 answers against a
-//! per-byte model, and the receiver's SACK block list.
+//! Property tests: RACK's transmit records against a per-byte model of what the peer
+//! SACKed, and the receiver's SACK block list.
+
+use std::time::Duration;
 
 use proptest::prelude::*;
-use tcpstack::sack::{
-    NextSeg, Recovery, SackBlock, SackReporter, Scoreboard, DUP_THRESH, MAX_SACK_BLOCKS,
-    MAX_SCOREBOARD_RANGES,
-};
-use tcpstack::SeqNum;
+use tcpstack::rack::{Rack, TxRecord};
+use tcpstack::sack::{SackBlock, SackReporter, MAX_SACK_BLOCKS};
+use tcpstack::{Instant, SeqNum};
 
-/// Size of the modelled send window in bytes.
-const SPAN: u32 = 4000;
+/// Segment size of the modelled sender.
 const SMSS: u32 = 100;
 
+/// One step of a sender's life.
 #[derive(Debug, Clone)]
-struct Ack {
-    advance: u32,
-    blocks: Vec<(i64, i64)>,
+enum Op {
+    /// Send `n` new segments (one record).
+    Send(u32),
+    /// An ACK: the cumulative point moves by `advance` bytes, SACK blocks as offsets
+    /// from the old `SND.UNA` (possibly below it, beyond `SND.MAX`, or inverted).
+    Ack {
+        advance: u32,
+        blocks: Vec<(i64, i64)>,
+    },
+    /// Time passes and RACK looks for losses.
+    Detect(u64),
+    /// The first lost range is sent again.
+    Retransmit,
+    /// A retransmission timeout.
+    Timeout,
 }
 
-fn ack() -> impl Strategy<Value = Ack> {
-    (
-        prop_oneof![Just(0u32), 0u32..300],
-        prop::collection::vec((-200i64..(SPAN as i64 + 100), 1i64..400), 0..4),
-    )
-        .prop_map(|(advance, bl)| Ack {
-            advance,
-            blocks: bl.into_iter().map(|(l, n)| (l, l + n)).collect(),
-        })
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1u32..6).prop_map(Op::Send),
+        (
+            prop_oneof![Just(0u32), 0u32..300],
+            prop::collection::vec((-200i64..2500, -10i64..400), 0..4)
+        )
+            .prop_map(|(advance, bl)| Op::Ack {
+                advance,
+                blocks: bl.into_iter().map(|(l, n)| (l, l + n)).collect(),
+            }),
+        (0u64..20).prop_map(Op::Detect),
+        Just(Op::Retransmit),
+        Just(Op::Timeout),
+    ]
 }
 
-/// Per-byte model: `sacked[i]` for the byte at `base + i`.
+/// Per-byte model of the records' flags, indexed from `una`.
+#[derive(Default)]
 struct Model {
     sacked: Vec<bool>,
 }
 
-impl Model {
-    /// `IsLost` for every byte, from one backward pass: byte `i` is lost when at least
-    /// DupThresh discontiguous SACKed runs lie entirely above it, or more than
-    /// `(DupThresh - 1) * SMSS` SACKed bytes do.
-    fn lost(&self) -> Vec<bool> {
-        let n = self.sacked.len();
-        let mut out = vec![false; n];
-        let (mut runs, mut bytes) = (0u32, 0u32);
-        for i in (0..n).rev() {
-            // Counts describe bytes strictly above i.
-            out[i] = runs >= DUP_THRESH || bytes > (DUP_THRESH - 1) * SMSS;
-            if self.sacked[i] {
-                bytes += 1;
-                if i == 0 || !self.sacked[i - 1] {
-                    runs += 1;
-                }
-            }
-        }
-        out
-    }
-}
-
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The records always cover `SND.UNA..SND.MAX` exactly, their SACKed and lost
+    /// totals match their flags, a SACKed byte is never lost, every block edge the
+    /// limit allows is honoured byte for byte, and the record count stays within the
+    /// limit whatever the blocks.
     #[test]
-    fn scoreboard_invariants(
-        base in prop_oneof![any::<u32>(), (u32::MAX - 5000)..=u32::MAX],
-        acks in prop::collection::vec(ack(), 1..40),
-        high_rxt_off in 0u32..SPAN,
-    ) {
-        let base = SeqNum(base);
-        let nxt = base + SPAN;
-        let mut una_off = 0u32;
-        let mut sb = Scoreboard::new();
-        let mut model = Model { sacked: vec![false; SPAN as usize] };
-        let mut evicted = false;
-        for a in acks {
-            una_off = (una_off + a.advance).min(SPAN);
-            let una = base + una_off;
-            for b in &mut model.sacked[..una_off as usize] {
-                *b = false;
-            }
-            let blocks: Vec<SackBlock> = a
-                .blocks
-                .iter()
-                .map(|&(l, r)| SackBlock {
-                    left: SeqNum((base.0 as i64 + l) as u32),
-                    right: SeqNum((base.0 as i64 + r) as u32),
-                })
-                .collect();
-            let up = sb.update(una, nxt, &blocks);
-            prop_assert_eq!(up.valid_blocks as usize + up.invalid_blocks as usize, blocks.len());
-            for &(l, r) in &a.blocks {
-                let valid = r > una_off as i64 && r <= SPAN as i64 && l < r;
-                if valid {
-                    for b in &mut model.sacked[l.max(una_off as i64) as usize..r as usize] {
-                        *b = true;
+    fn rack_records_invariants(ops in prop::collection::vec(op(), 1..80), limit in 8usize..200) {
+        let base = SeqNum(u32::MAX - 1000);
+        let mut rack = Rack::new(limit);
+        let (mut una, mut nxt) = (base, base);
+        let mut now = Instant::from_millis(1);
+        let mut model = Model::default();
+        let mut exact = true;
+        for op in ops {
+            now += Duration::from_millis(1);
+            match op {
+                Op::Send(n) => {
+                    if rack.records().count() >= limit {
+                        // New data joins the last record, which forgets its SACK.
+                        exact = false;
+                    }
+                    let end = nxt + n * SMSS;
+                    rack.on_send(nxt, end, now);
+                    model.sacked.extend(std::iter::repeat_n(false, (n * SMSS) as usize));
+                    nxt = end;
+                }
+                Op::Ack { advance, blocks } => {
+                    let advance = advance.min(nxt - una);
+                    let new_una = una + advance;
+                    let bl: Vec<SackBlock> = blocks
+                        .iter()
+                        .map(|&(l, r)| SackBlock {
+                            left: una + l.clamp(-200, i64::from(nxt - una) + 100) as i32 as u32,
+                            right: una + r.clamp(-200, i64::from(nxt - una) + 100) as i32 as u32,
+                        })
+                        .collect();
+                    // Only well-formed blocks inside the window are meant to be
+                    // honoured; the first may be a D-SACK.
+                    let dsack = rack.on_ack(new_una, &bl, now, Duration::from_millis(1), |_| false).dsack;
+                    model.sacked.drain(..advance as usize);
+                    una = new_una;
+                    for (i, b) in bl.iter().enumerate() {
+                        if i == 0 && dsack {
+                            continue;
+                        }
+                        let l = b.left.max(una);
+                        let r = b.right.min(nxt);
+                        if r.gt(l) {
+                            for k in (l - una)..(r - una) {
+                                model.sacked[k as usize] = true;
+                            }
+                        }
+                    }
+                    if rack.records().count() >= limit {
+                        // Splits may have been refused from here on.
+                        exact = false;
                     }
                 }
-            }
-            if sb.ranges().len() == MAX_SCOREBOARD_RANGES {
-                evicted = true;
-            }
-            // Structure: sorted, disjoint, non-touching, within [una, nxt].
-            let rs = sb.ranges();
-            prop_assert!(rs.len() <= MAX_SCOREBOARD_RANGES);
-            for r in rs {
-                prop_assert!(r.left.ge(una) && r.right.le(nxt) && r.left.lt(r.right));
-            }
-            for w in rs.windows(2) {
-                prop_assert!(w[0].right.lt(w[1].left));
-            }
-            let total: u32 = rs.iter().map(|r| r.len()).sum();
-            prop_assert_eq!(total, sb.sacked_bytes());
-            prop_assert!(up.newly_sacked <= sb.sacked_bytes());
-            // Safety: never claims an unSACKed byte; exact unless ranges were evicted.
-            for i in 0..SPAN as usize {
-                let s = sb.is_sacked(base + i as u32);
-                prop_assert!(!s || model.sacked[i], "byte {} claimed SACKed", i);
-                if !evicted {
-                    prop_assert_eq!(s, model.sacked[i]);
+                Op::Detect(ms) => {
+                    now += Duration::from_millis(ms);
+                    rack.detect_loss(now, Duration::ZERO);
                 }
-            }
-            if evicted {
-                continue;
-            }
-            // IsLost and SetPipe against the per-byte model.
-            let lost = model.lost();
-            for i in (una_off as usize..SPAN as usize).step_by(7) {
-                prop_assert_eq!(sb.is_lost(base + i as u32, SMSS), lost[i], "IsLost({})", i);
-            }
-            let hr = high_rxt_off.max(una_off);
-            let mut pipe = 0u32;
-            let outstanding = model.sacked.iter().zip(&lost).enumerate().skip(una_off as usize);
-            for (i, (&sacked, &lost)) in outstanding {
-                if sacked {
-                    continue;
-                }
-                if !lost {
-                    pipe += 1;
-                }
-                if (i as u32) < hr {
-                    pipe += 1;
-                }
-            }
-            prop_assert_eq!(sb.pipe(una, nxt, base + hr, SMSS), pipe);
-            // NextSeg: a retransmission starts at or above HighRxt, covers only
-            // unSACKed bytes, is at most one SMSS, and rule 1 means lost.
-            let is_lost = &lost;
-            let high = model.sacked.iter().rposition(|&s| s).map_or(0, |i| i + 1);
-            match sb.next_seg(una, base + hr, SMSS, false) {
-                NextSeg::Retransmit { seq, len, lost } => {
-                    let off = (seq - base) as usize;
-                    prop_assert!(off as u32 >= hr && (1..=SMSS).contains(&len));
-                    prop_assert!(model.sacked[off..off + len as usize].iter().all(|&s| !s));
-                    prop_assert_eq!(lost, is_lost[off]);
-                    // It is the lowest candidate.
-                    let first = (hr as usize..high).find(|&i| !model.sacked[i]);
-                    if lost {
-                        let first_lost = (hr as usize..SPAN as usize)
-                            .find(|&i| !model.sacked[i] && is_lost[i]);
-                        prop_assert_eq!(Some(off), first_lost);
-                    } else {
-                        prop_assert_eq!(Some(off), first);
+                Op::Retransmit => {
+                    if let Some((seq, len)) = rack.next_lost(SMSS) {
+                        prop_assert!(len > 0 && len <= SMSS);
+                        prop_assert!(seq.ge(una) && (seq + len).le(nxt));
+                        rack.on_send(seq, seq + len, now);
                     }
                 }
-                NextSeg::Nothing => {
-                    let any_hole = (hr as usize..high).any(|i| !model.sacked[i]);
-                    prop_assert!(!any_hole);
+                Op::Timeout => {
+                    now += Duration::from_millis(200);
+                    rack.on_timeout(now, Duration::ZERO, false);
                 }
-                NextSeg::NewData => prop_assert!(false, "new data not allowed"),
             }
-            // Rule 4, the rescue: ends at the highest unSACKed byte, covers only
-            // unSACKed bytes, at most one SMSS, once per episode.
-            let mut rec = Recovery::new();
-            rec.enter(una, nxt);
-            let highest = (una_off as usize..SPAN as usize).rev().find(|&i| !model.sacked[i]);
-            match (rec.rescue(&sb, una, nxt, SMSS), highest) {
-                (Some((seq, len)), Some(h)) => {
-                    let off = (seq - base) as usize;
-                    prop_assert_eq!(off + len as usize, h + 1);
-                    prop_assert!((1..=SMSS).contains(&len));
-                    prop_assert!(off >= una_off as usize);
-                    prop_assert!(model.sacked[off..=h].iter().all(|&s| !s));
-                    prop_assert_eq!(rec.rescue(&sb, una, nxt, SMSS), None);
+            // Coverage and totals.
+            let recs: Vec<TxRecord> = rack.records().copied().collect();
+            prop_assert!(recs.len() <= limit.max(8), "{} records", recs.len());
+            let mut at = una;
+            let (mut sacked, mut lost) = (0u32, 0u32);
+            for r in &recs {
+                prop_assert_eq!(r.start, at, "records are contiguous from SND.UNA");
+                prop_assert!(r.end.gt(r.start));
+                prop_assert!(!(r.sacked && r.lost), "a SACKed record is not lost");
+                prop_assert!(r.sent <= now);
+                if r.sacked {
+                    sacked += r.end - r.start;
                 }
-                (None, None) => {}
-                (r, h) => prop_assert!(false, "rescue {:?} but highest unSACKed {:?}", r, h),
+                if r.lost {
+                    lost += r.end - r.start;
+                }
+                at = r.end;
+            }
+            if !recs.is_empty() {
+                prop_assert_eq!(at, nxt, "records reach SND.MAX");
+            } else {
+                prop_assert!(una == nxt || una == base, "nothing outstanding without records");
+            }
+            prop_assert_eq!(sacked, rack.sacked_bytes());
+            prop_assert_eq!(lost, rack.lost_bytes());
+            prop_assert_eq!(rack.pipe(nxt - una), (nxt - una) - sacked - lost);
+            if exact {
+                for r in &recs {
+                    for k in (r.start - una)..(r.end - una) {
+                        prop_assert_eq!(model.sacked[k as usize], r.sacked, "byte {} of {:?}", k, r);
+                    }
+                }
             }
         }
     }

@@ -5,7 +5,8 @@ use super::{Ctx, Notes, Tcb, PAWS_IDLE};
 use crate::buffer::window;
 use crate::error::ConnError;
 use crate::event::TcpState;
-use crate::sack::{RecoveryAck, SackBlock, DUP_THRESH};
+use crate::recovery::RecoveryAck;
+use crate::sack::{SackBlock, DUP_THRESH};
 use crate::wire::{flags, Segment};
 use crate::{Instant, SeqNum};
 
@@ -315,28 +316,8 @@ impl Tcb {
         let old_una = self.snd_una;
         let in_flight = self.snd_max - self.snd_una;
         let mut newly_sacked = 0;
-        if self.sack_enabled && seg.opts.sack_count > 0 {
-            ctx.counters.sack_blocks_received += u64::from(seg.opts.sack_count);
-            let mut blocks = [SackBlock::default(); crate::wire::MAX_SACK_BLOCKS];
-            for (b, &(l, r)) in blocks.iter_mut().zip(seg.opts.sacks()) {
-                *b = SackBlock { left: l, right: r };
-            }
-            let una = if seg.ack.gt(self.snd_una) {
-                seg.ack
-            } else {
-                self.snd_una
-            };
-            let upd = self.scoreboard.update(
-                una,
-                self.snd_max,
-                &blocks[..usize::from(seg.opts.sack_count)],
-            );
-            newly_sacked = upd.newly_sacked;
-            ctx.counters.lost_retransmits += u64::from(self.recovery.detect_lost_retransmits(
-                &self.scoreboard,
-                una,
-                self.smss,
-            ));
+        if self.sack_enabled && self.syn_acked_by(seg.ack) {
+            newly_sacked = self.rack_on_ack(now, seg, ctx);
         }
         if seg.ack.gt(self.snd_una) {
             self.update_window_from(seg);
@@ -350,22 +331,15 @@ impl Tcb {
                 RecoveryAck::Partial { .. } => {
                     if !self.sack_enabled {
                         // RFC 6582: deflate, and retransmit the next hole at once (with
-                        // SACK, NextSeg finds the holes).
+                        // SACK, RACK finds the holes).
                         self.cc.on_partial_ack(acked);
                         self.rtx_pending = true;
                     }
                 }
-                RecoveryAck::Exited => self.cc.on_recovery_exit(now),
-            }
-            // RFC 6675 section 5: a cumulative ACK whose SACK blocks still show the
-            // next segment lost starts recovery too (not only duplicates do).
-            if self.sack_enabled
-                && !self.recovery.is_active()
-                && self.snd_una != self.snd_max
-                && self.scoreboard.is_lost(self.snd_una, self.smss)
-                && self.recovery.may_enter(self.snd_una)
-            {
-                self.enter_recovery(now, ctx);
+                RecoveryAck::Exited => {
+                    self.cc.on_recovery_exit(now);
+                    self.rack.on_recovery_exit();
+                }
             }
         } else {
             let dup = seg.ack == self.snd_una
@@ -377,12 +351,12 @@ impl Tcb {
             if dup || newly_sacked > 0 {
                 ctx.counters.dup_acks += 1;
                 self.dup_acks += 1;
-                if self.recovery.is_active() {
-                    if !self.sack_enabled {
-                        self.cc.on_dup_ack_in_recovery();
-                    }
+                if self.sack_enabled {
+                    // RACK decides below.
+                } else if self.recovery.is_active() {
+                    self.cc.on_dup_ack_in_recovery();
                 } else if self.recovery.may_enter(self.snd_una) {
-                    if self.loss_detected() {
+                    if self.dup_acks >= DUP_THRESH {
                         self.enter_recovery(now, ctx);
                     } else if self.early_loss_detected() {
                         ctx.counters.early_retransmits += 1;
@@ -391,16 +365,82 @@ impl Tcb {
                 }
             }
         }
+        if self.sack_enabled && self.syn_acked {
+            self.rack_detect_loss(now, false, ctx);
+        }
         self.after_ack_state(now);
         if self.snd_wnd > 0 {
             self.persist_at = None;
             self.persist_backoff = 0;
         }
         self.arm_persist_if_needed(now);
+        if seg.ack.gt(old_una) || newly_sacked > 0 {
+            // News from the peer: the probes start over.
+            self.tlp_sent = 0;
+        }
         if seg.ack.gt(old_una) || self.recovery.is_active() {
             self.arm_tlp(now);
         }
-        self.arm_reo(now, seg.ack.gt(old_una));
+    }
+
+    /// Whether our SYN is acknowledged, counting this ACK: transmit records start with
+    /// the first data.
+    fn syn_acked_by(&self, ack: SeqNum) -> bool {
+        self.syn_acked || ack.gt(self.iss)
+    }
+
+    /// RACK's view of an ACK (RFC 8985 section 6.2 steps 1-3): delivers the records it
+    /// covers, cumulatively and by SACK, and notes D-SACKs. Returns the bytes newly
+    /// SACKed.
+    fn rack_on_ack(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) -> u32 {
+        let mut blocks = [SackBlock::default(); crate::wire::MAX_SACK_BLOCKS];
+        let n = usize::from(seg.opts.sack_count);
+        ctx.counters.sack_blocks_received += n as u64;
+        for (b, &(l, r)) in blocks.iter_mut().zip(seg.opts.sacks()) {
+            *b = SackBlock { left: l, right: r };
+        }
+        let una = if seg.ack.gt(self.snd_una) {
+            seg.ack
+        } else {
+            self.snd_una
+        };
+        let min_rtt = self.rtt.min_rtt().unwrap_or_default();
+        let ts_ecr = seg.opts.timestamp.filter(|_| self.ts_enabled).map(|t| t.1);
+        let offset = self.ts_offset;
+        let delivery = self.rack.on_ack(una, &blocks[..n], now, min_rtt, |sent| {
+            ts_ecr.is_some_and(|ecr| super::ts_before(ecr, super::ts_clock(sent, offset)))
+        });
+        if delivery.dsack {
+            ctx.counters.dsacks_received += 1;
+        }
+        delivery.newly_sacked
+    }
+
+    /// RACK's loss detection (RFC 8985 section 6.2 steps 4-5), after an ACK or when the
+    /// reordering timer fires (`timer`): marks what is lost, starts recovery for it,
+    /// and re-arms the timer for what may be lost later.
+    pub(super) fn rack_detect_loss(&mut self, now: Instant, timer: bool, ctx: &mut Ctx<'_>) {
+        let srtt = self.rtt.srtt().unwrap_or_else(|| self.rtt.rto());
+        let min_rtt = self.rtt.min_rtt().unwrap_or(srtt);
+        let reo_wnd = self.rack.reo_wnd(
+            self.snd_una,
+            self.recovery.is_active(),
+            self.smss,
+            min_rtt,
+            srtt,
+        );
+        let lost = self.rack.detect_loss(now, reo_wnd);
+        self.reo_at = lost.timer;
+        if lost.bytes == 0 {
+            return;
+        }
+        ctx.counters.lost_retransmits += u64::from(lost.retransmissions);
+        if self.recovery.may_enter(self.snd_una) {
+            if timer {
+                ctx.counters.reordering_timeouts += 1;
+            }
+            self.enter_recovery(now, ctx);
+        }
     }
 
     /// Ends a tail loss probe episode (RFC 8985 section 7.4, as Linux's
@@ -429,12 +469,6 @@ impl Tcb {
         }
     }
 
-    /// RFC 6675 section 5: DupThresh duplicates, or `IsLost(SND.UNA)`.
-    fn loss_detected(&self) -> bool {
-        self.dup_acks >= DUP_THRESH
-            || (self.sack_enabled && self.scoreboard.is_lost(self.snd_una, self.smss))
-    }
-
     /// RFC 5827 early retransmit: with fewer than four segments outstanding and no new
     /// data that may be sent, `oseg - 1` duplicate ACKs are enough, since DupThresh of
     /// them can never arrive.
@@ -460,6 +494,7 @@ impl Tcb {
                 self.cc.on_dup_ack_in_recovery();
             }
         }
+        // The fast retransmit goes out whatever the window (RFC 5681 section 3.2).
         self.rtx_pending = true;
     }
 
@@ -479,7 +514,6 @@ impl Tcb {
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
         }
-        self.scoreboard.advance(ack);
         // Karn-timed sample, else the timestamp echo, which is never ambiguous
         // (RFC 7323 section 4) and so also measures across retransmissions.
         match self

@@ -20,8 +20,10 @@ use crate::counters::Counters;
 use crate::error::ConnError;
 use crate::event::{ConnInfo, TcpState};
 use crate::isn::FourTuple;
+use crate::rack::Rack;
+use crate::recovery::Recovery;
 use crate::rtt::{RtoConfig, RttEstimator, RttSampler};
-use crate::sack::{Recovery, SackReporter, Scoreboard};
+use crate::sack::SackReporter;
 use crate::stack::{ChallengeLimiter, ControlQueue};
 use crate::{Instant, SeqNum};
 
@@ -66,8 +68,18 @@ pub(crate) fn ts_before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
 
+/// Loss probes sent without news from the peer before only the retransmission timeout
+/// is left: each costs one segment, and each doubles the wait for the next.
+const MAX_LOSS_PROBES: u32 = 2;
+
 /// Timestamps older than this are not used for PAWS (RFC 7323 section 5.5: 24 days).
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// The most transmit records a connection keeps: two per smallest segment the send
+/// buffer holds (records split at SACK edges), plus slack.
+fn rack_record_limit(send_buffer: usize) -> usize {
+    send_buffer / 536 * 2 + 16
+}
 
 /// Connection parameters copied from the [`TcpConfig`] at creation.
 #[derive(Debug, Clone)]
@@ -152,7 +164,8 @@ pub(crate) struct Tcb {
     rtt: RttEstimator,
     sampler: RttSampler,
     cc: CongestionControl,
-    scoreboard: Scoreboard,
+    /// With SACK: the transmit records RACK finds losses in (RFC 8985).
+    rack: Rack,
     recovery: Recovery,
     dup_acks: u32,
     /// Retransmit the segment at `snd_una` at the next opportunity.
@@ -179,9 +192,10 @@ pub(crate) struct Tcb {
     tlp_high: Option<SeqNum>,
     /// The outstanding probe was a retransmission (not new data).
     tlp_rtx: bool,
-    /// Reordering timer (RFC 8985 section 6.3): when SACKed data sits above an
-    /// un-SACKed hole, or a retransmission goes unanswered, for longer than reordering
-    /// can explain, the hole (or retransmission) is lost.
+    /// Loss probes sent since an ACK last brought news (acknowledged or SACKed data).
+    tlp_sent: u32,
+    /// RACK's reordering timer (RFC 8985 section 6.3): when records sent before the
+    /// latest delivered one will have waited `RACK.rtt` plus the reordering window.
     reo_at: Option<Instant>,
     keepalive_at: Option<Instant>,
     keepalive_sent: u32,
@@ -287,7 +301,7 @@ impl Tcb {
             rtt: RttEstimator::new(rto),
             sampler: RttSampler::default(),
             cc: CongestionControl::new(&cfg.congestion, u32::from(mss.min(536))),
-            scoreboard: Scoreboard::new(),
+            rack: Rack::new(rack_record_limit(cfg.send_buffer)),
             recovery: Recovery::new(),
             dup_acks: 0,
             rtx_pending: false,
@@ -302,6 +316,7 @@ impl Tcb {
             tlp_at: None,
             tlp_high: None,
             tlp_rtx: false,
+            tlp_sent: 0,
             reo_at: None,
             keepalive_at: None,
             keepalive_sent: 0,
@@ -504,6 +519,7 @@ impl Tcb {
             self.tlp_pending = false;
             self.keepalive_pending = false;
             self.rtx_pending = false;
+            self.rack.clear();
         }
     }
 

@@ -1,11 +1,12 @@
 //! Segment transmission: handshake, new data with Nagle and SWS avoidance, loss
-//! recovery (RFC 6675 `NextSeg`, RFC 6582), probes and acknowledgments.
+//! recovery (what RACK marked lost first, within `cwnd - pipe`; NewReno without
+//! SACK), probes and acknowledgments.
 
 use super::{ts_clock, Ctx, Tcb};
 use crate::buffer::window;
 use crate::config::TxOffload;
 use crate::event::TcpState;
-use crate::sack::{NextSeg, MAX_SACK_BLOCKS};
+use crate::sack::MAX_SACK_BLOCKS;
 use crate::wire::{flags, SegmentOut};
 use crate::{Instant, SeqNum, Transmit};
 
@@ -17,11 +18,6 @@ struct Out {
     len: u32,
     syn: bool,
     fin: bool,
-    /// The RFC 6675 rescue retransmission, which leaves `HighRxt` alone.
-    rescue: bool,
-    /// A range sent again after its earlier copy was found lost; it too leaves
-    /// `HighRxt` alone (it may lie above it: new data sent in recovery).
-    relost: bool,
 }
 
 impl Out {
@@ -32,8 +28,6 @@ impl Out {
             len,
             syn: false,
             fin,
-            rescue: false,
-            relost: false,
         }
     }
 
@@ -120,16 +114,23 @@ impl Tcb {
             _ => {}
         }
         if self.rtx_pending {
+            // One retransmission outside the congestion window: the first segment
+            // RACK marked lost (with SACK), else the one at SND.UNA.
             self.rtx_pending = false;
-            if let Some(o) = self.segment_at(self.snd_una, self.smss) {
+            let at = self
+                .rack
+                .next_lost(self.smss)
+                .map_or(self.snd_una, |(seq, _)| seq);
+            if let Some(o) = self.segment_at(at, self.smss) {
                 return Some(o);
             }
         }
-        if self.recovery.is_active() && self.sack_enabled {
-            if let Some(o) = self.recovery_segment() {
+        if self.sack_enabled {
+            if let Some(o) = self.lost_segment(burst) {
                 return Some(o);
             }
-        } else if let Some(o) = self.new_segment(now, false, burst, ctx) {
+        }
+        if let Some(o) = self.new_segment(now, false, burst, ctx) {
             return Some(o);
         }
         if self.tlp_pending {
@@ -197,49 +198,22 @@ impl Tcb {
         (len > 0 || fin).then_some(Out::data(seq, len, fin))
     }
 
-    /// RFC 6675 section 5 step (C): while `cwnd - pipe >= 1 SMSS`, send `NextSeg()`.
-    fn recovery_segment(&mut self) -> Option<Out> {
-        let high_rxt = self.recovery.high_rxt();
-        let pipe = self
-            .scoreboard
-            .pipe(self.snd_una, self.snd_max, high_rxt, self.smss)
-            .saturating_sub(self.recovery.relost_bytes(&self.scoreboard, self.snd_una));
-        if self.cc.cwnd().saturating_sub(pipe) < self.smss {
+    /// What RACK marked lost, lowest first, while `cwnd - pipe` leaves room (RFC 8985
+    /// section 6: lost segments go before new data), at most `burst` bytes.
+    fn lost_segment(&mut self, burst: u32) -> Option<Out> {
+        let pipe = self.rack.pipe(self.snd_max - self.snd_una);
+        let room = self.cc.cwnd().saturating_sub(pipe);
+        if room < self.smss {
             return None;
         }
-        if let Some((seq, len)) =
-            self.recovery
-                .next_relost(&self.scoreboard, self.snd_una, self.smss)
-        {
-            let mut out = self.segment_at(seq, len)?;
-            out.relost = true;
-            return Some(out);
-        }
-        let unsent = self.unsent_bytes();
-        let wnd_room = self.window_room();
-        let new_ok = (unsent > 0 && wnd_room > 0) || self.has_unsent() && unsent == 0;
-        match self
-            .scoreboard
-            .next_seg(self.snd_una, high_rxt, self.smss, new_ok)
-        {
-            NextSeg::Retransmit { seq, len, .. } => self.segment_at(seq, len),
-            NextSeg::NewData => {
-                let len = unsent.min(wnd_room).min(self.smss);
-                let fin = self.fin_queued && len == unsent;
-                Some(Out::data(self.snd_nxt, len, fin))
-            }
-            NextSeg::Nothing => {
-                let (seq, len) = self.recovery.rescue(
-                    &self.scoreboard,
-                    self.snd_una,
-                    self.snd_max,
-                    self.smss,
-                )?;
-                let mut out = self.segment_at(seq, len)?;
-                out.rescue = true;
-                Some(out)
-            }
-        }
+        let (seq, len) = self.rack.next_lost(burst.max(self.smss).min(room))?;
+        // A super-segment ends on a segment boundary (the device cuts it in MSS).
+        let len = if len > self.smss {
+            len - len % self.smss
+        } else {
+            len
+        };
+        self.segment_at(seq, len.max(1))
     }
 
     /// New data (or a rewound retransmission after a timeout) at `snd_nxt`, within the
@@ -260,7 +234,12 @@ impl Tcb {
         }
         let mut cwnd = self.cc.cwnd();
         let mut limited = false;
-        if !self.sack_enabled && self.recovery.is_active() {
+        if self.sack_enabled {
+            // With SACK the window limits what is in flight (`pipe`), not what is
+            // outstanding: SACKed and lost bytes have left the network.
+            let outstanding = self.snd_max - self.snd_una;
+            cwnd = cwnd.saturating_add(outstanding - self.rack.pipe(outstanding));
+        } else if self.recovery.is_active() {
             // NewReno: the inflated window already counts the segments that left.
             cwnd = cwnd.max(self.smss);
         } else if !self.recovery.is_active() && self.dup_acks > 0 {
@@ -442,14 +421,9 @@ impl Tcb {
                 self.retransmits += 1;
                 ctx.counters.retransmitted_bytes += u64::from(out.len);
                 self.sampler.on_retransmit();
-                if out.rescue {
-                    ctx.counters.rescue_retransmits += 1;
-                }
-                if out.rescue || out.relost {
-                    self.recovery.watch(out.seq, end, self.snd_max, now);
-                } else if self.recovery.is_active() {
-                    self.recovery.on_retransmit(out.seq, end, self.snd_max, now);
-                }
+            }
+            if self.sack_enabled && !syn {
+                self.rack.on_send(out.seq, end, now);
             }
             if end.gt(self.snd_max) {
                 // A window probe carrying data lies beyond the peer's window: its ACK
@@ -457,11 +431,6 @@ impl Tcb {
                 let probe = end.gt(self.snd_una + self.snd_wnd);
                 if !is_rtx && !probe {
                     self.sampler.on_send(end, now);
-                }
-                if !is_rtx && self.recovery.is_active() && self.sack_enabled {
-                    // New data sent in recovery may be lost with nothing sent after it
-                    // to reveal that: watch it for the time-based rule too.
-                    self.recovery.watch(out.seq, end, end, now);
                 }
                 self.snd_max = end;
                 // Data in flight brings ACKs, and the retransmission timer probes a
@@ -478,10 +447,6 @@ impl Tcb {
             }
             if arm_tlp {
                 self.arm_tlp(now);
-            }
-            // What recovery sends is watched for the time-based loss rule.
-            if self.recovery.is_active() && self.reo_at.is_none() {
-                self.arm_reo(now, false);
             }
         }
         Some(transmit)

@@ -42,15 +42,20 @@ impl Tcb {
         }
         if self.reo_at.is_some_and(|t| t <= now) {
             self.reo_at = None;
-            self.on_reordering_timeout(now, ctx);
+            if self.sack_enabled && self.state.is_synchronized() {
+                self.rack_detect_loss(now, true, ctx);
+            }
         }
         if self.tlp_at.is_some_and(|t| t <= now) {
             self.tlp_at = None;
-            if self.snd_una != self.snd_max && !self.recovery.is_active() {
+            if self.snd_una != self.snd_max && self.tlp_sent < super::MAX_LOSS_PROBES {
                 ctx.counters.tail_loss_probes += 1;
+                self.tlp_sent += 1;
                 self.tlp_pending = true;
-                // The retransmission timeout now counts from the probe.
+                // The retransmission timeout now counts from the probe; the next
+                // probe waits twice as long.
                 self.rto_at = Some(now + self.rtt.rto());
+                self.arm_tlp(now);
             }
         }
         if self.rto_at.is_some_and(|t| t <= now) {
@@ -104,6 +109,7 @@ impl Tcb {
         self.reo_at = None;
         self.tlp_high = None;
         self.tlp_pending = false;
+        self.tlp_sent = 0;
         let answered = core::mem::take(&mut self.peer_answered);
         if self.snd_wnd == 0 && answered && self.state.is_synchronized() {
             // The peer closed its window on data already sent and still answers: this
@@ -140,10 +146,23 @@ impl Tcb {
                 let in_flight = self.snd_max - self.snd_una;
                 self.cc.on_rto(now, in_flight);
                 self.recovery.on_timeout(self.snd_max);
-                // The receiver may have reneged (RFC 2018 section 8): go back to SND.UNA.
-                self.scoreboard.clear();
                 self.dup_acks = 0;
-                self.snd_nxt = self.snd_una;
+                if self.sack_enabled {
+                    // RFC 8985 section 6.3: the first segment and every one older than
+                    // RACK's RTT plus the reordering window are lost; they go again
+                    // as the window reopens, the rest stays in flight. After a second
+                    // timeout in a row the peer may have reneged on what it SACKed
+                    // (RFC 2018 section 8): that is sent again too.
+                    let srtt = self.rtt.srtt().unwrap_or_else(|| self.rtt.rto());
+                    let min_rtt = self.rtt.min_rtt().unwrap_or(srtt);
+                    let reo_wnd = self
+                        .rack
+                        .reo_wnd(self.snd_una, false, self.smss, min_rtt, srtt);
+                    self.rack.on_timeout(now, reo_wnd, self.retries > 1);
+                } else {
+                    // Go back to SND.UNA.
+                    self.snd_nxt = self.snd_una;
+                }
                 // The segment at SND.UNA goes out whatever the window: when the peer
                 // shut its window on data in flight it is also the window probe.
                 self.rtx_pending = true;
@@ -153,19 +172,25 @@ impl Tcb {
         self.rto_at = Some(now + self.rtt.rto());
     }
 
-    /// Arms (or disarms) the tail loss probe after data went out or new data was
-    /// acknowledged (RFC 8985 section 7.2): with SACK, data in flight, no recovery, no
-    /// probe outstanding and an RTT estimate, `PTO = 2 * SRTT`, plus the worst-case
-    /// delayed ACK when one segment is in flight (else 2 ms of slack), and never later
-    /// than the retransmission timeout, which the probe then replaces (as in Linux's
-    /// `tcp_schedule_loss_probe`): a probe costs one segment, a timeout the whole
-    /// congestion window.
+    /// Arms (or disarms) the loss probe after data went out, an ACK arrived or a probe
+    /// was sent (RFC 8985 section 7.2): with SACK, data in flight and an RTT estimate,
+    /// `PTO = 2 * SRTT`, plus the worst-case delayed ACK when one segment is in flight
+    /// (else 2 ms of slack), doubled for each probe already sent without news, and
+    /// never later than the retransmission timeout, which the probes then replace (as
+    /// in Linux's `tcp_schedule_loss_probe`): a probe costs one segment, a timeout the
+    /// whole congestion window.
+    ///
+    /// Two departures from RFC 8985, both for a path that thins or loses ACKs (Linux
+    /// acknowledges a burst with one ACK, so losing it silences a small window): up
+    /// to [`super::MAX_LOSS_PROBES`] probes go out before the timeout, as FreeBSD's
+    /// RACK allows, and probes also run during recovery, where a retransmission
+    /// whose ACK was lost would otherwise wait for the timeout. A probe is sent only
+    /// when no ACK came for a PTO, so a live ACK clock never sends one.
     pub(super) fn arm_tlp(&mut self, now: Instant) {
         self.tlp_at = None;
         if !self.sack_enabled
             || !matches!(self.state, TcpState::Established | TcpState::CloseWait)
-            || self.recovery.is_active()
-            || self.tlp_high.is_some()
+            || self.tlp_sent >= super::MAX_LOSS_PROBES
             || self.snd_una == self.snd_max
             || self.snd_nxt != self.snd_max
         {
@@ -179,75 +204,9 @@ impl Tcb {
         } else {
             core::time::Duration::from_millis(2)
         };
-        let at = now + srtt * 2 + slack;
+        let pto = (srtt * 2 + slack).saturating_mul(1 << self.tlp_sent);
+        let at = now + pto;
         self.tlp_at = Some(self.rto_at.map_or(at, |rto| at.min(rto)));
-    }
-
-    /// The reordering window: a quarter of the minimum RTT (RFC 8985 section 6.2),
-    /// at least 1 ms (the timer resolution drivers can be expected to keep).
-    fn reo_wnd(&self) -> core::time::Duration {
-        let quarter = self.rtt.min_rtt().unwrap_or_default() / 4;
-        quarter.max(core::time::Duration::from_millis(1))
-    }
-
-    /// How long a retransmission may go undelivered before it is deemed lost: one
-    /// RTT plus the reordering window.
-    fn overdue_after(&self) -> core::time::Duration {
-        self.rtt.srtt().unwrap_or_else(|| self.rtt.rto()) + self.reo_wnd()
-    }
-
-    /// Outside recovery: an un-SACKed `SND.UNA` below SACKed data, for which a
-    /// recovery may start.
-    fn hole_below_sacked_data(&self) -> bool {
-        !self.scoreboard.is_empty()
-            && !self.scoreboard.is_sacked(self.snd_una)
-            && self.recovery.may_enter(self.snd_una)
-    }
-
-    /// (Re)arms the reordering timer after an ACK (`advanced`: it moved `SND.UNA`) or
-    /// a retransmission. In recovery it waits for the oldest watched retransmission to
-    /// be one RTT plus the reordering window old; outside recovery it runs from the
-    /// first ACK that showed SACKed data above an un-SACKed `SND.UNA`.
-    pub(super) fn arm_reo(&mut self, now: Instant, advanced: bool) {
-        if !self.sack_enabled || self.snd_una == self.snd_max {
-            self.reo_at = None;
-            return;
-        }
-        if self.recovery.is_active() {
-            self.reo_at = self.recovery.overdue_at(self.overdue_after());
-        } else if !self.hole_below_sacked_data() {
-            // Nothing to declare lost, or no recovery may start for it yet (the
-            // previous episode's point is not passed): the timer would only spin.
-            self.reo_at = None;
-        } else if self.reo_at.is_none() || advanced {
-            self.reo_at = Some(now + self.reo_wnd());
-        }
-    }
-
-    /// The reordering timer fired: in recovery, overdue retransmissions are lost;
-    /// outside it, the hole at `SND.UNA` has outlived the reordering window below
-    /// SACKed data (too few SACKs for DupThresh) and is lost, which starts recovery.
-    fn on_reordering_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
-        if !self.state.is_synchronized() || self.snd_una == self.snd_max {
-            return;
-        }
-        if self.recovery.is_active() {
-            let wait = self.overdue_after();
-            ctx.counters.lost_retransmits +=
-                u64::from(
-                    self.recovery
-                        .mark_overdue(&self.scoreboard, self.snd_una, now, wait),
-                );
-        } else if self.hole_below_sacked_data() {
-            ctx.counters.reordering_timeouts += 1;
-            self.enter_recovery(now, ctx);
-        }
-        // Outside recovery the next ACK re-arms it (a timer that found nothing to do
-        // would only fire again and again); in recovery, the next watched
-        // retransmission does.
-        if self.recovery.is_active() {
-            self.arm_reo(now, false);
-        }
     }
 
     /// Arms keep-alive after activity, if enabled and the connection is open.

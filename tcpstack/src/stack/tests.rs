@@ -240,9 +240,9 @@ fn closed_port_answers_rst_and_connect_is_refused() {
 fn lost_segments_are_retransmitted_after_timeout() {
     let mut p = Pair::new(TcpConfig::default());
     let (c, s) = p.connect();
-    // Drop the first two data packets A sends after the handshake.
+    // Drop the first three data packets A sends after the handshake.
     let base = p.sent[0];
-    p.drop = Box::new(move |from_a, i, _| from_a && (i == base + 1 || i == base + 2));
+    p.drop = Box::new(move |from_a, i, _| from_a && (base + 1..=base + 3).contains(&i));
     p.a.send(p.now, c, b"hello").unwrap();
     p.run_for(Duration::from_millis(150));
     assert_eq!(p.b.recv_available(s).unwrap(), 0);
@@ -250,11 +250,11 @@ fn lost_segments_are_retransmitted_after_timeout() {
     let mut got = Vec::new();
     drain(&mut p.b, s, &mut got);
     assert_eq!(got, b"hello");
-    // The first repair is a tail loss probe, the second a timeout.
+    // The first two repairs are loss probes (lost too), the third a timeout.
     let ca = p.a.counters();
-    assert_eq!(ca.tail_loss_probes, 1, "{ca:?}");
+    assert_eq!(ca.tail_loss_probes, 2, "{ca:?}");
     assert!(ca.rto_expirations >= 1, "{ca:?}");
-    assert!(ca.retransmits >= 2, "{ca:?}");
+    assert!(ca.retransmits >= 3, "{ca:?}");
 }
 
 #[test]
@@ -281,8 +281,11 @@ fn a_pure_ack_at_the_right_window_edge_still_acknowledges() {
     let mut got = Vec::new();
     drain(&mut p.b, s, &mut got);
     assert_eq!(got, b"request");
+    // B piggybacks its ACK of the request on data that is lost, so A may probe
+    // before B's pure ACK comes; but that ACK counts, so no timeout follows.
     let ca = p.a.counters();
-    assert_eq!(ca.retransmits, 0, "{ca:?}");
+    assert_eq!(ca.rto_expirations, 0, "{ca:?}");
+    assert!(ca.retransmits <= ca.tail_loss_probes, "{ca:?}");
     assert!(ca.out_of_window == 0, "{ca:?}");
 }
 

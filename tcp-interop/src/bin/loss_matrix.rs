@@ -1,0 +1,161 @@
+//! `make bench-tcp-loss`: loss recovery against Linux. A kernel client and our stack
+//! exchange a bulk stream each way through a TUN device whose stack side drops (and
+//! optionally reorders) packets; for each loss rate, with and without reordering, it
+//! reports both sides' retransmission timeouts, retransmissions, spurious
+//! retransmissions and transfer times, and writes `target/bench/tcp_loss.json`.
+//!
+//! Both directions cross the same impaired link in the same run, so each row compares
+//! our sender with Linux's under the same loss. Needs root.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde_json::json;
+use tcp_interop::driver::Impairment;
+use tcp_interop::rig::{bulk_exchange, BulkExchange, Rig};
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+#[command(about = "Loss recovery of our stack against Linux over an impaired TUN link")]
+struct Args {
+    /// Write the JSON records here.
+    #[arg(long, default_value = "target/bench/tcp_loss.json")]
+    json: PathBuf,
+    /// Loss rates to run, in percent of packets each way.
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10")]
+    loss: Vec<f64>,
+    /// Bytes each way per exchange.
+    #[arg(long, default_value_t = 100 << 20)]
+    bytes: u64,
+    /// Runs per configuration (seeds differ; every run is reported, medians in the table).
+    #[arg(long, default_value_t = 1)]
+    runs: u64,
+    /// Print both stacks' counters after each exchange.
+    #[arg(long)]
+    verbose: bool,
+    /// Longest one exchange may take.
+    #[arg(long, default_value_t = 300)]
+    limit_secs: u64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if !testnet::privileged("loss_matrix") {
+        bail!("loss_matrix needs root, /dev/net/tun and iproute2");
+    }
+    let mut records = Vec::new();
+    println!(
+        "{:>6} {:>8} | {:>9} {:>9} | {:>11} {:>11} | {:>12} {:>12} | {:>8} {:>8} | ratio",
+        "loss%",
+        "reorder%",
+        "RTO stack",
+        "RTO linux",
+        "rtx stack",
+        "rtx linux",
+        "spur stack",
+        "dup B linux",
+        "s stack",
+        "s linux",
+    );
+    for &loss in &args.loss {
+        for reorder in [0.0, loss] {
+            for run in 0..args.runs {
+                let impairment = Impairment {
+                    seed: 0x5eed + run,
+                    drop_percent: loss,
+                    reorder_percent: reorder,
+                };
+                let mut rig = Rig::new("lossm", Some(impairment), false)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .context("creating the rig")?;
+                let x = bulk_exchange(
+                    &mut rig,
+                    7000,
+                    args.bytes,
+                    Duration::from_secs(args.limit_secs),
+                )
+                .with_context(|| format!("exchange at {loss}% loss, {reorder}% reordering"))?;
+                check(&x, args.bytes)?;
+                if args.verbose {
+                    eprintln!(
+                        "{}\nlinux: {:?}",
+                        rig.report(),
+                        x.linux.iter().filter(|(_, &v)| v != 0).collect::<Vec<_>>()
+                    );
+                }
+                print_row(loss, reorder, &x);
+                records.push(record(loss, reorder, run, &x));
+            }
+        }
+    }
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let doc = json!({ "area": "tcp_loss", "bytes_each_way": args.bytes, "records": records });
+    std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", args.json.display()))?;
+    println!("wrote {}", args.json.display());
+    Ok(())
+}
+
+/// Both directions arrived whole.
+fn check(x: &BulkExchange, bytes: u64) -> Result<()> {
+    if let Some(e) = &x.app.error {
+        bail!("stack error: {e:?}");
+    }
+    if x.kernel.received != x.app.sent() || x.app.received() != x.kernel.sent {
+        bail!("the streams differ: {:?} / {:?}", x.kernel, x.app.sent());
+    }
+    if x.kernel.sent.0 != bytes {
+        bail!("kernel sent {} of {bytes} bytes", x.kernel.sent.0);
+    }
+    Ok(())
+}
+
+fn secs(d: Option<Duration>) -> f64 {
+    d.map_or(f64::NAN, |d| d.as_secs_f64())
+}
+
+fn print_row(loss: f64, reorder: f64, x: &BulkExchange) {
+    let (ours, linux) = (secs(x.stack_transfer()), secs(x.linux_transfer()));
+    println!(
+        "{:>6} {:>8} | {:>9} {:>9} | {:>11} {:>11} | {:>12} {:>12} | {:>8.2} {:>8.2} | {:.2}",
+        loss,
+        reorder,
+        x.stack_rtos(),
+        x.linux_rtos(),
+        x.stack.retransmits,
+        x.linux_counter("RetransSegs"),
+        x.stack_spurious(),
+        x.linux_duplicate_bytes(),
+        ours,
+        linux,
+        ours / linux,
+    );
+}
+
+fn record(loss: f64, reorder: f64, run: u64, x: &BulkExchange) -> serde_json::Value {
+    json!({
+        "loss_percent": loss,
+        "reorder_percent": reorder,
+        "run": run,
+        "stack": {
+            "rtos": x.stack_rtos(),
+            "retransmits": x.stack.retransmits,
+            "spurious_dsacked": x.stack_spurious(),
+            "transfer_s": secs(x.stack_transfer()),
+            "tail_loss_probes": x.stack.tail_loss_probes,
+            "fast_recoveries": x.stack.fast_retransmits,
+        },
+        "linux": {
+            "rtos": x.linux_rtos(),
+            "retransmits": x.linux_counter("RetransSegs"),
+            "duplicate_bytes_received_by_stack": x.linux_duplicate_bytes(),
+            "transfer_s": secs(x.linux_transfer()),
+            "tail_loss_probes": x.linux_counter("TCPLossProbes"),
+        },
+        "transfer_ratio": secs(x.stack_transfer()) / secs(x.linux_transfer()),
+    })
+}
