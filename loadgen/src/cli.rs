@@ -15,10 +15,34 @@ use crate::request::{render, Header, RequestError, RequestTemplate};
 use crate::schedule::RateSchedule;
 use crate::url::{Target, UrlError};
 
+/// The exit statuses of the `loadgen` binary.
+pub mod exit {
+    /// The run happened and passed: some response succeeded and the error rate is
+    /// within `--max-error-rate`.
+    pub const PASSED: u8 = 0;
+    /// The run could not happen (unresolvable host, runtime failure, unwritable
+    /// `--json` or `--plot` file).
+    pub const CANNOT_RUN: u8 = 1;
+    /// A bad command line, or a user-space network setup the user must fix.
+    pub const USAGE: u8 = 2;
+    /// The run happened but failed: no response succeeded (none arrived, or all were
+    /// error statuses), or the error rate exceeded `--max-error-rate`.
+    pub const RUN_FAILED: u8 = 3;
+}
+
+/// The exit statuses, as `--help` lists them.
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  the run passed: at least one 2xx/3xx response, error rate within --max-error-rate
+  1  the run could not happen (unresolvable host, runtime failure, unwritable output file)
+  2  bad command line (usage on stderr), or a --net user setup to fix
+  3  the run failed: no 2xx/3xx response at all, or the error rate exceeded
+     --max-error-rate (the report is printed and written all the same)";
+
 /// An HTTP load generator: keep-alive connections spread over cores, optional
 /// pipelining, wrk2's constant-rate mode, HdrHistogram latencies.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "loadgen", version, about, long_about = None)]
+#[command(name = "loadgen", version, about, long_about = None, after_help = EXIT_STATUS_HELP)]
 pub struct Config {
     /// Connections to keep open (in total, spread over the threads)
     #[arg(short = 'c', long, value_name = "CONNS", default_value_t = NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN))]
@@ -64,6 +88,22 @@ pub struct Config {
     /// Write every figure of the report as JSON to FILE
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+
+    /// Also print the full latency percentile spectrum (HdrHistogram's text format,
+    /// milliseconds, as wrk2 --latency)
+    #[arg(long)]
+    pub latency: bool,
+
+    /// Write an SVG picture of the run to FILE: latency by percentile, and requests/s
+    /// and p99 latency for each second
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+
+    /// Exit with status 3 when more than this share of attempts failed: a fraction
+    /// (0.05) or a percentage (5%); failures are socket errors and non-2xx/3xx
+    /// responses, attempts are responses and socket errors
+    #[arg(long, value_name = "RATE", value_parser = parse_error_rate)]
+    pub max_error_rate: Option<f64>,
 
     /// Network: kernel TCP, or connections opened from loadgen's own user-space TCP
     /// stack over a TUN device (after `make setup`)
@@ -207,6 +247,7 @@ impl Plan {
             pipeline: self.pipeline,
             keep_alive: self.keep_alive,
             timeout: self.timeout,
+            start,
             end,
             max_requests,
             schedule: self
@@ -228,6 +269,22 @@ pub fn share_range(total: usize, parts: usize, index: usize) -> Range<usize> {
 }
 
 pub use threadlib::time::parse_duration;
+
+/// `--max-error-rate`: a fraction in [0, 1] (`0.05`), or a percentage in [0, 100]
+/// with a `%` sign (`5%`); returned as a fraction.
+pub fn parse_error_rate(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(percent) => (percent, 100.0),
+        None => (text, 1.0),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(r) if (0.0..=scale).contains(&r) => Ok(r / scale),
+        _ => Err(format!(
+            "invalid error rate {text:?}: expected a fraction from 0 to 1 (0.05) or a \
+             percentage from 0% to 100% (5%)"
+        )),
+    }
+}
 
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -294,6 +351,11 @@ mod tests {
             "500ms",
             "--json",
             "out.json",
+            "--latency",
+            "--plot",
+            "out.svg",
+            "--max-error-rate",
+            "2.5%",
             "--net",
             "user",
             "http://h:81/a",
@@ -301,6 +363,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.json, Some(PathBuf::from("out.json")));
+        assert!(c.latency);
+        assert_eq!(c.plot, Some(PathBuf::from("out.svg")));
+        assert_eq!(c.max_error_rate, Some(0.025));
         assert_eq!(c.net, NetBackend::User);
         let plan = c.plan().unwrap();
         assert_eq!((plan.connections, plan.threads), (10, 3));
@@ -333,6 +398,12 @@ mod tests {
         assert!(parse(&["-R", "nan", "http://h/"]).is_err());
         assert!(parse(&["-d", "ten", "http://h/"]).is_err());
         assert!(parse(&["-H", "nocolon", "http://h/"]).is_err());
+        for bad in ["5", "-0.1", "101%", "x", "%", "", "nan", "inf%"] {
+            assert!(
+                parse(&["--max-error-rate", bad, "http://h/"]).is_err(),
+                "{bad}"
+            );
+        }
         let plan = |args: &[&str]| parse(args).unwrap().plan();
         assert!(matches!(plan(&["https://h/"]), Err(ConfigError::Url(_))));
         assert!(matches!(
@@ -404,6 +475,16 @@ mod tests {
             start + Duration::from_millis(30)
         );
         assert!(c3.end > start + Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn error_rates() {
+        assert_eq!(parse_error_rate("0.05"), Ok(0.05));
+        assert_eq!(parse_error_rate("5%"), Ok(0.05));
+        assert_eq!(parse_error_rate("0"), Ok(0.0));
+        assert_eq!(parse_error_rate("1"), Ok(1.0));
+        assert_eq!(parse_error_rate("100%"), Ok(1.0));
+        assert_eq!(parse_error_rate("0.5%"), Ok(0.005));
     }
 
     #[test]

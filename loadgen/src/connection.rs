@@ -8,6 +8,13 @@
 //!   come, and its latency is measured from that intended time.
 //! - `max_requests` counts attempts: requests written, plus failed connection attempts
 //!   (so that `-n` ends even against a server that is down).
+//! - After a failed connection attempt the connection waits before the next one:
+//!   [`CONNECT_BACKOFF_FIRST`] after the first failure, doubling with each consecutive
+//!   failure up to [`CONNECT_BACKOFF`]; a successful connect starts over. When it
+//!   stops, the connection records whether its last attempts were failing and since
+//!   when ([`SlotEnd`]).
+//! - Every byte read from the server is recorded as it arrives, whether or not its
+//!   response completes.
 //! - Errors are counted once per event: a failed connect, a failed write, a failed or
 //!   early-closed read (with requests outstanding), a timeout (no complete response
 //!   `timeout` after the oldest outstanding request was written), a malformed
@@ -26,14 +33,18 @@ use std::time::{Duration, Instant};
 use crate::request::RequestTemplate;
 use crate::response::ResponseParser;
 use crate::schedule::RateSchedule;
-use crate::stats::{ErrorKind, Recorder};
+use crate::stats::{ErrorKind, Recorder, SlotEnd};
 use crate::transport::{Network, Transport, TransportError};
 
 /// Size of each connection's read buffer (and so the largest response head).
 pub const READ_BUFFER: usize = 64 * 1024;
 
-/// Pause after a failed connection attempt before the next one.
-pub const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+/// Pause after the first failed connection attempt of a run of failures.
+pub const CONNECT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+
+/// Longest pause after a failed connection attempt: the pause starts at
+/// [`CONNECT_BACKOFF_FIRST`] and doubles with each consecutive failure up to this.
+pub const CONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What one connection does.
 #[derive(Debug, Clone)]
@@ -50,6 +61,8 @@ pub struct ConnectionPlan {
     pub keep_alive: bool,
     /// Time allowed for each response (and each connect and write).
     pub timeout: Duration,
+    /// When the run started (the times recorded count from here).
+    pub start: Instant,
     /// When the run ends.
     pub end: Instant,
     /// Most attempts for this connection (`-n` share), if bounded.
@@ -81,6 +94,12 @@ struct Runner<'a, N, R> {
     stats: &'a mut R,
     progress: Option<&'a AtomicU64>,
     attempts: u64,
+    /// The pause after the next failed connection attempt.
+    backoff: Duration,
+    /// When the current run of failed connection attempts began.
+    failing_since: Option<Instant>,
+    /// Whether a connection attempt was made at all.
+    tried: bool,
     buf: Vec<u8>,
     out: Vec<u8>,
     in_flight: VecDeque<InFlight>,
@@ -105,16 +124,46 @@ pub async fn run_connection<N: Network, R: Recorder>(
         stats,
         progress,
         attempts: 0,
+        backoff: CONNECT_BACKOFF_FIRST,
+        failing_since: None,
+        tried: false,
         buf: vec![0; READ_BUFFER],
         out: Vec::new(),
         in_flight: VecDeque::with_capacity(depth),
     };
     runner.run().await;
+    runner.record_slot_end();
 }
 
 impl<N: Network, R: Recorder> Runner<'_, N, R> {
     fn budget_left(&self) -> bool {
         self.plan.max_requests.is_none_or(|max| self.attempts < max)
+    }
+
+    /// `t` as time since the start of the run.
+    fn since_start(&self, t: Instant) -> Duration {
+        t.saturating_duration_since(self.plan.start)
+    }
+
+    /// Records whether the last connection attempts failed, and since when (nothing if
+    /// none was made).
+    fn record_slot_end(&mut self) {
+        let end = match self.failing_since {
+            Some(since) => SlotEnd::Unreachable {
+                since: self.since_start(since),
+            },
+            None if self.tried => SlotEnd::Reached {
+                at: self.since_start(self.net.now()),
+            },
+            None => return,
+        };
+        self.stats.record_slot_end(end);
+    }
+
+    /// Records an error that happened now.
+    fn error(&mut self, kind: ErrorKind) {
+        let at = self.since_start(self.net.now());
+        self.stats.record_error(at, kind);
     }
 
     fn depth(&self) -> usize {
@@ -132,13 +181,20 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                 return;
             }
             let deadline = (now + self.plan.timeout).min(self.plan.end);
+            self.tried = true;
             let mut conn = match self.net.connect(self.plan.addr, deadline).await {
-                Ok(conn) => conn,
+                Ok(conn) => {
+                    self.backoff = CONNECT_BACKOFF_FIRST;
+                    self.failing_since = None;
+                    conn
+                }
                 Err(_) if self.net.now() >= self.plan.end => return,
                 Err(_) => {
-                    self.stats.record_error(ErrorKind::Connect);
+                    self.error(ErrorKind::Connect);
                     self.attempts += 1;
-                    let retry = (self.net.now() + CONNECT_BACKOFF).min(self.plan.end);
+                    self.failing_since.get_or_insert(now);
+                    let retry = (self.net.now() + self.backoff).min(self.plan.end);
+                    self.backoff = (self.backoff * 2).min(CONNECT_BACKOFF);
                     self.net.sleep_until(retry).await;
                     continue;
                 }
@@ -226,34 +282,36 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                         return SessionEnd::Done;
                     }
                     if now >= response_deadline {
-                        self.stats.record_error(ErrorKind::Timeout);
+                        self.error(ErrorKind::Timeout);
                         return SessionEnd::Reconnect;
                     }
                     continue;
                 }
                 Err(e) => return self.failed(e, ErrorKind::Read),
             };
+            self.stats.record_bytes(n as u64);
             let now = self.net.now();
+            let at = self.since_start(now);
             if n == 0 {
                 match parser.eof(end - start) {
                     Ok(Some(meta)) => {
                         if let Some(req) = self.in_flight.pop_front() {
                             self.stats.record_response(
+                                at,
                                 now.saturating_duration_since(req.intended),
                                 meta.status,
-                                meta.bytes,
                             );
                             self.report_progress(1);
                         }
                     }
                     Ok(None) => {}
                     Err(_) => {
-                        self.stats.record_error(ErrorKind::Read);
+                        self.stats.record_error(at, ErrorKind::Read);
                         return SessionEnd::Reconnect;
                     }
                 }
                 if !self.in_flight.is_empty() {
-                    self.stats.record_error(ErrorKind::Read);
+                    self.stats.record_error(at, ErrorKind::Read);
                 }
                 return SessionEnd::Reconnect;
             }
@@ -266,7 +324,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                         Some(req) => parser.expect(req.head),
                         None => {
                             // Bytes nobody asked for.
-                            self.stats.record_error(ErrorKind::Malformed);
+                            self.stats.record_error(at, ErrorKind::Malformed);
                             self.report_progress(completed);
                             return SessionEnd::Reconnect;
                         }
@@ -275,7 +333,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                 let progress = match parser.feed(&self.buf[start..end]) {
                     Ok(p) => p,
                     Err(_) => {
-                        self.stats.record_error(ErrorKind::Malformed);
+                        self.stats.record_error(at, ErrorKind::Malformed);
                         self.report_progress(completed);
                         return SessionEnd::Reconnect;
                     }
@@ -286,9 +344,9 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                 };
                 if let Some(req) = self.in_flight.pop_front() {
                     self.stats.record_response(
+                        at,
                         now.saturating_duration_since(req.intended),
                         meta.status,
-                        meta.bytes,
                     );
                     completed += 1;
                 }
@@ -309,7 +367,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
         if self.net.now() >= self.plan.end {
             return SessionEnd::Done;
         }
-        self.stats.record_error(match e {
+        self.error(match e {
             TransportError::TimedOut => ErrorKind::Timeout,
             TransportError::Io(_) => kind,
         });

@@ -5,7 +5,8 @@
 //! on in-memory mocks in the tests. A run is: parse the command line ([`Config`]) into
 //! a [`Plan`]; on each thread, run [`Plan::connection`]s with [`run_connection`], each
 //! recording into the thread's [`Stats`]; merge the threads' stats with
-//! [`Stats::merge`]; print [`report::human`] and write [`report::JsonReport`].
+//! [`Stats::merge`]; print [`report::human`], write [`report::JsonReport`] and
+//! [`plot::svg`], and judge the run with [`report::verdict`].
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -62,18 +63,22 @@
 //!     stats: &total, elapsed: start.elapsed(), threads: plan.threads,
 //!     connections: plan.connections, pipeline: plan.pipeline, rate: plan.rate, urls: &urls,
 //! };
-//! assert!(report::human(&summary).contains("10 requests in"));
+//! assert!(report::human(&summary, false).contains("10 requests in"));
+//! assert!(plot::svg(&summary).starts_with("<svg "));
+//! assert_eq!(report::verdict(&total, Some(0.01)), Ok(()));
 //! ```
 //!
 //! Modules by concern: [`url`] (http URLs), [`request`] (pre-rendered requests),
 //! [`response`] (incremental response validation), [`schedule`] (constant rate),
-//! [`stats`] (histograms and error counts), [`connection`] (the connection loop),
-//! [`report`] (human and JSON output), [`progress`] (live line), [`cli`].
+//! [`stats`] (histograms, error counts, per-second figures, reachability),
+//! [`connection`] (the connection loop), [`report`] (human and JSON output, the
+//! verdict), [`plot`] (the SVG picture), [`progress`] (live line), [`cli`].
 
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod connection;
+pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod request;
@@ -86,6 +91,6 @@ pub mod url;
 
 pub use cli::{Config, NetBackend, Plan};
 pub use connection::{run_connection, ConnectionPlan};
-pub use stats::{ErrorCounts, ErrorKind, Recorder, Stats};
+pub use stats::{ErrorCounts, ErrorKind, Recorder, SlotEnd, Stats};
 pub use thread_net::{ThreadConn, ThreadNet};
 pub use transport::{Network, Transport, TransportError};

@@ -12,14 +12,15 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{CommandFactory, Parser};
-use loadgen::cli::Role;
+use loadgen::cli::{exit, Role};
 use loadgen::progress::{Goal, Progress};
-use loadgen::{report, Config, NetBackend};
+use loadgen::report::RunFailure;
+use loadgen::{plot, report, Config, NetBackend};
 use usernet::tun_setup::{self, OpenedTun};
 use usernet::{NetConfig, UserNet};
 
 fn main() -> ExitCode {
-    // Bad flags: clap prints the usage and exits with status 2.
+    // Bad flags: clap prints the usage and exits with status 2 (`exit::USAGE`).
     let config = Config::parse();
     let plan = match config.plan() {
         Ok(plan) => plan,
@@ -36,22 +37,30 @@ fn main() -> ExitCode {
                 Ok(t) => Some(t),
                 Err(e) => {
                     eprintln!("loadgen: --net user: {e}");
-                    return ExitCode::from(2);
+                    return ExitCode::from(exit::USAGE);
                 }
             }
         }
     };
     match run(&config, &plan, tun) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Ok(())) => ExitCode::from(exit::PASSED),
+        Ok(Err(failure)) => {
+            eprintln!("loadgen: {failure}");
+            ExitCode::from(exit::RUN_FAILED)
+        }
         Err(e) => {
             eprintln!("loadgen: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::CANNOT_RUN)
         }
     }
 }
 
-/// Runs the load test and prints (and writes) the report.
-fn run(config: &Config, plan: &loadgen::Plan, tun: Option<OpenedTun>) -> anyhow::Result<()> {
+/// Runs the load test, prints (and writes) the report, and judges the run.
+fn run(
+    config: &Config,
+    plan: &loadgen::Plan,
+    tun: Option<OpenedTun>,
+) -> anyhow::Result<Result<(), RunFailure>> {
     let target = &plan.targets[0];
     let addr = *target
         .resolve()
@@ -103,7 +112,7 @@ fn run(config: &Config, plan: &loadgen::Plan, tun: Option<OpenedTun>) -> anyhow:
         rate: plan.rate,
         urls: &urls,
     };
-    println!("{}", report::human(&summary));
+    println!("{}", report::human(&summary, config.latency));
     if let Some(net) = &outcome.net {
         println!("User-space network:\n{net}");
     }
@@ -112,5 +121,9 @@ fn run(config: &Config, plan: &loadgen::Plan, tun: Option<OpenedTun>) -> anyhow:
             .write_to(path)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(())
+    if let Some(path) = &config.plot {
+        std::fs::write(path, plot::svg(&summary))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report::verdict(&outcome.stats, config.max_error_rate))
 }

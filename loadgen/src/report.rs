@@ -1,13 +1,15 @@
-//! The final report: a human one in wrk's layout, and JSON for scripts.
+//! The final report: a human one in wrk's layout (with wrk2's percentile spectrum on
+//! request), JSON for scripts, and the verdict that decides the exit status.
 
 use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::stats::{ErrorCounts, Stats};
+use crate::stats::{ErrorCounts, Second, Stats};
 
 /// Everything the report describes.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +88,193 @@ impl Latency {
     }
 }
 
+/// One row of the latency percentile spectrum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpectrumRow {
+    /// The highest latency of the row's histogram bucket, microseconds.
+    pub value_us: u64,
+    /// The quantile the iteration reached (0 to 1; the last row is 1).
+    pub quantile: f64,
+    /// Responses at or below `value_us`.
+    pub total_count: u64,
+}
+
+impl SpectrumRow {
+    /// `1/(1-quantile)`, the spectrum's log-scale abscissa (infinite at 1).
+    pub fn inverse(&self) -> f64 {
+        1.0 / (1.0 - self.quantile)
+    }
+}
+
+/// Steps per halving of the distance to 100% in the spectrum (HdrHistogram's and
+/// wrk2's usual).
+pub const SPECTRUM_TICKS: u32 = 5;
+
+/// The percentile spectrum of `h`: HdrHistogram's quantile iteration with
+/// [`SPECTRUM_TICKS`] steps per half distance, ending at quantile 1 with the total
+/// count (empty for an empty histogram).
+pub fn spectrum(h: &Histogram<u64>) -> Vec<SpectrumRow> {
+    let mut total = 0;
+    h.iter_quantiles(SPECTRUM_TICKS)
+        .map(|v| {
+            total += v.count_since_last_iteration();
+            SpectrumRow {
+                value_us: v.value_iterated_to(),
+                quantile: v.quantile_iterated_to(),
+                total_count: total,
+            }
+        })
+        .collect()
+}
+
+/// The spectrum of `h` in HdrHistogram's classic text format (a `.hgrm` file, as
+/// wrk2 `--latency` prints it): values in milliseconds, then the mean, standard
+/// deviation, maximum, total count and the histogram's shape.
+pub fn spectrum_text(h: &Histogram<u64>) -> String {
+    let ms = |us: f64| us / 1000.0;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{:>12} {:>12} {:>12} {:>12}\n\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    for row in spectrum(h) {
+        let _ = writeln!(
+            out,
+            "{:12.3} {:12.6} {:12} {:12.2}",
+            ms(row.value_us as f64),
+            row.quantile,
+            row.total_count,
+            row.inverse()
+        );
+    }
+    let (mean, stdev, max) = if h.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (h.mean(), h.stdev(), h.max() as f64)
+    };
+    // HdrHistogram's sub-bucket count: the power of two that holds 2 * 10^digits.
+    let sub_buckets = (2 * 10u32.pow(u32::from(h.sigfig()))).next_power_of_two();
+    let _ = writeln!(
+        out,
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
+        ms(mean),
+        ms(stdev)
+    );
+    let _ = writeln!(
+        out,
+        "#[Max     = {:12.3}, Total count    = {:12}]",
+        ms(max),
+        h.len()
+    );
+    let _ = write!(
+        out,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        sub_buckets
+    );
+    out
+}
+
+/// One second of the run (the last one, when it is shorter than half a second, is
+/// folded into the one before).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecondFigures {
+    /// Start, seconds since the start of the run.
+    pub start_s: f64,
+    /// Length in seconds: 1, except for the last.
+    pub span_s: f64,
+    /// Complete responses that arrived in it.
+    pub requests: u64,
+    /// `requests / span_s`.
+    pub requests_per_sec: f64,
+    /// Errors of every kind counted in it (error statuses included).
+    pub errors: u64,
+    /// 99th percentile latency of its responses in microseconds (2 significant
+    /// digits); `null` without responses.
+    pub p99_us: Option<u64>,
+}
+
+/// The per-second figures of `s`: one for each second of the run.
+pub fn per_second(s: &Summary<'_>) -> Vec<SecondFigures> {
+    let elapsed = s.elapsed.as_secs_f64();
+    let count = (elapsed.ceil() as usize).max(s.stats.seconds.len());
+    let mut seconds: Vec<(f64, f64, Second)> = (0..count)
+        .map(|i| {
+            let start = i as f64;
+            let span = (elapsed - start).clamp(0.0, 1.0);
+            let second = s.stats.seconds.get(i).cloned().unwrap_or_default();
+            (start, span, second)
+        })
+        .collect();
+    if seconds.len() >= 2 && seconds[seconds.len() - 1].1 < 0.5 {
+        if let Some((_, span, last)) = seconds.pop() {
+            if let Some(previous) = seconds.last_mut() {
+                previous.1 += span;
+                previous.2.merge(&last);
+            }
+        }
+    }
+    seconds
+        .into_iter()
+        .map(|(start_s, span_s, second)| SecondFigures {
+            start_s,
+            span_s,
+            requests: second.requests,
+            requests_per_sec: if span_s > 0.0 {
+                second.requests as f64 / span_s
+            } else {
+                0.0
+            },
+            errors: second.errors,
+            p99_us: (!second.latency.is_empty()).then(|| second.latency.value_at_quantile(0.99)),
+        })
+        .collect()
+}
+
+/// Why a run that happened failed (the binary's exit status 3).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunFailure {
+    /// No 2xx or 3xx response arrived.
+    #[error(
+        "no request succeeded: {requests} responses ({status} with error statuses), \
+         {socket} socket errors"
+    )]
+    NoSuccess {
+        /// Complete responses.
+        requests: u64,
+        /// Those with an error status.
+        status: u64,
+        /// Socket errors.
+        socket: u64,
+    },
+    /// The error rate ([`Stats::error_rate`]) exceeded the limit.
+    #[error("error rate {:.2}% exceeds --max-error-rate {:.2}%", .rate * 100.0, .max * 100.0)]
+    ErrorRate {
+        /// The run's error rate.
+        rate: f64,
+        /// The limit.
+        max: f64,
+    },
+}
+
+/// Whether the run passed: some response succeeded, and the error rate is at most
+/// `max_error_rate` (a fraction) when given.
+pub fn verdict(stats: &Stats, max_error_rate: Option<f64>) -> Result<(), RunFailure> {
+    if stats.successes() == 0 {
+        return Err(RunFailure::NoSuccess {
+            requests: stats.requests,
+            status: stats.errors.status,
+            socket: stats.errors.socket(),
+        });
+    }
+    let rate = stats.error_rate();
+    match max_error_rate {
+        Some(max) if rate > max => Err(RunFailure::ErrorRate { rate, max }),
+        _ => Ok(()),
+    }
+}
+
 /// The `--json` document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JsonReport {
@@ -95,14 +284,19 @@ pub struct JsonReport {
     pub duration_s: f64,
     /// Responses per second.
     pub requests_per_sec: f64,
-    /// Response bytes received.
+    /// Bytes received, complete responses or not.
     pub bytes: u64,
-    /// Response bytes per second.
+    /// Bytes received per second.
     pub bytes_per_sec: f64,
     /// Latency in microseconds.
     pub latency_us: Latency,
     /// Errors by kind.
     pub errors: ErrorCounts,
+    /// Seconds into the run from which no connection was open and every connection
+    /// attempt failed, to the end; `null` when the target was reachable at the end.
+    pub unreachable_since_s: Option<f64>,
+    /// Figures for each second of the run.
+    pub per_second: Vec<SecondFigures>,
     /// Connections.
     pub connections: usize,
     /// Threads.
@@ -128,6 +322,8 @@ impl JsonReport {
             bytes_per_sec: per_sec(s.stats.bytes),
             latency_us: Latency::of(s.stats),
             errors: s.stats.errors,
+            unreachable_since_s: s.stats.reach.unreachable_since().map(|t| t.as_secs_f64()),
+            per_second: per_second(s),
             connections: s.connections,
             threads: s.threads,
             pipeline: s.pipeline,
@@ -162,8 +358,9 @@ pub fn banner(
     )
 }
 
-/// The final human report, in wrk's layout.
-pub fn human(s: &Summary<'_>) -> String {
+/// The final human report, in wrk's layout; with `spectrum`, the latency distribution
+/// is followed by the full percentile spectrum as wrk2 `--latency` prints it.
+pub fn human(s: &Summary<'_>, spectrum: bool) -> String {
     let j = JsonReport::new(s);
     let l = j.latency_us;
     let mut out = String::new();
@@ -187,6 +384,11 @@ pub fn human(s: &Summary<'_>) -> String {
     ] {
         let _ = writeln!(out, "  {label:>9}  {:>8}", format_us(value as f64));
     }
+    if spectrum {
+        let _ = writeln!(out, "\n  Detailed Percentile spectrum:");
+        let _ = writeln!(out, "{}", spectrum_text(&s.stats.latency));
+        let _ = writeln!(out, "{}", "-".repeat(58));
+    }
     let _ = writeln!(
         out,
         "  {} requests in {}, {} read",
@@ -200,6 +402,12 @@ pub fn human(s: &Summary<'_>) -> String {
             out,
             "  Socket errors: connect {}, read {}, write {}, timeout {}",
             e.connect, e.read, e.write, e.timeout
+        );
+    }
+    if let Some(since) = j.unreachable_since_s {
+        let _ = writeln!(
+            out,
+            "  Target unreachable since {since:.2}s: every connection attempt failed from then on"
         );
     }
     if e.malformed > 0 {
@@ -251,33 +459,41 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::ErrorKind;
+    use crate::stats::{ErrorKind, SlotEnd};
 
+    /// 1000 responses of 10 us to 10 ms over 1.9 s, a slow 503 and two errors.
     fn sample() -> Stats {
         let mut s = Stats::new();
         for us in 1..=1000u64 {
-            s.record_response(Duration::from_micros(us * 10), 200, 1000);
+            let at = Duration::from_micros(us * 1900);
+            s.record_response(at, Duration::from_micros(us * 10), 200);
+            s.record_bytes(1000);
         }
-        s.record_response(Duration::from_millis(50), 503, 100);
-        s.record_error(ErrorKind::Timeout);
-        s.record_error(ErrorKind::Malformed);
+        let at = Duration::from_millis(1950);
+        s.record_response(at, Duration::from_millis(50), 503);
+        s.record_bytes(100);
+        s.record_error(at, ErrorKind::Timeout);
+        s.record_error(at, ErrorKind::Malformed);
         s
+    }
+
+    fn summary<'a>(stats: &'a Stats, elapsed: Duration, urls: &'a [String]) -> Summary<'a> {
+        Summary {
+            stats,
+            elapsed,
+            threads: 2,
+            connections: 8,
+            pipeline: 1,
+            rate: None,
+            urls,
+        }
     }
 
     #[test]
     fn json_has_every_field() {
         let stats = sample();
         let urls = vec!["http://127.0.0.1:8080/".to_string()];
-        let summary = Summary {
-            stats: &stats,
-            elapsed: Duration::from_secs(2),
-            threads: 2,
-            connections: 8,
-            pipeline: 1,
-            rate: None,
-            urls: &urls,
-        };
-        let j = JsonReport::new(&summary);
+        let j = JsonReport::new(&summary(&stats, Duration::from_secs(2), &urls));
         assert_eq!(j.requests, 1001);
         assert_eq!(j.requests_per_sec, 500.5);
         assert_eq!(j.bytes_per_sec, 500_050.0);
@@ -301,6 +517,14 @@ mod tests {
         let p50 = value["latency_us"]["p50"].as_u64().unwrap();
         assert!((4990..=5020).contains(&p50), "{p50}");
         assert!(value["latency_us"]["max"].as_u64().unwrap() >= 50_000);
+        assert!(value["unreachable_since_s"].is_null());
+        let seconds = value["per_second"].as_array().unwrap();
+        assert_eq!(seconds.len(), 2);
+        // Responses at 1.9 ms intervals: 526 of them in the first second.
+        assert_eq!(seconds[0]["requests"], 526);
+        assert_eq!(seconds[1]["requests"], 475);
+        assert_eq!(seconds[1]["errors"], 3);
+        assert_eq!(seconds[1]["span_s"], 1.0);
 
         let dir = std::env::temp_dir().join(format!("loadgen-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -313,19 +537,94 @@ mod tests {
     }
 
     #[test]
-    fn human_report_layout() {
+    fn per_second_figures_cover_the_run() {
         let stats = sample();
+        let urls = [];
+        // A short tail (0.2 s) is folded into the second before it.
+        let seconds = per_second(&summary(&stats, Duration::from_millis(2200), &urls));
+        assert_eq!(seconds.len(), 2);
+        assert_eq!(seconds[1].span_s, 1.2000000000000002);
+        assert_eq!(seconds[1].requests, 475);
+        assert!((seconds[1].requests_per_sec - 475.0 / 1.2).abs() < 1e-9);
+        // The slowest percent of the last second: its 10 ms responses and the 503.
+        let p99 = seconds[1].p99_us.unwrap();
+        assert!((9_900..=10_100).contains(&p99), "{p99}");
+        let p99 = seconds[0].p99_us.unwrap();
+        assert!((5_100..=5_300).contains(&p99), "{p99}");
+        // A long tail stays; seconds without responses are zeros.
+        let seconds = per_second(&summary(&stats, Duration::from_millis(3600), &urls));
+        assert_eq!(seconds.len(), 4);
+        assert_eq!((seconds[3].span_s * 10.0).round(), 6.0);
+        assert_eq!((seconds[2].requests, seconds[2].p99_us), (0, None));
+        let total: u64 = seconds.iter().map(|s| s.requests).sum();
+        assert_eq!(total, stats.requests);
+    }
+
+    #[test]
+    fn spectrum_is_hdrhistogram_text() {
+        let stats = sample();
+        let rows = spectrum(&stats.latency);
+        assert_eq!(rows[0].quantile, 0.0);
+        assert!(rows.windows(2).all(|w| w[0].quantile < w[1].quantile));
+        assert!(rows.windows(2).all(|w| w[0].value_us <= w[1].value_us));
+        let last = rows.last().unwrap();
+        assert_eq!((last.quantile, last.total_count), (1.0, 1001));
+        assert_eq!(last.value_us, stats.latency.max());
+        let text = spectrum_text(&stats.latency);
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("       Value   Percentile   TotalCount 1/(1-Percentile)")
+        );
+        assert_eq!(lines.next(), Some(""));
+        assert_eq!(
+            lines.next(),
+            Some("       0.010     0.000000            1         1.00")
+        );
+        assert!(text.contains("\n       5.011     0.500000          501         2.00\n"));
+        assert!(text.contains("\n      50.015     1.000000         1001          inf\n"));
+        assert!(text.contains("#[Mean    =        5.051, StdDeviation   =        3.217]"));
+        assert!(text.contains("#[Max     =       50.015, Total count    =         1001]"));
+        assert!(text.ends_with("#[Buckets =           22, SubBuckets     =         2048]"));
+        let empty = spectrum_text(&Stats::new().latency);
+        assert_eq!(empty.lines().count(), 5, "{empty}");
+    }
+
+    #[test]
+    fn verdicts() {
+        let mut stats = Stats::new();
+        let none = verdict(&stats, None).unwrap_err();
+        assert!(matches!(none, RunFailure::NoSuccess { .. }));
+        assert_eq!(
+            none.to_string(),
+            "no request succeeded: 0 responses (0 with error statuses), 0 socket errors"
+        );
+        let t = Duration::ZERO;
+        stats.record_response(t, Duration::from_millis(1), 500);
+        assert!(matches!(
+            verdict(&stats, None),
+            Err(RunFailure::NoSuccess { .. })
+        ));
+        for _ in 0..3 {
+            stats.record_response(t, Duration::from_millis(1), 200);
+        }
+        assert_eq!(verdict(&stats, None), Ok(()));
+        assert_eq!(verdict(&stats, Some(0.25)), Ok(()));
+        let over = verdict(&stats, Some(0.2)).unwrap_err();
+        assert_eq!(
+            over.to_string(),
+            "error rate 25.00% exceeds --max-error-rate 20.00%"
+        );
+        stats.record_error(t, ErrorKind::Connect);
+        // 2 failures (a 500 and a connect error) of 5 attempts.
+        assert_eq!(stats.error_rate(), 0.4);
+    }
+
+    #[test]
+    fn human_report_layout() {
+        let mut stats = sample();
         let urls = vec!["http://h/".to_string()];
-        let summary = Summary {
-            stats: &stats,
-            elapsed: Duration::from_secs(10),
-            threads: 2,
-            connections: 8,
-            pipeline: 1,
-            rate: None,
-            urls: &urls,
-        };
-        let text = human(&summary);
+        let text = human(&summary(&stats, Duration::from_secs(10), &urls), false);
         assert!(text.contains("Latency Distribution"));
         assert!(text.contains("99.990%"));
         assert!(text.contains("1001 requests in 10.00s, 976.66KB read"));
@@ -333,11 +632,26 @@ mod tests {
         assert!(text.contains("Malformed responses: 1"));
         assert!(text.contains("Non-2xx or 3xx responses: 1"));
         assert!(text.contains("Requests/sec:     100.10"));
+        assert!(!text.contains("Percentile spectrum"));
+        assert!(!text.contains("unreachable"));
         assert_eq!(
             banner(Some(Duration::from_secs(10)), None, &urls, 2, 8),
             "Running 10.00s test @ http://h/\n  2 threads and 8 connections"
         );
         assert!(banner(None, Some(5), &urls, 1, 1).starts_with("Running 5 requests"));
+
+        stats.record_slot_end(SlotEnd::Unreachable {
+            since: Duration::from_millis(7250),
+        });
+        let text = human(&summary(&stats, Duration::from_secs(10), &urls), true);
+        assert!(
+            text.contains("\n  Target unreachable since 7.25s: "),
+            "{text}"
+        );
+        let spectrum_at = text.find("\n  Detailed Percentile spectrum:\n").unwrap();
+        assert!(text[spectrum_at..].contains(&spectrum_text(&stats.latency)));
+        assert!(spectrum_at > text.find("100.000%").unwrap());
+        assert!(spectrum_at < text.find("1001 requests in").unwrap());
     }
 
     #[test]
@@ -357,7 +671,8 @@ mod tests {
             (j.requests, j.requests_per_sec, j.latency_us.max),
             (0, 0.0, 0)
         );
-        assert!(human(&summary).contains("0 requests"));
+        assert!(j.per_second.is_empty());
+        assert!(human(&summary, true).contains("0 requests"));
     }
 
     #[test]

@@ -8,11 +8,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use loadgen::connection::{CONNECT_BACKOFF, CONNECT_BACKOFF_FIRST};
 use loadgen::request::{render, RequestTemplate};
 use loadgen::schedule::RateSchedule;
 use loadgen::{run_connection, ConnectionPlan, Network, Stats, Transport, TransportError};
@@ -34,8 +36,8 @@ struct Behaviour {
     /// Fail reads / writes with a reset.
     reset_reads: bool,
     fail_writes: bool,
-    /// Refuse connections.
-    refuse: bool,
+    /// Refuse connections while the virtual clock is in this range.
+    refuse: Option<Range<Duration>>,
 }
 
 fn ok_response(body: &str) -> Vec<u8> {
@@ -55,7 +57,7 @@ impl Behaviour {
             stall: false,
             reset_reads: false,
             fail_writes: false,
-            refuse: false,
+            refuse: None,
         }
     }
 }
@@ -66,6 +68,8 @@ struct World {
     clock: Cell<Duration>,
     behaviour: Behaviour,
     connects: Cell<u64>,
+    /// When each connection attempt was made.
+    connect_times: RefCell<Vec<Duration>>,
     /// Every request the server received, as text.
     requests: RefCell<Vec<String>>,
     /// The most requests the server ever had unanswered on one connection.
@@ -105,6 +109,7 @@ impl MockNet {
             clock: Cell::new(Duration::ZERO),
             behaviour,
             connects: Cell::new(0),
+            connect_times: RefCell::new(Vec::new()),
             requests: RefCell::new(Vec::new()),
             max_outstanding: Cell::new(0),
             served: Cell::new(0),
@@ -121,7 +126,15 @@ impl Network for MockNet {
         _deadline: Instant,
     ) -> Result<MockConn, TransportError> {
         self.0.connects.set(self.0.connects.get() + 1);
-        if self.0.behaviour.refuse {
+        let now = self.0.clock.get();
+        self.0.connect_times.borrow_mut().push(now);
+        if self
+            .0
+            .behaviour
+            .refuse
+            .as_ref()
+            .is_some_and(|r| r.contains(&now))
+        {
             return Err(io::Error::from(io::ErrorKind::ConnectionRefused).into());
         }
         Ok(MockConn {
@@ -218,6 +231,7 @@ fn plan(net: &MockNet, duration: Duration, max_requests: Option<u64>) -> Connect
         pipeline: 1,
         keep_alive: true,
         timeout: Duration::from_secs(2),
+        start: net.now(),
         end: net.now() + duration,
         max_requests,
         schedule: None,
@@ -376,17 +390,95 @@ fn error_statuses_are_counted_and_still_requests() {
 #[test]
 fn refused_connections_are_connect_errors_and_the_run_ends_on_time() {
     let mut behaviour = Behaviour::ok();
-    behaviour.refuse = true;
+    behaviour.refuse = Some(Duration::ZERO..Duration::MAX);
     let net = MockNet::new(behaviour.clone());
     let start = net.now();
     let stats = run(&net, plan(&net, Duration::from_secs(1), None));
     assert_eq!(stats.requests, 0);
-    assert_eq!(stats.errors.connect, 100); // one per 10 ms backoff
+    // The pause doubles from 10 ms: attempts at 0, 10, 30, 70, 150, 310 and 630 ms.
+    assert_eq!(stats.errors.connect, 7);
+    let ms = |t: &Duration| t.as_millis();
+    let times: Vec<u128> = net.0.connect_times.borrow().iter().map(ms).collect();
+    assert_eq!(times, [0, 10, 30, 70, 150, 310, 630]);
     assert_eq!(net.now() - start, Duration::from_secs(1));
+    assert_eq!(stats.reach.unreachable_since(), Some(Duration::ZERO));
     // With -n, each failed attempt uses up the budget, so the run ends.
     let net = MockNet::new(behaviour);
     let stats = run(&net, plan(&net, Duration::from_secs(3600), Some(7)));
     assert_eq!(stats.errors.connect, 7);
+}
+
+#[test]
+fn the_connect_backoff_is_capped_and_restarts_after_a_connect() {
+    // Down for the first 100 ms, up until 300 ms, then down for good; each response
+    // closes its connection, so the connection reconnects all the time.
+    let mut behaviour = Behaviour::ok();
+    behaviour.close_after = Some(1);
+    behaviour.respond = Rc::new(|_, _| {
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok".to_vec()
+    });
+    let ms = Duration::from_millis;
+    let net = MockNet::new(Behaviour {
+        refuse: Some(ms(300)..Duration::MAX),
+        ..behaviour.clone()
+    });
+    let stats = run(&net, plan(&net, Duration::from_secs(30), None));
+    let times = net.0.connect_times.borrow();
+    let failed: Vec<Duration> = times.iter().copied().filter(|t| *t >= ms(300)).collect();
+    let pauses: Vec<Duration> = failed.windows(2).map(|w| w[1] - w[0]).collect();
+    let mut expected = vec![CONNECT_BACKOFF_FIRST];
+    while expected.len() < pauses.len() {
+        let next = (*expected.last().unwrap() * 2).min(CONNECT_BACKOFF);
+        expected.push(next);
+    }
+    assert_eq!(pauses, expected);
+    assert_eq!(pauses.last(), Some(&CONNECT_BACKOFF), "capped");
+    // From 300 ms, pauses doubling from 10 ms: attempts at 300, 310, 330, 370, 450,
+    // 610, 930 and 1570 ms; then one a second from 2.57 s to 29.57 s.
+    assert_eq!(stats.errors.connect, 8 + 28);
+    let since = stats.reach.unreachable_since().unwrap();
+    assert!(since >= ms(300) && since < ms(301), "{since:?}");
+    assert_eq!(stats.requests, times.len() as u64 - stats.errors.connect);
+
+    // A success restarts the schedule at 10 ms.
+    let net = MockNet::new(Behaviour {
+        refuse: Some(Duration::ZERO..ms(100)),
+        ..behaviour.clone()
+    });
+    let mut p = plan(&net, Duration::from_secs(1), None);
+    p.timeout = ms(50);
+    let stats = {
+        let mut stats = Stats::new();
+        futures::executor::block_on(run_connection(&net, p, &mut stats, None));
+        stats
+    };
+    let times: Vec<u128> = net.0.connect_times.borrow()[..6]
+        .iter()
+        .map(Duration::as_millis)
+        .collect();
+    assert_eq!(times, [0, 10, 30, 70, 150, 150]);
+    assert_eq!(stats.errors.connect, 4);
+    assert_eq!(
+        stats.reach.unreachable_since(),
+        None,
+        "reachable at the end"
+    );
+}
+
+#[test]
+fn bytes_count_as_they_arrive() {
+    // A head and part of a body, then nothing: the response never completes.
+    let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789";
+    let net = MockNet::new(Behaviour {
+        respond: Rc::new(|_, _| partial.to_vec()),
+        ..Behaviour::ok()
+    });
+    let mut p = plan(&net, Duration::from_secs(60), Some(3));
+    p.timeout = Duration::from_millis(100);
+    let stats = run(&net, p);
+    assert_eq!(stats.requests, 0);
+    assert_eq!(stats.errors.timeout, 3);
+    assert_eq!(stats.bytes, 3 * partial.len() as u64);
 }
 
 #[test]

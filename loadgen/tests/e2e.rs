@@ -1,15 +1,17 @@
 //! The `loadgen` binary end to end, against test servers on free loopback ports: a
 //! correct keep-alive server (counts, bytes, `--json`, `-n`, `--pipeline`,
-//! `--no-keepalive`, `-H`, `--method`, `-R`) and misbehaving ones (error statuses,
-//! early closes, garbage, stalls, refused connections), each counted under the right
-//! kind, with loadgen exiting on time.
+//! `--no-keepalive`, `-H`, `--method`, `-R`, `--latency`) and misbehaving ones (error
+//! statuses, early closes, garbage, stalls, refused connections, endless bodies), each
+//! counted under the right kind, with loadgen exiting on time and with the exit status
+//! the run deserves.
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{assert_served, loadgen, Behaviour, Run, Server, SLACK};
+use socket2::{Domain, Socket, Type};
+use support::{assert_served, loadgen, spectrum, Behaviour, Run, Server, SLACK};
 
 fn assert_no_errors(run: &Run) {
     for kind in ["connect", "read", "write", "timeout", "status", "malformed"] {
@@ -244,7 +246,7 @@ fn constant_rate_is_approximately_honoured() {
 fn error_statuses_are_status_errors() {
     let server = Server::start(Behaviour::Status500);
     let run = loadgen(&["-c", "2", "-n", "50", &server.url("/")], Some("500"));
-    run.assert_success();
+    run.assert_run_failed("no request succeeded: 50 responses (50 with error statuses)");
     assert_eq!(
         run.requests(),
         50,
@@ -261,7 +263,7 @@ fn error_statuses_are_status_errors() {
 fn early_closes_are_read_errors() {
     let server = Server::start(Behaviour::CloseMidResponse);
     let run = loadgen(&["-c", "2", "-n", "20", &server.url("/")], Some("early"));
-    run.assert_success();
+    run.assert_run_failed("no request succeeded");
     assert_eq!(run.requests(), 0);
     assert_eq!(run.error("read") + run.error("malformed"), 20);
     assert!(run.error("read") > 0, "a truncated body is a read error");
@@ -273,7 +275,7 @@ fn early_closes_are_read_errors() {
 fn garbage_is_malformed() {
     let server = Server::start(Behaviour::Garbage);
     let run = loadgen(&["-c", "2", "-n", "20", &server.url("/")], Some("garbage"));
-    run.assert_success();
+    run.assert_run_failed("no request succeeded");
     assert_eq!(run.requests(), 0);
     assert_eq!(run.error("malformed"), 20);
     assert!(run.stdout().contains("Malformed responses: 20"));
@@ -296,7 +298,7 @@ fn stalls_time_out_and_the_run_ends_on_time() {
         ],
         Some("stall"),
     );
-    run.assert_success();
+    run.assert_run_failed("no request succeeded");
     assert_eq!(run.requests(), 0);
     // Each connection times out about every 300 ms: 3 rounds of 4 in 1 s.
     assert!(run.error("timeout") >= 4, "{}", run.error("timeout"));
@@ -315,25 +317,37 @@ fn stalls_end_a_request_count_run_too() {
         &["-c", "2", "-n", "4", "--timeout", "200ms", &server.url("/")],
         Some("stall-n"),
     );
-    run.assert_success();
+    run.assert_run_failed("no request succeeded");
     assert_eq!(run.requests(), 0);
     assert_eq!(run.error("timeout"), 4);
     assert!(run.wall < SLACK, "{:?}", run.wall);
     assert_eq!(server.seen().requests, 4);
 }
 
-/// A loopback port with nothing listening.
-fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+/// A loopback port with nothing listening, held (bound, never listening) so that no
+/// other test's server gets it while the socket lives: connections are refused.
+struct ClosedPort {
+    addr: SocketAddr,
+    _held: Socket,
+}
+
+fn closed_port() -> ClosedPort {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    ClosedPort {
+        addr,
+        _held: socket,
+    }
 }
 
 #[test]
 fn refused_connections_are_connect_errors() {
-    let addr = closed_port();
-    let url = format!("http://{addr}/");
+    let closed = closed_port();
+    let url = format!("http://{}/", closed.addr);
     let run = loadgen(&["-c", "2", "-d", "500ms", &url], Some("refused"));
-    run.assert_success();
+    run.assert_run_failed("no request succeeded");
     assert_eq!(run.requests(), 0);
     assert!(run.error("connect") > 0);
     assert!(
@@ -344,7 +358,7 @@ fn refused_connections_are_connect_errors() {
     assert!(run.stdout().contains("Socket errors: connect "));
 
     let run = loadgen(&["-c", "2", "-n", "6", &url], Some("refused-n"));
-    run.assert_success();
+    run.assert_run_failed("no request succeeded");
     assert_eq!(
         run.error("connect"),
         6,
@@ -359,6 +373,10 @@ fn bad_command_lines_exit_2_with_usage() {
         &["-d", "1s", "-n", "5", "http://127.0.0.1:1/"],
         &["--bogus", "http://127.0.0.1:1/"],
         &["https://127.0.0.1:1/"],
+        &["--max-error-rate", "5", "http://127.0.0.1:1/"],
+        &["--max-error-rate", "150%", "http://127.0.0.1:1/"],
+        &["--max-error-rate", "-0.1", "http://127.0.0.1:1/"],
+        &["--max-error-rate", "lots", "http://127.0.0.1:1/"],
         &[],
     ] {
         let run = loadgen(args, None);
@@ -383,7 +401,17 @@ fn bad_command_lines_exit_2_with_usage() {
     assert!(run.stderr().contains("make setup"), "{}", run.stderr());
     let run = loadgen(&["--help"], None);
     assert!(run.output.status.success());
-    assert!(run.stdout().contains("--pipeline"));
+    let help = run.stdout();
+    for text in [
+        "--pipeline",
+        "--max-error-rate",
+        "--latency",
+        "--plot",
+        "Exit status:",
+    ] {
+        assert!(help.contains(text), "{text}: {help}");
+    }
+    assert!(help.contains("\n  3  the run failed: "), "{help}");
 }
 
 #[test]
@@ -407,4 +435,132 @@ fn an_unwritable_json_path_is_reported() {
         "{}",
         run.stderr()
     );
+}
+
+#[test]
+fn max_error_rate_decides_the_exit_status() {
+    // One response in four is a 500: an error rate of exactly 25%.
+    let server = Server::start(Behaviour::EveryFourth500);
+    let url = server.url("/");
+    let run = loadgen(&["-c", "1", "-n", "40", &url], Some("rate-none"));
+    run.assert_success();
+    assert_eq!((run.requests(), run.error("status")), (40, 10));
+    for limit in ["25%", "0.25", "1"] {
+        let args = ["-c", "1", "-n", "40", "--max-error-rate", limit, &url];
+        loadgen(&args, None).assert_success();
+    }
+    for limit in ["24.9%", "0.2", "0"] {
+        let args = ["-c", "1", "-n", "40", "--max-error-rate", limit, &url];
+        let run = loadgen(&args, Some("rate-over"));
+        run.assert_run_failed("error rate 25.00% exceeds --max-error-rate");
+        // The report is printed and written all the same.
+        assert_eq!(run.requests(), 40);
+        assert!(run.stdout().contains("Requests/sec:"));
+    }
+}
+
+#[test]
+fn an_unreachable_target_is_retried_with_backoff_and_reported() {
+    let closed = closed_port();
+    let url = format!("http://{}/", closed.addr);
+    let run = loadgen(
+        &["-c", "4", "-t", "2", "-d", "2s", &url],
+        Some("unreachable"),
+    );
+    run.assert_run_failed("no request succeeded: 0 responses (0 with error statuses)");
+    // Pauses doubling from 10 ms: 8 attempts in 2 s per connection (a fixed 10 ms
+    // pause made 200).
+    let connects = run.error("connect");
+    assert!(
+        (4..=4 * 10).contains(&connects),
+        "{connects} connect errors"
+    );
+    let since = run.json()["unreachable_since_s"].as_f64().unwrap();
+    assert!((0.0..0.5).contains(&since), "{since}");
+    let stdout = run.stdout();
+    let line = format!("Target unreachable since {since:.2}s: ");
+    assert!(stdout.contains(&line), "{stdout}");
+    assert!(run.wall < Duration::from_secs(2) + SLACK, "{:?}", run.wall);
+
+    // A reachable target has no such line, and null in the JSON.
+    let server = Server::start(Behaviour::Correct);
+    let run = loadgen(&["-c", "1", "-n", "5", &server.url("/")], Some("reachable"));
+    run.assert_success();
+    assert!(run.json()["unreachable_since_s"].is_null());
+    assert!(!run.stdout().contains("unreachable"));
+}
+
+#[test]
+fn bytes_of_an_endless_body_are_counted_as_they_arrive() {
+    let server = Server::start(Behaviour::EndlessChunked);
+    let run = loadgen(
+        &[
+            "-c",
+            "1",
+            "-t",
+            "1",
+            "-d",
+            "1s",
+            "--timeout",
+            "5s",
+            &server.url("/"),
+        ],
+        Some("endless"),
+    );
+    // The response never completed: no request succeeded, and none failed.
+    run.assert_run_failed("no request succeeded: 0 responses");
+    assert_eq!(run.requests(), 0);
+    assert_no_errors(&run);
+    let bytes = run.bytes();
+    assert!(bytes > 4 << 20, "only {bytes} bytes read in 1 s");
+    let stdout = run.stdout();
+    assert!(!stdout.contains("0.00B read"), "{stdout}");
+    assert!(stdout.contains("0 requests in 1."), "{stdout}");
+    let bytes_per_sec = run.json()["bytes_per_sec"].as_f64().unwrap();
+    assert!(bytes_per_sec > 2_000_000.0, "{bytes_per_sec}");
+    assert!(run.wall < Duration::from_secs(1) + SLACK, "{:?}", run.wall);
+}
+
+#[test]
+fn latency_prints_the_full_percentile_spectrum() {
+    let server = Server::start(Behaviour::Correct);
+    let run = loadgen(
+        &[
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-n",
+            "3000",
+            "--latency",
+            &server.url("/"),
+        ],
+        Some("latency"),
+    );
+    run.assert_success();
+    let stdout = run.stdout();
+    let (rows, footer) = spectrum(&stdout);
+    assert!(rows.len() > 20, "{} rows", rows.len());
+    assert_eq!(rows[0].1, 0.0);
+    for w in rows.windows(2) {
+        assert!(w[0].1 < w[1].1, "percentiles increase: {w:?}");
+        assert!(w[0].0 <= w[1].0, "values do not decrease: {w:?}");
+        assert!(w[0].2 <= w[1].2, "counts do not decrease: {w:?}");
+    }
+    let last = rows.last().unwrap();
+    assert_eq!((last.1, last.2), (1.0, 3000));
+    let max_ms = run.json()["latency_us"]["max"].as_u64().unwrap() as f64 / 1000.0;
+    assert_eq!(format!("{:.3}", last.0), format!("{max_ms:.3}"));
+    assert_eq!(footer.len(), 3, "{footer:?}");
+    assert!(footer[0].starts_with("#[Mean    = "), "{}", footer[0]);
+    let max_line = format!("#[Max     = {max_ms:12.3}, Total count    = {:12}]", 3000);
+    assert_eq!(footer[1], max_line);
+    assert!(footer[2].starts_with("#[Buckets = "), "{}", footer[2]);
+    // wrk2's layout: the spectrum follows the distribution, then a rule, then totals.
+    let at = |text: &str| stdout.find(text).unwrap_or_else(|| panic!("{text}"));
+    assert!(at("100.000%") < at("Detailed Percentile spectrum"));
+    assert!(at(&"-".repeat(58)) < at("3000 requests in"));
+    // Without the flag, no spectrum.
+    let run = loadgen(&["-c", "1", "-n", "10", &server.url("/")], None);
+    assert!(!run.stdout().contains("Detailed Percentile spectrum"));
 }

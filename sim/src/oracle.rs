@@ -322,7 +322,9 @@ fn client_view(r: &ConnRecord, v: &mut Vec<String>, seen: &mut Seen) {
     }
 }
 
-/// loadgen's counters against the records of its connections.
+/// loadgen's counters against the records of its connections: its bytes are every
+/// byte they received (complete responses or not), its responses and error statuses
+/// those of the complete responses among them.
 fn loadgen_counts(g: &GroupRun, records: &[ConnRecord], v: &mut Vec<String>) {
     let mut started = 0u64;
     let (mut responses, mut bytes, mut bad_status) = (0u64, 0u64, 0u64);
@@ -332,6 +334,7 @@ fn loadgen_counts(g: &GroupRun, records: &[ConnRecord], v: &mut Vec<String>) {
         .filter(|r| r.end == End::Client && *r.label == *g.label)
     {
         conns += 1;
+        bytes += r.received.len() as u64;
         let reqs = http::requests(&r.sent);
         let n = reqs.complete.len() as u64 + u64::from(reqs.partial);
         started += n;
@@ -342,7 +345,6 @@ fn loadgen_counts(g: &GroupRun, records: &[ConnRecord], v: &mut Vec<String>) {
         };
         let done: Vec<&SentResponse> = resps.iter().filter(|x| x.complete).collect();
         responses += done.len() as u64;
-        bytes += done.iter().map(|x| x.wire_len() as u64).sum::<u64>();
         bad_status += done
             .iter()
             .filter(|x| !(200..400).contains(&x.status))
@@ -362,7 +364,7 @@ fn loadgen_counts(g: &GroupRun, records: &[ConnRecord], v: &mut Vec<String>) {
     let name = &g.label;
     if s.requests != responses || s.bytes != bytes {
         v.push(format!(
-            "{name}: loadgen counted {} responses, {} bytes; its connections received {responses} complete responses, {bytes} bytes",
+            "{name}: loadgen counted {} responses, {} bytes; its connections received {responses} complete responses in {bytes} bytes",
             s.requests, s.bytes
         ));
     }

@@ -20,6 +20,9 @@ use serde_json::Value;
 /// Body of the correct server's responses.
 pub const BODY: &[u8] = &[b'x'; 100];
 
+/// The longest an `EndlessChunked` response is sent for.
+pub const ENDLESS_FOR: Duration = Duration::from_secs(20);
+
 /// Slack allowed on top of a run's expected length before "exits on time" fails (the
 /// process start and report included; generous for loaded CI machines).
 pub const SLACK: Duration = Duration::from_secs(3);
@@ -31,6 +34,11 @@ pub enum Behaviour {
     Correct,
     /// 500 with a short body.
     Status500,
+    /// As `Correct`, but every fourth response of the server is a 500.
+    EveryFourth500,
+    /// A chunked 200 whose body never ends: 64 KiB chunks until the client goes away
+    /// (or, as a safety net, for at most [`ENDLESS_FOR`]).
+    EndlessChunked,
     /// A head promising 100 bytes, 10 of them, then close.
     CloseMidResponse,
     /// Bytes that are not HTTP.
@@ -189,6 +197,24 @@ pub fn respond(
         Behaviour::Status500 => {
             b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops".to_vec()
         }
+        Behaviour::EveryFourth500 => {
+            if seen.lock().unwrap().responses % 4 == 3 {
+                return respond(stream, Behaviour::Status500, head, seen);
+            }
+            return respond(stream, Behaviour::Correct, head, seen);
+        }
+        Behaviour::EndlessChunked => {
+            let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+            let mut chunk = b"10000\r\n".to_vec();
+            chunk.resize(chunk.len() + 0x10000, b'z');
+            chunk.extend_from_slice(b"\r\n");
+            let started = Instant::now();
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            if stream.write_all(head).is_ok() {
+                while started.elapsed() < ENDLESS_FOR && stream.write_all(&chunk).is_ok() {}
+            }
+            return false;
+        }
         Behaviour::CloseMidResponse => {
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
             return false;
@@ -238,10 +264,20 @@ impl Run {
     }
 
     pub fn assert_success(&self) {
-        assert!(
-            self.output.status.success(),
-            "loadgen failed: {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.output.status,
+        self.assert_exit(0);
+    }
+
+    /// The run happened but failed (exit status 3), saying why on stderr.
+    pub fn assert_run_failed(&self, why: &str) {
+        self.assert_exit(3);
+        assert!(self.stderr().contains(why), "{}", self.stderr());
+    }
+
+    pub fn assert_exit(&self, code: i32) {
+        assert_eq!(
+            self.output.status.code(),
+            Some(code),
+            "loadgen exit status\nstdout:\n{}\nstderr:\n{}",
             self.stdout(),
             self.stderr()
         );
@@ -289,4 +325,52 @@ pub fn assert_served(run: &Run, seen: &Seen, n: u64) {
     assert_eq!(run.requests(), n);
     assert_eq!(seen.requests, n);
     assert_eq!(run.bytes(), seen.response_bytes);
+}
+
+/// The rows of the percentile spectrum `--latency` prints: (value in ms, percentile,
+/// total count), and the `#[...]` lines after them.
+pub fn spectrum(stdout: &str) -> (Vec<(f64, f64, u64)>, Vec<&str>) {
+    let mut lines = stdout
+        .lines()
+        .skip_while(|l| *l != "  Detailed Percentile spectrum:")
+        .skip(1);
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+    );
+    assert_eq!(lines.next(), Some(""));
+    let mut rows = Vec::new();
+    let mut footer = Vec::new();
+    for line in lines {
+        if line.starts_with("#[") {
+            footer.push(line);
+            continue;
+        }
+        if !footer.is_empty() {
+            break;
+        }
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols.len(), 4, "{line:?}");
+        let percentile: f64 = cols[1].parse().unwrap();
+        let inverse: f64 = cols[3].parse().unwrap();
+        if percentile < 1.0 {
+            // The percentile is printed rounded to 6 decimals.
+            let expected = 1.0 / (1.0 - percentile);
+            let slack = 0.005 + expected * expected * 5e-7;
+            assert!((inverse - expected).abs() <= slack, "{line}");
+        } else {
+            assert_eq!(cols[3], "inf");
+        }
+        rows.push((
+            cols[0].parse().unwrap(),
+            percentile,
+            cols[2].parse().unwrap(),
+        ));
+    }
+    (rows, footer)
 }
