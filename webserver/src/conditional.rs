@@ -3,7 +3,9 @@
 //! The entity tag is **strong**, built from the modification time (seconds and
 //! nanoseconds) and the size: `"<secs hex>.<nanos hex>-<size hex>"`. A static file with
 //! the same size and nanosecond mtime is treated as byte-identical; being strong, the
-//! tag also validates `If-Range` and `If-Match`.
+//! tag also validates `If-Range` and `If-Match`. A precompressed variant's tag is
+//! built from the variant file and carries its coding (`"<...>-gz"`, see
+//! [`Coding::etag_suffix`]), so every representation has its own.
 //!
 //! Evaluation order follows RFC 9110 section 13.2.2: `If-Match`, else
 //! `If-Unmodified-Since` (412 on failure); then `If-None-Match`, else
@@ -13,11 +15,13 @@
 use std::time::UNIX_EPOCH;
 
 use crate::date::{parse_http_date, unix_secs};
+use crate::encoding::Coding;
 use crate::files::FileMeta;
 use crate::request::Request;
 
-/// Longest entity tag we produce: quotes, 16 + 8 + 16 hex digits, `.` and `-`.
-const ETAG_CAP: usize = 44;
+/// Longest entity tag we produce: quotes, 16 + 8 + 16 hex digits, `.` and `-`, and a
+/// coding suffix of up to 4 bytes.
+const ETAG_CAP: usize = 48;
 
 /// The validators of a file: its strong entity tag and modification second.
 #[derive(Clone, Copy)]
@@ -31,6 +35,12 @@ pub struct Validators {
 impl Validators {
     /// The validators of `meta`.
     pub fn of(meta: &FileMeta) -> Self {
+        Self::of_variant(meta, None)
+    }
+
+    /// The validators of a file `meta` served in `coding` (a precompressed variant, its
+    /// own metadata), or as is (`None`).
+    pub fn of_variant(meta: &FileMeta, coding: Option<Coding>) -> Self {
         let since = meta.modified.duration_since(UNIX_EPOCH).unwrap_or_default();
         let mut etag = [0u8; ETAG_CAP];
         let mut len = 0;
@@ -44,6 +54,9 @@ impl Validators {
         push_hex(u64::from(since.subsec_nanos()), &mut push);
         push(b'-');
         push_hex(meta.len, &mut push);
+        for &b in coding.map_or("", Coding::etag_suffix).as_bytes() {
+            push(b);
+        }
         push(b'"');
         Validators {
             etag,
@@ -224,6 +237,13 @@ mod tests {
             kind: FileKind::File,
         };
         assert_eq!(Validators::of(&zero).etag(), b"\"0.0-0\"");
+        let v = Validators::of_variant(&max, Some(Coding::Zstd));
+        assert_eq!(
+            v.etag(),
+            b"\"7fffffffffffffff.3b9ac9ff-ffffffffffffffff-zst\""
+        );
+        let v = Validators::of_variant(&meta(), Some(Coding::Gzip));
+        assert_eq!(v.etag(), b"\"2ebc98a1.5-400-gz\"");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 pub use usernet::cli::{NetBackend, Role, UserNetArgs};
 
-use crate::connection::Settings;
+use crate::connection::{ContentOptions, Settings};
 use crate::request::Limits;
 
 /// The port the server listens on unless `--listen` says otherwise.
@@ -70,6 +70,11 @@ pub struct Config {
     /// Serve an HTML listing for directories without index.html (else 403)
     #[arg(long)]
     pub autoindex: bool,
+
+    /// Never serve precompressed variants (FILE.zst, FILE.br, FILE.gz beside FILE) in
+    /// place of FILE, whatever the request's Accept-Encoding
+    #[arg(long)]
+    pub no_precompressed: bool,
 
     /// Write an access log (Common Log Format) to FILE, or to stdout with `-` or no value
     #[arg(long, value_name = "FILE|-", num_args = 0..=1, default_missing_value = "-")]
@@ -203,6 +208,13 @@ impl Config {
         }
     }
 
+    /// How files are represented in responses, as these options say.
+    pub fn content(&self) -> ContentOptions {
+        ContentOptions {
+            precompressed: !self.no_precompressed,
+        }
+    }
+
     /// The number of cores to run on: `--cores`, else all available.
     pub fn cores(&self) -> usize {
         self.cores
@@ -258,6 +270,7 @@ mod tests {
         assert!(!c.autoindex);
         assert_eq!(c.access_log, None);
         assert_eq!(c.settings(), Settings::default());
+        assert!(c.content().precompressed);
         assert!(c.cores() >= 1);
         c.validate().unwrap();
         assert!(c.root().join("index.html").is_file(), "{:?}", c.root());
@@ -275,6 +288,7 @@ mod tests {
             "--net",
             "user",
             "--autoindex",
+            "--no-precompressed",
             "--access-log",
             "/tmp/log",
             "--trace",
@@ -312,6 +326,7 @@ mod tests {
         assert_eq!(s.limits.max_uri_bytes, 512);
         assert_eq!(s.limits.max_body_bytes, 0);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(3));
+        assert!(!c.content().precompressed);
         c.validate().unwrap();
     }
 

@@ -27,6 +27,7 @@ use crate::autoindex;
 use crate::conditional::{self, Precondition, Validators};
 use crate::counters::Counters;
 use crate::date::{DateCache, WallClock};
+use crate::encoding::{AcceptEncoding, Coding};
 use crate::files::{FileKind, FileSource, OpenError, Opened, SendError};
 use crate::path::{encode_path, normalize, RelPath};
 use crate::range::{self, RangeOutcome};
@@ -72,11 +73,23 @@ impl Default for Settings {
     }
 }
 
+/// How files are represented in responses. Cheap to clone: the binary builds it once
+/// and every core's [`ServerContext`] holds a copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContentOptions {
+    /// Serve a precompressed variant (`file.zst`, `file.br`, `file.gz` beside `file`)
+    /// when the request's `Accept-Encoding` allows it; see [`crate::encoding`]. Every
+    /// response about a file that has variants carries `Vary: Accept-Encoding`.
+    pub precompressed: bool,
+}
+
 /// What the connections of one core share: settings, the date cache, the counters,
 /// the access log and the shutdown flag. Not `Sync`: one per core.
 pub struct ServerContext {
     /// The tunables.
     pub settings: Settings,
+    /// How files are represented (variants, headers, media types).
+    pub content: ContentOptions,
     /// The per-second `Date` cache (also the clock of log records).
     pub date: DateCache,
     /// This core's counters.
@@ -97,11 +110,18 @@ impl ServerContext {
     pub fn with_clock(settings: Settings, clock: WallClock) -> Self {
         ServerContext {
             settings,
+            content: ContentOptions::default(),
             date: DateCache::new(clock),
             counters: Counters::default(),
             access_log: None,
             shutting_down: Cell::new(false),
         }
+    }
+
+    /// Represents files as `content` says (default: [`ContentOptions::default`]).
+    pub fn with_content(mut self, content: ContentOptions) -> Self {
+        self.content = content;
+        self
     }
 
     /// Sends a record of every response to `log`.
@@ -193,6 +213,7 @@ pub async fn serve_connection<T: Transport, F: FileSource>(
         out: Vec::with_capacity(1024),
         scratch: Vec::new(),
         path: Vec::new(),
+        variant: Vec::new(),
     };
     match conn.run(files, peer).await {
         Ok(end) => end,
@@ -207,6 +228,8 @@ struct Conn<'a, T> {
     scratch: Vec<u8>,
     /// Reused for the decoded path of each request.
     path: Vec<u8>,
+    /// Reused for the paths of precompressed variants.
+    variant: Vec<u8>,
 }
 
 /// A response decided and written (head, and body if buffered) into the output.
@@ -552,7 +575,9 @@ impl<T: Transport> Conn<'_, T> {
         }
     }
 
-    /// Answers a GET or HEAD for the regular file `opened`, named `rel`.
+    /// Answers a GET or HEAD for the regular file `opened`, named `rel`: in the
+    /// representation [`Conn::choose_representation`] picks, whose validators the
+    /// conditional headers and `Range` are evaluated against.
     async fn serve_file<F: FileSource>(
         &mut self,
         req: &Request<'_>,
@@ -563,8 +588,17 @@ impl<T: Transport> Conn<'_, T> {
     ) -> Reply<F::File> {
         let http10 = req.version == Version::Http10;
         let head_only = req.method == Method::Head;
-        let Opened { handle, meta } = opened;
-        let v = Validators::of(&meta);
+        let (Opened { handle, meta }, coding, vary) = if self.ctx.content.precompressed {
+            self.choose_representation(req, files, rel, opened).await
+        } else {
+            (opened, None, false)
+        };
+        let vary_header: &[(&str, &[u8])] = if vary {
+            &[("Vary", b"Accept-Encoding")]
+        } else {
+            &[]
+        };
+        let v = Validators::of_variant(&meta, coding);
         let date = self.ctx.date.http_date();
         let head_start = self.out.len();
         match conditional::evaluate(req, &v) {
@@ -574,6 +608,9 @@ impl<T: Transport> Conn<'_, T> {
                 let mut head = Head::start(&mut self.out, Status::NotModified, &date);
                 head.header("ETag", v.etag());
                 write_last_modified(&mut head, &self.ctx.date, v.last_modified);
+                for (name, value) in vary_header {
+                    head.header(name, value);
+                }
                 head.finish(keep_alive, http10);
                 return Reply {
                     status: Status::NotModified,
@@ -589,7 +626,7 @@ impl<T: Transport> Conn<'_, T> {
                     keep_alive,
                     http10,
                     head_only,
-                    &[],
+                    vary_header,
                 );
                 return Reply {
                     status: Status::PreconditionFailed,
@@ -621,12 +658,14 @@ impl<T: Transport> Conn<'_, T> {
                 let mut unsatisfied = Vec::with_capacity(32);
                 unsatisfied.extend_from_slice(b"bytes */");
                 unsatisfied.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+                let mut extra = vec![("Content-Range", &unsatisfied[..])];
+                extra.extend_from_slice(vary_header);
                 let body_bytes = self.error(
                     Status::RangeNotSatisfiable,
                     keep_alive,
                     http10,
                     head_only,
-                    &[("Content-Range", &unsatisfied)],
+                    &extra,
                 );
                 return Reply {
                     status: Status::RangeNotSatisfiable,
@@ -637,10 +676,17 @@ impl<T: Transport> Conn<'_, T> {
             }
         };
         let mut head = Head::start(&mut self.out, status, &date);
+        // The media type is the original file's, whatever the coding.
         head.content_type_for(rel.file_name())
             .header_u64("Content-Length", count)
             .header("ETag", v.etag())
             .header("Accept-Ranges", b"bytes");
+        if let Some(coding) = coding {
+            head.header("Content-Encoding", coding.token().as_bytes());
+        }
+        for (name, value) in vary_header {
+            head.header(name, value);
+        }
         write_last_modified(&mut head, &self.ctx.date, v.last_modified);
         if status == Status::PartialContent {
             head.content_range(first, first + count - 1, len);
@@ -688,6 +734,55 @@ impl<T: Transport> Conn<'_, T> {
         }
     }
 
+    /// Picks the representation of the file `rel` (opened as `identity`) that `req`
+    /// gets: the best precompressed variant its `Accept-Encoding` allows, else the file
+    /// itself (the handle not returned is closed). Also tells whether the file has any
+    /// variant, which makes every response about it vary by `Accept-Encoding`.
+    ///
+    /// Opens only what it must: the acceptable codings best first until one exists,
+    /// then, if none did, the others until one exists (for `Vary`). A variant that
+    /// cannot be opened for another reason than its absence counts as existing but is
+    /// not served.
+    async fn choose_representation<F: FileSource>(
+        &mut self,
+        req: &Request<'_>,
+        files: &F,
+        rel: RelPath<'_>,
+        identity: Opened<F::File>,
+    ) -> (Opened<F::File>, Option<Coding>, bool) {
+        let accept = AcceptEncoding::parse(req.header_values("accept-encoding"));
+        let mut probed = 0u8;
+        let mut vary = false;
+        for coding in accept.ranked() {
+            probed |= 1 << coding as u8;
+            match open_variant(files, &mut self.variant, rel, coding).await {
+                Ok(Some(variant)) => {
+                    files.close(identity.handle).await;
+                    return (variant, Some(coding), true);
+                }
+                Ok(None) => {}
+                Err(_) => vary = true,
+            }
+        }
+        let unprobed = Coding::ALL
+            .into_iter()
+            .filter(|&c| probed & (1 << c as u8) == 0);
+        for coding in unprobed {
+            if vary {
+                break;
+            }
+            match open_variant(files, &mut self.variant, rel, coding).await {
+                Ok(Some(variant)) => {
+                    files.close(variant.handle).await;
+                    vary = true;
+                }
+                Ok(None) => {}
+                Err(_) => vary = true,
+            }
+        }
+        (identity, None, vary)
+    }
+
     /// Writes an error-style response (small HTML page) with `extra` headers; returns
     /// the body bytes sent.
     fn error(
@@ -722,6 +817,28 @@ fn open_error_status(e: &OpenError, keep_alive: bool) -> (Status, bool) {
         OpenError::NotFound => (Status::NotFound, keep_alive),
         OpenError::Forbidden => (Status::Forbidden, keep_alive),
         OpenError::Io(_) => (Status::InternalServerError, false),
+    }
+}
+
+/// Opens the precompressed variant of `rel` in `coding` (its path built in `buf`):
+/// `Ok(None)` when there is none (missing, or not a regular file).
+async fn open_variant<F: FileSource>(
+    files: &F,
+    buf: &mut Vec<u8>,
+    rel: RelPath<'_>,
+    coding: Coding,
+) -> Result<Option<Opened<F::File>>, OpenError> {
+    buf.clear();
+    buf.extend_from_slice(rel.as_bytes());
+    buf.extend_from_slice(coding.suffix().as_bytes());
+    match files.open(RelPath::from_normalized(buf)).await {
+        Ok(opened) if opened.meta.kind == FileKind::File => Ok(Some(opened)),
+        Ok(opened) => {
+            files.close(opened.handle).await;
+            Ok(None)
+        }
+        Err(OpenError::NotFound) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

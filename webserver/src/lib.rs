@@ -69,7 +69,8 @@
 //!
 //! Modules by concern: [`request`] (incremental head parsing and limits), [`path`]
 //! (percent-decoding and normalisation), [`conditional`] (ETag, `If-*`), [`range`]
-//! (`Range`), [`response`] (status and head writing), [`autoindex`] (listings),
+//! (`Range`), [`encoding`] (precompressed variants, `Accept-Encoding`), [`response`]
+//! (status and head writing), [`autoindex`] (listings),
 //! [`connection`] (the per-connection loop), [`access_log`], [`counters`], [`date`],
 //! [`config`].
 
@@ -82,6 +83,7 @@ pub mod config;
 pub mod connection;
 pub mod counters;
 pub mod date;
+pub mod encoding;
 pub mod files;
 pub mod net_transport;
 pub mod path;
@@ -93,7 +95,9 @@ pub mod transport;
 
 pub use access_log::{AccessLog, LogEntry};
 pub use config::{Config, LogTarget, NetBackend};
-pub use connection::{serve_connection, ConnectionEnd, ConnectionError, ServerContext, Settings};
+pub use connection::{
+    serve_connection, ConnectionEnd, ConnectionError, ContentOptions, ServerContext, Settings,
+};
 pub use counters::{Counters, Totals};
 pub use date::DateCache;
 pub use files::{

@@ -98,6 +98,7 @@ fn run(config: &Config, tun: Option<OpenedTun>) -> anyhow::Result<()> {
         stats_every: config.stats,
         root,
         settings: config.settings(),
+        content: config.content(),
         max_connections_per_core: config.max_connections.div_ceil(cores),
         shutdown_timeout: config.shutdown_timeout,
         cores: parts,

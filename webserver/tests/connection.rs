@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::*;
 use webserver::response::SERVER;
-use webserver::{AccessLog, ConnectionEnd, Limits, LogEntry, Settings};
+use webserver::{AccessLog, ConnectionEnd, ContentOptions, Limits, LogEntry, Settings};
 
 const LM: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
 const DATE: &str = "Tue, 14 Nov 2023 22:13:20 GMT";
@@ -725,4 +725,99 @@ fn hostile_input_never_panics() {
         assert!(io.written.is_empty() || io.written.starts_with(b"HTTP/1.1 "));
     }
     assert_eq!(ctx.counters.snapshot().active, 0);
+}
+
+/// Serves `request` from the standard site plus `extra` nodes with precompressed
+/// variants on; checks that no handle leaked.
+fn with_variants(extra: &[(&str, Node)], request: &str) -> Vec<Resp> {
+    let mut files = MockFiles::site();
+    for (path, node) in extra {
+        files = files.with(path, node.clone());
+    }
+    let ctx = context(Settings::default()).with_content(ContentOptions {
+        precompressed: true,
+    });
+    let mut io = MockTransport::sending(request.as_bytes());
+    serve(&mut io, &files, &ctx);
+    assert_eq!(files.open_handles.get(), 0, "file handles leaked");
+    parse_responses(&io.written, &[])
+}
+
+#[test]
+fn precompressed_variants_over_every_path() {
+    let br = Node::File(b"BROTLI".to_vec());
+    let gz = Node::File(b"GZIP".to_vec());
+    let variants = [
+        ("ten.txt.br", br.clone()),
+        ("ten.txt.gz", gz.clone()),
+        ("docs/index.html.gz", gz.clone()),
+        ("style.css.gz", Node::Dir),
+        ("empty.txt.br", Node::Forbidden),
+    ];
+    let one = |req: &str| {
+        let resps = with_variants(&variants, req);
+        assert_eq!(resps.len(), 1, "{resps:?}");
+        resps.into_iter().next().unwrap()
+    };
+    let r = one(&get("/ten.txt", "Accept-Encoding: gzip, br\r\n"));
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"BROTLI"[..]));
+    assert_eq!(r.header("Content-Encoding"), Some("br"));
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    assert_eq!(r.header("ETag"), Some("\"2ebc98a1.0-6-br\""));
+    assert_eq!(r.header("Content-Type"), Some("text/plain; charset=utf-8"));
+    let r = one(&get("/ten.txt", ""));
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"0123456789"[..]));
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    assert_eq!(r.header("ETag"), Some("\"2ebc98a1.0-a\""));
+    // A directory index has variants too.
+    let r = one(&get("/docs/", "Accept-Encoding: gzip\r\n"));
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"GZIP"[..]));
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
+    // A "variant" that is not a regular file is none.
+    let r = one(&get("/style.css", "Accept-Encoding: gzip\r\n"));
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"body{}\n"[..]));
+    assert!(!r.has("Vary") && !r.has("Content-Encoding"));
+    // One that cannot be opened is not served, but the response varies.
+    let r = one(&get("/empty.txt", "Accept-Encoding: br\r\n"));
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty() && !r.has("Content-Encoding"));
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    // 412 and 416 of a file with variants vary too.
+    let r = one(&get(
+        "/ten.txt",
+        "Accept-Encoding: gzip\r\nIf-Match: \"x\"\r\n",
+    ));
+    assert_eq!(r.status, 412);
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    let r = one(&get(
+        "/ten.txt",
+        "Accept-Encoding: gzip\r\nRange: bytes=4-\r\n",
+    ));
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("Content-Range"), Some("bytes */4"));
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    // Pipelined: each request gets its own representation.
+    let resps = with_variants(
+        &variants,
+        &format!(
+            "{}{}{}",
+            get("/ten.txt", "Accept-Encoding: gzip\r\n"),
+            get("/ten.txt", "Accept-Encoding: identity\r\n"),
+            get("/ten.txt", "Accept-Encoding: br;q=0.5, gzip;q=0.4\r\n"),
+        ),
+    );
+    let bodies: Vec<&[u8]> = resps.iter().map(|r| r.body.as_slice()).collect();
+    assert_eq!(bodies, [&b"GZIP"[..], b"0123456789", b"BROTLI"]);
+}
+
+#[test]
+fn without_precompressed_variants_no_variant_is_opened() {
+    let files = MockFiles::site().with("ten.txt.gz", Node::File(b"GZIP".to_vec()));
+    let ctx = context(Settings::default());
+    let mut io = MockTransport::sending(get("/ten.txt", "Accept-Encoding: gzip\r\n").as_bytes());
+    serve(&mut io, &files, &ctx);
+    let r = &parse_responses(&io.written, &[])[0];
+    assert_eq!(r.body, b"0123456789");
+    assert!(!r.has("Vary") && !r.has("Content-Encoding"));
+    assert_eq!(files.opens.get(), 1);
 }

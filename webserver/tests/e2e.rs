@@ -529,3 +529,250 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// The text every precompressed-variant test serves, compressible and over the inline
+/// limit (so the variants' bodies go through the streaming path too, uncompressed).
+fn page() -> Vec<u8> {
+    let mut text = String::from("<!DOCTYPE html>\n<title>variants</title>\n");
+    for i in 0..2000 {
+        text.push_str(&format!("<p>line {i}: the quick brown fox</p>\n"));
+    }
+    text.into_bytes()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use flate2::{write::GzEncoder, Compression};
+    let mut e = GzEncoder::new(Vec::new(), Compression::best());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn brotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut w = brotli::CompressorWriter::new(&mut out, 4096, 9, 22);
+        w.write_all(data).unwrap();
+    }
+    out
+}
+
+fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::encode_all(data, 3).unwrap()
+}
+
+/// A root with `page.html` and its three variants, `only-gz.css` with a gzip variant,
+/// and `plain.txt` without any.
+fn variants_root(name: &str) -> PathBuf {
+    let root = root(Net::Kernel, name);
+    let page = page();
+    std::fs::write(root.join("page.html"), &page).unwrap();
+    std::fs::write(root.join("page.html.gz"), gzip(&page)).unwrap();
+    std::fs::write(root.join("page.html.br"), brotli(&page)).unwrap();
+    std::fs::write(root.join("page.html.zst"), zstd(&page)).unwrap();
+    std::fs::write(root.join("only-gz.css"), b"body { color: red }\n").unwrap();
+    std::fs::write(root.join("only-gz.css.gz"), gzip(b"body { color: red }\n")).unwrap();
+    std::fs::write(root.join("plain.txt"), b"no variants\n").unwrap();
+    root
+}
+
+/// One request on a fresh connection (closed by the server after the answer); returns
+/// the head and the body.
+fn request(s: &Server, method: &str, path: &str, headers: &[&str]) -> (String, Vec<u8>) {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    let r = s.raw(req.as_bytes());
+    let split = r
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    (
+        String::from_utf8(r[..split + 2].to_vec()).unwrap(),
+        r[split + 4..].to_vec(),
+    )
+}
+
+#[test]
+fn precompressed_variants() {
+    let root = variants_root("variants");
+    let page = page();
+    let (gz, br, zst) = (gzip(&page), brotli(&page), zstd(&page));
+    let s = Server::start(Net::Kernel, Some(&root), &[]);
+
+    // curl decodes each coding back to the original.
+    for (accept, coding) in [
+        (None, "zstd"),
+        (Some("gzip"), "gzip"),
+        (Some("br"), "br"),
+        (Some("zstd"), "zstd"),
+    ] {
+        let ae = accept.map(|a| format!("Accept-Encoding: {a}"));
+        let mut args = vec!["--compressed"];
+        if let Some(h) = &ae {
+            args.extend(["-H", h]);
+        }
+        let url = s.url("/page.html");
+        args.push(&url);
+        let (head, body) = s.curl(&args);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(header(&head, "Content-Encoding"), Some(coding), "{head}");
+        assert!(body == page, "{coding} did not decode to the original");
+    }
+
+    // Raw requests: which representation each Accept-Encoding gets.
+    let (head, body) = request(&s, "GET", "/page.html", &[]);
+    let identity_tag = header(&head, "ETag").unwrap().to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(header(&head, "Content-Encoding"), None, "{head}");
+    assert_eq!(header(&head, "Vary"), Some("Accept-Encoding"), "{head}");
+    assert!(body == page);
+    for (accept, expect, bytes) in [
+        ("gzip", Some("gzip"), &gz),
+        ("GZip;Q=1, br;q=0.5", Some("gzip"), &gz),
+        ("gzip, deflate, br, zstd", Some("zstd"), &zst),
+        ("gzip;q=0.8, br;q=0.9, zstd;q=0.1", Some("br"), &br),
+        ("br;q=0, zstd;q=0, gzip;q=0", None, &page),
+        ("*", Some("zstd"), &zst),
+        ("*;q=0, br", Some("br"), &br),
+        ("zstd;q=0, *", Some("br"), &br),
+        ("identity;q=0, gzip;q=0.1", Some("gzip"), &gz),
+        ("gzip;q=0.5, identity", None, &page),
+        ("deflate", None, &page),
+        ("", None, &page),
+    ] {
+        let ae = format!("Accept-Encoding: {accept}");
+        let (head, body) = request(&s, "GET", "/page.html", &[&ae]);
+        assert!(head.starts_with("HTTP/1.1 200"), "{accept}: {head}");
+        assert_eq!(
+            header(&head, "Content-Encoding"),
+            expect,
+            "{accept}: {head}"
+        );
+        assert_eq!(header(&head, "Vary"), Some("Accept-Encoding"), "{accept}");
+        assert_eq!(
+            header(&head, "Content-Type"),
+            Some("text/html; charset=utf-8"),
+            "{accept}"
+        );
+        assert_eq!(
+            header(&head, "Content-Length"),
+            Some(bytes.len().to_string().as_str()),
+            "{accept}"
+        );
+        assert!(body == *bytes, "{accept}: wrong body");
+        let tag = header(&head, "ETag").unwrap();
+        match expect {
+            None => assert_eq!(tag, identity_tag, "{accept}"),
+            Some(coding) => {
+                let suffix = match coding {
+                    "gzip" => "-gz\"",
+                    "br" => "-br\"",
+                    _ => "-zst\"",
+                };
+                assert!(tag.ends_with(suffix), "{accept}: {tag}");
+            }
+        }
+    }
+
+    // A file with only a gzip variant varies even when the identity is served; a
+    // file without variants does not vary.
+    let (head, body) = request(&s, "GET", "/only-gz.css", &["Accept-Encoding: br, zstd"]);
+    assert_eq!(header(&head, "Content-Encoding"), None, "{head}");
+    assert_eq!(header(&head, "Vary"), Some("Accept-Encoding"), "{head}");
+    assert_eq!(body, b"body { color: red }\n");
+    let (head, body) = request(&s, "GET", "/only-gz.css", &["Accept-Encoding: gzip"]);
+    assert_eq!(header(&head, "Content-Encoding"), Some("gzip"), "{head}");
+    assert_eq!(
+        header(&head, "Content-Type"),
+        Some("text/css; charset=utf-8")
+    );
+    assert_eq!(body, gzip(b"body { color: red }\n"));
+    let (head, _) = request(&s, "GET", "/plain.txt", &["Accept-Encoding: gzip"]);
+    assert_eq!(header(&head, "Content-Encoding"), None, "{head}");
+    assert_eq!(header(&head, "Vary"), None, "{head}");
+
+    // The variant itself, asked for by name, is an ordinary file.
+    let (head, body) = request(&s, "GET", "/page.html.gz", &["Accept-Encoding: gzip"]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(header(&head, "Content-Type"), Some("application/gzip"));
+    assert_eq!(header(&head, "Content-Encoding"), None, "{head}");
+    assert!(body == gz);
+
+    // HEAD announces the variant's length.
+    let (head, body) = request(&s, "HEAD", "/page.html", &["Accept-Encoding: gzip"]);
+    assert_eq!(
+        header(&head, "Content-Length"),
+        Some(gz.len().to_string().as_str())
+    );
+    assert!(body.is_empty());
+
+    // Ranges apply to the compressed bytes.
+    let ae = "Accept-Encoding: gzip";
+    let (head, body) = request(&s, "GET", "/page.html", &[ae, "Range: bytes=10-29"]);
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert_eq!(header(&head, "Content-Encoding"), Some("gzip"));
+    assert_eq!(
+        header(&head, "Content-Range"),
+        Some(format!("bytes 10-29/{}", gz.len()).as_str())
+    );
+    assert_eq!(header(&head, "Content-Length"), Some("20"));
+    assert_eq!(body, &gz[10..30]);
+    let (head, body) = request(&s, "GET", "/page.html", &[ae, "Range: bytes=-5"]);
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert_eq!(body, &gz[gz.len() - 5..]);
+    let beyond = format!("Range: bytes={}-", gz.len());
+    let (head, _) = request(&s, "GET", "/page.html", &[ae, &beyond]);
+    assert!(head.starts_with("HTTP/1.1 416"), "{head}");
+    assert_eq!(
+        header(&head, "Content-Range"),
+        Some(format!("bytes */{}", gz.len()).as_str())
+    );
+
+    // Validators are the variant's: If-None-Match, If-Modified-Since and If-Range.
+    let (head, _) = request(&s, "GET", "/page.html", &[ae]);
+    let gz_tag = header(&head, "ETag").unwrap().to_string();
+    let gz_modified = header(&head, "Last-Modified").unwrap().to_string();
+    assert_ne!(gz_tag, identity_tag);
+    let inm = format!("If-None-Match: {gz_tag}");
+    let (head, body) = request(&s, "GET", "/page.html", &[ae, &inm]);
+    assert!(head.starts_with("HTTP/1.1 304"), "{head}");
+    assert_eq!(header(&head, "ETag"), Some(gz_tag.as_str()));
+    assert_eq!(header(&head, "Vary"), Some("Accept-Encoding"));
+    assert!(body.is_empty());
+    // The gzip tag does not match the identity representation.
+    let (head, body) = request(&s, "GET", "/page.html", &[&inm]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body == page);
+    let ims = format!("If-Modified-Since: {gz_modified}");
+    let (head, _) = request(&s, "GET", "/page.html", &[ae, &ims]);
+    assert!(head.starts_with("HTTP/1.1 304"), "{head}");
+    let if_range = format!("If-Range: {gz_tag}");
+    let (head, body) = request(
+        &s,
+        "GET",
+        "/page.html",
+        &[ae, "Range: bytes=0-9", &if_range],
+    );
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert_eq!(body, &gz[..10]);
+    let stale = format!("If-Range: {identity_tag}");
+    let (head, body) = request(&s, "GET", "/page.html", &[ae, "Range: bytes=0-9", &stale]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body == gz);
+    drop(s);
+
+    // Off: the variants are never served in place of the file.
+    let s = Server::start(Net::Kernel, Some(&root), &["--no-precompressed"]);
+    let (head, body) = request(
+        &s,
+        "GET",
+        "/page.html",
+        &["Accept-Encoding: gzip, br, zstd"],
+    );
+    assert_eq!(header(&head, "Content-Encoding"), None, "{head}");
+    assert_eq!(header(&head, "Vary"), None, "{head}");
+    assert!(body == page);
+}

@@ -7,6 +7,9 @@
 //! metadata and, for files up to [`CONTENT_MAX`], its bytes; an entry older than
 //! [`REVALIDATE`] is checked again (opened and `statx`ed anew) before it is used, so a
 //! changed file is served within that time. The cache is bounded in entries and bytes.
+//! Paths found missing are remembered as such for the same time (as nginx's
+//! `open_file_cache_errors`), in a separate bounded set, so that the lookups of
+//! precompressed variants that do not exist cost no system call.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -30,6 +33,8 @@ pub const CONTENT_MAX: u64 = 16 * 1024;
 pub const MAX_ENTRIES: usize = 1024;
 /// Most file bytes cached per core.
 pub const MAX_CONTENT_BYTES: usize = 8 << 20;
+/// Most paths remembered as missing per core.
+pub const MAX_MISSING: usize = 1024;
 
 /// An open file or directory, shared by the requests using it and the cache.
 #[derive(Debug)]
@@ -45,6 +50,8 @@ pub struct Handle {
 pub struct DirFiles {
     dir: Dir,
     cache: RefCell<HashMap<Box<[u8]>, Rc<Handle>>>,
+    /// Paths found missing, and when.
+    missing: RefCell<HashMap<Box<[u8]>, Instant>>,
     content_bytes: Cell<usize>,
     /// Reused io_uring read buffer (taken while a read is in flight).
     scratch: Cell<Vec<u8>>,
@@ -58,6 +65,9 @@ impl DirFiles {
             // Looked up by path, never iterated: its order cannot leak.
             #[allow(clippy::disallowed_methods)]
             cache: RefCell::new(HashMap::new()),
+            // The same.
+            #[allow(clippy::disallowed_methods)]
+            missing: RefCell::new(HashMap::new()),
             content_bytes: Cell::new(0),
             scratch: Cell::new(Vec::new()),
         }
@@ -67,6 +77,26 @@ impl DirFiles {
         let cache = self.cache.borrow();
         let h = cache.get(path)?;
         (now.saturating_duration_since(h.checked.get()) < REVALIDATE).then(|| h.clone())
+    }
+
+    /// Whether `path` was found missing less than [`REVALIDATE`] ago.
+    fn known_missing(&self, path: &[u8], now: Instant) -> bool {
+        self.missing
+            .borrow()
+            .get(path)
+            .is_some_and(|&t| now.saturating_duration_since(t) < REVALIDATE)
+    }
+
+    /// Remembers that `path` is missing if the bound allows, forgetting stale entries
+    /// first when full.
+    fn remember_missing(&self, path: &[u8], now: Instant) {
+        let mut missing = self.missing.borrow_mut();
+        if missing.len() >= MAX_MISSING {
+            missing.retain(|_, t| now.saturating_duration_since(*t) < REVALIDATE);
+        }
+        if missing.len() < MAX_MISSING {
+            missing.insert(path.into(), now);
+        }
     }
 
     /// Remembers `h` under `path` if the bounds allow, evicting stale entries first
@@ -169,7 +199,18 @@ impl FileSource for DirFiles {
                 handle: h,
             });
         }
-        let fresh = self.open_fresh(as_str(path)?, now).await?;
+        if self.known_missing(key, now) {
+            return Err(OpenError::NotFound);
+        }
+        let fresh = match self.open_fresh(as_str(path)?, now).await {
+            Ok(fresh) => fresh,
+            Err(OpenError::NotFound) => {
+                self.remember_missing(key, now);
+                return Err(OpenError::NotFound);
+            }
+            Err(e) => return Err(e),
+        };
+        self.missing.borrow_mut().remove(key);
         let previous = self.cache.borrow().get(key).cloned();
         if let Some(old) = previous {
             if old.identity == fresh.identity && old.meta == fresh.meta {

@@ -21,7 +21,7 @@ use threadlib::signal::Signals;
 use threadlib::sync::remote::{oneshot, OneshotReceiver};
 use threadlib::Error;
 use usernet::{NetReport, UserNet};
-use webserver::{serve_listener, ServeLimits, ServerContext, Settings, Totals};
+use webserver::{serve_listener, ContentOptions, ServeLimits, ServerContext, Settings, Totals};
 
 pub use log_sink::Sink;
 
@@ -72,6 +72,8 @@ pub struct Plan {
     pub root: PathBuf,
     /// Connection settings.
     pub settings: Settings,
+    /// How files are represented.
+    pub content: ContentOptions,
     /// Most connections open at once on each core.
     pub max_connections_per_core: usize,
     /// Time allowed for in-flight requests on shutdown.
@@ -105,6 +107,7 @@ where
         stats_every,
         root,
         settings,
+        content,
         max_connections_per_core,
         shutdown_timeout,
         cores,
@@ -121,6 +124,7 @@ where
     let addr = first.local_addr().context("listener address")?;
     let core_cfg = CoreConfig {
         settings,
+        content,
         limit: max_connections_per_core,
         shutdown_timeout,
     };
@@ -134,6 +138,7 @@ where
         let (stop_tx, stop_rx) = oneshot::<()>();
         let (ready_tx, ready_rx) = oneshot::<Result<(), String>>();
         let net = net.clone();
+        let core_cfg = core_cfg.clone();
         let handle = threadlib::spawn_on(core, move || async move {
             let listener = match net.listen(addr, opts).await {
                 Ok(l) => {
@@ -238,9 +243,10 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct CoreConfig {
     settings: Settings,
+    content: ContentOptions,
     limit: usize,
     shutdown_timeout: Duration,
 }
@@ -269,7 +275,7 @@ where
     L::Stream: 'static,
 {
     let log = parts.log.map(LogWriter::new);
-    let mut ctx = ServerContext::new(cfg.settings);
+    let mut ctx = ServerContext::new(cfg.settings).with_content(cfg.content);
     if let Some(log) = &log {
         ctx = ctx.with_access_log(Box::new(SharedLog(log.clone())));
         let log = log.clone();
