@@ -4,6 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -11,6 +12,7 @@ pub use usernet::cli::{NetBackend, Role, UserNetArgs};
 
 use crate::connection::{ContentOptions, Settings};
 use crate::request::Limits;
+use crate::response::is_field_value;
 
 /// The port the server listens on unless `--listen` says otherwise.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -75,6 +77,11 @@ pub struct Config {
     /// place of FILE, whatever the request's Accept-Encoding
     #[arg(long)]
     pub no_precompressed: bool,
+
+    /// Cache-Control value for successful file responses (200, 206, 304), e.g.
+    /// "public, max-age=3600" [default: none]
+    #[arg(long, value_name = "VALUE")]
+    pub cache_control: Option<String>,
 
     /// Write an access log (Common Log Format) to FILE, or to stdout with `-` or no value
     #[arg(long, value_name = "FILE|-", num_args = 0..=1, default_missing_value = "-")]
@@ -144,6 +151,11 @@ pub enum ConfigError {
     /// A zero interval would print without pause.
     #[error("--stats must be greater than zero")]
     ZeroStatsInterval,
+    /// The value cannot be sent as a header field.
+    #[error(
+        "--cache-control {0:?}: not a valid header value (visible ASCII and inner spaces only)"
+    )]
+    BadCacheControl(String),
 }
 
 impl Config {
@@ -169,6 +181,11 @@ impl Config {
         }
         if self.stats.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::ZeroStatsInterval);
+        }
+        if let Some(cc) = &self.cache_control {
+            if !is_field_value(cc.as_bytes()) {
+                return Err(ConfigError::BadCacheControl(cc.clone()));
+            }
         }
         if self.net == NetBackend::User {
             let stack = self.user_net.addr(Role::Server);
@@ -212,6 +229,7 @@ impl Config {
     pub fn content(&self) -> ContentOptions {
         ContentOptions {
             precompressed: !self.no_precompressed,
+            cache_control: self.cache_control.as_deref().map(Arc::from),
         }
     }
 
@@ -271,6 +289,7 @@ mod tests {
         assert_eq!(c.access_log, None);
         assert_eq!(c.settings(), Settings::default());
         assert!(c.content().precompressed);
+        assert_eq!(c.content().cache_control, None);
         assert!(c.cores() >= 1);
         c.validate().unwrap();
         assert!(c.root().join("index.html").is_file(), "{:?}", c.root());
@@ -289,6 +308,8 @@ mod tests {
             "user",
             "--autoindex",
             "--no-precompressed",
+            "--cache-control",
+            "public, max-age=60",
             "--access-log",
             "/tmp/log",
             "--trace",
@@ -327,6 +348,10 @@ mod tests {
         assert_eq!(s.limits.max_body_bytes, 0);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(3));
         assert!(!c.content().precompressed);
+        assert_eq!(
+            c.content().cache_control.as_deref(),
+            Some("public, max-age=60")
+        );
         c.validate().unwrap();
     }
 
@@ -368,6 +393,16 @@ mod tests {
             parse(&["--stats", "0s"]).unwrap().validate(),
             Err(ConfigError::ZeroStatsInterval)
         );
+        assert!(matches!(
+            parse(&["--cache-control", "a\r\nSet-Cookie: x"])
+                .unwrap()
+                .validate(),
+            Err(ConfigError::BadCacheControl(_))
+        ));
+        assert!(matches!(
+            parse(&["--cache-control", ""]).unwrap().validate(),
+            Err(ConfigError::BadCacheControl(_))
+        ));
     }
 
     #[test]

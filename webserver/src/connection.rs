@@ -20,6 +20,7 @@
 use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::access_log::{AccessLog, LogEntry};
@@ -81,6 +82,10 @@ pub struct ContentOptions {
     /// when the request's `Accept-Encoding` allows it; see [`crate::encoding`]. Every
     /// response about a file that has variants carries `Vary: Accept-Encoding`.
     pub precompressed: bool,
+    /// The `Cache-Control` value of successful file responses (200, 206, 304), if
+    /// any; error responses, redirects and listings never carry it. Must be a valid
+    /// field value ([`crate::response::is_field_value`]).
+    pub cache_control: Option<Arc<str>>,
 }
 
 /// What the connections of one core share: settings, the date cache, the counters,
@@ -611,6 +616,9 @@ impl<T: Transport> Conn<'_, T> {
                 for (name, value) in vary_header {
                     head.header(name, value);
                 }
+                if let Some(cc) = &self.ctx.content.cache_control {
+                    head.header("Cache-Control", cc.as_bytes());
+                }
                 head.finish(keep_alive, http10);
                 return Reply {
                     status: Status::NotModified,
@@ -686,6 +694,9 @@ impl<T: Transport> Conn<'_, T> {
         }
         for (name, value) in vary_header {
             head.header(name, value);
+        }
+        if let Some(cc) = &self.ctx.content.cache_control {
+            head.header("Cache-Control", cc.as_bytes());
         }
         write_last_modified(&mut head, &self.ctx.date, v.last_modified);
         if status == Status::PartialContent {

@@ -226,6 +226,18 @@ fn common_type(ext: &[u8]) -> Option<(&'static str, bool)> {
     })
 }
 
+/// Whether `value` may be sent as a header field value: visible ASCII, spaces and tabs
+/// inside, not empty, no leading or trailing whitespace (RFC 9110 section 5.5, without
+/// the obsolete non-ASCII text).
+pub fn is_field_value(value: &[u8]) -> bool {
+    !value.is_empty()
+        && value
+            .iter()
+            .all(|&b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        && !matches!(value.first(), Some(b' ' | b'\t'))
+        && !matches!(value.last(), Some(b' ' | b'\t'))
+}
+
 /// Appends the small HTML page sent with an error status.
 pub fn error_page(status: Status, out: &mut Vec<u8>) {
     let mut code = itoa::Buffer::new();
@@ -328,6 +340,23 @@ mod tests {
         }
         assert_eq!(common_type(b"toolong"), None);
         assert_eq!(common_type(b"md"), None);
+    }
+
+    #[test]
+    fn field_values() {
+        assert!(is_field_value(b"public, max-age=3600"));
+        assert!(is_field_value(b"no-store"));
+        for bad in [
+            &b""[..],
+            b" x",
+            b"x ",
+            b"a\r\nSet-Cookie: x",
+            b"a\nb",
+            b"\xc3\xa9",
+            b"a\0",
+        ] {
+            assert!(!is_field_value(bad), "{bad:?}");
+        }
     }
 
     #[test]

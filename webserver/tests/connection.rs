@@ -736,6 +736,7 @@ fn with_variants(extra: &[(&str, Node)], request: &str) -> Vec<Resp> {
     }
     let ctx = context(Settings::default()).with_content(ContentOptions {
         precompressed: true,
+        ..ContentOptions::default()
     });
     let mut io = MockTransport::sending(request.as_bytes());
     serve(&mut io, &files, &ctx);

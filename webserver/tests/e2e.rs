@@ -776,3 +776,57 @@ fn precompressed_variants() {
     assert_eq!(header(&head, "Vary"), None, "{head}");
     assert!(body == page);
 }
+
+#[test]
+fn cache_control_on_successful_file_responses() {
+    let root = root(Net::Kernel, "cache-control");
+    let cc = "public, max-age=3600";
+    let s = Server::start(Net::Kernel, Some(&root), &["--cache-control", cc]);
+    let (head, body) = request(&s, "GET", "/a.txt", &[]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(header(&head, "Cache-Control"), Some(cc), "{head}");
+    assert_eq!(body, b"hello world\n");
+    let (head, _) = request(&s, "GET", "/a.txt", &["Range: bytes=0-4"]);
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert_eq!(header(&head, "Cache-Control"), Some(cc), "{head}");
+    let etag = header(&head, "ETag").unwrap().to_string();
+    let (head, _) = request(&s, "GET", "/a.txt", &[&format!("If-None-Match: {etag}")]);
+    assert!(head.starts_with("HTTP/1.1 304"), "{head}");
+    assert_eq!(header(&head, "Cache-Control"), Some(cc), "{head}");
+    let (head, _) = request(&s, "HEAD", "/sub/", &[]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(header(&head, "Cache-Control"), Some(cc), "{head}");
+    // Not on errors, redirects or anything but a file.
+    for (path, extra, code) in [
+        ("/missing", "", "404"),
+        ("/sub", "", "301"),
+        ("/empty/", "", "403"),
+        ("/a.txt", "Range: bytes=100-", "416"),
+        ("/a.txt", "If-Match: \"other\"", "412"),
+    ] {
+        let extra: Vec<&str> = [extra].into_iter().filter(|e| !e.is_empty()).collect();
+        let (head, _) = request(&s, "GET", path, &extra);
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {code}")),
+            "{path}: {head}"
+        );
+        assert_eq!(header(&head, "Cache-Control"), None, "{path}: {head}");
+    }
+    drop(s);
+    // Default: none.
+    let s = Server::start(Net::Kernel, Some(&root), &[]);
+    let (head, _) = request(&s, "GET", "/a.txt", &[]);
+    assert_eq!(header(&head, "Cache-Control"), None, "{head}");
+    // A value that cannot be a header is a usage error.
+    let bad = Command::new(env!("CARGO_BIN_EXE_webserver"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--cache-control",
+            "max-age=1\r\nX: y",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--cache-control"));
+}
