@@ -185,6 +185,9 @@ counters! {
     /// ACKs carrying a D-SACK (RFC 2883): the peer received something twice, so a
     /// retransmission was spurious.
     dsacks_received,
+    /// Recoveries whose congestion response was undone: the peer reported every
+    /// retransmission as a duplicate, so the loss was reordering (RFC 3708).
+    recoveries_undone,
     /// Tail loss probes sent (RFC 8985 section 7).
     tail_loss_probes,
     /// Tail loss probes that repaired a loss (followed by a congestion response).

@@ -57,8 +57,8 @@ impl TxRecord {
 pub struct Delivery {
     /// Bytes newly SACKed.
     pub newly_sacked: u32,
-    /// The ACK carried a D-SACK (RFC 2883): the peer got something twice.
-    pub dsack: bool,
+    /// The ACK's D-SACK block (RFC 2883): what the peer got twice.
+    pub dsack: Option<SackBlock>,
 }
 
 /// What [`Rack::detect_loss`] found.
@@ -283,11 +283,11 @@ impl Rack {
                 .get(1)
                 .is_some_and(|b| b.left.le(first.left) && first.right.le(b.right));
             if first.left.lt(una) || inside_second {
-                out.dsack = true;
+                out.dsack = Some(*first);
                 blocks = &blocks[1..];
             }
         }
-        if out.dsack {
+        if out.dsack.is_some() {
             self.on_dsack();
         }
         // Cumulatively acknowledged records.
@@ -620,7 +620,7 @@ mod tests {
         ack(&mut r, 3000, &[], 14);
         assert!(r.reordering_seen());
         let d = ack(&mut r, 4000, &[blk(500, 1000)], 15);
-        assert!(d.dsack);
+        assert_eq!(d.dsack, Some(blk(500, 1000)));
         ack(&mut r, 4000, &[blk(600, 1000)], 15);
         let wnd = r.reo_wnd(
             s(4000),

@@ -91,6 +91,13 @@ impl Recovery {
         }
     }
 
+    /// The episode's congestion response was undone (its retransmissions proved
+    /// needless): it ends, and leaves no `RecoveryPoint` behind.
+    pub fn undo(&mut self) {
+        self.active = false;
+        self.recovery_point = None;
+    }
+
     /// Abandon recovery (e.g. on a retransmission timeout), keeping a `RecoveryPoint`
     /// so a new episode does not start before it is passed. `snd_nxt` is the current
     /// `HighData`, which becomes the new `RecoveryPoint` (RFC 6582 section 4).

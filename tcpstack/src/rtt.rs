@@ -19,7 +19,9 @@ use crate::time::Instant;
 pub struct RtoConfig {
     /// RTO before the first sample (RFC 6298 (2.1): 1 s).
     pub initial: Duration,
-    /// Lower bound. RFC 6298 (2.4) says 1 s; Linux uses 200 ms, the default here.
+    /// Lower bound on the variation term: the RTO is at least SRTT plus this. RFC
+    /// 6298 (2.4) bounds the whole RTO by 1 s; Linux bounds the term by 200 ms, as here
+    /// by default.
     pub min: Duration,
     /// Upper bound, also capping backoff (RFC 6298 (2.5): at least 60 s).
     pub max: Duration,
@@ -101,9 +103,13 @@ impl RttEstimator {
         };
         self.srtt = Some(srtt);
         self.rttvar = rttvar;
+        // As Linux does, the floor bounds the variation term rather than the sum
+        // (RTO >= SRTT + min): a peer may hold its ACK for up to 200 ms (delayed
+        // ACK), and on a path whose RTT is tens of milliseconds `max(min, SRTT +
+        // 4 RTTVAR)` would time out such an ACK spuriously.
         let g = micros(self.config.granularity);
-        let rto = srtt.saturating_add(g.max(rttvar.saturating_mul(4)));
-        self.base_rto = rto.clamp(micros(self.config.min), micros(self.config.max));
+        let var = g.max(rttvar.saturating_mul(4)).max(micros(self.config.min));
+        self.base_rto = srtt.saturating_add(var).min(micros(self.config.max));
         self.backoff = 0;
     }
 
@@ -257,7 +263,14 @@ mod tests {
         for _ in 0..100 {
             e.sample(Duration::from_micros(100));
         }
-        assert_eq!(e.rto(), ms(200));
+        assert_eq!(e.rto(), ms(200) + Duration::from_micros(100));
+        // A steady 66 ms RTT: the RTO stays a full floor above it, so an ACK the peer
+        // delays by up to 200 ms does not time out.
+        let mut e = RttEstimator::new(cfg);
+        for _ in 0..100 {
+            e.sample(ms(66));
+        }
+        assert_eq!(e.rto(), ms(266));
         let cfg = RtoConfig {
             min: Duration::ZERO,
             ..cfg

@@ -410,10 +410,35 @@ impl Tcb {
         let delivery = self.rack.on_ack(una, &blocks[..n], now, min_rtt, |sent| {
             ts_ecr.is_some_and(|ecr| super::ts_before(ecr, super::ts_clock(sent, offset)))
         });
-        if delivery.dsack {
+        if let Some(dsack) = delivery.dsack {
             ctx.counters.dsacks_received += 1;
+            self.on_dsack(dsack, ctx);
         }
         delivery.newly_sacked
+    }
+
+    /// A D-SACK reported `block` received twice: if it is the last outstanding
+    /// retransmission of the latest recovery, that recovery's congestion response is
+    /// undone (RFC 3708 section 3).
+    fn on_dsack(&mut self, block: SackBlock, ctx: &mut Ctx<'_>) {
+        let Some(undo) = &mut self.undo else {
+            return;
+        };
+        if block.left.lt(undo.from) || block.right.gt(undo.to) || undo.retransmits == 0 {
+            return;
+        }
+        undo.retransmits -= 1;
+        if undo.retransmits > 0 {
+            return;
+        }
+        let undo = self.undo.take().expect("checked");
+        if undo.cc.cwnd() > self.cc.cwnd() {
+            self.cc = undo.cc;
+        }
+        if self.recovery.is_active() {
+            self.recovery.undo();
+        }
+        ctx.counters.recoveries_undone += 1;
     }
 
     /// RACK's loss detection (RFC 8985 section 6.2 steps 4-5), after an ACK or when the
@@ -487,6 +512,12 @@ impl Tcb {
         self.tlp_at = None;
         self.tlp_high = None;
         let in_flight = self.snd_max - self.snd_una;
+        self.undo = self.sack_enabled.then(|| super::Undo {
+            cc: self.cc.clone(),
+            from: self.snd_una,
+            to: self.snd_max,
+            retransmits: 0,
+        });
         self.cc.on_congestion_event(now, in_flight);
         self.recovery.enter(self.snd_una, self.snd_max);
         if !self.sack_enabled {

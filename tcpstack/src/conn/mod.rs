@@ -75,6 +75,21 @@ const MAX_LOSS_PROBES: u32 = 2;
 /// Timestamps older than this are not used for PAWS (RFC 7323 section 5.5: 24 days).
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
+/// A congestion response that D-SACKs may prove needless (RFC 3708): when the peer
+/// reports every retransmission of the episode as a duplicate, the losses were
+/// reordering, and the controller goes back to where it was (as Linux's
+/// `tcp_try_undo_dsack`).
+#[derive(Debug, Clone)]
+struct Undo {
+    /// The controller before the response.
+    cc: CongestionControl,
+    /// `SND.UNA` and `SND.MAX` at the response: the episode's data.
+    from: SeqNum,
+    to: SeqNum,
+    /// Retransmissions of the episode's data not yet reported as duplicates.
+    retransmits: u32,
+}
+
 /// The most transmit records a connection keeps: two per smallest segment the send
 /// buffer holds (records split at SACK edges), plus slack.
 fn rack_record_limit(send_buffer: usize) -> usize {
@@ -167,6 +182,9 @@ pub(crate) struct Tcb {
     /// With SACK: the transmit records RACK finds losses in (RFC 8985).
     rack: Rack,
     recovery: Recovery,
+    /// The congestion response of the latest recovery, until D-SACKs prove it
+    /// needless or another response replaces it.
+    undo: Option<Undo>,
     dup_acks: u32,
     /// Retransmit the segment at `snd_una` at the next opportunity.
     rtx_pending: bool,
@@ -303,6 +321,7 @@ impl Tcb {
             cc: CongestionControl::new(&cfg.congestion, u32::from(mss.min(536))),
             rack: Rack::new(rack_record_limit(cfg.send_buffer)),
             recovery: Recovery::new(),
+            undo: None,
             dup_acks: 0,
             rtx_pending: false,
             rto_at: None,

@@ -417,10 +417,20 @@ impl Tcb {
             let is_rtx = out.seq.lt(self.snd_max);
             if is_rtx {
                 self.rtx_tsval = Some(ts_clock(now, self.ts_offset));
-                ctx.counters.retransmits += 1;
-                self.retransmits += 1;
-                ctx.counters.retransmitted_bytes += u64::from(out.len);
                 self.sampler.on_retransmit();
+                // A SYN-ACK answering a SYN in SYN-SENT (simultaneous open) repeats our
+                // SYN's sequence number but repairs no loss: only a timeout's resend
+                // counts.
+                if !(syn && self.retries == 0) {
+                    ctx.counters.retransmits += 1;
+                    self.retransmits += 1;
+                    ctx.counters.retransmitted_bytes += u64::from(out.len);
+                }
+                if let Some(undo) = &mut self.undo {
+                    if undo.from.le(out.seq) && out.seq.lt(undo.to) {
+                        undo.retransmits += 1;
+                    }
+                }
             }
             if self.sack_enabled && !syn {
                 self.rack.on_send(out.seq, end, now);

@@ -145,6 +145,7 @@ impl Tcb {
             _ => {
                 let in_flight = self.snd_max - self.snd_una;
                 self.cc.on_rto(now, in_flight);
+                self.undo = None;
                 self.recovery.on_timeout(self.snd_max);
                 self.dup_acks = 0;
                 if self.sack_enabled {

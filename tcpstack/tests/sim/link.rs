@@ -24,7 +24,7 @@ pub struct LinkParams {
     pub reorder: f64,
     /// One-way propagation delay.
     pub delay: Duration,
-    /// Uniform extra delay in `0..=jitter` (keeps FIFO order unless reordered).
+    /// Uniform extra delay in `0..=jitter` (packets may overtake each other).
     pub jitter: Duration,
     /// Bytes per second of the bottleneck.
     pub bandwidth: u64,
@@ -89,6 +89,8 @@ pub struct Link {
     /// Packets in flight: (delivery time, tie-breaking sequence, bytes).
     in_flight: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
     next_id: u64,
+    /// The latest delivery time scheduled so far.
+    latest: Instant,
     pub stats: LinkStats,
 }
 
@@ -114,6 +116,7 @@ impl Link {
             busy_until: Instant::ZERO,
             in_flight: BinaryHeap::new(),
             next_id: 0,
+            latest: Instant::ZERO,
             stats: LinkStats::default(),
         }
     }
@@ -156,9 +159,13 @@ impl Link {
         let jitter = self.rng.below(p.jitter.as_micros() as u64 + 1);
         let mut at = self.busy_until + p.delay + Duration::from_micros(jitter);
         if self.rng.chance(p.reorder) {
-            self.stats.reordered += 1;
             at += Duration::from_micros(self.rng.range(1, 2 * p.delay.as_micros() as u64 + 1000));
         }
+        // Overtaking a packet sent earlier (held back on purpose, or through jitter).
+        if at < self.latest {
+            self.stats.reordered += 1;
+        }
+        self.latest = self.latest.max(at);
         if self.rng.chance(p.duplicate) {
             self.stats.duplicated += 1;
             let later = at + Duration::from_micros(self.rng.range(0, 5_000));

@@ -380,6 +380,7 @@ impl World {
         }
         self.verify()?;
         self.verify_mode()?;
+        self.verify_clean()?;
         let c = self
             .hosts
             .iter()
@@ -649,6 +650,36 @@ impl World {
         for l in &self.links {
             if l.stats.max_in_flight > 100_000 {
                 return Err("link holds over 100k packets: a sender ignores its windows".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Over links that lost, queued away, duplicated, corrupted and reordered nothing,
+    /// no data was retransmitted, no timer expired and nothing was reported twice: a
+    /// sender that times out or repairs losses that never happened is wrong even
+    /// when every byte arrives.
+    fn verify_clean(&self) -> Result<(), String> {
+        let clean = self.links.iter().all(|l| {
+            let s = &l.stats;
+            s.lost + s.queue_drops + s.duplicated + s.corrupted + s.reordered == 0
+        });
+        if !clean {
+            return Ok(());
+        }
+        for h in &self.hosts {
+            let c = h.stack.counters();
+            let data_rtx = c.retransmits - c.syn_retransmits - c.synack_retransmits;
+            if c.rto_expirations > 0 && self.mode != Mode::SynFlood
+                || data_rtx > 0
+                || c.dsacks_received > 0
+                || c.fast_retransmits > 0
+            {
+                return Err(format!(
+                    "{}: over clean links {} timeouts, {data_rtx} data retransmissions, \
+                     {} D-SACKs, {} recoveries",
+                    h.name, c.rto_expirations, c.dsacks_received, c.fast_retransmits
+                ));
             }
         }
         Ok(())
