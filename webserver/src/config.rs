@@ -11,6 +11,7 @@ use clap::Parser;
 pub use usernet::cli::{NetBackend, Role, UserNetArgs};
 
 use crate::connection::{ContentOptions, Settings};
+use crate::media_types::{self, MediaTypes, MediaTypesError};
 use crate::request::Limits;
 use crate::response::is_field_value;
 
@@ -82,6 +83,16 @@ pub struct Config {
     /// "public, max-age=3600" [default: none]
     #[arg(long, value_name = "VALUE")]
     pub cache_control: Option<String>,
+
+    /// Media types by extension from FILE, in the format of /etc/mime.types (a type,
+    /// then its extensions, per line; # comments), before the built-in ones
+    #[arg(long, value_name = "FILE")]
+    pub mime_types: Option<PathBuf>,
+
+    /// Files ending in .EXT have media type TYPE (repeatable; before --mime-types
+    /// and the built-in types)
+    #[arg(long = "mime", value_name = "EXT=TYPE", value_parser = parse_mime)]
+    pub mime: Vec<(String, String)>,
 
     /// Write an access log (Common Log Format) to FILE, or to stdout with `-` or no value
     #[arg(long, value_name = "FILE|-", num_args = 0..=1, default_missing_value = "-")]
@@ -225,12 +236,23 @@ impl Config {
         }
     }
 
-    /// How files are represented in responses, as these options say.
-    pub fn content(&self) -> ContentOptions {
-        ContentOptions {
+    /// How files are represented in responses, as these options say; reads
+    /// `--mime-types`.
+    pub fn content(&self) -> Result<ContentOptions, MediaTypesError> {
+        let mut media_types = MediaTypes::default();
+        if let Some(path) = &self.mime_types {
+            media_types.read_file(path)?;
+        }
+        for (ext, media_type) in &self.mime {
+            media_types
+                .insert(ext, media_type)
+                .map_err(MediaTypesError::Flag)?;
+        }
+        Ok(ContentOptions {
             precompressed: !self.no_precompressed,
             cache_control: self.cache_control.as_deref().map(Arc::from),
-        }
+            media_types: Arc::new(media_types),
+        })
     }
 
     /// The number of cores to run on: `--cores`, else all available.
@@ -266,6 +288,11 @@ pub fn default_root() -> PathBuf {
 
 pub use threadlib::time::parse_duration;
 
+/// Parses a `--mime` value, `EXT=TYPE`.
+fn parse_mime(value: &str) -> Result<(String, String), String> {
+    media_types::parse_pair(value).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,8 +315,8 @@ mod tests {
         assert!(!c.autoindex);
         assert_eq!(c.access_log, None);
         assert_eq!(c.settings(), Settings::default());
-        assert!(c.content().precompressed);
-        assert_eq!(c.content().cache_control, None);
+        assert!(c.content().unwrap().precompressed);
+        assert_eq!(c.content().unwrap().cache_control, None);
         assert!(c.cores() >= 1);
         c.validate().unwrap();
         assert!(c.root().join("index.html").is_file(), "{:?}", c.root());
@@ -310,6 +337,10 @@ mod tests {
             "--no-precompressed",
             "--cache-control",
             "public, max-age=60",
+            "--mime",
+            "md=text/markdown",
+            "--mime",
+            ".TXT=text/x-text",
             "--access-log",
             "/tmp/log",
             "--trace",
@@ -347,11 +378,14 @@ mod tests {
         assert_eq!(s.limits.max_uri_bytes, 512);
         assert_eq!(s.limits.max_body_bytes, 0);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(3));
-        assert!(!c.content().precompressed);
+        assert!(!c.content().unwrap().precompressed);
         assert_eq!(
-            c.content().cache_control.as_deref(),
+            c.content().unwrap().cache_control.as_deref(),
             Some("public, max-age=60")
         );
+        let types = c.content().unwrap().media_types;
+        assert_eq!(types.content_type(b"a.md"), ("text/markdown", true));
+        assert_eq!(types.content_type(b"a.txt"), ("text/x-text", true));
         c.validate().unwrap();
     }
 
@@ -372,6 +406,9 @@ mod tests {
         assert!(parse(&["--listen", "nowhere"]).is_err());
         assert!(parse(&["--cores", "0"]).is_err());
         assert!(parse(&["--net", "carrier-pigeon"]).is_err());
+        assert!(parse(&["--mime", "md"]).is_err());
+        assert!(parse(&["--mime", "md=markdown"]).is_err());
+        assert!(parse(&["--mime", "a/b=text/plain"]).is_err());
         assert!(parse(&["--header-timeout", "10 parsecs"]).is_err());
         let c = parse(&["--max-header-bytes", "100"]).unwrap();
         assert_eq!(c.validate(), Err(ConfigError::HeaderLimitTooSmall));

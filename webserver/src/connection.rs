@@ -30,6 +30,7 @@ use crate::counters::Counters;
 use crate::date::{DateCache, WallClock};
 use crate::encoding::{AcceptEncoding, Coding};
 use crate::files::{FileKind, FileSource, OpenError, Opened, SendError};
+use crate::media_types::MediaTypes;
 use crate::path::{encode_path, normalize, RelPath};
 use crate::range::{self, RangeOutcome};
 use crate::request::{self, Limits, Method, Request, RequestError, Version, MAX_HEADERS};
@@ -86,6 +87,8 @@ pub struct ContentOptions {
     /// any; error responses, redirects and listings never carry it. Must be a valid
     /// field value ([`crate::response::is_field_value`]).
     pub cache_control: Option<Arc<str>>,
+    /// The media types of files, by extension.
+    pub media_types: Arc<MediaTypes>,
 }
 
 /// What the connections of one core share: settings, the date cache, the counters,
@@ -685,7 +688,7 @@ impl<T: Transport> Conn<'_, T> {
         };
         let mut head = Head::start(&mut self.out, status, &date);
         // The media type is the original file's, whatever the coding.
-        head.content_type_for(rel.file_name())
+        head.content_type_for(rel.file_name(), &self.ctx.content.media_types)
             .header_u64("Content-Length", count)
             .header("ETag", v.etag())
             .header("Accept-Ranges", b"bytes");

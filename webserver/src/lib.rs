@@ -69,8 +69,9 @@
 //!
 //! Modules by concern: [`request`] (incremental head parsing and limits), [`path`]
 //! (percent-decoding and normalisation), [`conditional`] (ETag, `If-*`), [`range`]
-//! (`Range`), [`encoding`] (precompressed variants, `Accept-Encoding`), [`response`]
-//! (status and head writing), [`autoindex`] (listings),
+//! (`Range`), [`encoding`] (precompressed variants, `Accept-Encoding`),
+//! [`media_types`] (`Content-Type`), [`response`] (status and head writing),
+//! [`autoindex`] (listings),
 //! [`connection`] (the per-connection loop), [`access_log`], [`counters`], [`date`],
 //! [`config`].
 
@@ -85,6 +86,7 @@ pub mod counters;
 pub mod date;
 pub mod encoding;
 pub mod files;
+pub mod media_types;
 pub mod net_transport;
 pub mod path;
 pub mod range;

@@ -19,7 +19,7 @@ use threadlib::Runtime;
 use usernet::tun_setup::{self, OpenedTun};
 use usernet::{NetConfig, UserNet};
 use webserver::config::Role;
-use webserver::{Config, LogTarget, NetBackend};
+use webserver::{Config, ContentOptions, LogTarget, NetBackend};
 
 use server::{CoreParts, Plan, Sink};
 
@@ -30,6 +30,11 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::ValueValidation, e)
             .exit();
     }
+    let content = config.content().unwrap_or_else(|e| {
+        Config::command()
+            .error(clap::error::ErrorKind::ValueValidation, e)
+            .exit()
+    });
     // The user-space stack's device first: a missing setup is a usage error (exit 2)
     // that names its fix.
     let tun = match config.net {
@@ -44,7 +49,7 @@ fn main() -> ExitCode {
             }
         }
     };
-    match run(&config, tun) {
+    match run(&config, content, tun) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("webserver: {e:#}");
@@ -53,7 +58,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: &Config, tun: Option<OpenedTun>) -> anyhow::Result<()> {
+fn run(config: &Config, content: ContentOptions, tun: Option<OpenedTun>) -> anyhow::Result<()> {
     raise_fd_limit();
     // Before any other thread exists, so that every thread inherits the mask and the
     // signals arrive only through the signalfd the server waits on.
@@ -98,7 +103,7 @@ fn run(config: &Config, tun: Option<OpenedTun>) -> anyhow::Result<()> {
         stats_every: config.stats,
         root,
         settings: config.settings(),
-        content: config.content(),
+        content,
         max_connections_per_core: config.max_connections.div_ceil(cores),
         shutdown_timeout: config.shutdown_timeout,
         cores: parts,

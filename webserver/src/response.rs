@@ -4,6 +4,8 @@
 //! allocation once the buffer has grown to its working size. Numbers go through `itoa`,
 //! the date through the per-second [`DateCache`](crate::DateCache).
 
+use crate::media_types::MediaTypes;
+
 /// The value of the `Server` header.
 pub const SERVER: &str = concat!("webserver/", env!("CARGO_PKG_VERSION"));
 
@@ -148,10 +150,10 @@ impl<'a> Head<'a> {
         self
     }
 
-    /// Appends `Content-Type` for a file named `name`, by extension (`mime_guess`),
-    /// with `charset=utf-8` for text; `application/octet-stream` when unknown.
-    pub fn content_type_for(&mut self, name: &[u8]) -> &mut Self {
-        let (mime, charset) = content_type(name);
+    /// Appends `Content-Type` for a file named `name`, as `types` says (with
+    /// `charset=utf-8` for text).
+    pub fn content_type_for(&mut self, name: &[u8], types: &MediaTypes) -> &mut Self {
+        let (mime, charset) = types.content_type(name);
         self.out.extend_from_slice(b"Content-Type: ");
         self.out.extend_from_slice(mime.as_bytes());
         if charset {
@@ -172,58 +174,6 @@ impl<'a> Head<'a> {
         }
         self.out.extend_from_slice(b"\r\n");
     }
-}
-
-/// The media type for a file name and whether to add `charset=utf-8`.
-pub fn content_type(name: &[u8]) -> (&'static str, bool) {
-    let ext = match name.iter().rposition(|&b| b == b'.') {
-        Some(i) if i + 1 < name.len() => &name[i + 1..],
-        _ => return ("application/octet-stream", false),
-    };
-    if let Some(known) = common_type(ext) {
-        return known;
-    }
-    let Ok(ext) = std::str::from_utf8(ext) else {
-        return ("application/octet-stream", false);
-    };
-    match mime_guess::from_ext(ext).first_raw() {
-        Some(mime) => {
-            let textual = mime.starts_with("text/")
-                || matches!(
-                    mime,
-                    "application/javascript" | "application/json" | "image/svg+xml"
-                );
-            (mime, textual)
-        }
-        None => ("application/octet-stream", false),
-    }
-}
-
-/// The types of the most common static-file extensions, without `mime_guess`'s
-/// table search (the same answers; a test checks they agree).
-fn common_type(ext: &[u8]) -> Option<(&'static str, bool)> {
-    let mut lower = [0u8; 5];
-    let lower = lower.get_mut(..ext.len())?;
-    for (l, e) in lower.iter_mut().zip(ext) {
-        *l = e.to_ascii_lowercase();
-    }
-    Some(match &*lower {
-        b"html" | b"htm" => ("text/html", true),
-        b"css" => ("text/css", true),
-        b"txt" => ("text/plain", true),
-        b"js" => ("text/javascript", true),
-        b"json" => ("application/json", true),
-        b"svg" => ("image/svg+xml", true),
-        b"png" => ("image/png", false),
-        b"jpg" | b"jpeg" => ("image/jpeg", false),
-        b"gif" => ("image/gif", false),
-        b"webp" => ("image/webp", false),
-        b"ico" => ("image/x-icon", false),
-        b"woff2" => ("font/woff2", false),
-        b"pdf" => ("application/pdf", false),
-        b"wasm" => ("application/wasm", false),
-        _ => return None,
-    })
 }
 
 /// Whether `value` may be sent as a header field value: visible ASCII, spaces and tabs
@@ -282,7 +232,7 @@ mod tests {
         );
         head.header_u64("Content-Length", 10)
             .content_range(0, 9, 100)
-            .content_type_for(b"a.txt")
+            .content_type_for(b"a.txt", &MediaTypes::default())
             .header("ETag", b"\"x\"");
         head.finish(true, false);
         let text = String::from_utf8(out).unwrap();
@@ -308,38 +258,6 @@ mod tests {
         assert!(finish(false, true).ends_with("Connection: close\r\n\r\n"));
         assert!(finish(true, true).ends_with("Connection: keep-alive\r\n\r\n"));
         assert!(!finish(true, false).contains("Connection"));
-    }
-
-    #[test]
-    fn content_types() {
-        assert_eq!(content_type(b"index.html"), ("text/html", true));
-        assert_eq!(content_type(b"style.css"), ("text/css", true));
-        assert!(content_type(b"app.js").1);
-        assert_eq!(content_type(b"img.png"), ("image/png", false));
-        assert_eq!(
-            content_type(b"data.bin"),
-            ("application/octet-stream", false)
-        );
-        assert_eq!(content_type(b"noext"), ("application/octet-stream", false));
-        assert_eq!(
-            content_type(b"trailing."),
-            ("application/octet-stream", false)
-        );
-        assert_eq!(content_type(b"x.\xff"), ("application/octet-stream", false));
-        assert_eq!(content_type(b"README.TXT"), ("text/plain", true));
-    }
-
-    #[test]
-    fn common_types_agree_with_mime_guess() {
-        for ext in [
-            "html", "htm", "css", "txt", "js", "json", "svg", "png", "jpg", "jpeg", "gif", "webp",
-            "ico", "woff2", "pdf", "wasm", "HTML", "Css",
-        ] {
-            let (fast, _) = common_type(ext.as_bytes()).unwrap();
-            assert_eq!(Some(fast), mime_guess::from_ext(ext).first_raw(), "{ext}");
-        }
-        assert_eq!(common_type(b"toolong"), None);
-        assert_eq!(common_type(b"md"), None);
     }
 
     #[test]

@@ -830,3 +830,82 @@ fn cache_control_on_successful_file_responses() {
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--cache-control"));
 }
+
+#[test]
+fn media_types_from_a_file_and_flags() {
+    let root = root(Net::Kernel, "mime");
+    std::fs::write(root.join("notes.md"), b"# notes\n").unwrap();
+    std::fs::write(root.join("x.thing"), b"thing").unwrap();
+    let types = root.parent().unwrap().join("types");
+    std::fs::write(
+        &types,
+        "# type             extensions\n\
+         text/markdown      md markdown\n\
+         \n\
+         application/x-thing\tthing   # a comment\n",
+    )
+    .unwrap();
+    let types_arg = types.to_str().unwrap();
+    let s = Server::start(
+        Net::Kernel,
+        Some(&root),
+        &["--mime-types", types_arg, "--mime", "txt=text/x-custom"],
+    );
+    for (path, expect) in [
+        ("/notes.md", "text/markdown; charset=utf-8"),
+        ("/x.thing", "application/x-thing"),
+        ("/a.txt", "text/x-custom; charset=utf-8"),
+        ("/sub/", "text/html; charset=utf-8"),
+        ("/big.bin", "application/octet-stream"),
+    ] {
+        let (head, _) = request(&s, "GET", path, &[]);
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        assert_eq!(header(&head, "Content-Type"), Some(expect), "{path}");
+    }
+    drop(s);
+    // A --mime flag wins over the file; without either, the built-in types.
+    let s = Server::start(
+        Net::Kernel,
+        Some(&root),
+        &["--mime-types", types_arg, "--mime", ".MD=text/x-markdown"],
+    );
+    let (head, _) = request(&s, "GET", "/notes.md", &[]);
+    assert_eq!(
+        header(&head, "Content-Type"),
+        Some("text/x-markdown; charset=utf-8")
+    );
+    drop(s);
+    let s = Server::start(Net::Kernel, Some(&root), &[]);
+    let (head, _) = request(&s, "GET", "/a.txt", &[]);
+    assert_eq!(
+        header(&head, "Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    drop(s);
+
+    // Usage errors (exit 2) that say what is wrong and where.
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_webserver"))
+            .args(["--listen", "127.0.0.1:0", "--root"])
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let bad = root.parent().unwrap().join("bad-types");
+    std::fs::write(&bad, "text/plain txt\n# fine\nmarkdown md\n").unwrap();
+    let err = run(&["--mime-types", bad.to_str().unwrap()]);
+    assert!(
+        err.contains(bad.to_str().unwrap()) && err.contains("line 3") && err.contains("markdown"),
+        "{err}"
+    );
+    let missing = root.parent().unwrap().join("no-such-types");
+    let err = run(&["--mime-types", missing.to_str().unwrap()]);
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+    let err = run(&["--mime", "md"]);
+    assert!(err.contains("--mime") && err.contains("EXT=TYPE"), "{err}");
+    let err = run(&["--mime", "md=text/plain\r\nX-Injected: 1"]);
+    assert!(err.contains("--mime"), "{err}");
+}
