@@ -115,6 +115,9 @@ pub struct ConnInfo {
     pub retransmits: u64,
     /// Retransmissions of the current oldest unacknowledged segment.
     pub retries: u32,
+    /// Transmit records held for loss detection (with SACK): about one per segment in
+    /// flight, never more than `2 * send_buffer / 536 + 16`.
+    pub tx_records: usize,
     /// The error that ended the connection, if any.
     pub error: Option<ConnError>,
 }

@@ -122,7 +122,7 @@ impl Rack {
     }
 
     /// The records, in sequence order.
-    pub fn records(&self) -> impl Iterator<Item = &TxRecord> {
+    pub fn records(&self) -> impl ExactSizeIterator<Item = &TxRecord> {
         self.records.iter()
     }
 

@@ -1165,3 +1165,233 @@ fn a_hole_below_sacked_data_is_lost_after_the_reordering_window() {
     let c = h.counters();
     assert_eq!((c.reordering_timeouts, c.rto_expirations), (1, 0));
 }
+
+/// RFC 7323 section 5.5: a timestamp older than the last one is rejected, unless the
+/// connection has been idle for more than 24 days (the peer's clock may have wrapped).
+#[test]
+fn paws_forgives_an_old_timestamp_after_24_idle_days() {
+    let mut h = Harness::new();
+    h.establish_with(1000, &linux_syn_options(1000));
+    let c = h.conn.unwrap();
+    h.send(
+        &Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt())
+            .opts(&ts_option(2000, 0))
+            .data(b"new"),
+    );
+    h.replies();
+    let day = Duration::from_secs(24 * 3600);
+    let old = Seg::new(flags::ACK, h.rcv_nxt().wrapping_add(3), h.snd_nxt())
+        .opts(&ts_option(1500, 0))
+        .data(b"old");
+    h.now += day * 23;
+    h.send(&old);
+    h.replies();
+    assert_eq!(
+        h.counters().paws_rejected,
+        1,
+        "23 days idle: still rejected"
+    );
+    h.now += day * 2;
+    h.send(&old);
+    h.replies();
+    assert_eq!(h.counters().paws_rejected, 1, "25 days idle: accepted");
+    assert_eq!(h.stack.recv_available(c).unwrap(), 6);
+}
+
+/// Options our configuration turns off stay off whatever the peer offers, on a normal
+/// handshake and on one completed from a SYN cookie.
+#[test]
+fn options_we_disable_stay_off_whatever_the_peer_offers() {
+    let tweak = |c: &mut StackConfig| {
+        c.max_half_open = 16;
+        c.tcp.sack = false;
+        c.tcp.timestamps = false;
+        c.tcp.window_scaling = false;
+    };
+    let assert_off = |h: &Harness, c: ConnId| {
+        let info = h.stack.conn_info(c).unwrap();
+        assert!(!info.sack && !info.timestamps, "{info:?}");
+        assert_eq!(info.window_scale, None, "{info:?}");
+    };
+    let mut h = Harness::with(tweak);
+    let synack = h.establish_with(1000, &linux_syn_options(5));
+    for kind in [3, 4, 8] {
+        assert!(!has_option(&synack, kind), "option {kind} in {synack:?}");
+    }
+    assert_off(&h, h.conn.unwrap());
+
+    let mut h = Harness::with(tweak);
+    h.flood_half_open();
+    let synack = h.cookie_syn(77, 5);
+    for kind in [3, 4, 8] {
+        assert!(!has_option(&synack, kind), "option {kind} in {synack:?}");
+    }
+    h.send(&Seg::new(flags::ACK, 78, synack.seq.wrapping_add(1)).opts(&ts_option(6, 0)));
+    h.replies();
+    let c = h.accept_incoming();
+    assert_off(&h, c);
+}
+
+/// Puts the harness's connection into TIME-WAIT (the stack closes first) and returns
+/// the peer's sequence number after its FIN.
+fn into_time_wait(h: &mut Harness, ts: Option<u32>) -> u32 {
+    let c = h.conn.unwrap();
+    h.stack.close(h.now, c).unwrap();
+    let fin = h.replies();
+    assert_eq!(fin.len(), 1);
+    assert_ne!(fin[0].flags & flags::FIN, 0);
+    let mut s = Seg::new(
+        flags::ACK | flags::FIN,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_add(1),
+    );
+    if let Some(tsval) = ts {
+        s = s.opts(&ts_option(tsval, reply_tsval(&fin[0])));
+    }
+    h.send(&s);
+    h.replies();
+    assert_eq!(
+        h.stack.connection_states().collect::<Vec<_>>(),
+        [TcpState::TimeWait]
+    );
+    h.rcv_nxt().wrapping_add(1)
+}
+
+/// RFC 6191 / RFC 9293 section 3.6.1: a new SYN reopens a 4-tuple in TIME-WAIT only if
+/// it cannot be mistaken for the old incarnation: its sequence number lies beyond the
+/// old one's, or with timestamps its TSval is newer.
+#[test]
+fn a_syn_reopens_time_wait_only_when_newer() {
+    let syn_ack_to = |h: &mut Harness, seq: u32, ts: Option<u32>| {
+        let mut s = Seg::new(flags::SYN, seq, 0);
+        s = match ts {
+            Some(t) => s.opts(&linux_syn_options(t)),
+            None => s.opts(&[2, 4, 5, 180]),
+        };
+        h.send(&s);
+        h.replies()
+            .iter()
+            .any(|r| r.flags == flags::SYN | flags::ACK)
+    };
+    // Without timestamps: the sequence number decides.
+    let mut h = Harness::new();
+    h.establish();
+    let next = into_time_wait(&mut h, None);
+    assert!(!syn_ack_to(&mut h, next.wrapping_sub(1), None), "older SEQ");
+    let mut h = Harness::new();
+    h.establish();
+    let next = into_time_wait(&mut h, None);
+    assert!(
+        syn_ack_to(&mut h, next.wrapping_add(100_000), None),
+        "newer SEQ"
+    );
+    // With timestamps: the TSval decides, whatever the sequence number.
+    let mut h = Harness::new();
+    h.establish_with(1000, &linux_syn_options(100));
+    let next = into_time_wait(&mut h, Some(200));
+    assert!(
+        !syn_ack_to(&mut h, next.wrapping_add(100_000), Some(200)),
+        "same TSval"
+    );
+    let mut h = Harness::new();
+    h.establish_with(1000, &linux_syn_options(100));
+    let next = into_time_wait(&mut h, Some(200));
+    assert!(
+        syn_ack_to(&mut h, next.wrapping_sub(5), Some(201)),
+        "newer TSval"
+    );
+}
+
+/// A fast retransmit that D-SACKs prove needless (the "lost" segment was only late)
+/// has its congestion response undone (RFC 3708).
+#[test]
+fn a_recovery_proved_spurious_by_dsack_is_undone() {
+    let mut h = Harness::new();
+    let rtt = Duration::from_millis(20);
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![7u8; 4 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 4);
+    let cwnd = h.stack.conn_info(c).unwrap().cwnd;
+    h.now += rtt;
+    let una = h.snd_nxt();
+    let sack = |blocks: &[(u32, u32)]| {
+        let mut o = vec![1, 1, 5, 2 + 8 * blocks.len() as u8];
+        for &(l, r) in blocks {
+            o.extend_from_slice(&l.to_be_bytes());
+            o.extend_from_slice(&r.to_be_bytes());
+        }
+        o
+    };
+    // Segments 2-4 SACKed: segment 1 is lost at once and sent again.
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(una + mss, una + 4 * mss)])));
+    assert_eq!(data_segments(&h.replies()), vec![(una, mss as usize)]);
+    assert_eq!(h.counters().fast_retransmits, 1);
+    assert!(h.stack.conn_info(c).unwrap().cwnd < cwnd);
+    // The original arrives after all, then the retransmission, reported as a
+    // duplicate (a D-SACK block below the cumulative ACK).
+    h.now += Duration::from_millis(1);
+    let end = una + 4 * mss;
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end));
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end).opts(&sack(&[(una, una + mss)])));
+    h.replies();
+    let cn = h.counters();
+    assert_eq!((cn.dsacks_received, cn.recoveries_undone), (1, 1), "{cn:?}");
+    assert!(
+        h.stack.conn_info(c).unwrap().cwnd >= cwnd,
+        "window restored"
+    );
+}
+
+/// A peer that SACKs one byte here and there cannot make the sender keep more transmit
+/// records than its send buffer justifies (2 per 536 bytes, plus 16): the records stop
+/// splitting at the bound, and loss recovery goes on.
+#[test]
+fn transmit_records_stay_bounded_under_a_flood_of_tiny_sack_blocks() {
+    let mut h = Harness::with(|c| c.tcp.send_buffer = 16_384);
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    assert_eq!(h.stack.send(h.now, c, &[9u8; 16_384]).unwrap(), 16_384);
+    // The initial window: ten segments.
+    let sent = data_segments(&h.replies())
+        .iter()
+        .map(|s| s.1 as u32)
+        .sum::<u32>();
+    assert_eq!(sent, 14_600);
+    let una = h.snd_nxt();
+    let limit = 16_384 / 536 * 2 + 16;
+    let mut end = sent;
+    for i in 0..250u32 {
+        let l = una.wrapping_add(1 + i * 53);
+        let mut o = vec![1, 1, 5, 10];
+        o.extend_from_slice(&l.to_be_bytes());
+        o.extend_from_slice(&l.wrapping_add(1).to_be_bytes());
+        h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&o));
+        for (seq, len) in data_segments(&h.replies()) {
+            end = end.max(seq.wrapping_sub(una) + len as u32);
+        }
+        let n = h.stack.conn_info(c).unwrap().tx_records;
+        assert!(n <= limit, "{n} records after {i} blocks");
+    }
+    assert_eq!(
+        h.stack.conn_info(c).unwrap().tx_records,
+        limit,
+        "the bound is reached"
+    );
+    // Everything acknowledged (what the ACKs let out, too): no record is left.
+    loop {
+        h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una.wrapping_add(end)));
+        let more = data_segments(&h.replies());
+        if more.is_empty() {
+            break;
+        }
+        for (seq, len) in more {
+            end = end.max(seq.wrapping_sub(una) + len as u32);
+        }
+    }
+    assert_eq!(end, 16_384);
+    assert_eq!(h.stack.conn_info(c).unwrap().tx_records, 0);
+}

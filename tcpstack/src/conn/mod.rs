@@ -663,6 +663,7 @@ impl Tcb {
             bytes_received: self.bytes_received,
             retransmits: self.retransmits,
             retries: self.retries,
+            tx_records: self.rack.records().len(),
             error: self.error,
         }
     }

@@ -855,3 +855,125 @@ fn idle_connections_hold_no_buffer_memory() {
         }
     }
 }
+
+#[test]
+fn buffer_memory_follows_the_data_and_freed_connections_give_it_back() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, s) = p.connect();
+    assert_eq!(
+        p.a.buffer_memory().0,
+        0,
+        "an idle connection holds no buffers"
+    );
+    let states: Vec<TcpState> = p.a.connection_states().collect();
+    assert_eq!(states, vec![TcpState::Established]);
+    assert_eq!(p.a.send(p.now, c, &pattern(10_000, 3)).unwrap(), 10_000);
+    assert!(p.a.buffer_memory().0 >= 10_000, "{:?}", p.a.buffer_memory());
+    p.run_for(Duration::from_millis(50));
+    let (a_used, a_pooled) = p.a.buffer_memory();
+    assert_eq!(a_used, 0, "all acknowledged: the send buffer left");
+    assert!(a_pooled >= 10_000, "and went to the pool: {a_pooled}");
+    let (b_used, b_pooled) = p.b.buffer_memory();
+    assert!(b_used >= 10_000, "B holds what it has not read: {b_used}");
+    // B aborts without reading; freeing the connection gives its storage back.
+    p.b.abort(s).unwrap();
+    let (b_used_after, b_pooled_after) = p.b.buffer_memory();
+    assert_eq!(b_used_after, 0);
+    assert!(
+        b_pooled_after >= b_pooled + 10_000,
+        "{b_pooled} -> {b_pooled_after}"
+    );
+    assert_eq!(p.b.connection_states().count(), 0);
+}
+
+#[test]
+fn the_control_queue_is_bounded_and_its_overflow_counted() {
+    let mut p = Pair::new(TcpConfig::default());
+    p.b = Stack::new({
+        let mut c = config(B, TcpConfig::default());
+        c.max_control_queue = 4;
+        c
+    })
+    .unwrap();
+    // Ten SYNs to a closed port reach B before it transmits: four RSTs fit.
+    for _ in 0..10 {
+        p.a.connect(p.now, SocketAddrV4::new(B, 9), 0).unwrap();
+    }
+    p.run_for(Duration::from_millis(10));
+    let cb = p.b.counters();
+    assert_eq!(cb.tcp_no_socket, 10);
+    assert_eq!(cb.control_queue_overflow, 6, "{cb:?}");
+    assert_eq!(p.a.counters().connect_refused, 4);
+}
+
+#[test]
+fn data_for_an_orphaned_connection_is_answered_with_a_reset() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, s) = p.connect();
+    // B closes its handle: nobody will read what A sends next.
+    p.b.close(p.now, s).unwrap();
+    p.run_for(Duration::from_millis(5));
+    p.a.send(p.now, c, b"anyone there?").unwrap();
+    p.run_for(Duration::from_millis(50));
+    assert_eq!(p.b.counters().rst_sent, 1, "{:?}", p.b.counters());
+    assert!(
+        p.events_a.contains(&Event::Reset(c)),
+        "A hears the reset: {:?}",
+        p.events_a
+    );
+}
+
+#[test]
+fn what_arrived_before_accept_is_reported_after_it() {
+    let mut p = Pair::new(TcpConfig::default());
+    let l = p.b.listen(80, 16).unwrap();
+    // Three connections, each in its own way before B accepts: data only, end of
+    // stream only, and reset (a reset one leaves the queue: only two are accepted).
+    let data = p.a.connect(p.now, SocketAddrV4::new(B, 80), 0).unwrap();
+    let fin = p.a.connect(p.now, SocketAddrV4::new(B, 80), 0).unwrap();
+    let rst = p.a.connect(p.now, SocketAddrV4::new(B, 80), 0).unwrap();
+    p.run_for(Duration::from_millis(10));
+    p.a.send(p.now, data, b"early").unwrap();
+    p.a.shutdown(p.now, fin).unwrap();
+    p.a.abort(rst).unwrap();
+    p.run_for(Duration::from_millis(10));
+    p.events_b.clear();
+    let mut accepted = Vec::new();
+    while let Ok(id) = p.b.accept(l) {
+        accepted.push(id);
+    }
+    assert_eq!(accepted.len(), 2);
+    let mut events = Vec::new();
+    while let Some(e) = p.b.poll_event() {
+        events.push(e);
+    }
+    let (d, f) = (accepted[0], accepted[1]);
+    assert!(events.contains(&Event::Readable(d)), "{events:?}");
+    assert!(!events.contains(&Event::PeerClosed(d)), "{events:?}");
+    assert!(events.contains(&Event::Readable(f)), "{events:?}");
+    assert!(events.contains(&Event::PeerClosed(f)), "{events:?}");
+}
+
+#[test]
+fn send_capacity_is_the_free_send_buffer_until_shutdown() {
+    let tcp = TcpConfig {
+        send_buffer: 8192,
+        ..TcpConfig::default()
+    };
+    let mut p = Pair::new(tcp);
+    let (c, s) = p.connect();
+    assert_eq!(p.a.send_capacity(c).unwrap(), 8192);
+    p.a.send(p.now, c, &[1; 3000]).unwrap();
+    assert_eq!(p.a.send_capacity(c).unwrap(), 8192 - 3000);
+    p.a.shutdown(p.now, c).unwrap();
+    assert_eq!(p.a.send_capacity(c).unwrap(), 0, "nothing more after FIN");
+    // A reset closes B's side; its handle stays until B closes it.
+    p.a.abort(c).unwrap();
+    p.run_for(Duration::from_millis(5));
+    assert_eq!(p.b.state(s).unwrap(), TcpState::Closed);
+    assert_eq!(
+        p.b.send_capacity(s).unwrap(),
+        0,
+        "nothing on a closed connection"
+    );
+}
