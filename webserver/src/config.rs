@@ -47,10 +47,11 @@ pub struct Config {
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 
-    /// Address and port to listen on [default: 127.0.0.1:8080 on kernel TCP, the
+    /// Address and port to listen on, IPv4 or IPv6 ([::1]:8080); repeatable, every
+    /// address is served (kernel TCP only) [default: 127.0.0.1:8080 on kernel TCP, the
     /// stack's address port 8080 with --net user]
     #[arg(long, value_name = "ADDR:PORT")]
-    pub listen: Option<SocketAddr>,
+    pub listen: Vec<SocketAddr>,
 
     /// Number of cores (schedulers, listeners) [default: all]
     #[arg(long, value_name = "N")]
@@ -151,6 +152,12 @@ pub enum ConfigError {
     /// At least one connection must be allowed.
     #[error("--max-connections must be at least 1")]
     NoConnections,
+    /// The user-space stack serves one IPv4 listener.
+    #[error("--listen {}: with --net user the server has one IPv4 listener (the user-space stack is IPv4-only and has one address); give --listen once, with an IPv4 address, or use --net kernel", list(.0))]
+    UserNetListeners(Vec<SocketAddr>),
+    /// The same address twice.
+    #[error("--listen {0} is given twice")]
+    DuplicateListen(SocketAddr),
     /// The user-space stack can only listen on its own address.
     #[error("--listen {listen}: the user-space stack listens only on its own address {stack} (or 0.0.0.0); pass --stack-addr to change it")]
     NotStackAddress {
@@ -198,9 +205,17 @@ impl Config {
                 return Err(ConfigError::BadCacheControl(cc.clone()));
             }
         }
+        for (i, a) in self.listen.iter().enumerate() {
+            if a.port() != 0 && self.listen[..i].contains(a) {
+                return Err(ConfigError::DuplicateListen(*a));
+            }
+        }
         if self.net == NetBackend::User {
+            let listen = match self.listen_addrs()[..] {
+                [a @ SocketAddr::V4(_)] => a,
+                _ => return Err(ConfigError::UserNetListeners(self.listen.clone())),
+            };
             let stack = self.user_net.addr(Role::Server);
-            let listen = self.listen_addr();
             let ok = match listen {
                 SocketAddr::V4(a) => a.ip().is_unspecified() || *a.ip() == stack,
                 SocketAddr::V6(_) => false,
@@ -212,13 +227,16 @@ impl Config {
         Ok(())
     }
 
-    /// The address to listen on: `--listen`, else port 8080 on 127.0.0.1 (kernel TCP)
-    /// or on the stack's address (`--net user`).
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.listen.unwrap_or_else(|| match self.net {
+    /// The addresses to listen on: every `--listen`, else port 8080 on 127.0.0.1
+    /// (kernel TCP) or on the stack's address (`--net user`).
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        if !self.listen.is_empty() {
+            return self.listen.clone();
+        }
+        vec![match self.net {
             NetBackend::Kernel => SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
             NetBackend::User => SocketAddr::from((self.user_net.addr(Role::Server), DEFAULT_PORT)),
-        })
+        }]
     }
 
     /// The connection settings these options describe.
@@ -288,6 +306,15 @@ pub fn default_root() -> PathBuf {
 
 pub use threadlib::time::parse_duration;
 
+/// `a, b, c`.
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Parses a `--mime` value, `EXT=TYPE`.
 fn parse_mime(value: &str) -> Result<(String, String), String> {
     media_types::parse_pair(value).map_err(|e| e.to_string())
@@ -310,7 +337,7 @@ mod tests {
     #[test]
     fn defaults() {
         let c = parse(&[]).unwrap();
-        assert_eq!(c.listen_addr(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.listen_addrs(), ["127.0.0.1:8080".parse().unwrap()]);
         assert_eq!(c.net, NetBackend::Kernel);
         assert!(!c.autoindex);
         assert_eq!(c.access_log, None);
@@ -426,6 +453,13 @@ mod tests {
             c.validate(),
             Err(ConfigError::NotStackAddress { .. })
         ));
+        let c = parse(&["--listen", "127.0.0.1:80", "--listen", "127.0.0.1:80"]).unwrap();
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::DuplicateListen(
+                "127.0.0.1:80".parse().unwrap()
+            ))
+        );
         assert_eq!(
             parse(&["--stats", "0s"]).unwrap().validate(),
             Err(ConfigError::ZeroStatsInterval)
@@ -446,7 +480,7 @@ mod tests {
     fn the_user_network_listens_on_the_stack_address() {
         let c = parse(&["--net", "user"]).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.listen_addr(), "10.77.0.2:8080".parse().unwrap());
+        assert_eq!(c.listen_addrs(), ["10.77.0.2:8080".parse().unwrap()]);
         let c = parse(&[
             "--net",
             "user",
@@ -457,9 +491,38 @@ mod tests {
         ])
         .unwrap();
         c.validate().unwrap();
-        assert_eq!(c.listen_addr(), "0.0.0.0:81".parse().unwrap());
+        assert_eq!(c.listen_addrs(), ["0.0.0.0:81".parse().unwrap()]);
         let s = c.user_net.setup(Role::Server, 2);
         assert_eq!((s.device.as_str(), s.queues), ("tun0", 2));
+    }
+
+    #[test]
+    fn several_listeners_and_ipv6_on_kernel_tcp_only() {
+        let c = parse(&["--listen", "127.0.0.1:80", "--listen", "[::1]:81"]).unwrap();
+        c.validate().unwrap();
+        let want: Vec<SocketAddr> =
+            vec!["127.0.0.1:80".parse().unwrap(), "[::1]:81".parse().unwrap()];
+        assert_eq!(c.listen_addrs(), want);
+        // Port 0 twice: two free ports.
+        parse(&["--listen", "[::1]:0", "--listen", "[::1]:0"])
+            .unwrap()
+            .validate()
+            .unwrap();
+        for args in [
+            &["--net", "user", "--listen", "[::]:80"][..],
+            &[
+                "--net",
+                "user",
+                "--listen",
+                "10.77.0.2:80",
+                "--listen",
+                "10.77.0.2:81",
+            ],
+        ] {
+            let e = parse(args).unwrap().validate().unwrap_err();
+            assert!(matches!(e, ConfigError::UserNetListeners(_)), "{args:?}");
+            assert!(e.to_string().contains("one IPv4 listener"), "{e}");
+        }
     }
 
     #[test]

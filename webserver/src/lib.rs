@@ -9,8 +9,8 @@
 //!
 //! The entry point is [`serve_connection`], called once per accepted connection with a
 //! per-core [`ServerContext`] (settings, `Date` cache, [`Counters`], access log,
-//! shutdown flag). [`serve_listener`] runs it on threadlib for one core's listener
-//! (accept loop, connection limit, graceful shutdown) over any
+//! shutdown flag). [`serve_listeners`] runs it on threadlib for one core's listeners
+//! (accept loops, connection limit, graceful shutdown) over any
 //! [`threadlib::net::Network`], through [`NetTransport`]. [`Config`] parses the
 //! command line of the `webserver` binary.
 //!
@@ -108,5 +108,5 @@ pub use files::{
 pub use net_transport::NetTransport;
 pub use path::RelPath;
 pub use request::Limits;
-pub use serve::{serve_listener, ServeLimits};
+pub use serve::{serve_listener, serve_listeners, ServeLimits};
 pub use transport::{Transport, TransportError};

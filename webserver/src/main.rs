@@ -1,7 +1,7 @@
 //! `webserver`: serve a directory over HTTP/1.1 on threadlib.
 //!
 //! ```text
-//! webserver [--root DIR] [--listen ADDR:PORT] [--cores N] [--net kernel|user] ...
+//! webserver [--root DIR] [--listen ADDR:PORT]... [--cores N] [--net kernel|user] ...
 //! ```
 //!
 //! `webserver --help` lists every option; `webserver/README.md` documents them.
@@ -99,7 +99,7 @@ fn run(config: &Config, content: ContentOptions, tun: Option<OpenedTun>) -> anyh
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let plan = Plan {
-        listen: config.listen_addr(),
+        listen: config.listen_addrs(),
         stats_every: config.stats,
         root,
         settings: config.settings(),

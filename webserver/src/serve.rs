@@ -1,7 +1,7 @@
-//! The server's life on one core over any threadlib network: accept connections while
-//! fewer than a limit are open, serve each in its own thread, and shut down gracefully.
-//! The `webserver` binary runs one per core; the whole-system simulation runs it on
-//! the user-space stack with simulated files.
+//! The server's life on one core over any threadlib network: accept connections on
+//! one or several listeners while fewer than a limit are open, serve each in its own
+//! thread, and shut down gracefully. The `webserver` binary runs one per core; the
+//! whole-system simulation runs it on the user-space stack with simulated files.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -21,21 +21,18 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Accept failures are reported at most this often.
 const ACCEPT_REPORT_EVERY: Duration = Duration::from_secs(1);
 
-/// How one core serves its listener.
+/// How one core serves its listeners.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
-    /// Most connections open at once; beyond it the accept loop waits (clients queue
-    /// in the listener's backlog) rather than failing.
+    /// Most connections open at once, over all listeners; beyond it the accept loops
+    /// wait (clients queue in the listeners' backlogs) rather than failing. With
+    /// several listeners, each may hold one accepted connection waiting for a place.
     pub max_connections: usize,
     /// On shutdown, time allowed for in-flight requests before they are cancelled.
     pub shutdown_timeout: Duration,
 }
 
-/// Serves every connection `listener` accepts, one thread each, until `stop`
-/// completes; then shuts down: stop accepting (the listener is dropped), answer
-/// in-flight requests with `Connection: close`, close idle connections, and cancel
-/// whatever still runs after the shutdown timeout. Returns how many connections were
-/// cancelled that way.
+/// [`serve_listeners`] of one listener.
 pub async fn serve_listener<L, F>(
     listener: L,
     files: Rc<F>,
@@ -48,18 +45,47 @@ where
     L::Stream: 'static,
     F: FileSource + 'static,
 {
+    serve_listeners(vec![listener], files, ctx, limits, stop).await
+}
+
+/// Serves every connection the `listeners` accept, one thread each, until `stop`
+/// completes; then shuts down: stop accepting (the listeners are dropped), answer
+/// in-flight requests with `Connection: close`, close idle connections, and cancel
+/// whatever still runs after the shutdown timeout. Returns how many connections were
+/// cancelled that way. The connection limit covers all listeners together.
+pub async fn serve_listeners<L, F>(
+    listeners: Vec<L>,
+    files: Rc<F>,
+    ctx: Rc<ServerContext>,
+    limits: ServeLimits,
+    stop: impl Future<Output = ()> + 'static,
+) -> threadlib::Result<u64>
+where
+    L: Listener + 'static,
+    L::Stream: 'static,
+    F: FileSource + 'static,
+{
+    if listeners.is_empty() {
+        return Err(Error::other("no listener to serve"));
+    }
     let permits = Rc::new(Semaphore::new(limits.max_connections));
     let cancelled = Rc::new(Cell::new(0u64));
     let served = scope(|conns| {
         let (ctx, permits, cancelled) = (ctx.clone(), permits.clone(), cancelled.clone());
         async move {
-            let accept = accept_loop(listener, conns.clone(), ctx.clone(), files, permits.clone());
+            let accept = accept_all(
+                listeners,
+                conns.clone(),
+                ctx.clone(),
+                files,
+                permits.clone(),
+            );
             let stopped = async move {
                 stop.await;
                 Ok(())
             };
-            // The accept loop only ends by failing; the stop signal cancels it, which
-            // drops the listener.
+            // The accept loops only end by failing; the stop signal cancels them,
+            // which drops the listeners.
             threadlib::race(accept, stopped).await?;
             ctx.begin_shutdown();
             let all = permits.acquire(limits.max_connections);
@@ -91,9 +117,46 @@ impl Drop for Permit {
     }
 }
 
-/// Accepts connections while fewer than the limit are open (waiting for a permit
+/// Runs one [`accept_loop`] per listener, until one fails.
+async fn accept_all<L, F>(
+    listeners: Vec<L>,
+    conns: Scope,
+    ctx: Rc<ServerContext>,
+    files: Rc<F>,
+    permits: Rc<Semaphore>,
+) -> threadlib::Result<()>
+where
+    L: Listener + 'static,
+    L::Stream: 'static,
+    F: FileSource + 'static,
+{
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            accept_loop(
+                listener,
+                conns.clone(),
+                ctx.clone(),
+                files.clone(),
+                permits.clone(),
+            )
+        })
+        .collect();
+    match <[_; 1]>::try_from(loops) {
+        // The common case needs no thread of its own.
+        Ok([one]) => one.await,
+        Err(loops) => threadlib::first(loops).await,
+    }
+}
+
+/// Accepts connections while fewer than the limit are open (waiting for room
 /// otherwise, so that the listener's backlog queues new clients instead of the server
 /// failing), serving each in its own thread of `conns`.
+///
+/// The loop waits for room before accepting but takes its place only once it has a
+/// connection, so that with several listeners sharing the places every listener
+/// accepts whenever there is room; a connection accepted when another listener took
+/// the last place waits for one.
 async fn accept_loop<L, F>(
     listener: L,
     conns: Scope,
@@ -108,8 +171,7 @@ where
 {
     let mut last_report: Option<Instant> = None;
     loop {
-        permits.acquire(1).await?.forget();
-        let permit = Permit(permits.clone());
+        drop(permits.acquire(1).await?);
         let (stream, peer) = loop {
             match listener.accept().await {
                 Ok(accepted) => break accepted,
@@ -131,6 +193,8 @@ where
                 }
             }
         };
+        permits.acquire(1).await?.forget();
+        let permit = Permit(permits.clone());
         // Responses are written whole; Nagle would only delay them.
         let _ = stream.set_nodelay(true);
         let (ctx, files) = (ctx.clone(), files.clone());

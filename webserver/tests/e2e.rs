@@ -60,7 +60,10 @@ on_both_networks!(
 /// A running server, killed when dropped (then its namespace is removed).
 struct Server {
     child: Child,
+    /// The first address served.
     addr: SocketAddr,
+    /// Every address served, in the order of the `--listen` flags.
+    addrs: Vec<SocketAddr>,
     stdout: BufReader<ChildStdout>,
     /// The namespace of a server on the user-space stack: its clients run inside.
     net: Option<TestNet>,
@@ -69,7 +72,9 @@ struct Server {
 impl Server {
     fn start(on: Net, root: Option<&Path>, extra: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_webserver"));
-        cmd.args(["--cores", "1"]);
+        if !extra.contains(&"--cores") {
+            cmd.args(["--cores", "1"]);
+        }
         let net = match on {
             Net::Kernel => {
                 cmd.args(["--listen", "127.0.0.1:0"]);
@@ -93,15 +98,24 @@ impl Server {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
-        let addr = line
+        // "Serving DIR at http://A/, http://B/"
+        let addrs: Vec<SocketAddr> = line
             .trim()
-            .strip_suffix('/')
-            .and_then(|l| l.rsplit_once("http://"))
-            .map(|(_, a)| a.parse().unwrap())
+            .rsplit_once(" at ")
+            .map(|(_, urls)| {
+                urls.split(", ")
+                    .map(|u| {
+                        let a = u.strip_prefix("http://").and_then(|u| u.strip_suffix('/'));
+                        a.and_then(|a| a.parse().ok())
+                            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+                    })
+                    .collect()
+            })
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
         Server {
             child,
-            addr,
+            addr: addrs[0],
+            addrs,
             stdout,
             net,
         }
@@ -908,4 +922,104 @@ fn media_types_from_a_file_and_flags() {
     assert!(err.contains("--mime") && err.contains("EXT=TYPE"), "{err}");
     let err = run(&["--mime", "md=text/plain\r\nX-Injected: 1"]);
     assert!(err.contains("--mime"), "{err}");
+}
+
+/// Whether this machine has the IPv6 loopback address (`::1` on `lo`).
+fn has_ipv6_loopback() -> bool {
+    std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|t| {
+        t.lines()
+            .any(|l| l.starts_with("00000000000000000000000000000001"))
+    })
+}
+
+/// A GET of `/a.txt` on a fresh connection to `addr`, as raw bytes.
+fn get_a_txt(addr: SocketAddr) -> Vec<u8> {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn several_listeners_ipv4_and_ipv6() {
+    let root = root(Net::Kernel, "listeners");
+    let second = if has_ipv6_loopback() {
+        "[::1]:0"
+    } else {
+        eprintln!("no IPv6 loopback (::1 not in /proc/net/if_inet6): two IPv4 listeners instead");
+        "127.0.0.1:0"
+    };
+    // `Server::start` listens on 127.0.0.1:0 first. Every core listens on both.
+    let s = Server::start(
+        Net::Kernel,
+        Some(&root),
+        &["--listen", second, "--cores", "2"],
+    );
+    assert_eq!(s.addrs.len(), 2, "{:?}", s.addrs);
+    assert!(s.addrs[0].is_ipv4());
+    assert_eq!(s.addrs[1].is_ipv6(), second.starts_with('['));
+    assert_ne!(s.addrs[0], s.addrs[1]);
+    for &addr in &s.addrs {
+        for _ in 0..8 {
+            let out = get_a_txt(addr);
+            assert_eq!(status(&out), 200, "{addr}");
+            assert!(out.ends_with(b"hello world\n"), "{addr}");
+        }
+    }
+    drop(s);
+
+    // One connection at a time over both listeners.
+    let s = Server::start(
+        Net::Kernel,
+        Some(&root),
+        &["--listen", second, "--max-connections", "1"],
+    );
+    // With nothing on the first listener, the second is served: a listener does not
+    // hold the only place while it waits.
+    for _ in 0..3 {
+        assert_eq!(status(&get_a_txt(s.addrs[1])), 200);
+        assert_eq!(status(&get_a_txt(s.addrs[0])), 200);
+    }
+    // While a connection on the first is open, one on the second waits; it is served
+    // as soon as the first closes.
+    let mut held = TcpStream::connect(s.addrs[0]).unwrap();
+    held.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 512];
+    assert!(held.read(&mut buf).unwrap() > 0);
+    let mut waiting = TcpStream::connect(s.addrs[1]).unwrap();
+    waiting
+        .write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(waiting.read(&mut buf).is_err(), "answered above the cap");
+    drop(held);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = Vec::new();
+    waiting.read_to_end(&mut out).unwrap();
+    assert_eq!(status(&out), 200);
+}
+
+#[test]
+fn the_user_network_refuses_several_listeners_or_ipv6() {
+    for args in [
+        &["--listen", "[::1]:8080"][..],
+        &["--listen", "10.77.0.2:8080", "--listen", "10.77.0.2:8081"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_webserver"))
+            .args(["--net", "user"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("one IPv4 listener"), "{err}");
+    }
 }

@@ -1,6 +1,6 @@
-//! The server on threadlib: one scheduler per core, each with its own listener (an
-//! `SO_REUSEPORT` socket on kernel TCP, the core's own stack on the user-space
-//! network), accept loop and connection threads; graceful shutdown on SIGINT/SIGTERM;
+//! The server on threadlib: one scheduler per core, each with its own listener for
+//! every address served (an `SO_REUSEPORT` socket on kernel TCP, the core's own stack
+//! on the user-space network), accept loops and connection threads; graceful shutdown on SIGINT/SIGTERM;
 //! the network's counters on SIGUSR1.
 //!
 //! Everything here is generic over [`threadlib::net::Network`], so another network
@@ -21,7 +21,7 @@ use threadlib::signal::Signals;
 use threadlib::sync::remote::{oneshot, OneshotReceiver};
 use threadlib::Error;
 use usernet::{NetReport, UserNet};
-use webserver::{serve_listener, ContentOptions, ServeLimits, ServerContext, Settings, Totals};
+use webserver::{serve_listeners, ContentOptions, ServeLimits, ServerContext, Settings, Totals};
 
 pub use log_sink::Sink;
 
@@ -64,8 +64,9 @@ pub struct CoreParts {
 
 /// The server as configured on the command line.
 pub struct Plan {
-    /// Address to listen on (port 0: any free port, the same on every core).
-    pub listen: SocketAddr,
+    /// Addresses to listen on, each on every core (port 0: any free port, the same on
+    /// every core).
+    pub listen: Vec<SocketAddr>,
     /// Print the network's counters this often (if it keeps any).
     pub stats_every: Option<Duration>,
     /// The document root, for the startup message.
@@ -117,11 +118,20 @@ where
         backlog: BACKLOG,
         reuse_port: true,
     };
-    let first = net
-        .listen(listen, opts)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let addr = first.local_addr().context("listener address")?;
+    // Core 0 binds first, so that a port 0 becomes a port the other cores share.
+    let mut first = Vec::with_capacity(listen.len());
+    for &addr in &listen {
+        let l = net
+            .listen(addr, opts)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        first.push(l);
+    }
+    let addrs = first
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<Vec<_>, _>>()
+        .context("listener address")?;
     let core_cfg = CoreConfig {
         settings,
         content,
@@ -139,23 +149,25 @@ where
         let (ready_tx, ready_rx) = oneshot::<Result<(), String>>();
         let net = net.clone();
         let core_cfg = core_cfg.clone();
+        let addrs = addrs.clone();
         let handle = threadlib::spawn_on(core, move || async move {
-            let listener = match net.listen(addr, opts).await {
-                Ok(l) => {
-                    let _ = ready_tx.send(Ok(()));
-                    l
+            let mut listeners = Vec::with_capacity(addrs.len());
+            for addr in addrs {
+                match net.listen(addr, opts).await {
+                    Ok(l) => listeners.push(l),
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("listening on {addr}: {e}")));
+                        return Ok(CoreReport::default());
+                    }
                 }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return Ok(CoreReport::default());
-                }
-            };
-            serve_core(core, &net, listener, part, core_cfg, stop_rx).await
+            }
+            let _ = ready_tx.send(Ok(()));
+            serve_core(core, &net, listeners, part, core_cfg, stop_rx).await
         })
         .with_context(|| format!("starting core {core}"))?;
         match ready_rx.recv().await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => anyhow::bail!("listening on {addr} on core {core}: {e}"),
+            Ok(Err(e)) => anyhow::bail!("core {core}: {e}"),
             Err(e) => anyhow::bail!("core {core} did not start: {e}"),
         }
         stops.push(stop_tx);
@@ -169,7 +181,8 @@ where
             async move { serve_core(0, &net0, first, core0, core_cfg, stop_rx).await },
         );
 
-    println!("Serving {} at http://{addr}/", root.display());
+    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}/")).collect();
+    println!("Serving {} at {}", root.display(), urls.join(", "));
     flush_stdout();
 
     let signal = loop {
@@ -258,13 +271,13 @@ struct CoreReport {
     net: Option<NetReport>,
 }
 
-/// Serves `listener` on the current core until `stop` fires (or its sender is gone),
-/// then shuts down gracefully ([`webserver::serve_listener`]), flushes the access log,
+/// Serves `listeners` on the current core until `stop` fires (or its sender is gone),
+/// then shuts down gracefully ([`webserver::serve_listeners`]), flushes the access log,
 /// and waits for the closed connections to finish closing.
 async fn serve_core<N, L>(
     core: usize,
     net: &N,
-    listener: L,
+    listeners: Vec<L>,
     parts: CoreParts,
     cfg: CoreConfig,
     stop: OneshotReceiver<()>,
@@ -295,7 +308,7 @@ where
     let stopped = async move {
         let _ = stop.recv().await;
     };
-    let cancelled = serve_listener(listener, files, ctx.clone(), limits, stopped)
+    let cancelled = serve_listeners(listeners, files, ctx.clone(), limits, stopped)
         .await
         .with_context(|| format!("core {core}"))?;
     if let Some(log) = &log {
