@@ -18,3 +18,15 @@ bench-tcp: ## TCP benchmark: our stack vs smoltcp over TUN vs kernel loopback ->
 # BENCH_TCP_LOSS_ARGS passes options through, e.g. BENCH_TCP_LOSS_ARGS="--loss 5 --runs 3".
 bench-tcp-loss: ## Loss recovery vs Linux at 1/5/10% loss, with and without reordering -> target/bench/tcp_loss.json (root)
 	$(CARGO) run --release -p tcp-interop --bin loss_matrix -- --json target/bench/tcp_loss.json $(BENCH_TCP_LOSS_ARGS)
+
+# Mutation testing is long (about 1,100 mutants at 5-10 s each) and so not part of
+# `make test`. MUTANTS_JOBS sets parallel builds; MUTANTS_ARGS passes options through,
+# e.g. MUTANTS_ARGS="--shard 0/8" or MUTANTS_ARGS="--iterate" (skip mutants a previous
+# run in target/mutants caught).
+MUTANTS_JOBS ?= 2
+.PHONY: mutants
+mutants: ## Mutation testing of tcpstack's connection and stack logic (cargo-mutants; hours) -> target/mutants/mutants.out
+	@command -v cargo-mutants >/dev/null || { echo "cargo-mutants is not installed: run 'cargo install --locked cargo-mutants'" >&2; exit 2; }
+	$(CARGO) mutants -p tcpstack --profile mutants -j $(MUTANTS_JOBS) --minimum-test-timeout 60 \
+		-f 'tcpstack/src/conn/*.rs' -f 'tcpstack/src/stack/*.rs' -f tcpstack/src/stack.rs \
+		-o target/mutants $(MUTANTS_ARGS)

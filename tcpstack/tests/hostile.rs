@@ -377,6 +377,8 @@ fn closed_port_gets_a_reset() {
     assert!(h.replies().is_empty());
     assert_eq!(h.counters().tcp_no_socket, 3);
     assert_eq!(h.counters().rst_sent, 2);
+    let c = h.counters();
+    assert_eq!((c.ip_tx_packets, c.tcp_tx_segments), (2, 2));
 }
 
 #[test]
@@ -574,6 +576,12 @@ fn icmp_echo_is_answered() {
     assert_eq!(reply[0], 0, "echo reply");
     assert_eq!(&reply[4..], &icmp[4..]);
     assert_eq!(checksum::sum(reply), 0xffff);
+    let c = h.counters();
+    assert_eq!(
+        (c.ip_tx_packets, c.tcp_tx_segments),
+        (1, 0),
+        "an IP packet, not TCP"
+    );
     // A corrupted echo request is dropped.
     let mut bad = icmp.clone();
     bad[9] ^= 1;
@@ -1394,4 +1402,32 @@ fn transmit_records_stay_bounded_under_a_flood_of_tiny_sack_blocks() {
     }
     assert_eq!(end, 16_384);
     assert_eq!(h.stack.conn_info(c).unwrap().tx_records, 0);
+}
+
+/// A FIN that arrives when the window is exactly full is taken (it needs no window),
+/// and the ACK for it advertises a zero window, not a window wrapped past the FIN.
+#[test]
+fn a_fin_into_a_full_window_is_acknowledged_with_a_zero_window() {
+    let mut h = Harness::with(|c| c.tcp.recv_buffer = 4096);
+    h.establish();
+    let before = h.counters();
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()).data(&[5; 4096]));
+    h.replies();
+    h.send(&Seg::new(
+        flags::ACK | flags::FIN,
+        h.rcv_nxt().wrapping_add(4096),
+        h.snd_nxt(),
+    ));
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].ack, h.rcv_nxt().wrapping_add(4097), "the FIN is taken");
+    assert_eq!(r[0].window, 0, "{r:?}");
+    let after = h.counters();
+    assert_eq!(
+        (
+            after.ip_tx_packets - before.ip_tx_packets,
+            after.tcp_tx_segments - before.tcp_tx_segments
+        ),
+        (2, 2)
+    );
 }

@@ -580,22 +580,16 @@ impl Tcb {
         core::mem::take(&mut self.notes)
     }
 
-    /// Re-raise readiness notes (after `accept`, for what arrived before it).
+    /// Re-raise readiness notes (after `accept`, for what arrived before it). A
+    /// connection that closed before `accept` was freed and never gets here.
     pub fn renotify(&mut self) {
         self.read_notified = false;
-        if !self.recv.buffer().is_empty() || self.fin_received || self.error.is_some() {
+        if !self.recv.buffer().is_empty() || self.fin_received {
             self.read_notified = true;
             self.notes.insert(Notes::READABLE);
         }
         if self.fin_received {
             self.notes.insert(Notes::PEER_FIN);
-        }
-        if self.state == TcpState::Closed || self.state == TcpState::TimeWait {
-            self.closed_reported = false;
-            if !self.notes.contains(Notes::CLOSED) {
-                self.closed_reported = true;
-                self.notes.insert(Notes::CLOSED);
-            }
         }
     }
 
