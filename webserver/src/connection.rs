@@ -35,6 +35,7 @@ use crate::path::{encode_path, normalize, RelPath};
 use crate::range::{self, RangeOutcome};
 use crate::request::{self, Limits, Method, Request, RequestError, Version, MAX_HEADERS};
 use crate::response::{error_page, error_page_len, Head, Status};
+use crate::throttle;
 use crate::transport::{Counted, Transport, TransportError};
 
 /// Bodies up to this size are copied into the output buffer behind their head and
@@ -44,6 +45,10 @@ pub const INLINE_BODY: u64 = 16 * 1024;
 /// Pending output is written once it reaches this size even if more pipelined
 /// requests are waiting, to bound the output buffer.
 pub const FLUSH_AT: usize = 64 * 1024;
+
+/// `Retry-After` of a 503 for lack of file descriptors, in seconds: descriptors come
+/// back as connections close.
+const RETRY_AFTER: &[u8] = b"1";
 
 /// The read buffer starts this small and doubles up to the header limit as needed.
 const INITIAL_READ_BUF: usize = 2 * 1024;
@@ -497,10 +502,7 @@ impl<T: Transport> Conn<'_, T> {
         let rel = RelPath::from_normalized(path);
         let opened = match files.open(rel).await {
             Ok(opened) => opened,
-            Err(e) => {
-                let (status, keep_alive) = open_error_status(&e, keep_alive);
-                return simple(self, status, keep_alive, &[]);
-            }
+            Err(e) => return self.open_failed(&e, keep_alive, http10, head_only),
         };
         match opened.meta.kind {
             FileKind::File if !norm.trailing_slash => {
@@ -569,17 +571,11 @@ impl<T: Transport> Conn<'_, T> {
                             stream: None,
                         }
                     }
-                    Err(e) => {
-                        let (status, keep_alive) = open_error_status(&e, keep_alive);
-                        simple(self, status, keep_alive, &[])
-                    }
+                    Err(e) => self.open_failed(&e, keep_alive, http10, head_only),
                 }
             }
             OpenError::NotFound => simple(self, Status::Forbidden, keep_alive, &[]),
-            e => {
-                let (status, keep_alive) = open_error_status(&e, keep_alive);
-                simple(self, status, keep_alive, &[])
-            }
+            e => self.open_failed(&e, keep_alive, http10, head_only),
         }
     }
 
@@ -775,7 +771,10 @@ impl<T: Transport> Conn<'_, T> {
                     return (variant, Some(coding), true);
                 }
                 Ok(None) => {}
-                Err(_) => vary = true,
+                Err(e) => {
+                    self.note_open_error(&e);
+                    vary = true;
+                }
             }
         }
         let unprobed = Coding::ALL
@@ -791,10 +790,51 @@ impl<T: Transport> Conn<'_, T> {
                     vary = true;
                 }
                 Ok(None) => {}
-                Err(_) => vary = true,
+                Err(e) => {
+                    self.note_open_error(&e);
+                    vary = true;
+                }
             }
         }
         (identity, None, vary)
+    }
+
+    /// Answers a request whose file could not be opened: 404, 403, 503 with
+    /// `Retry-After` when out of file descriptors (the connection kept: the condition
+    /// passes), else 500 and close.
+    fn open_failed<H>(
+        &mut self,
+        e: &OpenError,
+        keep_alive: bool,
+        http10: bool,
+        head_only: bool,
+    ) -> Reply<H> {
+        self.note_open_error(e);
+        let (status, keep_alive) = match e {
+            OpenError::NotFound => (Status::NotFound, keep_alive),
+            OpenError::Forbidden => (Status::Forbidden, keep_alive),
+            OpenError::NoDescriptors(_) => (Status::ServiceUnavailable, keep_alive),
+            OpenError::Io(_) => (Status::InternalServerError, false),
+        };
+        let extra: &[(&str, &[u8])] = if status == Status::ServiceUnavailable {
+            &[("Retry-After", RETRY_AFTER)]
+        } else {
+            &[]
+        };
+        let body_bytes = self.error(status, keep_alive, http10, head_only, extra);
+        Reply {
+            status,
+            body_bytes,
+            keep_alive,
+            stream: None,
+        }
+    }
+
+    /// Reports running out of file descriptors (rate-limited, process-wide).
+    fn note_open_error(&self, e: &OpenError) {
+        if let OpenError::NoDescriptors(io) = e {
+            throttle::report_out_of_descriptors(self.io.now(), "open", io);
+        }
     }
 
     /// Writes an error-style response (small HTML page) with `extra` headers; returns
@@ -822,15 +862,6 @@ impl<T: Transport> Conn<'_, T> {
             error_page(status, &mut self.out);
             len as u64
         }
-    }
-}
-
-/// The status for a failed open, and whether the connection may stay open.
-fn open_error_status(e: &OpenError, keep_alive: bool) -> (Status, bool) {
-    match e {
-        OpenError::NotFound => (Status::NotFound, keep_alive),
-        OpenError::Forbidden => (Status::Forbidden, keep_alive),
-        OpenError::Io(_) => (Status::InternalServerError, false),
     }
 }
 

@@ -55,9 +55,30 @@ pub enum OpenError {
     /// (`EACCES`, `EPERM`, `EXDEV`/`ELOOP` from `RESOLVE_BENEATH`). Answered 403.
     #[error("forbidden")]
     Forbidden,
+    /// The process or the system ran out of file descriptors (`EMFILE`, `ENFILE`): a
+    /// passing condition. Answered 503 with `Retry-After`, the connection kept.
+    #[error("out of file descriptors: {0}")]
+    NoDescriptors(io::Error),
     /// Any other failure. Answered 500.
     #[error("open failed: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for OpenError {
+    /// [`OpenError::NoDescriptors`] for `EMFILE` and `ENFILE`, else [`OpenError::Io`].
+    fn from(e: io::Error) -> Self {
+        if is_out_of_descriptors(&e) {
+            OpenError::NoDescriptors(e)
+        } else {
+            OpenError::Io(e)
+        }
+    }
+}
+
+/// Whether `e` says the process (`EMFILE`) or the system (`ENFILE`) has no file
+/// descriptor left.
+pub fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// One entry of a directory listing.

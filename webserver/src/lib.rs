@@ -72,8 +72,8 @@
 //! (`Range`), [`encoding`] (precompressed variants, `Accept-Encoding`),
 //! [`media_types`] (`Content-Type`), [`response`] (status and head writing),
 //! [`autoindex`] (listings),
-//! [`connection`] (the per-connection loop), [`access_log`], [`counters`], [`date`],
-//! [`config`].
+//! [`connection`] (the per-connection loop), [`serve`] (accept loops), [`throttle`]
+//! (rate-limited reports), [`access_log`], [`counters`], [`date`], [`config`].
 
 #![warn(missing_docs)]
 
@@ -93,6 +93,7 @@ pub mod range;
 pub mod request;
 pub mod response;
 pub mod serve;
+pub mod throttle;
 pub mod transport;
 
 pub use access_log::{AccessLog, LogEntry};

@@ -46,6 +46,8 @@ pub enum Status {
     InternalServerError,
     /// 501
     NotImplemented,
+    /// 503
+    ServiceUnavailable,
     /// 505
     VersionNotSupported,
 }
@@ -71,6 +73,7 @@ impl Status {
             Status::HeadersTooLarge => 431,
             Status::InternalServerError => 500,
             Status::NotImplemented => 501,
+            Status::ServiceUnavailable => 503,
             Status::VersionNotSupported => 505,
         }
     }
@@ -95,6 +98,7 @@ impl Status {
             Status::HeadersTooLarge => "Request Header Fields Too Large",
             Status::InternalServerError => "Internal Server Error",
             Status::NotImplemented => "Not Implemented",
+            Status::ServiceUnavailable => "Service Unavailable",
             Status::VersionNotSupported => "HTTP Version Not Supported",
         }
     }

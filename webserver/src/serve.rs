@@ -6,19 +6,21 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use threadlib::net::{Listener, Stream as _};
 use threadlib::sync::Semaphore;
 use threadlib::{scope, Error, Scope};
 
 use crate::connection::{serve_connection, ConnectionEnd, ServerContext};
-use crate::files::FileSource;
+use crate::files::{is_out_of_descriptors, FileSource};
 use crate::net_transport::NetTransport;
+use crate::throttle::{self, Throttle};
 
-/// Pause after an accept failure such as `EMFILE`, before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// Accept failures are reported at most this often.
+/// Pause after an accept failure such as `EMFILE`, before trying again: the pending
+/// connection stays in the queue, so retrying at once would spin.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Other accept failures are reported at most this often (per accept loop).
 const ACCEPT_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// How one core serves its listeners.
@@ -169,7 +171,7 @@ where
     L::Stream: 'static,
     F: FileSource + 'static,
 {
-    let mut last_report: Option<Instant> = None;
+    let other_failures = Throttle::new(ACCEPT_REPORT_EVERY);
     loop {
         drop(permits.acquire(1).await?);
         let (stream, peer) = loop {
@@ -185,9 +187,20 @@ where
                     // EMFILE, ENOBUFS, ...: the server keeps running; clients wait in
                     // the listener's queue meanwhile.
                     let now = threadlib::time::now();
-                    if last_report.is_none_or(|t| now - t >= ACCEPT_REPORT_EVERY) {
-                        eprintln!("webserver: accept: {e}");
-                        last_report = Some(now);
+                    match &e {
+                        threadlib::Error::Io(io) if is_out_of_descriptors(io) => {
+                            throttle::report_out_of_descriptors(now, "accept", io);
+                        }
+                        _ => {
+                            if let Some(suppressed) = other_failures.admit(now) {
+                                match suppressed {
+                                    0 => eprintln!("webserver: accept: {e}"),
+                                    n => eprintln!(
+                                        "webserver: accept: {e}; {n} more since the last report"
+                                    ),
+                                }
+                            }
+                        }
                     }
                     threadlib::sleep(ACCEPT_BACKOFF).await?;
                 }

@@ -822,3 +822,39 @@ fn without_precompressed_variants_no_variant_is_opened() {
     assert!(!r.has("Vary") && !r.has("Content-Encoding"));
     assert_eq!(files.opens.get(), 1);
 }
+
+#[test]
+fn out_of_descriptors_is_503_with_retry_after_and_the_connection_stays() {
+    let files = MockFiles::site().with("busy.txt", Node::NoDescriptors);
+    let ctx = context(Settings::default());
+    let mut io = MockTransport::sending(
+        format!(
+            "{}{}{}",
+            get("/busy.txt", ""),
+            "HEAD /busy.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+            get("/ten.txt", "")
+        )
+        .as_bytes(),
+    );
+    let end = serve(&mut io, &files, &ctx);
+    assert!(matches!(end, ConnectionEnd::PeerClosed), "{end:?}");
+    let resps = parse_responses(&io.written, &[false, true]);
+    assert_eq!(resps.len(), 3);
+    for r in &resps[..2] {
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("Retry-After"), Some("1"));
+        assert!(!r.has("Connection"));
+    }
+    assert!(resps[1].body.is_empty());
+    assert_eq!(resps[2].body, b"0123456789");
+    assert_eq!(ctx.counters.snapshot().status[4], 2);
+
+    // A variant that cannot be opened for that reason: the file itself, varying.
+    let resps = with_variants(
+        &[("ten.txt.gz", Node::NoDescriptors)],
+        &get("/ten.txt", "Accept-Encoding: gzip\r\n"),
+    );
+    assert_eq!(resps[0].status, 200);
+    assert_eq!(resps[0].body, b"0123456789");
+    assert_eq!(resps[0].header("Vary"), Some("Accept-Encoding"));
+}

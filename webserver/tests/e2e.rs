@@ -1023,3 +1023,210 @@ fn the_user_network_refuses_several_listeners_or_ipv6() {
         assert!(err.contains("one IPv4 listener"), "{err}");
     }
 }
+
+/// CPU time (user + system) the process `pid` has used, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Open descriptors of the process `pid`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Sends one keep-alive GET on `c` and reads its whole response (head and
+/// Content-Length body).
+fn keep_alive_get(c: &mut TcpStream, path: &str) -> (String, Vec<u8>) {
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = c.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(buf[..end + 2].to_vec()).unwrap();
+            let len: usize = header(&head, "Content-Length").unwrap().parse().unwrap();
+            if buf.len() >= end + 4 + len {
+                return (head, buf[end + 4..end + 4 + len].to_vec());
+            }
+        }
+    }
+}
+
+/// Out of file descriptors: a request whose file cannot be opened gets 503 with
+/// `Retry-After` on a connection that stays usable, accepts back off instead of
+/// spinning, the condition is logged once per second (not per request), and the
+/// server serves normally once descriptors are free again.
+#[test]
+fn out_of_file_descriptors_is_503_and_passes() {
+    use std::os::unix::process::CommandExt as _;
+    use std::sync::{Arc, Mutex};
+
+    const LIMIT: libc::rlim_t = 64;
+    let root = root(Net::Kernel, "emfile");
+    for i in 0..10 {
+        std::fs::write(root.join(format!("f{i}.txt")), format!("file {i}\n")).unwrap();
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_webserver"));
+    cmd.args(["--cores", "1", "--listen", "127.0.0.1:0", "--root"])
+        .arg(&root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Soft and hard: the server raises its soft limit to the hard one.
+            let lim = libc::rlimit {
+                rlim_cur: LIMIT,
+                rlim_max: LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let stderr_text = Arc::new(Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().unwrap();
+    let collected = stderr_text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            collected
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let _child = Kill(child);
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .rsplit_once("http://")
+        .and_then(|(_, a)| a.strip_suffix('/'))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let connect = || {
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c
+    };
+
+    // A keep-alive connection opened while descriptors are free; a.txt gets cached.
+    let mut client = connect();
+    let (head, body) = keep_alive_get(&mut client, "/a.txt");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"hello world\n");
+
+    // Idle connections until the server holds every descriptor it may: the rest
+    // wait in the listener's queue.
+    let mut idle = Vec::new();
+    for _ in 0..LIMIT + 16 {
+        idle.push(connect());
+    }
+    let full = Instant::now();
+    while open_fds(pid) < LIMIT as usize {
+        assert!(full.elapsed() < Duration::from_secs(10), "never ran out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let exhausted = Instant::now();
+    let cpu_before = cpu_time(pid);
+
+    // Files that need a descriptor: 503 with Retry-After, the connection kept.
+    let mut unavailable = 0;
+    for round in 0..3 {
+        for i in 0..10 {
+            let (head, _) = keep_alive_get(&mut client, &format!("/f{i}.txt"));
+            assert!(
+                head.starts_with("HTTP/1.1 503 Service Unavailable"),
+                "round {round}, f{i}: {head}"
+            );
+            assert_eq!(header(&head, "Retry-After"), Some("1"), "{head}");
+            assert_eq!(header(&head, "Connection"), None, "{head}");
+            unavailable += 1;
+        }
+    }
+    // The cached file is still served, also once its entry is due for a check that
+    // needs a descriptor.
+    let (head, body) = keep_alive_get(&mut client, "/a.txt");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"hello world\n");
+    std::thread::sleep(Duration::from_millis(1200));
+    let (head, body) = keep_alive_get(&mut client, "/a.txt");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, b"hello world\n");
+
+    // Accepts failing meanwhile back off: the server is close to idle.
+    let cpu = cpu_time(pid) - cpu_before;
+    let exhausted_for = exhausted.elapsed();
+    assert!(
+        cpu < exhausted_for / 3,
+        "{cpu:?} of CPU in {exhausted_for:?} while out of descriptors"
+    );
+
+    // Descriptors come back: the queued connections are accepted (and closed, as
+    // their clients are gone), and everything is served again.
+    drop(idle);
+    let freed = Instant::now();
+    loop {
+        let (head, body) = keep_alive_get(&mut client, "/f1.txt");
+        if head.starts_with("HTTP/1.1 200") {
+            assert_eq!(body, b"file 1\n");
+            break;
+        }
+        assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+        assert!(freed.elapsed() < Duration::from_secs(10), "never recovered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut fresh = connect();
+    for i in 0..10 {
+        let (head, body) = keep_alive_get(&mut fresh, &format!("/f{i}.txt"));
+        assert!(head.starts_with("HTTP/1.1 200"), "f{i}: {head}");
+        assert_eq!(body, format!("file {i}\n").as_bytes());
+    }
+    let logged_for = exhausted.elapsed();
+
+    // Logged at most once per second, with the count of what was not logged.
+    let text = stderr_text.lock().unwrap().clone();
+    let reports: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("out of file descriptors"))
+        .collect();
+    assert!(!reports.is_empty(), "nothing logged: {text}");
+    assert!(
+        reports.len() as u64 <= logged_for.as_secs() + 2 && reports.len() < unavailable,
+        "{} reports in {logged_for:?} for {unavailable} 503s:\n{text}",
+        reports.len()
+    );
+    assert!(
+        reports
+            .iter()
+            .any(|l| l.contains("more occurrences since the last report")),
+        "{text}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Arbitrary bytes, delivered in arbitrary pieces, as one client connection to
-//! `serve_connection` over an in-memory site: no panic, no leaked handle, and the
+//! `serve_connection` over an in-memory site (with precompressed variants, and a file
+//! that cannot be opened for lack of descriptors): no panic, no leaked handle, and the
 //! output always starts with a status line.
 
 #![no_main]
@@ -11,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
 use webserver::{
-    serve_connection, DirEntry, DirListing, FileKind, FileMeta, FileSource, Limits, OpenError,
-    Opened, RelPath, ServerContext, Settings, Transport, TransportError,
+    serve_connection, ContentOptions, DirEntry, DirListing, FileKind, FileMeta, FileSource, Limits,
+    OpenError, Opened, RelPath, ServerContext, Settings, Transport, TransportError,
 };
 
 struct Client<'a> {
@@ -62,6 +63,9 @@ const FILES: &[(&[u8], &[u8])] = &[
     (b"index.html", b"<h1>hi</h1>"),
     (b"a.txt", b"0123456789"),
     (b"dir/b.css", b"body{}"),
+    (b"a.txt.gz", b"GZ"),
+    (b"a.txt.zst", b"ZSTD"),
+    (b"dir/b.css.br", b"BR"),
 ];
 
 impl FileSource for Site {
@@ -73,6 +77,9 @@ impl FileSource for Site {
             (b"", FileKind::Directory)
         } else if let Some((_, data)) = FILES.iter().find(|(name, _)| *name == p) {
             (data, FileKind::File)
+        } else if p.starts_with(b"index.html.") {
+            // EMFILE: the variants of index.html cannot be opened.
+            return Err(io::Error::from_raw_os_error(24).into());
         } else {
             return Err(OpenError::NotFound);
         };
@@ -120,7 +127,11 @@ fuzz_target!(|data: &[u8]| {
         autoindex: input.len() % 2 == 0,
         ..Settings::default()
     };
-    let ctx = ServerContext::new(settings);
+    let ctx = ServerContext::new(settings).with_content(ContentOptions {
+        precompressed: input.len() % 3 != 0,
+        cache_control: Some("max-age=1".into()),
+        ..ContentOptions::default()
+    });
     let open = Rc::new(Cell::new(0));
     let site = Site(open.clone());
     let mut client = Client {

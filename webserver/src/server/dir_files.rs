@@ -9,7 +9,9 @@
 //! changed file is served within that time. The cache is bounded in entries and bytes.
 //! Paths found missing are remembered as such for the same time (as nginx's
 //! `open_file_cache_errors`), in a separate bounded set, so that the lookups of
-//! precompressed variants that do not exist cost no system call.
+//! precompressed variants that do not exist cost no system call. When a stale entry
+//! cannot be checked because the process is out of file descriptors, it is served as
+//! it is (its own descriptor still reads the file it opened) rather than failing.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -165,20 +167,21 @@ fn file_meta(m: &Metadata) -> FileMeta {
 }
 
 /// Maps an open failure: the kernel's refusals to leave the root (`EXDEV`, `ELOOP`)
-/// and permission errors are 403; missing paths 404.
+/// and permission errors are 403; missing paths 404; no descriptor left (`EMFILE`,
+/// `ENFILE`) 503.
 fn open_error(e: Error) -> OpenError {
     match e {
         Error::Io(e) => match e.raw_os_error() {
             Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG) => OpenError::NotFound,
             Some(libc::EXDEV | libc::ELOOP | libc::EACCES | libc::EPERM) => OpenError::Forbidden,
-            _ => OpenError::Io(e),
+            _ => OpenError::from(e),
         },
         e => other_error(e),
     }
 }
 
 fn other_error(e: Error) -> OpenError {
-    OpenError::Io(io::Error::from(e))
+    OpenError::from(io::Error::from(e))
 }
 
 /// Paths reach the kernel as UTF-8 (threadlib's `Dir` takes `&str`); a name that is
@@ -202,16 +205,27 @@ impl FileSource for DirFiles {
         if self.known_missing(key, now) {
             return Err(OpenError::NotFound);
         }
+        let previous = self.cache.borrow().get(key).cloned();
         let fresh = match self.open_fresh(as_str(path)?, now).await {
             Ok(fresh) => fresh,
             Err(OpenError::NotFound) => {
                 self.remember_missing(key, now);
                 return Err(OpenError::NotFound);
             }
+            Err(OpenError::NoDescriptors(e)) => {
+                // It cannot be checked now; its own descriptor still reads the file
+                // it was. It stays stale, so the next request checks again.
+                return match previous {
+                    Some(old) => Ok(Opened {
+                        meta: old.meta,
+                        handle: old,
+                    }),
+                    None => Err(OpenError::NoDescriptors(e)),
+                };
+            }
             Err(e) => return Err(e),
         };
         self.missing.borrow_mut().remove(key);
-        let previous = self.cache.borrow().get(key).cloned();
         if let Some(old) = previous {
             if old.identity == fresh.identity && old.meta == fresh.meta {
                 // Unchanged: keep the cached bytes, trust it for another period.

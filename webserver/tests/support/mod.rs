@@ -138,6 +138,8 @@ pub enum Node {
     Dir,
     Other,
     Forbidden,
+    /// Opening it fails for lack of file descriptors (`EMFILE`).
+    NoDescriptors,
     /// A file whose announced size is larger than its content (it shrank).
     Shrunk {
         content: Vec<u8>,
@@ -227,6 +229,7 @@ impl FileSource for MockFiles {
             Node::Dir => (Vec::new(), 4096, FileKind::Directory),
             Node::Other => (Vec::new(), 0, FileKind::Other),
             Node::Forbidden => return Err(OpenError::Forbidden),
+            Node::NoDescriptors => return Err(io::Error::from_raw_os_error(libc::EMFILE).into()),
             Node::Shrunk { content, announced } => (content.clone(), *announced, FileKind::File),
         };
         self.open_handles.set(self.open_handles.get() + 1);
