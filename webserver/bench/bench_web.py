@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """make bench-web: webserver vs nginx (driven by wrk), loadgen vs wrk, and c10k memory.
 
+Besides the saturated runs, both servers are driven at fixed rates (25, 50 and 75% of
+nginx's saturated requests/s, from the saturated runs of the same configuration) by
+loadgen's constant-rate mode, whose latency is measured from each request's intended
+send time (coordinated-omission corrected); these record p99 and p99.9.
+
 Writes target/bench/web.json in the format of ../shared/DESIGN.md. Medians of
 alternating runs (ours, anchor, ours, anchor, ...). Installs nginx and wrk with apt
 when missing. Run from the repository root after `cargo build --release -p webserver
@@ -23,6 +28,8 @@ import time
 RUNS = int(os.environ.get("BENCH_WEB_RUNS", "3"))
 SECS = int(os.environ.get("BENCH_WEB_SECS", "5"))
 C10K_SECS = int(os.environ.get("BENCH_WEB_C10K_SECS", "30"))
+RATE_SECS = int(os.environ.get("BENCH_WEB_RATE_SECS", "5"))
+RATE_PERCENTS = (25, 50, 75)  # of nginx's saturated requests/s
 CONNS = 64
 ROOT = os.path.abspath("www")
 WEB = os.path.abspath("target/release/webserver")
@@ -148,6 +155,17 @@ def loadgen(port, path, threads, conns=CONNS, secs=SECS, rate=None, pin=True):
         return json.load(open(f.name))
 
 
+def fixed_rate(port, path, threads, rate, pin):
+    """One constant-rate loadgen run of RATE_SECS at `rate` requests/s: p99 and p99.9
+    latency in microseconds (from intended send times), achieved requests/s, errors."""
+    r = loadgen(port, path, threads, secs=RATE_SECS, rate=rate, pin=pin)
+    if r["requests"] == 0:
+        raise RuntimeError(f"no response at {rate} requests/s on port {port}: {r['errors']}")
+    lat = r["latency_us"]
+    return {"p99_us": lat["p99"], "p999_us": lat["p999"], "rps": r["requests_per_sec"],
+            "errors": sum(r["errors"].values())}
+
+
 def record(bench, metric, better, ours, anchor, anchor_value, params):
     return {"bench": bench, "metric": metric, "better": better, "ours": ours,
             "anchor": anchor, "anchor_value": anchor_value,
@@ -177,7 +195,11 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     records = []
 
-    for bench, cores, pin in (("web_1k_1core", 1, True), ("web_1k_allcores", NCPU, False)):
+    # (label, server cores, driver pinned to CPU 1 and the 1-core servers to CPU 0)
+    settings = (("1core", 1, True), ("allcores", NCPU, False))
+    capacity = {}  # label -> nginx's median saturated requests/s on the 1 KiB file
+    for label, cores, pin in settings:
+        bench = f"web_1k_{label}"
         threads = 1 if pin else NCPU
         ours, ngx = alternate(lambda: Ours(cores), lambda: Nginx(cores),
                               lambda s: wrk(s.port, "/files/1k.txt", threads, pin))
@@ -187,7 +209,42 @@ def main():
                               "nginx", med(ngx, "rps"), params))
         records.append(record(bench, "p99_us", "lower", med(ours, "p99_us"),
                               "nginx", med(ngx, "p99_us"), params))
+        capacity[label] = med(ngx, "rps")
         print(json.dumps(records[-2:]), flush=True)
+
+    # Fixed-rate latency: at saturation the two servers do different amounts of work,
+    # so both are also driven at the same constant rates, fractions of nginx's capacity
+    # just measured in the same configuration, by loadgen -R with the same connections,
+    # threads and pinning as wrk above; latency counts from each request's intended
+    # send time, so a stall is charged to every request it delays.
+    for label, cores, pin in settings:
+        threads = 1 if pin else NCPU
+        if capacity[label] <= 0:
+            raise RuntimeError(f"no nginx capacity measured for web_1k_{label}")
+        for pct in RATE_PERCENTS:
+            bench = f"web_1k_rate_{pct}_{label}"
+            rate = max(1, round(capacity[label] * pct / 100))
+            ours, ngx = alternate(lambda: Ours(cores), lambda: Nginx(cores),
+                                  lambda s: fixed_rate(s.port, "/files/1k.txt", threads,
+                                                       rate, pin))
+            for name, runs in (("webserver", ours), ("nginx", ngx)):
+                for r in runs:
+                    if r["errors"] or r["rps"] < 0.95 * rate:
+                        print(f"warning: {bench} {name}: {r['rps']:.0f} of {rate} "
+                              f"requests/s, {r['errors']} errors", file=sys.stderr)
+            params = {"file": "www/files/1k.txt", "connections": CONNS, "server_cores": cores,
+                      "driver": "loadgen -R", "driver_threads": threads, "keepalive": True,
+                      "seconds": RATE_SECS, "rate": rate, "percent_of_capacity": pct,
+                      "capacity_rps": capacity[label],
+                      "capacity_from": f"web_1k_{label} nginx requests_per_sec (wrk)",
+                      "achieved_rps_ours": med(ours, "rps"),
+                      "achieved_rps_anchor": med(ngx, "rps"),
+                      "failed_requests_ours": sum(r["errors"] for r in ours),
+                      "failed_requests_anchor": sum(r["errors"] for r in ngx)}
+            for metric in ("p99_us", "p999_us"):
+                records.append(record(bench, metric, "lower", med(ours, metric),
+                                      "nginx", med(ngx, metric), params))
+            print(json.dumps(records[-2:]), flush=True)
 
     size = os.path.getsize("www/files/1m.txt")
     ours, ngx = alternate(lambda: Ours(1), lambda: Nginx(1),
@@ -236,11 +293,12 @@ def main():
     os.makedirs("target/bench", exist_ok=True)
     with open("target/bench/web.json", "w") as f:
         json.dump(records, f, indent=1)
-    print(f"{'bench':18} {'metric':18} {'ours':>14} {'anchor':>14} {'ratio':>7}")
+    print(f"{'bench':24} {'metric':18} {'ours':>14} {'anchor':>14} {'ratio':>7} better")
     for r in records:
         ratio = f"{r['ratio']:.3f}" if r["ratio"] else "-"
         anchor = f"{r['anchor_value']:.1f}" if r["anchor_value"] else "-"
-        print(f"{r['bench']:18} {r['metric']:18} {r['ours']:14.1f} {anchor:>14} {ratio:>7}")
+        print(f"{r['bench']:24} {r['metric']:18} {r['ours']:14.1f} {anchor:>14} {ratio:>7} "
+              f"{r['better']}")
 
 
 def proc_kb(pid, field):
