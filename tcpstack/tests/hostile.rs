@@ -1431,3 +1431,129 @@ fn a_fin_into_a_full_window_is_acknowledged_with_a_zero_window() {
         (2, 2)
     );
 }
+
+/// An active open from the stack to the test's peer: returns the connection and the
+/// SYN it sent.
+fn active_open(h: &mut Harness, local_port: u16) -> (ConnId, Reply) {
+    let c = h
+        .stack
+        .connect(
+            h.now,
+            std::net::SocketAddrV4::new(PEER, PEER_PORT),
+            local_port,
+        )
+        .unwrap();
+    let syn = h.replies();
+    assert_eq!(syn.len(), 1);
+    assert_eq!(syn[0].flags, flags::SYN);
+    (c, syn[0].clone())
+}
+
+/// RFC 9293 section 3.10.7.3: in SYN-SENT, a SYN-ACK whose ACK does not cover our
+/// SYN exactly is answered with `<SEQ=SEG.ACK><CTL=RST>` and otherwise ignored; a RST
+/// with an acceptable ACK refuses the connection.
+#[test]
+fn syn_sent_resets_an_unacceptable_syn_ack_and_takes_an_acceptable_rst() {
+    let mut h = Harness::new();
+    let (c, syn) = active_open(&mut h, 5555);
+    let mut bad = Seg::new(flags::SYN | flags::ACK, 9000, syn.seq.wrapping_add(7));
+    bad.dst_port = 5555;
+    h.send(&bad);
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].flags, r[0].seq),
+        (flags::RST, syn.seq.wrapping_add(7))
+    );
+    let cn = h.counters();
+    assert_eq!((cn.rst_sent, cn.ack_unsent), (1, 1));
+    assert_eq!(
+        h.stack.state(c).unwrap(),
+        TcpState::SynSent,
+        "still waiting"
+    );
+    let mut rst = Seg::new(flags::RST | flags::ACK, 0, syn.seq.wrapping_add(1));
+    rst.dst_port = 5555;
+    h.send(&rst);
+    assert!(h.replies().is_empty());
+    let cn = h.counters();
+    assert_eq!(
+        (cn.rst_received, cn.rst_accepted, cn.connect_refused),
+        (1, 1, 1)
+    );
+    assert_eq!(h.stack.state(c).unwrap(), TcpState::Closed);
+}
+
+/// A segment just below the window (a keep-alive probe's `SEQ = RCV.NXT - 1`) is
+/// unacceptable: answered with an ACK, and its ACK field acknowledges nothing.
+#[test]
+fn a_segment_below_the_window_acknowledges_nothing() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, b"data in flight").unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    let before = h.counters();
+    h.send(&Seg::new(
+        flags::ACK,
+        h.rcv_nxt().wrapping_sub(1),
+        h.snd_nxt().wrapping_add(14),
+    ));
+    assert_eq!(h.replies().len(), 1, "an ACK answers");
+    assert_only(
+        &before,
+        &h.counters(),
+        &[
+            "out_of_window",
+            "tcp_rx_segments",
+            "ip_rx_packets",
+            "tcp_tx_segments",
+            "ip_tx_packets",
+        ],
+    );
+    assert_eq!(h.stack.conn_info(c).unwrap().bytes_in_flight, 14);
+}
+
+/// A SYN cookie carries the peer's window scale and SACK permission in the low bits of
+/// our timestamp (the only place they survive): a connection made from it scales the
+/// window as the peer asked, and the encoded timestamp never runs ahead of the
+/// connection's clock (the peer's PAWS would drop the next segments).
+#[test]
+fn cookie_connections_keep_window_scaling_and_timestamps_in_order() {
+    for ms in 0..64u64 {
+        let mut h = Harness::with(|c| c.max_half_open = 16);
+        h.now = Instant::from_millis(20_000 + ms);
+        h.flood_half_open();
+        let synack = h.cookie_syn(1_000_000, 500);
+        assert!(has_option(&synack, 3), "window scale offered: {synack:?}");
+        let ts = reply_tsval(&synack);
+        let mut ack = Seg::new(flags::ACK, 1_000_001, synack.seq.wrapping_add(1));
+        ack = ack.opts(&ts_option(501, ts));
+        h.send(&ack);
+        h.replies();
+        let c = h.accept_incoming();
+        let info = h.stack.conn_info(c).unwrap();
+        assert_eq!(info.window_scale.map(|w| w.0), Some(7), "{info:?}");
+        assert!(info.sack && info.timestamps, "{info:?}");
+        h.stack.send(h.now, c, b"x").unwrap();
+        let r = h.replies();
+        assert!(
+            !super_ts_before(reply_tsval(&r[0]), ts),
+            "at {ms} ms the cookie's TSval {ts} runs ahead of the clock {}",
+            reply_tsval(&r[0])
+        );
+    }
+    // With timestamps but our window scaling off, no scale is offered or used.
+    let mut h = Harness::with(|c| {
+        c.max_half_open = 16;
+        c.tcp.window_scaling = false;
+    });
+    h.flood_half_open();
+    let synack = h.cookie_syn(7, 9);
+    assert!(!has_option(&synack, 3), "{synack:?}");
+}
+
+/// Whether timestamp `a` is before `b` on the wrapping clock.
+fn super_ts_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
