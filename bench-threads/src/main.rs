@@ -3,7 +3,7 @@
 //! Every figure is the median of several runs that alternate between threadlib and its
 //! anchors (tokio's current-thread runtime with `spawn_local`, and tokio's multi-thread
 //! runtime), so drift of a shared machine hits all sides alike. Results go to
-//! `target/bench/threads.json` (the record format of DESIGN.md, one record per anchor)
+//! `target/bench/threads.json` (the record format of docs/ARCHITECTURE.md, one record per anchor)
 //! and a table on standard output; progress goes to standard error.
 
 mod copy;

@@ -1,4 +1,4 @@
-//! Result records (the `target/bench/<area>.json` format of DESIGN.md), medians, and
+//! Result records (the `target/bench/<area>.json` format of docs/ARCHITECTURE.md), medians, and
 //! the printed table.
 
 use serde::Serialize;

@@ -1529,8 +1529,20 @@ fn cookie_connections_keep_window_scaling_and_timestamps_in_order() {
         let ts = reply_tsval(&synack);
         let mut ack = Seg::new(flags::ACK, 1_000_001, synack.seq.wrapping_add(1));
         ack = ack.opts(&ts_option(501, ts));
+        let before = h.counters();
         h.send(&ack);
         h.replies();
+        let after = h.counters();
+        for (name, (b, a)) in [
+            (
+                "syn_cookies_accepted",
+                (before.syn_cookies_accepted, after.syn_cookies_accepted),
+            ),
+            ("passive_opens", (before.passive_opens, after.passive_opens)),
+            ("established", (before.established, after.established)),
+        ] {
+            assert_eq!(a, b + 1, "{name}");
+        }
         let c = h.accept_incoming();
         let info = h.stack.conn_info(c).unwrap();
         assert_eq!(info.window_scale.map(|w| w.0), Some(7), "{info:?}");
@@ -1556,4 +1568,26 @@ fn cookie_connections_keep_window_scaling_and_timestamps_in_order() {
 /// Whether timestamp `a` is before `b` on the wrapping clock.
 fn super_ts_before(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
+}
+
+/// Overlapping data is taken once: the part already received is counted as duplicate,
+/// the part beyond the advertised window is trimmed and counted, byte for byte.
+#[test]
+fn duplicate_and_out_of_window_bytes_are_counted_exactly() {
+    let mut h = Harness::with(|c| c.tcp.recv_buffer = 4096);
+    h.establish();
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()).data(&[1; 100]));
+    h.replies();
+    // Bytes 50..150: 50 already held.
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt().wrapping_add(50), h.snd_nxt()).data(&[1; 100]));
+    h.replies();
+    assert_eq!(h.counters().duplicate_bytes, 50);
+    assert_eq!(h.stack.recv_available(c).unwrap(), 150);
+    // 4096 more bytes from 150: the window (4096 - 150 unread) ends 150 bytes short.
+    let window = h.stack.conn_info(c).unwrap().recv_window as usize;
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt().wrapping_add(150), h.snd_nxt()).data(&[2; 4096]));
+    h.replies();
+    assert_eq!(h.counters().rcv_window_trimmed, (4096 - window) as u64);
+    assert_eq!(h.stack.recv_available(c).unwrap(), 150 + window);
 }

@@ -20,7 +20,7 @@ BENCH_USER_RUNS runs of BENCH_USER_SECS seconds:
 - user_syscalls: system calls per HTTP request of each server under the 1 KiB load
   (strace -c -f over a fixed number of requests).
 
-Writes target/bench/user.json in the format of ../shared/DESIGN.md. Installs wrk, nginx
+Writes target/bench/user.json in the format of docs/ARCHITECTURE.md. Installs wrk, nginx
 and strace with apt when missing. Run as root from the repository root after
 `cargo build --release -p webserver -p loadgen`.
 """

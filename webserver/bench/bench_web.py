@@ -6,7 +6,7 @@ nginx's saturated requests/s, from the saturated runs of the same configuration)
 loadgen's constant-rate mode, whose latency is measured from each request's intended
 send time (coordinated-omission corrected); these record p99 and p99.9.
 
-Writes target/bench/web.json in the format of ../shared/DESIGN.md. Medians of
+Writes target/bench/web.json in the format of docs/ARCHITECTURE.md. Medians of
 alternating runs (ours, anchor, ours, anchor, ...). Installs nginx and wrk with apt
 when missing. Run from the repository root after `cargo build --release -p webserver
 -p loadgen`.

@@ -1,6 +1,6 @@
 //! `make bench-tcp`: a kernel TCP client against our stack over TUN, smoltcp over the
 //! same kind of TUN, and a kernel server on loopback. Prints a table of medians and
-//! ratios and writes `target/bench/tcp.json` (see DESIGN.md for the record format).
+//! ratios and writes `target/bench/tcp.json` (see docs/ARCHITECTURE.md for the record format).
 //!
 //! Needs root (it creates network namespaces and TUN devices). Every measurement runs in
 //! a fresh namespace; runs of the three targets alternate so drift hits all alike.
@@ -245,7 +245,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// One line of `tcp.json`, in the format of DESIGN.md.
+/// One line of `tcp.json`, in the format of docs/ARCHITECTURE.md.
 #[derive(Debug, Serialize)]
 struct Record {
     bench: &'static str,

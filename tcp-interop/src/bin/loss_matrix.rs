@@ -2,7 +2,9 @@
 //! exchange a bulk stream each way through a TUN device whose stack side drops (and
 //! optionally reorders) packets; for each loss rate, with and without reordering, it
 //! reports both sides' retransmission timeouts, retransmissions, spurious
-//! retransmissions and transfer times, and writes `target/bench/tcp_loss.json`.
+//! retransmissions and transfer times, and writes `target/bench/tcp_loss.json` (the
+//! bench record format of docs/ARCHITECTURE.md: ours is the stack's direction, the
+//! anchor Linux's direction of the same exchange; every run is a record).
 //!
 //! Both directions cross the same impaired link in the same run, so each row compares
 //! our sender with Linux's under the same loss. Needs root.
@@ -86,14 +88,14 @@ fn main() -> Result<()> {
                     );
                 }
                 print_row(loss, reorder, &x);
-                records.push(record(loss, reorder, run, &x));
+                records.extend(records_of(loss, reorder, run, &x));
             }
         }
     }
     if let Some(dir) = args.json.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let doc = json!({ "area": "tcp_loss", "bytes_each_way": args.bytes, "records": records });
+    let doc = serde_json::Value::Array(records);
     std::fs::write(&args.json, serde_json::to_string_pretty(&doc)?)
         .with_context(|| format!("writing {}", args.json.display()))?;
     println!("wrote {}", args.json.display());
@@ -136,26 +138,53 @@ fn print_row(loss: f64, reorder: f64, x: &BulkExchange) {
     );
 }
 
-fn record(loss: f64, reorder: f64, run: u64, x: &BulkExchange) -> serde_json::Value {
-    json!({
+/// The bench records of one exchange: transfer time, timeouts, retransmissions and
+/// loss probes, ours (the stack's direction) against Linux's.
+fn records_of(loss: f64, reorder: f64, run: u64, x: &BulkExchange) -> Vec<serde_json::Value> {
+    let bench = format!("tcp_loss_{loss}pct_reorder_{reorder}pct");
+    let params = json!({
         "loss_percent": loss,
         "reorder_percent": reorder,
         "run": run,
-        "stack": {
-            "rtos": x.stack_rtos(),
-            "retransmits": x.stack.retransmits,
-            "spurious_dsacked": x.stack_spurious(),
-            "transfer_s": secs(x.stack_transfer()),
-            "tail_loss_probes": x.stack.tail_loss_probes,
-            "fast_recoveries": x.stack.fast_retransmits,
-        },
-        "linux": {
-            "rtos": x.linux_rtos(),
-            "retransmits": x.linux_counter("RetransSegs"),
-            "duplicate_bytes_received_by_stack": x.linux_duplicate_bytes(),
-            "transfer_s": secs(x.linux_transfer()),
-            "tail_loss_probes": x.linux_counter("TCPLossProbes"),
-        },
-        "transfer_ratio": secs(x.stack_transfer()) / secs(x.linux_transfer()),
-    })
+        "bytes_each_way": x.kernel.sent.0,
+        "stack_spurious_dsacked": x.stack_spurious(),
+        "linux_duplicate_bytes_received_by_stack": x.linux_duplicate_bytes(),
+        "stack_fast_recoveries": x.stack.fast_retransmits,
+        "stack_recoveries_undone": x.stack.recoveries_undone,
+    });
+    let figures: [(&str, f64, f64); 4] = [
+        (
+            "transfer_s",
+            secs(x.stack_transfer()),
+            secs(x.linux_transfer()),
+        ),
+        ("rtos", x.stack_rtos() as f64, x.linux_rtos() as f64),
+        (
+            "retransmitted_segments",
+            x.stack.retransmits as f64,
+            x.linux_counter("RetransSegs") as f64,
+        ),
+        (
+            "loss_probes",
+            x.stack.tail_loss_probes as f64,
+            x.linux_counter("TCPLossProbes") as f64,
+        ),
+    ];
+    figures
+        .into_iter()
+        .map(|(metric, ours, linux)| {
+            json!({
+                "bench": bench,
+                "metric": metric,
+                "better": "lower",
+                "ours": ours,
+                "anchor": "linux",
+                "anchor_value": linux,
+                // No ratio against zero.
+                "ratio": (linux > 0.0).then(|| ours / linux),
+                "runs": 1,
+                "params": params,
+            })
+        })
+        .collect()
 }

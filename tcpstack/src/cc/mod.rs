@@ -15,7 +15,7 @@
 //! | [`on_idle_restart`](CongestionControl::on_idle_restart) | sending resumes after more than an RTO idle (RFC 5681 section 4.1) |
 //!
 //! With SACK, recovery follows RFC 6675: `cwnd` is set to `ssthresh` on entry and the
-//! amount in flight is governed by `pipe` (see [`crate::sack::Scoreboard::pipe`]), so
+//! amount in flight is governed by `pipe` (see [`crate::rack::Rack::pipe`]), so
 //! the inflation/deflation events are not used.
 //!
 //! Both algorithms grow the window only while it is actually used (the sender is
