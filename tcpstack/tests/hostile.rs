@@ -1591,3 +1591,94 @@ fn duplicate_and_out_of_window_bytes_are_counted_exactly() {
     assert_eq!(h.counters().rcv_window_trimmed, (4096 - window) as u64);
     assert_eq!(h.stack.recv_available(c).unwrap(), 150 + window);
 }
+
+/// RFC 9293 section 3.10.7.4: in SYN-RECEIVED, an ACK that does not acknowledge our
+/// SYN-ACK is answered with `<SEQ=SEG.ACK><CTL=RST>` and the half-open connection
+/// stays.
+#[test]
+fn syn_received_resets_an_unacceptable_ack() {
+    let mut h = Harness::new();
+    h.send(&Seg::new(flags::SYN, 1000, 0).opts(&[2, 4, 5, 180]));
+    let synack = h.replies();
+    assert_eq!(synack.len(), 1);
+    let bad = synack[0].seq.wrapping_add(5);
+    h.send(&Seg::new(flags::ACK, 1001, bad));
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!((r[0].flags, r[0].seq), (flags::RST, bad));
+    assert_eq!(h.counters().rst_sent, 1);
+    assert_eq!(
+        h.stack.connection_states().collect::<Vec<_>>(),
+        [TcpState::SynReceived]
+    );
+    // The right ACK still completes the handshake.
+    h.send(&Seg::new(flags::ACK, 1001, synack[0].seq.wrapping_add(1)));
+    assert_eq!(
+        h.stack.connection_states().collect::<Vec<_>>(),
+        [TcpState::Established]
+    );
+}
+
+/// In-order data that leaves a hole above it still open is acknowledged at once (the
+/// peer is in recovery and needs the news), not after the delayed-ACK timer.
+#[test]
+fn in_order_data_below_a_remaining_hole_is_acknowledged_at_once() {
+    let mut h = Harness::new();
+    h.establish_with(1000, &[2, 4, 5, 180, 4, 2, 1, 1]);
+    let base = h.rcv_nxt();
+    // Segment 3 arrives first (a hole at 1 and 2), then segment 1.
+    h.send(&Seg::new(flags::ACK, base.wrapping_add(200), h.snd_nxt()).data(&[3; 100]));
+    assert_eq!(h.replies().len(), 1, "out of order: a duplicate ACK");
+    h.send(&Seg::new(flags::ACK, base, h.snd_nxt()).data(&[1; 100]));
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "acknowledged at once: {r:?}");
+    assert_eq!(r[0].ack, base.wrapping_add(100));
+}
+
+/// With SACK, a batch of out-of-order segments gets one ACK carrying the blocks; the
+/// extra duplicate ACKs owed per segment are for peers without SACK, which count them.
+#[test]
+fn a_batch_of_out_of_order_segments_gets_one_sack() {
+    let mut h = Harness::new();
+    h.establish_with(1000, &[2, 4, 5, 180, 4, 2, 1, 1]);
+    let base = h.rcv_nxt();
+    for i in 1..=4u32 {
+        h.send(&Seg::new(flags::ACK, base.wrapping_add(i * 200), h.snd_nxt()).data(&[3; 100]));
+    }
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(has_option(&r[0], 5), "SACK blocks: {r:?}");
+}
+
+/// RFC 9293 section 3.8.6.1: zero-window probes back off exponentially while the
+/// peer keeps its window shut.
+#[test]
+fn zero_window_probes_back_off() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[4; 500]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    // Acknowledged, with the window shut; then more data waits.
+    let mut shut = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(500));
+    shut.window = 0;
+    h.send(&shut);
+    h.replies();
+    h.stack.send(h.now, c, &[5; 500]).unwrap();
+    assert!(h.replies().is_empty(), "nothing goes into a zero window");
+    let mut sent_at = Vec::new();
+    for _ in 0..5 {
+        let due = h.stack.poll_timeout().expect("the persist timer runs");
+        h.now = due;
+        h.stack.handle_timeout(h.now);
+        assert_eq!(h.replies().len(), 1, "one probe");
+        sent_at.push(h.now);
+        h.send(&shut);
+        h.replies();
+    }
+    for w in sent_at.windows(3) {
+        let (a, b) = (w[1] - w[0], w[2] - w[1]);
+        assert!(b >= a + a / 2, "probe intervals {a:?} then {b:?}");
+    }
+    assert_eq!(h.counters().window_probes, 5);
+}
