@@ -1682,3 +1682,85 @@ fn zero_window_probes_back_off() {
     }
     assert_eq!(h.counters().window_probes, 5);
 }
+
+/// RFC 5681 section 2: a duplicate ACK carries no data, no FIN and no window change,
+/// acknowledges `SND.UNA` and arrives while data is outstanding. Data segments, window
+/// updates and a FIN at `SND.UNA` are not duplicates and start no fast retransmit;
+/// three real ones do (a peer without SACK).
+#[test]
+fn only_true_duplicate_acks_count() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[6; 4 * 1460]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 4);
+    let una = h.snd_nxt();
+    let mut seq = h.rcv_nxt();
+    for _ in 0..3 {
+        h.send(&Seg::new(flags::ACK, seq, una).data(&[1; 10]));
+        seq = seq.wrapping_add(10);
+    }
+    for w in [1000u16, 2000, 3000] {
+        let mut s = Seg::new(flags::ACK, seq, una);
+        s.window = w;
+        h.send(&s);
+    }
+    h.send(&Seg::new(flags::ACK | flags::FIN, seq, una));
+    seq = seq.wrapping_add(1);
+    h.replies();
+    let cn = h.counters();
+    assert_eq!(
+        (cn.dup_acks, cn.fast_retransmits, cn.retransmits),
+        (0, 0, 0),
+        "{cn:?}"
+    );
+    for _ in 0..3 {
+        // The window the FIN left (the default of these segments).
+        h.send(&Seg::new(flags::ACK, seq, una));
+    }
+    let r = h.replies();
+    assert_eq!(data_segments(&r).first().map(|s| s.0), Some(una), "{r:?}");
+    let cn = h.counters();
+    assert_eq!((cn.dup_acks, cn.fast_retransmits), (3, 1), "{cn:?}");
+}
+
+/// A valid cookie ACK to a listener whose accept queue is full makes no connection
+/// and is counted as an overflow.
+#[test]
+fn a_cookie_ack_to_a_full_accept_queue_is_counted_and_dropped() {
+    let mut h = Harness::with(|c| c.max_half_open = 1);
+    let handshake = |h: &mut Harness, port: u16, complete: bool| -> u32 {
+        let mut syn = Seg::new(flags::SYN, 100, 0).opts(&[2, 4, 5, 180]);
+        syn.src_port = port;
+        h.send(&syn);
+        let sa = h.replies()[0].seq;
+        if complete {
+            let mut ack = Seg::new(flags::ACK, 101, sa.wrapping_add(1));
+            ack.src_port = port;
+            h.send(&ack);
+        }
+        sa
+    };
+    // Seven completed, unaccepted connections (the backlog is 8), and one half-open
+    // that fills the half-open queue: the next SYN gets a cookie.
+    for i in 0..7u16 {
+        handshake(&mut h, 3000 + i, true);
+    }
+    let last = handshake(&mut h, 3100, false);
+    let synack = h.cookie_syn(7000, 1);
+    // The half-open one completes: the accept queue is full when the cookie returns.
+    let mut ack = Seg::new(flags::ACK, 101, last.wrapping_add(1));
+    ack.src_port = 3100;
+    h.send(&ack);
+    h.replies();
+    let before = h.counters();
+    h.send(
+        &Seg::new(flags::ACK, 7001, synack.seq.wrapping_add(1))
+            .opts(&ts_option(2, reply_tsval(&synack))),
+    );
+    h.replies();
+    let after = h.counters();
+    assert_eq!(after.listen_overflow, before.listen_overflow + 1);
+    assert_eq!(after.syn_cookies_accepted, before.syn_cookies_accepted);
+    assert_eq!(h.stack.connection_count(), 8);
+}
