@@ -1340,14 +1340,18 @@ fn a_recovery_proved_spurious_by_dsack_is_undone() {
     assert_eq!(h.counters().fast_retransmits, 1);
     assert!(h.stack.conn_info(c).unwrap().cwnd < cwnd);
     // The original arrives after all, then the retransmission, reported as a
-    // duplicate (a D-SACK block below the cumulative ACK).
+    // duplicate (a D-SACK block below the cumulative ACK). A D-SACK of data outside
+    // the episode first: it proves nothing about it.
     h.now += Duration::from_millis(1);
     let end = una + 4 * mss;
     h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end));
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end).opts(&sack(&[(una - 1, una)])));
+    h.replies();
+    assert_eq!(h.counters().recoveries_undone, 0);
     h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end).opts(&sack(&[(una, una + mss)])));
     h.replies();
     let cn = h.counters();
-    assert_eq!((cn.dsacks_received, cn.recoveries_undone), (1, 1), "{cn:?}");
+    assert_eq!((cn.dsacks_received, cn.recoveries_undone), (2, 1), "{cn:?}");
     assert!(
         h.stack.conn_info(c).unwrap().cwnd >= cwnd,
         "window restored"
@@ -1633,6 +1637,47 @@ fn in_order_data_below_a_remaining_hole_is_acknowledged_at_once() {
     let r = h.replies();
     assert_eq!(r.len(), 1, "acknowledged at once: {r:?}");
     assert_eq!(r[0].ack, base.wrapping_add(100));
+    // Segment 2 fills the last hole: everything is acknowledged at once too.
+    h.send(&Seg::new(flags::ACK, base.wrapping_add(100), h.snd_nxt()).data(&[2; 100]));
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "acknowledged at once: {r:?}");
+    assert_eq!(r[0].ack, base.wrapping_add(300));
+}
+
+/// A segment without ACK in a synchronized state is dropped and counted (RFC 9293
+/// section 3.10.7.4, fifth check).
+#[test]
+fn a_segment_without_ack_is_dropped_and_counted() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let before = h.counters();
+    h.send(&Seg::new(0, h.rcv_nxt(), 0).data(b"no ack"));
+    assert!(h.replies().is_empty());
+    assert_only(
+        &before,
+        &h.counters(),
+        &["no_ack", "tcp_rx_segments", "ip_rx_packets"],
+    );
+    assert_eq!(h.stack.recv_available(c).unwrap(), 0);
+}
+
+/// Both ends close at once: our FIN is in flight when the peer's arrives without
+/// acknowledging it, so the connection goes through CLOSING (counted).
+#[test]
+fn a_simultaneous_close_goes_through_closing() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.close(h.now, c).unwrap();
+    assert_ne!(h.replies()[0].flags & flags::FIN, 0);
+    h.send(&Seg::new(flags::ACK | flags::FIN, h.rcv_nxt(), h.snd_nxt()));
+    h.replies();
+    assert_eq!(h.counters().simultaneous_closes, 1);
+    assert_eq!(
+        h.stack.connection_states().collect::<Vec<_>>(),
+        [TcpState::Closing]
+    );
 }
 
 /// With SACK, a batch of out-of-order segments gets one ACK carrying the blocks; the
