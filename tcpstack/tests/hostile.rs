@@ -1346,12 +1346,17 @@ fn a_recovery_proved_spurious_by_dsack_is_undone() {
     let end = una + 4 * mss;
     h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end));
     h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end).opts(&sack(&[(una - 1, una)])));
+    // And one above it (a first block inside the second, RFC 2883 section 4.2).
+    h.send(
+        &Seg::new(flags::ACK, h.rcv_nxt(), end)
+            .opts(&sack(&[(end + 10, end + 20), (end, end + 30)])),
+    );
     h.replies();
     assert_eq!(h.counters().recoveries_undone, 0);
     h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end).opts(&sack(&[(una, una + mss)])));
     h.replies();
     let cn = h.counters();
-    assert_eq!((cn.dsacks_received, cn.recoveries_undone), (2, 1), "{cn:?}");
+    assert_eq!((cn.dsacks_received, cn.recoveries_undone), (3, 1), "{cn:?}");
     assert!(
         h.stack.conn_info(c).unwrap().cwnd >= cwnd,
         "window restored"
