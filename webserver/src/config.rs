@@ -38,8 +38,8 @@ impl std::str::FromStr for LogTarget {
     }
 }
 
-/// A static-file HTTP/1.1 server on threadlib: one scheduler and one SO_REUSEPORT
-/// listener per core.
+/// A static-file HTTP/1.1 server on threadlib: one scheduler per core, each with an
+/// SO_REUSEPORT listener for every address served.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "webserver", version, about, long_about = None)]
 pub struct Config {
