@@ -1814,3 +1814,162 @@ fn a_cookie_ack_to_a_full_accept_queue_is_counted_and_dropped() {
     assert_eq!(after.syn_cookies_accepted, before.syn_cookies_accepted);
     assert_eq!(h.stack.connection_count(), 8);
 }
+
+/// The events the stack has queued.
+fn events(h: &mut Harness) -> Vec<Event> {
+    std::iter::from_fn(|| h.stack.poll_event()).collect()
+}
+
+/// A device that verified the TCP checksum hands packets in trusted: a wrong
+/// checksum is not looked at again.
+#[test]
+fn trusted_packets_skip_the_tcp_checksum() {
+    let mut h = Harness::new();
+    let mut p = Seg::new(flags::SYN, 1000, 0).opts(&[2, 4, 5, 180]).packet();
+    p[20 + 16] ^= 0xff;
+    h.inject(&p);
+    assert!(h.replies().is_empty());
+    assert_eq!(h.counters().tcp_bad_checksum, 1);
+    h.stack.handle_packet_trusted(h.now, &p);
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].flags, flags::SYN | flags::ACK);
+}
+
+/// ICMP other than an echo request, and echo requests when answering them is off, are
+/// ignored and counted.
+#[test]
+fn other_icmp_is_ignored_and_counted() {
+    let icmp = |kind: u8| {
+        let mut m = vec![kind, 0, 0, 0, 0, 1, 0, 1];
+        let c = !checksum::sum(&m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        ip_packet(1, &m)
+    };
+    let mut h = Harness::new();
+    h.inject(&icmp(3));
+    assert_eq!(h.counters().icmp_ignored, 1);
+    let mut h = Harness::with(|c| c.icmp_echo = false);
+    h.inject(&icmp(8));
+    assert!(h.replies().is_empty());
+    let c = h.counters();
+    assert_eq!((c.icmp_ignored, c.icmp_echo_requests), (1, 0));
+}
+
+/// With the connection table full a SYN is answered from a cookie (which needs no
+/// entry); the ACK completing it still finds no room, and is dropped and counted.
+#[test]
+fn a_connection_that_finds_the_table_full_is_dropped_and_counted() {
+    let mut h = Harness::with(|c| c.max_connections = 1);
+    h.establish();
+    let mut s = Seg::new(flags::SYN, 77, 0).opts(&[2, 4, 5, 180]);
+    s.src_port = PEER_PORT + 9;
+    h.send(&s);
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!(h.counters().syn_cookies_sent, 1);
+    let mut ack = Seg::new(flags::ACK, 78, r[0].seq.wrapping_add(1));
+    ack.src_port = PEER_PORT + 9;
+    h.send(&ack);
+    assert_eq!(h.counters().conn_table_full, 1);
+    assert_eq!(h.stack.connection_count(), 1);
+}
+
+/// READABLE is raised when data first arrives and not again until the application
+/// has drained what is there; end of stream raises it too.
+#[test]
+fn readable_is_raised_once_until_drained() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    events(&mut h);
+    let mut seq = h.rcv_nxt();
+    let mut data = |h: &mut Harness, n: usize| {
+        h.send(&Seg::new(flags::ACK, seq, h.snd_nxt()).data(&vec![1; n]));
+        seq = seq.wrapping_add(n as u32);
+        h.replies();
+    };
+    data(&mut h, 100);
+    assert_eq!(events(&mut h), [Event::Readable(c)]);
+    data(&mut h, 100);
+    assert_eq!(events(&mut h), [], "not drained yet");
+    let mut buf = [0u8; 50];
+    h.stack.recv(c, &mut buf).unwrap();
+    data(&mut h, 100);
+    assert_eq!(events(&mut h), [], "still not drained");
+    let mut buf = [0u8; 1000];
+    assert_eq!(h.stack.recv(c, &mut buf).unwrap(), 250);
+    data(&mut h, 100);
+    assert_eq!(events(&mut h), [Event::Readable(c)]);
+    assert_eq!(h.stack.recv(c, &mut buf).unwrap(), 100);
+    h.send(&Seg::new(flags::ACK | flags::FIN, seq, h.snd_nxt()));
+    h.replies();
+    let ev = events(&mut h);
+    assert!(
+        ev.contains(&Event::Readable(c)) && ev.contains(&Event::PeerClosed(c)),
+        "{ev:?}"
+    );
+}
+
+/// WRITABLE is raised when an ACK frees space in a send buffer that refused data,
+/// and only then.
+#[test]
+fn writable_follows_a_full_send_buffer() {
+    let mut h = Harness::with(|c| c.tcp.send_buffer = 4096);
+    h.establish();
+    let c = h.conn.unwrap();
+    events(&mut h);
+    assert_eq!(h.stack.send(h.now, c, &[1; 1000]).unwrap(), 1000);
+    h.replies();
+    h.send(&Seg::new(
+        flags::ACK,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_add(1000),
+    ));
+    h.replies();
+    assert!(
+        !events(&mut h).contains(&Event::Writable(c)),
+        "never refused: no WRITABLE"
+    );
+    assert_eq!(h.stack.send(h.now, c, &[2; 8192]).unwrap(), 4096);
+    h.replies();
+    h.send(&Seg::new(
+        flags::ACK,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_add(1000 + 1460),
+    ));
+    h.replies();
+    assert_eq!(events(&mut h), [Event::Writable(c)]);
+}
+
+/// RST in SYN-RECEIVED of an active open (a simultaneous open) refuses the
+/// connection; RST in LAST-ACK just closes it, as the close was under way.
+#[test]
+fn a_reset_refuses_a_simultaneous_open_and_closes_last_ack() {
+    let mut h = Harness::new();
+    let (c, syn) = active_open(&mut h, 6000);
+    let mut peer_syn = Seg::new(flags::SYN, 4000, 0).opts(&[2, 4, 5, 180]);
+    peer_syn.dst_port = 6000;
+    h.send(&peer_syn);
+    let r = h.replies();
+    assert_eq!(r[0].flags, flags::SYN | flags::ACK, "{r:?}");
+    let mut rst = Seg::new(flags::RST, 4001, 0);
+    rst.dst_port = 6000;
+    h.send(&rst);
+    assert!(events(&mut h).contains(&Event::Error(c, ConnError::Refused)));
+    let _ = syn;
+
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::ACK | flags::FIN, h.rcv_nxt(), h.snd_nxt()));
+    h.replies();
+    h.stack.shutdown(h.now, c).unwrap();
+    h.replies();
+    assert_eq!(h.state(), TcpState::LastAck);
+    events(&mut h);
+    h.send(&Seg::new(flags::RST, h.rcv_nxt().wrapping_add(1), 0));
+    let ev = events(&mut h);
+    assert_eq!(h.state(), TcpState::Closed);
+    assert!(!ev.iter().any(|e| matches!(e, Event::Reset(_))), "{ev:?}");
+}
