@@ -491,6 +491,10 @@ fn window_scale_over_14_is_clamped() {
     assert!(synack.options.windows(3).any(|w| w[0] == 3 && w[1] == 3));
     let info = h.stack.conn_info(h.conn.unwrap()).unwrap();
     assert_eq!(info.window_scale.map(|w| w.0), Some(14));
+    // 14 itself is allowed, not clamped.
+    let mut h14 = Harness::new();
+    h14.establish_with(1000, &[2, 4, 5, 180, 1, 3, 3, 14]);
+    assert_eq!(h14.counters().tcp_wscale_clamped, 0);
     // The peer's window of 1 unit means 16 KiB.
     h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()).opts(&[]));
     let mut s = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt());
@@ -1972,4 +1976,201 @@ fn a_reset_refuses_a_simultaneous_open_and_closes_last_ack() {
     let ev = events(&mut h);
     assert_eq!(h.state(), TcpState::Closed);
     assert!(!ev.iter().any(|e| matches!(e, Event::Reset(_))), "{ev:?}");
+}
+
+/// RFC 7323 section 5.3: PAWS does not apply to a RST (an old timestamp on a RST is
+/// not a reason to ignore it).
+#[test]
+fn paws_does_not_reject_a_reset() {
+    let mut h = Harness::new();
+    h.establish_with(1000, &linux_syn_options(1000));
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()).opts(&ts_option(2000, 0)));
+    h.replies();
+    h.send(&Seg::new(flags::RST, h.rcv_nxt(), 0).opts(&ts_option(1500, 0)));
+    assert_eq!(h.counters().paws_rejected, 0);
+    assert!(events(&mut h).contains(&Event::Reset(c)));
+}
+
+/// With SYN cookies off, an ACK to a listener is reset without a cookie check, and a
+/// SYN beyond the half-open limit or the table's room is dropped and counted.
+#[test]
+fn without_syn_cookies_the_limits_drop_and_count() {
+    let off = |c: &mut StackConfig| {
+        c.syn_cookies = false;
+        c.max_half_open = 1;
+    };
+    let mut h = Harness::with(off);
+    h.send(&Seg::new(flags::ACK, 5, 77));
+    let r = h.replies();
+    assert_eq!((r.len(), r[0].flags), (1, flags::RST));
+    assert_eq!(h.counters().syn_cookies_rejected, 0);
+    h.send(&Seg::new(flags::SYN, 100, 0).opts(&[2, 4, 5, 180]));
+    assert_eq!(h.replies().len(), 1);
+    let mut s = Seg::new(flags::SYN, 200, 0).opts(&[2, 4, 5, 180]);
+    s.src_port = PEER_PORT + 1;
+    h.send(&s);
+    assert!(h.replies().is_empty());
+    assert_eq!(h.counters().listen_overflow, 1);
+    let mut h = Harness::with(|c| {
+        c.syn_cookies = false;
+        c.max_connections = 1;
+    });
+    h.establish();
+    let mut s = Seg::new(flags::SYN, 200, 0).opts(&[2, 4, 5, 180]);
+    s.src_port = PEER_PORT + 1;
+    h.send(&s);
+    assert!(h.replies().is_empty());
+    assert_eq!(h.counters().conn_table_full, 1);
+}
+
+/// A SYN to a listener whose accept queue is full is dropped and counted.
+#[test]
+fn a_syn_to_a_full_accept_queue_is_dropped_and_counted() {
+    let mut h = Harness::new();
+    for i in 0..8u16 {
+        let mut syn = Seg::new(flags::SYN, 100, 0).opts(&[2, 4, 5, 180]);
+        syn.src_port = 3000 + i;
+        h.send(&syn);
+        let sa = h.replies()[0].seq;
+        let mut ack = Seg::new(flags::ACK, 101, sa.wrapping_add(1));
+        ack.src_port = 3000 + i;
+        h.send(&ack);
+    }
+    let mut syn = Seg::new(flags::SYN, 100, 0).opts(&[2, 4, 5, 180]);
+    syn.src_port = 4000;
+    h.send(&syn);
+    assert!(h.replies().is_empty());
+    assert_eq!(h.counters().listen_overflow, 1);
+}
+
+/// RFC 5827: early retransmit applies only when no new data can go out; while it can,
+/// the duplicate ACKs let new segments out (limited transmit) instead.
+#[test]
+fn no_early_retransmit_while_new_data_can_go() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let mss = 1460;
+    h.stack.send(h.now, c, &vec![2u8; 3 * mss]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 3);
+    h.stack.send(h.now, c, &vec![3u8; 2 * mss]).unwrap();
+    let una = h.snd_nxt();
+    let dup = Seg::new(flags::ACK, h.rcv_nxt(), una);
+    h.send(&dup);
+    h.send(&dup);
+    let r = data_segments(&h.replies());
+    assert!(r.iter().all(|s| s.0 != una), "no retransmission yet: {r:?}");
+    assert_eq!(h.counters().early_retransmits, 0);
+}
+
+/// NewReno (RFC 6582): a partial ACK in recovery retransmits the next hole at once.
+#[test]
+fn a_partial_ack_retransmits_the_next_hole_without_sack() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![4u8; 6 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 6);
+    let una = h.snd_nxt();
+    // Segments 1 and 3 lost: three duplicates for segment 1.
+    for _ in 0..3 {
+        h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una));
+    }
+    assert_eq!(
+        data_segments(&h.replies()).first(),
+        Some(&(una, mss as usize))
+    );
+    // The retransmission arrives: the ACK stops at segment 3.
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una + 2 * mss));
+    let r = data_segments(&h.replies());
+    assert_eq!(r.first(), Some(&(una + 2 * mss, mss as usize)), "{r:?}");
+    assert_eq!(h.counters().fast_retransmits, 1);
+}
+
+/// In SYN-RECEIVED, the peer's SYN again (its SYN-ACK was lost) brings the SYN-ACK
+/// again; a different SYN gets a challenge ACK (RFC 5961 section 4).
+#[test]
+fn a_retransmitted_syn_in_syn_received_gets_the_syn_ack_again() {
+    let mut h = Harness::new();
+    h.send(&Seg::new(flags::SYN, 1000, 0).opts(&[2, 4, 5, 180]));
+    let first = h.replies();
+    assert_eq!(first.len(), 1);
+    h.send(&Seg::new(flags::SYN, 1000, 0).opts(&[2, 4, 5, 180]));
+    let again = h.replies();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].flags, again[0].seq),
+        (flags::SYN | flags::ACK, first[0].seq)
+    );
+    assert_eq!(h.counters().challenge_acks, 0);
+    // (In SYN-RECEIVED the only acknowledgment there is to send is the SYN-ACK.)
+    h.send(&Seg::new(flags::SYN, 1001, 0).opts(&[2, 4, 5, 180]));
+    assert_eq!(h.replies().len(), 1);
+    assert_eq!(h.counters().challenge_acks, 1);
+}
+
+/// A segment that ends exactly at `RCV.NXT` holds nothing new: it is unacceptable
+/// (RFC 9293 section 3.10.7.4) and answered with an ACK.
+#[test]
+fn an_old_segment_ending_at_rcv_nxt_is_out_of_window() {
+    let mut h = Harness::new();
+    h.establish();
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()).data(&[1; 100]));
+    h.replies();
+    let before = h.counters();
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()).data(&[1; 100]));
+    assert_eq!(h.replies().len(), 1);
+    let after = h.counters();
+    assert_eq!(after.out_of_window, before.out_of_window + 1);
+    assert_eq!(after.duplicate_bytes, before.duplicate_bytes);
+}
+
+/// RFC 8985 section 7.4: a loss probe that retransmitted the last segment, answered
+/// by an ACK beyond it (new data sent since is acknowledged too), repaired a loss: it
+/// gets the congestion response recovery would have given.
+#[test]
+fn a_loss_probe_that_repairs_a_loss_reduces_the_window() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![5u8; 2 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let una = h.snd_nxt();
+    // Segment 1 is acknowledged; segment 2 is lost.
+    h.now += Duration::from_millis(20);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una + mss));
+    h.replies();
+    let cwnd = h.stack.conn_info(c).unwrap().cwnd;
+    // Timers may fire early and re-arm (the index is lazy): run them until the probe.
+    let mut probe = Vec::new();
+    for _ in 0..8 {
+        h.now = h.stack.poll_timeout().unwrap();
+        h.stack.handle_timeout(h.now);
+        probe = data_segments(&h.replies());
+        if !probe.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(probe, vec![(una + mss, mss as usize)], "the probe");
+    assert_eq!(h.counters().tail_loss_probes, 1);
+    // New data goes out; then one ACK covers the probe and the new data.
+    h.stack.send(h.now, c, &vec![6u8; mss as usize]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    h.now += Duration::from_millis(20);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una + 3 * mss));
+    h.replies();
+    assert_eq!(
+        h.counters().tail_loss_probe_recoveries,
+        1,
+        "{:?}",
+        h.counters()
+    );
+    assert!(h.stack.conn_info(c).unwrap().cwnd < cwnd);
 }

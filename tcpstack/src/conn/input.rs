@@ -316,7 +316,7 @@ impl Tcb {
         let old_una = self.snd_una;
         let in_flight = self.snd_max - self.snd_una;
         let mut newly_sacked = 0;
-        if self.sack_enabled && self.syn_acked_by(seg.ack) {
+        if self.sack_enabled {
             newly_sacked = self.rack_on_ack(now, seg, ctx);
         }
         if seg.ack.gt(self.snd_una) {
@@ -365,7 +365,7 @@ impl Tcb {
                 }
             }
         }
-        if self.sack_enabled && self.syn_acked {
+        if self.sack_enabled {
             self.rack_detect_loss(now, false, ctx);
         }
         self.after_ack_state(now);
@@ -381,12 +381,6 @@ impl Tcb {
         if seg.ack.gt(old_una) || self.recovery.is_active() {
             self.arm_tlp(now);
         }
-    }
-
-    /// Whether our SYN is acknowledged, counting this ACK: transmit records start with
-    /// the first data.
-    fn syn_acked_by(&self, ack: SeqNum) -> bool {
-        self.syn_acked || ack.gt(self.iss)
     }
 
     /// RACK's view of an ACK (RFC 8985 section 6.2 steps 1-3): delivers the records it
