@@ -586,6 +586,7 @@ fn icmp_echo_is_answered() {
         (1, 0),
         "an IP packet, not TCP"
     );
+    assert_eq!(c.icmp_echo_requests, 1);
     // A corrupted echo request is dropped.
     let mut bad = icmp.clone();
     bad[9] ^= 1;
@@ -1975,6 +1976,7 @@ fn a_reset_refuses_a_simultaneous_open_and_closes_last_ack() {
     h.send(&Seg::new(flags::RST, h.rcv_nxt().wrapping_add(1), 0));
     let ev = events(&mut h);
     assert_eq!(h.state(), TcpState::Closed);
+    assert_eq!(h.counters().rst_accepted, 1);
     assert!(!ev.iter().any(|e| matches!(e, Event::Reset(_))), "{ev:?}");
 }
 
@@ -2173,4 +2175,74 @@ fn a_loss_probe_that_repairs_a_loss_reduces_the_window() {
         h.counters()
     );
     assert!(h.stack.conn_info(c).unwrap().cwnd < cwnd);
+}
+
+/// A handshake counts one passive open and one established connection. A connection
+/// that was reset leaves the 4-tuple at once (its handle may live on): what still
+/// arrives for it finds no connection and is answered with a reset.
+#[test]
+fn a_reset_connection_leaves_its_tuple_at_once() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.counters();
+    assert_eq!((c.passive_opens, c.established), (1, 1));
+    h.send(&Seg::new(flags::RST, h.rcv_nxt(), 0));
+    assert_eq!(h.state(), TcpState::Closed);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()).data(b"late"));
+    let r = h.replies();
+    assert_eq!((r.len(), r[0].flags), (1, flags::RST), "{r:?}");
+    assert_eq!(h.stack.recv_available(h.conn.unwrap()).unwrap(), 0);
+}
+
+/// A retransmitted FIN in TIME-WAIT (our last ACK was lost) is acknowledged again and
+/// restarts the 2 MSL wait (RFC 9293 section 3.10.7.4).
+#[test]
+fn a_retransmitted_fin_restarts_time_wait() {
+    let mut h = Harness::new();
+    h.establish();
+    into_time_wait(&mut h, None);
+    let wait = Duration::from_secs(60);
+    h.now += wait - Duration::from_secs(10);
+    h.send(&Seg::new(
+        flags::ACK | flags::FIN,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_add(1),
+    ));
+    assert_eq!(h.replies().len(), 1, "acknowledged again");
+    h.now += Duration::from_secs(20);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(
+        h.stack.connection_states().collect::<Vec<_>>(),
+        [TcpState::TimeWait],
+        "restarted: not over at the first deadline"
+    );
+    h.now += wait;
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.counters().time_wait_expired, 1);
+}
+
+/// Every ACK of new data restarts the loss probe's wait from now: a probe never goes
+/// out while ACKs keep coming.
+#[test]
+fn acknowledgments_push_the_loss_probe_back() {
+    let mut h = Harness::new();
+    let rtt = Duration::from_millis(20);
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![7u8; 3 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 3);
+    let start = h.now;
+    let una = h.snd_nxt();
+    // At 30 ms (before the 42 ms PTO) the first segment is acknowledged.
+    h.now = start + Duration::from_millis(30);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una + mss));
+    h.replies();
+    // At 50 ms, past the first PTO but not the one restarted at 30 ms: no probe.
+    h.now = start + Duration::from_millis(50);
+    h.stack.handle_timeout(h.now);
+    assert!(data_segments(&h.replies()).is_empty());
+    assert_eq!(h.counters().tail_loss_probes, 0);
 }
