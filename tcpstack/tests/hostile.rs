@@ -2246,3 +2246,61 @@ fn acknowledgments_push_the_loss_probe_back() {
     assert!(data_segments(&h.replies()).is_empty());
     assert_eq!(h.counters().tail_loss_probes, 0);
 }
+
+/// RFC 9293 section 3.10.7.4: the send window is taken only from a segment newer than
+/// the one that last set it; an ACK overtaken by a newer one does not shrink it.
+#[test]
+fn an_older_ack_does_not_set_the_window() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[1; 1000]).unwrap();
+    h.replies();
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    let mut newer = Seg::new(flags::ACK, seq, una.wrapping_add(1000));
+    newer.window = 5000;
+    h.send(&newer);
+    let mut older = Seg::new(flags::ACK, seq, una.wrapping_add(500));
+    older.window = 100;
+    h.send(&older);
+    h.replies();
+    assert_eq!(h.stack.conn_info(c).unwrap().send_window, 5000);
+}
+
+/// After the peer's FIN, new data from it can only be a duplicate: acknowledged and
+/// counted, never delivered.
+#[test]
+fn data_after_the_peers_fin_is_a_counted_duplicate() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::ACK | flags::FIN, h.rcv_nxt(), h.snd_nxt()).data(b"abc"));
+    h.replies();
+    assert_eq!(h.state(), TcpState::CloseWait);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt().wrapping_add(4), h.snd_nxt()).data(&[9; 10]));
+    assert_eq!(h.replies().len(), 1, "acknowledged");
+    assert_eq!(h.counters().duplicate_bytes, 10);
+    assert_eq!(h.stack.recv_available(c).unwrap(), 3);
+}
+
+/// The first FIN fixes where the peer's stream ends; a later FIN claiming another
+/// end is ignored.
+#[test]
+fn the_first_fin_fixes_the_end_of_the_stream() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let base = h.rcv_nxt();
+    // Bytes 50..100 and the FIN at 100, ahead of a hole.
+    h.send(&Seg::new(flags::ACK | flags::FIN, base.wrapping_add(50), h.snd_nxt()).data(&[2; 50]));
+    // A FIN claiming the stream ends at 50.
+    h.send(&Seg::new(
+        flags::ACK | flags::FIN,
+        base.wrapping_add(50),
+        h.snd_nxt(),
+    ));
+    h.send(&Seg::new(flags::ACK, base, h.snd_nxt()).data(&[1; 50]));
+    h.replies();
+    assert_eq!(h.stack.recv_available(c).unwrap(), 100);
+    assert_eq!(h.state(), TcpState::CloseWait);
+}
