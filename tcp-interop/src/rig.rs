@@ -37,11 +37,22 @@ impl Rig {
         impairment: Option<Impairment>,
         offload: bool,
     ) -> Result<Rig, Box<dyn std::error::Error + Send + Sync>> {
-        let net = TestNet::create(label, 1500)?;
-        let tun = net.open_tun_with(offload)?;
         // The stack's defaults, as Linux's: a 200 ms floor on the retransmission
         // timeout, which also stays above the kernel's 40 ms delayed ACK.
-        let config = StackConfig::new(STACK_ADDR, random_secret()?);
+        Rig::with_config(label, impairment, offload, |_| {})
+    }
+
+    /// [`Rig::new`] with the stack's configuration adjusted by `tweak`.
+    pub fn with_config(
+        label: &str,
+        impairment: Option<Impairment>,
+        offload: bool,
+        tweak: impl FnOnce(&mut StackConfig),
+    ) -> Result<Rig, Box<dyn std::error::Error + Send + Sync>> {
+        let net = TestNet::create(label, 1500)?;
+        let tun = net.open_tun_with(offload)?;
+        let mut config = StackConfig::new(STACK_ADDR, random_secret()?);
+        tweak(&mut config);
         let driver = Driver::new(tun, config, impairment)?;
         Ok(Rig { net, driver })
     }

@@ -34,6 +34,10 @@ struct Args {
     /// Runs per configuration (seeds differ; every run is reported, medians in the table).
     #[arg(long, default_value_t = 1)]
     runs: u64,
+    /// The stack's floor on the retransmission timeout, in milliseconds (Linux's is
+    /// 200, the stack's default).
+    #[arg(long, default_value_t = 200)]
+    min_rto_ms: u64,
     /// Print both stacks' counters after each exchange.
     #[arg(long)]
     verbose: bool,
@@ -69,9 +73,12 @@ fn main() -> Result<()> {
                     drop_percent: loss,
                     reorder_percent: reorder,
                 };
-                let mut rig = Rig::new("lossm", Some(impairment), false)
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-                    .context("creating the rig")?;
+                let min_rto = Duration::from_millis(args.min_rto_ms);
+                let mut rig = Rig::with_config("lossm", Some(impairment), false, |c| {
+                    c.tcp.min_rto = min_rto;
+                })
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("creating the rig")?;
                 let x = bulk_exchange(
                     &mut rig,
                     7000,
@@ -88,7 +95,7 @@ fn main() -> Result<()> {
                     );
                 }
                 print_row(loss, reorder, &x);
-                records.extend(records_of(loss, reorder, run, &x));
+                records.extend(records_of(loss, reorder, run, args.min_rto_ms, &x));
             }
         }
     }
@@ -140,7 +147,13 @@ fn print_row(loss: f64, reorder: f64, x: &BulkExchange) {
 
 /// The bench records of one exchange: transfer time, timeouts, retransmissions and
 /// loss probes, ours (the stack's direction) against Linux's.
-fn records_of(loss: f64, reorder: f64, run: u64, x: &BulkExchange) -> Vec<serde_json::Value> {
+fn records_of(
+    loss: f64,
+    reorder: f64,
+    run: u64,
+    min_rto_ms: u64,
+    x: &BulkExchange,
+) -> Vec<serde_json::Value> {
     let bench = format!("tcp_loss_{loss}pct_reorder_{reorder}pct");
     let params = json!({
         "loss_percent": loss,
@@ -151,6 +164,7 @@ fn records_of(loss: f64, reorder: f64, run: u64, x: &BulkExchange) -> Vec<serde_
         "linux_duplicate_bytes_received_by_stack": x.linux_duplicate_bytes(),
         "stack_fast_recoveries": x.stack.fast_retransmits,
         "stack_recoveries_undone": x.stack.recoveries_undone,
+        "stack_min_rto_ms": min_rto_ms,
     });
     let figures: [(&str, f64, f64); 4] = [
         (
