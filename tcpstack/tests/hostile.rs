@@ -2304,3 +2304,62 @@ fn the_first_fin_fixes_the_end_of_the_stream() {
     assert_eq!(h.stack.recv_available(c).unwrap(), 100);
     assert_eq!(h.state(), TcpState::CloseWait);
 }
+
+/// In SYN-SENT a segment with neither SYN, ACK nor RST means nothing: dropped and
+/// counted.
+#[test]
+fn syn_sent_drops_a_segment_meaning_nothing() {
+    let mut h = Harness::new();
+    let (c, _syn) = active_open(&mut h, 5556);
+    let mut s = Seg::new(0, 9000, 0).data(b"??");
+    s.dst_port = 5556;
+    h.send(&s);
+    assert!(h.replies().is_empty());
+    assert_eq!(h.counters().unexpected_segments, 1);
+    assert_eq!(h.stack.state(c).unwrap(), TcpState::SynSent);
+}
+
+/// RFC 5961 section 5.2: an ACK older than `SND.UNA - MAX.SND.WND` is dropped with a
+/// challenge ACK and counted.
+#[test]
+fn an_ack_too_old_gets_a_challenge_ack() {
+    let mut h = Harness::new();
+    h.establish();
+    let before = h.counters();
+    h.send(&Seg::new(
+        flags::ACK,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_sub(1_000_000),
+    ));
+    assert_eq!(h.replies().len(), 1);
+    let after = h.counters();
+    assert_eq!(after.ack_too_old, before.ack_too_old + 1);
+    assert_eq!(after.challenge_acks, before.challenge_acks + 1);
+}
+
+/// At most two loss probes go out while the peer brings no news; ACKs that acknowledge
+/// or SACK nothing new do not buy more, and the retransmission timeout follows.
+#[test]
+fn loss_probes_stop_at_two_without_news() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &vec![8u8; 2 * 1460]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    for _ in 0..12 {
+        h.now = h.stack.poll_timeout().unwrap();
+        h.stack.handle_timeout(h.now);
+        h.replies();
+        // A window update: no news about the data.
+        let mut s = Seg::new(flags::ACK, seq, una);
+        s.window = 1000 + h.counters().tail_loss_probes as u16;
+        h.send(&s);
+        h.replies();
+        if h.counters().rto_expirations > 0 {
+            break;
+        }
+    }
+    let cn = h.counters();
+    assert_eq!((cn.tail_loss_probes, cn.rto_expirations), (2, 1), "{cn:?}");
+}
