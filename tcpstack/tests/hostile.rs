@@ -2098,10 +2098,19 @@ fn a_partial_ack_retransmits_the_next_hole_without_sack() {
 #[test]
 fn a_retransmitted_syn_in_syn_received_gets_the_syn_ack_again() {
     let mut h = Harness::new();
-    h.send(&Seg::new(flags::SYN, 1000, 0).opts(&[2, 4, 5, 180]));
+    h.send(
+        &Seg::new(flags::SYN, 1000, 0)
+            .opts(&[2, 4, 5, 180])
+            .data(b"early"),
+    );
     let first = h.replies();
     assert_eq!(first.len(), 1);
-    h.send(&Seg::new(flags::SYN, 1000, 0).opts(&[2, 4, 5, 180]));
+    // Retransmitted with its data, the SYN reaches into the window.
+    h.send(
+        &Seg::new(flags::SYN, 1000, 0)
+            .opts(&[2, 4, 5, 180])
+            .data(b"early"),
+    );
     let again = h.replies();
     assert_eq!(again.len(), 1);
     assert_eq!(
@@ -2202,7 +2211,11 @@ fn a_retransmitted_fin_restarts_time_wait() {
     h.establish();
     into_time_wait(&mut h, None);
     let wait = Duration::from_secs(60);
-    h.now += wait - Duration::from_secs(10);
+    // An old ACK (no FIN) is answered but restarts nothing.
+    h.now += Duration::from_secs(5);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()));
+    h.replies();
+    h.now += wait - Duration::from_secs(15);
     h.send(&Seg::new(
         flags::ACK | flags::FIN,
         h.rcv_nxt(),
@@ -2362,4 +2375,95 @@ fn loss_probes_stop_at_two_without_news() {
     }
     let cn = h.counters();
     assert_eq!((cn.tail_loss_probes, cn.rto_expirations), (2, 1), "{cn:?}");
+}
+
+/// A SYN-ACK is not a new connection request: it does not reopen a 4-tuple in
+/// TIME-WAIT, however new its sequence number.
+#[test]
+fn a_syn_ack_does_not_reopen_time_wait() {
+    let mut h = Harness::new();
+    h.establish();
+    let next = into_time_wait(&mut h, None);
+    h.send(&Seg::new(flags::SYN | flags::ACK, next.wrapping_add(100_000), 5).opts(&[2, 4, 5, 180]));
+    let r = h.replies();
+    assert!(
+        r.iter().all(|x| x.flags != flags::SYN | flags::ACK),
+        "{r:?}"
+    );
+    assert_eq!(
+        h.stack.connection_states().collect::<Vec<_>>(),
+        [TcpState::TimeWait]
+    );
+}
+
+/// Out-of-order data is held in at most 32 ranges; a segment that would open another
+/// is dropped, counted and acknowledged.
+#[test]
+fn out_of_order_ranges_are_bounded_and_the_overflow_counted() {
+    let mut h = Harness::new();
+    h.establish();
+    let base = h.rcv_nxt();
+    for i in 1..=34u32 {
+        h.send(&Seg::new(flags::ACK, base.wrapping_add(i * 20), h.snd_nxt()).data(&[1; 10]));
+    }
+    h.replies();
+    let c = h.counters();
+    assert_eq!((c.out_of_order, c.ooo_dropped), (32, 2), "{c:?}");
+    assert_eq!((c.ip_rx_packets, c.tcp_rx_segments), (2 + 34, 2 + 34));
+}
+
+/// RFC 7323 section 4.3: the timestamp to echo is taken only from a segment that
+/// reaches the left edge of the window, not from one that arrives out of order.
+#[test]
+fn an_out_of_order_segment_does_not_set_the_echoed_timestamp() {
+    let mut h = Harness::new();
+    h.establish_with(1000, &linux_syn_options(100));
+    let base = h.rcv_nxt();
+    h.send(
+        &Seg::new(flags::ACK, base, h.snd_nxt())
+            .opts(&ts_option(4000, 0))
+            .data(&[1; 10]),
+    );
+    h.replies();
+    h.send(
+        &Seg::new(flags::ACK, base.wrapping_add(100), h.snd_nxt())
+            .opts(&ts_option(5000, 0))
+            .data(&[2; 10]),
+    );
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    let at = r[0].options.windows(2).position(|w| w == [8, 10]).unwrap();
+    let echo = u32::from_be_bytes(r[0].options[at + 6..at + 10].try_into().unwrap());
+    assert_eq!(echo, 4000, "the in-order segment's TSval");
+}
+
+/// News from the peer (acknowledged data) makes loss probes available again.
+#[test]
+fn news_from_the_peer_makes_probes_available_again() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &vec![8u8; 3 * 1460]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 3);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    let probe = |h: &mut Harness| {
+        let before = h.counters().tail_loss_probes;
+        for _ in 0..8 {
+            h.now = h.stack.poll_timeout().unwrap();
+            h.stack.handle_timeout(h.now);
+            h.replies();
+            if h.counters().tail_loss_probes > before {
+                return;
+            }
+        }
+        panic!("no probe");
+    };
+    probe(&mut h);
+    probe(&mut h);
+    // The first segment is acknowledged: news.
+    h.send(&Seg::new(flags::ACK, seq, una.wrapping_add(1460)));
+    h.replies();
+    probe(&mut h);
+    let cn = h.counters();
+    assert_eq!((cn.tail_loss_probes, cn.rto_expirations), (3, 0), "{cn:?}");
 }
