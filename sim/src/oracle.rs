@@ -163,9 +163,13 @@ fn exchanges(r: &ConnRecord, files: &SimFiles, v: &mut Vec<String>, seen: &mut S
         let start = resp.body.start - resp.head_len;
         match reqs.complete.get(i) {
             // Sent before the request had arrived: an answer to what had (a head that
-            // timed out, or bytes already malformed).
+            // timed out, bytes already malformed, or more header lines than the server
+            // takes, counted before the head ended).
             Some(req) if !r.arrived_before(req.end.saturating_sub(1), start) => {
-                if !(resp.status == 408 || (resp.status == 400 && req.malformed)) {
+                if !(resp.status == 408
+                    || (resp.status == 400 && req.malformed)
+                    || (resp.status == 431 && req.oversized))
+                {
                     v.push(format!(
                         "{name}: response {i} ({}) was sent before request {i} had arrived",
                         resp.status
