@@ -2467,3 +2467,50 @@ fn news_from_the_peer_makes_probes_available_again() {
     let cn = h.counters();
     assert_eq!((cn.tail_loss_probes, cn.rto_expirations), (3, 0), "{cn:?}");
 }
+
+/// What a cookie cannot carry stays off: without SACK permission from the peer, or
+/// without timestamps on our side (the only place a cookie keeps window scale and
+/// SACK), the connection runs without them, whatever the completing ACK claims.
+#[test]
+fn a_cookie_connection_has_only_what_its_cookie_carried() {
+    // The peer offers timestamps and window scaling but not SACK.
+    let mut h = Harness::with(|c| c.max_half_open = 16);
+    h.flood_half_open();
+    let mut opts = vec![2, 4, 5, 180, 1, 1, 8, 10];
+    opts.extend_from_slice(&5u32.to_be_bytes());
+    opts.extend_from_slice(&0u32.to_be_bytes());
+    opts.extend_from_slice(&[1, 3, 3, 7]);
+    h.send(&Seg::new(flags::SYN, 9, 0).opts(&opts));
+    let synack = h.replies()[0].clone();
+    let ts = reply_tsval(&synack);
+    h.send(&Seg::new(flags::ACK, 10, synack.seq.wrapping_add(1)).opts(&ts_option(6, ts)));
+    let c = h.accept_incoming();
+    let info = h.stack.conn_info(c).unwrap();
+    assert!(!info.sack && info.timestamps, "{info:?}");
+    // Our timestamps off: the ACK's echo is not a cookie's, whatever its bits say.
+    let mut h = Harness::with(|c| {
+        c.max_half_open = 16;
+        c.tcp.timestamps = false;
+    });
+    h.flood_half_open();
+    let synack = h.cookie_syn(77, 5);
+    h.send(&Seg::new(flags::ACK, 78, synack.seq.wrapping_add(1)).opts(&ts_option(6, 0x17)));
+    let c = h.accept_incoming();
+    let info = h.stack.conn_info(c).unwrap();
+    assert!(!info.sack && info.window_scale.is_none(), "{info:?}");
+}
+
+/// In TIME-WAIT only a retransmitted FIN restarts the wait; any other segment is
+/// answered and leaves the deadline where it was.
+#[test]
+fn only_a_fin_restarts_time_wait() {
+    let mut h = Harness::new();
+    h.establish();
+    into_time_wait(&mut h, None);
+    h.now += Duration::from_secs(55);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()));
+    assert_eq!(h.replies().len(), 1, "answered");
+    h.now += Duration::from_secs(6);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.counters().time_wait_expired, 1, "expired on time");
+}
