@@ -2514,3 +2514,59 @@ fn only_a_fin_restarts_time_wait() {
     h.stack.handle_timeout(h.now);
     assert_eq!(h.counters().time_wait_expired, 1, "expired on time");
 }
+
+/// With a zero receive window, a pure ACK at exactly `RCV.NXT` is still acceptable
+/// (RFC 9293 section 3.10.7.4): its acknowledgment counts.
+#[test]
+fn a_pure_ack_into_a_zero_window_still_acknowledges() {
+    let mut h = Harness::with(|c| c.tcp.recv_buffer = 4096);
+    h.establish();
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()).data(&[1; 4096]));
+    h.replies();
+    assert_eq!(h.stack.conn_info(c).unwrap().recv_window, 0);
+    h.stack.send(h.now, c, b"reply").unwrap();
+    h.replies();
+    let seq = h.rcv_nxt().wrapping_add(4096);
+    h.send(&Seg::new(flags::ACK, seq, h.snd_nxt().wrapping_add(5)));
+    h.replies();
+    assert_eq!(h.stack.conn_info(c).unwrap().bytes_in_flight, 0);
+}
+
+/// A recovery is undone only when every one of its retransmissions is reported as a
+/// duplicate: one D-SACK of two is not enough.
+#[test]
+fn undo_waits_for_every_retransmission_to_come_back_duplicated() {
+    let mut h = Harness::new();
+    let rtt = Duration::from_millis(20);
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![7u8; 5 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 5);
+    h.now += rtt;
+    let una = h.snd_nxt();
+    let sack = |blocks: &[(u32, u32)]| {
+        let mut o = vec![1, 1, 5, 2 + 8 * blocks.len() as u8];
+        for &(l, r) in blocks {
+            o.extend_from_slice(&l.to_be_bytes());
+            o.extend_from_slice(&r.to_be_bytes());
+        }
+        o
+    };
+    // Segments 3-5 SACKed: 1 and 2 are lost and both sent again.
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(una + 2 * mss, una + 5 * mss)])));
+    let rtx = data_segments(&h.replies());
+    assert_eq!(rtx.len(), 2, "{rtx:?}");
+    let end = una + 5 * mss;
+    h.now += Duration::from_millis(1);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end));
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end).opts(&sack(&[(una, una + mss)])));
+    h.replies();
+    assert_eq!(h.counters().recoveries_undone, 0, "one of two");
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end).opts(&sack(&[(una + mss, una + 2 * mss)])));
+    h.replies();
+    assert_eq!(h.counters().recoveries_undone, 1);
+}
