@@ -2570,3 +2570,77 @@ fn undo_waits_for_every_retransmission_to_come_back_duplicated() {
     h.replies();
     assert_eq!(h.counters().recoveries_undone, 1);
 }
+
+/// RACK finds a lost retransmission by time: data sent after it is SACKed while it is
+/// still missing, so it is sent a third time, without waiting for the RTO.
+#[test]
+fn a_lost_retransmission_is_found_and_sent_again() {
+    let mut h = Harness::new();
+    let rtt = Duration::from_millis(20);
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![7u8; 4 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 4);
+    let una = h.snd_nxt();
+    let sack = |l: u32, r: u32| {
+        let mut o = vec![1, 1, 5, 10];
+        o.extend_from_slice(&l.to_be_bytes());
+        o.extend_from_slice(&r.to_be_bytes());
+        o
+    };
+    h.now += rtt;
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(una + mss, una + 4 * mss)));
+    assert_eq!(
+        data_segments(&h.replies()),
+        vec![(una, mss as usize)],
+        "fast retransmit"
+    );
+    // More data goes out after the retransmission...
+    h.now += Duration::from_millis(1);
+    h.stack.send(h.now, c, &vec![8u8; mss as usize]).unwrap();
+    assert_eq!(
+        data_segments(&h.replies()),
+        vec![(una + 4 * mss, mss as usize)]
+    );
+    // ...and is SACKed an RTT later, the retransmission still missing.
+    h.now += rtt;
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(una + mss, una + 5 * mss)));
+    let again = data_segments(&h.replies());
+    assert_eq!(
+        again,
+        vec![(una, mss as usize)],
+        "sent again: {:?}",
+        h.counters()
+    );
+    let cn = h.counters();
+    assert_eq!((cn.lost_retransmits, cn.rto_expirations), (1, 0), "{cn:?}");
+}
+
+/// RFC 5827: when the peer's window leaves no room for new data, two duplicate ACKs
+/// with three segments in flight are enough for an early retransmit.
+#[test]
+fn early_retransmit_when_the_window_is_full() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    let una = h.snd_nxt();
+    let mut small = Seg::new(flags::ACK, h.rcv_nxt(), una);
+    small.window = (3 * mss) as u16;
+    h.send(&small);
+    h.stack
+        .send(h.now, c, &vec![2u8; 5 * mss as usize])
+        .unwrap();
+    assert_eq!(
+        data_segments(&h.replies()).len(),
+        3,
+        "the window holds three"
+    );
+    h.send(&small);
+    h.send(&small);
+    assert_eq!(data_segments(&h.replies()), vec![(una, mss as usize)]);
+    assert_eq!(h.counters().early_retransmits, 1);
+}

@@ -53,6 +53,7 @@ impl Tcb {
             || self.tlp_pending
             || self.keepalive_pending
             || (self.state.is_synchronized() && self.has_unsent())
+            || self.rack.lost_bytes() > 0
     }
 
     /// Unsent data or an unsent FIN.
