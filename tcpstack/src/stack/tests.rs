@@ -977,3 +977,48 @@ fn send_capacity_is_the_free_send_buffer_until_shutdown() {
         "nothing on a closed connection"
     );
 }
+
+#[test]
+fn releasing_a_connection_leaves_the_others_queued_to_transmit() {
+    let mut p = Pair::new(TcpConfig::default());
+    let l = p.b.listen(80, 16).unwrap();
+    let c1 = p.a.connect(p.now, SocketAddrV4::new(B, 80), 0).unwrap();
+    let c2 = p.a.connect(p.now, SocketAddrV4::new(B, 80), 0).unwrap();
+    p.run_for(Duration::from_millis(10));
+    let s1 = p.b.accept(l).unwrap();
+    let s2 = p.b.accept(l).unwrap();
+    // Both queue data; one is aborted (released) before anything is transmitted.
+    p.a.send(p.now, c1, b"first").unwrap();
+    p.a.send(p.now, c2, b"second").unwrap();
+    p.a.abort(c1).unwrap();
+    p.run_for(Duration::from_millis(10));
+    let mut got = Vec::new();
+    drain(&mut p.b, s2, &mut got);
+    assert_eq!(got, b"second");
+    assert!(p.events_b.contains(&Event::Reset(s1)), "{:?}", p.events_b);
+}
+
+#[test]
+fn a_recycled_time_wait_slot_still_held_by_its_handle_is_not_reused() {
+    let tcp = TcpConfig::default();
+    let mut p = Pair::with(tcp.clone(), |c| c.max_connections = 1);
+    // A (table of one) listens; B connects, and A closes first without releasing its
+    // handle, so A's connection sits in TIME-WAIT with the handle still held.
+    let l = p.a.listen(80, 4).unwrap();
+    let s = p.b.connect(p.now, SocketAddrV4::new(A, 80), 0).unwrap();
+    p.run_for(Duration::from_millis(10));
+    let c = p.a.accept(l).unwrap();
+    p.a.shutdown(p.now, c).unwrap();
+    p.run_for(Duration::from_millis(10));
+    p.b.shutdown(p.now, s).unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert_eq!(p.a.state(c).unwrap(), TcpState::TimeWait);
+    // A new connection: TIME-WAIT is ended to make room, but the held handle keeps
+    // its slot, so the newcomer is answered from a cookie and finds no room.
+    p.b.connect(p.now, SocketAddrV4::new(A, 80), 0).unwrap();
+    p.run_for(Duration::from_millis(10));
+    let ca = p.a.counters();
+    assert_eq!(ca.time_wait_recycled, 1, "{ca:?}");
+    assert_eq!(ca.syn_cookies_sent, 1, "{ca:?}");
+    assert_eq!(p.a.connection_count(), 1);
+}
