@@ -1,5 +1,6 @@
-//! Timers: retransmission (RFC 6298), delayed ACK, persist, keep-alive, TIME-WAIT and
-//! the orphaned FIN-WAIT-2 limit. A TCB exposes one deadline, the earliest.
+//! Timers: retransmission (RFC 6298), loss probe (RFC 8985 section 7), RACK's
+//! reordering timer (RFC 8985 section 6.3), delayed ACK, persist, keep-alive, TIME-WAIT
+//! and the orphaned FIN-WAIT-2 limit. A TCB exposes one deadline, the earliest.
 
 use super::{Ctx, Tcb};
 use crate::error::ConnError;
