@@ -92,7 +92,7 @@ pub fn median(xs: &[f64]) -> f64 {
     }
 }
 
-/// A goal from issue 2, as a bound on the ratio (or on our value).
+/// A target the benchmark reports as met or missed: a bound on the ratio (or on our value).
 #[derive(Debug, Clone, Copy)]
 pub enum Goal {
     /// `ratio <= x`.
