@@ -435,19 +435,26 @@ impl Tcb {
         ctx.counters.recoveries_undone += 1;
     }
 
-    /// RACK's loss detection (RFC 8985 section 6.2 steps 4-5), after an ACK or when the
-    /// reordering timer fires (`timer`): marks what is lost, starts recovery for it,
-    /// and re-arms the timer for what may be lost later.
-    pub(super) fn rack_detect_loss(&mut self, now: Instant, timer: bool, ctx: &mut Ctx<'_>) {
+    /// RACK's reordering window now (RFC 8985 section 6.2 step 4), from this
+    /// connection's RTT estimates (SRTT standing in for the minimum RTT, and the RTO for
+    /// both, before any sample).
+    pub(super) fn reo_wnd(&mut self) -> core::time::Duration {
         let srtt = self.rtt.srtt().unwrap_or_else(|| self.rtt.rto());
         let min_rtt = self.rtt.min_rtt().unwrap_or(srtt);
-        let reo_wnd = self.rack.reo_wnd(
+        self.rack.reo_wnd(
             self.snd_una,
             self.recovery.is_active(),
             self.smss,
             min_rtt,
             srtt,
-        );
+        )
+    }
+
+    /// RACK's loss detection (RFC 8985 section 6.2 steps 4-5), after an ACK or when the
+    /// reordering timer fires (`timer`): marks what is lost, starts recovery for it,
+    /// and re-arms the timer for what may be lost later.
+    pub(super) fn rack_detect_loss(&mut self, now: Instant, timer: bool, ctx: &mut Ctx<'_>) {
+        let reo_wnd = self.reo_wnd();
         let lost = self.rack.detect_loss(now, reo_wnd);
         self.reo_at = lost.timer;
         if lost.bytes == 0 {

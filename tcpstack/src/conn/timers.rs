@@ -155,11 +155,8 @@ impl Tcb {
                     // as the window reopens, the rest stays in flight. After a second
                     // timeout in a row the peer may have reneged on what it SACKed
                     // (RFC 2018 section 8): that is sent again too.
-                    let srtt = self.rtt.srtt().unwrap_or_else(|| self.rtt.rto());
-                    let min_rtt = self.rtt.min_rtt().unwrap_or(srtt);
-                    let reo_wnd = self
-                        .rack
-                        .reo_wnd(self.snd_una, false, self.smss, min_rtt, srtt);
+                    // (Recovery was abandoned just above: the window is outside one.)
+                    let reo_wnd = self.reo_wnd();
                     self.rack.on_timeout(now, reo_wnd, self.retries > 1);
                 } else {
                     // Go back to SND.UNA.
