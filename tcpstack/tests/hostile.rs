@@ -644,6 +644,16 @@ fn linux_syn_options(tsval: u32) -> Vec<u8> {
     o
 }
 
+/// SACK option (with NOP padding) carrying `blocks` as `(left, right)` edges.
+fn sack(blocks: &[(u32, u32)]) -> Vec<u8> {
+    let mut o = vec![1, 1, 5, 2 + 8 * blocks.len() as u8];
+    for &(l, r) in blocks {
+        o.extend_from_slice(&l.to_be_bytes());
+        o.extend_from_slice(&r.to_be_bytes());
+    }
+    o
+}
+
 /// Timestamp option (with NOP padding) carrying `tsval` and echoing `tsecr`.
 fn ts_option(tsval: u32, tsecr: u32) -> Vec<u8> {
     let mut o = vec![1, 1, 8, 10];
@@ -709,6 +719,21 @@ impl Harness {
         self.peer_isn = isn;
         self.stack_isn = r[0].seq;
         r[0].clone()
+    }
+
+    /// A SYN (ISN 100) from the peer's `port`, completed by its ACK if `complete`;
+    /// returns the stack's ISN. The connection is left unaccepted.
+    fn handshake_from(&mut self, port: u16, complete: bool) -> u32 {
+        let mut syn = Seg::new(flags::SYN, 100, 0).opts(&[2, 4, 5, 180]);
+        syn.src_port = port;
+        self.send(&syn);
+        let isn = self.replies()[0].seq;
+        if complete {
+            let mut ack = Seg::new(flags::ACK, 101, isn.wrapping_add(1));
+            ack.src_port = port;
+            self.send(&ack);
+        }
+        isn
     }
 
     /// Accepts the connection a completed handshake queued on the listener.
@@ -1154,11 +1179,9 @@ fn a_hole_below_sacked_data_is_lost_after_the_reordering_window() {
     assert_eq!(data_segments(&h.replies()).len(), 4);
     h.now += rtt;
     let una = h.snd_nxt();
-    // SACK option: kind 5, length 10, one block (the second segment).
-    let mut sack = vec![1, 1, 5, 10];
-    sack.extend_from_slice(&una.wrapping_add(mss).to_be_bytes());
-    sack.extend_from_slice(&una.wrapping_add(2 * mss).to_be_bytes());
-    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack));
+    // One SACK block: the second segment.
+    let block = sack(&[(una.wrapping_add(mss), una.wrapping_add(2 * mss))]);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&block));
     assert!(
         data_segments(&h.replies()).is_empty(),
         "one SACK is not a loss"
@@ -1331,14 +1354,6 @@ fn a_recovery_proved_spurious_by_dsack_is_undone() {
     let cwnd = h.stack.conn_info(c).unwrap().cwnd;
     h.now += rtt;
     let una = h.snd_nxt();
-    let sack = |blocks: &[(u32, u32)]| {
-        let mut o = vec![1, 1, 5, 2 + 8 * blocks.len() as u8];
-        for &(l, r) in blocks {
-            o.extend_from_slice(&l.to_be_bytes());
-            o.extend_from_slice(&r.to_be_bytes());
-        }
-        o
-    };
     // Segments 2-4 SACKed: segment 1 is lost at once and sent again.
     h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(una + mss, una + 4 * mss)])));
     assert_eq!(data_segments(&h.replies()), vec![(una, mss as usize)]);
@@ -1388,10 +1403,7 @@ fn transmit_records_stay_bounded_under_a_flood_of_tiny_sack_blocks() {
     let mut end = sent;
     for i in 0..250u32 {
         let l = una.wrapping_add(1 + i * 53);
-        let mut o = vec![1, 1, 5, 10];
-        o.extend_from_slice(&l.to_be_bytes());
-        o.extend_from_slice(&l.wrapping_add(1).to_be_bytes());
-        h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&o));
+        h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(l, l.wrapping_add(1))])));
         for (seq, len) in data_segments(&h.replies()) {
             end = end.max(seq.wrapping_sub(una) + len as u32);
         }
@@ -1784,24 +1796,12 @@ fn only_true_duplicate_acks_count() {
 #[test]
 fn a_cookie_ack_to_a_full_accept_queue_is_counted_and_dropped() {
     let mut h = Harness::with(|c| c.max_half_open = 1);
-    let handshake = |h: &mut Harness, port: u16, complete: bool| -> u32 {
-        let mut syn = Seg::new(flags::SYN, 100, 0).opts(&[2, 4, 5, 180]);
-        syn.src_port = port;
-        h.send(&syn);
-        let sa = h.replies()[0].seq;
-        if complete {
-            let mut ack = Seg::new(flags::ACK, 101, sa.wrapping_add(1));
-            ack.src_port = port;
-            h.send(&ack);
-        }
-        sa
-    };
     // Seven completed, unaccepted connections (the backlog is 8), and one half-open
     // that fills the half-open queue: the next SYN gets a cookie.
     for i in 0..7u16 {
-        handshake(&mut h, 3000 + i, true);
+        h.handshake_from(3000 + i, true);
     }
-    let last = handshake(&mut h, 3100, false);
+    let last = h.handshake_from(3100, false);
     let synack = h.cookie_syn(7000, 1);
     // The half-open one completes: the accept queue is full when the cookie returns.
     let mut ack = Seg::new(flags::ACK, 101, last.wrapping_add(1));
@@ -2031,13 +2031,7 @@ fn without_syn_cookies_the_limits_drop_and_count() {
 fn a_syn_to_a_full_accept_queue_is_dropped_and_counted() {
     let mut h = Harness::new();
     for i in 0..8u16 {
-        let mut syn = Seg::new(flags::SYN, 100, 0).opts(&[2, 4, 5, 180]);
-        syn.src_port = 3000 + i;
-        h.send(&syn);
-        let sa = h.replies()[0].seq;
-        let mut ack = Seg::new(flags::ACK, 101, sa.wrapping_add(1));
-        ack.src_port = 3000 + i;
-        h.send(&ack);
+        h.handshake_from(3000 + i, true);
     }
     let mut syn = Seg::new(flags::SYN, 100, 0).opts(&[2, 4, 5, 180]);
     syn.src_port = 4000;
@@ -2548,14 +2542,6 @@ fn undo_waits_for_every_retransmission_to_come_back_duplicated() {
     assert_eq!(data_segments(&h.replies()).len(), 5);
     h.now += rtt;
     let una = h.snd_nxt();
-    let sack = |blocks: &[(u32, u32)]| {
-        let mut o = vec![1, 1, 5, 2 + 8 * blocks.len() as u8];
-        for &(l, r) in blocks {
-            o.extend_from_slice(&l.to_be_bytes());
-            o.extend_from_slice(&r.to_be_bytes());
-        }
-        o
-    };
     // Segments 3-5 SACKed: 1 and 2 are lost and both sent again.
     h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(una + 2 * mss, una + 5 * mss)])));
     let rtx = data_segments(&h.replies());
@@ -2585,14 +2571,8 @@ fn a_lost_retransmission_is_found_and_sent_again() {
         .unwrap();
     assert_eq!(data_segments(&h.replies()).len(), 4);
     let una = h.snd_nxt();
-    let sack = |l: u32, r: u32| {
-        let mut o = vec![1, 1, 5, 10];
-        o.extend_from_slice(&l.to_be_bytes());
-        o.extend_from_slice(&r.to_be_bytes());
-        o
-    };
     h.now += rtt;
-    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(una + mss, una + 4 * mss)));
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(una + mss, una + 4 * mss)])));
     assert_eq!(
         data_segments(&h.replies()),
         vec![(una, mss as usize)],
@@ -2607,7 +2587,7 @@ fn a_lost_retransmission_is_found_and_sent_again() {
     );
     // ...and is SACKed an RTT later, the retransmission still missing.
     h.now += rtt;
-    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(una + mss, una + 5 * mss)));
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(una + mss, una + 5 * mss)])));
     let again = data_segments(&h.replies());
     assert_eq!(
         again,
