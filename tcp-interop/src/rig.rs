@@ -185,6 +185,36 @@ pub fn connect_kernel(port: u16) -> io::Result<TcpStream> {
     Ok(s)
 }
 
+/// What is wrong with an exchange of `len` bytes each way, if anything: a stack error,
+/// a side that did not send everything, or a direction whose bytes (length and hash)
+/// differ from what was sent.
+pub fn exchange_error(app: &Exchange, kernel: &Exchanged, len: u64) -> Option<String> {
+    if let Some(e) = &app.error {
+        return Some(format!("stack error {e:?}"));
+    }
+    if kernel.sent.0 != len {
+        return Some(format!("kernel sent {} of {len} bytes", kernel.sent.0));
+    }
+    if app.sent().0 != len {
+        return Some(format!("stack sent {} of {len} bytes", app.sent().0));
+    }
+    if app.received() != kernel.sent {
+        return Some(format!(
+            "kernel -> stack bytes: {:?} received, {:?} sent",
+            app.received(),
+            kernel.sent
+        ));
+    }
+    if kernel.received != app.sent() {
+        return Some(format!(
+            "stack -> kernel bytes: {:?} received, {:?} sent",
+            kernel.received,
+            app.sent()
+        ));
+    }
+    None
+}
+
 /// What a bulk exchange between a kernel client and the stack's listener did: both
 /// sides' data, how long each direction took and how often each side timed out.
 #[derive(Debug)]

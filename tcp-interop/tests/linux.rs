@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tcp_interop::apps::{Exchange, ExchangePlan, Open};
 use tcp_interop::driver::{App, Impairment};
-use tcp_interop::rig::{bulk_exchange, connect_kernel, Rig, SOCKET_TIMEOUT};
+use tcp_interop::rig::{bulk_exchange, connect_kernel, exchange_error, Rig, SOCKET_TIMEOUT};
 use tcp_interop::workload::{self, Exchanged};
 use tcpstack::{ConnError, Event, Instant, Stack};
 use testnet::{privileged, KERNEL_ADDR, STACK_ADDR};
@@ -68,26 +68,9 @@ fn plan(seed: u64, len: u64) -> ExchangePlan {
 }
 
 fn assert_exchanged(app: &Exchange, kernel: Exchanged, len: u64, rig: &mut Rig) {
-    assert!(
-        app.error.is_none(),
-        "stack error {:?}\n{}",
-        app.error,
-        rig.report()
-    );
-    assert_eq!(kernel.sent.0, len, "kernel sent everything");
-    assert_eq!(app.sent().0, len, "stack sent everything");
-    assert_eq!(
-        app.received(),
-        kernel.sent,
-        "kernel -> stack bytes\n{}",
-        rig.report()
-    );
-    assert_eq!(
-        kernel.received,
-        app.sent(),
-        "stack -> kernel bytes\n{}",
-        rig.report()
-    );
+    if let Some(e) = exchange_error(app, &kernel, len) {
+        panic!("{e}\n{}", rig.report());
+    }
 }
 
 /// A kernel client connects to the stack's listener; both send `len` bytes at once.

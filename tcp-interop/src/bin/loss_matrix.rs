@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::json;
 use tcp_interop::driver::Impairment;
-use tcp_interop::rig::{bulk_exchange, BulkExchange, Rig};
+use tcp_interop::rig::{bulk_exchange, exchange_error, BulkExchange, Rig};
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -111,16 +111,10 @@ fn main() -> Result<()> {
 
 /// Both directions arrived whole.
 fn check(x: &BulkExchange, bytes: u64) -> Result<()> {
-    if let Some(e) = &x.app.error {
-        bail!("stack error: {e:?}");
+    match exchange_error(&x.app, &x.kernel, bytes) {
+        Some(e) => bail!("{e}"),
+        None => Ok(()),
     }
-    if x.kernel.received != x.app.sent() || x.app.received() != x.kernel.sent {
-        bail!("the streams differ: {:?} / {:?}", x.kernel, x.app.sent());
-    }
-    if x.kernel.sent.0 != bytes {
-        bail!("kernel sent {} of {bytes} bytes", x.kernel.sent.0);
-    }
-    Ok(())
 }
 
 fn secs(d: Option<Duration>) -> f64 {
