@@ -214,7 +214,7 @@ impl Tcb {
         } else {
             len
         };
-        self.segment_at(seq, len.max(1))
+        self.segment_at(seq, len)
     }
 
     /// New data (or a rewound retransmission after a timeout) at `snd_nxt`, within the
