@@ -16,6 +16,11 @@ pub struct ListenOptions {
     pub backlog: i32,
     /// Set `SO_REUSEPORT`, so each core can own a listener on the same port.
     pub reuse_port: bool,
+    /// Set `TCP_NOTSENT_LOWAT` (inherited by every accepted connection): a send queues
+    /// at most this many bytes beyond what the window lets out, and the socket is
+    /// writable only while fewer are waiting. `None` keeps the kernel's default (no
+    /// limit: a send may queue a whole send buffer for a peer that reads slowly).
+    pub unsent_limit: Option<u32>,
 }
 
 impl Default for ListenOptions {
@@ -23,6 +28,7 @@ impl Default for ListenOptions {
         ListenOptions {
             backlog: 1024,
             reuse_port: false,
+            unsent_limit: None,
         }
     }
 }
@@ -42,10 +48,33 @@ pub fn listen(addr: SocketAddr, opts: ListenOptions) -> Result<TcpListener> {
         s.set_reuse_port(true)
             .map_err(|e| Error::new("setsockopt(SO_REUSEPORT)", e))?;
     }
+    if let Some(limit) = opts.unsent_limit {
+        set_unsent_limit(s.as_raw_fd(), limit)?;
+    }
     s.bind(&addr.into()).map_err(|e| Error::new("bind", e))?;
     s.listen(opts.backlog)
         .map_err(|e| Error::new("listen", e))?;
     Ok(s.into())
+}
+
+/// Sets `TCP_NOTSENT_LOWAT` on the TCP socket `fd`.
+fn set_unsent_limit(fd: RawFd, limit: u32) -> Result<()> {
+    let value = libc::c_int::try_from(limit).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `value` outlives the call and the length passed is its size; the kernel
+    // only reads it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(Error::last("setsockopt(TCP_NOTSENT_LOWAT)"));
+    }
+    Ok(())
 }
 
 /// Accepts one pending connection as a non-blocking, close-on-exec stream.
@@ -109,6 +138,46 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
+    /// Accepts the next connection on `l`, waiting for it.
+    fn accept_next(l: &TcpListener) -> TcpStream {
+        loop {
+            match accept(l) {
+                Ok(s) => return s,
+                Err(e) if e.is_would_block() => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn accepted_connections_inherit_the_listeners_unsent_limit() {
+        let opts = |unsent_limit| ListenOptions {
+            unsent_limit,
+            ..ListenOptions::default()
+        };
+        // 0: the socket has no limit of its own (the sysctl net.ipv4.tcp_notsent_lowat
+        // applies, no limit unless an administrator set one).
+        for (limit, expected) in [(Some(32 * 1024), 32 * 1024), (None, 0)] {
+            let l = listen("127.0.0.1:0".parse().unwrap(), opts(limit)).unwrap();
+            let (_c, _) = connect(l.local_addr().unwrap()).unwrap();
+            let s = accept_next(&l);
+            let mut value: libc::c_uint = 0;
+            let mut len = std::mem::size_of::<libc::c_uint>() as libc::socklen_t;
+            // SAFETY: `value` and `len` are valid for the sizes given.
+            let r = unsafe {
+                libc::getsockopt(
+                    s.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NOTSENT_LOWAT,
+                    (&mut value as *mut libc::c_uint).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(r, 0);
+            assert_eq!(value, expected, "limit {limit:?}");
+        }
+    }
+
     #[test]
     fn listen_accept_connect_nonblocking() {
         let l = listen(
@@ -116,19 +185,14 @@ mod tests {
             ListenOptions {
                 backlog: 16,
                 reuse_port: true,
+                unsent_limit: None,
             },
         )
         .unwrap();
         let addr = l.local_addr().unwrap();
         assert!(accept(&l).unwrap_err().is_would_block());
         let (mut c, _) = connect(addr).unwrap();
-        let mut s = loop {
-            match accept(&l) {
-                Ok(s) => break s,
-                Err(e) if e.is_would_block() => std::thread::yield_now(),
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let mut s = accept_next(&l);
         assert!(take_error(c.as_raw_fd()).unwrap().is_none());
         let mut buf = [0u8; 8];
         assert_eq!(
@@ -152,6 +216,7 @@ mod tests {
             ListenOptions {
                 backlog: 16,
                 reuse_port: true,
+                unsent_limit: None,
             },
         )
         .unwrap();

@@ -30,6 +30,13 @@ use log_sink::{LogWriter, SharedLog, FLUSH_EVERY};
 
 /// Pending connections each listener's kernel queue holds.
 const BACKLOG: i32 = 4096;
+/// Bytes a kernel socket may hold unsent beyond what the peer's window lets out
+/// (`TCP_NOTSENT_LOWAT`). Without it, one `sendfile` of a large file to a client that
+/// reads slowly queues a whole send buffer (megabytes, as thousands of small buffers)
+/// before the core can serve anyone else; with it, each send is short, every
+/// connection gets its turn, and a slow reader costs little kernel memory. Fast
+/// clients lose nothing: the socket is refilled whenever half of this has gone out.
+const UNSENT_LIMIT: u32 = 32 * 1024;
 /// Longest wait, on shutdown, for closed connections to finish closing on a network
 /// that lives in this process (their FINs acknowledged).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -117,6 +124,7 @@ where
     let opts = ListenOptions {
         backlog: BACKLOG,
         reuse_port: true,
+        unsent_limit: Some(UNSENT_LIMIT),
     };
     // Core 0 binds first, so that a port 0 becomes a port the other cores share.
     let mut first = Vec::with_capacity(listen.len());
