@@ -60,6 +60,12 @@ impl Readiness {
         self.0 & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
     }
 
+    /// The peer will send nothing more (it shut down its side or hung up) or an error
+    /// is pending: from now on a read never blocks.
+    pub fn is_read_closed(self) -> bool {
+        self.0 & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
+    }
+
     /// Hang-up or error condition.
     pub fn is_hup_or_error(self) -> bool {
         self.0 & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0

@@ -154,6 +154,12 @@ pub struct KernelListener {
 #[derive(Debug)]
 pub struct KernelStream {
     inner: TcpStream,
+    /// The last read returned less than it asked for: it took all the socket held, so
+    /// the next read waits for readiness before asking again instead of spending a
+    /// system call on `EAGAIN` (a request/response exchange reads that way every time).
+    /// Safe with edge-triggered epoll: data that arrives after that read raises a new
+    /// edge, which the wait sees even if it came before the wait began.
+    drained: bool,
 }
 
 impl Network for KernelNet {
@@ -168,7 +174,7 @@ impl Network for KernelNet {
 
     async fn connect(&self, addr: SocketAddr) -> Result<KernelStream> {
         let (s, in_progress) = iolib::socket::connect(addr)?;
-        let s = KernelStream { inner: s };
+        let s = KernelStream::new(s);
         if in_progress {
             wait(s.fd(), Readiness::Write).await?;
             if let Some(e) = iolib::socket::take_error(s.fd())? {
@@ -199,7 +205,7 @@ impl Listener for KernelListener {
             match iolib::socket::accept(&self.inner) {
                 Ok(s) => {
                     let peer = s.peer_addr().map_err(io_err)?;
-                    return Ok((KernelStream { inner: s }, peer));
+                    return Ok((KernelStream::new(s), peer));
                 }
                 Err(e) if e.is_would_block() || e.errno() == Some(libc::EINTR) => {
                     wait(self.fd(), Readiness::Read).await?
@@ -223,6 +229,13 @@ impl Drop for KernelListener {
 }
 
 impl KernelStream {
+    fn new(inner: TcpStream) -> Self {
+        KernelStream {
+            inner,
+            drained: false,
+        }
+    }
+
     fn fd(&self) -> RawFd {
         self.inner.as_raw_fd()
     }
@@ -230,15 +243,21 @@ impl KernelStream {
     /// Wraps an existing std stream (made non-blocking).
     pub fn from_std(inner: TcpStream) -> Result<Self> {
         inner.set_nonblocking(true).map_err(io_err)?;
-        Ok(KernelStream { inner })
+        Ok(KernelStream::new(inner))
     }
 }
 
 impl Stream for KernelStream {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if self.drained && !buf.is_empty() {
+            wait(self.fd(), Readiness::Read).await?;
+        }
         loop {
             match (&self.inner).read(buf) {
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    self.drained = n > 0 && n < buf.len();
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     wait(self.fd(), Readiness::Read).await?
                 }

@@ -201,3 +201,85 @@ fn signals_arrive_as_thread_wakeups() {
     })
     .unwrap();
 }
+
+/// After a read that took everything the socket held, the next read waits for the
+/// peer instead of trying again at once; whatever ended the stream before that wait
+/// (a FIN or a reset that came with the data) still ends it, and data sent later
+/// still arrives.
+#[test]
+fn reads_after_a_short_read_see_later_data_a_fin_that_came_with_the_data_and_resets() {
+    threadlib::run(async {
+        let net = KernelNet;
+        let l = net
+            .listen("127.0.0.1:0".parse().unwrap(), ListenOptions::default())
+            .await
+            .unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut buf = [0u8; 64];
+        let within = |d| Duration::from_secs(d);
+
+        // Data, then more data a little later.
+        let mut c = net.connect(addr).await.unwrap();
+        let (mut s, _) = l.accept().await.unwrap();
+        s.write_all(b"first").await.unwrap();
+        threadlib::sleep(Duration::from_millis(20)).await.unwrap();
+        assert_eq!(c.read(&mut buf).await.unwrap(), 5);
+        let later = threadlib::spawn(async move {
+            threadlib::sleep(Duration::from_millis(20)).await.unwrap();
+            s.write_all(b"second").await.unwrap();
+            s
+        });
+        let n = threadlib::with_timeout(within(5), c.read(&mut buf)).await;
+        assert_eq!(n.unwrap(), 6, "the data sent after a short read arrives");
+        assert_eq!(&buf[..6], b"second");
+        let s = later.await.unwrap();
+
+        // Data and FIN together: the short read returns the data, the next one the end.
+        let mut s = s;
+        s.write_all(b"last").await.unwrap();
+        s.shutdown(Shutdown::Write).await.unwrap();
+        threadlib::sleep(Duration::from_millis(20)).await.unwrap();
+        assert_eq!(c.read(&mut buf).await.unwrap(), 4);
+        let end = threadlib::with_timeout(within(5), c.read(&mut buf)).await;
+        assert_eq!(
+            end.unwrap(),
+            0,
+            "a FIN that came with the data ends the stream"
+        );
+
+        // Data and a reset together: the reset is reported, not waited for.
+        let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = net.connect(std_l.local_addr().unwrap()).await.unwrap();
+        let (std_s, _) = std_l.accept().unwrap();
+        (&std_s).write_all(b"bye").unwrap();
+        close_with_reset(std_s);
+        threadlib::sleep(Duration::from_millis(20)).await.unwrap();
+        let first = threadlib::with_timeout(within(5), c.read(&mut buf)).await;
+        let second = threadlib::with_timeout(within(5), c.read(&mut buf)).await;
+        assert!(
+            !matches!(first, Err(Error::TimedOut)) && !matches!(second, Err(Error::TimedOut)),
+            "a reset after the data is not waited for: {first:?} then {second:?}"
+        );
+    })
+    .unwrap();
+}
+
+/// Closes `s` with a reset (`SO_LINGER` of zero).
+fn close_with_reset(s: std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` outlives the call and the length passed is its size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+}

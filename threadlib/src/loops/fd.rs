@@ -1,8 +1,12 @@
 //! The epoll loop: threads wait for a file descriptor to become readable or writable.
 //!
 //! Descriptors are registered edge-triggered for both directions on first use, so a
-//! wait costs no system call after the first; a thread waits only after it has seen
-//! `EAGAIN`, which makes edge-triggering safe (a spurious wake-up just retries). Close a
+//! wait costs no system call after the first. A thread waits after it has seen
+//! `EAGAIN`, or after a read that took everything the descriptor held (data arriving
+//! later raises a new edge); either makes edge-triggering safe (a spurious wake-up just
+//! retries). Once the peer has shut down its side (or an error is pending) a read
+//! never blocks again, so a wait for reading returns at once from then on: the edge
+//! that said so may have come before the read that emptied the descriptor. Close a
 //! descriptor only after [`forget`] so the registration does not outlive it.
 
 use std::os::fd::RawFd;
@@ -19,6 +23,8 @@ struct Entry {
     /// An edge arrived while no thread waited for it (consumed by the next wait).
     read_ready: bool,
     write_ready: bool,
+    /// The peer shut down its sending side or an error is pending: reads never block.
+    read_closed: bool,
     reader: Option<ThreadId>,
     writer: Option<ThreadId>,
 }
@@ -63,6 +69,7 @@ impl FdLoop {
             poller.add(fd, Interest::BOTH.edge(), fd as u64)?;
             e.registered = true;
         }
+        let never_blocks = r == Readiness::Read && e.read_closed;
         let (slot, ready) = match r {
             Readiness::Read => (&mut e.reader, &mut e.read_ready),
             Readiness::Write => (&mut e.writer, &mut e.write_ready),
@@ -72,6 +79,9 @@ impl FdLoop {
         }
         if *ready {
             *ready = false;
+            return Ok(true);
+        }
+        if never_blocks {
             return Ok(true);
         }
         if slot.is_none() {
@@ -98,6 +108,7 @@ impl FdLoop {
         };
         // Edges nobody waited for are remembered for the next wait.
         e.read_ready |= r.is_readable() && rd.is_none();
+        e.read_closed |= r.is_read_closed();
         e.write_ready |= r.is_writable() && wr.is_none();
         self.waiters -= rd.is_some() as usize + wr.is_some() as usize;
         [rd, wr]
