@@ -1,7 +1,7 @@
 //! Segment arrival (RFC 9293 section 3.10.7.3 and 3.10.7.4), with the RFC 5961
 //! protections and RFC 7323 PAWS.
 
-use super::{Ctx, Notes, Tcb, PAWS_IDLE};
+use super::{Ctx, Notes, Tcb, Timer, PAWS_IDLE};
 use crate::buffer::window;
 use crate::error::ConnError;
 use crate::event::TcpState;
@@ -127,7 +127,7 @@ impl Tcb {
                 self.ack_now = true;
                 if self.state == TcpState::TimeWait && seg.has(flags::FIN) {
                     // A retransmitted FIN: the final ACK was lost; restart 2*MSL.
-                    self.close_at = Some(now + self.params.time_wait);
+                    self.timers.set(Timer::Close, now + self.params.time_wait);
                 }
             }
             return;
@@ -370,7 +370,7 @@ impl Tcb {
         }
         self.after_ack_state(now);
         if self.snd_wnd > 0 {
-            self.persist_at = None;
+            self.timers.stop(Timer::Persist);
             self.persist_backoff = 0;
         }
         self.arm_persist_if_needed(now);
@@ -456,7 +456,7 @@ impl Tcb {
     pub(super) fn rack_detect_loss(&mut self, now: Instant, timer: bool, ctx: &mut Ctx<'_>) {
         let reo_wnd = self.reo_wnd();
         let lost = self.rack.detect_loss(now, reo_wnd);
-        self.reo_at = lost.timer;
+        self.timers.put(Timer::Reorder, lost.timer);
         if lost.bytes == 0 {
             return;
         }
@@ -510,7 +510,7 @@ impl Tcb {
     pub(super) fn enter_recovery(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         ctx.counters.fast_retransmits += 1;
         // Recovery's own congestion response covers whatever a probe found.
-        self.tlp_at = None;
+        self.timers.stop(Timer::LossProbe);
         self.tlp_high = None;
         let in_flight = self.snd_max - self.snd_una;
         self.undo = self.sack_enabled.then(|| super::Undo {
@@ -557,11 +557,8 @@ impl Tcb {
             None => self.rtt.reset_backoff(),
         }
         self.retries = 0;
-        self.rto_at = if self.snd_una == self.snd_max {
-            None
-        } else {
-            Some(now + self.rtt.rto())
-        };
+        let rto = (self.snd_una != self.snd_max).then(|| now + self.rtt.rto());
+        self.timers.put(Timer::Retransmit, rto);
         if data > 0 && self.write_blocked && !self.fin_queued {
             self.write_blocked = false;
             self.notes.insert(Notes::WRITABLE);
@@ -593,7 +590,8 @@ impl Tcb {
             TcpState::FinWait1 => {
                 self.set_state(TcpState::FinWait2);
                 if self.orphaned {
-                    self.close_at = Some(now + self.params.fin_wait2_timeout);
+                    self.timers
+                        .set(Timer::Close, now + self.params.fin_wait2_timeout);
                 }
             }
             TcpState::Closing => self.enter_time_wait(now),
@@ -604,11 +602,15 @@ impl Tcb {
 
     pub(super) fn enter_time_wait(&mut self, now: Instant) {
         self.set_state(TcpState::TimeWait);
-        self.rto_at = None;
-        self.persist_at = None;
-        self.keepalive_at = None;
-        self.delack_at = None;
-        self.close_at = Some(now + self.params.time_wait);
+        for timer in [
+            Timer::Retransmit,
+            Timer::Persist,
+            Timer::KeepAlive,
+            Timer::DelayedAck,
+        ] {
+            self.timers.stop(timer);
+        }
+        self.timers.set(Timer::Close, now + self.params.time_wait);
     }
 
     /// Places segment text into the receive queue.
@@ -685,8 +687,8 @@ impl Tcb {
             .saturating_add(u32::try_from(segments).unwrap_or(u32::MAX));
         match self.params.delayed_ack {
             Some(d) if self.unacked_segments < 2 => {
-                if self.delack_at.is_none() {
-                    self.delack_at = Some(now + d);
+                if !self.timers.is_armed(Timer::DelayedAck) {
+                    self.timers.set(Timer::DelayedAck, now + d);
                 }
             }
             _ => self.ack_now = true,
