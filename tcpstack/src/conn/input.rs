@@ -5,8 +5,9 @@ use super::{Ctx, Notes, Tcb, Timer, PAWS_IDLE};
 use crate::buffer::window;
 use crate::error::ConnError;
 use crate::event::TcpState;
-use crate::recovery::RecoveryAck;
-use crate::sack::{SackBlock, DUP_THRESH};
+use crate::inline_vec::InlineVec;
+use crate::recovery::{RecoveryAck, DUP_THRESH};
+use crate::sack::{SackBlock, MAX_SACK_BLOCKS};
 use crate::wire::{flags, Segment};
 use crate::{Instant, SeqNum};
 
@@ -387,12 +388,12 @@ impl Tcb {
     /// covers, cumulatively and by SACK, and notes D-SACKs. Returns the bytes newly
     /// SACKed.
     fn rack_on_ack(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) -> u32 {
-        let mut blocks = [SackBlock::default(); crate::wire::MAX_SACK_BLOCKS];
-        let n = usize::from(seg.opts.sack_count);
-        ctx.counters.sack_blocks_received += n as u64;
-        for (b, &(l, r)) in blocks.iter_mut().zip(seg.opts.sacks()) {
-            *b = SackBlock { left: l, right: r };
+        let mut blocks = InlineVec::<SackBlock, MAX_SACK_BLOCKS>::new();
+        for &(left, right) in seg.opts.sack_blocks.iter() {
+            // The option holds no more than `blocks` does.
+            let _ = blocks.push(SackBlock { left, right });
         }
+        ctx.counters.sack_blocks_received += blocks.len() as u64;
         let una = if seg.ack.gt(self.snd_una) {
             seg.ack
         } else {
@@ -401,7 +402,7 @@ impl Tcb {
         let min_rtt = self.rtt.min_rtt().unwrap_or_default();
         let ts_ecr = seg.opts.timestamp.filter(|_| self.ts_enabled).map(|t| t.1);
         let offset = self.ts_offset;
-        let delivery = self.rack.on_ack(una, &blocks[..n], now, min_rtt, |sent| {
+        let delivery = self.rack.on_ack(una, &blocks, now, min_rtt, |sent| {
             ts_ecr.is_some_and(|ecr| super::ts_before(ecr, super::ts_clock(sent, offset)))
         });
         if let Some(dsack) = delivery.dsack {
@@ -482,7 +483,7 @@ impl Tcb {
             return;
         }
         let pure_dup =
-            seg.ack == self.snd_una && seg.payload.is_empty() && seg.opts.sack_count == 0;
+            seg.ack == self.snd_una && seg.payload.is_empty() && seg.opts.sack_blocks.is_empty();
         if !self.tlp_rtx || pure_dup {
             self.tlp_high = None;
         } else if seg.ack.gt(high) {

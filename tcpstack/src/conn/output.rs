@@ -6,6 +6,7 @@ use super::{ts_clock, Ctx, Tcb, Timer};
 use crate::buffer::window;
 use crate::config::TxOffload;
 use crate::event::TcpState;
+use crate::inline_vec::InlineVec;
 use crate::sack::MAX_SACK_BLOCKS;
 use crate::wire::{flags, SegmentOut};
 use crate::{Instant, SeqNum, Transmit};
@@ -316,13 +317,12 @@ impl Tcb {
                 if syn && !syn_ack { 0 } else { self.ts_recent },
             )
         });
-        let mut sacks = [(SeqNum(0), SeqNum(0)); MAX_SACK_BLOCKS];
-        let mut nsacks = 0;
+        let mut sacks = InlineVec::<(SeqNum, SeqNum), MAX_SACK_BLOCKS>::new();
         if self.sack_enabled && !syn && self.state.is_synchronized() {
             let max = if timestamp.is_some() { 3 } else { 4 };
             for b in self.sack_reporter.blocks().iter().take(max) {
-                sacks[nsacks] = (b.left, b.right);
-                nsacks += 1;
+                // The reporter holds no more than `sacks` does.
+                let _ = sacks.push((b.left, b.right));
             }
         }
         let (wnd_field, adv) = if syn {
@@ -345,7 +345,7 @@ impl Tcb {
             wscale: (syn && self.ws_enabled).then_some(self.rcv_shift),
             sack_permitted: syn && self.sack_enabled,
             timestamp,
-            sack_blocks: &sacks[..nsacks],
+            sack_blocks: &sacks,
             ttl,
             partial_checksum,
         };
