@@ -5,6 +5,7 @@
 //! sim --seeds 5000..6000   # a range; exits 1 if any seed fails
 //! sim --seed 42 --verbose  # one seed, with its event log
 //! sim --seed 42 --trace t.json
+//! sim --seeds 0..200 --hashes h.txt   # each seed's event hash, to compare two builds
 //! ```
 
 use std::io::Write;
@@ -12,6 +13,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use clap::Parser;
@@ -47,6 +49,12 @@ struct Cli {
     /// With --seed: write a Perfetto trace (threads, system calls, packets) to FILE
     #[arg(long, value_name = "FILE", requires = "seed")]
     trace: Option<PathBuf>,
+
+    /// With a batch: write each seed's event hash (`SEED HASH`, one per line, in seed
+    /// order) to FILE. The hash covers every packet's bytes, time and fate and every
+    /// event, so two builds that give a seed the same hash sent the same packets.
+    #[arg(long, value_name = "FILE", conflicts_with = "seed")]
+    hashes: Option<PathBuf>,
 
     /// Worker threads for a batch [default: all cores]
     #[arg(long, short = 'j')]
@@ -165,6 +173,7 @@ fn batch(seeds: &[u64], what: &str, cli: &Cli) -> ExitCode {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let failed = AtomicU64::new(0);
+    let hashes = Mutex::new(Vec::new());
     // The runner's own speed, reported to people; no seed sees it.
     #[allow(clippy::disallowed_methods)]
     let wall = Instant::now();
@@ -173,6 +182,12 @@ fn batch(seeds: &[u64], what: &str, cli: &Cli) -> ExitCode {
             bar.suspend(|| print!("{}", sim::batch::failure_report(o)));
             let n = failed.fetch_add(1, Ordering::Relaxed) + 1;
             bar.set_message(format!("{n} FAILED"));
+        }
+        if cli.hashes.is_some() {
+            hashes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((o.params.seed, o.hash));
         }
         bar.inc(1);
     });
@@ -186,6 +201,24 @@ fn batch(seeds: &[u64], what: &str, cli: &Cli) -> ExitCode {
     );
     println!("paths taken (seeds):\n{}", b.coverage);
     let mut ok = b.failures.is_empty();
+    if let Some(path) = &cli.hashes {
+        let mut hashes = hashes.into_inner().unwrap_or_else(|p| p.into_inner());
+        hashes.sort_unstable();
+        let text: String = hashes
+            .iter()
+            .map(|(seed, hash)| format!("{seed} {hash:016x}\n"))
+            .collect();
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("sim: {}: {e}", path.display());
+            ok = false;
+        } else {
+            println!(
+                "event hashes of {} seeds written to {}",
+                hashes.len(),
+                path.display()
+            );
+        }
+    }
     if !ok {
         let list: Vec<String> = b
             .failures

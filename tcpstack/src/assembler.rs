@@ -13,6 +13,7 @@
 //! one call places a segment's payload and makes whatever became contiguous readable.
 
 use crate::buffer::RingBuffer;
+use crate::inline_vec::InlineVec;
 
 /// Default number of out-of-order ranges an [`Assembler`] holds.
 pub const DEFAULT_MAX_RANGES: usize = 32;
@@ -45,12 +46,12 @@ impl Range {
 #[error("out-of-order segment refused: all reassembly ranges in use")]
 pub struct TooManyRanges;
 
-/// Bookkeeping of the out-of-order byte ranges held beyond `RCV.NXT`, at most `N`.
+/// Bookkeeping of the out-of-order byte ranges held beyond `RCV.NXT`, at most `N`
+/// (`N` at most 255).
 #[derive(Debug, Clone)]
 pub struct Assembler<const N: usize = DEFAULT_MAX_RANGES> {
-    /// Sorted, disjoint, non-touching ranges; only `ranges[..len]` is meaningful.
-    ranges: [Range; N],
-    len: usize,
+    /// Sorted, disjoint, non-touching ranges.
+    ranges: InlineVec<Range, N>,
 }
 
 impl<const N: usize> Default for Assembler<N> {
@@ -61,23 +62,22 @@ impl<const N: usize> Default for Assembler<N> {
 
 impl<const N: usize> Assembler<N> {
     /// An assembler holding no ranges.
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         Assembler {
-            ranges: [Range { start: 0, end: 0 }; N],
-            len: 0,
+            ranges: InlineVec::new(),
         }
     }
 
     /// Whether no out-of-order bytes are held.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ranges.is_empty()
     }
 
     /// The held ranges, ascending.
     #[inline]
     pub fn ranges(&self) -> &[Range] {
-        &self.ranges[..self.len]
+        &self.ranges
     }
 
     /// Total bytes held out of order.
@@ -87,7 +87,7 @@ impl<const N: usize> Assembler<N> {
 
     /// Forget every range.
     pub fn clear(&mut self) {
-        self.len = 0;
+        self.ranges.clear();
     }
 
     /// Whether every byte of `[offset, offset + len)` is already held.
@@ -120,12 +120,7 @@ impl<const N: usize> Assembler<N> {
         let last = self.ranges().partition_point(|r| r.start <= new.end);
         if first == last {
             // No overlap: insert a new range at `first`.
-            if self.len == N {
-                return Err(TooManyRanges);
-            }
-            self.ranges.copy_within(first..self.len, first + 1);
-            self.ranges[first] = new;
-            self.len += 1;
+            self.ranges.insert(first, new).map_err(|_| TooManyRanges)?;
             return Ok(new);
         }
         let merged = Range {
@@ -133,20 +128,17 @@ impl<const N: usize> Assembler<N> {
             end: new.end.max(self.ranges[last - 1].end),
         };
         self.ranges[first] = merged;
-        self.ranges.copy_within(last..self.len, first + 1);
-        self.len -= last - first - 1;
+        self.ranges.remove_range(first + 1..last);
         Ok(merged)
     }
 
     /// If bytes are held at offset 0, remove that front range, move every offset down by
     /// its length (the caller advances `RCV.NXT` by it) and return it; otherwise 0.
     pub fn remove_front(&mut self) -> u32 {
-        if self.len == 0 || self.ranges[0].start != 0 {
+        let Some(&Range { start: 0, end: n }) = self.ranges.first() else {
             return 0;
-        }
-        let n = self.ranges[0].end;
-        self.ranges.copy_within(1..self.len, 0);
-        self.len -= 1;
+        };
+        self.ranges.remove_range(0..1);
         self.shift_down(n);
         n
     }
@@ -154,17 +146,16 @@ impl<const N: usize> Assembler<N> {
     /// Move every offset down by `n`, as when `RCV.NXT` advances by `n` through bytes
     /// not tracked here; ranges (or parts) that fall below 0 are dropped.
     pub fn advance(&mut self, n: u32) {
-        if n == 0 || self.len == 0 {
+        if n == 0 || self.ranges.is_empty() {
             return;
         }
-        let gone = self.ranges().partition_point(|r| r.end <= n);
-        self.ranges.copy_within(gone..self.len, 0);
-        self.len -= gone;
+        let gone = self.ranges.partition_point(|r| r.end <= n);
+        self.ranges.remove_range(0..gone);
         self.shift_down(n);
     }
 
     fn shift_down(&mut self, n: u32) {
-        for r in &mut self.ranges[..self.len] {
+        for r in self.ranges.iter_mut() {
             r.start = r.start.saturating_sub(n);
             r.end -= n;
         }

@@ -47,6 +47,7 @@ pub use time::Instant;
 pub mod assembler;
 pub mod buffer;
 pub mod cc;
+pub mod inline_vec;
 pub mod rack;
 pub mod recovery;
 pub mod rtt;

@@ -431,7 +431,7 @@ impl Rack {
             self.dsack_round = None;
         }
         if !self.reordering_seen
-            && (in_recovery || self.sacked >= crate::sack::DUP_THRESH.saturating_mul(smss))
+            && (in_recovery || self.sacked >= crate::recovery::DUP_THRESH.saturating_mul(smss))
         {
             return Duration::ZERO;
         }

@@ -5,6 +5,10 @@
 
 use crate::SeqNum;
 
+/// RFC 6675's DupThresh: duplicate ACKs (without SACK), or segments' worth of SACKed
+/// data (with it: RACK's reordering window is zero beyond it), that signal a loss.
+pub const DUP_THRESH: u32 = 3;
+
 /// How an ACK relates to an ongoing recovery (see [`Recovery::on_ack`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecoveryAck {

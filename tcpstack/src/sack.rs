@@ -7,14 +7,11 @@
 //! transmit records ([`crate::rack`]).
 
 use crate::assembler::Range;
+use crate::inline_vec::InlineVec;
 use crate::seq::SeqNum;
 
 /// The most SACK blocks a TCP option can carry (4 without timestamps, 3 with).
-pub const MAX_SACK_BLOCKS: usize = 4;
-
-/// RFC 6675's DupThresh: duplicate ACKs (without SACK), or segments' worth of SACKed
-/// data (with it: RACK's reordering window is zero beyond it), that signal a loss.
-pub const DUP_THRESH: u32 = 3;
+pub use crate::wire::MAX_SACK_BLOCKS;
 
 /// A SACK block: the half-open sequence range `[left, right)` held by the receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,19 +54,14 @@ impl SackBlock {
 /// Receiver side: the SACK blocks to report (RFC 2018 section 4).
 #[derive(Debug, Clone, Default)]
 pub struct SackReporter {
-    blocks: [SackBlock; MAX_SACK_BLOCKS],
-    len: usize,
+    blocks: InlineVec<SackBlock, MAX_SACK_BLOCKS>,
 }
 
 impl SackReporter {
     /// No blocks to report.
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         SackReporter {
-            blocks: [SackBlock {
-                left: SeqNum(0),
-                right: SeqNum(0),
-            }; MAX_SACK_BLOCKS],
-            len: 0,
+            blocks: InlineVec::new(),
         }
     }
 
@@ -77,13 +69,13 @@ impl SackReporter {
     /// timestamps, 4 without).
     #[inline]
     pub fn blocks(&self) -> &[SackBlock] {
-        &self.blocks[..self.len]
+        &self.blocks
     }
 
     /// Whether there is nothing to report.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.blocks.is_empty()
     }
 
     /// An out-of-order segment arrived and is held in `block`: the whole held range
@@ -94,38 +86,27 @@ impl SackReporter {
         if block.is_empty() {
             return;
         }
-        let mut out = [block; MAX_SACK_BLOCKS];
-        let mut n = 1;
-        for b in &self.blocks[..self.len] {
-            if n == MAX_SACK_BLOCKS {
+        let others = self.blocks.iter().filter(|b| !b.meets(&block));
+        let mut report = InlineVec::new();
+        for &b in core::iter::once(&block).chain(others) {
+            if report.push(b).is_err() {
                 break;
             }
-            if !b.meets(&block) {
-                out[n] = *b;
-                n += 1;
-            }
         }
-        self.blocks = out;
-        self.len = n;
+        self.blocks = report;
     }
 
     /// `RCV.NXT` advanced to `rcv_nxt`: drop blocks now below it, trim any it cuts.
     pub fn on_rcv_nxt(&mut self, rcv_nxt: SeqNum) {
-        let mut n = 0;
-        for i in 0..self.len {
-            let mut b = self.blocks[i];
-            if b.right.gt(rcv_nxt) {
-                b.left = b.left.max(rcv_nxt);
-                self.blocks[n] = b;
-                n += 1;
-            }
-        }
-        self.len = n;
+        self.blocks.retain_mut(|b| {
+            b.left = b.left.max(rcv_nxt);
+            b.right.gt(rcv_nxt)
+        });
     }
 
     /// Report nothing.
     pub fn clear(&mut self) {
-        self.len = 0;
+        self.blocks.clear();
     }
 }
 

@@ -1,6 +1,6 @@
 //! Application requests on one connection: send, recv, shutdown, close, abort, options.
 
-use super::{Ctx, Tcb};
+use super::{Ctx, Tcb, Timer};
 use crate::buffer::{window, BufferPool};
 use crate::config::KeepAlive;
 use crate::error::{ConnError, Error};
@@ -118,7 +118,8 @@ impl Tcb {
             _ => {
                 let _ = self.shutdown(now);
                 if self.state == TcpState::FinWait2 {
-                    self.close_at = Some(now + self.params.fin_wait2_timeout);
+                    self.timers
+                        .set(Timer::Close, now + self.params.fin_wait2_timeout);
                 }
             }
         }
@@ -142,7 +143,7 @@ impl Tcb {
     pub fn set_keepalive(&mut self, now: Instant, keepalive: Option<KeepAlive>) {
         self.keepalive = keepalive;
         self.keepalive_sent = 0;
-        self.keepalive_at = None;
+        self.timers.stop(Timer::KeepAlive);
         self.arm_keepalive(now);
     }
 }

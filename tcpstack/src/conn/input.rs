@@ -1,12 +1,13 @@
 //! Segment arrival (RFC 9293 section 3.10.7.3 and 3.10.7.4), with the RFC 5961
 //! protections and RFC 7323 PAWS.
 
-use super::{Ctx, Notes, Tcb, PAWS_IDLE};
+use super::{Ctx, Notes, Tcb, Timer, PAWS_IDLE};
 use crate::buffer::window;
 use crate::error::ConnError;
 use crate::event::TcpState;
-use crate::recovery::RecoveryAck;
-use crate::sack::{SackBlock, DUP_THRESH};
+use crate::inline_vec::InlineVec;
+use crate::recovery::{RecoveryAck, DUP_THRESH};
+use crate::sack::{SackBlock, MAX_SACK_BLOCKS};
 use crate::wire::{flags, Segment};
 use crate::{Instant, SeqNum};
 
@@ -127,7 +128,7 @@ impl Tcb {
                 self.ack_now = true;
                 if self.state == TcpState::TimeWait && seg.has(flags::FIN) {
                     // A retransmitted FIN: the final ACK was lost; restart 2*MSL.
-                    self.close_at = Some(now + self.params.time_wait);
+                    self.timers.set(Timer::Close, now + self.params.time_wait);
                 }
             }
             return;
@@ -370,7 +371,7 @@ impl Tcb {
         }
         self.after_ack_state(now);
         if self.snd_wnd > 0 {
-            self.persist_at = None;
+            self.timers.stop(Timer::Persist);
             self.persist_backoff = 0;
         }
         self.arm_persist_if_needed(now);
@@ -387,12 +388,12 @@ impl Tcb {
     /// covers, cumulatively and by SACK, and notes D-SACKs. Returns the bytes newly
     /// SACKed.
     fn rack_on_ack(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) -> u32 {
-        let mut blocks = [SackBlock::default(); crate::wire::MAX_SACK_BLOCKS];
-        let n = usize::from(seg.opts.sack_count);
-        ctx.counters.sack_blocks_received += n as u64;
-        for (b, &(l, r)) in blocks.iter_mut().zip(seg.opts.sacks()) {
-            *b = SackBlock { left: l, right: r };
+        let mut blocks = InlineVec::<SackBlock, MAX_SACK_BLOCKS>::new();
+        for &(left, right) in seg.opts.sack_blocks.iter() {
+            // The option holds no more than `blocks` does.
+            let _ = blocks.push(SackBlock { left, right });
         }
+        ctx.counters.sack_blocks_received += blocks.len() as u64;
         let una = if seg.ack.gt(self.snd_una) {
             seg.ack
         } else {
@@ -401,7 +402,7 @@ impl Tcb {
         let min_rtt = self.rtt.min_rtt().unwrap_or_default();
         let ts_ecr = seg.opts.timestamp.filter(|_| self.ts_enabled).map(|t| t.1);
         let offset = self.ts_offset;
-        let delivery = self.rack.on_ack(una, &blocks[..n], now, min_rtt, |sent| {
+        let delivery = self.rack.on_ack(una, &blocks, now, min_rtt, |sent| {
             ts_ecr.is_some_and(|ecr| super::ts_before(ecr, super::ts_clock(sent, offset)))
         });
         if let Some(dsack) = delivery.dsack {
@@ -456,7 +457,7 @@ impl Tcb {
     pub(super) fn rack_detect_loss(&mut self, now: Instant, timer: bool, ctx: &mut Ctx<'_>) {
         let reo_wnd = self.reo_wnd();
         let lost = self.rack.detect_loss(now, reo_wnd);
-        self.reo_at = lost.timer;
+        self.timers.put(Timer::Reorder, lost.timer);
         if lost.bytes == 0 {
             return;
         }
@@ -482,7 +483,7 @@ impl Tcb {
             return;
         }
         let pure_dup =
-            seg.ack == self.snd_una && seg.payload.is_empty() && seg.opts.sack_count == 0;
+            seg.ack == self.snd_una && seg.payload.is_empty() && seg.opts.sack_blocks.is_empty();
         if !self.tlp_rtx || pure_dup {
             self.tlp_high = None;
         } else if seg.ack.gt(high) {
@@ -510,7 +511,7 @@ impl Tcb {
     pub(super) fn enter_recovery(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         ctx.counters.fast_retransmits += 1;
         // Recovery's own congestion response covers whatever a probe found.
-        self.tlp_at = None;
+        self.timers.stop(Timer::LossProbe);
         self.tlp_high = None;
         let in_flight = self.snd_max - self.snd_una;
         self.undo = self.sack_enabled.then(|| super::Undo {
@@ -557,11 +558,8 @@ impl Tcb {
             None => self.rtt.reset_backoff(),
         }
         self.retries = 0;
-        self.rto_at = if self.snd_una == self.snd_max {
-            None
-        } else {
-            Some(now + self.rtt.rto())
-        };
+        let rto = (self.snd_una != self.snd_max).then(|| now + self.rtt.rto());
+        self.timers.put(Timer::Retransmit, rto);
         if data > 0 && self.write_blocked && !self.fin_queued {
             self.write_blocked = false;
             self.notes.insert(Notes::WRITABLE);
@@ -593,7 +591,8 @@ impl Tcb {
             TcpState::FinWait1 => {
                 self.set_state(TcpState::FinWait2);
                 if self.orphaned {
-                    self.close_at = Some(now + self.params.fin_wait2_timeout);
+                    self.timers
+                        .set(Timer::Close, now + self.params.fin_wait2_timeout);
                 }
             }
             TcpState::Closing => self.enter_time_wait(now),
@@ -604,11 +603,15 @@ impl Tcb {
 
     pub(super) fn enter_time_wait(&mut self, now: Instant) {
         self.set_state(TcpState::TimeWait);
-        self.rto_at = None;
-        self.persist_at = None;
-        self.keepalive_at = None;
-        self.delack_at = None;
-        self.close_at = Some(now + self.params.time_wait);
+        for timer in [
+            Timer::Retransmit,
+            Timer::Persist,
+            Timer::KeepAlive,
+            Timer::DelayedAck,
+        ] {
+            self.timers.stop(timer);
+        }
+        self.timers.set(Timer::Close, now + self.params.time_wait);
     }
 
     /// Places segment text into the receive queue.
@@ -685,8 +688,8 @@ impl Tcb {
             .saturating_add(u32::try_from(segments).unwrap_or(u32::MAX));
         match self.params.delayed_ack {
             Some(d) if self.unacked_segments < 2 => {
-                if self.delack_at.is_none() {
-                    self.delack_at = Some(now + d);
+                if !self.timers.is_armed(Timer::DelayedAck) {
+                    self.timers.set(Timer::DelayedAck, now + d);
                 }
             }
             _ => self.ack_now = true,

@@ -26,6 +26,7 @@ use crate::rtt::{RtoConfig, RttEstimator, RttSampler};
 use crate::sack::SackReporter;
 use crate::stack::{ChallengeLimiter, ControlQueue};
 use crate::{Instant, SeqNum};
+use timers::{Timer, TimerTable};
 
 /// What a TCB may touch besides itself while handling an input.
 pub(crate) struct Ctx<'a> {
@@ -190,7 +191,8 @@ pub(crate) struct Tcb {
     rtx_pending: bool,
 
     // --- timers -------------------------------------------------------------------------
-    rto_at: Option<Instant>,
+    /// Every timer's deadline, and the expiries that still owe a segment.
+    timers: TimerTable,
     /// When the last segment was sent (for the idle restart of RFC 5681 section 4.1).
     last_send: Instant,
     /// Consecutive timeouts without progress.
@@ -198,27 +200,16 @@ pub(crate) struct Tcb {
     /// An acceptable ACK arrived since the last retransmission timeout: with a zero
     /// window that timeout was a window probe the peer answered, not a failure.
     peer_answered: bool,
-    delack_at: Option<Instant>,
     /// Full-sized segments received since the last ACK sent.
     unacked_segments: u32,
-    persist_at: Option<Instant>,
     persist_backoff: u32,
-    /// Tail loss probe timeout (RFC 8985 section 7): earlier than the RTO, it sends one
-    /// segment whose ACK (with SACK) lets fast recovery repair a tail loss.
-    tlp_at: Option<Instant>,
     /// `SND.MAX` when the outstanding probe was sent; one probe per episode.
     tlp_high: Option<SeqNum>,
     /// The outstanding probe was a retransmission (not new data).
     tlp_rtx: bool,
     /// Loss probes sent since an ACK last brought news (acknowledged or SACKed data).
     tlp_sent: u32,
-    /// RACK's reordering timer (RFC 8985 section 6.3): when records sent before the
-    /// latest delivered one will have waited `RACK.rtt` plus the reordering window.
-    reo_at: Option<Instant>,
-    keepalive_at: Option<Instant>,
     keepalive_sent: u32,
-    /// TIME-WAIT expiry, or the orphaned FIN-WAIT-2 limit.
-    close_at: Option<Instant>,
 
     // --- pending output -----------------------------------------------------------------
     /// Send an ACK at the next opportunity.
@@ -229,12 +220,6 @@ pub(crate) struct Tcb {
     dup_acks_owed: u8,
     /// Send a SYN (or SYN-ACK) at the next opportunity.
     syn_pending: bool,
-    /// Send a zero-window probe.
-    probe_pending: bool,
-    /// Send a tail loss probe.
-    tlp_pending: bool,
-    /// Send a keep-alive probe.
-    keepalive_pending: bool,
 
     /// Totals for [`ConnInfo`].
     bytes_acked: u64,
@@ -324,28 +309,19 @@ impl Tcb {
             undo: None,
             dup_acks: 0,
             rtx_pending: false,
-            rto_at: None,
+            timers: TimerTable::default(),
             last_send: now,
             retries: 0,
             peer_answered: false,
-            delack_at: None,
             unacked_segments: 0,
-            persist_at: None,
             persist_backoff: 0,
-            tlp_at: None,
             tlp_high: None,
             tlp_rtx: false,
             tlp_sent: 0,
-            reo_at: None,
-            keepalive_at: None,
             keepalive_sent: 0,
-            close_at: None,
             ack_now: false,
             syn_pending: false,
-            probe_pending: false,
-            tlp_pending: false,
             dup_acks_owed: 0,
-            keepalive_pending: false,
             bytes_acked: 0,
             bytes_received: 0,
             retransmits: 0,
@@ -525,18 +501,9 @@ impl Tcb {
             self.notes.insert(Notes::CLOSED);
         }
         if state == TcpState::Closed {
-            self.rto_at = None;
-            self.delack_at = None;
-            self.persist_at = None;
-            self.tlp_at = None;
-            self.reo_at = None;
-            self.keepalive_at = None;
-            self.close_at = None;
+            self.timers.clear();
             self.ack_now = false;
             self.syn_pending = false;
-            self.probe_pending = false;
-            self.tlp_pending = false;
-            self.keepalive_pending = false;
             self.rtx_pending = false;
             self.rack.clear();
         }

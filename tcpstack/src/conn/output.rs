@@ -2,10 +2,11 @@
 //! recovery (what RACK marked lost first, within `cwnd - pipe`; NewReno without
 //! SACK), probes and acknowledgments.
 
-use super::{ts_clock, Ctx, Tcb};
+use super::{ts_clock, Ctx, Tcb, Timer};
 use crate::buffer::window;
 use crate::config::TxOffload;
 use crate::event::TcpState;
+use crate::inline_vec::InlineVec;
 use crate::sack::MAX_SACK_BLOCKS;
 use crate::wire::{flags, SegmentOut};
 use crate::{Instant, SeqNum, Transmit};
@@ -49,9 +50,7 @@ impl Tcb {
         self.ack_now
             || self.syn_pending
             || self.rtx_pending
-            || self.probe_pending
-            || self.tlp_pending
-            || self.keepalive_pending
+            || self.timers.any_pending()
             || (self.state.is_synchronized() && self.has_unsent())
             || self.rack.lost_bytes() > 0
     }
@@ -134,21 +133,18 @@ impl Tcb {
         if let Some(o) = self.new_segment(now, false, burst, ctx) {
             return Some(o);
         }
-        if self.tlp_pending {
-            self.tlp_pending = false;
+        if self.timers.take_pending(Timer::LossProbe) {
             if let Some(o) = self.tail_loss_probe() {
                 return Some(o);
             }
         }
-        if self.probe_pending {
-            self.probe_pending = false;
+        if self.timers.take_pending(Timer::Persist) {
             if let Some(o) = self.new_segment(now, true, self.smss, ctx) {
                 return Some(o);
             }
             return Some(self.probe());
         }
-        if self.keepalive_pending {
-            self.keepalive_pending = false;
+        if self.timers.take_pending(Timer::KeepAlive) {
             return Some(self.probe());
         }
         self.ack_now.then(|| self.pure_ack())
@@ -321,13 +317,12 @@ impl Tcb {
                 if syn && !syn_ack { 0 } else { self.ts_recent },
             )
         });
-        let mut sacks = [(SeqNum(0), SeqNum(0)); MAX_SACK_BLOCKS];
-        let mut nsacks = 0;
+        let mut sacks = InlineVec::<(SeqNum, SeqNum), MAX_SACK_BLOCKS>::new();
         if self.sack_enabled && !syn && self.state.is_synchronized() {
             let max = if timestamp.is_some() { 3 } else { 4 };
             for b in self.sack_reporter.blocks().iter().take(max) {
-                sacks[nsacks] = (b.left, b.right);
-                nsacks += 1;
+                // The reporter holds no more than `sacks` does.
+                let _ = sacks.push((b.left, b.right));
             }
         }
         let (wnd_field, adv) = if syn {
@@ -350,7 +345,7 @@ impl Tcb {
             wscale: (syn && self.ws_enabled).then_some(self.rcv_shift),
             sack_permitted: syn && self.sack_enabled,
             timestamp,
-            sack_blocks: &sacks[..nsacks],
+            sack_blocks: &sacks,
             ttl,
             partial_checksum,
         };
@@ -403,7 +398,7 @@ impl Tcb {
         if fl & flags::ACK != 0 {
             self.ack_now = self.dup_acks_owed > 0 && out.len == 0 && !out.fin && !syn;
             self.dup_acks_owed = self.dup_acks_owed.saturating_sub(u8::from(self.ack_now));
-            self.delack_at = None;
+            self.timers.stop(Timer::DelayedAck);
             self.unacked_segments = 0;
             self.last_ack_sent = self.rcv_nxt;
             self.rcv_adv = self.rcv_nxt + adv;
@@ -446,15 +441,15 @@ impl Tcb {
                 self.snd_max = end;
                 // Data in flight brings ACKs, and the retransmission timer probes a
                 // window shut on it: the persist timer runs only with nothing in flight.
-                self.persist_at = None;
+                self.timers.stop(Timer::Persist);
                 arm_tlp = true;
             }
             // Retransmissions from NextSeg or at SND.UNA leave SND.NXT alone.
             if out.seq == self.snd_nxt {
                 self.snd_nxt = end;
             }
-            if self.rto_at.is_none() {
-                self.rto_at = Some(now + self.rtt.rto());
+            if !self.timers.is_armed(Timer::Retransmit) {
+                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
             }
             if arm_tlp {
                 self.arm_tlp(now);

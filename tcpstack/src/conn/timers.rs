@@ -1,101 +1,217 @@
-//! Timers: retransmission (RFC 6298), loss probe (RFC 8985 section 7), RACK's
-//! reordering timer (RFC 8985 section 6.3), delayed ACK, persist, keep-alive, TIME-WAIT
-//! and the orphaned FIN-WAIT-2 limit. A TCB exposes one deadline, the earliest.
+//! A connection's timers, one [`TimerTable`] entry each, in the order
+//! [`Tcb::on_timeout`] runs them when several are due at once ([`Timer::VALUES`]):
+//!
+//! - [`Timer::Close`]: TIME-WAIT's end (RFC 9293 section 3.6.1), or the limit on an
+//!   orphaned FIN-WAIT-2; the connection closes.
+//! - [`Timer::Reorder`]: RACK's reordering timer (RFC 8985 section 6.3): segments sent
+//!   before the latest delivered one have waited RACK's RTT plus the reordering window
+//!   and are marked lost.
+//! - [`Timer::LossProbe`]: the tail loss probe (RFC 8985 section 7): earlier than the
+//!   retransmission timeout, it sends one segment whose ACK (with SACK) lets recovery
+//!   repair a loss at the tail of a flight.
+//! - [`Timer::Retransmit`]: the retransmission timeout (RFC 6298, RFC 5681 section
+//!   3.1): the connection backs off, goes back to what is unacknowledged, and gives up
+//!   after its retry limit.
+//! - [`Timer::DelayedAck`]: the delayed ACK (RFC 9293 section 3.8.6.3) goes out.
+//! - [`Timer::Persist`]: data waits on a window too small to send into with nothing in
+//!   flight (RFC 9293 section 3.8.6.1): a window probe goes out.
+//! - [`Timer::KeepAlive`]: the connection was idle (RFC 9293 section 3.8.4): a
+//!   keep-alive probe goes out, or after too many unanswered ones the connection fails.
+//!
+//! A TCB exposes one deadline, the earliest in its table. An expiry whose action is a
+//! segment (a loss probe, a window probe, a keep-alive probe) is recorded in the table
+//! as pending and taken by the next transmit opportunity.
 
 use super::{Ctx, Tcb};
 use crate::error::ConnError;
 use crate::event::TcpState;
 use crate::Instant;
 
+/// One of a connection's timers (see the [module documentation](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Timer {
+    /// TIME-WAIT's end, or the orphaned FIN-WAIT-2 limit.
+    Close,
+    /// RACK's reordering timer.
+    Reorder,
+    /// The tail loss probe.
+    LossProbe,
+    /// The retransmission timeout.
+    Retransmit,
+    /// The delayed ACK.
+    DelayedAck,
+    /// The persist (window probe) timer.
+    Persist,
+    /// Keep-alive.
+    KeepAlive,
+}
+
+impl Timer {
+    /// Every timer, in the order expiries due at the same time are handled.
+    pub(super) const VALUES: [Timer; 7] = [
+        Timer::Close,
+        Timer::Reorder,
+        Timer::LossProbe,
+        Timer::Retransmit,
+        Timer::DelayedAck,
+        Timer::Persist,
+        Timer::KeepAlive,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// Each timer's deadline, if armed, and whether its expiry still owes a segment.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TimerTable {
+    deadlines: [Option<Instant>; Timer::VALUES.len()],
+    /// Timers (bits by [`Timer::bit`]) that fired and whose segment is yet to be sent.
+    pending: u8,
+}
+
+impl TimerTable {
+    /// `timer`'s deadline, if armed.
+    pub(super) fn get(&self, timer: Timer) -> Option<Instant> {
+        self.deadlines[timer as usize]
+    }
+
+    /// Arms `timer` for `at` (replacing any earlier deadline).
+    pub(super) fn set(&mut self, timer: Timer, at: Instant) {
+        self.deadlines[timer as usize] = Some(at);
+    }
+
+    /// Arms `timer` for `at`, or disarms it with `None`.
+    pub(super) fn put(&mut self, timer: Timer, at: Option<Instant>) {
+        self.deadlines[timer as usize] = at;
+    }
+
+    /// Disarms `timer` (a pending expiry stays pending).
+    pub(super) fn stop(&mut self, timer: Timer) {
+        self.deadlines[timer as usize] = None;
+    }
+
+    /// Whether `timer` is armed.
+    pub(super) fn is_armed(&self, timer: Timer) -> bool {
+        self.get(timer).is_some()
+    }
+
+    /// Whether `timer` is due at `now`; if so it is disarmed.
+    fn take_expired(&mut self, timer: Timer, now: Instant) -> bool {
+        let due = self.get(timer).is_some_and(|at| at <= now);
+        if due {
+            self.stop(timer);
+        }
+        due
+    }
+
+    /// The earliest deadline.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.iter().flatten().min().copied()
+    }
+
+    /// Records that `timer`'s expiry owes a segment.
+    fn set_pending(&mut self, timer: Timer) {
+        self.pending |= timer.bit();
+    }
+
+    /// Whether `timer`'s expiry owed a segment; it no longer does.
+    pub(super) fn take_pending(&mut self, timer: Timer) -> bool {
+        let was = self.pending & timer.bit() != 0;
+        self.pending &= !timer.bit();
+        was
+    }
+
+    /// Whether some expiry owes a segment.
+    pub(super) fn any_pending(&self) -> bool {
+        self.pending != 0
+    }
+
+    /// Disarms every timer and forgets every pending expiry.
+    pub(super) fn clear(&mut self) {
+        *self = TimerTable::default();
+    }
+}
+
 impl Tcb {
     /// The earliest armed timer.
     pub fn deadline(&self) -> Option<Instant> {
-        fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-            match (a, b) {
-                (Some(x), Some(y)) => Some(x.min(y)),
-                (x, None) => x,
-                (None, y) => y,
-            }
-        }
-        let t = earlier(self.rto_at, self.delack_at);
-        let t = earlier(t, self.persist_at);
-        let t = earlier(t, self.tlp_at);
-        let t = earlier(t, self.reo_at);
-        let t = earlier(t, self.keepalive_at);
-        earlier(t, self.close_at)
+        self.timers.next_deadline()
     }
 
-    /// Runs every timer due at `now`.
+    /// Runs every timer due at `now`, in the order of [`Timer::VALUES`].
     pub fn on_timeout(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
-        if self.close_at.is_some_and(|t| t <= now) {
-            self.close_at = None;
-            match self.state {
-                TcpState::TimeWait => {
-                    ctx.counters.time_wait_expired += 1;
-                    self.set_state(TcpState::Closed);
+        for timer in Timer::VALUES {
+            if !self.timers.take_expired(timer, now) {
+                continue;
+            }
+            match timer {
+                Timer::Close => {
+                    match self.state {
+                        TcpState::TimeWait => {
+                            ctx.counters.time_wait_expired += 1;
+                            self.set_state(TcpState::Closed);
+                        }
+                        TcpState::FinWait2 => self.set_state(TcpState::Closed),
+                        _ => {}
+                    }
+                    if self.state == TcpState::Closed {
+                        return;
+                    }
                 }
-                TcpState::FinWait2 => self.set_state(TcpState::Closed),
-                _ => {}
-            }
-            if self.state == TcpState::Closed {
-                return;
-            }
-        }
-        if self.reo_at.is_some_and(|t| t <= now) {
-            self.reo_at = None;
-            if self.sack_enabled && self.state.is_synchronized() {
-                self.rack_detect_loss(now, true, ctx);
-            }
-        }
-        if self.tlp_at.is_some_and(|t| t <= now) {
-            self.tlp_at = None;
-            if self.snd_una != self.snd_max && self.tlp_sent < super::MAX_LOSS_PROBES {
-                ctx.counters.tail_loss_probes += 1;
-                self.tlp_sent += 1;
-                self.tlp_pending = true;
-                // The retransmission timeout now counts from the probe; the next
-                // probe waits twice as long.
-                self.rto_at = Some(now + self.rtt.rto());
-                self.arm_tlp(now);
-            }
-        }
-        if self.rto_at.is_some_and(|t| t <= now) {
-            self.rto_at = None;
-            self.on_rto(now, ctx);
-            if self.state == TcpState::Closed {
-                return;
-            }
-        }
-        if self.delack_at.is_some_and(|t| t <= now) {
-            self.delack_at = None;
-            if !self.ack_now {
-                ctx.counters.delayed_acks += 1;
-                self.ack_now = true;
-            }
-        }
-        if self.persist_at.is_some_and(|t| t <= now) {
-            self.persist_at = None;
-            ctx.counters.window_probes += 1;
-            self.probe_pending = true;
-            self.persist_backoff = (self.persist_backoff + 1).min(16);
-        }
-        if self.keepalive_at.is_some_and(|t| t <= now) {
-            self.keepalive_at = None;
-            if let Some(ka) = self.keepalive {
-                if self.snd_una != self.snd_max {
-                    // Data in flight: the retransmission timer watches the peer.
-                    self.keepalive_at = Some(now + ka.idle);
-                    return;
+                Timer::Reorder => {
+                    if self.sack_enabled && self.state.is_synchronized() {
+                        self.rack_detect_loss(now, true, ctx);
+                    }
                 }
-                if self.keepalive_sent >= ka.probes {
-                    ctx.counters.keepalive_timeouts += 1;
-                    self.fail(ConnError::KeepAliveTimedOut);
-                    return;
+                Timer::LossProbe => {
+                    if self.snd_una != self.snd_max && self.tlp_sent < super::MAX_LOSS_PROBES {
+                        ctx.counters.tail_loss_probes += 1;
+                        self.tlp_sent += 1;
+                        self.timers.set_pending(Timer::LossProbe);
+                        // The retransmission timeout now counts from the probe; the
+                        // next probe waits twice as long.
+                        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+                        self.arm_tlp(now);
+                    }
                 }
-                ctx.counters.keepalive_probes += 1;
-                self.keepalive_sent += 1;
-                self.keepalive_pending = true;
-                self.keepalive_at = Some(now + ka.interval);
+                Timer::Retransmit => {
+                    self.on_rto(now, ctx);
+                    if self.state == TcpState::Closed {
+                        return;
+                    }
+                }
+                Timer::DelayedAck => {
+                    if !self.ack_now {
+                        ctx.counters.delayed_acks += 1;
+                        self.ack_now = true;
+                    }
+                }
+                Timer::Persist => {
+                    ctx.counters.window_probes += 1;
+                    self.timers.set_pending(Timer::Persist);
+                    self.persist_backoff = (self.persist_backoff + 1).min(16);
+                }
+                Timer::KeepAlive => {
+                    let Some(ka) = self.keepalive else {
+                        continue;
+                    };
+                    if self.snd_una != self.snd_max {
+                        // Data in flight: the retransmission timer watches the peer.
+                        self.timers.set(Timer::KeepAlive, now + ka.idle);
+                        return;
+                    }
+                    if self.keepalive_sent >= ka.probes {
+                        ctx.counters.keepalive_timeouts += 1;
+                        self.fail(ConnError::KeepAliveTimedOut);
+                        return;
+                    }
+                    ctx.counters.keepalive_probes += 1;
+                    self.keepalive_sent += 1;
+                    self.timers.set_pending(Timer::KeepAlive);
+                    self.timers.set(Timer::KeepAlive, now + ka.interval);
+                }
             }
         }
     }
@@ -106,10 +222,11 @@ impl Tcb {
             return;
         }
         ctx.counters.rto_expirations += 1;
-        self.tlp_at = None;
-        self.reo_at = None;
+        self.timers.stop(Timer::LossProbe);
+        self.timers.stop(Timer::Reorder);
         self.tlp_high = None;
-        self.tlp_pending = false;
+        // A probe not sent yet is not sent: the timeout's retransmission replaces it.
+        self.timers.take_pending(Timer::LossProbe);
         self.tlp_sent = 0;
         let answered = core::mem::take(&mut self.peer_answered);
         if self.snd_wnd == 0 && answered && self.state.is_synchronized() {
@@ -168,7 +285,7 @@ impl Tcb {
             }
         }
         // Re-armed by the retransmission itself; keep a deadline in case it cannot go.
-        self.rto_at = Some(now + self.rtt.rto());
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
     }
 
     /// Arms (or disarms) the loss probe after data went out, an ACK arrived or a probe
@@ -186,7 +303,7 @@ impl Tcb {
     /// whose ACK was lost would otherwise wait for the timeout. A probe is sent only
     /// when no ACK came for a PTO, so a live ACK clock never sends one.
     pub(super) fn arm_tlp(&mut self, now: Instant) {
-        self.tlp_at = None;
+        self.timers.stop(Timer::LossProbe);
         if !self.sack_enabled
             || !matches!(self.state, TcpState::Established | TcpState::CloseWait)
             || self.tlp_sent >= super::MAX_LOSS_PROBES
@@ -205,24 +322,27 @@ impl Tcb {
         };
         let pto = (srtt * 2 + slack).saturating_mul(1 << self.tlp_sent);
         let at = now + pto;
-        self.tlp_at = Some(self.rto_at.map_or(at, |rto| at.min(rto)));
+        let rto = self.timers.get(Timer::Retransmit);
+        self.timers
+            .set(Timer::LossProbe, rto.map_or(at, |rto| at.min(rto)));
     }
 
     /// Arms keep-alive after activity, if enabled and the connection is open.
     pub(super) fn arm_keepalive(&mut self, now: Instant) {
-        self.keepalive_at = match self.keepalive {
+        let at = match self.keepalive {
             Some(ka) if matches!(self.state, TcpState::Established | TcpState::CloseWait) => {
                 Some(now + ka.idle)
             }
             _ => None,
         };
+        self.timers.put(Timer::KeepAlive, at);
     }
 
     /// Arms the persist timer when data waits but nothing is in flight to bring an
     /// ACK: a zero window (RFC 9293 section 3.8.6.1) or a window too small for SWS
     /// avoidance to send into (the override timeout of section 3.8.6.2.1).
     pub(super) fn arm_persist_if_needed(&mut self, now: Instant) {
-        if self.persist_at.is_some()
+        if self.timers.is_armed(Timer::Persist)
             || !self.state.is_synchronized()
             || self.snd_una != self.snd_max
             || self.unsent_bytes() == 0
@@ -232,6 +352,68 @@ impl Tcb {
         let rto = self.rtt.rto();
         let backoff = rto.saturating_mul(1 << self.persist_backoff.min(16));
         let cap = core::time::Duration::from_secs(60);
-        self.persist_at = Some(now + backoff.min(cap).max(rto));
+        self.timers
+            .set(Timer::Persist, now + backoff.min(cap).max(rto));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    #[test]
+    fn values_list_every_timer_at_its_index() {
+        for (i, t) in Timer::VALUES.iter().enumerate() {
+            assert_eq!(*t as usize, i, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn the_next_deadline_is_the_earliest_armed() {
+        let mut t = TimerTable::default();
+        assert_eq!(t.next_deadline(), None);
+        t.set(Timer::KeepAlive, at(900));
+        t.set(Timer::Retransmit, at(300));
+        t.put(Timer::Reorder, Some(at(500)));
+        assert_eq!(t.next_deadline(), Some(at(300)));
+        t.stop(Timer::Retransmit);
+        assert_eq!(t.next_deadline(), Some(at(500)));
+        t.put(Timer::Reorder, None);
+        assert!(!t.is_armed(Timer::Reorder));
+        assert_eq!(t.next_deadline(), Some(at(900)));
+    }
+
+    #[test]
+    fn only_due_timers_expire_and_expiry_disarms() {
+        let mut t = TimerTable::default();
+        t.set(Timer::DelayedAck, at(100));
+        t.set(Timer::Persist, at(200));
+        let now = at(100);
+        assert!(!t.take_expired(Timer::Persist, now));
+        assert!(t.take_expired(Timer::DelayedAck, now));
+        assert!(!t.is_armed(Timer::DelayedAck));
+        assert!(!t.take_expired(Timer::DelayedAck, now));
+        assert_eq!(t.get(Timer::Persist), Some(at(200)));
+    }
+
+    #[test]
+    fn pending_expiries_are_taken_once_and_cleared_with_the_table() {
+        let mut t = TimerTable::default();
+        assert!(!t.any_pending());
+        t.set_pending(Timer::Persist);
+        t.set_pending(Timer::KeepAlive);
+        assert!(t.any_pending());
+        assert!(!t.take_pending(Timer::LossProbe));
+        assert!(t.take_pending(Timer::Persist));
+        assert!(!t.take_pending(Timer::Persist));
+        assert!(t.any_pending());
+        t.set(Timer::Close, at(5));
+        t.clear();
+        assert!(!t.any_pending());
+        assert_eq!(t.next_deadline(), None);
     }
 }

@@ -1,5 +1,6 @@
 //! TCP option parsing (RFC 9293 section 3.1, RFC 7323, RFC 2018).
 
+use crate::inline_vec::InlineVec;
 use crate::SeqNum;
 
 /// Most SACK blocks one option can carry (40 option bytes: 2 + 4 * 8 = 34).
@@ -17,17 +18,8 @@ pub struct TcpOptions {
     pub sack_permitted: bool,
     /// Timestamps (kind 8): `(TSval, TSecr)`.
     pub timestamp: Option<(u32, u32)>,
-    /// SACK blocks (kind 5), `[left, right)` pairs; `sack_count` of them are valid.
-    pub sack_blocks: [(SeqNum, SeqNum); MAX_SACK_BLOCKS],
-    /// How many of `sack_blocks` are present.
-    pub sack_count: u8,
-}
-
-impl TcpOptions {
-    /// The SACK blocks present.
-    pub fn sacks(&self) -> &[(SeqNum, SeqNum)] {
-        &self.sack_blocks[..usize::from(self.sack_count)]
-    }
+    /// SACK blocks (kind 5), `[left, right)` pairs, in the order sent.
+    pub sack_blocks: InlineVec<(SeqNum, SeqNum), MAX_SACK_BLOCKS>,
 }
 
 /// Why an options field was rejected.
@@ -91,13 +83,13 @@ pub fn parse_options(mut data: &[u8]) -> Result<TcpOptions, OptionError> {
                     return Err(bad);
                 }
                 // A repeated option replaces the earlier one entirely.
-                o.sack_blocks = Default::default();
-                o.sack_count = 0;
-                for (i, b) in body.chunks_exact(8).enumerate() {
+                o.sack_blocks.clear();
+                for b in body.chunks_exact(8) {
                     let l = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
                     let r = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
-                    o.sack_blocks[i] = (SeqNum(l), SeqNum(r));
-                    o.sack_count += 1;
+                    o.sack_blocks
+                        .push((SeqNum(l), SeqNum(r)))
+                        .map_err(|_| bad)?;
                 }
             }
             8 => {
@@ -140,8 +132,8 @@ mod tests {
         }
         opts.extend_from_slice(&[0, 2, 4, 0xff]); // EOL then garbage, ignored
         let o = parse_options(&opts).unwrap();
-        assert_eq!(o.sacks().len(), 4);
-        assert_eq!(o.sacks()[3], (SeqNum(600), SeqNum(700)));
+        assert_eq!(o.sack_blocks.len(), 4);
+        assert_eq!(o.sack_blocks[3], (SeqNum(600), SeqNum(700)));
         assert_eq!(o.mss, None);
     }
 
