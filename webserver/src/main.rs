@@ -59,7 +59,10 @@ fn main() -> ExitCode {
 }
 
 fn run(config: &Config, content: ContentOptions, tun: Option<OpenedTun>) -> anyhow::Result<()> {
-    raise_fd_limit();
+    // Every connection holds a descriptor, and the default soft limit (often 1024) is
+    // far below what the server can hold: raise it to the hard limit, or run with what
+    // there is.
+    let _ = iolib::limits::raise_open_files(u64::MAX);
     // Before any other thread exists, so that every thread inherits the mask and the
     // signals arrive only through the signalfd the server waits on.
     threadlib::signal::block(&server::SIGNALS).context("blocking signals")?;
@@ -138,22 +141,4 @@ fn run(config: &Config, content: ContentOptions, tun: Option<OpenedTun>) -> anyh
         );
     }
     Ok(())
-}
-
-/// Raises the soft limit on open descriptors to the hard limit: every connection holds
-/// one, and the default soft limit (often 1024) is far below what the server can hold.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit for the kernel to fill.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: `lim` is a valid rlimit; failure leaves the limit unchanged.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-    }
 }
