@@ -16,10 +16,9 @@ use clap::{CommandFactory as _, Parser as _};
 use threadlib::fs::Dir;
 use threadlib::net::KernelNet;
 use threadlib::Runtime;
-use usernet::tun_setup::{self, OpenedTun};
-use usernet::{NetConfig, UserNet};
+use usernet::tun_setup::OpenedTun;
 use webserver::config::Role;
-use webserver::{Config, ContentOptions, LogTarget, NetBackend};
+use webserver::{Config, ContentOptions, LogTarget};
 
 use server::{CoreParts, Plan, Sink};
 
@@ -37,16 +36,14 @@ fn main() -> ExitCode {
     });
     // The user-space stack's device first: a missing setup is a usage error (exit 2)
     // that names its fix.
-    let tun = match config.net {
-        NetBackend::Kernel => None,
-        NetBackend::User => {
-            match tun_setup::open(&config.user_net.setup(Role::Server, config.cores())) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    eprintln!("webserver: --net user: {e}");
-                    return ExitCode::from(2);
-                }
-            }
+    let tun = match config
+        .user_net
+        .open(config.net, Role::Server, config.cores())
+    {
+        Ok(tun) => tun,
+        Err(e) => {
+            eprintln!("webserver: --net user: {e}");
+            return ExitCode::from(2);
         }
     };
     match run(&config, content, tun) {
@@ -122,9 +119,7 @@ fn run(config: &Config, content: ContentOptions, tun: Option<OpenedTun>) -> anyh
             runtime.block_on(server::serve(KernelNet, plan))
         }
         Some(tun) => {
-            let mut net_config = NetConfig::new(config.user_net.addr(Role::Server));
-            net_config.steering = tun.steering;
-            let (builder, net) = UserNet::install_devices(builder, net_config, tun.devices);
+            let (builder, net) = config.user_net.install(Role::Server, builder, tun);
             let runtime = builder.build().context("building the runtime")?;
             runtime.block_on(server::serve(net, plan))
         }
