@@ -112,6 +112,20 @@ pub fn write<'a>(path: &Path, records: impl IntoIterator<Item = &'a Record>) -> 
 mod tests {
     use super::*;
 
+    fn spec(
+        bench: &'static str,
+        metric: &'static str,
+        better: Better,
+        params: serde_json::Value,
+    ) -> Spec {
+        Spec {
+            bench,
+            metric,
+            better,
+            params,
+        }
+    }
+
     #[test]
     fn median_of_odd_even_and_empty() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
@@ -122,13 +136,13 @@ mod tests {
 
     #[test]
     fn record_serialises_in_the_design_format() {
-        let spec = Spec {
-            bench: "spawn_join_1m",
-            metric: "seconds",
-            better: Better::Lower,
-            params: serde_json::json!({"threads": 1_000_000}),
-        };
-        let r = spec.record(0.5, "tokio spawn_local", 2.0, 5);
+        let params = serde_json::json!({"threads": 1_000_000});
+        let r = spec("spawn_join_1m", "seconds", Better::Lower, params).record(
+            0.5,
+            "tokio spawn_local",
+            2.0,
+            5,
+        );
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(
             v,
@@ -142,12 +156,7 @@ mod tests {
 
     #[test]
     fn a_written_file_keeps_field_order_and_writes_a_zero_anchor_as_null() {
-        let spec = Spec {
-            bench: "b",
-            metric: "m",
-            better: Better::Higher,
-            params: serde_json::json!({}),
-        };
+        let spec = spec("b", "m", Better::Higher, serde_json::json!({}));
         let dir = std::env::temp_dir().join(format!("benchkit-{}", std::process::id()));
         let path = dir.join("sub").join("x.json");
         write(&path, &[spec.record(1.0, "a", 0.0, 3)]).unwrap();

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use blocking::{www, Blocking, StdFiles};
+use blocking::{serve_site, Blocking};
 use loadgen::{run_connection, Config, Network, Stats};
-use webserver::{serve_connection, ServerContext, Settings, Totals};
+use webserver::{Settings, Totals};
 
 /// The web server's blocking stand-in serves as loadgen's connection too.
 impl loadgen::Transport for Blocking {
@@ -76,17 +76,7 @@ fn server(connections: usize) -> (SocketAddr, std::thread::JoinHandle<Totals>) {
         let threads: Vec<_> = (0..connections)
             .map(|_| {
                 let (stream, _) = listener.accept().unwrap();
-                std::thread::spawn(move || {
-                    let ctx = ServerContext::new(Settings::default());
-                    let files = StdFiles(www());
-                    futures::executor::block_on(serve_connection(
-                        &mut Blocking(stream),
-                        &files,
-                        &ctx,
-                        None,
-                    ));
-                    ctx.counters.snapshot()
-                })
+                std::thread::spawn(move || serve_site(stream, None, Settings::default()))
             })
             .collect();
         let mut totals = Totals::default();
@@ -118,16 +108,7 @@ impl Serving {
                         return;
                     }
                     let Ok(stream) = stream else { continue };
-                    std::thread::spawn(move || {
-                        let ctx = ServerContext::new(Settings::default());
-                        let files = StdFiles(www());
-                        futures::executor::block_on(serve_connection(
-                            &mut Blocking(stream),
-                            &files,
-                            &ctx,
-                            None,
-                        ));
-                    });
+                    std::thread::spawn(move || serve_site(stream, None, Settings::default()));
                 }
             }
         });

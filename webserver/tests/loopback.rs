@@ -12,8 +12,8 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use blocking::{www, Blocking, StdFiles};
-use webserver::{serve_connection, ServerContext, Settings};
+use blocking::{serve_site, www};
+use webserver::Settings;
 
 /// Serves `connections` connections, one thread each, then stops.
 fn server(settings: Settings, connections: usize) -> (SocketAddr, std::thread::JoinHandle<()>) {
@@ -24,10 +24,7 @@ fn server(settings: Settings, connections: usize) -> (SocketAddr, std::thread::J
         for _ in 0..connections {
             let (stream, peer) = listener.accept().unwrap();
             threads.push(std::thread::spawn(move || {
-                let ctx = ServerContext::new(settings);
-                let files = StdFiles(www());
-                let mut io = Blocking(stream);
-                futures::executor::block_on(serve_connection(&mut io, &files, &ctx, Some(peer)));
+                serve_site(stream, Some(peer), settings);
             }));
         }
         for t in threads {

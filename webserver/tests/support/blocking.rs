@@ -5,14 +5,14 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use webserver::{
-    DirEntry, DirListing, FileKind, FileMeta, FileSource, OpenError, Opened, RelPath, Transport,
-    TransportError,
+    serve_connection, DirEntry, DirListing, FileKind, FileMeta, FileSource, OpenError, Opened,
+    RelPath, ServerContext, Settings, Totals, Transport, TransportError,
 };
 
 /// A blocking TCP stream; a read honours its deadline through the socket's read timeout.
@@ -112,4 +112,17 @@ impl FileSource for StdFiles {
 /// The bundled sample site, `www/` at the workspace root.
 pub fn www() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www")
+}
+
+/// Serves one connection of the bundled site with `settings` on the calling thread,
+/// until it ends; returns the connection's counters.
+pub fn serve_site(stream: TcpStream, peer: Option<SocketAddr>, settings: Settings) -> Totals {
+    let ctx = ServerContext::new(settings);
+    futures::executor::block_on(serve_connection(
+        &mut Blocking(stream),
+        &StdFiles(www()),
+        &ctx,
+        peer,
+    ));
+    ctx.counters.snapshot()
 }
