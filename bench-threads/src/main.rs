@@ -16,10 +16,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use benchkit::{median, Better, Record, Spec};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use crate::record::{median, table, Better, Goal, Record, Spec};
+use crate::record::{table, Goal};
 use crate::runtimes::Rt;
 
 #[derive(Parser, Debug)]
@@ -378,11 +379,7 @@ fn run_all(args: &RunArgs) -> Result<()> {
         copy_vs_cat(&mut results, args, args.copy_bytes / shrink as u64)?;
     }
 
-    let records: Vec<&Record> = results.rows.iter().map(|(r, _)| r).collect();
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&records)? + "\n")
+    benchkit::write(&args.out, results.rows.iter().map(|(r, _)| r))
         .with_context(|| format!("write {}", args.out.display()))?;
 
     println!("{}", table(&results.rows));

@@ -1,96 +1,7 @@
-//! Result records (the `target/bench/<area>.json` format of docs/ARCHITECTURE.md), medians, and
-//! the printed table.
+//! Result records (the `target/bench/<area>.json` format of docs/ARCHITECTURE.md, kept in
+//! [`benchkit`]), and the printed table with each figure's goal.
 
-use serde::Serialize;
-
-/// Which direction of a metric wins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Better {
-    /// Smaller is better (times, bytes).
-    Lower,
-    /// Larger is better (throughput).
-    Higher,
-}
-
-/// One measured figure: ours against one anchor.
-#[derive(Debug, Clone, Serialize)]
-pub struct Record {
-    /// Benchmark name, e.g. `spawn_join_1m`.
-    pub bench: &'static str,
-    /// Unit of `ours` and `anchor_value`, e.g. `seconds`.
-    pub metric: &'static str,
-    /// Which direction wins.
-    pub better: Better,
-    /// Our median.
-    pub ours: f64,
-    /// What we compare against, e.g. `tokio spawn_local`.
-    pub anchor: &'static str,
-    /// The anchor's median.
-    pub anchor_value: f64,
-    /// `ours / anchor_value`.
-    pub ratio: f64,
-    /// Runs per side (each median is over this many).
-    pub runs: usize,
-    /// Sizes and settings of the benchmark.
-    pub params: serde_json::Value,
-}
-
-/// What a benchmark measures: its name, unit, direction and parameters.
-#[derive(Debug, Clone)]
-pub struct Spec {
-    /// Benchmark name, e.g. `spawn_join_1m`.
-    pub bench: &'static str,
-    /// Unit, e.g. `seconds`.
-    pub metric: &'static str,
-    /// Which direction wins.
-    pub better: Better,
-    /// Sizes and settings.
-    pub params: serde_json::Value,
-}
-
-impl Spec {
-    /// The record comparing our median with one anchor's; the ratio is computed here.
-    pub fn record(
-        &self,
-        ours: f64,
-        anchor: &'static str,
-        anchor_value: f64,
-        runs: usize,
-    ) -> Record {
-        let ratio = if anchor_value == 0.0 {
-            f64::NAN
-        } else {
-            ours / anchor_value
-        };
-        Record {
-            bench: self.bench,
-            metric: self.metric,
-            better: self.better,
-            ours,
-            anchor,
-            anchor_value,
-            ratio,
-            runs,
-            params: self.params.clone(),
-        }
-    }
-}
-
-/// The median of `xs` (the mean of the middle two for an even count); NaN if empty.
-pub fn median(xs: &[f64]) -> f64 {
-    let mut v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    }
-}
+use benchkit::Record;
 
 /// A target the benchmark reports as met or missed: a bound on the ratio (or on our value).
 #[derive(Debug, Clone, Copy)]
@@ -182,34 +93,7 @@ pub fn table(rows: &[(Record, Goal)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_of_odd_even_and_empty() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert!(median(&[]).is_nan());
-        assert_eq!(median(&[f64::NAN, 5.0]), 5.0);
-    }
-
-    #[test]
-    fn record_serialises_in_the_design_format() {
-        let spec = Spec {
-            bench: "spawn_join_1m",
-            metric: "seconds",
-            better: Better::Lower,
-            params: serde_json::json!({"threads": 1_000_000}),
-        };
-        let r = spec.record(0.5, "tokio spawn_local", 2.0, 5);
-        let v = serde_json::to_value(&r).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({
-                "bench": "spawn_join_1m", "metric": "seconds", "better": "lower",
-                "ours": 0.5, "anchor": "tokio spawn_local", "anchor_value": 2.0,
-                "ratio": 0.25, "runs": 5, "params": {"threads": 1_000_000}
-            })
-        );
-    }
+    use benchkit::{Better, Spec};
 
     #[test]
     fn table_marks_goals() {

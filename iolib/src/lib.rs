@@ -1,6 +1,6 @@
 //! Thin, safe wrappers over the Linux I/O the project needs: epoll, eventfd, io_uring,
-//! non-blocking sockets, pipes/splice, TUN devices, network namespaces and eBPF
-//! socket-filter programs. No scheduling and no policy live
+//! non-blocking sockets, pipes/splice, TUN devices, network namespaces, eBPF
+//! socket-filter programs and the open-file limit. No scheduling and no policy live
 //! here: every call does one OS operation and reports its result or a typed [`Error`].
 
 pub mod bpf;
@@ -8,6 +8,7 @@ pub mod epoll;
 pub mod error;
 pub mod eventfd;
 pub mod fd;
+pub mod limits;
 pub mod netif;
 pub mod netns;
 pub mod socket;

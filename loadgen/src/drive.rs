@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use loadgen::progress::Progress;
 use loadgen::{run_connection, Plan, Stats};
-use threadlib::net::{KernelNet, Network as ThreadNetwork};
+use threadlib::net::Network as ThreadNetwork;
 use threadlib::{Builder, Runtime};
-use usernet::{NetReport, UserNet};
+use usernet::cli::NetStats;
+use usernet::NetReport;
 
 use loadgen::ThreadNet;
 
@@ -33,24 +34,6 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The network's counters summed over the cores, if it keeps any.
     pub net: Option<NetReport>,
-}
-
-/// Counters a network keeps of its own, printed after the report.
-pub trait NetStats {
-    /// The current core's counters, if the network keeps any.
-    fn report(&self) -> Option<NetReport>;
-}
-
-impl NetStats for KernelNet {
-    fn report(&self) -> Option<NetReport> {
-        None
-    }
-}
-
-impl NetStats for UserNet {
-    fn report(&self) -> Option<NetReport> {
-        UserNet::report(self).ok()
-    }
 }
 
 /// The runtime `plan` runs on: one core per thread, no io_uring, no blocking pool.

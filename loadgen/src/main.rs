@@ -15,9 +15,8 @@ use clap::{CommandFactory, Parser};
 use loadgen::cli::{exit, Role};
 use loadgen::progress::{Goal, Progress};
 use loadgen::report::RunFailure;
-use loadgen::{plot, report, Config, NetBackend};
-use usernet::tun_setup::{self, OpenedTun};
-use usernet::{NetConfig, UserNet};
+use loadgen::{plot, report, Config};
+use usernet::tun_setup::OpenedTun;
 
 fn main() -> ExitCode {
     // Bad flags: clap prints the usage and exits with status 2 (`exit::USAGE`).
@@ -30,16 +29,11 @@ fn main() -> ExitCode {
     };
     // The user-space stack's device first: a missing setup is a usage error (exit 2)
     // that names its fix.
-    let tun = match config.net {
-        NetBackend::Kernel => None,
-        NetBackend::User => {
-            match tun_setup::open(&config.user_net.setup(Role::Client, plan.threads)) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    eprintln!("loadgen: --net user: {e}");
-                    return ExitCode::from(exit::USAGE);
-                }
-            }
+    let tun = match config.user_net.open(config.net, Role::Client, plan.threads) {
+        Ok(tun) => tun,
+        Err(e) => {
+            eprintln!("loadgen: --net user: {e}");
+            return ExitCode::from(exit::USAGE);
         }
     };
     match run(&config, &plan, tun) {
@@ -97,9 +91,7 @@ fn run(
     let outcome = match tun {
         None => drive::run(builder, threadlib::net::KernelNet, plan, addr, &progress)?,
         Some(tun) => {
-            let mut net_config = NetConfig::new(config.user_net.addr(Role::Client));
-            net_config.steering = tun.steering;
-            let (builder, net) = UserNet::install_devices(builder, net_config, tun.devices);
+            let (builder, net) = config.user_net.install(Role::Client, builder, tun);
             drive::run(builder, net, plan, addr, &progress)?
         }
     };

@@ -250,9 +250,11 @@ impl ResponseParser {
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut transfer_coding = false;
+        // httparse admits no ASCII whitespace in a header value but spaces and tabs, so
+        // `trim_ascii` trims exactly the optional whitespace around list members.
         for h in resp.headers.iter() {
             if h.name.eq_ignore_ascii_case("connection") {
-                for token in h.value.split(|&b| b == b',').map(trim) {
+                for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                     if token.eq_ignore_ascii_case(b"close") {
                         close = true;
                     } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -260,7 +262,7 @@ impl ResponseParser {
                     }
                 }
             } else if h.name.eq_ignore_ascii_case("content-length") {
-                for item in h.value.split(|&b| b == b',').map(trim) {
+                for item in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                     let n = parse_decimal(item).ok_or(ResponseError::ContentLength)?;
                     if length.is_some_and(|m| m != n) {
                         return Err(ResponseError::ContentLength);
@@ -272,7 +274,7 @@ impl ResponseParser {
                 chunked = h
                     .value
                     .split(|&b| b == b',')
-                    .map(trim)
+                    .map(<[u8]>::trim_ascii)
                     .next_back()
                     .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
             }
@@ -426,16 +428,6 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     digits.iter().try_fold(0u64, |n, &d| {
         n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 #[cfg(test)]

@@ -2,14 +2,15 @@
 //! ([`threadlib::net::Network`]): kernel sockets, the user-space TCP stack, or the
 //! simulation's stack.
 //!
-//! Deadlines become [`threadlib::with_timeout`] around each call; a call that times
-//! out is cancelled at its suspension point (the readiness wait), so a timed-out read
-//! has consumed nothing and the stream stays usable.
+//! Deadlines become threadlib's [`until`] around each call; a call that times out is
+//! cancelled at its suspension point (the readiness wait), so a timed-out read has
+//! consumed nothing and the stream stays usable.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::transport::{Network, Transport, TransportError};
+use threadlib::deadline::until;
 use threadlib::net::{Network as ThreadNetwork, Stream};
 
 /// A threadlib network seen through loadgen's [`Network`] trait.
@@ -31,26 +32,6 @@ pub struct ThreadConn<S> {
     stream: S,
 }
 
-/// Maps a threadlib error: a passed deadline is [`TransportError::TimedOut`], anything
-/// else an I/O error.
-fn transport_error(e: threadlib::Error) -> TransportError {
-    match e {
-        threadlib::Error::TimedOut => TransportError::TimedOut,
-        other => TransportError::Io(other.into()),
-    }
-}
-
-/// Runs `op` until `deadline` on the current core's clock.
-async fn until<T>(
-    deadline: Instant,
-    op: impl std::future::Future<Output = threadlib::Result<T>>,
-) -> Result<T, TransportError> {
-    let left = deadline.saturating_duration_since(threadlib::time::now());
-    threadlib::with_timeout(left, op)
-        .await
-        .map_err(transport_error)
-}
-
 impl<N: ThreadNetwork> Network for ThreadNet<N> {
     type Conn = ThreadConn<N::Stream>;
 
@@ -60,7 +41,7 @@ impl<N: ThreadNetwork> Network for ThreadNet<N> {
         deadline: Instant,
     ) -> Result<Self::Conn, TransportError> {
         let stream = until(deadline, self.net.connect(addr)).await?;
-        stream.set_nodelay(true).map_err(transport_error)?;
+        stream.set_nodelay(true)?;
         Ok(ThreadConn { stream })
     }
 

@@ -4,20 +4,10 @@
 //! threadlib provides the kernel implementation (and later the user-space stack); the
 //! tests use in-memory mocks on a virtual clock.
 
-use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-/// Why a network operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// The deadline passed first.
-    #[error("deadline passed")]
-    TimedOut,
-    /// The operation failed (refused, reset, broken pipe, ...).
-    #[error(transparent)]
-    Io(#[from] io::Error),
-}
+pub use threadlib::deadline::TransportError;
 
 /// One connection: read and write with deadlines.
 // The futures are driven by threadlib's single-core schedulers and need not be `Send`.

@@ -6,79 +6,29 @@
 // Tests run on the real clock; no simulation reaches them.
 #![allow(clippy::disallowed_methods)]
 
+/// Blocking std stand-ins for threadlib: the web server's, shared with its own tests.
+#[path = "../../webserver/tests/support/blocking.rs"]
+mod blocking;
 mod support;
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use blocking::{serve_site, Blocking};
 use loadgen::{run_connection, Config, Network, Stats};
-use webserver::{
-    serve_connection, DirListing, FileKind, FileMeta, FileSource, OpenError, Opened, RelPath,
-    ServerContext, Settings, Totals,
-};
+use webserver::{Settings, Totals};
 
-/// A blocking socket usable as both crates' transport.
-struct Blocking(TcpStream);
-
-fn read_blocking(
-    s: &mut TcpStream,
-    buf: &mut [u8],
-    deadline: Instant,
-) -> io::Result<Option<usize>> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Ok(None);
-    }
-    s.set_read_timeout(Some(left))?;
-    match s.read(buf) {
-        Ok(n) => Ok(Some(n)),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-impl webserver::Transport for Blocking {
-    async fn read(
-        &mut self,
-        buf: &mut [u8],
-        deadline: Instant,
-    ) -> Result<usize, webserver::TransportError> {
-        read_blocking(&mut self.0, buf, deadline)?.ok_or(webserver::TransportError::TimedOut)
-    }
-
-    async fn write(
-        &mut self,
-        buf: &[u8],
-        _stall: std::time::Duration,
-    ) -> Result<usize, webserver::TransportError> {
-        Ok(std::io::Write::write(&mut self.0, buf)?)
-    }
-
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
-
+/// The web server's blocking stand-in serves as loadgen's connection too.
 impl loadgen::Transport for Blocking {
     async fn read(
         &mut self,
         buf: &mut [u8],
         deadline: Instant,
     ) -> Result<usize, loadgen::TransportError> {
-        read_blocking(&mut self.0, buf, deadline)?.ok_or(loadgen::TransportError::TimedOut)
+        self.read_by(buf, deadline)
     }
 
     async fn write_all(
@@ -117,41 +67,6 @@ impl Network for BlockingNet {
     }
 }
 
-struct StdFiles(PathBuf);
-
-impl FileSource for StdFiles {
-    type File = File;
-
-    async fn open(&self, path: RelPath<'_>) -> Result<Opened<File>, OpenError> {
-        let file = File::open(self.0.join(path.as_path())).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => OpenError::NotFound,
-            _ => OpenError::Io(e),
-        })?;
-        let meta = file.metadata()?;
-        let kind = if meta.is_dir() {
-            FileKind::Directory
-        } else {
-            FileKind::File
-        };
-        Ok(Opened {
-            handle: file,
-            meta: FileMeta {
-                len: meta.len(),
-                modified: meta.modified()?,
-                kind,
-            },
-        })
-    }
-
-    async fn read_at(&self, file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        file.read_at(buf, offset)
-    }
-
-    async fn list_dir(&self, _path: RelPath<'_>, _max: usize) -> Result<DirListing, OpenError> {
-        Err(OpenError::Forbidden)
-    }
-}
-
 /// Serves `connections` connections of the bundled site, one thread each; returns the
 /// summed counters once all have closed.
 fn server(connections: usize) -> (SocketAddr, std::thread::JoinHandle<Totals>) {
@@ -161,17 +76,7 @@ fn server(connections: usize) -> (SocketAddr, std::thread::JoinHandle<Totals>) {
         let threads: Vec<_> = (0..connections)
             .map(|_| {
                 let (stream, _) = listener.accept().unwrap();
-                std::thread::spawn(move || {
-                    let ctx = ServerContext::new(Settings::default());
-                    let files = StdFiles(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www"));
-                    futures::executor::block_on(serve_connection(
-                        &mut Blocking(stream),
-                        &files,
-                        &ctx,
-                        None,
-                    ));
-                    ctx.counters.snapshot()
-                })
+                std::thread::spawn(move || serve_site(stream, None, Settings::default()))
             })
             .collect();
         let mut totals = Totals::default();
@@ -203,17 +108,7 @@ impl Serving {
                         return;
                     }
                     let Ok(stream) = stream else { continue };
-                    std::thread::spawn(move || {
-                        let ctx = ServerContext::new(Settings::default());
-                        let files =
-                            StdFiles(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www"));
-                        futures::executor::block_on(serve_connection(
-                            &mut Blocking(stream),
-                            &files,
-                            &ctx,
-                            None,
-                        ));
-                    });
+                    std::thread::spawn(move || serve_site(stream, None, Settings::default()));
                 }
             }
         });

@@ -2,6 +2,7 @@
 //! client, and the kernel servers of the loopback anchor. All of it uses plain
 //! `std::net` sockets, so it runs wherever its thread's network namespace is.
 
+use std::convert::Infallible;
 use std::hash::Hasher;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
+use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::SplitMix64;
 
 /// Size of the bench's ping-pong messages.
 pub const PINGPONG_MSG: usize = 64;
@@ -19,7 +22,7 @@ pub const PINGPONG_MSG: usize = 64;
 /// different seeds different ones.
 #[derive(Debug, Clone)]
 pub struct Pattern {
-    state: u64,
+    rng: SplitMix64,
     /// Bytes of the current word not yet handed out.
     word: [u8; 8],
     used: usize,
@@ -29,22 +32,14 @@ impl Pattern {
     /// The stream for `seed`.
     pub fn new(seed: u64) -> Pattern {
         Pattern {
-            state: seed ^ 0x5851_f42d_4c95_7f2d,
+            rng: SplitMix64::seed_from_u64(seed),
             word: [0; 8],
             used: 8,
         }
     }
 
     fn next_word(&mut self) -> [u8; 8] {
-        // xorshift64*; the state is never zero because the seed is mixed with a constant
-        // and xorshift maps non-zero to non-zero (a zero state is bumped once).
-        if self.state == 0 {
-            self.state = 1;
-        }
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes()
+        self.rng.next_u64().to_le_bytes()
     }
 
     /// Fills `buf` with the next `buf.len()` bytes of the stream.
@@ -90,6 +85,17 @@ impl Digest {
 
 /// `(length, hash)` of the first `len` bytes of `Pattern::new(seed)`.
 pub fn pattern_digest(seed: u64, len: u64) -> (u64, u64) {
+    let Ok(digest) = each_pattern_chunk::<Infallible>(seed, len, |_| Ok(()));
+    digest
+}
+
+/// Hands the first `len` bytes of `Pattern::new(seed)` to `f` in chunks of at most
+/// 64 KiB, stopping at its first error; returns their `(length, hash)`.
+fn each_pattern_chunk<E>(
+    seed: u64,
+    len: u64,
+    mut f: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(u64, u64), E> {
     let mut p = Pattern::new(seed);
     let mut d = Digest::default();
     let mut buf = vec![0u8; 64 * 1024];
@@ -97,10 +103,11 @@ pub fn pattern_digest(seed: u64, len: u64) -> (u64, u64) {
     while left > 0 {
         let n = left.min(buf.len() as u64) as usize;
         p.fill(&mut buf[..n]);
+        f(&buf[..n])?;
         d.update(&buf[..n]);
         left -= n as u64;
     }
-    d.finish()
+    Ok(d.finish())
 }
 
 /// `(length, hash)` of each direction of an exchange.
@@ -134,19 +141,9 @@ pub fn exchange(stream: TcpStream, seed: u64, len: u64) -> io::Result<Exchanged>
 /// Writes `len` bytes of `Pattern::new(seed)` and shuts down the write side; returns the
 /// `(length, hash)` written.
 pub fn send_pattern(mut stream: &TcpStream, seed: u64, len: u64) -> io::Result<(u64, u64)> {
-    let mut p = Pattern::new(seed);
-    let mut d = Digest::default();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        p.fill(&mut buf[..n]);
-        stream.write_all(&buf[..n])?;
-        d.update(&buf[..n]);
-        left -= n as u64;
-    }
+    let sent = each_pattern_chunk(seed, len, |chunk| stream.write_all(chunk))?;
     stream.shutdown(Shutdown::Write)?;
-    Ok(d.finish())
+    Ok(sent)
 }
 
 /// Reads `stream` to end of stream, returning `(length, hash)` of what arrived.

@@ -23,6 +23,7 @@
 mod cancel;
 mod combinators;
 mod core;
+pub mod deadline;
 mod error;
 pub mod fs;
 pub mod loops;

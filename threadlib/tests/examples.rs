@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::SplitMix64;
+
 /// `target/<profile>`, the directory holding this test binary's `deps/`.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -156,17 +159,10 @@ impl Drop for Scratch {
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*), so a lost or moved byte shows.
+/// Deterministic pseudo-random bytes, so a lost or moved byte shows.
 fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
+    let mut out = vec![0; len];
+    SplitMix64::seed_from_u64(seed).fill_bytes(&mut out);
     out
 }
 

@@ -1,5 +1,6 @@
 //! The command-line choice of network, shared by the binaries that run on either:
-//! `--net kernel|user` and, for the user-space stack, where its TUN device is.
+//! `--net kernel|user` and, for the user-space stack, where its TUN device is; opening
+//! and installing the chosen network; and what either reports of itself ([`NetStats`]).
 //!
 //! The defaults are what `make setup` creates: namespace `tcpst`, the web server's
 //! stack on `tun0` at 10.77.0.2, the load generator's on `tun1` at 10.77.1.2.
@@ -7,9 +8,11 @@
 use std::net::Ipv4Addr;
 
 use clap::{Args, ValueEnum};
+use threadlib::net::KernelNet;
+use threadlib::Builder;
 
-use crate::tun_setup::TunSetup;
-use crate::TunIo;
+use crate::tun_setup::{self, OpenedTun, SetupError, TunSetup};
+use crate::{NetConfig, NetReport, TunIo, UserNet};
 
 /// Which network carries the connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,6 +98,49 @@ impl UserNetArgs {
                 TunIoArg::Direct => TunIo::Direct,
             },
         }
+    }
+
+    /// Opens what `net` needs before the runtime starts: with [`NetBackend::User`], the
+    /// stack's device for `role` with one queue per core ([`UserNetArgs::setup`]); with
+    /// [`NetBackend::Kernel`], nothing.
+    pub fn open(
+        &self,
+        net: NetBackend,
+        role: Role,
+        cores: usize,
+    ) -> Result<Option<OpenedTun>, SetupError> {
+        match net {
+            NetBackend::Kernel => Ok(None),
+            NetBackend::User => tun_setup::open(&self.setup(role, cores)).map(Some),
+        }
+    }
+
+    /// Installs the user-space network on `builder` over the queues [`UserNetArgs::open`]
+    /// opened: one stack per core at `role`'s address, its active opens steered as the
+    /// kernel steers the device's flows.
+    pub fn install(&self, role: Role, builder: Builder, tun: OpenedTun) -> (Builder, UserNet) {
+        let mut config = NetConfig::new(self.addr(role));
+        config.steering = tun.steering;
+        UserNet::install_devices(builder, config, tun.devices)
+    }
+}
+
+/// Counters a network keeps of its own, for a program to print: the user-space
+/// network's, none for kernel sockets.
+pub trait NetStats {
+    /// The current core's counters, if the network keeps any.
+    fn report(&self) -> Option<NetReport>;
+}
+
+impl NetStats for KernelNet {
+    fn report(&self) -> Option<NetReport> {
+        None
+    }
+}
+
+impl NetStats for UserNet {
+    fn report(&self) -> Option<NetReport> {
+        UserNet::report(self).ok()
     }
 }
 

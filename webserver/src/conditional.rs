@@ -17,7 +17,7 @@ use std::time::UNIX_EPOCH;
 use crate::date::{parse_http_date, unix_secs};
 use crate::encoding::Coding;
 use crate::files::FileMeta;
-use crate::request::Request;
+use crate::request::{trim_ows, Request};
 
 /// Longest entity tag we produce: quotes, 16 + 8 + 16 hex digits, `.` and `-`, and a
 /// coding suffix of up to 4 bytes.
@@ -122,10 +122,10 @@ pub fn evaluate(req: &Request<'_>, v: &Validators) -> Precondition {
 /// Whether an `If-Range` value lets a `Range` apply: an entity tag must match strongly,
 /// a date must equal `Last-Modified` exactly (RFC 9110 section 13.1.5).
 pub fn if_range_matches(value: &[u8], v: &Validators) -> bool {
-    let value = trim(value);
+    let value = trim_ows(value);
     if value.starts_with(b"\"") || value.starts_with(b"W/") {
         match parse_entity_tag(value) {
-            Some((tag, false, rest)) if trim(rest).is_empty() => tag == v.etag(),
+            Some((tag, false, rest)) if trim_ows(rest).is_empty() => tag == v.etag(),
             _ => false,
         }
     } else {
@@ -142,7 +142,7 @@ enum Comparison {
 /// Whether a list of entity tags (or `*`) matches `etag` (our tag, strong, quoted).
 /// A malformed member ends the list: what was matched so far counts.
 fn list_matches(value: &[u8], etag: &[u8], cmp: Comparison) -> bool {
-    let mut rest = trim(value);
+    let mut rest = trim_ows(value);
     if rest == b"*" {
         return true;
     }
@@ -153,15 +153,15 @@ fn list_matches(value: &[u8], etag: &[u8], cmp: Comparison) -> bool {
         if tag == etag && (cmp == Comparison::Weak || !weak) {
             return true;
         }
-        rest = trim(after);
+        rest = trim_ows(after);
         match rest.first() {
-            Some(b',') => rest = trim(&rest[1..]),
+            Some(b',') => rest = trim_ows(&rest[1..]),
             Some(_) => return false,
             None => {}
         }
         // Tolerate empty list elements (`"a", , "b"`).
         while let Some(stripped) = rest.strip_prefix(b",") {
-            rest = trim(stripped);
+            rest = trim_ows(stripped);
         }
     }
     false
@@ -179,16 +179,6 @@ fn parse_entity_tag(s: &[u8]) -> Option<(&[u8], bool, &[u8])> {
     }
     let close = s[1..].iter().position(|&b| b == b'"')? + 1;
     Some((&s[..=close], weak, &s[close + 1..]))
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 #[cfg(test)]

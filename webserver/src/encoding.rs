@@ -20,6 +20,8 @@
 //!   acceptable variant exists, identity is served anyway, as RFC 9110 section 12.1
 //!   allows (rather than 406).
 
+use crate::request::trim_ows;
+
 /// A content coding the server serves from a precompressed file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Coding {
@@ -149,18 +151,18 @@ impl AcceptEncoding {
 /// a malformed q-value.
 fn parse_member(member: &[u8]) -> Option<(&[u8], Quality)> {
     let mut parts = member.split(|&b| b == b';');
-    let name = trim(parts.next()?);
+    let name = trim_ows(parts.next()?);
     if name.is_empty() {
         return None;
     }
     let mut q = Q_MAX;
     for param in parts {
-        let param = trim(param);
+        let param = trim_ows(param);
         let Some(eq) = param.iter().position(|&b| b == b'=') else {
             continue;
         };
-        if trim(&param[..eq]).eq_ignore_ascii_case(b"q") {
-            q = parse_qvalue(trim(&param[eq + 1..]))?;
+        if trim_ows(&param[..eq]).eq_ignore_ascii_case(b"q") {
+            q = parse_qvalue(trim_ows(&param[eq + 1..]))?;
         }
     }
     Some((name, q))
@@ -184,16 +186,6 @@ fn parse_qvalue(s: &[u8]) -> Option<Quality> {
         b"1" if thousandths == 0 => Some(Q_MAX),
         _ => None,
     }
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 #[cfg(test)]

@@ -16,10 +16,9 @@ use clap::{CommandFactory as _, Parser as _};
 use threadlib::fs::Dir;
 use threadlib::net::KernelNet;
 use threadlib::Runtime;
-use usernet::tun_setup::{self, OpenedTun};
-use usernet::{NetConfig, UserNet};
+use usernet::tun_setup::OpenedTun;
 use webserver::config::Role;
-use webserver::{Config, ContentOptions, LogTarget, NetBackend};
+use webserver::{Config, ContentOptions, LogTarget};
 
 use server::{CoreParts, Plan, Sink};
 
@@ -37,16 +36,14 @@ fn main() -> ExitCode {
     });
     // The user-space stack's device first: a missing setup is a usage error (exit 2)
     // that names its fix.
-    let tun = match config.net {
-        NetBackend::Kernel => None,
-        NetBackend::User => {
-            match tun_setup::open(&config.user_net.setup(Role::Server, config.cores())) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    eprintln!("webserver: --net user: {e}");
-                    return ExitCode::from(2);
-                }
-            }
+    let tun = match config
+        .user_net
+        .open(config.net, Role::Server, config.cores())
+    {
+        Ok(tun) => tun,
+        Err(e) => {
+            eprintln!("webserver: --net user: {e}");
+            return ExitCode::from(2);
         }
     };
     match run(&config, content, tun) {
@@ -59,7 +56,10 @@ fn main() -> ExitCode {
 }
 
 fn run(config: &Config, content: ContentOptions, tun: Option<OpenedTun>) -> anyhow::Result<()> {
-    raise_fd_limit();
+    // Every connection holds a descriptor, and the default soft limit (often 1024) is
+    // far below what the server can hold: raise it to the hard limit, or run with what
+    // there is.
+    let _ = iolib::limits::raise_open_files(u64::MAX);
     // Before any other thread exists, so that every thread inherits the mask and the
     // signals arrive only through the signalfd the server waits on.
     threadlib::signal::block(&server::SIGNALS).context("blocking signals")?;
@@ -119,9 +119,7 @@ fn run(config: &Config, content: ContentOptions, tun: Option<OpenedTun>) -> anyh
             runtime.block_on(server::serve(KernelNet, plan))
         }
         Some(tun) => {
-            let mut net_config = NetConfig::new(config.user_net.addr(Role::Server));
-            net_config.steering = tun.steering;
-            let (builder, net) = UserNet::install_devices(builder, net_config, tun.devices);
+            let (builder, net) = config.user_net.install(Role::Server, builder, tun);
             let runtime = builder.build().context("building the runtime")?;
             runtime.block_on(server::serve(net, plan))
         }
@@ -138,22 +136,4 @@ fn run(config: &Config, content: ContentOptions, tun: Option<OpenedTun>) -> anyh
         );
     }
     Ok(())
-}
-
-/// Raises the soft limit on open descriptors to the hard limit: every connection holds
-/// one, and the default soft limit (often 1024) is far below what the server can hold.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit for the kernel to fill.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: `lim` is a valid rlimit; failure leaves the limit unchanged.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-    }
 }

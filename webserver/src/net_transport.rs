@@ -1,15 +1,15 @@
-//! [`Transport`] over any threadlib network [`Stream`]: deadlines become
-//! [`with_timeout`], the clock is the core's clock, and files go out through
+//! [`Transport`] over any threadlib network [`Stream`]: deadlines and stall timeouts
+//! become threadlib's [`within`] (a [`with_timeout`]), the clock is the core's clock, and files go out through
 //! [`Stream::send_file`] (`sendfile(2)` on kernel sockets). Writes and file sends
 //! report partial progress, so the connection logic counts exactly what moved, even
 //! for a response cut short; the lingering close counts what it discards itself.
 
 use std::any::Any;
-use std::io;
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use threadlib::deadline::within;
 use threadlib::fs::File;
 use threadlib::net::Stream;
 use threadlib::{time, with_timeout, Error};
@@ -86,9 +86,7 @@ impl<S: Stream> NetTransport<S> {
                 return Err(TransportError::TimedOut);
             }
             if !self.idle {
-                return with_timeout(left, self.stream.read(buf))
-                    .await
-                    .map_err(transport_error);
+                return within(left, self.stream.read(buf)).await;
             }
             if self.ctx.is_shutting_down() {
                 // Between requests while the server stops: end like a peer close.
@@ -101,16 +99,9 @@ impl<S: Stream> NetTransport<S> {
                     return Ok(n);
                 }
                 Err(Error::TimedOut) if slice < left => {}
-                Err(e) => return Err(transport_error(e)),
+                Err(e) => return Err(e.into()),
             }
         }
-    }
-}
-
-fn transport_error(e: Error) -> TransportError {
-    match e {
-        Error::TimedOut => TransportError::TimedOut,
-        e => TransportError::Io(io::Error::from(e)),
     }
 }
 
@@ -120,9 +111,7 @@ impl<S: Stream> Transport for NetTransport<S> {
     }
 
     async fn write(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
-        let n = with_timeout(stall, self.stream.write(buf))
-            .await
-            .map_err(transport_error)?;
+        let n = within(stall, self.stream.write(buf)).await?;
         self.idle = true;
         Ok(n)
     }
@@ -142,7 +131,7 @@ impl<S: Stream> Transport for NetTransport<S> {
         let file = file.downcast_ref::<File>()?;
         let mut done = 0;
         while done < len {
-            let piece = with_timeout(
+            let piece = within(
                 stall,
                 self.stream.send_file(file, offset + done, len - done),
             );
@@ -152,7 +141,7 @@ impl<S: Stream> Transport for NetTransport<S> {
                     done += n;
                     *sent += n;
                 }
-                Err(e) => return Some(Err(SendError::Write(transport_error(e)))),
+                Err(e) => return Some(Err(SendError::Write(e))),
             }
         }
         self.idle = true;

@@ -8,6 +8,8 @@
 //! little from `multipart/byteranges`, and RFC 9110 section 14.2 lets a server ignore
 //! `Range`.
 
+use crate::request::{saturating_decimal, trim_ows};
+
 /// What a `Range` header asks of a representation of a given length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeOutcome {
@@ -26,16 +28,16 @@ pub enum RangeOutcome {
 
 /// Evaluates a `Range` header value against a representation of `len` bytes.
 pub fn evaluate(value: &[u8], len: u64) -> RangeOutcome {
-    let value = trim(value);
+    let value = trim_ows(value);
     let Some(eq) = value.iter().position(|&b| b == b'=') else {
         return RangeOutcome::Full;
     };
-    if !trim(&value[..eq]).eq_ignore_ascii_case(b"bytes") {
+    if !trim_ows(&value[..eq]).eq_ignore_ascii_case(b"bytes") {
         return RangeOutcome::Full;
     }
     let mut specs = value[eq + 1..]
         .split(|&b| b == b',')
-        .map(trim)
+        .map(trim_ows)
         .filter(|s| !s.is_empty());
     let (Some(spec), None) = (specs.next(), specs.next()) else {
         return RangeOutcome::Full;
@@ -43,9 +45,9 @@ pub fn evaluate(value: &[u8], len: u64) -> RangeOutcome {
     let Some(dash) = spec.iter().position(|&b| b == b'-') else {
         return RangeOutcome::Full;
     };
-    let (first, last) = (trim(&spec[..dash]), trim(&spec[dash + 1..]));
+    let (first, last) = (trim_ows(&spec[..dash]), trim_ows(&spec[dash + 1..]));
     if first.is_empty() {
-        let Some(suffix) = number(last) else {
+        let Some(suffix) = saturating_decimal(last) else {
             return RangeOutcome::Full;
         };
         if suffix == 0 || len == 0 {
@@ -56,13 +58,13 @@ pub fn evaluate(value: &[u8], len: u64) -> RangeOutcome {
             last: len - 1,
         };
     }
-    let Some(first) = number(first) else {
+    let Some(first) = saturating_decimal(first) else {
         return RangeOutcome::Full;
     };
     let last = if last.is_empty() {
         u64::MAX
     } else {
-        match number(last) {
+        match saturating_decimal(last) {
             Some(last) if last >= first => last,
             _ => return RangeOutcome::Full,
         }
@@ -74,26 +76,6 @@ pub fn evaluate(value: &[u8], len: u64) -> RangeOutcome {
         first,
         last: last.min(len - 1),
     }
-}
-
-/// Decimal digits; values beyond `u64` saturate (and are then beyond any length).
-fn number(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(digits.iter().fold(0u64, |n, &d| {
-        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-    }))
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 #[cfg(test)]

@@ -250,11 +250,11 @@ pub fn parse<'b>(
     let mut chunked_last = false;
     for h in headers {
         let name = h.name.as_bytes();
-        let value = trim(h.value);
+        let value = trim_ows(h.value);
         if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',').map(trim) {
+            for token in value.split(|&b| b == b',').map(trim_ows) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -263,7 +263,7 @@ pub fn parse<'b>(
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
             // Repeated lines or a list of identical values are allowed (RFC 9110 8.6).
-            for item in value.split(|&b| b == b',').map(trim) {
+            for item in value.split(|&b| b == b',').map(trim_ows) {
                 let n = parse_content_length(item)?;
                 if content_length.is_some_and(|m| m != n) {
                     return Err(RequestError::Malformed);
@@ -272,7 +272,7 @@ pub fn parse<'b>(
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoding = true;
-            if let Some(last) = value.split(|&b| b == b',').map(trim).next_back() {
+            if let Some(last) = value.split(|&b| b == b',').map(trim_ows).next_back() {
                 chunked_last = last.eq_ignore_ascii_case(b"chunked");
             }
         } else if name.eq_ignore_ascii_case(b"if-none-match") {
@@ -312,15 +312,23 @@ pub fn parse<'b>(
 
 /// `Content-Length` digits; values beyond `u64` saturate (and then exceed any limit).
 fn parse_content_length(digits: &[u8]) -> Result<u64, RequestError> {
+    saturating_decimal(digits).ok_or(RequestError::Malformed)
+}
+
+/// The value of a non-empty run of ASCII digits, saturating at `u64::MAX`; `None` for
+/// anything else.
+pub(crate) fn saturating_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(RequestError::Malformed);
+        return None;
     }
-    Ok(digits.iter().fold(0u64, |n, &d| {
+    Some(digits.iter().fold(0u64, |n, &d| {
         n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
     }))
 }
 
-fn trim(mut s: &[u8]) -> &[u8] {
+/// `s` without the optional whitespace (spaces and tabs, RFC 9110 section 5.6.3) at
+/// either end.
+pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }

@@ -11,18 +11,9 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use crate::files::SendError;
+pub use threadlib::deadline::TransportError;
 
-/// Why a transport operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// The deadline passed before the operation could complete.
-    #[error("deadline passed")]
-    TimedOut,
-    /// The underlying stream failed (reset, broken pipe, cancelled thread, ...).
-    #[error("transport I/O: {0}")]
-    Io(#[from] io::Error),
-}
+use crate::files::SendError;
 
 /// A bidirectional byte stream with deadlines, such as one accepted TCP connection.
 ///

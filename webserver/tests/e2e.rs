@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use server::{Net, Server};
+use server::Server;
+use webserver::NetBackend;
 
 mod server;
 
@@ -25,13 +26,13 @@ macro_rules! on_both_networks {
             mod $name {
                 #[test]
                 fn kernel() {
-                    super::$name(super::Net::Kernel);
+                    super::$name(super::NetBackend::Kernel);
                 }
 
                 #[test]
                 fn user() {
                     if testnet::privileged(concat!(stringify!($name), " on the user-space stack")) {
-                        super::$name(super::Net::User);
+                        super::$name(super::NetBackend::User);
                     }
                 }
             }
@@ -54,7 +55,7 @@ on_both_networks!(
 
 /// A fresh root for a test on `on`: `a.txt`, `big.bin` (200 KiB), `sub/index.html`, `empty/`,
 /// `space name.txt`, and a symlink `escape` to a file outside the root.
-fn root(on: Net, name: &str) -> PathBuf {
+fn root(on: NetBackend, name: &str) -> PathBuf {
     let base = std::env::temp_dir().join(format!(
         "webserver-e2e-{}-{name}-{on:?}",
         std::process::id()
@@ -90,7 +91,7 @@ fn status(response: &[u8]) -> u16 {
         .unwrap()
 }
 
-fn get_head_and_headers(on: Net) {
+fn get_head_and_headers(on: NetBackend) {
     let root = root(on, "get");
     let s = Server::start(on, Some(&root), &[]);
     let (head, body) = s.curl(&[&s.url("/a.txt")]);
@@ -118,7 +119,7 @@ fn get_head_and_headers(on: Net) {
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 }
 
-fn directories_redirects_and_autoindex(on: Net) {
+fn directories_redirects_and_autoindex(on: NetBackend) {
     let root = root(on, "dirs");
     let s = Server::start(on, Some(&root), &[]);
     let (head, body) = s.curl(&[&s.url("/sub/")]);
@@ -137,7 +138,7 @@ fn directories_redirects_and_autoindex(on: Net) {
     assert!(body.contains("a.txt") && body.contains("sub/"), "{body}");
 }
 
-fn nothing_escapes_the_root(on: Net) {
+fn nothing_escapes_the_root(on: NetBackend) {
     let root = root(on, "escape");
     let s = Server::start(on, Some(&root), &[]);
     for target in [
@@ -158,7 +159,7 @@ fn nothing_escapes_the_root(on: Net) {
     assert_eq!(status(&r), 403);
 }
 
-fn keep_alive_close_http10_and_pipelining(on: Net) {
+fn keep_alive_close_http10_and_pipelining(on: NetBackend) {
     let root = root(on, "keepalive");
     let s = Server::start(on, Some(&root), &[]);
     let mut c = s.connect();
@@ -186,7 +187,7 @@ fn keep_alive_close_http10_and_pipelining(on: Net) {
     assert!(text.ends_with("hello world\n"));
 }
 
-fn methods_conditionals_and_ranges(on: Net) {
+fn methods_conditionals_and_ranges(on: NetBackend) {
     let root = root(on, "cond");
     let s = Server::start(on, Some(&root), &[]);
     let r =
@@ -224,7 +225,7 @@ fn methods_conditionals_and_ranges(on: Net) {
     assert_eq!(header(&head, "Content-Range"), Some("bytes */12"));
 }
 
-fn protections(on: Net) {
+fn protections(on: NetBackend) {
     let root = root(on, "limits");
     let s = Server::start(on, Some(&root), &["--header-timeout", "300ms"]);
     let long_header = format!(
@@ -247,7 +248,7 @@ fn protections(on: Net) {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-fn idle_keep_alive_connections_close(on: Net) {
+fn idle_keep_alive_connections_close(on: NetBackend) {
     let root = root(on, "idle");
     let s = Server::start(on, Some(&root), &["--keepalive-timeout", "300ms"]);
     let mut c = s.connect();
@@ -259,7 +260,7 @@ fn idle_keep_alive_connections_close(on: Net) {
     assert!(out.ends_with(b"hello world\n"));
 }
 
-fn connection_cap_pauses_accepting(on: Net) {
+fn connection_cap_pauses_accepting(on: NetBackend) {
     let root = root(on, "cap");
     let s = Server::start(on, Some(&root), &["--max-connections", "1"]);
     let mut first = s.connect();
@@ -286,7 +287,7 @@ fn connection_cap_pauses_accepting(on: Net) {
     assert_eq!(status(&out), 200);
 }
 
-fn graceful_shutdown_finishes_in_flight_requests(on: Net) {
+fn graceful_shutdown_finishes_in_flight_requests(on: NetBackend) {
     let root = root(on, "shutdown");
     let s = Server::start(on, Some(&root), &[]);
     // An idle keep-alive connection, and one in the middle of a request head.
@@ -320,7 +321,11 @@ fn graceful_shutdown_finishes_in_flight_requests(on: Net) {
 fn default_root_access_log_and_cli_errors() {
     let log = std::env::temp_dir().join(format!("webserver-e2e-{}-access.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
-    let s = Server::start(Net::Kernel, None, &["--access-log", log.to_str().unwrap()]);
+    let s = Server::start(
+        NetBackend::Kernel,
+        None,
+        &["--access-log", log.to_str().unwrap()],
+    );
     let (head, body) = s.curl(&[&s.url("/files/1k.txt")]);
     assert!(head.starts_with("HTTP/1.1 200"));
     assert_eq!(body.len(), 1024);
@@ -366,7 +371,7 @@ fn default_root_access_log_and_cli_errors() {
 }
 
 /// Every file of the bundled site, and a generated 100 MiB file, arrive byte for byte.
-fn every_file_arrives_intact(on: Net) {
+fn every_file_arrives_intact(on: NetBackend) {
     let root = root(on, "bytes");
     let huge: Vec<u8> = (0..100u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
@@ -440,7 +445,7 @@ fn zstd(data: &[u8]) -> Vec<u8> {
 /// A root with `page.html` and its three variants, `only-gz.css` with a gzip variant,
 /// and `plain.txt` without any.
 fn variants_root(name: &str) -> PathBuf {
-    let root = root(Net::Kernel, name);
+    let root = root(NetBackend::Kernel, name);
     let page = page();
     std::fs::write(root.join("page.html"), &page).unwrap();
     std::fs::write(root.join("page.html.gz"), gzip(&page)).unwrap();
@@ -477,7 +482,7 @@ fn precompressed_variants() {
     let root = variants_root("variants");
     let page = page();
     let (gz, br, zst) = (gzip(&page), brotli(&page), zstd(&page));
-    let s = Server::start(Net::Kernel, Some(&root), &[]);
+    let s = Server::start(NetBackend::Kernel, Some(&root), &[]);
 
     // curl decodes each coding back to the original.
     for (accept, coding) in [
@@ -642,7 +647,7 @@ fn precompressed_variants() {
     drop(s);
 
     // Off: the variants are never served in place of the file.
-    let s = Server::start(Net::Kernel, Some(&root), &["--no-precompressed"]);
+    let s = Server::start(NetBackend::Kernel, Some(&root), &["--no-precompressed"]);
     let (head, body) = request(
         &s,
         "GET",
@@ -656,9 +661,9 @@ fn precompressed_variants() {
 
 #[test]
 fn cache_control_on_successful_file_responses() {
-    let root = root(Net::Kernel, "cache-control");
+    let root = root(NetBackend::Kernel, "cache-control");
     let cc = "public, max-age=3600";
-    let s = Server::start(Net::Kernel, Some(&root), &["--cache-control", cc]);
+    let s = Server::start(NetBackend::Kernel, Some(&root), &["--cache-control", cc]);
     let (head, body) = request(&s, "GET", "/a.txt", &[]);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(header(&head, "Cache-Control"), Some(cc), "{head}");
@@ -691,7 +696,7 @@ fn cache_control_on_successful_file_responses() {
     }
     drop(s);
     // Default: none.
-    let s = Server::start(Net::Kernel, Some(&root), &[]);
+    let s = Server::start(NetBackend::Kernel, Some(&root), &[]);
     let (head, _) = request(&s, "GET", "/a.txt", &[]);
     assert_eq!(header(&head, "Cache-Control"), None, "{head}");
     // A value that cannot be a header is a usage error.
@@ -710,7 +715,7 @@ fn cache_control_on_successful_file_responses() {
 
 #[test]
 fn media_types_from_a_file_and_flags() {
-    let root = root(Net::Kernel, "mime");
+    let root = root(NetBackend::Kernel, "mime");
     std::fs::write(root.join("notes.md"), b"# notes\n").unwrap();
     std::fs::write(root.join("x.thing"), b"thing").unwrap();
     let types = root.parent().unwrap().join("types");
@@ -724,7 +729,7 @@ fn media_types_from_a_file_and_flags() {
     .unwrap();
     let types_arg = types.to_str().unwrap();
     let s = Server::start(
-        Net::Kernel,
+        NetBackend::Kernel,
         Some(&root),
         &["--mime-types", types_arg, "--mime", "txt=text/x-custom"],
     );
@@ -742,7 +747,7 @@ fn media_types_from_a_file_and_flags() {
     drop(s);
     // A --mime flag wins over the file; without either, the built-in types.
     let s = Server::start(
-        Net::Kernel,
+        NetBackend::Kernel,
         Some(&root),
         &["--mime-types", types_arg, "--mime", ".MD=text/x-markdown"],
     );
@@ -752,7 +757,7 @@ fn media_types_from_a_file_and_flags() {
         Some("text/x-markdown; charset=utf-8")
     );
     drop(s);
-    let s = Server::start(Net::Kernel, Some(&root), &[]);
+    let s = Server::start(NetBackend::Kernel, Some(&root), &[]);
     let (head, _) = request(&s, "GET", "/a.txt", &[]);
     assert_eq!(
         header(&head, "Content-Type"),
@@ -808,7 +813,7 @@ fn get_a_txt(addr: SocketAddr) -> Vec<u8> {
 
 #[test]
 fn several_listeners_ipv4_and_ipv6() {
-    let root = root(Net::Kernel, "listeners");
+    let root = root(NetBackend::Kernel, "listeners");
     let second = if has_ipv6_loopback() {
         "[::1]:0"
     } else {
@@ -817,7 +822,7 @@ fn several_listeners_ipv4_and_ipv6() {
     };
     // `Server::start` listens on 127.0.0.1:0 first. Every core listens on both.
     let s = Server::start(
-        Net::Kernel,
+        NetBackend::Kernel,
         Some(&root),
         &["--listen", second, "--cores", "2"],
     );
@@ -836,7 +841,7 @@ fn several_listeners_ipv4_and_ipv6() {
 
     // One connection at a time over both listeners.
     let s = Server::start(
-        Net::Kernel,
+        NetBackend::Kernel,
         Some(&root),
         &["--listen", second, "--max-connections", "1"],
     );
@@ -937,7 +942,7 @@ fn out_of_file_descriptors_is_503_and_passes() {
     use std::sync::{Arc, Mutex};
 
     const LIMIT: libc::rlim_t = 64;
-    let root = root(Net::Kernel, "emfile");
+    let root = root(NetBackend::Kernel, "emfile");
     for i in 0..10 {
         std::fs::write(root.join(format!("f{i}.txt")), format!("file {i}\n")).unwrap();
     }

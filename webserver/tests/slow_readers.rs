@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use server::{Net, Server};
+use server::Server;
 use socket2::{Domain, Socket, Type};
+use webserver::NetBackend;
 
 mod server;
 
@@ -132,7 +133,7 @@ fn unsent_per_connection(port: u16) -> Vec<u64> {
 fn slow_readers_ramping_up_delay_no_one_and_hold_little_unsent_data() {
     raise_fd_limit();
     let root = root();
-    let server = Server::start(Net::Kernel, Some(&root), &[]);
+    let server = Server::start(NetBackend::Kernel, Some(&root), &[]);
     let addr = server.addr;
 
     let stop = Arc::new(AtomicBool::new(false));

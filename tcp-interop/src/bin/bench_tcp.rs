@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use benchkit::{median, Better, Spec};
 use clap::Parser;
-use serde::Serialize;
 use serde_json::json;
 use tcp_interop::service::{Service, ECHO_PORT, SINK_PORT};
 use tcp_interop::{ours, smoltcp_server, workload};
@@ -235,30 +235,6 @@ fn pingpong_once(target: Target, conns: usize, args: &Args) -> Result<(f64, f64)
     Ok((pp.rate(), pp.latency_us.value_at_quantile(0.99) as f64))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// One line of `tcp.json`, in the format of docs/ARCHITECTURE.md.
-#[derive(Debug, Serialize)]
-struct Record {
-    bench: &'static str,
-    metric: &'static str,
-    better: &'static str,
-    ours: f64,
-    anchor: &'static str,
-    anchor_value: f64,
-    ratio: f64,
-    runs: usize,
-    params: serde_json::Value,
-}
-
 /// Attempts per measurement before the benchmark gives up.
 const ATTEMPTS: u32 = 3;
 
@@ -292,10 +268,7 @@ fn failures(f: &[(Target, u32)]) -> serde_json::Value {
 
 /// Medians per target of one figure.
 struct Figure {
-    bench: &'static str,
-    metric: &'static str,
-    better: &'static str,
-    params: serde_json::Value,
+    spec: Spec,
     values: Vec<(Target, f64)>,
 }
 
@@ -325,13 +298,15 @@ fn main() -> Result<()> {
             }
         }
         figures.push(Figure {
-            bench,
-            metric: "gbit_per_s",
-            better: "higher",
-            params: json!({"bytes": args.bulk_bytes, "mtu": mtu, "buffer": args.buffer,
-                           "tcpstack_tun_offload": !args.no_offload,
-                           "failed_attempts": failures(&failed)}),
-            values: runs.into_iter().map(|(t, v)| (t, median(v))).collect(),
+            spec: Spec {
+                bench,
+                metric: "gbit_per_s",
+                better: Better::Higher,
+                params: json!({"bytes": args.bulk_bytes, "mtu": mtu, "buffer": args.buffer,
+                               "tcpstack_tun_offload": !args.no_offload,
+                               "failed_attempts": failures(&failed)}),
+            },
+            values: runs.into_iter().map(|(t, v)| (t, median(&v))).collect(),
         });
     }
 
@@ -359,18 +334,22 @@ fn main() -> Result<()> {
                             "tcpstack_tun_offload": !args.no_offload,
                             "failed_attempts": failures(&failed)});
         figures.push(Figure {
-            bench,
-            metric: "round_trips_per_s",
-            better: "higher",
-            params: params.clone(),
-            values: rates.into_iter().map(|(t, v)| (t, median(v))).collect(),
+            spec: Spec {
+                bench,
+                metric: "round_trips_per_s",
+                better: Better::Higher,
+                params: params.clone(),
+            },
+            values: rates.into_iter().map(|(t, v)| (t, median(&v))).collect(),
         });
         figures.push(Figure {
-            bench,
-            metric: "p99_us",
-            better: "lower",
-            params,
-            values: p99s.into_iter().map(|(t, v)| (t, median(v))).collect(),
+            spec: Spec {
+                bench,
+                metric: "p99_us",
+                better: Better::Lower,
+                params,
+            },
+            values: p99s.into_iter().map(|(t, v)| (t, median(&v))).collect(),
         });
     }
 
@@ -386,32 +365,24 @@ fn main() -> Result<()> {
             Some(v) => format!(" {v:>width$.3}"),
             None => format!(" {:>width$}", "-"),
         };
-        let mut line = format!("{:<16} {:<18}{}", f.bench, f.metric, cell(ours, 12));
+        let mut line = format!(
+            "{:<16} {:<18}{}",
+            f.spec.bench,
+            f.spec.metric,
+            cell(ours, 12)
+        );
         for (anchor, width) in [(Target::Smoltcp, 12), (Target::Kernel, 16)] {
             let a = value(anchor);
             let ratio = ours.zip(a).map(|(o, a)| o / a);
             line += &(cell(a, width) + &cell(ratio, 7));
-            let (Some(ours), Some(a), Some(ratio)) = (ours, a, ratio) else {
+            let (Some(ours), Some(a)) = (ours, a) else {
                 continue;
             };
-            records.push(Record {
-                bench: f.bench,
-                metric: f.metric,
-                better: f.better,
-                ours,
-                anchor: anchor.label(),
-                anchor_value: a,
-                ratio,
-                runs: args.runs,
-                params: f.params.clone(),
-            });
+            records.push(f.spec.record(ours, anchor.label(), a, args.runs));
         }
         println!("{line}");
     }
-    if let Some(dir) = args.json.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.json, serde_json::to_string_pretty(&records)? + "\n")
+    benchkit::write(&args.json, &records)
         .with_context(|| format!("writing {}", args.json.display()))?;
     println!("\nwrote {}", args.json.display());
     Ok(())

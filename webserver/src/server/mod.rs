@@ -16,11 +16,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use threadlib::fs::Dir;
-use threadlib::net::{KernelNet, ListenOptions, Listener, Network};
+use threadlib::net::{ListenOptions, Listener, Network};
 use threadlib::signal::Signals;
 use threadlib::sync::remote::{oneshot, OneshotReceiver};
 use threadlib::Error;
-use usernet::{NetReport, UserNet};
+use usernet::cli::NetStats;
+use usernet::NetReport;
 use webserver::{serve_listeners, ContentOptions, ServeLimits, ServerContext, Settings, Totals};
 
 pub use log_sink::Sink;
@@ -42,24 +43,6 @@ const UNSENT_LIMIT: u32 = 32 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// The signals the server handles; block them before starting the runtime.
 pub const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1];
-
-/// Counters a network keeps of its own, printed at shutdown and on SIGUSR1.
-pub trait NetStats {
-    /// The current core's counters, if the network keeps any.
-    fn report(&self) -> Option<NetReport>;
-}
-
-impl NetStats for KernelNet {
-    fn report(&self) -> Option<NetReport> {
-        None
-    }
-}
-
-impl NetStats for UserNet {
-    fn report(&self) -> Option<NetReport> {
-        UserNet::report(self).ok()
-    }
-}
 
 /// What one core needs to serve: its own root capability and access-log sink.
 pub struct CoreParts {

@@ -13,13 +13,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use testnet::{TestNet, STACK_ADDR};
-
-/// Which network the server runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Net {
-    Kernel,
-    User,
-}
+use webserver::NetBackend;
 
 /// A running server, killed when dropped (then its namespace is removed).
 pub struct Server {
@@ -34,17 +28,17 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(on: Net, root: Option<&Path>, extra: &[&str]) -> Server {
+    pub fn start(on: NetBackend, root: Option<&Path>, extra: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_webserver"));
         if !extra.contains(&"--cores") {
             cmd.args(["--cores", "1"]);
         }
         let net = match on {
-            Net::Kernel => {
+            NetBackend::Kernel => {
                 cmd.args(["--listen", "127.0.0.1:0"]);
                 None
             }
-            Net::User => {
+            NetBackend::User => {
                 let net = TestNet::create("ws", 1500).expect("a namespace with a TUN device");
                 cmd.args(["--net", "user", "--netns", net.ns(), "--tun", net.dev()])
                     .arg("--stack-addr")
