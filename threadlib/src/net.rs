@@ -218,7 +218,7 @@ impl Listener for KernelListener {
 
 impl Drop for KernelListener {
     fn drop(&mut self) {
-        let _ = crate::core::Core::try_with(|c| c.forget_fd(self.fd()));
+        let _ = crate::core::Core::with_current(|c| c.forget_fd(self.fd()));
     }
 }
 
@@ -322,6 +322,6 @@ impl Stream for KernelStream {
 
 impl Drop for KernelStream {
     fn drop(&mut self) {
-        let _ = crate::core::Core::try_with(|c| c.forget_fd(self.fd()));
+        let _ = crate::core::Core::with_current(|c| c.forget_fd(self.fd()));
     }
 }

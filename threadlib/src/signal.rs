@@ -86,7 +86,7 @@ impl Signals {
 
 impl Drop for Signals {
     fn drop(&mut self) {
-        if crate::core::Core::current().is_some() {
+        if crate::core::Core::is_entered() {
             forget(self.fd.as_raw_fd());
         }
     }

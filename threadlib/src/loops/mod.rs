@@ -164,12 +164,14 @@ pub fn with_loop<L: EventLoop, R>(
     id: LoopId,
     f: impl FnOnce(&mut L, &mut LoopCx<'_>) -> R,
 ) -> Result<R> {
-    let core = Core::current().ok_or(Error::NoRuntime)?;
-    core.with_custom(id.0, false, |l, cx| {
-        let any: &mut dyn Any = l;
-        any.downcast_mut::<L>().map(|l| f(l, cx))
+    Core::with_current(|core| {
+        core.with_custom(id.0, false, |l, cx| {
+            let any: &mut dyn Any = l;
+            any.downcast_mut::<L>().map(|l| f(l, cx))
+        })
+        .flatten()
     })
-    .flatten()
+    .ok_or(Error::NoRuntime)?
     .ok_or(Error::NoEventLoop(
         "custom (unknown LoopId, wrong type or busy)",
     ))
