@@ -11,8 +11,8 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 
 use crate::error::{Error, Result};
-use crate::fd::wait;
 use crate::fs::File;
+use crate::readiness::wait;
 use crate::syscall::Readiness;
 
 pub use iolib::socket::ListenOptions;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::core::{Core, CoreConfig};
 use crate::error::{Error, Result};
 use crate::inbox::{Inbox, InboxMsg};
-use crate::loops::pool::BlockingPool;
+use crate::loops::blocking::BlockingPool;
 use crate::loops::{EventLoop, LoopId};
 use crate::thread::{spawn, JoinHandle};
 use crate::time::ClockKind;

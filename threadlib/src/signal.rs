@@ -8,7 +8,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::error::{Error, Result};
-use crate::fd::{forget, wait};
+use crate::readiness::{forget, wait};
 use crate::syscall::Readiness;
 
 fn sigset(signals: &[i32]) -> libc::sigset_t {

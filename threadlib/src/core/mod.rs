@@ -28,7 +28,7 @@ use std::sync::Arc;
 use crate::cancel::CancelCtx;
 use crate::error::Result;
 use crate::inbox::Inbox;
-use crate::loops::pool::BlockingPool;
+use crate::loops::blocking::BlockingPool;
 use crate::loops::EventLoop;
 use crate::runtime::Shared;
 use crate::scope::ScopeInner;

@@ -16,10 +16,10 @@ use super::{Core, CoreConfig};
 use crate::cancel::CancelCtx;
 use crate::error::{Error, Result};
 use crate::inbox::{Inbox, InboxMsg};
-use crate::loops::fd::FdLoop;
-use crate::loops::pool::BlockingPool;
+use crate::loops::blocking::BlockingPool;
+use crate::loops::readiness::FdLoop;
 use crate::loops::timer::{Fired, TimerLoop};
-use crate::loops::uring::UringLoop;
+use crate::loops::uring_io::UringLoop;
 use crate::loops::{EventLoop, LoopCx, Request};
 use crate::syscall::{BlockingJob, Readiness};
 
