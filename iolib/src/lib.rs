@@ -1,5 +1,5 @@
 //! Thin, safe wrappers over the Linux I/O the project needs: epoll, eventfd, io_uring,
-//! non-blocking sockets, pipes/splice, TUN devices, network namespaces and eBPF
+//! non-blocking sockets, pipes/splice/sendfile, signalfd, TUN devices, network namespaces and eBPF
 //! socket-filter programs. No scheduling and no policy live
 //! here: every call does one OS operation and reports its result or a typed [`Error`].
 
@@ -10,6 +10,7 @@ pub mod eventfd;
 pub mod fd;
 pub mod netif;
 pub mod netns;
+pub mod signal;
 pub mod socket;
 pub mod tun;
 pub mod uring;

@@ -135,19 +135,8 @@ impl Dir {
         use std::os::unix::ffi::OsStrExt;
         let c = std::ffi::CString::new(path.as_ref().as_os_str().as_bytes())
             .map_err(|_| Error::Io(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
-        // SAFETY: `c` is a valid NUL-terminated path; the result is checked.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(Error::Io(std::io::Error::last_os_error()));
-        }
-        // SAFETY: `fd` is a fresh descriptor we exclusively own.
         Ok(Dir {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: iolib::fd::open(&c, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?,
         })
     }
 
