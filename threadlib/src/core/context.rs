@@ -16,8 +16,8 @@
 //!
 //! Futures therefore never keep a core across an `await`: they look it up again at
 //! each poll. A future polled after its runtime has stopped (kept alive in a
-//! thread-local, say) finds no core and fails with `NoRuntime` instead of touching
-//! freed memory.
+//! thread-local, say) finds no core and fails with `NoRuntime` (or panics, as any call
+//! that needs a runtime does outside one) instead of touching freed memory.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -72,5 +72,38 @@ pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> R {
     match Core::with_current(f) {
         Some(r) => r,
         None => panic!("threadlib: this call must be made from a thread of a threadlib runtime"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Core;
+
+    fn current_addr() -> Option<usize> {
+        Core::with_current(|c| c as *const Core as usize)
+    }
+
+    #[test]
+    fn a_core_is_current_only_while_its_runtime_runs_and_entries_nest() {
+        assert_eq!(current_addr(), None);
+        let (outer, inner, after) = crate::run(async {
+            let outer = current_addr();
+            let inner = crate::Runtime::builder()
+                .uring(None)
+                .blocking_threads(0)
+                .build()
+                .unwrap()
+                .block_on(async { current_addr() })
+                .unwrap();
+            (outer, inner, current_addr())
+        })
+        .unwrap();
+        assert!(outer.is_some() && inner.is_some());
+        assert_ne!(outer, inner, "the nested runtime runs its own core");
+        assert_eq!(
+            outer, after,
+            "leaving the nested runtime restores the outer core"
+        );
+        assert_eq!(current_addr(), None);
     }
 }
