@@ -89,7 +89,8 @@ impl Core {
     /// `state` (SplitMix64), so that a seeded run explores interleavings the FIFO order
     /// never produces, and replays the same one for the same seed.
     fn run_shuffled(&self, n: usize, state: &Cell<u64>) {
-        let mut batch = std::mem::take(&mut *self.batch.borrow_mut());
+        // Held throughout: nothing a thread does reaches the batch.
+        let mut batch = self.batch.borrow_mut();
         self.tasks.borrow_mut().drain_ready(n, &mut batch);
         for i in (1..batch.len()).rev() {
             let mut z = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -99,11 +100,10 @@ impl Core {
             z ^= z >> 31;
             batch.swap(i, (z % (i as u64 + 1)) as usize);
         }
-        for &tid in &batch {
+        for &tid in batch.iter() {
             self.run_thread(tid);
         }
         batch.clear();
-        *self.batch.borrow_mut() = batch;
     }
 
     /// Polls `tid` once if it is ready, then hands its system call to the dispatcher

@@ -28,11 +28,18 @@ const TOKEN_INBOX: u64 = 1 << 40;
 const TOKEN_URING: u64 = 1 << 41;
 const TOKEN_CUSTOM: u64 = 1 << 42;
 
+/// A user event loop and the buffer of the completions one call to it makes.
+struct LoopState {
+    lp: Box<dyn EventLoop>,
+    done: Vec<(ThreadId, Completion)>,
+}
+
 /// A user event loop and the scheduler's bookkeeping for it.
 struct LoopSlot {
-    /// Borrowed while the loop runs (`poll`, `submit`, `cancel`, `with_loop`), so a
-    /// re-entrant call finds it busy instead of aliasing it.
-    lp: RefCell<Box<dyn EventLoop>>,
+    /// Borrowed while the loop runs (`poll`, `submit`, `cancel`, `with_loop`) and its
+    /// completions are delivered, so a re-entrant call finds it busy instead of
+    /// aliasing it.
+    state: RefCell<LoopState>,
     has_fd: bool,
     /// Threads blocked in a call to this loop.
     pending: Cell<usize>,
@@ -56,8 +63,6 @@ pub(super) struct Sources {
     custom_pending: Cell<usize>,
     /// Some loop in `custom` is dirty.
     any_dirty: Cell<bool>,
-    /// Reused buffer for the completions one loop call makes.
-    loop_done: RefCell<Vec<(ThreadId, Completion)>>,
 }
 
 impl Sources {
@@ -85,7 +90,10 @@ impl Sources {
                 poller.add(fd, Interest::READABLE, TOKEN_CUSTOM + i as u64)?;
             }
             custom.push(LoopSlot {
-                lp: RefCell::new(l),
+                state: RefCell::new(LoopState {
+                    lp: l,
+                    done: Vec::new(),
+                }),
                 has_fd: fd.is_some(),
                 pending: Cell::new(0),
                 dirty: Cell::new(false),
@@ -104,7 +112,6 @@ impl Sources {
             custom: custom.into_boxed_slice(),
             custom_pending: Cell::new(0),
             any_dirty: Cell::new(false),
-            loop_done: RefCell::new(Vec::new()),
         })
     }
 }
@@ -324,7 +331,8 @@ impl Core {
 
     fn reap_uring(&self) {
         let Some(u) = &self.sources.uring else { return };
-        let mut done = std::mem::take(&mut *self.sources.uring_done.borrow_mut());
+        // Held throughout: completing a call only queues its thread.
+        let mut done = self.sources.uring_done.borrow_mut();
         u.borrow_mut().reap(&mut done);
         for (tid, c) in done.drain(..) {
             let id = c.id;
@@ -340,7 +348,6 @@ impl Core {
             };
             self.complete(tid, Some(wait), c);
         }
-        *self.sources.uring_done.borrow_mut() = done;
     }
 
     /// Handles the messages other OS threads sent this core.
@@ -398,19 +405,18 @@ impl Core {
     ) -> Option<R> {
         let s = &self.sources;
         let slot = s.custom.get(idx as usize)?;
-        let mut l = slot.lp.try_borrow_mut().ok()?;
-        // Taken rather than borrowed: `f` may call another loop, which needs a buffer.
-        let mut done = std::mem::take(&mut *s.loop_done.borrow_mut());
+        // Held until the completions are delivered (which only queues threads); `f`
+        // may call other loops, each with its own state.
+        let mut state = slot.state.try_borrow_mut().ok()?;
+        let LoopState { lp, done } = &mut *state;
         let mut cx = LoopCx {
             now: self.now_instant(),
-            done: &mut done,
+            done,
             fd_ready,
             poll_soon: false,
         };
-        let r = f(&mut **l, &mut cx);
-        let poll_soon = cx.poll_soon;
-        drop(l);
-        if poll_soon {
+        let r = f(&mut **lp, &mut cx);
+        if cx.poll_soon {
             slot.dirty.set(true);
             s.any_dirty.set(true);
         }
@@ -421,7 +427,6 @@ impl Core {
                     .set(s.custom_pending.get().saturating_sub(1));
             }
         }
-        *s.loop_done.borrow_mut() = done;
         Some(r)
     }
 
@@ -439,9 +444,9 @@ impl Core {
             let due = !slot.has_fd
                 || (dirty && slot.dirty.replace(false))
                 || slot
-                    .lp
+                    .state
                     .try_borrow()
-                    .is_ok_and(|l| l.next_deadline().is_some_and(|d| d <= now));
+                    .is_ok_and(|st| st.lp.next_deadline().is_some_and(|d| d <= now));
             if due {
                 self.with_custom(idx as u32, false, |l, cx| l.poll(cx));
             }
@@ -455,9 +460,10 @@ impl Core {
         let base = self.clock.base();
         let mut due: Option<u64> = None;
         for slot in self.sources.custom.iter() {
-            let Ok(l) = slot.lp.try_borrow() else {
+            let Ok(st) = slot.state.try_borrow() else {
                 continue;
             };
+            let l = &st.lp;
             let d = match l.next_deadline() {
                 Some(d) => d.saturating_duration_since(base).as_nanos() as u64,
                 None if !slot.has_fd && slot.pending.get() > 0 && !l.wakes_at_deadlines() => now,
