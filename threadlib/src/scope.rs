@@ -82,7 +82,7 @@ impl Scope {
             return Err(Error::Closed);
         }
         Core::with_current(|core| spawn_in(core, &self.inner, fut, true, true))
-            .ok_or(Error::NoRuntime)
+            .ok_or_else(|| Error::NoRuntime)
     }
 
     /// Cancels every thread of the scope (and the scope body); [`scope`] then returns

@@ -111,7 +111,8 @@ impl Future for Call {
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        Core::with_current(|core| this.poll_on(core)).unwrap_or(Poll::Ready(Err(Error::NoRuntime)))
+        Core::with_current(|core| this.poll_on(core))
+            .unwrap_or_else(|| Poll::Ready(Err(Error::NoRuntime)))
     }
 }
 
@@ -171,7 +172,8 @@ impl Future for SimpleCall {
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
-        Core::with_current(|core| this.poll_on(core)).unwrap_or(Poll::Ready(Err(Error::NoRuntime)))
+        Core::with_current(|core| this.poll_on(core))
+            .unwrap_or_else(|| Poll::Ready(Err(Error::NoRuntime)))
     }
 }
 

@@ -150,7 +150,8 @@ impl<T> Future for JoinHandle<T> {
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<T>> {
         let this = self.get_mut();
-        Core::with_current(|core| this.poll_on(core)).unwrap_or(Poll::Ready(Err(Error::NoRuntime)))
+        Core::with_current(|core| this.poll_on(core))
+            .unwrap_or_else(|| Poll::Ready(Err(Error::NoRuntime)))
     }
 }
 
@@ -257,7 +258,7 @@ where
     F::Output: 'static,
 {
     Core::with_current(|core| spawn_in(core, &core.root.clone(), Plain(fut), false, true))
-        .ok_or(Error::NoRuntime)
+        .ok_or_else(|| Error::NoRuntime)
 }
 
 /// Forks a thread and lets it run before the caller continues (the `Fork` system
@@ -268,7 +269,7 @@ where
     F::Output: 'static,
 {
     let h = Core::with_current(|core| spawn_in(core, &core.root.clone(), Plain(fut), false, false))
-        .ok_or(Error::NoRuntime)?;
+        .ok_or_else(|| Error::NoRuntime)?;
     Call::new(Syscall::Fork(h.id())).await?;
     Ok(h)
 }

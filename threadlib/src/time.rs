@@ -144,7 +144,7 @@ pub fn pending_timers() -> usize {
 
 /// Moves the current core's mock clock forward by `d`.
 pub fn advance(d: Duration) -> Result<()> {
-    if Core::with_current(|c| c.clock.advance(d)).ok_or(Error::NoRuntime)? {
+    if Core::with_current(|c| c.clock.advance(d)).ok_or_else(|| Error::NoRuntime)? {
         Ok(())
     } else {
         Err(Error::other(
@@ -223,7 +223,7 @@ where
         Some((ctx, key))
     })
     .flatten()
-    .ok_or(Error::NoRuntime)?;
+    .ok_or_else(|| Error::NoRuntime)?;
     let _guard = TimerGuard { key };
     let r = InCtx::new(ctx.clone(), fut).await;
     match r {

@@ -172,8 +172,6 @@ pub fn with_loop<L: EventLoop, R>(
         })
         .flatten()
     })
-    .ok_or(Error::NoRuntime)?
-    .ok_or(Error::NoEventLoop(
-        "custom (unknown LoopId, wrong type or busy)",
-    ))
+    .ok_or_else(|| Error::NoRuntime)?
+    .ok_or_else(|| Error::NoEventLoop("custom (unknown LoopId, wrong type or busy)"))
 }
