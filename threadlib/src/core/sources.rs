@@ -302,12 +302,24 @@ impl Core {
     pub(super) fn poll_events(&self, timeout: Option<Duration>) -> Result<()> {
         let s = &self.sources;
         self.submit_uring()?;
-        let mut events = s.events.borrow_mut();
-        s.poller.wait(&mut events, timeout)?;
+        let uring_ready = {
+            let mut events = s.events.borrow_mut();
+            s.poller.wait(&mut events, timeout)?;
+            self.handle_events(&events)?
+        };
+        if uring_ready || s.uring.as_ref().is_some_and(|u| u.borrow().inflight() > 0) {
+            self.reap_uring();
+        }
+        Ok(())
+    }
+
+    /// Routes each epoll event to its source; returns whether the ring has
+    /// completions to reap.
+    fn handle_events(&self, events: &Events) -> Result<bool> {
         let mut uring_ready = false;
         for (token, readiness) in events.iter() {
             if token < TOKEN_INBOX {
-                if let Some(fds) = &s.fds {
+                if let Some(fds) = &self.sources.fds {
                     let woke = fds.borrow_mut().on_event(token as RawFd, readiness);
                     for tid in woke.into_iter().flatten() {
                         self.complete(tid, Some(Wait::Fd(token as RawFd)), Completion::Value(0));
@@ -322,11 +334,7 @@ impl Core {
                 self.with_custom((token - TOKEN_CUSTOM) as u32, true, |l, cx| l.poll(cx));
             }
         }
-        drop(events);
-        if uring_ready || s.uring.as_ref().is_some_and(|u| u.borrow().inflight() > 0) {
-            self.reap_uring();
-        }
-        Ok(())
+        Ok(uring_ready)
     }
 
     fn reap_uring(&self) {
