@@ -7,8 +7,8 @@
 //! that borrows the core, so the core outlives the guard; dropping the guard restores
 //! the previous pointer (entries nest, as a runtime started inside another does).
 //! `enter` is crate-private and its only callers hold the guard in a local until their
-//! scheduler loop returns; none forgets it. The pointer is only ever dereferenced inside [`Core::with_current`], whose closure gets a
-//! reference that cannot escape it (the reference's lifetime is that of the call, not
+//! scheduler loop returns; none forgets it. The pointer is only ever dereferenced
+//! inside [`Core::with_current`], whose closure gets a reference that cannot escape it (the reference's lifetime is that of the call, not
 //! `'static`). During the call the guard that set the pointer is still alive: it lives
 //! in a stack frame of the runtime below the caller, and nothing the closure can reach
 //! owns it. Hence every reference handed out points to a live core, used on the OS

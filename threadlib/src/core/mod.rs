@@ -18,8 +18,11 @@
 //!
 //! Ownership: a core's state is reached only from its own OS thread, through `&Core`;
 //! each part the scheduler mutates sits in its own cell, borrowed for one operation at
-//! a time and never across a call into a thread or a user loop. What other OS threads
-//! may touch is the [`Inbox`] (and the runtime's `Shared`), behind `Arc`s.
+//! a time. The only borrows held across a call into a thread or a user loop are of
+//! cells that code cannot reach (the shuffled batch, the epoll event list) or that
+//! guard against re-entry (a user loop's own slot, which then reads as busy). What
+//! other OS threads may touch is the [`Inbox`] (and the runtime's `Shared`), behind
+//! `Arc`s.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
