@@ -121,6 +121,29 @@ pub fn write(fd: RawFd, buf: &[u8]) -> Result<usize> {
     })
 }
 
+/// `open(2)` of `path` with `flags` (`O_CLOEXEC` is the caller's choice); returns the
+/// new descriptor.
+pub fn open(path: &std::ffi::CStr, flags: libc::c_int) -> Result<OwnedFd> {
+    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
+    let fd = cvt("open", unsafe { libc::open(path.as_ptr(), flags) })?;
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `sendfile(2)`: copies up to `count` bytes of `in_fd`, starting at `*offset`, into
+/// `out_fd`, in the kernel. Advances `*offset` by the bytes copied and returns them
+/// (0 at the end of the file).
+pub fn sendfile(out_fd: RawFd, in_fd: RawFd, offset: &mut u64, count: usize) -> Result<usize> {
+    let mut off = *offset as libc::off_t;
+    // SAFETY: `off` is a valid off_t for the kernel to update; the kernel checks both
+    // descriptors.
+    let n = cvt_size("sendfile", unsafe {
+        libc::sendfile(out_fd, in_fd, &mut off, count)
+    })?;
+    *offset = off as u64;
+    Ok(n)
+}
+
 /// Errors that mean "try again later" for a non-blocking descriptor.
 pub fn is_retry(e: &Error) -> bool {
     matches!(e.errno(), Some(libc::EAGAIN) | Some(libc::EINTR))

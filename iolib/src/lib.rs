@@ -1,6 +1,6 @@
 //! Thin, safe wrappers over the Linux I/O the project needs: epoll, eventfd, io_uring,
-//! non-blocking sockets, pipes/splice, TUN devices, network namespaces, eBPF
-//! socket-filter programs and the open-file limit. No scheduling and no policy live
+//! non-blocking sockets, pipes/splice/sendfile, signalfd, TUN devices, network
+//! namespaces, eBPF socket-filter programs and the open-file limit. No scheduling and no policy live
 //! here: every call does one OS operation and reports its result or a typed [`Error`].
 
 pub mod bpf;
@@ -11,6 +11,7 @@ pub mod fd;
 pub mod limits;
 pub mod netif;
 pub mod netns;
+pub mod signal;
 pub mod socket;
 pub mod tun;
 pub mod uring;

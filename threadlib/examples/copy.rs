@@ -128,13 +128,13 @@ async fn wait_for_pipes(
 ) -> threadlib::Result<()> {
     match (kin, kout) {
         // A file always has bytes (or end of file): the output pipe is full.
-        (FdKind::File, _) => threadlib::fd::wait(output, Readiness::Write).await,
+        (FdKind::File, _) => threadlib::readiness::wait(output, Readiness::Write).await,
         // A file always has room: the input pipe is empty.
-        (_, FdKind::File) => threadlib::fd::wait(input, Readiness::Read).await,
+        (_, FdKind::File) => threadlib::readiness::wait(input, Readiness::Read).await,
         // Pipe to pipe: `EAGAIN` does not say which one stopped us; poll(2) does.
         _ => match pipe_state(input, output)? {
-            (_, false) => threadlib::fd::wait(output, Readiness::Write).await,
-            (false, true) => threadlib::fd::wait(input, Readiness::Read).await,
+            (_, false) => threadlib::readiness::wait(output, Readiness::Write).await,
+            (false, true) => threadlib::readiness::wait(input, Readiness::Read).await,
             // Both moved since the splice looked: just retry.
             (true, true) => Ok(()),
         },
@@ -240,7 +240,7 @@ async fn read_write(
             Ok(n) => n,
             Err(e) if errno(&e) == libc::EINTR => continue,
             Err(e) if e.is_would_block() => {
-                threadlib::fd::wait(input, Readiness::Read).await?;
+                threadlib::readiness::wait(input, Readiness::Read).await?;
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -256,7 +256,9 @@ async fn write_all(output: RawFd, mut data: &[u8]) -> threadlib::Result<()> {
             Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
             Ok(n) => data = &data[n..],
             Err(e) if errno(&e) == libc::EINTR => {}
-            Err(e) if e.is_would_block() => threadlib::fd::wait(output, Readiness::Write).await?,
+            Err(e) if e.is_would_block() => {
+                threadlib::readiness::wait(output, Readiness::Write).await?
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -2,9 +2,9 @@
 //!
 //! Each accepted connection gets its own thread in one scope. Sockets are
 //! non-blocking: a thread tries `accept`/`read`/`write` and, on `WouldBlock`, hands the
-//! scheduler a `WaitFd` system call (`threadlib::fd::wait`) and retries once the epoll
+//! scheduler a `WaitFd` system call (`threadlib::readiness::wait`) and retries once the epoll
 //! loop reports readiness. Before a socket is closed its epoll registration is dropped
-//! with `threadlib::fd::forget`.
+//! with `threadlib::readiness::forget`.
 //!
 //! ```text
 //! echo [--addr IP:PORT | --port PORT] [--max-conns N] [--duration SECS]
@@ -72,7 +72,7 @@ impl Conn {
         loop {
             match self.stream.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    threadlib::fd::wait(self.stream.as_raw_fd(), Readiness::Read).await?
+                    threadlib::readiness::wait(self.stream.as_raw_fd(), Readiness::Read).await?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return Ok(r?),
@@ -86,7 +86,7 @@ impl Conn {
                 Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
                 Ok(n) => data = &data[n..],
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    threadlib::fd::wait(self.stream.as_raw_fd(), Readiness::Write).await?
+                    threadlib::readiness::wait(self.stream.as_raw_fd(), Readiness::Write).await?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
@@ -98,7 +98,7 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        threadlib::fd::forget(self.stream.as_raw_fd());
+        threadlib::readiness::forget(self.stream.as_raw_fd());
     }
 }
 
@@ -138,7 +138,7 @@ async fn accept_loop(s: &Scope, listener: &TcpListener, max: Option<u64>) -> thr
                 s.spawn(serve(Conn { stream }, peer));
             }
             Err(e) if e.is_would_block() => {
-                threadlib::fd::wait(listener.as_raw_fd(), Readiness::Read).await?
+                threadlib::readiness::wait(listener.as_raw_fd(), Readiness::Read).await?
             }
             // The peer gave up before we accepted; or we ran out of descriptors, in
             // which case waiting for connections to close would be wiser in production.
@@ -157,7 +157,7 @@ async fn server(cfg: Config) -> threadlib::Result<()> {
     io::stdout().flush()?;
     let run = threadlib::scope(|s| async move {
         let r = accept_loop(&s, &listener, cfg.max_conns).await;
-        threadlib::fd::forget(listener.as_raw_fd());
+        threadlib::readiness::forget(listener.as_raw_fd());
         r
     });
     match cfg.duration {

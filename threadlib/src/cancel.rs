@@ -100,7 +100,7 @@ impl<F> Drop for InCtx<F> {
         if let Some(prev) = self.saved.take() {
             // Only meaningful while the owning thread runs; during teardown there may be
             // no current thread, and then there is nothing to restore.
-            let _ = Core::try_with(|c| c.swap_ctx(prev));
+            let _ = Core::with_current(|c| c.swap_ctx(prev));
         }
     }
 }
@@ -110,7 +110,7 @@ impl<F> Drop for InCtx<F> {
 /// A cancellation that arrived meanwhile takes effect at the first system call after
 /// the protected section.
 pub async fn protect<F: Future>(fut: F) -> F::Output {
-    let ctx = match Core::try_with(|c| c.current_ctx()) {
+    let ctx = match Core::with_current(|c| c.current_ctx()) {
         Some(Some(cur)) => CancelCtx::child(&cur, true),
         _ => return fut.await,
     };
@@ -120,5 +120,5 @@ pub async fn protect<F: Future>(fut: F) -> F::Output {
 /// Whether the calling thread has been cancelled (it will get `Cancelled` from its next
 /// system call). Outside a thread: false.
 pub fn is_cancelled() -> bool {
-    Core::try_with(|c| c.current_ctx().is_some_and(|x| x.is_cancelled())).unwrap_or(false)
+    Core::with_current(|c| c.current_ctx().is_some_and(|x| x.is_cancelled())).unwrap_or(false)
 }

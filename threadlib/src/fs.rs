@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use iolib::uring::resolve;
 
 use crate::error::{Error, Result};
-use crate::uring;
+use crate::uring_io;
 
 /// File metadata from `statx`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl File {
     pub async fn read_at(&self, mut buf: Vec<u8>, len: usize, offset: u64) -> Result<Vec<u8>> {
         buf.clear();
         buf.reserve(len);
-        let c = uring::submit(iolib::uring::Op::Read {
+        let c = uring_io::submit(iolib::uring::Op::Read {
             fd: self.fd.as_raw_fd(),
             buf,
             offset: Some(offset),
@@ -98,7 +98,7 @@ impl File {
 
     /// The file's metadata (`statx` on the descriptor).
     pub async fn metadata(&self) -> Result<Metadata> {
-        let st = uring::statx(self.fd.as_raw_fd(), "", libc::AT_EMPTY_PATH, STATX_MASK).await?;
+        let st = uring_io::statx(self.fd.as_raw_fd(), "", libc::AT_EMPTY_PATH, STATX_MASK).await?;
         Ok(Metadata::from_statx(&st))
     }
 
@@ -106,7 +106,7 @@ impl File {
     pub async fn close(self) -> Result<()> {
         let fd = self.fd.as_raw_fd();
         std::mem::forget(self.fd);
-        uring::close(fd).await
+        uring_io::close(fd).await
     }
 }
 
@@ -135,26 +135,15 @@ impl Dir {
         use std::os::unix::ffi::OsStrExt;
         let c = std::ffi::CString::new(path.as_ref().as_os_str().as_bytes())
             .map_err(|_| Error::Io(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
-        // SAFETY: `c` is a valid NUL-terminated path; the result is checked.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(Error::Io(std::io::Error::last_os_error()));
-        }
-        // SAFETY: `fd` is a fresh descriptor we exclusively own.
         Ok(Dir {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: iolib::fd::open(&c, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?,
         })
     }
 
     /// Opens `path` (relative to this directory) read-only. Paths that would leave the
     /// directory fail with `EXDEV`; magic links with `ELOOP`.
     pub async fn open(&self, path: &str) -> Result<File> {
-        let fd = uring::openat2(
+        let fd = uring_io::openat2(
             self.fd.as_raw_fd(),
             relative(path)?,
             libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK,
@@ -170,7 +159,7 @@ impl Dir {
 
     /// Opens a subdirectory as a new capability, confined the same way.
     pub async fn open_dir(&self, path: &str) -> Result<Dir> {
-        let fd = uring::openat2(
+        let fd = uring_io::openat2(
             self.fd.as_raw_fd(),
             relative(path)?,
             libc::O_PATH | libc::O_DIRECTORY,
@@ -188,7 +177,7 @@ impl Dir {
     pub async fn read_dir(&self, path: &str) -> Result<Vec<String>> {
         let sub = self.open_dir(path).await?;
         let proc_path = format!("/proc/self/fd/{}", sub.fd.as_raw_fd());
-        let names = crate::pool::run(move || -> std::io::Result<Vec<String>> {
+        let names = crate::blocking::run(move || -> std::io::Result<Vec<String>> {
             let mut v: Vec<String> = std::fs::read_dir(&proc_path)?
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -26,9 +26,9 @@ mod core;
 pub mod deadline;
 mod error;
 pub mod fs;
+mod inbox;
 pub mod loops;
 pub mod net;
-mod remote;
 mod runtime;
 mod scope;
 pub mod signal;
@@ -43,7 +43,9 @@ pub use crate::cancel::{is_cancelled, protect};
 pub use crate::combinators::{all, any, both, first, race};
 pub use crate::core::{Completion, ThreadId};
 pub use crate::error::{Error, Result};
-pub use crate::loops::{fd, pool, uring, with_loop, EventLoop, LoopCx, LoopId, Request};
+pub use crate::loops::{
+    blocking, readiness, uring_io, with_loop, EventLoop, LoopCx, LoopId, Request,
+};
 pub use crate::runtime::{
     cores, run, spawn_on, spawn_round_robin, Builder, RemoteJoinHandle, Runtime,
 };

@@ -11,8 +11,8 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 
 use crate::error::{Error, Result};
-use crate::fd::wait;
 use crate::fs::File;
+use crate::readiness::wait;
 use crate::syscall::Readiness;
 
 pub use iolib::socket::ListenOptions;
@@ -224,7 +224,7 @@ impl Listener for KernelListener {
 
 impl Drop for KernelListener {
     fn drop(&mut self) {
-        let _ = crate::core::Core::try_with(|c| c.forget_fd(self.fd()));
+        let _ = crate::core::Core::with_current(|c| c.forget_fd(self.fd()));
     }
 }
 
@@ -316,31 +316,26 @@ impl Stream for KernelStream {
     /// Zero-copy: `sendfile(2)` from the page cache straight into the socket, as much
     /// as the socket takes in one call.
     async fn send_file(&mut self, file: &File, offset: u64, len: u64) -> Result<u64> {
-        let mut off = offset as libc::off_t;
+        let mut off = offset;
         let chunk = usize::try_from(len).unwrap_or(usize::MAX).min(1 << 30);
         if chunk == 0 {
             return Ok(0);
         }
         loop {
-            // SAFETY: `off` is a valid off_t the kernel updates; both fds are open for
-            // the duration of the call (owned by `self` and `file`).
-            let n = unsafe { libc::sendfile(self.fd(), file.as_raw_fd(), &mut off, chunk) };
-            if n >= 0 {
-                break; // n == 0: the file ends at `offset`
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => wait(self.fd(), Readiness::Write).await?,
-                io::ErrorKind::Interrupted => {}
-                _ => return Err(io_err(e)),
+            // n == 0: the file ends at `offset`.
+            match iolib::fd::sendfile(self.fd(), file.as_raw_fd(), &mut off, chunk) {
+                Ok(_) => break,
+                Err(e) if e.is_would_block() => wait(self.fd(), Readiness::Write).await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(e.source)),
             }
         }
-        Ok(off as u64 - offset)
+        Ok(off - offset)
     }
 }
 
 impl Drop for KernelStream {
     fn drop(&mut self) {
-        let _ = crate::core::Core::try_with(|c| c.forget_fd(self.fd()));
+        let _ = crate::core::Core::with_current(|c| c.forget_fd(self.fd()));
     }
 }

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::core::{Core, CoreConfig};
 use crate::error::{Error, Result};
-use crate::loops::pool::BlockingPool;
+use crate::inbox::{Inbox, InboxMsg};
+use crate::loops::blocking::BlockingPool;
 use crate::loops::{EventLoop, LoopId};
-use crate::remote::{Remote, RemoteMsg};
 use crate::thread::{spawn, JoinHandle};
 use crate::time::ClockKind;
 use crate::trace::{chrome_json, Tracer};
@@ -21,7 +21,7 @@ type LoopFactory = Arc<dyn Fn(usize) -> Box<dyn EventLoop> + Send + Sync>;
 
 /// State shared by all cores of a running runtime.
 pub(crate) struct Shared {
-    remotes: Vec<Arc<Remote>>,
+    inboxes: Vec<Arc<Inbox>>,
     rr: AtomicUsize,
 }
 
@@ -187,11 +187,11 @@ impl Runtime {
         F::Output: 'static,
     {
         let n = self.cfg.cores;
-        let remotes: Vec<Arc<Remote>> = (0..n)
-            .map(|i| Remote::new(i).map(Arc::new))
+        let inboxes: Vec<Arc<Inbox>> = (0..n)
+            .map(|_| Inbox::new().map(Arc::new))
             .collect::<Result<_>>()?;
         let shared = Arc::new(Shared {
-            remotes: remotes.clone(),
+            inboxes: inboxes.clone(),
             rr: AtomicUsize::new(0),
         });
         let (pool, pool_threads) = if self.cfg.blocking_threads > 0 {
@@ -202,16 +202,16 @@ impl Runtime {
         };
         let traces: Arc<Mutex<Vec<Tracer>>> = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
-        for (id, remote) in remotes.iter().enumerate().skip(1) {
+        for (id, inbox) in inboxes.iter().enumerate().skip(1) {
             let cfg = self.clone();
-            let remote = remote.clone();
+            let inbox = inbox.clone();
             let pool = pool.as_ref().map(|p| p.for_core(id));
             let shared = shared.clone();
             let traces = traces.clone();
             let h = std::thread::Builder::new()
                 .name(format!("threadlib-core-{id}"))
                 .spawn(move || -> Result<()> {
-                    let core = Core::new(cfg.core_config(id), remote, pool, Some(shared))?;
+                    let core = Core::new(cfg.core_config(id), inbox, pool, Some(shared))?;
                     let _enter = core.enter();
                     let r = core.run(|c| c.is_shutting_down() && c.idle());
                     core.destroy_all();
@@ -225,7 +225,7 @@ impl Runtime {
         }
         let core = Core::new(
             self.core_config(0),
-            remotes[0].clone(),
+            inboxes[0].clone(),
             pool.clone(),
             Some(shared.clone()),
         )?;
@@ -241,8 +241,8 @@ impl Runtime {
                 }
                 out.borrow().is_some()
             });
-            for r in &remotes[1..] {
-                r.send(RemoteMsg::Shutdown);
+            for inbox in &inboxes[1..] {
+                inbox.send(InboxMsg::Shutdown);
             }
             core.begin_shutdown();
             let drained = core.run(|c| c.idle());
@@ -283,7 +283,7 @@ impl Runtime {
 
 /// Number of cores of the running runtime (1 outside a runtime).
 pub fn cores() -> usize {
-    Core::try_with(|c| c.shared.as_ref().map_or(1, |s| s.remotes.len())).unwrap_or(1)
+    Core::with_current(|c| c.shared.as_ref().map_or(1, |s| s.inboxes.len())).unwrap_or(1)
 }
 
 /// A handle to a thread spawned on another core.
@@ -311,16 +311,16 @@ where
     F: Future + 'static,
     F::Output: Send + 'static,
 {
-    let shared = Core::try_with(|c| c.shared.clone())
+    let shared = Core::with_current(|c| c.shared.clone())
         .flatten()
         .ok_or(Error::NoRuntime)?;
-    let cores = shared.remotes.len();
-    let remote = shared
-        .remotes
+    let cores = shared.inboxes.len();
+    let inbox = shared
+        .inboxes
         .get(core)
         .ok_or(Error::NoSuchCore { core, cores })?;
     let (tx, rx) = crate::sync::remote::oneshot();
-    remote.send(RemoteMsg::Run(Box::new(move || {
+    inbox.send(InboxMsg::Run(Box::new(move || {
         let fut = make();
         let h = spawn(fut);
         drop(spawn(async move {
@@ -338,10 +338,10 @@ where
     F: Future + 'static,
     F::Output: Send + 'static,
 {
-    let shared = Core::try_with(|c| c.shared.clone())
+    let shared = Core::with_current(|c| c.shared.clone())
         .flatten()
         .ok_or(Error::NoRuntime)?;
-    let core = shared.rr.fetch_add(1, Ordering::Relaxed) % shared.remotes.len();
+    let core = shared.rr.fetch_add(1, Ordering::Relaxed) % shared.inboxes.len();
     spawn_on(core, make)
 }
 

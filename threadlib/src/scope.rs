@@ -81,17 +81,15 @@ impl Scope {
         if self.inner.closed.get() {
             return Err(Error::Closed);
         }
-        let core = Core::current().ok_or(Error::NoRuntime)?;
-        Ok(spawn_in(core, &self.inner, fut, true, true))
+        Core::with_current(|core| spawn_in(core, &self.inner, fut, true, true))
+            .ok_or_else(|| Error::NoRuntime)
     }
 
     /// Cancels every thread of the scope (and the scope body); [`scope`] then returns
     /// `Err(Cancelled)` unless a thread failed with another error first.
     pub fn cancel(&self) {
         self.inner.record_error(Error::Cancelled);
-        if let Some(core) = Core::current() {
-            core.cancel_scope(&self.inner);
-        } else {
+        if Core::with_current(|core| core.cancel_scope(&self.inner)).is_none() {
             self.inner.ctx.cancel();
         }
     }
@@ -99,9 +97,7 @@ impl Scope {
     /// Fails the scope with `e`, as if one of its threads had returned it.
     pub fn fail(&self, e: Error) {
         self.inner.record_error(e);
-        if let Some(core) = Core::current() {
-            core.cancel_scope(&self.inner);
-        }
+        Core::with_current(|core| core.cancel_scope(&self.inner));
     }
 
     /// Registers a release hook, run (last registered first) when the scope finishes,
@@ -139,10 +135,16 @@ where
     F: FnOnce(Scope) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let core = Core::current().ok_or(Error::NoRuntime)?;
-    let parent = core.current_scope();
-    let parent_ctx = core.current_ctx().unwrap_or_else(|| parent.ctx.clone());
-    let inner = ScopeInner::new(CancelCtx::child(&parent_ctx, false), core.current_thread());
+    // The core is looked up at each step, never held across an `await`.
+    let inner = Core::with_current(|core| {
+        let parent = core.current_scope();
+        let parent_ctx = core.current_ctx().unwrap_or_else(|| parent.ctx.clone());
+        let inner = ScopeInner::new(CancelCtx::child(&parent_ctx, false), core.current_thread());
+        (parent, inner)
+    });
+    let Some((parent, inner)) = inner else {
+        return Err(Error::NoRuntime);
+    };
     {
         let mut ch = parent.children.borrow_mut();
         ch.retain(|w| w.strong_count() > 0);
@@ -155,7 +157,7 @@ where
     let result = InCtx::new(ctx.clone(), body(s)).await;
     let body_failed_first = result.is_err() && inner.error.borrow().is_none();
     if result.is_err() {
-        core.cancel_scope(&inner);
+        Core::with_current(|core| core.cancel_scope(&inner));
     }
     // Wait for the threads, protected: they are being cancelled (or finishing) anyway.
     let wait_ctx = CancelCtx::child(&ctx, true);
@@ -163,7 +165,7 @@ where
         while inner.live.get() > 0 {
             inner
                 .waiter
-                .set(Core::current().and_then(|c| c.current_thread()));
+                .set(Core::with_current(|c| c.current_thread()).flatten());
             let _ = park().await;
         }
         inner.waiter.set(None);

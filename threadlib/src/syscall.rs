@@ -81,9 +81,8 @@ struct Outstanding(u32);
 impl Drop for Outstanding {
     fn drop(&mut self) {
         if self.0 != 0 {
-            if let Some(core) = Core::current() {
-                core.abandon_call(self.0);
-            }
+            let seq = self.0;
+            Core::with_current(|core| core.abandon_call(seq));
         }
     }
 }
@@ -110,10 +109,15 @@ impl Unpin for Call {}
 impl Future for Call {
     type Output = Result<Completion>;
 
-    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(core) = Core::current() else {
-            return Poll::Ready(Err(Error::NoRuntime));
-        };
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        Core::with_current(|core| this.poll_on(core))
+            .unwrap_or_else(|| Poll::Ready(Err(Error::NoRuntime)))
+    }
+}
+
+impl Call {
+    fn poll_on(&mut self, core: &Core) -> Poll<Result<Completion>> {
         let r = match self.call.take() {
             Some(call) => {
                 let r = core.leave_call(call);
@@ -166,10 +170,15 @@ impl SimpleCall {
 impl Future for SimpleCall {
     type Output = Result<()>;
 
-    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let Some(core) = Core::current() else {
-            return Poll::Ready(Err(Error::NoRuntime));
-        };
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        Core::with_current(|core| this.poll_on(core))
+            .unwrap_or_else(|| Poll::Ready(Err(Error::NoRuntime)))
+    }
+}
+
+impl SimpleCall {
+    fn poll_on(&mut self, core: &Core) -> Poll<Result<()>> {
         let r = if self.started {
             core.take_completion()
         } else {

@@ -131,9 +131,7 @@ const PARKED: u64 = 1 << 63;
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         if self.bits & PARKED != 0 {
-            if let Some(core) = Core::current() {
-                core.abandon_call(ANY_PARK);
-            }
+            Core::with_current(|core| core.abandon_call(ANY_PARK));
         }
     }
 }
@@ -150,10 +148,15 @@ impl<T> Unpin for JoinHandle<T> {}
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T>;
 
-    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let Some(core) = Core::current() else {
-            return Poll::Ready(Err(Error::NoRuntime));
-        };
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let this = self.get_mut();
+        Core::with_current(|core| this.poll_on(core))
+            .unwrap_or_else(|| Poll::Ready(Err(Error::NoRuntime)))
+    }
+}
+
+impl<T> JoinHandle<T> {
+    fn poll_on(&mut self, core: &Core) -> Poll<Result<T>> {
         if self.bits & PARKED != 0 {
             match core.take_completion() {
                 Poll::Pending => return Poll::Pending,
@@ -254,9 +257,8 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let core = Core::current().ok_or(Error::NoRuntime)?;
-    let root = core.root.clone();
-    Ok(spawn_in(core, &root, Plain(fut), false, true))
+    Core::with_current(|core| spawn_in(core, &core.root.clone(), Plain(fut), false, true))
+        .ok_or_else(|| Error::NoRuntime)
 }
 
 /// Forks a thread and lets it run before the caller continues (the `Fork` system
@@ -266,9 +268,8 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let core = Core::current().ok_or(Error::NoRuntime)?;
-    let root = core.root.clone();
-    let h = spawn_in(core, &root, Plain(fut), false, false);
+    let h = Core::with_current(|core| spawn_in(core, &core.root.clone(), Plain(fut), false, false))
+        .ok_or_else(|| Error::NoRuntime)?;
     Call::new(Syscall::Fork(h.id())).await?;
     Ok(h)
 }
@@ -285,17 +286,17 @@ pub fn park() -> impl Future<Output = Result<()>> {
 
 /// Wakes `tid` if it is parked on this core; returns whether it was.
 pub fn unpark(tid: ThreadId) -> bool {
-    Core::try_with(|c| c.unpark(tid)).unwrap_or(false)
+    Core::with_current(|c| c.unpark(tid)).unwrap_or(false)
 }
 
 /// The calling thread's id (`None` outside a thread).
 pub fn current() -> Option<ThreadId> {
-    Core::current().and_then(|c| c.current_thread())
+    Core::with_current(|c| c.current_thread()).flatten()
 }
 
 /// The index of the core the caller runs on (`None` outside a runtime).
 pub fn core_index() -> Option<usize> {
-    Core::try_with(|c| c.id)
+    Core::with_current(|c| c.id)
 }
 
 /// Number of live threads on the current core.

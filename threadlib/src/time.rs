@@ -94,7 +94,9 @@ pub struct Clock {
 impl Clock {
     /// The current core's clock.
     pub fn current() -> Result<Clock> {
-        Core::current().ok_or(Error::NoRuntime)?;
+        if !Core::is_entered() {
+            return Err(Error::NoRuntime);
+        }
         Ok(Clock { _private: () })
     }
 
@@ -105,7 +107,7 @@ impl Clock {
 
     /// Whether this is a mock clock.
     pub fn is_mock(&self) -> bool {
-        Core::try_with(|c| c.clock.is_mock()).unwrap_or(false)
+        Core::with_current(|c| c.clock.is_mock()).unwrap_or(false)
     }
 
     /// Moves a mock clock forward by `d`; timers due by then fire at the scheduler's
@@ -124,26 +126,25 @@ impl Clock {
 // Outside a runtime there is no mock clock to read.
 #[allow(clippy::disallowed_methods)]
 pub fn now() -> Instant {
-    Core::try_with(|c| c.now_instant()).unwrap_or_else(Instant::now)
+    Core::with_current(|c| c.now_instant()).unwrap_or_else(Instant::now)
 }
 
 /// How long the current core's clock has run: the virtual time under a mock clock
 /// (zero at the start), the real time since the core started otherwise; zero outside a
 /// runtime. A simulation derives its wall-clock time from it.
 pub fn elapsed() -> Duration {
-    Core::try_with(|c| Duration::from_nanos(c.now_ns())).unwrap_or_default()
+    Core::with_current(|c| Duration::from_nanos(c.now_ns())).unwrap_or_default()
 }
 
 /// Timers armed on the current core: sleeping threads and pending timeouts (zero
 /// outside a runtime). A quiet system has none beyond what its idle threads hold.
 pub fn pending_timers() -> usize {
-    Core::try_with(|c| c.pending_timers()).unwrap_or(0)
+    Core::with_current(|c| c.pending_timers()).unwrap_or(0)
 }
 
 /// Moves the current core's mock clock forward by `d`.
 pub fn advance(d: Duration) -> Result<()> {
-    let core = Core::current().ok_or(Error::NoRuntime)?;
-    if core.clock.advance(d) {
+    if Core::with_current(|c| c.clock.advance(d)).ok_or_else(|| Error::NoRuntime)? {
         Ok(())
     } else {
         Err(Error::other(
@@ -162,7 +163,7 @@ pub fn sleep(d: Duration) -> impl Future<Output = Result<()>> {
 
 /// Suspends the calling thread until `deadline` on the core's clock.
 pub fn sleep_until(deadline: Instant) -> impl Future<Output = Result<()>> {
-    let ns = Core::try_with(|core| to_ns(core, deadline)).unwrap_or(0);
+    let ns = Core::with_current(|core| to_ns(core, deadline)).unwrap_or(0);
     SimpleCall::new(SimpleKind::SleepUntil, ns)
 }
 
@@ -199,7 +200,7 @@ struct TimerGuard {
 
 impl Drop for TimerGuard {
     fn drop(&mut self) {
-        let _ = Core::try_with(|c| c.remove_ctx_timer(self.key));
+        let _ = Core::with_current(|c| c.remove_ctx_timer(self.key));
     }
 }
 
@@ -211,18 +212,19 @@ pub async fn with_timeout<F, T>(d: Duration, fut: F) -> Result<T>
 where
     F: Future<Output = Result<T>>,
 {
-    let core = Core::current().ok_or(Error::NoRuntime)?;
-    let Some(owner) = core.current_thread() else {
-        return Err(Error::NoRuntime);
-    };
-    let parent = core.current_ctx().unwrap_or_else(|| core.root.ctx.clone());
-    let ctx: Rc<CancelCtx> = CancelCtx::child(&parent, false);
-    let deadline = core
-        .now_ns()
-        .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
-    let _guard = TimerGuard {
-        key: core.add_ctx_timer(deadline, ctx.clone(), owner),
-    };
+    let (ctx, key) = Core::with_current(|core| {
+        let owner = core.current_thread()?;
+        let parent = core.current_ctx().unwrap_or_else(|| core.root.ctx.clone());
+        let ctx: Rc<CancelCtx> = CancelCtx::child(&parent, false);
+        let deadline = core
+            .now_ns()
+            .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
+        let key = core.add_ctx_timer(deadline, ctx.clone(), owner);
+        Some((ctx, key))
+    })
+    .flatten()
+    .ok_or_else(|| Error::NoRuntime)?;
+    let _guard = TimerGuard { key };
     let r = InCtx::new(ctx.clone(), fut).await;
     match r {
         Err(Error::Cancelled) if ctx.timed_out.get() => Err(Error::TimedOut),

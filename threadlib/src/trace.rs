@@ -49,12 +49,12 @@ pub struct Tracer {
 /// trace, with `detail` (computed only when the core records a trace) as its argument.
 /// Does nothing outside a runtime or when tracing is off.
 pub fn event(track: &'static str, name: &'static str, detail: impl FnOnce() -> String) {
-    let _ = crate::core::Core::try_with(|c| c.trace_event(track, name, detail));
+    let _ = crate::core::Core::with_current(|c| c.trace_event(track, name, detail));
 }
 
 /// Whether the current core records a trace (so a caller can skip preparing events).
 pub fn enabled() -> bool {
-    crate::core::Core::try_with(|c| c.tracing()).unwrap_or(false)
+    crate::core::Core::with_current(|c| c.tracing()).unwrap_or(false)
 }
 
 impl Tracer {

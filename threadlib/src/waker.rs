@@ -9,18 +9,24 @@ use std::sync::Arc;
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use crate::core::{Core, ThreadId};
-use crate::remote::{Remote, RemoteMsg};
+use crate::inbox::{Inbox, InboxMsg};
 
 struct ThreadWaker {
-    remote: Arc<Remote>,
+    inbox: Arc<Inbox>,
     tid: ThreadId,
 }
 
 impl ThreadWaker {
     fn wake(&self) {
-        match Core::current() {
-            Some(core) if Arc::ptr_eq(&core.remote, &self.remote) => core.wake(self.tid),
-            _ => self.remote.send(RemoteMsg::Wake(self.tid)),
+        let woke_here = Core::with_current(|core| {
+            let here = Arc::ptr_eq(&core.inbox, &self.inbox);
+            if here {
+                core.wake(self.tid);
+            }
+            here
+        });
+        if woke_here != Some(true) {
+            self.inbox.send(InboxMsg::Wake(self.tid));
         }
     }
 }
@@ -40,7 +46,7 @@ fn clone_borrowed(data: *const ()) -> RawWaker {
         gen: 0,
     });
     let w = Arc::new(ThreadWaker {
-        remote: core.remote.clone(),
+        inbox: core.inbox.clone(),
         tid,
     });
     RawWaker::new(Arc::into_raw(w) as *const (), &OWNED)

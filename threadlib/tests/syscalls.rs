@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use threadlib::{fd, pool, uring, Error, Readiness, Runtime};
+use threadlib::{blocking, readiness, uring_io, Error, Readiness, Runtime};
 
 fn rt() -> Runtime {
     Runtime::builder().build().unwrap()
@@ -104,7 +104,9 @@ fn fd_wait_completes_and_cancels() {
             loop {
                 match iolib::fd::read(rfd, &mut buf) {
                     Ok(n) => return buf[..n].to_vec(),
-                    Err(e) if e.is_would_block() => fd::wait(rfd, Readiness::Read).await.unwrap(),
+                    Err(e) if e.is_would_block() => {
+                        readiness::wait(rfd, Readiness::Read).await.unwrap()
+                    }
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -113,11 +115,11 @@ fn fd_wait_completes_and_cancels() {
         iolib::fd::write(wfd, b"ping").unwrap();
         assert_eq!(h.await.unwrap(), b"ping");
         // Cancel a thread waiting for readability on a quiet pipe.
-        cancel_while_blocked(async move { fd::wait(rfd, Readiness::Read).await }).await;
+        cancel_while_blocked(async move { readiness::wait(rfd, Readiness::Read).await }).await;
         // The fd is usable again afterwards.
         iolib::fd::write(wfd, b"x").unwrap();
-        fd::wait(rfd, Readiness::Read).await.unwrap();
-        fd::forget(rfd);
+        readiness::wait(rfd, Readiness::Read).await.unwrap();
+        readiness::forget(rfd);
         drop((r, w));
     })
     .unwrap();
@@ -141,7 +143,7 @@ fn uring_read_matches_file_and_cancels() {
         let f = std::fs::File::open(&p2).unwrap();
         let mut got = Vec::new();
         loop {
-            let chunk = uring::read(f.as_raw_fd(), 65536, Some(got.len() as u64))
+            let chunk = uring_io::read(f.as_raw_fd(), 65536, Some(got.len() as u64))
                 .await
                 .unwrap();
             if chunk.is_empty() {
@@ -150,14 +152,14 @@ fn uring_read_matches_file_and_cancels() {
             got.extend_from_slice(&chunk);
         }
         assert_eq!(got, d2);
-        let st = uring::statx(libc::AT_FDCWD, p2.to_str().unwrap(), 0, libc::STATX_SIZE)
+        let st = uring_io::statx(libc::AT_FDCWD, p2.to_str().unwrap(), 0, libc::STATX_SIZE)
             .await
             .unwrap();
         assert_eq!(st.stx_size, d2.len() as u64);
         // A read on an empty pipe blocks in the kernel until cancelled in the ring.
         let (r, _w) = iolib::fd::pipe().unwrap();
         let rfd = r.as_raw_fd();
-        cancel_while_blocked(async move { uring::read(rfd, 64, None).await.map(|_| ()) }).await;
+        cancel_while_blocked(async move { uring_io::read(rfd, 64, None).await.map(|_| ()) }).await;
     })
     .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -166,15 +168,17 @@ fn uring_read_matches_file_and_cancels() {
 #[test]
 fn blocking_pool_completes_and_cancels() {
     rt().block_on(async {
-        let v = pool::run(|| (1..=10u64).product::<u64>()).await.unwrap();
+        let v = blocking::run(|| (1..=10u64).product::<u64>())
+            .await
+            .unwrap();
         assert_eq!(v, 3_628_800);
-        let r = pool::run(|| -> u32 { panic!("in the pool") }).await;
+        let r = blocking::run(|| -> u32 { panic!("in the pool") }).await;
         assert!(
             matches!(r, Err(Error::Panicked(ref m)) if m == "in the pool"),
             "{r:?}"
         );
         let took = cancel_while_blocked(async {
-            pool::run(|| std::thread::sleep(Duration::from_millis(300))).await
+            blocking::run(|| std::thread::sleep(Duration::from_millis(300))).await
         })
         .await;
         assert!(
@@ -193,9 +197,9 @@ fn missing_event_loop_is_a_clear_error() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let r = uring::read(0, 1, None).await;
+        let r = uring_io::read(0, 1, None).await;
         assert!(matches!(r, Err(Error::NoEventLoop("io_uring"))), "{r:?}");
-        let r = pool::run(|| 1).await;
+        let r = blocking::run(|| 1).await;
         assert!(matches!(r, Err(Error::NoEventLoop(_))), "{r:?}");
     })
     .unwrap();
@@ -209,7 +213,7 @@ fn readiness_arriving_between_eagain_and_wait_is_not_lost() {
         let rfd = r.as_raw_fd();
         // Register the fd with a first wait.
         iolib::fd::write(w.as_raw_fd(), b"a").unwrap();
-        fd::wait(rfd, Readiness::Read).await.unwrap();
+        readiness::wait(rfd, Readiness::Read).await.unwrap();
         let mut buf = [0u8; 8];
         assert_eq!(iolib::fd::read(rfd, &mut buf).unwrap(), 1);
         assert!(iolib::fd::read(rfd, &mut buf).unwrap_err().is_would_block());
@@ -220,12 +224,15 @@ fn readiness_arriving_between_eagain_and_wait_is_not_lost() {
             iolib::fd::write(wfd, b"b").unwrap();
         });
         threadlib::sleep(Duration::from_millis(50)).await.unwrap();
-        let r2 =
-            threadlib::with_timeout(Duration::from_secs(2), fd::wait(rfd, Readiness::Read)).await;
+        let r2 = threadlib::with_timeout(
+            Duration::from_secs(2),
+            readiness::wait(rfd, Readiness::Read),
+        )
+        .await;
         assert!(r2.is_ok(), "{r2:?}");
         assert_eq!(iolib::fd::read(rfd, &mut buf).unwrap(), 1);
         writer.join().unwrap();
-        fd::forget(rfd);
+        readiness::forget(rfd);
         drop((r, w));
     })
     .unwrap();

@@ -63,7 +63,7 @@ fn rig_with(label: &str, cores: usize, tweak: impl FnOnce(&mut NetConfig)) -> Op
 /// Runs `f` on an OS thread inside the namespace (the kernel's side), from a threadlib
 /// thread, without blocking its core.
 async fn kernel<T: Send + 'static>(ns: String, f: impl FnOnce() -> T + Send + 'static) -> T {
-    threadlib::pool::run(move || iolib::netns::run_in(&ns, f).expect("enter the namespace"))
+    threadlib::blocking::run(move || iolib::netns::run_in(&ns, f).expect("enter the namespace"))
         .await
         .expect("the blocking pool ran it")
 }
@@ -183,7 +183,7 @@ fn user_stack_threads_connect_to_kernel_listeners_and_are_refused_by_closed_port
                 s.read_to_end(&mut rest).unwrap();
                 rest
             }));
-            let port = threadlib::pool::run(move || port_rx.recv().unwrap())
+            let port = threadlib::blocking::run(move || port_rx.recv().unwrap())
                 .await
                 .unwrap();
             let mut c = user
@@ -289,7 +289,7 @@ fn cancelled_calls_consume_nothing_and_leave_no_state() {
             assert!(queued >= 64 * 1024, "only {queued} bytes before blocking");
             go_tx.send(()).unwrap();
             c.shutdown(Shutdown::Write).await.unwrap();
-            let total = threadlib::pool::run(move || done_rx.recv().unwrap())
+            let total = threadlib::blocking::run(move || done_rx.recv().unwrap())
                 .await
                 .unwrap();
             assert_eq!(
@@ -423,7 +423,7 @@ fn active_opens_are_steered_back_to_the_opening_core() {
                     }
                 })
             });
-            let port = threadlib::pool::run(move || port_rx.recv().unwrap())
+            let port = threadlib::blocking::run(move || port_rx.recv().unwrap())
                 .await
                 .unwrap();
             let target = SocketAddr::from((KERNEL_ADDR, port));
@@ -604,7 +604,7 @@ fn idle_connections_hold_no_buffers() {
                 hold_rx.recv().unwrap();
                 drop(conns);
             }));
-            threadlib::pool::run(move || ready_rx.recv().unwrap())
+            threadlib::blocking::run(move || ready_rx.recv().unwrap())
                 .await
                 .unwrap();
             threadlib::sleep(Duration::from_millis(200)).await.unwrap();

@@ -1,7 +1,8 @@
 //! Event loops: the parts of a scheduler that serve system calls.
 //!
-//! The standard loops are [`fd`] (epoll readiness), [`uring`] (io_uring operations),
-//! [`timer`] (sleeps and timeouts) and [`pool`] (blocking closures). A user adds a loop
+//! The standard loops are [`readiness`] (the epoll loop: waits for fd readiness),
+//! [`uring_io`] (the io_uring loop: I/O operations), [`timer`] (sleeps and timeouts)
+//! and [`blocking`] (the pool of OS threads for blocking closures). A user adds a loop
 //! of their own by implementing [`EventLoop`], registering it with
 //! [`Builder::event_loop`](crate::Builder::event_loop) (which returns its [`LoopId`]),
 //! and calling it from threads with [`custom`](crate::syscall::custom) (a boxed request
@@ -35,10 +36,10 @@ use std::time::Instant;
 use crate::core::{Completion, Core, ThreadId};
 use crate::error::{Error, Result};
 
-pub mod fd;
-pub mod pool;
+pub mod blocking;
+pub mod readiness;
 pub mod timer;
-pub mod uring;
+pub mod uring_io;
 
 /// Names a user-supplied event loop of a scheduler (in registration order; the same id
 /// on every core of a runtime).
@@ -164,13 +165,13 @@ pub fn with_loop<L: EventLoop, R>(
     id: LoopId,
     f: impl FnOnce(&mut L, &mut LoopCx<'_>) -> R,
 ) -> Result<R> {
-    let core = Core::current().ok_or(Error::NoRuntime)?;
-    core.with_custom(id.0, false, |l, cx| {
-        let any: &mut dyn Any = l;
-        any.downcast_mut::<L>().map(|l| f(l, cx))
+    Core::with_current(|core| {
+        core.with_custom(id.0, false, |l, cx| {
+            let any: &mut dyn Any = l;
+            any.downcast_mut::<L>().map(|l| f(l, cx))
+        })
+        .flatten()
     })
-    .flatten()
-    .ok_or(Error::NoEventLoop(
-        "custom (unknown LoopId, wrong type or busy)",
-    ))
+    .ok_or_else(|| Error::NoRuntime)?
+    .ok_or_else(|| Error::NoEventLoop("custom (unknown LoopId, wrong type or busy)"))
 }

@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 
 use iolib::epoll::{Epoll, Interest, Readiness as EpollReadiness};
 
-use crate::core::{with_core, Core, ThreadId};
+use crate::core::{with_core, ThreadId};
 use crate::error::{Error, Result};
 use crate::syscall::{call, Readiness, Syscall};
 
@@ -139,21 +139,6 @@ impl FdLoop {
         self.waiters -= out.iter().flatten().count();
         *e = Entry::default();
         out
-    }
-}
-
-impl Core {
-    pub(crate) fn forget_fd(&self, fd: RawFd) {
-        if let Some(fds) = self.fds_loop() {
-            let woke = fds.borrow_mut().forget(self.poller(), fd);
-            for tid in woke.into_iter().flatten() {
-                self.complete(
-                    tid,
-                    Some(crate::core::Wait::Fd(fd)),
-                    crate::core::Completion::Value(-(libc::EBADF as i64)),
-                );
-            }
-        }
     }
 }
 

@@ -10,7 +10,8 @@ use iolib::eventfd::EventFd;
 use crate::core::ThreadId;
 use crate::error::Result;
 
-pub(crate) enum RemoteMsg {
+/// A message to a core from another OS thread.
+pub(crate) enum InboxMsg {
     Wake(ThreadId),
     PoolDone {
         tid: ThreadId,
@@ -21,21 +22,23 @@ pub(crate) enum RemoteMsg {
     Shutdown,
 }
 
-pub(crate) struct Remote {
-    queue: Mutex<Vec<RemoteMsg>>,
+/// A core's inbox: a queue other OS threads push to, and the eventfd that wakes the
+/// core when the queue stops being empty.
+pub(crate) struct Inbox {
+    queue: Mutex<Vec<InboxMsg>>,
     pub(crate) efd: EventFd,
 }
 
-impl Remote {
-    pub(crate) fn new(core: usize) -> Result<Remote> {
-        let _ = core;
-        Ok(Remote {
+impl Inbox {
+    pub(crate) fn new() -> Result<Inbox> {
+        Ok(Inbox {
             queue: Mutex::new(Vec::new()),
             efd: EventFd::new()?,
         })
     }
 
-    pub(crate) fn send(&self, msg: RemoteMsg) {
+    /// Queues `msg`, waking the core if the queue was empty.
+    pub(crate) fn send(&self, msg: InboxMsg) {
         let was_empty = {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             q.push(msg);
@@ -48,7 +51,8 @@ impl Remote {
         }
     }
 
-    pub(crate) fn take(&self) -> Vec<RemoteMsg> {
+    /// Takes every queued message.
+    pub(crate) fn take(&self) -> Vec<InboxMsg> {
         std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }

@@ -1,6 +1,6 @@
 //! The blocking pool: OS threads that run closures which would block a scheduler
 //! (DNS lookups, blocking file APIs, CPU-heavy work). Results return to the submitting
-//! core through its remote inbox.
+//! core through its inbox.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crate::core::{Completion, ThreadId};
 use crate::error::{Error, Result};
-use crate::remote::{Remote, RemoteMsg};
+use crate::inbox::{Inbox, InboxMsg};
 use crate::syscall::{call, BlockingJob, Syscall};
 
 struct Job {
@@ -17,7 +17,7 @@ struct Job {
     core: usize,
     tid: ThreadId,
     f: BlockingJob,
-    remote: Arc<Remote>,
+    inbox: Arc<Inbox>,
 }
 
 struct Inner {
@@ -70,14 +70,14 @@ impl BlockingPool {
         }
     }
 
-    pub(crate) fn submit(&self, id: u64, tid: ThreadId, f: BlockingJob, remote: Arc<Remote>) {
+    pub(crate) fn submit(&self, id: u64, tid: ThreadId, f: BlockingJob, inbox: Arc<Inbox>) {
         let mut q = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
         q.0.push_back(Job {
             id,
             core: self.core,
             tid,
             f,
-            remote,
+            inbox,
         });
         drop(q);
         self.inner.cv.notify_one();
@@ -107,7 +107,7 @@ fn worker(inner: &Inner) {
         };
         let result =
             catch_unwind(AssertUnwindSafe(job.f)).map_err(|p| crate::thread::panic_message(&*p));
-        job.remote.send(RemoteMsg::PoolDone {
+        job.inbox.send(InboxMsg::PoolDone {
             tid: job.tid,
             job: job.id,
             result,

@@ -1,0 +1,210 @@
+//! The scheduler loop and the run queue: which thread runs when, and when the core
+//! looks for events or sleeps.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::tasks::{Completion, Released, ThreadId, Wait};
+use super::Core;
+use crate::error::Result;
+use crate::scope::ScopeInner;
+use crate::thread::{Exit, Runnable};
+use crate::trace::TraceKind;
+use crate::waker;
+
+/// Batches of ready threads between two non-blocking polls of the event sources.
+const EVENT_INTERVAL: u32 = 61;
+
+impl Core {
+    /// Runs threads until `done()` holds (checked after every batch).
+    pub(crate) fn run(&self, mut done: impl FnMut(&Core) -> bool) -> Result<()> {
+        loop {
+            let n = self.tasks.borrow().ready_len();
+            match &self.shuffle {
+                None => {
+                    for _ in 0..n {
+                        let next = self.tasks.borrow_mut().pop_ready();
+                        match next {
+                            Some(tid) => self.run_thread(tid),
+                            None => break,
+                        }
+                    }
+                }
+                Some(state) => self.run_shuffled(n, state),
+            }
+            // User loops that asked for a pass after this batch, and those without a
+            // wake fd, run before anything waits.
+            self.poll_loops();
+            if done(self) {
+                return Ok(());
+            }
+            if self.tasks.borrow().ready_len() > 0 {
+                let t = self.tick.get().wrapping_add(1);
+                self.tick.set(t);
+                if t.is_multiple_of(EVENT_INTERVAL) {
+                    self.poll_events(Some(Duration::ZERO))?;
+                    self.fire_timers();
+                    self.poll_loops();
+                } else {
+                    self.submit_uring()?;
+                }
+                continue;
+            }
+            self.wait_for_work()?;
+            self.fire_timers();
+            self.poll_loops();
+        }
+    }
+
+    /// No thread is ready: wait for the next event, timer or loop deadline.
+    fn wait_for_work(&self) -> Result<()> {
+        let now = self.now_ns();
+        let timeout = self.next_due_ns(now).map(|d| d.saturating_sub(now));
+        if !self.clock.is_mock() {
+            return self.poll_events(timeout.map(Duration::from_nanos));
+        }
+        // Mock time never passes by itself: look for real events without blocking,
+        // then jump the clock to the next deadline if nothing else is due.
+        let other_work = self.io_pending();
+        self.poll_events(Some(Duration::ZERO))?;
+        if self.tasks.borrow().ready_len() > 0 {
+            return Ok(());
+        }
+        match timeout {
+            Some(t) if self.clock.auto_advance() => {
+                self.clock.advance(Duration::from_nanos(t));
+                Ok(())
+            }
+            _ => {
+                let wait = other_work.then(|| Duration::from_millis(1));
+                self.poll_events(wait)
+            }
+        }
+    }
+
+    /// Runs the `n` threads at the front of the run queue in an order drawn from
+    /// `state` (SplitMix64), so that a seeded run explores interleavings the FIFO order
+    /// never produces, and replays the same one for the same seed.
+    fn run_shuffled(&self, n: usize, state: &Cell<u64>) {
+        // Held throughout: nothing a thread does reaches the batch.
+        let mut batch = self.batch.borrow_mut();
+        self.tasks.borrow_mut().drain_ready(n, &mut batch);
+        for i in (1..batch.len()).rev() {
+            let mut z = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            state.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            batch.swap(i, (z % (i as u64 + 1)) as usize);
+        }
+        for &tid in batch.iter() {
+            self.run_thread(tid);
+        }
+        batch.clear();
+    }
+
+    /// Polls `tid` once if it is ready, then hands its system call to the dispatcher
+    /// or retires it.
+    fn run_thread(&self, tid: ThreadId) {
+        let Some(runnable) = self.tasks.borrow_mut().start(tid) else {
+            return;
+        };
+        self.current.set(Some(tid));
+        self.trace(tid, TraceKind::RunBegin, "run");
+        let waker = waker::borrowed(self);
+        let mut cx = Context::from_waker(&waker);
+        let poll = runnable.as_ref().poll_thread(&mut cx);
+        self.current.set(None);
+        self.trace(tid, TraceKind::RunEnd, "run");
+        drop(runnable);
+        match poll {
+            Poll::Ready(exit) => self.exit_thread(tid, exit),
+            Poll::Pending => match self.syscall.take() {
+                Some((call, _)) => self.dispatch(tid, call),
+                None => {
+                    // A foreign future is waiting on our waker.
+                    let blocked = self.tasks.borrow_mut().block_on_waker(tid);
+                    if blocked {
+                        self.trace(tid, TraceKind::Suspend, "waker");
+                    }
+                }
+            },
+        }
+    }
+
+    /// Retires a finished thread: frees its slot, tells its scope and its joiner.
+    fn exit_thread(&self, tid: ThreadId, exit: Exit) {
+        let Released {
+            runnable,
+            scope,
+            next,
+        } = self.tasks.borrow_mut().release(tid);
+        self.trace(tid, TraceKind::Exit, "exit");
+        if let Some(scope) = scope {
+            if scope.head.get() == tid.index {
+                scope.head.set(next);
+            }
+            if let Exit::Failed(e) = exit {
+                scope.record_error(e);
+                self.cancel_scope(&scope);
+            }
+            scope.live.set(scope.live.get() - 1);
+            if scope.live.get() == 0 {
+                if let Some(w) = scope.waiter.get() {
+                    self.unpark(w);
+                }
+            }
+        }
+        if let Some(r) = &runnable {
+            r.as_ref().notify_joiner(self);
+        }
+    }
+
+    /// Creates a thread for `runnable` in `scope` and queues it (unless `queue` is false,
+    /// for `Fork`, which queues it itself).
+    pub(crate) fn spawn_runnable(
+        &self,
+        runnable: Pin<Rc<dyn Runnable>>,
+        scope: &Rc<ScopeInner>,
+        queue: bool,
+    ) -> ThreadId {
+        let tid = self.tasks.borrow_mut().insert(runnable, scope, queue);
+        self.trace(tid, TraceKind::Spawn, "spawn");
+        tid
+    }
+
+    /// Delivers `c` to `tid` if it is blocked in `expect` (or any call if `None`), and
+    /// makes it ready. Returns whether it was delivered.
+    pub(crate) fn complete(&self, tid: ThreadId, expect: Option<Wait>, c: Completion) -> bool {
+        let delivered = self.tasks.borrow_mut().complete(tid, expect, c);
+        if delivered {
+            self.trace(tid, TraceKind::Resume, "resume");
+        }
+        delivered
+    }
+
+    /// Wakes a parked thread; a no-op if it is not parked.
+    pub(crate) fn unpark(&self, tid: ThreadId) -> bool {
+        self.complete(tid, Some(Wait::Park), Completion::Value(0))
+    }
+
+    /// Wakes a thread that waits on a foreign waker.
+    pub(crate) fn wake(&self, tid: ThreadId) {
+        self.tasks.borrow_mut().wake(tid);
+    }
+
+    /// Whether anything could still make a thread ready without outside help.
+    fn has_pending_work(&self) -> bool {
+        self.tasks.borrow().ready_len() > 0 || self.timers_armed() || self.io_pending()
+    }
+
+    /// Whether this core has nothing left to do: no thread is alive and nothing could
+    /// make one ready (no queued thread, armed timer or pending call to an event
+    /// source). `false` while any thread lives.
+    pub(crate) fn idle(&self) -> bool {
+        self.live_threads() == 0 && !self.has_pending_work()
+    }
+}
