@@ -1043,6 +1043,13 @@ impl Core {
                         Some(t) if self.clock.auto_advance() => {
                             self.clock.advance(Duration::from_nanos(t));
                         }
+                        // A thread moved the clock past a timer: fire it below instead
+                        // of waiting for an event that may never come.
+                        _ if self
+                            .timers
+                            .borrow()
+                            .next_deadline()
+                            .is_some_and(|d| d <= now) => {}
                         _ => {
                             let wait = if other_work {
                                 Some(Duration::from_millis(1))

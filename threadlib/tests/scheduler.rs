@@ -374,3 +374,126 @@ fn each_thread_is_its_own_trace_track() {
         "core 1 threads share a track: {exits1:?}"
     );
 }
+
+// ----- thread ids, timers, the mock clock -----------------------------------------------
+
+/// A thread id names its slot and the slot's generation: a slot freed by an exited
+/// thread is reused with the next generation, so the old id no longer reaches it.
+#[test]
+fn a_reused_slot_gets_a_new_generation() {
+    let (main, first, second, unparked_stale) = watchdog(|| {
+        threadlib::run(async {
+            let main = threadlib::current().unwrap();
+            let a = threadlib::spawn(async {});
+            let first = a.id();
+            a.await.unwrap();
+            let b = threadlib::spawn(async { threadlib::park().await });
+            let second = b.id();
+            threadlib::yield_now().await.unwrap();
+            // The first thread's id must not wake the thread now in its slot.
+            let unparked_stale = threadlib::unpark(first);
+            assert!(threadlib::unpark(second));
+            b.await.unwrap().unwrap();
+            (
+                format!("{main:?}"),
+                format!("{first:?}"),
+                format!("{second:?}"),
+                unparked_stale,
+            )
+        })
+        .unwrap()
+    });
+    assert_eq!((main.as_str(), first.as_str()), ("t0.0", "t1.0"));
+    assert_eq!(second, "t1.1");
+    assert!(!unparked_stale, "a stale id woke the slot's new thread");
+}
+
+/// A timeout that did not fire leaves no timer behind, also when several are armed at
+/// once; one that fires cancels only the call under it, at its own deadline.
+#[test]
+fn timeouts_leave_no_timer_behind_and_fire_separately() {
+    let (nested, left, fired) = watchdog(|| {
+        Runtime::builder()
+            .mock_clock(true)
+            .build()
+            .unwrap()
+            .block_on(async {
+                let hour = Duration::from_secs(3600);
+                let nested = threadlib::with_timeout(hour, async {
+                    threadlib::with_timeout(2 * hour, async {
+                        Ok(threadlib::time::pending_timers())
+                    })
+                    .await
+                })
+                .await
+                .unwrap();
+                let left = threadlib::time::pending_timers();
+                let text = |r: threadlib::Result<()>| r.map_err(|e| e.to_string());
+                let start = threadlib::time::now();
+                let fired = threadlib::with_timeout(Duration::from_secs(2), async {
+                    let inner =
+                        threadlib::with_timeout(Duration::from_secs(1), threadlib::park()).await;
+                    let inner_at = threadlib::time::now() - start;
+                    let outer = threadlib::park().await;
+                    let outer_at = threadlib::time::now() - start;
+                    Ok((text(inner), inner_at, text(outer), outer_at))
+                })
+                .await
+                .unwrap();
+                (nested, left, fired)
+            })
+            .unwrap()
+    });
+    assert_eq!(nested, 2, "both timeouts armed inside");
+    assert_eq!(left, 0, "a timeout that did not fire left its timer");
+    let (inner, inner_at, outer, outer_at) = fired;
+    assert_eq!(inner, Err(Error::TimedOut.to_string()));
+    assert_eq!(inner_at, Duration::from_secs(1));
+    assert_eq!(outer, Err(Error::Cancelled.to_string()));
+    assert_eq!(outer_at, Duration::from_secs(2));
+}
+
+/// A mock clock without auto-advance stays put while the core idles with a timer
+/// armed: the sleeper wakes only when a thread advances the clock.
+#[test]
+fn a_manual_mock_clock_does_not_jump_to_the_next_timer() {
+    let (idle_elapsed, slept_before, slept_after) = watchdog(|| {
+        Runtime::builder()
+            .mock_clock(false)
+            .build()
+            .unwrap()
+            .block_on(async {
+                let slept = Rc::new(Cell::new(false));
+                let s = slept.clone();
+                let sleeper = threadlib::spawn(async move {
+                    threadlib::sleep(Duration::from_secs(1)).await.unwrap();
+                    s.set(true);
+                });
+                // Idle until a foreign OS thread wakes us: nothing but the sleeper's
+                // timer is armed meanwhile.
+                let (tx, rx) = futures::channel::oneshot::channel::<()>();
+                let t = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let _ = tx.send(());
+                });
+                rx.await.unwrap();
+                t.join().unwrap();
+                let idle_elapsed = threadlib::time::elapsed();
+                let slept_before = slept.get();
+                threadlib::time::advance(Duration::from_secs(1)).unwrap();
+                sleeper.await.unwrap();
+                (idle_elapsed, slept_before, slept.get())
+            })
+            .unwrap()
+    });
+    assert_eq!(
+        idle_elapsed,
+        Duration::ZERO,
+        "the manual mock clock moved by itself"
+    );
+    assert!(
+        !slept_before,
+        "the sleeper woke before the clock was advanced"
+    );
+    assert!(slept_after);
+}
