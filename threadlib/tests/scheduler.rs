@@ -96,6 +96,64 @@ fn a_loop_without_wake_fd_completes_a_call_that_becomes_ready_later() {
     }
 }
 
+/// An idle core whose loops hold no calls sleeps until its next timer: a loop without a
+/// wake fd is polled on each pass, not continuously, while it holds nothing (nor is a
+/// loop with a wake fd a reason to stay awake).
+#[test]
+fn an_idle_core_sleeps_while_its_loops_hold_no_calls() {
+    let polls_while_asleep = watchdog(|| {
+        let b = Runtime::builder();
+        let (b, flag) = b.event_loop(|_| {
+            Box::new(Flag {
+                ready: Arc::default(),
+                waiting: Vec::new(),
+                polls: 0,
+            })
+        });
+        let (b, _) = b.event_loop(|_| {
+            Box::new(Woken {
+                wake: iolib::eventfd::EventFd::new().unwrap(),
+            })
+        });
+        b.build()
+            .unwrap()
+            .block_on(async move {
+                let before = with_loop(flag, |l: &mut Flag, _| l.polls).unwrap();
+                threadlib::sleep(Duration::from_millis(100)).await.unwrap();
+                with_loop(flag, |l: &mut Flag, _| l.polls).unwrap() - before
+            })
+            .unwrap()
+    });
+    assert!(
+        polls_while_asleep <= 5,
+        "the idle core spun: {polls_while_asleep} polls in 100 ms"
+    );
+}
+
+/// A loop with a wake fd that never becomes readable.
+struct Woken {
+    wake: iolib::eventfd::EventFd,
+}
+
+impl EventLoop for Woken {
+    fn name(&self) -> &'static str {
+        "woken"
+    }
+
+    fn submit(&mut self, _: ThreadId, _: Request, _: &mut LoopCx<'_>) {}
+
+    fn cancel(&mut self, tid: ThreadId, cx: &mut LoopCx<'_>) {
+        cx.cancelled(tid);
+    }
+
+    fn poll(&mut self, _: &mut LoopCx<'_>) {}
+
+    fn wake_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        Some(self.wake.as_raw_fd())
+    }
+}
+
 // ----- cleanups at shutdown -------------------------------------------------------------
 
 /// Runs `body` as a thread that the runtime's shutdown cancels while it parks, then
