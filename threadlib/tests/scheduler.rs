@@ -278,6 +278,37 @@ fn shutdown_waits_for_a_cleanup_woken_from_another_core() {
     assert_eq!(got, Some(Ok(9)));
 }
 
+/// When `block_on` returns, the blocking pool's OS threads have exited (a job leaves a
+/// thread-local behind whose destructor runs only when its thread ends).
+#[test]
+fn the_blocking_pool_stops_with_the_runtime() {
+    struct OnExit(Arc<AtomicBool>);
+    impl Drop for OnExit {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+    thread_local! {
+        static MARK: RefCell<Option<OnExit>> = const { RefCell::new(None) };
+    }
+    let exited = watchdog(|| {
+        let exited = Arc::new(AtomicBool::new(false));
+        let e = exited.clone();
+        Runtime::builder()
+            .blocking_threads(1)
+            .build()
+            .unwrap()
+            .block_on(async move {
+                threadlib::pool::run(move || MARK.with(|m| *m.borrow_mut() = Some(OnExit(e))))
+                    .await
+                    .unwrap();
+            })
+            .unwrap();
+        exited.load(Ordering::Acquire)
+    });
+    assert!(exited, "a pool thread outlived the runtime");
+}
+
 // ----- scope errors ---------------------------------------------------------------------
 
 /// A real error recorded after the scope was cancelled replaces `Cancelled`; a later

@@ -690,6 +690,7 @@ fn channel_closes_for_senders_and_gives_values_back() {
             let (tx, rx) = channel(1);
             tx.send(String::from("buffered")).await?;
             let tx2 = tx.clone();
+            assert!(!tx.is_closed());
             let h = threadlib::spawn(async move {
                 tx2.send(String::from("blocked"))
                     .await
