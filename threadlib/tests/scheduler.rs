@@ -11,7 +11,7 @@ mod support;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +26,8 @@ use threadlib::{protect, with_loop, Error, EventLoop, LoopCx, Request, Runtime, 
 struct Flag {
     ready: Arc<AtomicBool>,
     waiting: Vec<ThreadId>,
-    polls: usize,
+    /// Polls so far (shared, so another OS thread can wait for the first one).
+    polls: Arc<AtomicUsize>,
 }
 
 impl EventLoop for Flag {
@@ -44,7 +45,7 @@ impl EventLoop for Flag {
     }
 
     fn poll(&mut self, cx: &mut LoopCx<'_>) {
-        self.polls += 1;
+        self.polls.fetch_add(1, Ordering::AcqRel);
         if self.ready.load(Ordering::Acquire) {
             for tid in self.waiting.drain(..) {
                 cx.complete(tid, 7);
@@ -62,7 +63,8 @@ fn a_loop_without_wake_fd_completes_a_call_that_becomes_ready_later() {
     for clock in ["real", "mock, auto-advance", "mock, manual"] {
         let polls = watchdog(move || {
             let ready = Arc::new(AtomicBool::new(false));
-            let r2 = ready.clone();
+            let polls = Arc::new(AtomicUsize::new(0));
+            let (r2, p2) = (ready.clone(), polls.clone());
             let mut b = Runtime::builder();
             match clock {
                 "real" => {}
@@ -73,11 +75,17 @@ fn a_loop_without_wake_fd_completes_a_call_that_becomes_ready_later() {
                 Box::new(Flag {
                     ready: r2.clone(),
                     waiting: Vec::new(),
-                    polls: 0,
+                    polls: p2.clone(),
                 })
             });
+            // The call is made, and the loop has seen it not ready, before the flag is
+            // set: only polls while the core idles can complete it.
+            let p3 = polls.clone();
             let setter = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(50));
+                while p3.load(Ordering::Acquire) == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                std::thread::sleep(Duration::from_millis(30));
                 ready.store(true, Ordering::Release);
             });
             let (r, polls) = b
@@ -85,7 +93,10 @@ fn a_loop_without_wake_fd_completes_a_call_that_becomes_ready_later() {
                 .unwrap()
                 .block_on(async move {
                     let r = call_word(id, 0).await;
-                    (r, with_loop(id, |l: &mut Flag, _| l.polls).unwrap())
+                    (
+                        r,
+                        with_loop(id, |l: &mut Flag, _| l.polls.load(Ordering::Acquire)).unwrap(),
+                    )
                 })
                 .unwrap();
             setter.join().unwrap();
@@ -107,7 +118,7 @@ fn an_idle_core_sleeps_while_its_loops_hold_no_calls() {
             Box::new(Flag {
                 ready: Arc::default(),
                 waiting: Vec::new(),
-                polls: 0,
+                polls: Arc::default(),
             })
         });
         let (b, _) = b.event_loop(|_| {
@@ -118,9 +129,10 @@ fn an_idle_core_sleeps_while_its_loops_hold_no_calls() {
         b.build()
             .unwrap()
             .block_on(async move {
-                let before = with_loop(flag, |l: &mut Flag, _| l.polls).unwrap();
+                let before =
+                    with_loop(flag, |l: &mut Flag, _| l.polls.load(Ordering::Acquire)).unwrap();
                 threadlib::sleep(Duration::from_millis(100)).await.unwrap();
-                with_loop(flag, |l: &mut Flag, _| l.polls).unwrap() - before
+                with_loop(flag, |l: &mut Flag, _| l.polls.load(Ordering::Acquire)).unwrap() - before
             })
             .unwrap()
     });
