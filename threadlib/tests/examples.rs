@@ -193,7 +193,6 @@ fn assert_same(got: &[u8], want: &[u8]) {
 }
 
 const MIB: usize = 1 << 20;
-/// Seconds after which a copy process is presumed hung and killed.
 
 /// Runs `copy` with the given stdin and stdout; feeds `feed` (on a thread) when stdin
 /// is piped; returns what it wrote to a piped stdout (empty otherwise).
