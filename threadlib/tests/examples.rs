@@ -59,12 +59,19 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
+/// How long an example may run before the test kills it and fails: they finish in well
+/// under a second, so a scheduler that hangs fails the test instead of stalling the run.
+const DEADLINE: Duration = Duration::from_secs(20);
+
 /// Runs an example to completion with no input and returns its output.
 fn run(name: &str) -> Output {
-    let out = Command::new(example(name))
+    let child = Command::new(example(name))
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("start example");
+    let out = wait_with_deadline(child, DEADLINE);
     assert!(
         out.status.success(),
         "{name} failed: {:?}\n{}",
@@ -182,8 +189,6 @@ fn assert_same(got: &[u8], want: &[u8]) {
 }
 
 const MIB: usize = 1 << 20;
-/// Seconds after which a copy process is presumed hung and killed.
-const WATCHDOG: u64 = 60;
 
 /// Runs `copy` with the given stdin and stdout; feeds `feed` (on a thread) when stdin
 /// is piped; returns what it wrote to a piped stdout (empty otherwise).
@@ -219,10 +224,7 @@ fn copy_with_slow_reader(
     let (done, watchdog_rx) = std::sync::mpsc::channel::<()>();
     let pid = child.id() as libc::pid_t;
     let watchdog = std::thread::spawn(move || {
-        if watchdog_rx
-            .recv_timeout(Duration::from_secs(WATCHDOG))
-            .is_err()
-        {
+        if watchdog_rx.recv_timeout(DEADLINE).is_err() {
             // SAFETY: kill(2) on the pid of our child, which we have not reaped yet.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
@@ -344,7 +346,7 @@ fn copy_exits_quietly_when_the_reader_goes_away() {
     let mut head = [0u8; 10];
     child.stdout.take().unwrap().read_exact(&mut head).unwrap();
     // The read end is closed now: copy's next splice fails with EPIPE.
-    let out = wait_with_deadline(child, Duration::from_secs(20));
+    let out = wait_with_deadline(child, DEADLINE);
     assert!(out.status.success(), "{:?}", out.status);
     assert!(
         out.stderr.is_empty(),
@@ -425,7 +427,7 @@ fn echo_answers_clients_then_stops_after_max_conns() {
     assert_same(&t1.join().unwrap(), &big);
     assert_eq!(t2.join().unwrap(), small);
 
-    let out = wait_with_deadline(child, Duration::from_secs(20));
+    let out = wait_with_deadline(child, DEADLINE);
     assert!(
         out.status.success(),
         "{:?}: {}",
@@ -453,7 +455,7 @@ fn echo_stops_after_its_duration() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start echo");
-    let out = wait_with_deadline(child, Duration::from_secs(20));
+    let out = wait_with_deadline(child, DEADLINE);
     assert!(out.status.success(), "{:?}", out.status);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("listening on 127.0.0.1:"), "{text}");
@@ -462,10 +464,13 @@ fn echo_stops_after_its_duration() {
 
 #[test]
 fn echo_rejects_bad_arguments() {
-    let out = Command::new(example("echo"))
+    let child = Command::new(example("echo"))
         .args(["--port", "not-a-port"])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let out = wait_with_deadline(child, DEADLINE);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage: echo"));
 }

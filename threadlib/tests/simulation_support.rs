@@ -5,9 +5,12 @@
 // Tests run on the real clock; no simulation reaches them.
 #![allow(clippy::disallowed_methods)]
 
+mod support;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+use support::watchdog;
 
 use threadlib::syscall::call_word;
 use threadlib::{EventLoop, LoopCx, Request, Runtime, ThreadId};
@@ -41,17 +44,19 @@ fn order(shuffle: Option<u64>) -> Vec<u32> {
 
 #[test]
 fn shuffled_runs_replay_for_a_seed_and_differ_between_seeds() {
-    assert_eq!(
-        order(None),
-        (0..20).collect::<Vec<_>>(),
-        "FIFO without a seed"
-    );
-    let a = order(Some(1));
-    assert_eq!(a, order(Some(1)), "the same seed replays");
-    assert_ne!(a, order(Some(2)), "another seed, another interleaving");
-    let mut sorted = a.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, (0..20).collect::<Vec<_>>(), "every thread ran once");
+    watchdog(|| {
+        assert_eq!(
+            order(None),
+            (0..20).collect::<Vec<_>>(),
+            "FIFO without a seed"
+        );
+        let a = order(Some(1));
+        assert_eq!(a, order(Some(1)), "the same seed replays");
+        assert_ne!(a, order(Some(2)), "another seed, another interleaving");
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..20).collect::<Vec<_>>(), "every thread ran once");
+    });
 }
 
 /// Completes each call at a deadline 10 s after it arrived; no wake fd.
@@ -90,55 +95,59 @@ impl EventLoop for Later {
 
 #[test]
 fn a_loop_that_wakes_at_its_deadlines_lets_the_mock_clock_jump() {
-    let started = Instant::now();
-    let (b, id) = Runtime::builder()
-        .mock_clock(true)
-        .event_loop(|_| Box::new(Later::default()));
-    let virtual_time = b
-        .build()
-        .unwrap()
-        .block_on(async move {
-            call_word(id, 0).await.unwrap();
-            threadlib::time::elapsed()
-        })
-        .unwrap();
-    assert_eq!(virtual_time, Duration::from_secs(10));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "the clock jumped"
-    );
+    watchdog(|| {
+        let started = Instant::now();
+        let (b, id) = Runtime::builder()
+            .mock_clock(true)
+            .event_loop(|_| Box::new(Later::default()));
+        let virtual_time = b
+            .build()
+            .unwrap()
+            .block_on(async move {
+                call_word(id, 0).await.unwrap();
+                threadlib::time::elapsed()
+            })
+            .unwrap();
+        assert_eq!(virtual_time, Duration::from_secs(10));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the clock jumped"
+        );
+    });
 }
 
 #[test]
 fn trace_events_carry_virtual_time_and_their_detail() {
-    let path =
-        std::env::temp_dir().join(format!("threadlib-sim-trace-{}.json", std::process::id()));
-    Runtime::builder()
-        .mock_clock(true)
-        .trace_file(&path)
-        .build()
-        .unwrap()
-        .block_on(async {
-            assert!(threadlib::trace::enabled());
-            threadlib::sleep(Duration::from_millis(1500)).await.unwrap();
-            threadlib::trace::event("link", "packet", || "a -> b len=40".to_owned());
-        })
-        .unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let _ = std::fs::remove_file(&path);
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let events = json["traceEvents"].as_array().unwrap();
-    let packet = events
-        .iter()
-        .find(|e| e["name"] == "packet")
-        .expect("the custom event");
-    assert_eq!(packet["args"]["detail"], "a -> b len=40");
-    assert_eq!(
-        packet["ts"].as_f64().unwrap(),
-        1_500_000.0,
-        "virtual microseconds"
-    );
-    assert!(events
-        .iter()
-        .any(|e| e["name"] == "thread_name" && e["args"]["name"] == "link"));
+    watchdog(|| {
+        let path =
+            std::env::temp_dir().join(format!("threadlib-sim-trace-{}.json", std::process::id()));
+        Runtime::builder()
+            .mock_clock(true)
+            .trace_file(&path)
+            .build()
+            .unwrap()
+            .block_on(async {
+                assert!(threadlib::trace::enabled());
+                threadlib::sleep(Duration::from_millis(1500)).await.unwrap();
+                threadlib::trace::event("link", "packet", || "a -> b len=40".to_owned());
+            })
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let events = json["traceEvents"].as_array().unwrap();
+        let packet = events
+            .iter()
+            .find(|e| e["name"] == "packet")
+            .expect("the custom event");
+        assert_eq!(packet["args"]["detail"], "a -> b len=40");
+        assert_eq!(
+            packet["ts"].as_f64().unwrap(),
+            1_500_000.0,
+            "virtual microseconds"
+        );
+        assert!(events
+            .iter()
+            .any(|e| e["name"] == "thread_name" && e["args"]["name"] == "link"));
+    });
 }

@@ -3,355 +3,386 @@
 // Tests run on the real clock; no simulation reaches them.
 #![allow(clippy::disallowed_methods)]
 
+mod support;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
+use support::watchdog;
 
 use threadlib::{Error, Runtime};
 
 #[test]
 fn scope_propagates_first_error_and_runs_release_hooks_in_reverse() {
-    let log = Rc::new(RefCell::new(Vec::<String>::new()));
-    let l = log.clone();
-    let r = threadlib::run(async move {
-        threadlib::scope(|s| {
-            let l = l.clone();
-            async move {
-                let (l1, l2) = (l.clone(), l.clone());
-                s.on_release(move || l1.borrow_mut().push("release 1".into()));
-                s.on_release(move || l2.borrow_mut().push("release 2".into()));
-                let l3 = l.clone();
-                s.spawn(async move {
-                    let r = threadlib::sleep(Duration::from_secs(60)).await;
-                    l3.borrow_mut().push(format!("sleeper: {r:?}"));
-                    r
-                });
-                s.spawn(async { Err::<(), _>(Error::other("first")) });
-                s.spawn(async {
-                    threadlib::yield_now().await?;
-                    Err::<(), _>(Error::other("second"))
-                });
-                Ok(())
-            }
+    watchdog(|| {
+        let log = Rc::new(RefCell::new(Vec::<String>::new()));
+        let l = log.clone();
+        let r = threadlib::run(async move {
+            threadlib::scope(|s| {
+                let l = l.clone();
+                async move {
+                    let (l1, l2) = (l.clone(), l.clone());
+                    s.on_release(move || l1.borrow_mut().push("release 1".into()));
+                    s.on_release(move || l2.borrow_mut().push("release 2".into()));
+                    let l3 = l.clone();
+                    s.spawn(async move {
+                        let r = threadlib::sleep(Duration::from_secs(60)).await;
+                        l3.borrow_mut().push(format!("sleeper: {r:?}"));
+                        r
+                    });
+                    s.spawn(async { Err::<(), _>(Error::other("first")) });
+                    s.spawn(async {
+                        threadlib::yield_now().await?;
+                        Err::<(), _>(Error::other("second"))
+                    });
+                    Ok(())
+                }
+            })
+            .await
         })
-        .await
-    })
-    .unwrap();
-    assert_eq!(r.unwrap_err().to_string(), "first");
-    assert_eq!(
-        *log.borrow(),
-        ["sleeper: Err(Cancelled)", "release 2", "release 1"]
-    );
+        .unwrap();
+        assert_eq!(r.unwrap_err().to_string(), "first");
+        assert_eq!(
+            *log.borrow(),
+            ["sleeper: Err(Cancelled)", "release 2", "release 1"]
+        );
+    });
 }
 
 #[test]
 fn body_error_cancels_children_and_is_returned() {
-    let r = threadlib::run(async {
-        threadlib::scope(|s| async move {
-            s.spawn(async { threadlib::park().await });
-            threadlib::yield_now().await?;
-            Err::<(), _>(Error::other("body failed"))
+    watchdog(|| {
+        let r = threadlib::run(async {
+            threadlib::scope(|s| async move {
+                s.spawn(async { threadlib::park().await });
+                threadlib::yield_now().await?;
+                Err::<(), _>(Error::other("body failed"))
+            })
+            .await
         })
-        .await
-    })
-    .unwrap();
-    assert_eq!(r.unwrap_err().to_string(), "body failed");
+        .unwrap();
+        assert_eq!(r.unwrap_err().to_string(), "body failed");
+    });
 }
 
 #[test]
 fn nested_scopes_are_cancelled_with_their_parent() {
-    let r = threadlib::run(async {
-        threadlib::scope(|s| async move {
-            s.spawn(async {
-                threadlib::scope(|inner| async move {
-                    inner.spawn(async { threadlib::sleep(Duration::from_secs(3600)).await });
-                    threadlib::park().await
-                })
-                .await
-            });
-            threadlib::sleep(Duration::from_millis(5)).await?;
-            Err::<(), _>(Error::other("outer"))
+    watchdog(|| {
+        let r = threadlib::run(async {
+            threadlib::scope(|s| async move {
+                s.spawn(async {
+                    threadlib::scope(|inner| async move {
+                        inner.spawn(async { threadlib::sleep(Duration::from_secs(3600)).await });
+                        threadlib::park().await
+                    })
+                    .await
+                });
+                threadlib::sleep(Duration::from_millis(5)).await?;
+                Err::<(), _>(Error::other("outer"))
+            })
+            .await
         })
-        .await
-    })
-    .unwrap();
-    assert_eq!(r.unwrap_err().to_string(), "outer");
+        .unwrap();
+        assert_eq!(r.unwrap_err().to_string(), "outer");
+    });
 }
 
 #[test]
 fn panic_becomes_scope_error_and_scheduler_survives() {
-    let out = threadlib::run(async {
-        let r = threadlib::scope(|s| async move {
-            s.spawn(async {
-                threadlib::yield_now().await?;
-                panic!("kaboom");
-                #[allow(unreachable_code)]
+    watchdog(|| {
+        let out = threadlib::run(async {
+            let r = threadlib::scope(|s| async move {
+                s.spawn(async {
+                    threadlib::yield_now().await?;
+                    panic!("kaboom");
+                    #[allow(unreachable_code)]
+                    Ok(())
+                });
+                s.spawn(async { threadlib::park().await });
                 Ok(())
-            });
-            s.spawn(async { threadlib::park().await });
-            Ok(())
+            })
+            .await;
+            let plain = threadlib::spawn(async { panic!("plain") }).await;
+            // The scheduler still runs threads afterwards.
+            let after = threadlib::spawn(async { 7 }).await.unwrap();
+            (r, plain, after)
         })
-        .await;
-        let plain = threadlib::spawn(async { panic!("plain") }).await;
-        // The scheduler still runs threads afterwards.
-        let after = threadlib::spawn(async { 7 }).await.unwrap();
-        (r, plain, after)
-    })
-    .unwrap();
-    assert!(
-        matches!(out.0, Err(Error::Panicked(ref m)) if m == "kaboom"),
-        "{:?}",
-        out.0
-    );
-    assert!(matches!(out.1, Err(Error::Panicked(ref m)) if m == "plain"));
-    assert_eq!(out.2, 7);
+        .unwrap();
+        assert!(
+            matches!(out.0, Err(Error::Panicked(ref m)) if m == "kaboom"),
+            "{:?}",
+            out.0
+        );
+        assert!(matches!(out.1, Err(Error::Panicked(ref m)) if m == "plain"));
+        assert_eq!(out.2, 7);
+    });
 }
 
 #[test]
 fn protect_defers_cancellation() {
-    let log = Rc::new(RefCell::new(Vec::new()));
-    let l = log.clone();
-    let r = threadlib::run(async move {
-        threadlib::scope(|s| async move {
-            let l2 = l.clone();
-            s.spawn(async move {
-                let r = threadlib::protect(threadlib::sleep(Duration::from_millis(20))).await;
-                l2.borrow_mut().push(format!("protected sleep: {r:?}"));
-                let r = threadlib::yield_now().await;
-                l2.borrow_mut().push(format!("after: {r:?}"));
-                r
-            });
-            threadlib::yield_now().await?;
-            s.cancel();
-            Ok(())
+    watchdog(|| {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let l = log.clone();
+        let r = threadlib::run(async move {
+            threadlib::scope(|s| async move {
+                let l2 = l.clone();
+                s.spawn(async move {
+                    let r = threadlib::protect(threadlib::sleep(Duration::from_millis(20))).await;
+                    l2.borrow_mut().push(format!("protected sleep: {r:?}"));
+                    let r = threadlib::yield_now().await;
+                    l2.borrow_mut().push(format!("after: {r:?}"));
+                    r
+                });
+                threadlib::yield_now().await?;
+                s.cancel();
+                Ok(())
+            })
+            .await
         })
-        .await
-    })
-    .unwrap();
-    assert!(matches!(r, Err(Error::Cancelled)));
-    assert_eq!(
-        *log.borrow(),
-        ["protected sleep: Ok(())", "after: Err(Cancelled)"]
-    );
+        .unwrap();
+        assert!(matches!(r, Err(Error::Cancelled)));
+        assert_eq!(
+            *log.borrow(),
+            ["protected sleep: Ok(())", "after: Err(Cancelled)"]
+        );
+    });
 }
 
 #[test]
 fn mock_clock_runs_long_timeouts_instantly() {
-    let rt = Runtime::builder().mock_clock(true).build().unwrap();
-    let wall = std::time::Instant::now();
-    rt.block_on(async {
-        let t0 = threadlib::time::now();
-        // A ten-minute timeout that fires.
-        let r = threadlib::with_timeout(Duration::from_secs(600), threadlib::park()).await;
-        assert!(matches!(r, Err(Error::TimedOut)));
-        assert_eq!(threadlib::time::now() - t0, Duration::from_secs(600));
-        // A timeout that does not fire leaves the value alone.
-        let r = threadlib::with_timeout(Duration::from_secs(600), async {
-            threadlib::sleep(Duration::from_secs(1)).await?;
-            Ok(5)
+    watchdog(|| {
+        let rt = Runtime::builder().mock_clock(true).build().unwrap();
+        let wall = std::time::Instant::now();
+        rt.block_on(async {
+            let t0 = threadlib::time::now();
+            // A ten-minute timeout that fires.
+            let r = threadlib::with_timeout(Duration::from_secs(600), threadlib::park()).await;
+            assert!(matches!(r, Err(Error::TimedOut)));
+            assert_eq!(threadlib::time::now() - t0, Duration::from_secs(600));
+            // A timeout that does not fire leaves the value alone.
+            let r = threadlib::with_timeout(Duration::from_secs(600), async {
+                threadlib::sleep(Duration::from_secs(1)).await?;
+                Ok(5)
+            })
+            .await;
+            assert_eq!(r.unwrap(), 5);
+            assert_eq!(threadlib::time::now() - t0, Duration::from_secs(601));
+            // Manual advance.
+            threadlib::time::advance(Duration::from_secs(10)).unwrap();
+            assert_eq!(threadlib::time::now() - t0, Duration::from_secs(611));
         })
-        .await;
-        assert_eq!(r.unwrap(), 5);
-        assert_eq!(threadlib::time::now() - t0, Duration::from_secs(601));
-        // Manual advance.
-        threadlib::time::advance(Duration::from_secs(10)).unwrap();
-        assert_eq!(threadlib::time::now() - t0, Duration::from_secs(611));
-    })
-    .unwrap();
-    assert!(wall.elapsed() < Duration::from_secs(2));
-    // advance() on the real clock is an error, not a panic.
-    threadlib::run(async { assert!(threadlib::time::advance(Duration::from_secs(1)).is_err()) })
         .unwrap();
+        assert!(wall.elapsed() < Duration::from_secs(2));
+        // advance() on the real clock is an error, not a panic.
+        threadlib::run(async {
+            assert!(threadlib::time::advance(Duration::from_secs(1)).is_err())
+        })
+        .unwrap();
+    });
 }
 
 #[test]
 fn combinators_first_any_all() {
-    threadlib::run(async {
-        let r = threadlib::race(
-            async {
-                threadlib::sleep(Duration::from_millis(50)).await?;
-                Ok("slow")
-            },
-            async {
-                threadlib::sleep(Duration::from_millis(1)).await?;
-                Ok("fast")
-            },
-        )
-        .await;
-        assert_eq!(r.unwrap(), "fast");
-        let futs: Vec<
-            std::pin::Pin<Box<dyn std::future::Future<Output = threadlib::Result<u32>>>>,
-        > = vec![
-            Box::pin(async { Err(Error::other("no")) }),
-            Box::pin(async {
+    watchdog(|| {
+        threadlib::run(async {
+            let r = threadlib::race(
+                async {
+                    threadlib::sleep(Duration::from_millis(50)).await?;
+                    Ok("slow")
+                },
+                async {
+                    threadlib::sleep(Duration::from_millis(1)).await?;
+                    Ok("fast")
+                },
+            )
+            .await;
+            assert_eq!(r.unwrap(), "fast");
+            let futs: Vec<
+                std::pin::Pin<Box<dyn std::future::Future<Output = threadlib::Result<u32>>>>,
+            > = vec![
+                Box::pin(async { Err(Error::other("no")) }),
+                Box::pin(async {
+                    threadlib::yield_now().await?;
+                    Ok(2)
+                }),
+            ];
+            assert_eq!(threadlib::any(futs).await.unwrap(), 2);
+            let v = threadlib::all((0..5u32).map(|i| async move {
                 threadlib::yield_now().await?;
-                Ok(2)
-            }),
-        ];
-        assert_eq!(threadlib::any(futs).await.unwrap(), 2);
-        let v = threadlib::all((0..5u32).map(|i| async move {
-            threadlib::yield_now().await?;
-            Ok(i * i)
-        }))
-        .await
+                Ok(i * i)
+            }))
+            .await
+            .unwrap();
+            assert_eq!(v, [0, 1, 4, 9, 16]);
+            let e = threadlib::all((0..3u32).map(|i| async move {
+                if i == 1 {
+                    return Err(Error::other("one failed"));
+                }
+                threadlib::park().await?;
+                Ok(i)
+            }))
+            .await;
+            assert_eq!(e.unwrap_err().to_string(), "one failed");
+        })
         .unwrap();
-        assert_eq!(v, [0, 1, 4, 9, 16]);
-        let e = threadlib::all((0..3u32).map(|i| async move {
-            if i == 1 {
-                return Err(Error::other("one failed"));
-            }
-            threadlib::park().await?;
-            Ok(i)
-        }))
-        .await;
-        assert_eq!(e.unwrap_err().to_string(), "one failed");
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn cross_core_spawn_and_messages() {
-    let rt = Runtime::builder().cores(3).build().unwrap();
-    rt.block_on(async {
-        assert_eq!(threadlib::cores(), 3);
-        let (tx, rx) = threadlib::sync::remote::channel::<(usize, u32)>(4);
-        let mut hs = Vec::new();
-        for core in 0..3 {
-            let tx = tx.clone();
-            hs.push(
-                threadlib::spawn_on(core, move || async move {
-                    // Core-local state may be Rc.
-                    let local = Rc::new(RefCell::new(0u32));
-                    for i in 0..100 {
-                        *local.borrow_mut() += i;
-                        tx.send((threadlib::core_index().unwrap(), i))
-                            .await
-                            .unwrap();
-                    }
-                    let v = *local.borrow();
-                    v
-                })
-                .unwrap(),
-            );
-        }
-        drop(tx);
-        let mut per_core = [0u32; 3];
-        while let Ok((core, _)) = rx.recv().await {
-            per_core[core] += 1;
-        }
-        assert_eq!(per_core, [100, 100, 100]);
-        for h in hs {
-            assert_eq!(h.join().await.unwrap(), 4950);
-        }
-        // Bad use: a core that does not exist.
-        let e = threadlib::spawn_on(7, || async {}).err().unwrap();
-        assert!(matches!(e, Error::NoSuchCore { core: 7, cores: 3 }), "{e}");
-        // Bad use: a closed channel.
-        let (tx, rx) = threadlib::sync::remote::channel::<u8>(1);
-        drop(rx);
-        assert!(matches!(tx.send(1).await, Err(Error::Closed)));
-    })
-    .unwrap();
+    watchdog(|| {
+        let rt = Runtime::builder().cores(3).build().unwrap();
+        rt.block_on(async {
+            assert_eq!(threadlib::cores(), 3);
+            let (tx, rx) = threadlib::sync::remote::channel::<(usize, u32)>(4);
+            let mut hs = Vec::new();
+            for core in 0..3 {
+                let tx = tx.clone();
+                hs.push(
+                    threadlib::spawn_on(core, move || async move {
+                        // Core-local state may be Rc.
+                        let local = Rc::new(RefCell::new(0u32));
+                        for i in 0..100 {
+                            *local.borrow_mut() += i;
+                            tx.send((threadlib::core_index().unwrap(), i))
+                                .await
+                                .unwrap();
+                        }
+                        let v = *local.borrow();
+                        v
+                    })
+                    .unwrap(),
+                );
+            }
+            drop(tx);
+            let mut per_core = [0u32; 3];
+            while let Ok((core, _)) = rx.recv().await {
+                per_core[core] += 1;
+            }
+            assert_eq!(per_core, [100, 100, 100]);
+            for h in hs {
+                assert_eq!(h.join().await.unwrap(), 4950);
+            }
+            // Bad use: a core that does not exist.
+            let e = threadlib::spawn_on(7, || async {}).err().unwrap();
+            assert!(matches!(e, Error::NoSuchCore { core: 7, cores: 3 }), "{e}");
+            // Bad use: a closed channel.
+            let (tx, rx) = threadlib::sync::remote::channel::<u8>(1);
+            drop(rx);
+            assert!(matches!(tx.send(1).await, Err(Error::Closed)));
+        })
+        .unwrap();
+    });
 }
 
 #[test]
 fn foreign_futures_run_inside_threads() {
-    use futures::channel::{mpsc, oneshot};
-    use futures::{SinkExt, StreamExt};
-    threadlib::run(async {
-        // Woken from another OS thread.
-        let (tx, rx) = oneshot::channel::<u32>();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(10));
-            tx.send(99).unwrap();
-        });
-        assert_eq!(rx.await.unwrap(), 99);
-        // Woken by another thread of the same core.
-        let (mut tx, mut rx) = mpsc::channel::<u32>(1);
-        let h = threadlib::spawn(async move {
-            let mut sum = 0;
-            while let Some(v) = rx.next().await {
-                sum += v;
+    watchdog(|| {
+        use futures::channel::{mpsc, oneshot};
+        use futures::{SinkExt, StreamExt};
+        threadlib::run(async {
+            // Woken from another OS thread.
+            let (tx, rx) = oneshot::channel::<u32>();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(10));
+                tx.send(99).unwrap();
+            });
+            assert_eq!(rx.await.unwrap(), 99);
+            // Woken by another thread of the same core.
+            let (mut tx, mut rx) = mpsc::channel::<u32>(1);
+            let h = threadlib::spawn(async move {
+                let mut sum = 0;
+                while let Some(v) = rx.next().await {
+                    sum += v;
+                }
+                sum
+            });
+            for i in 1..=100 {
+                tx.send(i).await.unwrap();
             }
-            sum
-        });
-        for i in 1..=100 {
-            tx.send(i).await.unwrap();
-        }
-        drop(tx);
-        assert_eq!(h.await.unwrap(), 5050);
-    })
-    .unwrap();
+            drop(tx);
+            assert_eq!(h.await.unwrap(), 5050);
+        })
+        .unwrap();
+    });
 }
 
 #[test]
 fn outside_a_runtime_calls_fail_cleanly() {
-    assert!(matches!(
-        threadlib::try_spawn(async {}),
-        Err(Error::NoRuntime)
-    ));
-    let r = futures::executor::block_on(threadlib::sleep(Duration::from_millis(1)));
-    assert!(matches!(r, Err(Error::NoRuntime)));
-    assert!(threadlib::spawn_on(0, || async {}).is_err());
+    watchdog(|| {
+        assert!(matches!(
+            threadlib::try_spawn(async {}),
+            Err(Error::NoRuntime)
+        ));
+        let r = futures::executor::block_on(threadlib::sleep(Duration::from_millis(1)));
+        assert!(matches!(r, Err(Error::NoRuntime)));
+        assert!(threadlib::spawn_on(0, || async {}).is_err());
+    });
 }
 
 #[test]
 fn trace_is_valid_chrome_json_with_expected_events() {
-    let path = std::env::temp_dir().join(format!("threadlib-trace-{}.json", std::process::id()));
-    let rt = Runtime::builder().trace_file(&path).build().unwrap();
-    rt.block_on(async {
-        let h = threadlib::spawn(async { threadlib::sleep(Duration::from_millis(1)).await });
-        threadlib::yield_now().await.unwrap();
-        h.await.unwrap().unwrap();
-    })
-    .unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-    let events = v["traceEvents"].as_array().unwrap();
-    let has = |cat: &str, name: &str| events.iter().any(|e| e["cat"] == cat && e["name"] == name);
-    assert!(has("spawn", "spawn"));
-    assert!(has("run", "run"));
-    assert!(has("suspend", "sleep"));
-    assert!(has("suspend", "yield"));
-    assert!(has("suspend", "park"));
-    assert!(has("resume", "resume"));
-    assert!(has("exit", "exit"));
-    let begins = events.iter().filter(|e| e["ph"] == "B").count();
-    let ends = events.iter().filter(|e| e["ph"] == "E").count();
-    assert_eq!(begins, ends);
-    assert!(events.iter().all(|e| e["ph"] == "M" || e["ts"].is_number()));
+    watchdog(|| {
+        let path =
+            std::env::temp_dir().join(format!("threadlib-trace-{}.json", std::process::id()));
+        let rt = Runtime::builder().trace_file(&path).build().unwrap();
+        rt.block_on(async {
+            let h = threadlib::spawn(async { threadlib::sleep(Duration::from_millis(1)).await });
+            threadlib::yield_now().await.unwrap();
+            h.await.unwrap().unwrap();
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let events = v["traceEvents"].as_array().unwrap();
+        let has =
+            |cat: &str, name: &str| events.iter().any(|e| e["cat"] == cat && e["name"] == name);
+        assert!(has("spawn", "spawn"));
+        assert!(has("run", "run"));
+        assert!(has("suspend", "sleep"));
+        assert!(has("suspend", "yield"));
+        assert!(has("suspend", "park"));
+        assert!(has("resume", "resume"));
+        assert!(has("exit", "exit"));
+        let begins = events.iter().filter(|e| e["ph"] == "B").count();
+        let ends = events.iter().filter(|e| e["ph"] == "E").count();
+        assert_eq!(begins, ends);
+        assert!(events.iter().all(|e| e["ph"] == "M" || e["ts"].is_number()));
+    });
 }
 
 #[test]
 fn a_call_future_dropped_after_one_poll_leaves_no_trace() {
-    use futures::FutureExt;
-    // Dropped before dispatch (polled once, then dropped in the same poll).
-    let r = threadlib::run(async {
-        {
-            let f = threadlib::park();
-            futures::pin_mut!(f);
-            assert!(futures::poll!(f.as_mut()).is_pending());
-        }
-        assert!(threadlib::sleep(Duration::from_millis(1))
-            .now_or_never()
-            .is_none());
-        threadlib::yield_now().await
-    });
-    assert!(matches!(r, Ok(Ok(()))), "{r:?}");
-    // ...then waiting on a foreign waker must not dispatch the stale call.
-    let r = threadlib::run(async {
-        let (tx, rx) = futures::channel::oneshot::channel::<u8>();
-        let _h = threadlib::spawn(async move {
-            threadlib::sleep(Duration::from_millis(10)).await.unwrap();
-            let _ = tx.send(5);
+    watchdog(|| {
+        use futures::FutureExt;
+        // Dropped before dispatch (polled once, then dropped in the same poll).
+        let r = threadlib::run(async {
+            {
+                let f = threadlib::park();
+                futures::pin_mut!(f);
+                assert!(futures::poll!(f.as_mut()).is_pending());
+            }
+            assert!(threadlib::sleep(Duration::from_millis(1))
+                .now_or_never()
+                .is_none());
+            threadlib::yield_now().await
         });
-        {
-            let f = threadlib::park();
-            futures::pin_mut!(f);
-            assert!(futures::poll!(f.as_mut()).is_pending());
-        }
-        rx.await.map_err(Error::other)
+        assert!(matches!(r, Ok(Ok(()))), "{r:?}");
+        // ...then waiting on a foreign waker must not dispatch the stale call.
+        let r = threadlib::run(async {
+            let (tx, rx) = futures::channel::oneshot::channel::<u8>();
+            let _h = threadlib::spawn(async move {
+                threadlib::sleep(Duration::from_millis(10)).await.unwrap();
+                let _ = tx.send(5);
+            });
+            {
+                let f = threadlib::park();
+                futures::pin_mut!(f);
+                assert!(futures::poll!(f.as_mut()).is_pending());
+            }
+            rx.await.map_err(Error::other)
+        });
+        assert!(matches!(r, Ok(Ok(5))), "{r:?}");
     });
-    assert!(matches!(r, Ok(Ok(5))), "{r:?}");
 }

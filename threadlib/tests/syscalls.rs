@@ -3,11 +3,14 @@
 // Tests run on the real clock; no simulation reaches them.
 #![allow(clippy::disallowed_methods)]
 
+mod support;
+
 use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+use support::watchdog;
 
 use threadlib::{blocking, readiness, uring_io, Error, Readiness, Runtime};
 
@@ -47,193 +50,211 @@ where
 
 #[test]
 fn yield_and_fork_order() {
-    let log = Rc::new(RefCell::new(Vec::new()));
-    let l = log.clone();
-    rt().block_on(async move {
-        let l2 = l.clone();
-        l.borrow_mut().push("parent before fork");
-        let h = threadlib::fork(async move { l2.borrow_mut().push("child") })
-            .await
-            .unwrap();
-        l.borrow_mut().push("parent after fork");
-        h.await.unwrap();
-    })
-    .unwrap();
-    assert_eq!(
-        *log.borrow(),
-        ["parent before fork", "child", "parent after fork"]
-    );
+    watchdog(|| {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let l = log.clone();
+        rt().block_on(async move {
+            let l2 = l.clone();
+            l.borrow_mut().push("parent before fork");
+            let h = threadlib::fork(async move { l2.borrow_mut().push("child") })
+                .await
+                .unwrap();
+            l.borrow_mut().push("parent after fork");
+            h.await.unwrap();
+        })
+        .unwrap();
+        assert_eq!(
+            *log.borrow(),
+            ["parent before fork", "child", "parent after fork"]
+        );
+    });
 }
 
 #[test]
 fn park_unpark_and_cancel() {
-    rt().block_on(async {
-        let me = threadlib::current().unwrap();
-        let h = threadlib::spawn(async move {
-            assert!(threadlib::unpark(me));
-        });
-        threadlib::park().await.unwrap();
-        h.await.unwrap();
-        assert!(cancel_while_blocked(threadlib::park()).await < Duration::from_secs(5));
-    })
-    .unwrap();
+    watchdog(|| {
+        rt().block_on(async {
+            let me = threadlib::current().unwrap();
+            let h = threadlib::spawn(async move {
+                assert!(threadlib::unpark(me));
+            });
+            threadlib::park().await.unwrap();
+            h.await.unwrap();
+            assert!(cancel_while_blocked(threadlib::park()).await < Duration::from_secs(5));
+        })
+        .unwrap();
+    });
 }
 
 #[test]
 fn sleep_completes_and_cancels() {
-    rt().block_on(async {
-        let t0 = Instant::now();
-        threadlib::sleep(Duration::from_millis(20)).await.unwrap();
-        assert!(t0.elapsed() >= Duration::from_millis(20));
-        let took =
-            cancel_while_blocked(async { threadlib::sleep(Duration::from_secs(3600)).await }).await;
-        assert!(took < Duration::from_secs(5));
-    })
-    .unwrap();
+    watchdog(|| {
+        rt().block_on(async {
+            let t0 = Instant::now();
+            threadlib::sleep(Duration::from_millis(20)).await.unwrap();
+            assert!(t0.elapsed() >= Duration::from_millis(20));
+            let took =
+                cancel_while_blocked(async { threadlib::sleep(Duration::from_secs(3600)).await })
+                    .await;
+            assert!(took < Duration::from_secs(5));
+        })
+        .unwrap();
+    });
 }
 
 #[test]
 fn fd_wait_completes_and_cancels() {
-    rt().block_on(async {
-        let (r, w) = iolib::fd::pipe().unwrap();
-        iolib::fd::set_nonblocking(r.as_raw_fd(), true).unwrap();
-        let rfd = r.as_raw_fd();
-        let wfd = w.as_raw_fd();
-        let h = threadlib::spawn(async move {
-            let mut buf = [0u8; 16];
-            loop {
-                match iolib::fd::read(rfd, &mut buf) {
-                    Ok(n) => return buf[..n].to_vec(),
-                    Err(e) if e.is_would_block() => {
-                        readiness::wait(rfd, Readiness::Read).await.unwrap()
+    watchdog(|| {
+        rt().block_on(async {
+            let (r, w) = iolib::fd::pipe().unwrap();
+            iolib::fd::set_nonblocking(r.as_raw_fd(), true).unwrap();
+            let rfd = r.as_raw_fd();
+            let wfd = w.as_raw_fd();
+            let h = threadlib::spawn(async move {
+                let mut buf = [0u8; 16];
+                loop {
+                    match iolib::fd::read(rfd, &mut buf) {
+                        Ok(n) => return buf[..n].to_vec(),
+                        Err(e) if e.is_would_block() => {
+                            readiness::wait(rfd, Readiness::Read).await.unwrap()
+                        }
+                        Err(e) => panic!("{e}"),
                     }
-                    Err(e) => panic!("{e}"),
                 }
-            }
-        });
-        threadlib::sleep(Duration::from_millis(5)).await.unwrap();
-        iolib::fd::write(wfd, b"ping").unwrap();
-        assert_eq!(h.await.unwrap(), b"ping");
-        // Cancel a thread waiting for readability on a quiet pipe.
-        cancel_while_blocked(async move { readiness::wait(rfd, Readiness::Read).await }).await;
-        // The fd is usable again afterwards.
-        iolib::fd::write(wfd, b"x").unwrap();
-        readiness::wait(rfd, Readiness::Read).await.unwrap();
-        readiness::forget(rfd);
-        drop((r, w));
-    })
-    .unwrap();
+            });
+            threadlib::sleep(Duration::from_millis(5)).await.unwrap();
+            iolib::fd::write(wfd, b"ping").unwrap();
+            assert_eq!(h.await.unwrap(), b"ping");
+            // Cancel a thread waiting for readability on a quiet pipe.
+            cancel_while_blocked(async move { readiness::wait(rfd, Readiness::Read).await }).await;
+            // The fd is usable again afterwards.
+            iolib::fd::write(wfd, b"x").unwrap();
+            readiness::wait(rfd, Readiness::Read).await.unwrap();
+            readiness::forget(rfd);
+            drop((r, w));
+        })
+        .unwrap();
+    });
 }
 
 #[test]
 fn uring_read_matches_file_and_cancels() {
-    let dir = std::env::temp_dir().join(format!("threadlib-uring-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("data");
-    let data: Vec<u8> = (0..300_000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(&data)
-        .unwrap();
-    let d2 = data.clone();
-    let p2 = path.clone();
-    rt().block_on(async move {
-        let f = std::fs::File::open(&p2).unwrap();
-        let mut got = Vec::new();
-        loop {
-            let chunk = uring_io::read(f.as_raw_fd(), 65536, Some(got.len() as u64))
+    watchdog(|| {
+        let dir = std::env::temp_dir().join(format!("threadlib-uring-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("data");
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(&data)
+            .unwrap();
+        let d2 = data.clone();
+        let p2 = path.clone();
+        rt().block_on(async move {
+            let f = std::fs::File::open(&p2).unwrap();
+            let mut got = Vec::new();
+            loop {
+                let chunk = uring_io::read(f.as_raw_fd(), 65536, Some(got.len() as u64))
+                    .await
+                    .unwrap();
+                if chunk.is_empty() {
+                    break;
+                }
+                got.extend_from_slice(&chunk);
+            }
+            assert_eq!(got, d2);
+            let st = uring_io::statx(libc::AT_FDCWD, p2.to_str().unwrap(), 0, libc::STATX_SIZE)
                 .await
                 .unwrap();
-            if chunk.is_empty() {
-                break;
-            }
-            got.extend_from_slice(&chunk);
-        }
-        assert_eq!(got, d2);
-        let st = uring_io::statx(libc::AT_FDCWD, p2.to_str().unwrap(), 0, libc::STATX_SIZE)
-            .await
-            .unwrap();
-        assert_eq!(st.stx_size, d2.len() as u64);
-        // A read on an empty pipe blocks in the kernel until cancelled in the ring.
-        let (r, _w) = iolib::fd::pipe().unwrap();
-        let rfd = r.as_raw_fd();
-        cancel_while_blocked(async move { uring_io::read(rfd, 64, None).await.map(|_| ()) }).await;
-    })
-    .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+            assert_eq!(st.stx_size, d2.len() as u64);
+            // A read on an empty pipe blocks in the kernel until cancelled in the ring.
+            let (r, _w) = iolib::fd::pipe().unwrap();
+            let rfd = r.as_raw_fd();
+            cancel_while_blocked(async move { uring_io::read(rfd, 64, None).await.map(|_| ()) })
+                .await;
+        })
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    });
 }
 
 #[test]
 fn blocking_pool_completes_and_cancels() {
-    rt().block_on(async {
-        let v = blocking::run(|| (1..=10u64).product::<u64>())
-            .await
-            .unwrap();
-        assert_eq!(v, 3_628_800);
-        let r = blocking::run(|| -> u32 { panic!("in the pool") }).await;
-        assert!(
-            matches!(r, Err(Error::Panicked(ref m)) if m == "in the pool"),
-            "{r:?}"
-        );
-        let took = cancel_while_blocked(async {
-            blocking::run(|| std::thread::sleep(Duration::from_millis(300))).await
+    watchdog(|| {
+        rt().block_on(async {
+            let v = blocking::run(|| (1..=10u64).product::<u64>())
+                .await
+                .unwrap();
+            assert_eq!(v, 3_628_800);
+            let r = blocking::run(|| -> u32 { panic!("in the pool") }).await;
+            assert!(
+                matches!(r, Err(Error::Panicked(ref m)) if m == "in the pool"),
+                "{r:?}"
+            );
+            let took = cancel_while_blocked(async {
+                blocking::run(|| std::thread::sleep(Duration::from_millis(300))).await
+            })
+            .await;
+            assert!(
+                took < Duration::from_millis(250),
+                "cancel waited for the job: {took:?}"
+            );
         })
-        .await;
-        assert!(
-            took < Duration::from_millis(250),
-            "cancel waited for the job: {took:?}"
-        );
-    })
-    .unwrap();
+        .unwrap();
+    });
 }
 
 #[test]
 fn missing_event_loop_is_a_clear_error() {
-    let rt = Runtime::builder()
-        .uring(None)
-        .blocking_threads(0)
-        .build()
+    watchdog(|| {
+        let rt = Runtime::builder()
+            .uring(None)
+            .blocking_threads(0)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = uring_io::read(0, 1, None).await;
+            assert!(matches!(r, Err(Error::NoEventLoop("io_uring"))), "{r:?}");
+            let r = blocking::run(|| 1).await;
+            assert!(matches!(r, Err(Error::NoEventLoop(_))), "{r:?}");
+        })
         .unwrap();
-    rt.block_on(async {
-        let r = uring_io::read(0, 1, None).await;
-        assert!(matches!(r, Err(Error::NoEventLoop("io_uring"))), "{r:?}");
-        let r = blocking::run(|| 1).await;
-        assert!(matches!(r, Err(Error::NoEventLoop(_))), "{r:?}");
-    })
-    .unwrap();
+    });
 }
 
 #[test]
 fn readiness_arriving_between_eagain_and_wait_is_not_lost() {
-    rt().block_on(async {
-        let (r, w) = iolib::fd::pipe().unwrap();
-        iolib::fd::set_nonblocking(r.as_raw_fd(), true).unwrap();
-        let rfd = r.as_raw_fd();
-        // Register the fd with a first wait.
-        iolib::fd::write(w.as_raw_fd(), b"a").unwrap();
-        readiness::wait(rfd, Readiness::Read).await.unwrap();
-        let mut buf = [0u8; 8];
-        assert_eq!(iolib::fd::read(rfd, &mut buf).unwrap(), 1);
-        assert!(iolib::fd::read(rfd, &mut buf).unwrap_err().is_would_block());
-        // Data arrives while the thread is busy with another call.
-        let wfd = w.as_raw_fd();
-        let writer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(10));
-            iolib::fd::write(wfd, b"b").unwrap();
-        });
-        threadlib::sleep(Duration::from_millis(50)).await.unwrap();
-        let r2 = threadlib::with_timeout(
-            Duration::from_secs(2),
-            readiness::wait(rfd, Readiness::Read),
-        )
-        .await;
-        assert!(r2.is_ok(), "{r2:?}");
-        assert_eq!(iolib::fd::read(rfd, &mut buf).unwrap(), 1);
-        writer.join().unwrap();
-        readiness::forget(rfd);
-        drop((r, w));
-    })
-    .unwrap();
+    watchdog(|| {
+        rt().block_on(async {
+            let (r, w) = iolib::fd::pipe().unwrap();
+            iolib::fd::set_nonblocking(r.as_raw_fd(), true).unwrap();
+            let rfd = r.as_raw_fd();
+            // Register the fd with a first wait.
+            iolib::fd::write(w.as_raw_fd(), b"a").unwrap();
+            readiness::wait(rfd, Readiness::Read).await.unwrap();
+            let mut buf = [0u8; 8];
+            assert_eq!(iolib::fd::read(rfd, &mut buf).unwrap(), 1);
+            assert!(iolib::fd::read(rfd, &mut buf).unwrap_err().is_would_block());
+            // Data arrives while the thread is busy with another call.
+            let wfd = w.as_raw_fd();
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(10));
+                iolib::fd::write(wfd, b"b").unwrap();
+            });
+            threadlib::sleep(Duration::from_millis(50)).await.unwrap();
+            let r2 = threadlib::with_timeout(
+                Duration::from_secs(2),
+                readiness::wait(rfd, Readiness::Read),
+            )
+            .await;
+            assert!(r2.is_ok(), "{r2:?}");
+            assert_eq!(iolib::fd::read(rfd, &mut buf).unwrap(), 1);
+            writer.join().unwrap();
+            readiness::forget(rfd);
+            drop((r, w));
+        })
+        .unwrap();
+    });
 }

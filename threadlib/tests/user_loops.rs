@@ -5,33 +5,18 @@
 // Tests run on the real clock; no simulation reaches them.
 #![allow(clippy::disallowed_methods)]
 
+mod support;
+
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::watchdog;
 
 use iolib::eventfd::EventFd;
 use threadlib::syscall::call_word;
 use threadlib::{with_loop, Error, EventLoop, LoopCx, LoopId, Request, Runtime, ThreadId};
-
-/// Fails the test with a message instead of letting a scheduler bug hang CI.
-fn watchdog(limit: Duration) -> impl Drop {
-    struct Armed(std::sync::mpsc::Sender<()>);
-    impl Drop for Armed {
-        fn drop(&mut self) {
-            let _ = self.0.send(());
-        }
-    }
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if rx.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-            eprintln!("watchdog: the test did not finish within {limit:?}");
-            std::process::exit(101);
-        }
-    });
-    Armed(tx)
-}
 
 /// A loop that answers each one-word call with the word plus one: at once if
 /// `immediate`, else at its next poll. It records how it was polled.
@@ -104,153 +89,158 @@ fn runtime(mock: bool, make: impl Fn() -> Echo + Send + Sync + 'static) -> (Runt
 /// scheduler keeps polling such a loop instead of sleeping in epoll for ever.
 #[test]
 fn a_loop_without_wake_fd_is_polled_while_it_holds_calls() {
-    let _w = watchdog(Duration::from_secs(20));
-    for mock in [false, true] {
-        let (rt, id) = runtime(mock, Echo::default);
-        let r = rt.block_on(async move { call_word(id, 41).await }).unwrap();
-        assert_eq!(r.unwrap(), 42, "mock clock: {mock}");
-    }
+    watchdog(|| {
+        for mock in [false, true] {
+            let (rt, id) = runtime(mock, Echo::default);
+            let r = rt.block_on(async move { call_word(id, 41).await }).unwrap();
+            assert_eq!(r.unwrap(), 42, "mock clock: {mock}");
+        }
+    });
 }
 
 /// A loop's deadline wakes a sleeping core on the real clock, and is jumped to at once
 /// on an auto-advancing mock clock.
 #[test]
 fn a_loop_deadline_wakes_the_core() {
-    let _w = watchdog(Duration::from_secs(20));
-    for mock in [false, true] {
-        let (rt, id) = runtime(mock, || Echo {
-            wake: Some(Arc::new(EventFd::new().unwrap())),
-            ..Echo::default()
-        });
-        let t0 = Instant::now();
-        let (r, on_clock) = rt
-            .block_on(async move {
-                let start = threadlib::time::now();
-                with_loop(id, |l: &mut Echo, _| {
-                    l.deadline = Some(start + Duration::from_millis(200))
+    watchdog(|| {
+        for mock in [false, true] {
+            let (rt, id) = runtime(mock, || Echo {
+                wake: Some(Arc::new(EventFd::new().unwrap())),
+                ..Echo::default()
+            });
+            let t0 = Instant::now();
+            let (r, on_clock) = rt
+                .block_on(async move {
+                    let start = threadlib::time::now();
+                    with_loop(id, |l: &mut Echo, _| {
+                        l.deadline = Some(start + Duration::from_millis(200))
+                    })
+                    .unwrap();
+                    let r = call_word(id, 1).await;
+                    (r, threadlib::time::now() - start)
                 })
                 .unwrap();
-                let r = call_word(id, 1).await;
-                (r, threadlib::time::now() - start)
-            })
-            .unwrap();
-        assert_eq!(r.unwrap(), 2);
-        assert!(on_clock >= Duration::from_millis(200), "{on_clock:?}");
-        if mock {
-            assert!(
-                t0.elapsed() < Duration::from_millis(150),
-                "mock time took wall time"
-            );
-        } else {
-            assert!(t0.elapsed() >= Duration::from_millis(200));
+            assert_eq!(r.unwrap(), 2);
+            assert!(on_clock >= Duration::from_millis(200), "{on_clock:?}");
+            if mock {
+                assert!(
+                    t0.elapsed() < Duration::from_millis(150),
+                    "mock time took wall time"
+                );
+            } else {
+                assert!(t0.elapsed() >= Duration::from_millis(200));
+            }
         }
-    }
+    });
 }
 
 /// A loop with a wake fd is polled when the fd is readable, and after a batch of
 /// threads when it asked for it, but not on every pass of the scheduler.
 #[test]
 fn a_loop_with_wake_fd_is_polled_on_readiness_and_on_request_only() {
-    let _w = watchdog(Duration::from_secs(20));
-    let waker = Arc::new(EventFd::new().unwrap());
-    let w = waker.clone();
-    let (rt, id) = runtime(false, move || Echo {
-        wake: Some(w.clone()),
-        ..Echo::default()
-    });
-    rt.block_on(async move {
-        // Many passes of the scheduler with nothing for the loop.
-        for _ in 0..1000 {
-            threadlib::yield_now().await.unwrap();
-        }
-        assert_eq!(with_loop(id, |l: &mut Echo, _| l.polls).unwrap(), 0);
-
-        // A waiter, woken through the wake fd from another OS thread.
-        let signal = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            waker.notify().unwrap();
+    watchdog(|| {
+        let waker = Arc::new(EventFd::new().unwrap());
+        let w = waker.clone();
+        let (rt, id) = runtime(false, move || Echo {
+            wake: Some(w.clone()),
+            ..Echo::default()
         });
-        assert_eq!(call_word(id, 9).await.unwrap(), 10);
-        signal.join().unwrap();
-        assert_eq!(with_loop(id, |l: &mut Echo, _| l.fd_polls).unwrap(), 1);
+        rt.block_on(async move {
+            // Many passes of the scheduler with nothing for the loop.
+            for _ in 0..1000 {
+                threadlib::yield_now().await.unwrap();
+            }
+            assert_eq!(with_loop(id, |l: &mut Echo, _| l.polls).unwrap(), 0);
 
-        // A request for a poll from a thread: served after this batch.
-        let before = with_loop(id, |l: &mut Echo, _| l.polls).unwrap();
-        with_loop(id, |_: &mut Echo, cx| cx.poll_soon()).unwrap();
-        threadlib::yield_now().await.unwrap();
-        let after = with_loop(id, |l: &mut Echo, _| (l.polls, l.fd_polls)).unwrap();
-        assert_eq!(after, (before + 1, 1));
-    })
-    .unwrap();
+            // A waiter, woken through the wake fd from another OS thread.
+            let signal = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                waker.notify().unwrap();
+            });
+            assert_eq!(call_word(id, 9).await.unwrap(), 10);
+            signal.join().unwrap();
+            assert_eq!(with_loop(id, |l: &mut Echo, _| l.fd_polls).unwrap(), 1);
+
+            // A request for a poll from a thread: served after this batch.
+            let before = with_loop(id, |l: &mut Echo, _| l.polls).unwrap();
+            with_loop(id, |_: &mut Echo, cx| cx.poll_soon()).unwrap();
+            threadlib::yield_now().await.unwrap();
+            let after = with_loop(id, |l: &mut Echo, _| (l.polls, l.fd_polls)).unwrap();
+            assert_eq!(after, (before + 1, 1));
+        })
+        .unwrap();
+    });
 }
 
 /// A call a loop holds is cancelled exactly: the loop hears of it, the thread resumes
 /// with `Cancelled` (or `TimedOut` under `with_timeout`), and the loop holds nothing.
 #[test]
 fn calls_held_by_a_loop_are_cancelled_exactly() {
-    let _w = watchdog(Duration::from_secs(20));
-    for mock in [false, true] {
-        let (rt, id) = runtime(mock, || Echo {
-            wake: Some(Arc::new(EventFd::new().unwrap())),
-            ..Echo::default()
-        });
-        rt.block_on(async move {
-            let r = threadlib::with_timeout(Duration::from_millis(30), call_word(id, 5)).await;
-            assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
-            let (cancels, held) =
-                with_loop(id, |l: &mut Echo, _| (l.cancels, l.waiting.len())).unwrap();
-            assert_eq!((cancels, held), (1, 0));
-        })
-        .unwrap();
-    }
+    watchdog(|| {
+        for mock in [false, true] {
+            let (rt, id) = runtime(mock, || Echo {
+                wake: Some(Arc::new(EventFd::new().unwrap())),
+                ..Echo::default()
+            });
+            rt.block_on(async move {
+                let r = threadlib::with_timeout(Duration::from_millis(30), call_word(id, 5)).await;
+                assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
+                let (cancels, held) =
+                    with_loop(id, |l: &mut Echo, _| (l.cancels, l.waiting.len())).unwrap();
+                assert_eq!((cancels, held), (1, 0));
+            })
+            .unwrap();
+        }
+    });
 }
 
 /// `with_loop` checks the loop's type, and a loop cannot be entered from inside itself.
 #[test]
 fn with_loop_rejects_wrong_types_and_reentry() {
-    struct Reenter {
-        id: Rc<Cell<Option<LoopId>>>,
-        result: Rc<Cell<Option<bool>>>,
-    }
-    impl EventLoop for Reenter {
-        fn name(&self) -> &'static str {
-            "reenter"
+    watchdog(|| {
+        struct Reenter {
+            id: Rc<Cell<Option<LoopId>>>,
+            result: Rc<Cell<Option<bool>>>,
         }
-        fn submit(&mut self, tid: ThreadId, _: Request, cx: &mut LoopCx<'_>) {
-            let id = self.id.get().unwrap();
-            let r = with_loop(id, |_: &mut Reenter, _| ());
-            self.result
-                .set(Some(matches!(r, Err(Error::NoEventLoop(_)))));
-            cx.complete(tid, 0);
+        impl EventLoop for Reenter {
+            fn name(&self) -> &'static str {
+                "reenter"
+            }
+            fn submit(&mut self, tid: ThreadId, _: Request, cx: &mut LoopCx<'_>) {
+                let id = self.id.get().unwrap();
+                let r = with_loop(id, |_: &mut Reenter, _| ());
+                self.result
+                    .set(Some(matches!(r, Err(Error::NoEventLoop(_)))));
+                cx.complete(tid, 0);
+            }
+            fn cancel(&mut self, tid: ThreadId, cx: &mut LoopCx<'_>) {
+                cx.cancelled(tid);
+            }
+            fn poll(&mut self, _: &mut LoopCx<'_>) {}
         }
-        fn cancel(&mut self, tid: ThreadId, cx: &mut LoopCx<'_>) {
-            cx.cancelled(tid);
+        /// The loop's own id (known only after registration) and what its re-entry saw.
+        type Cells = (Rc<Cell<Option<LoopId>>>, Rc<Cell<Option<bool>>>);
+        thread_local! {
+            static CELLS: Cells = Default::default();
         }
-        fn poll(&mut self, _: &mut LoopCx<'_>) {}
-    }
-    let _w = watchdog(Duration::from_secs(20));
-    /// The loop's own id (known only after registration) and what its re-entry saw.
-    type Cells = (Rc<Cell<Option<LoopId>>>, Rc<Cell<Option<bool>>>);
-    thread_local! {
-        static CELLS: Cells = Default::default();
-    }
-    let (b, id) = Runtime::builder().event_loop(|_| {
-        let (id, result) = CELLS.with(|c| c.clone());
-        Box::new(Reenter { id, result })
+        let (b, id) = Runtime::builder().event_loop(|_| {
+            let (id, result) = CELLS.with(|c| c.clone());
+            Box::new(Reenter { id, result })
+        });
+        let rt = b.build().unwrap();
+        rt.block_on(async move {
+            CELLS.with(|c| c.0.set(Some(id)));
+            let wrong = with_loop(id, |_: &mut Echo, _| ());
+            assert!(matches!(wrong, Err(Error::NoEventLoop(_))), "{wrong:?}");
+            assert_eq!(call_word(id, 0).await.unwrap(), 0);
+            assert_eq!(
+                CELLS.with(|c| c.1.get()),
+                Some(true),
+                "re-entry was allowed"
+            );
+        })
+        .unwrap();
+        let outside = with_loop(id, |_: &mut Echo, _| ());
+        assert!(matches!(outside, Err(Error::NoRuntime)), "{outside:?}");
     });
-    let rt = b.build().unwrap();
-    rt.block_on(async move {
-        CELLS.with(|c| c.0.set(Some(id)));
-        let wrong = with_loop(id, |_: &mut Echo, _| ());
-        assert!(matches!(wrong, Err(Error::NoEventLoop(_))), "{wrong:?}");
-        assert_eq!(call_word(id, 0).await.unwrap(), 0);
-        assert_eq!(
-            CELLS.with(|c| c.1.get()),
-            Some(true),
-            "re-entry was allowed"
-        );
-    })
-    .unwrap();
-    let outside = with_loop(id, |_: &mut Echo, _| ());
-    assert!(matches!(outside, Err(Error::NoRuntime)), "{outside:?}");
 }
