@@ -1,22 +1,28 @@
 //! Kernel TCP and directory capabilities for threads.
 
 use std::io::{IoSlice, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use threadlib::fs::Dir;
-use threadlib::net::{KernelNet, ListenOptions, Listener, Network, Stream};
+use threadlib::net::{KernelListener, KernelNet, ListenOptions, Listener, Network, Stream};
 use threadlib::Error;
+
+/// A kernel TCP listener on a free loopback port, and its address.
+async fn loopback_listener() -> (KernelListener, SocketAddr) {
+    let l = KernelNet
+        .listen("127.0.0.1:0".parse().unwrap(), ListenOptions::default())
+        .await
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
 
 #[test]
 fn kernel_tcp_roundtrip_vectored_shutdown_and_timeouts() {
     threadlib::run(async {
         let net = KernelNet;
-        let l = net
-            .listen("127.0.0.1:0".parse().unwrap(), ListenOptions::default())
-            .await
-            .unwrap();
-        let addr = l.local_addr().unwrap();
+        let (l, addr) = loopback_listener().await;
         let server = threadlib::spawn(async move {
             let (mut s, peer) = l.accept().await.unwrap();
             assert!(peer.ip().is_loopback());
@@ -58,11 +64,7 @@ fn kernel_tcp_roundtrip_vectored_shutdown_and_timeouts() {
         assert_eq!(&echoed[5 + big.len()..], b" tail!");
 
         // A read that never gets data times out, and the socket stays usable.
-        let l2 = net
-            .listen("127.0.0.1:0".parse().unwrap(), ListenOptions::default())
-            .await
-            .unwrap();
-        let a2 = l2.local_addr().unwrap();
+        let (l2, a2) = loopback_listener().await;
         let mut c2 = net.connect(a2).await.unwrap();
         let (mut s2, _) = l2.accept().await.unwrap();
         let r = threadlib::with_timeout(Duration::from_millis(30), c2.read(&mut buf)).await;
@@ -148,11 +150,8 @@ fn send_file_transfers_exact_ranges() {
             .await
             .unwrap();
         let net = KernelNet;
-        let l = net
-            .listen("127.0.0.1:0".parse().unwrap(), ListenOptions::default())
-            .await
-            .unwrap();
-        let mut c = net.connect(l.local_addr().unwrap()).await.unwrap();
+        let (l, addr) = loopback_listener().await;
+        let mut c = net.connect(addr).await.unwrap();
         let (mut s, _) = l.accept().await.unwrap();
         let reader = threadlib::spawn(async move {
             let mut got = Vec::new();
@@ -210,11 +209,7 @@ fn signals_arrive_as_thread_wakeups() {
 fn reads_after_a_short_read_see_later_data_a_fin_that_came_with_the_data_and_resets() {
     threadlib::run(async {
         let net = KernelNet;
-        let l = net
-            .listen("127.0.0.1:0".parse().unwrap(), ListenOptions::default())
-            .await
-            .unwrap();
-        let addr = l.local_addr().unwrap();
+        let (l, addr) = loopback_listener().await;
         let mut buf = [0u8; 64];
         let within = |d| Duration::from_secs(d);
 
