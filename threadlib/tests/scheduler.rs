@@ -555,7 +555,8 @@ fn timeouts_leave_no_timer_behind_and_fire_separately() {
 }
 
 /// A mock clock without auto-advance stays put while the core idles with a timer
-/// armed: the sleeper wakes only when a thread advances the clock.
+/// armed: a sleeper wakes only when a thread advances the clock to its deadline or
+/// past it, even if every thread then waits.
 #[test]
 fn a_manual_mock_clock_does_not_jump_to_the_next_timer() {
     let (idle_elapsed, slept_before, slept_after) = watchdog(|| {
@@ -581,8 +582,13 @@ fn a_manual_mock_clock_does_not_jump_to_the_next_timer() {
                 t.join().unwrap();
                 let idle_elapsed = threadlib::time::elapsed();
                 let slept_before = slept.get();
+                // Exactly to the deadline, then past the next one.
                 threadlib::time::advance(Duration::from_secs(1)).unwrap();
                 sleeper.await.unwrap();
+                let second = threadlib::spawn(threadlib::sleep(Duration::from_secs(1)));
+                threadlib::yield_now().await.unwrap();
+                threadlib::time::advance(Duration::from_millis(1500)).unwrap();
+                second.await.unwrap().unwrap();
                 (idle_elapsed, slept_before, slept.get())
             })
             .unwrap()

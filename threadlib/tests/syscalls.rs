@@ -138,7 +138,7 @@ fn fd_wait_completes_and_cancels() {
 }
 
 #[test]
-fn uring_read_matches_file_and_cancels() {
+fn uring_reads_and_writes_files_and_cancels() {
     watchdog(|| {
         let dir = std::env::temp_dir().join(format!("threadlib-uring-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -152,7 +152,20 @@ fn uring_read_matches_file_and_cancels() {
             .unwrap();
         let d2 = data.clone();
         let p2 = path.clone();
+        let written = dir.join("written");
         rt().block_on(async move {
+            // A write at an offset returns the count and the buffer, and lands there.
+            let w = std::fs::File::create(&written).unwrap();
+            let (n, back) = uring::write(w.as_raw_fd(), b"world".to_vec(), Some(6))
+                .await
+                .unwrap();
+            assert_eq!((n, back.as_slice()), (5, &b"world"[..]));
+            let (n, _) = uring::write(w.as_raw_fd(), b"hello ".to_vec(), Some(0))
+                .await
+                .unwrap();
+            assert_eq!(n, 6);
+            assert_eq!(std::fs::read(&written).unwrap(), b"hello world");
+
             let f = std::fs::File::open(&p2).unwrap();
             let mut got = Vec::new();
             loop {
