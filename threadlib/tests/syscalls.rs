@@ -156,11 +156,11 @@ fn uring_reads_and_writes_files_and_cancels() {
         rt().block_on(async move {
             // A write at an offset returns the count and the buffer, and lands there.
             let w = std::fs::File::create(&written).unwrap();
-            let (n, back) = uring::write(w.as_raw_fd(), b"world".to_vec(), Some(6))
+            let (n, back) = uring_io::write(w.as_raw_fd(), b"world".to_vec(), Some(6))
                 .await
                 .unwrap();
             assert_eq!((n, back.as_slice()), (5, &b"world"[..]));
-            let (n, _) = uring::write(w.as_raw_fd(), b"hello ".to_vec(), Some(0))
+            let (n, _) = uring_io::write(w.as_raw_fd(), b"hello ".to_vec(), Some(0))
                 .await
                 .unwrap();
             assert_eq!(n, 6);
