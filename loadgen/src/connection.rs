@@ -186,6 +186,9 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                 Ok(conn) => {
                     self.backoff = CONNECT_BACKOFF_FIRST;
                     self.failing_since = None;
+                    if let Some(s) = &mut self.plan.schedule {
+                        s.open_at(self.net.now());
+                    }
                     conn
                 }
                 Err(_) if self.net.now() >= self.plan.end => return,

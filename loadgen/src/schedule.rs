@@ -6,7 +6,10 @@
 //! `rate / connections`, and the connections' sends interleave evenly. Latency is
 //! measured from this *intended* time, not from when the request was actually written,
 //! so a server stall that delays sends shows up in the latency of every request it
-//! delayed (the coordinated-omission correction of wrk2).
+//! delayed (the coordinated-omission correction of wrk2). As in wrk2, a connection's
+//! schedule starts once it is open ([`RateSchedule::open_at`]): the requests a
+//! connection could not send while it was still connecting are not charged with the
+//! time the connection took to open.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +34,16 @@ impl RateSchedule {
             connections: connections.max(1),
             index,
             next: 0,
+        }
+    }
+
+    /// The connection opened at `at`: if it has not taken a request yet and `at` is
+    /// past the schedule's start, the schedule starts at `at` instead (every intended
+    /// time moves by the same amount, so the connections still interleave evenly when
+    /// they open together).
+    pub fn open_at(&mut self, at: Instant) {
+        if self.next == 0 && at > self.start {
+            self.start = at;
         }
     }
 
@@ -99,6 +112,22 @@ mod tests {
         let s = RateSchedule::new(start, rate, conns, 2);
         assert_eq!(s.intended(1) - s.intended(0), Duration::from_millis(4));
         assert_eq!(s.intended(0) - start, Duration::from_millis(2));
+    }
+
+    #[test]
+    fn the_schedule_starts_when_the_connection_opens_before_its_first_request() {
+        let start = Instant::now();
+        let mut s = RateSchedule::new(start, 10.0, 2, 1);
+        // Opened before the start: nothing moves.
+        s.open_at(start - Duration::from_millis(5));
+        assert_eq!(s.next_due(), start + Duration::from_millis(100));
+        // Opened 30 ms late: the whole schedule moves by 30 ms.
+        s.open_at(start + Duration::from_millis(30));
+        assert_eq!(s.take(), start + Duration::from_millis(130));
+        assert_eq!(s.next_due(), start + Duration::from_millis(330));
+        // A reconnect after the first request changes nothing.
+        s.open_at(start + Duration::from_secs(5));
+        assert_eq!(s.next_due(), start + Duration::from_millis(330));
     }
 
     #[test]
