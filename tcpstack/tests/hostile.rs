@@ -2624,3 +2624,272 @@ fn early_retransmit_when_the_window_is_full() {
     assert_eq!(data_segments(&h.replies()), vec![(una, mss as usize)]);
     assert_eq!(h.counters().early_retransmits, 1);
 }
+
+/// With SACK, an ACK that SACKs new data counts as a duplicate ACK even when it is
+/// not a pure one (RFC 6675 section 2): here one carries data, another a window
+/// update.
+#[test]
+fn a_sack_with_news_counts_as_a_duplicate_even_with_data_or_a_new_window() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![3u8; 4 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 4);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    h.send(
+        &Seg::new(flags::ACK, seq, una)
+            .opts(&sack(&[(una + mss, una + 2 * mss)]))
+            .data(&[1; 10]),
+    );
+    let mut wider =
+        Seg::new(flags::ACK, seq.wrapping_add(10), una).opts(&sack(&[(una + mss, una + 3 * mss)]));
+    wider.window = 60_000;
+    h.send(&wider);
+    h.replies();
+    assert_eq!(h.counters().dup_acks, 2, "{:?}", h.counters());
+}
+
+/// Once the peer reopens its window, the persist timer's backoff starts over: when
+/// the window shuts again the first probe waits one RTO, not the backed-off interval.
+#[test]
+fn a_reopened_window_resets_the_persist_backoff() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let shut_after = |h: &mut Harness, acked: u32| {
+        let mut s = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(acked));
+        s.window = 0;
+        h.send(&s);
+        h.replies();
+    };
+    h.stack.send(h.now, c, &[4; 500]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    shut_after(&mut h, 500);
+    h.stack.send(h.now, c, &[5; 500]).unwrap();
+    assert!(h.replies().is_empty());
+    let rto = h.stack.conn_info(c).unwrap().rto;
+    let mut intervals = Vec::new();
+    for _ in 0..3 {
+        let due = h.stack.poll_timeout().expect("the persist timer runs");
+        intervals.push(due - h.now);
+        h.now = due;
+        h.stack.handle_timeout(h.now);
+        assert_eq!(h.replies().len(), 1, "one probe");
+        shut_after(&mut h, 500);
+    }
+    assert_eq!(intervals, [rto, 2 * rto, 4 * rto]);
+    // The window opens: the waiting data goes and is acknowledged into a shut window
+    // again, with more data waiting.
+    let open = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(500));
+    h.send(&open);
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    shut_after(&mut h, 1000);
+    h.stack.send(h.now, c, &[6; 500]).unwrap();
+    assert!(h.replies().is_empty());
+    let rto = h.stack.conn_info(c).unwrap().rto;
+    let due = h.stack.poll_timeout().expect("the persist timer runs");
+    assert_eq!(due - h.now, rto, "the backoff starts over");
+    assert_eq!(h.counters().window_probes, 3);
+}
+
+/// Runs timers until a loss probe or a retransmission timeout happens; returns
+/// `(loss probes, timeouts)` by then.
+fn run_until_probe_or_timeout(h: &mut Harness) -> (u64, u64) {
+    let before = h.counters();
+    for _ in 0..16 {
+        h.now = h.stack.poll_timeout().expect("a timer runs");
+        h.stack.handle_timeout(h.now);
+        h.replies();
+        let cn = h.counters();
+        if cn.tail_loss_probes > before.tail_loss_probes
+            || cn.rto_expirations > before.rto_expirations
+        {
+            return (cn.tail_loss_probes, cn.rto_expirations);
+        }
+    }
+    panic!("neither a probe nor a timeout: {:?}", h.counters());
+}
+
+/// A SACK of new data is news from the peer as much as a cumulative ACK: after two
+/// probes without news, a SACK makes probes available again, so the recovery it starts
+/// is watched by a probe before the retransmission timeout.
+#[test]
+fn a_sack_of_new_data_makes_probes_available_again() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![8u8; 3 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 3);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    assert_eq!(run_until_probe_or_timeout(&mut h), (1, 0));
+    assert_eq!(run_until_probe_or_timeout(&mut h), (2, 0));
+    // An RTT after the second probe, its segment is SACKed: news, and the first two
+    // are lost.
+    h.now += Duration::from_millis(20);
+    h.send(&Seg::new(flags::ACK, seq, una).opts(&sack(&[(una + 2 * mss, una + 3 * mss)])));
+    h.replies();
+    assert_eq!(h.counters().fast_retransmits, 1);
+    assert_eq!(run_until_probe_or_timeout(&mut h), (3, 0));
+}
+
+/// A pure duplicate ACK, or a D-SACK (as Linux sends), at the end of a loss probe that
+/// retransmitted data means both copies arrived: there was no loss, and an ACK beyond
+/// the probe later counts none (RFC 8985 section 7.4) and leaves the congestion window
+/// alone.
+#[test]
+fn a_duplicate_ack_for_a_loss_probe_means_no_loss() {
+    for dsack in [false, true] {
+        duplicate_ack_for_a_loss_probe(dsack);
+    }
+}
+
+fn duplicate_ack_for_a_loss_probe(dsack: bool) {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![5u8; 2 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    h.now += Duration::from_millis(20);
+    h.send(&Seg::new(flags::ACK, seq, una + mss));
+    h.replies();
+    assert_eq!(run_until_probe_or_timeout(&mut h), (1, 0));
+    let cwnd = h.stack.conn_info(c).unwrap().cwnd;
+    // The original second segment was only late; the probe's copy is acknowledged
+    // again by a duplicate, pure or with a D-SACK.
+    h.send(&Seg::new(flags::ACK, seq, una + 2 * mss));
+    let mut dup = Seg::new(flags::ACK, seq, una + 2 * mss);
+    if dsack {
+        dup = dup.opts(&sack(&[(una + mss, una + 2 * mss)]));
+    }
+    h.send(&dup);
+    h.replies();
+    h.stack.send(h.now, c, &vec![6u8; mss as usize]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    h.now += Duration::from_millis(20);
+    h.send(&Seg::new(flags::ACK, seq, una + 3 * mss));
+    h.replies();
+    let cn = h.counters();
+    assert_eq!(cn.tail_loss_probe_recoveries, 0, "D-SACK {dsack}: {cn:?}");
+    assert!(h.stack.conn_info(c).unwrap().cwnd >= cwnd, "D-SACK {dsack}");
+}
+
+/// An ACK that acknowledges only our SYN frees no send buffer: data the application
+/// could not queue before the handshake completed gets no WRITABLE until some of it
+/// is acknowledged.
+#[test]
+fn the_ack_of_our_syn_alone_does_not_raise_writable() {
+    let mut h = Harness::with(|c| c.tcp.send_buffer = 4096);
+    let (c, syn) = active_open(&mut h, 5557);
+    assert_eq!(h.stack.send(h.now, c, &[1; 8192]).unwrap(), 4096);
+    let mut synack =
+        Seg::new(flags::SYN | flags::ACK, 9000, syn.seq.wrapping_add(1)).opts(&[2, 4, 5, 180]);
+    synack.dst_port = 5557;
+    h.send(&synack);
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    assert_eq!(events(&mut h), [Event::Connected(c)]);
+    let mut ack = Seg::new(flags::ACK, 9001, syn.seq.wrapping_add(1 + 1460));
+    ack.dst_port = 5557;
+    h.send(&ack);
+    h.replies();
+    assert_eq!(events(&mut h), [Event::Writable(c)]);
+}
+
+/// The ACK of a segment that was not timed takes its RTT from the timestamp echo
+/// only when the echo is plausible; without timestamps, or with an echo from the
+/// future, it leaves the estimate alone.
+#[test]
+fn an_untimed_ack_samples_the_rtt_only_from_a_plausible_echo() {
+    let mss = 1460u32;
+    let rtt = Duration::from_millis(20);
+    // No timestamps: the first segment is timed, the second is not.
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180], rtt);
+    let c = h.conn.unwrap();
+    assert_eq!(h.stack.conn_info(c).unwrap().srtt, Some(rtt));
+    h.stack
+        .send(h.now, c, &vec![1u8; 2 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    h.now += rtt;
+    h.send(&Seg::new(flags::ACK, seq, una + mss));
+    h.send(&Seg::new(flags::ACK, seq, una + 2 * mss));
+    h.replies();
+    assert_eq!(h.stack.conn_info(c).unwrap().srtt, Some(rtt));
+    // Timestamps: an echo from the future is bogus.
+    let mut h = Harness::new();
+    h.establish_after(1000, &linux_syn_options(100), rtt);
+    let c = h.conn.unwrap();
+    let srtt = h.stack.conn_info(c).unwrap().srtt;
+    assert!(srtt.is_some());
+    h.stack
+        .send(h.now, c, &vec![1u8; 2 * mss as usize])
+        .unwrap();
+    let sent = h.replies();
+    assert_eq!(data_segments(&sent).len(), 2);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    let ts = reply_tsval(&sent[0]);
+    h.now += rtt;
+    h.send(
+        &Seg::new(flags::ACK, seq, una + mss)
+            .opts(&ts_option(200, ts))
+            .data(&[]),
+    );
+    let first = h.stack.conn_info(c).unwrap().srtt;
+    h.send(&Seg::new(flags::ACK, seq, una + 2 * mss).opts(&ts_option(201, ts.wrapping_add(1000))));
+    h.replies();
+    assert_eq!(h.stack.conn_info(c).unwrap().srtt, first);
+}
+
+/// Undo restores the whole controller, not just a larger window: at the smallest
+/// window, where the response could only lower the slow-start threshold, a spurious
+/// recovery gives the threshold back.
+#[test]
+fn undo_at_the_smallest_window_gives_the_threshold_back() {
+    let mss = 1460u32;
+    // Two segments (the window is set in segments of the default MSS, 536).
+    let mut h = Harness::with(|c| c.tcp.congestion.initial_window = Some(2 * 536));
+    let rtt = Duration::from_millis(20);
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
+    let c = h.conn.unwrap();
+    let before = h.stack.conn_info(c).unwrap();
+    assert_eq!(before.cwnd, 2 * mss);
+    h.stack
+        .send(h.now, c, &vec![7u8; 2 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    h.now += rtt;
+    h.send(&Seg::new(flags::ACK, seq, una).opts(&sack(&[(una + mss, una + 2 * mss)])));
+    h.replies();
+    // The reordering timer declares the first segment lost.
+    let mut rtx = Vec::new();
+    for _ in 0..4 {
+        h.now = h.stack.poll_timeout().unwrap();
+        h.stack.handle_timeout(h.now);
+        rtx = data_segments(&h.replies());
+        if !rtx.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(rtx, vec![(una, mss as usize)]);
+    let info = h.stack.conn_info(c).unwrap();
+    assert_eq!((info.cwnd, info.ssthresh), (2 * mss, 2 * mss));
+    let end = una + 2 * mss;
+    h.send(&Seg::new(flags::ACK, seq, end));
+    h.send(&Seg::new(flags::ACK, seq, end).opts(&sack(&[(una, una + mss)])));
+    h.replies();
+    assert_eq!(h.counters().recoveries_undone, 1);
+    let after = h.stack.conn_info(c).unwrap();
+    assert_eq!((after.cwnd, after.ssthresh), (before.cwnd, before.ssthresh));
+}
