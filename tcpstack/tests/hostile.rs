@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use smoltcp::wire::{Ipv4Packet, TcpPacket};
 use tcpstack::wire::{checksum, flags};
-use tcpstack::{ConnError, ConnId, Counters, Event, Instant, Stack, StackConfig, TcpState};
+use tcpstack::{
+    ConnError, ConnId, Counters, Error, Event, Instant, Stack, StackConfig, TcpState,
+};
 
 const US: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
@@ -2901,4 +2903,136 @@ fn undo_at_the_smallest_window_gives_the_threshold_back() {
     assert_eq!(h.counters().recoveries_undone, 1);
     let after = h.stack.conn_info(c).unwrap();
     assert_eq!((after.cwnd, after.ssthresh), (before.cwnd, before.ssthresh));
+}
+
+/// After `shutdown` the send side is closed: `send` says so, and a `shutdown` of a
+/// connection the peer reset reports the reset.
+#[test]
+fn send_after_shutdown_and_shutdown_after_a_reset_are_refused() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.shutdown(h.now, c).unwrap();
+    assert_eq!(h.state(), TcpState::FinWait1);
+    assert_eq!(h.stack.send(h.now, c, b"late"), Err(Error::SendShutdown));
+    h.replies();
+    // Before the handshake completes, too.
+    let (c, _syn) = active_open(&mut h, 5558);
+    h.stack.shutdown(h.now, c).unwrap();
+    assert_eq!(h.stack.send(h.now, c, b"late"), Err(Error::SendShutdown));
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::RST, h.rcv_nxt(), 0));
+    assert_eq!(
+        h.stack.shutdown(h.now, c),
+        Err(Error::Connection(ConnError::Reset))
+    );
+}
+
+/// Reading announces a larger window only when it is worth it (RFC 9293 section
+/// 3.8.6.2.2, at least doubling it): a read that frees less sends nothing; one that
+/// empties the buffer sends a window update at once.
+#[test]
+fn a_read_sends_a_window_update_only_when_the_window_at_least_doubles() {
+    let mut h = Harness::with(|c| c.tcp.recv_buffer = 16_384);
+    h.establish();
+    let c = h.conn.unwrap();
+    let mut seq = h.rcv_nxt();
+    for _ in 0..10 {
+        h.send(&Seg::new(flags::ACK, seq, h.snd_nxt()).data(&[1; 1000]));
+        seq = seq.wrapping_add(1000);
+    }
+    let r = h.replies();
+    assert_eq!(r.last().map(|r| (r.ack, r.window)), Some((seq, 6384)));
+    // 2000 bytes read: 8384 free, more than an MSS more but not double the 6384 offered.
+    let mut buf = vec![0u8; 2000];
+    assert_eq!(h.stack.recv(c, &mut buf).unwrap(), 2000);
+    assert!(h.replies().is_empty(), "no update");
+    let mut buf = vec![0u8; 16_384];
+    assert_eq!(h.stack.recv(c, &mut buf).unwrap(), 8000);
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].flags, r[0].ack, r[0].window, r[0].payload_len),
+        (flags::ACK, seq, 16_384, 0)
+    );
+}
+
+/// After the peer's FIN nothing more can arrive: reading announces no window.
+#[test]
+fn a_read_after_the_peers_fin_sends_no_window_update() {
+    let mut h = Harness::with(|c| c.tcp.recv_buffer = 4096);
+    h.establish();
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::ACK | flags::FIN, h.rcv_nxt(), h.snd_nxt()).data(&[1; 4000]));
+    assert_eq!(h.replies().len(), 1);
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(h.stack.recv(c, &mut buf).unwrap(), 4000);
+    assert!(h.replies().is_empty());
+}
+
+/// Closing in SYN-SENT gives the connection up at once: nothing more is sent, and a
+/// SYN-ACK arriving later finds no connection and is reset.
+#[test]
+fn closing_in_syn_sent_drops_the_connection_at_once() {
+    let mut h = Harness::new();
+    let (c, syn) = active_open(&mut h, 5559);
+    h.stack.close(h.now, c).unwrap();
+    assert_eq!(h.stack.connection_count(), 0);
+    let mut synack = Seg::new(flags::SYN | flags::ACK, 9000, syn.seq.wrapping_add(1))
+        .opts(&[2, 4, 5, 180]);
+    synack.dst_port = 5559;
+    h.send(&synack);
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].flags, r[0].seq),
+        (flags::RST, syn.seq.wrapping_add(1))
+    );
+}
+
+/// Closing with received data left unread resets the connection (RFC 2525 section
+/// 2.17) rather than pretending a graceful close, and counts one abort.
+#[test]
+fn closing_with_unread_data_resets_and_counts_an_abort() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()).data(b"unread"));
+    h.replies();
+    h.stack.close(h.now, c).unwrap();
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].flags & (flags::RST | flags::FIN), flags::RST);
+    assert_eq!(h.counters().aborts, 1);
+    assert_eq!(h.stack.connection_count(), 0);
+}
+
+/// A connection closed by the application in FIN-WAIT-2 waits `fin_wait2_timeout`
+/// for the peer's FIN, then goes.
+#[test]
+fn an_orphaned_fin_wait_2_lasts_its_timeout() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.shutdown(h.now, c).unwrap();
+    assert_eq!(h.replies().len(), 1, "the FIN");
+    h.send(&Seg::new(
+        flags::ACK,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_add(1),
+    ));
+    assert_eq!(h.state(), TcpState::FinWait2);
+    h.stack.close(h.now, c).unwrap();
+    let start = h.now;
+    h.now = start + Duration::from_secs(60) - Duration::from_millis(1);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(
+        h.stack.connection_states().collect::<Vec<_>>(),
+        [TcpState::FinWait2]
+    );
+    h.now = start + Duration::from_secs(60);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.stack.connection_count(), 0);
 }
