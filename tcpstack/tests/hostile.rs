@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use smoltcp::wire::{Ipv4Packet, TcpPacket};
 use tcpstack::wire::{checksum, flags};
-use tcpstack::{
-    ConnError, ConnId, Counters, Error, Event, Instant, Stack, StackConfig, TcpState,
-};
+use tcpstack::{ConnError, ConnId, Counters, Error, Event, Instant, Stack, StackConfig, TcpState};
 
 const US: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
@@ -2980,8 +2978,8 @@ fn closing_in_syn_sent_drops_the_connection_at_once() {
     let (c, syn) = active_open(&mut h, 5559);
     h.stack.close(h.now, c).unwrap();
     assert_eq!(h.stack.connection_count(), 0);
-    let mut synack = Seg::new(flags::SYN | flags::ACK, 9000, syn.seq.wrapping_add(1))
-        .opts(&[2, 4, 5, 180]);
+    let mut synack =
+        Seg::new(flags::SYN | flags::ACK, 9000, syn.seq.wrapping_add(1)).opts(&[2, 4, 5, 180]);
     synack.dst_port = 5559;
     h.send(&synack);
     let r = h.replies();
@@ -3035,4 +3033,100 @@ fn an_orphaned_fin_wait_2_lasts_its_timeout() {
     h.now = start + Duration::from_secs(60);
     h.stack.handle_timeout(h.now);
     assert_eq!(h.stack.connection_count(), 0);
+}
+
+/// A reset ends the connection before anything still due goes out: in LAST-ACK,
+/// with data and FIN in flight and the retransmission timeout just expired (the
+/// retransmission not yet sent), a RST leaves nothing to send.
+#[test]
+fn a_reset_in_last_ack_stops_a_retransmission_already_due() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::ACK | flags::FIN, h.rcv_nxt(), h.snd_nxt()));
+    h.replies();
+    let seq = h.rcv_nxt().wrapping_add(1);
+    h.stack.send(h.now, c, &[3; 1000]).unwrap();
+    h.stack.shutdown(h.now, c).unwrap();
+    assert_eq!(h.state(), TcpState::LastAck);
+    let r = h.replies();
+    assert_eq!(
+        r.iter()
+            .map(|r| (r.payload_len, r.flags & flags::FIN))
+            .collect::<Vec<_>>(),
+        [(1000, flags::FIN)]
+    );
+    h.now = h.stack.poll_timeout().unwrap();
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.counters().rto_expirations, 1);
+    h.send(&Seg::new(flags::RST, seq, 0));
+    assert_eq!(h.state(), TcpState::Closed);
+    assert_eq!(h.replies(), []);
+}
+
+/// In TIME-WAIT only ACKs go out: a keep-alive probe still pending from ESTABLISHED
+/// (its timer fired just before the close) is dropped, and the peer's FIN gets a plain
+/// ACK at `SND.NXT`.
+#[test]
+fn time_wait_sends_only_the_ack_not_a_pending_keepalive() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let ka = tcpstack::KeepAlive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        probes: 3,
+    };
+    h.stack.set_keepalive(h.now, c, Some(ka)).unwrap();
+    h.now += Duration::from_secs(10);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.counters().keepalive_probes, 1);
+    // Before the probe goes, the application closes, and only the FIN is sent...
+    h.stack.close(h.now, c).unwrap();
+    let mut buf = vec![0u8; 2048];
+    let n = h.stack.poll_transmit(h.now, &mut buf).unwrap().len;
+    assert_eq!(buf[20 + 13] & flags::FIN, flags::FIN, "{:?}", &buf[..n]);
+    // ...which the peer's FIN acknowledges.
+    let fin_end = h.snd_nxt().wrapping_add(1);
+    h.send(&Seg::new(flags::ACK | flags::FIN, h.rcv_nxt(), fin_end));
+    assert_eq!(
+        h.stack.connection_states().collect::<Vec<_>>(),
+        [TcpState::TimeWait]
+    );
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].flags, r[0].seq, r[0].ack),
+        (flags::ACK, fin_end, h.rcv_nxt().wrapping_add(1))
+    );
+}
+
+/// A loss probe that comes due just before an ACK of everything in flight sends
+/// nothing: new data waiting behind a small window keeps to sender SWS avoidance.
+#[test]
+fn a_loss_probe_due_when_everything_is_acknowledged_sends_nothing() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![5u8; 2 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    // Timers until the probe is due (not sent: nothing is transmitted meanwhile).
+    for _ in 0..8 {
+        h.now = h.stack.poll_timeout().unwrap();
+        h.stack.handle_timeout(h.now);
+        if h.counters().tail_loss_probes > 0 {
+            break;
+        }
+    }
+    assert_eq!(h.counters().tail_loss_probes, 1);
+    // Everything is acknowledged with a window of 1000 bytes, and 3000 more wait.
+    let mut ack = Seg::new(flags::ACK, seq, una + 2 * mss);
+    ack.window = 1000;
+    h.send(&ack);
+    assert_eq!(h.stack.send(h.now, c, &[6u8; 3000]).unwrap(), 3000);
+    assert_eq!(data_segments(&h.replies()), []);
 }
