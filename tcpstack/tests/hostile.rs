@@ -3130,3 +3130,48 @@ fn a_loss_probe_due_when_everything_is_acknowledged_sends_nothing() {
     assert_eq!(h.stack.send(h.now, c, &[6u8; 3000]).unwrap(), 3000);
     assert_eq!(data_segments(&h.replies()), []);
 }
+
+/// Runs timers until a loss probe goes out; returns the data segments sent then.
+fn loss_probe(h: &mut Harness) -> Vec<(u32, usize)> {
+    let before = h.counters().tail_loss_probes;
+    for _ in 0..8 {
+        h.now = h.stack.poll_timeout().unwrap();
+        h.stack.handle_timeout(h.now);
+        let sent = data_segments(&h.replies());
+        if h.counters().tail_loss_probes > before {
+            return sent;
+        }
+    }
+    panic!("no loss probe: {:?}", h.counters());
+}
+
+/// RFC 8985 section 7.3: a loss probe carries new data when there is some and the
+/// peer's window has room for it (the congestion window does not apply), else it
+/// sends the last segment again.
+#[test]
+fn a_loss_probe_sends_new_data_if_the_peers_window_allows() {
+    let mss = 1460u32;
+    // The congestion window (ten segments) holds back two.
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    h.stack
+        .send(h.now, c, &vec![5u8; 12 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 10);
+    let una = h.snd_nxt();
+    assert_eq!(loss_probe(&mut h), [(una + 10 * mss, mss as usize)]);
+    // The peer's window (two segments) holds back two.
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let una = h.snd_nxt();
+    let mut small = Seg::new(flags::ACK, h.rcv_nxt(), una);
+    small.window = (2 * mss) as u16;
+    h.send(&small);
+    h.stack
+        .send(h.now, c, &vec![5u8; 4 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    assert_eq!(loss_probe(&mut h), [(una + mss, mss as usize)]);
+}
