@@ -3175,3 +3175,103 @@ fn a_loss_probe_sends_new_data_if_the_peers_window_allows() {
     assert_eq!(data_segments(&h.replies()).len(), 2);
     assert_eq!(loss_probe(&mut h), [(una + mss, mss as usize)]);
 }
+
+/// A retransmission that ends where our FIN is carries the FIN again: data and FIN
+/// lost together come back in one segment.
+#[test]
+fn a_retransmission_ending_at_the_fin_carries_it() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[4; 1000]).unwrap();
+    h.stack.shutdown(h.now, c).unwrap();
+    let first = h.replies();
+    assert_eq!(first.len(), 1);
+    h.now = h.stack.poll_timeout().unwrap();
+    h.stack.handle_timeout(h.now);
+    let again = h.replies();
+    assert_eq!(
+        again
+            .iter()
+            .map(|r| (r.seq, r.payload_len, r.flags & flags::FIN))
+            .collect::<Vec<_>>(),
+        [(h.snd_nxt(), 1000, flags::FIN)]
+    );
+}
+
+/// With SACK, what RACK marked lost goes out while the congestion window has room for
+/// a whole segment (RFC 8985 section 6): seven segments lost at once, a window of seven
+/// after the reduction, and all seven are sent again at once, the last filling the
+/// window exactly.
+#[test]
+fn lost_segments_fill_the_reduced_window_exactly() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![5u8; 10 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 10);
+    let una = h.snd_nxt();
+    h.now += Duration::from_millis(20);
+    // The last three arrive: the first seven are lost.
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(una + 7 * mss, una + 10 * mss)])));
+    let rtx = data_segments(&h.replies());
+    assert_eq!(h.stack.conn_info(c).unwrap().cwnd, 7 * mss);
+    assert_eq!(
+        rtx,
+        (0..7)
+            .map(|i| (una + i * mss, mss as usize))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// With segmentation offload, lost data goes out again in super-segments that end on
+/// a segment boundary (the device cuts them in MSS): a lost run of 6840 bytes after
+/// the first retransmission goes as 5840 bytes, then the last 1000.
+#[test]
+fn lost_data_goes_again_in_super_segments_of_whole_segments() {
+    let mut h = Harness::with(|c| {
+        c.tx_offload = tcpstack::TxOffload {
+            checksum: true,
+            segmentation: 65535,
+        }
+    });
+    let mut buf = vec![0u8; 65536];
+    // The handshake by hand: the harness checks full checksums, offload leaves them to
+    // the device.
+    h.send(&Seg::new(flags::SYN, 1000, 0).opts(&[2, 4, 5, 180, 4, 2, 1, 1]));
+    h.stack.poll_transmit(h.now, &mut buf).unwrap();
+    h.peer_isn = 1000;
+    h.stack_isn = u32::from_be_bytes(buf[24..28].try_into().unwrap());
+    h.now += Duration::from_millis(20);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()));
+    let c = h.accept_incoming();
+    let mss = 1460u32;
+    // (sequence offset from the first byte, payload bytes) of each packet sent.
+    let mut sent = |h: &mut Harness, una: u32| {
+        let mut out = Vec::new();
+        while let Some(t) = h.stack.poll_transmit(h.now, &mut buf) {
+            let seq = u32::from_be_bytes(buf[24..28].try_into().unwrap());
+            out.push((seq.wrapping_sub(una), t.len - usize::from(t.header_len)));
+        }
+        out
+    };
+    let una = h.snd_nxt();
+    // A short segment first (nothing in flight), then eight whole ones.
+    h.stack.send(h.now, c, &[1u8; 1000]).unwrap();
+    assert_eq!(sent(&mut h, una), [(0, 1000)]);
+    h.stack
+        .send(h.now, c, &vec![2u8; 8 * mss as usize])
+        .unwrap();
+    assert_eq!(sent(&mut h, una), [(1000, 8 * mss as usize)]);
+    // The last three segments arrive: the first six (8300 bytes) are lost.
+    h.now += Duration::from_millis(20);
+    let end = una + 1000 + 8 * mss;
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(end - 3 * mss, end)])));
+    assert_eq!(
+        sent(&mut h, una),
+        [(0, mss as usize), (mss, 5840), (mss + 5840, 1000)]
+    );
+}
