@@ -3227,51 +3227,80 @@ fn lost_segments_fill_the_reduced_window_exactly() {
     );
 }
 
+impl Harness {
+    /// A harness whose stack hands super-segments of up to 64 KiB to the device.
+    fn offloaded() -> Self {
+        Harness::with(|c| {
+            c.tx_offload = tcpstack::TxOffload {
+                checksum: true,
+                segmentation: 65535,
+            }
+        })
+    }
+
+    /// [`Harness::establish_after`] for an offloaded stack (whose checksums the
+    /// device completes, so [`Harness::replies`] cannot check them).
+    fn establish_offloaded(&mut self, syn_opts: &[u8], rtt: Duration) -> ConnId {
+        let mut buf = vec![0u8; 2048];
+        self.send(&Seg::new(flags::SYN, 1000, 0).opts(syn_opts));
+        self.stack.poll_transmit(self.now, &mut buf).unwrap();
+        self.peer_isn = 1000;
+        self.stack_isn = u32::from_be_bytes(buf[24..28].try_into().unwrap());
+        self.now += rtt;
+        self.send(&Seg::new(flags::ACK, self.rcv_nxt(), self.snd_nxt()));
+        self.accept_incoming()
+    }
+
+    /// What an offloaded stack sends now: (sequence offset from `una`, payload bytes)
+    /// of each packet.
+    fn offloaded_sent(&mut self, una: u32) -> Vec<(u32, usize)> {
+        let mut buf = vec![0u8; 65536];
+        let mut out = Vec::new();
+        while let Some(t) = self.stack.poll_transmit(self.now, &mut buf) {
+            let seq = u32::from_be_bytes(buf[24..28].try_into().unwrap());
+            out.push((seq.wrapping_sub(una), t.len - usize::from(t.header_len)));
+        }
+        out
+    }
+}
+
 /// With segmentation offload, lost data goes out again in super-segments that end on
 /// a segment boundary (the device cuts them in MSS): a lost run of 6840 bytes after
 /// the first retransmission goes as 5840 bytes, then the last 1000.
 #[test]
 fn lost_data_goes_again_in_super_segments_of_whole_segments() {
-    let mut h = Harness::with(|c| {
-        c.tx_offload = tcpstack::TxOffload {
-            checksum: true,
-            segmentation: 65535,
-        }
-    });
-    let mut buf = vec![0u8; 65536];
-    // The handshake by hand: the harness checks full checksums, offload leaves them to
-    // the device.
-    h.send(&Seg::new(flags::SYN, 1000, 0).opts(&[2, 4, 5, 180, 4, 2, 1, 1]));
-    h.stack.poll_transmit(h.now, &mut buf).unwrap();
-    h.peer_isn = 1000;
-    h.stack_isn = u32::from_be_bytes(buf[24..28].try_into().unwrap());
-    h.now += Duration::from_millis(20);
-    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()));
-    let c = h.accept_incoming();
+    let mut h = Harness::offloaded();
+    let c = h.establish_offloaded(&[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
     let mss = 1460u32;
-    // (sequence offset from the first byte, payload bytes) of each packet sent.
-    let mut sent = |h: &mut Harness, una: u32| {
-        let mut out = Vec::new();
-        while let Some(t) = h.stack.poll_transmit(h.now, &mut buf) {
-            let seq = u32::from_be_bytes(buf[24..28].try_into().unwrap());
-            out.push((seq.wrapping_sub(una), t.len - usize::from(t.header_len)));
-        }
-        out
-    };
     let una = h.snd_nxt();
     // A short segment first (nothing in flight), then eight whole ones.
     h.stack.send(h.now, c, &[1u8; 1000]).unwrap();
-    assert_eq!(sent(&mut h, una), [(0, 1000)]);
+    assert_eq!(h.offloaded_sent(una), [(0, 1000)]);
     h.stack
         .send(h.now, c, &vec![2u8; 8 * mss as usize])
         .unwrap();
-    assert_eq!(sent(&mut h, una), [(1000, 8 * mss as usize)]);
+    assert_eq!(h.offloaded_sent(una), [(1000, 8 * mss as usize)]);
     // The last three segments arrive: the first six (8300 bytes) are lost.
     h.now += Duration::from_millis(20);
     let end = una + 1000 + 8 * mss;
     h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(end - 3 * mss, end)])));
     assert_eq!(
-        sent(&mut h, una),
+        h.offloaded_sent(una),
         [(0, mss as usize), (mss, 5840), (mss + 5840, 1000)]
     );
+}
+
+/// With segmentation offload, new data that the peer's window cuts short goes in a
+/// super-segment of whole segments; the rest of the window waits (a part-segment would
+/// be cut out of the middle of the stream).
+#[test]
+fn new_data_goes_in_super_segments_of_whole_segments() {
+    let mut h = Harness::offloaded();
+    let c = h.establish_offloaded(&[2, 4, 5, 180], Duration::ZERO);
+    let una = h.snd_nxt();
+    let mut window = Seg::new(flags::ACK, h.rcv_nxt(), una);
+    window.window = 5000;
+    h.send(&window);
+    h.stack.send(h.now, c, &[3u8; 20_000]).unwrap();
+    assert_eq!(h.offloaded_sent(una), [(0, 3 * 1460)]);
 }
