@@ -3304,3 +3304,49 @@ fn new_data_goes_in_super_segments_of_whole_segments() {
     h.stack.send(h.now, c, &[3u8; 20_000]).unwrap();
     assert_eq!(h.offloaded_sent(una), [(0, 3 * 1460)]);
 }
+
+/// RFC 5681 section 4.1: after an idle period longer than the RTO the congestion
+/// window restarts from at most the initial window; after one of exactly the RTO it
+/// is kept.
+#[test]
+fn an_idle_connection_restarts_from_the_initial_window() {
+    let mss = 1460u32;
+    // Segments sent at once after an idle time of the RTO plus `extra`, counted from
+    // the last segment sent, with a window grown to fourteen segments.
+    let burst_after = |extra: Duration| {
+        let mut h = Harness::new();
+        h.establish_after(1000, &[2, 4, 5, 180], Duration::from_millis(20));
+        let c = h.conn.unwrap();
+        let una = h.snd_nxt();
+        h.stack
+            .send(h.now, c, &vec![1u8; 10 * mss as usize])
+            .unwrap();
+        assert_eq!(data_segments(&h.replies()).len(), 10);
+        let sent = h.now;
+        h.now += Duration::from_millis(20);
+        for i in 1..=10 {
+            h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una + i * mss));
+        }
+        h.replies();
+        let info = h.stack.conn_info(c).unwrap();
+        assert_eq!(info.cwnd, 14 * mss);
+        h.now = sent + info.rto + extra;
+        h.stack
+            .send(h.now, c, &vec![2u8; 30 * mss as usize])
+            .unwrap();
+        data_segments(&h.replies()).len()
+    };
+    assert_eq!(burst_after(Duration::ZERO), 14, "idle for exactly the RTO");
+    assert_eq!(burst_after(Duration::from_millis(1)), 10, "idle for longer");
+}
+
+/// Without SACK the ACKs carry no SACK blocks, however much data is out of order.
+#[test]
+fn without_sack_no_ack_carries_sack_blocks() {
+    let mut h = Harness::new();
+    h.establish();
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt().wrapping_add(100), h.snd_nxt()).data(&[1; 10]));
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert!(!has_option(&r[0], 5), "{r:?}");
+}
