@@ -3350,3 +3350,95 @@ fn without_sack_no_ack_carries_sack_blocks() {
     assert_eq!(r.len(), 1);
     assert!(!has_option(&r[0], 5), "{r:?}");
 }
+
+/// A transmit buffer too small for the headers gets nothing; one with room for the
+/// headers only gets a bare ACK; one with room for part of the data gets that part,
+/// without the FIN that follows the rest; one that holds data and FIN exactly gets
+/// both.
+#[test]
+fn a_small_transmit_buffer_makes_segments_smaller() {
+    let queued = || {
+        let mut h = Harness::new();
+        h.establish();
+        let c = h.conn.unwrap();
+        h.stack.set_nodelay(c, true).unwrap();
+        h.stack.send(h.now, c, &[9; 300]).unwrap();
+        h.stack.shutdown(h.now, c).unwrap();
+        h
+    };
+    // IPv4 and TCP headers without options: 40 bytes.
+    let poll = |h: &mut Harness, size: usize| {
+        let mut buf = vec![0u8; size];
+        let t = h.stack.poll_transmit(h.now, &mut buf)?;
+        let tcp = TcpPacket::new_checked(&buf[20..t.len]).unwrap();
+        Some((
+            tcp.seq_number().0 as u32,
+            tcp.payload().len(),
+            buf[33] & flags::FIN,
+        ))
+    };
+    assert_eq!(poll(&mut queued(), 39), None);
+    let mut h = queued();
+    let isn = h.snd_nxt();
+    assert_eq!(poll(&mut h, 40), Some((isn, 0, 0)), "headers only");
+    assert_eq!(poll(&mut h, 140), Some((isn, 100, 0)));
+    assert_eq!(
+        poll(&mut h, 240),
+        Some((isn + 100, 200, flags::FIN)),
+        "the rest and the FIN, exactly"
+    );
+    assert_eq!(poll(&mut h, 2048), None);
+}
+
+/// Data segments carry PSH; a segment of one MSS is not a super-segment (the device
+/// has nothing to cut), with or without segmentation offload.
+#[test]
+fn data_carries_psh_and_one_mss_is_not_a_super_segment() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[1; 1460]).unwrap();
+    let r = h.replies();
+    assert_eq!(
+        r.iter()
+            .map(|r| (r.flags, r.payload_len))
+            .collect::<Vec<_>>(),
+        [(flags::ACK | flags::PSH, 1460)]
+    );
+    let mut h = Harness::offloaded();
+    let c = h.establish_offloaded(&[2, 4, 5, 180], Duration::ZERO);
+    h.stack.send(h.now, c, &[1; 1460]).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let t = h.stack.poll_transmit(h.now, &mut buf).unwrap();
+    assert_eq!(
+        (t.len - usize::from(t.header_len), t.segment_size),
+        (1460, None)
+    );
+    assert_eq!(h.counters().tx_super_segments, 0);
+}
+
+/// Keep-alive probes only an idle connection: while data is in flight the
+/// retransmission timer watches the peer, and the keep-alive timer waits.
+#[test]
+fn keepalive_waits_while_data_is_in_flight() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let ka = tcpstack::KeepAlive {
+        idle: Duration::from_millis(500),
+        interval: Duration::from_secs(1),
+        probes: 3,
+    };
+    h.stack.set_keepalive(h.now, c, Some(ka)).unwrap();
+    h.stack.send(h.now, c, &[1; 100]).unwrap();
+    h.replies();
+    let end = h.now + Duration::from_secs(3);
+    while let Some(t) = h.stack.poll_timeout().filter(|&t| t <= end) {
+        h.now = t;
+        h.stack.handle_timeout(h.now);
+        h.replies();
+    }
+    let cn = h.counters();
+    assert_eq!(cn.keepalive_probes, 0, "{cn:?}");
+    assert!(cn.rto_expirations > 0, "{cn:?}");
+}
