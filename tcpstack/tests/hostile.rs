@@ -3442,3 +3442,41 @@ fn keepalive_waits_while_data_is_in_flight() {
     assert_eq!(cn.keepalive_probes, 0, "{cn:?}");
     assert!(cn.rto_expirations > 0, "{cn:?}");
 }
+
+/// A peer that answers no keep-alive probe is given up after the configured number of
+/// probes: one keep-alive timeout counted, and the connection fails with it (readable,
+/// so that a reader sees the error).
+#[test]
+fn keepalive_gives_up_on_a_silent_peer_after_its_probes() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let ka = tcpstack::KeepAlive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        probes: 3,
+    };
+    h.stack.set_keepalive(h.now, c, Some(ka)).unwrap();
+    events(&mut h);
+    for _ in 0..8 {
+        let Some(t) = h.stack.poll_timeout() else {
+            break;
+        };
+        h.now = t;
+        h.stack.handle_timeout(h.now);
+        h.replies();
+    }
+    let cn = h.counters();
+    assert_eq!(
+        (cn.keepalive_probes, cn.keepalive_timeouts),
+        (3, 1),
+        "{cn:?}"
+    );
+    assert_eq!(
+        events(&mut h),
+        [
+            Event::Readable(c),
+            Event::Error(c, ConnError::KeepAliveTimedOut)
+        ]
+    );
+}
