@@ -3480,3 +3480,43 @@ fn keepalive_gives_up_on_a_silent_peer_after_its_probes() {
         ]
     );
 }
+
+/// A retransmission counts once, with its bytes, on the stack and on the connection.
+#[test]
+fn a_retransmission_is_counted_once_with_its_bytes() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[4; 1000]).unwrap();
+    h.replies();
+    h.now = h.stack.poll_timeout().unwrap();
+    h.stack.handle_timeout(h.now);
+    assert_eq!(data_segments(&h.replies()), [(h.snd_nxt(), 1000)]);
+    let cn = h.counters();
+    assert_eq!((cn.retransmits, cn.retransmitted_bytes), (1, 1000));
+    assert_eq!(h.stack.conn_info(c).unwrap().retransmits, 1);
+}
+
+/// A segment sent beyond a shut window (here a lone FIN, which needs no window) is
+/// not timed: its ACK may wait for the window to open, which says nothing about the
+/// round-trip time.
+#[test]
+fn a_segment_beyond_a_shut_window_is_not_timed() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let una = h.snd_nxt();
+    let mut shut = Seg::new(flags::ACK, h.rcv_nxt(), una);
+    shut.window = 0;
+    h.send(&shut);
+    let srtt = h.stack.conn_info(c).unwrap().srtt;
+    assert_eq!(srtt, Some(Duration::from_millis(20)));
+    h.stack.shutdown(h.now, c).unwrap();
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].seq, r[0].flags & flags::FIN), (una, flags::FIN));
+    h.now += Duration::from_secs(5);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una + 1));
+    assert_eq!(h.state(), TcpState::FinWait2);
+    assert_eq!(h.stack.conn_info(c).unwrap().srtt, srtt);
+}
