@@ -3520,3 +3520,33 @@ fn a_segment_beyond_a_shut_window_is_not_timed() {
     assert_eq!(h.state(), TcpState::FinWait2);
     assert_eq!(h.stack.conn_info(c).unwrap().srtt, srtt);
 }
+
+/// Undo waits only for the retransmissions of the episode's own data: a loss probe
+/// that resends data sent after recovery began does not hold it back.
+#[test]
+fn undo_counts_only_the_episodes_own_retransmissions() {
+    let mut h = Harness::new();
+    let rtt = Duration::from_millis(20);
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![7u8; 4 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 4);
+    h.now += rtt;
+    let una = h.snd_nxt();
+    // Segments 2-4 SACKed: segment 1 is sent again.
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(una + mss, una + 4 * mss)])));
+    assert_eq!(data_segments(&h.replies()), [(una, mss as usize)]);
+    // A fifth segment after the recovery began, resent by a loss probe.
+    h.stack.send(h.now, c, &vec![8u8; mss as usize]).unwrap();
+    assert_eq!(data_segments(&h.replies()), [(una + 4 * mss, mss as usize)]);
+    assert_eq!(loss_probe(&mut h), [(una + 4 * mss, mss as usize)]);
+    // Everything arrives; segment 1 twice.
+    let end = una + 5 * mss;
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end));
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end).opts(&sack(&[(una, una + mss)])));
+    h.replies();
+    assert_eq!(h.counters().recoveries_undone, 1);
+}
