@@ -3550,3 +3550,83 @@ fn undo_counts_only_the_episodes_own_retransmissions() {
     h.replies();
     assert_eq!(h.counters().recoveries_undone, 1);
 }
+
+/// `connect` refuses a remote port 0, an unspecified and a broadcast address, and
+/// counts one active open per connection.
+#[test]
+fn connect_checks_the_remote_and_counts_active_opens() {
+    let mut h = Harness::new();
+    let bad = [
+        std::net::SocketAddrV4::new(PEER, 0),
+        std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+        std::net::SocketAddrV4::new(Ipv4Addr::BROADCAST, 80),
+    ];
+    for remote in bad {
+        assert!(
+            matches!(
+                h.stack.connect(h.now, remote, 0),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{remote}"
+        );
+    }
+    active_open(&mut h, 5560);
+    assert_eq!(h.counters().active_opens, 1);
+}
+
+/// Ephemeral ports come from the configured range, skip ports in use (by a listener
+/// too), and run out with a typed error.
+#[test]
+fn ephemeral_ports_stay_in_range_and_run_out() {
+    let mut h = Harness::with(|c| c.ephemeral_ports = (40_000, 40_002));
+    h.stack.listen(40_001, 1).unwrap();
+    let remote = std::net::SocketAddrV4::new(PEER, PEER_PORT);
+    let mut ports = Vec::new();
+    for _ in 0..2 {
+        let c = h.stack.connect(h.now, remote, 0).unwrap();
+        ports.push(h.stack.endpoints(c).unwrap().0.port());
+    }
+    ports.sort_unstable();
+    assert_eq!(ports, [40_000, 40_002]);
+    assert_eq!(h.stack.connect(h.now, remote, 0), Err(Error::NoFreePorts));
+}
+
+/// An unanswered SYN is sent again at the retransmission timeout, same sequence
+/// number, and counted as a SYN retransmission.
+#[test]
+fn an_unanswered_syn_is_retransmitted_and_counted() {
+    let mut h = Harness::new();
+    let (_c, syn) = active_open(&mut h, 5561);
+    h.now = h.stack.poll_timeout().unwrap();
+    h.stack.handle_timeout(h.now);
+    let r = h.replies();
+    assert_eq!(
+        r.iter().map(|r| (r.flags, r.seq)).collect::<Vec<_>>(),
+        [(flags::SYN, syn.seq)]
+    );
+    assert_eq!(h.counters().syn_retransmits, 1);
+}
+
+/// A connection attempt gives up after `max_syn_retries` SYN retransmissions, not
+/// the data limit `max_retries`.
+#[test]
+fn connect_gives_up_after_the_syn_retries() {
+    let mut h = Harness::with(|c| {
+        c.tcp.max_syn_retries = 2;
+        c.tcp.max_retries = 6;
+    });
+    let (c, _syn) = active_open(&mut h, 5562);
+    for _ in 0..3 {
+        h.now = h.stack.poll_timeout().unwrap();
+        h.stack.handle_timeout(h.now);
+        h.replies();
+    }
+    assert_eq!(h.counters().syn_retransmits, 2);
+    assert_eq!(
+        events(&mut h),
+        [
+            Event::Readable(c),
+            Event::Error(c, ConnError::TimedOut { retries: 2 })
+        ]
+    );
+}
