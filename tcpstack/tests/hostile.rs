@@ -3458,6 +3458,7 @@ fn keepalive_gives_up_on_a_silent_peer_after_its_probes() {
     };
     h.stack.set_keepalive(h.now, c, Some(ka)).unwrap();
     events(&mut h);
+    let (start, mut first) = (h.now, None);
     for _ in 0..8 {
         let Some(t) = h.stack.poll_timeout() else {
             break;
@@ -3465,7 +3466,11 @@ fn keepalive_gives_up_on_a_silent_peer_after_its_probes() {
         h.now = t;
         h.stack.handle_timeout(h.now);
         h.replies();
+        if h.counters().keepalive_probes == 1 {
+            first.get_or_insert(h.now - start);
+        }
     }
+    assert_eq!(first, Some(ka.idle), "the first probe after the idle time");
     let cn = h.counters();
     assert_eq!(
         (cn.keepalive_probes, cn.keepalive_timeouts),
@@ -3629,4 +3634,103 @@ fn connect_gives_up_after_the_syn_retries() {
             Event::Error(c, ConnError::TimedOut { retries: 2 })
         ]
     );
+}
+
+/// Keep-alive runs only in ESTABLISHED and CLOSE-WAIT: in FIN-WAIT-2 (our side
+/// closed, the peer's still open) nothing probes the peer.
+#[test]
+fn keepalive_does_not_probe_in_fin_wait_2() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let ka = tcpstack::KeepAlive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        probes: 3,
+    };
+    h.stack.set_keepalive(h.now, c, Some(ka)).unwrap();
+    h.stack.shutdown(h.now, c).unwrap();
+    h.replies();
+    h.send(&Seg::new(
+        flags::ACK,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_add(1),
+    ));
+    assert_eq!(h.state(), TcpState::FinWait2);
+    h.now += Duration::from_secs(30);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.replies(), []);
+    assert_eq!(h.counters().keepalive_probes, 0);
+}
+
+/// Once everything sent is acknowledged and nothing waits, no timer sends anything: no
+/// window probe, no loss probe, no retransmission.
+#[test]
+fn an_acknowledged_exchange_leaves_no_timer_to_send() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[1; 100]).unwrap();
+    h.replies();
+    h.now += Duration::from_millis(20);
+    h.send(&Seg::new(
+        flags::ACK,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_add(100),
+    ));
+    let end = h.now + Duration::from_secs(10);
+    while let Some(t) = h.stack.poll_timeout().filter(|&t| t <= end) {
+        h.now = t;
+        h.stack.handle_timeout(h.now);
+        assert_eq!(h.replies(), []);
+    }
+    let cn = h.counters();
+    assert_eq!(
+        (cn.window_probes, cn.tail_loss_probes, cn.rto_expirations),
+        (0, 0, 0),
+        "{cn:?}"
+    );
+}
+
+/// Loss probes need SACK (RFC 8985 section 7) and an open connection: without SACK,
+/// or in FIN-WAIT-1, a lost tail waits for the retransmission timeout.
+#[test]
+fn no_loss_probe_without_sack_or_after_our_fin() {
+    for (opts, fin) in [
+        (&[2u8, 4, 5, 180][..], false),
+        (&[2, 4, 5, 180, 4, 2, 1, 1][..], true),
+    ] {
+        let mut h = Harness::new();
+        h.establish_after(1000, opts, Duration::from_millis(20));
+        let c = h.conn.unwrap();
+        h.stack.send(h.now, c, &[1; 2000]).unwrap();
+        if fin {
+            h.stack.shutdown(h.now, c).unwrap();
+        }
+        h.replies();
+        assert_eq!(run_until_probe_or_timeout(&mut h), (0, 1), "FIN {fin}");
+    }
+}
+
+/// With a single segment in flight the loss probe also waits for the peer's delayed
+/// ACK (RFC 8985 section 7.2): `PTO = 2 * SRTT + 200 ms`, here capped by the RTO
+/// (220 ms), not the 42 ms of several segments in flight.
+#[test]
+fn a_single_segment_probe_waits_for_a_delayed_ack() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[1; 1000]).unwrap();
+    h.replies();
+    let start = h.now;
+    assert_eq!(
+        h.stack.conn_info(c).unwrap().rto,
+        Duration::from_millis(220)
+    );
+    h.now = start + Duration::from_millis(219);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.counters().tail_loss_probes, 0);
+    h.now = start + Duration::from_millis(220);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.counters().tail_loss_probes, 1);
 }
