@@ -3734,3 +3734,22 @@ fn a_single_segment_probe_waits_for_a_delayed_ack() {
     h.stack.handle_timeout(h.now);
     assert_eq!(h.counters().tail_loss_probes, 1);
 }
+
+/// The persist timer runs only with nothing in flight: data held back by Nagle behind
+/// an unacknowledged segment is the retransmission timer's business, not a window
+/// probe's.
+#[test]
+fn no_window_probe_while_data_is_in_flight() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[1; 1000]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    h.stack.send(h.now, c, &[2; 100]).unwrap();
+    assert_eq!(h.replies(), [], "held back by Nagle");
+    h.now = h.stack.poll_timeout().unwrap();
+    h.stack.handle_timeout(h.now);
+    h.replies();
+    let cn = h.counters();
+    assert_eq!((cn.rto_expirations, cn.window_probes), (1, 0), "{cn:?}");
+}
