@@ -3753,3 +3753,30 @@ fn no_window_probe_while_data_is_in_flight() {
     let cn = h.counters();
     assert_eq!((cn.rto_expirations, cn.window_probes), (1, 0), "{cn:?}");
 }
+
+/// Unlistening resets the listener's pending connections and only those: an active
+/// connection made before is untouched.
+#[test]
+fn unlisten_resets_only_the_listeners_connections() {
+    let mut h = Harness::new();
+    let (c, _syn) = active_open(&mut h, 5563);
+    let l = h.stack.listen(81, 4).unwrap();
+    let mut syn = Seg::new(flags::SYN, 100, 0).opts(&[2, 4, 5, 180]);
+    syn.dst_port = 81;
+    h.send(&syn);
+    let isn = h.replies()[0].seq;
+    let mut ack = Seg::new(flags::ACK, 101, isn.wrapping_add(1));
+    ack.dst_port = 81;
+    h.send(&ack);
+    assert_eq!(h.stack.connection_count(), 2);
+    h.stack.unlisten(l).unwrap();
+    let r = h.replies();
+    assert_eq!(
+        r.iter()
+            .map(|r| (r.flags & flags::RST, r.seq))
+            .collect::<Vec<_>>(),
+        [(flags::RST, isn.wrapping_add(1))]
+    );
+    assert_eq!(h.stack.connection_count(), 1);
+    assert_eq!(h.stack.state(c).unwrap(), TcpState::SynSent);
+}
