@@ -3780,3 +3780,40 @@ fn unlisten_resets_only_the_listeners_connections() {
     assert_eq!(h.stack.connection_count(), 1);
     assert_eq!(h.stack.state(c).unwrap(), TcpState::SynSent);
 }
+
+/// RFC 8985 section 6.3 and RFC 2018 section 8: after one timeout what the peer SACKed
+/// stays delivered (a later ACK that no longer SACKs it does not make it lost); after
+/// a second in a row the peer may have reneged, and it is sent again too.
+#[test]
+fn sacked_data_is_resent_only_after_a_second_timeout() {
+    let resent_after = |timeouts: usize| {
+        let mut h = Harness::new();
+        h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+        let c = h.conn.unwrap();
+        let mss = 1460u32;
+        h.stack
+            .send(h.now, c, &vec![3u8; 3 * mss as usize])
+            .unwrap();
+        assert_eq!(data_segments(&h.replies()).len(), 3);
+        let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+        let third = sack(&[(una + 2 * mss, una + 3 * mss)]);
+        h.send(&Seg::new(flags::ACK, seq, una).opts(&third));
+        h.replies();
+        for _ in 0..timeouts {
+            let before = h.counters().rto_expirations;
+            while h.counters().rto_expirations == before {
+                h.now = h.stack.poll_timeout().unwrap();
+                h.stack.handle_timeout(h.now);
+                h.replies();
+            }
+        }
+        // The first segment arrives at last; the peer SACKs nothing any more.
+        h.send(&Seg::new(flags::ACK, seq, una + mss));
+        data_segments(&h.replies())
+            .iter()
+            .map(|s| (s.0 - una) / mss)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(resent_after(1), [1]);
+    assert_eq!(resent_after(2), [1, 2]);
+}
