@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use smoltcp::wire::{Ipv4Packet, TcpPacket};
 use tcpstack::wire::{checksum, flags};
-use tcpstack::{ConnError, ConnId, Counters, Event, Instant, Stack, StackConfig, TcpState};
+use tcpstack::{ConnError, ConnId, Counters, Error, Event, Instant, Stack, StackConfig, TcpState};
 
 const US: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
@@ -2623,4 +2623,1197 @@ fn early_retransmit_when_the_window_is_full() {
     h.send(&small);
     assert_eq!(data_segments(&h.replies()), vec![(una, mss as usize)]);
     assert_eq!(h.counters().early_retransmits, 1);
+}
+
+/// With SACK, an ACK that SACKs new data counts as a duplicate ACK even when it is
+/// not a pure one (RFC 6675 section 2): here one carries data, another a window
+/// update.
+#[test]
+fn a_sack_with_news_counts_as_a_duplicate_even_with_data_or_a_new_window() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![3u8; 4 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 4);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    h.send(
+        &Seg::new(flags::ACK, seq, una)
+            .opts(&sack(&[(una + mss, una + 2 * mss)]))
+            .data(&[1; 10]),
+    );
+    let mut wider =
+        Seg::new(flags::ACK, seq.wrapping_add(10), una).opts(&sack(&[(una + mss, una + 3 * mss)]));
+    wider.window = 60_000;
+    h.send(&wider);
+    h.replies();
+    assert_eq!(h.counters().dup_acks, 2, "{:?}", h.counters());
+}
+
+/// Once the peer reopens its window, the persist timer's backoff starts over: when
+/// the window shuts again the first probe waits one RTO, not the backed-off interval.
+#[test]
+fn a_reopened_window_resets_the_persist_backoff() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let shut_after = |h: &mut Harness, acked: u32| {
+        let mut s = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(acked));
+        s.window = 0;
+        h.send(&s);
+        h.replies();
+    };
+    h.stack.send(h.now, c, &[4; 500]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    shut_after(&mut h, 500);
+    h.stack.send(h.now, c, &[5; 500]).unwrap();
+    assert!(h.replies().is_empty());
+    // Timers may fire early and re-arm (the stack's index is lazy): run them until the
+    // probe, and time it.
+    let probe_after = |h: &mut Harness| {
+        let (start, before) = (h.now, h.counters().window_probes);
+        for _ in 0..8 {
+            h.now = h.stack.poll_timeout().expect("the persist timer runs");
+            h.stack.handle_timeout(h.now);
+            let r = h.replies();
+            if h.counters().window_probes > before {
+                assert_eq!(r.len(), 1, "one probe");
+                return h.now - start;
+            }
+        }
+        panic!("no probe");
+    };
+    let rto = h.stack.conn_info(c).unwrap().rto;
+    let mut intervals = Vec::new();
+    for _ in 0..3 {
+        intervals.push(probe_after(&mut h));
+        shut_after(&mut h, 500);
+    }
+    assert_eq!(intervals, [rto, 2 * rto, 4 * rto]);
+    // The window opens: the waiting data goes and is acknowledged into a shut window
+    // again, with more data waiting.
+    let open = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(500));
+    h.send(&open);
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    shut_after(&mut h, 1000);
+    h.stack.send(h.now, c, &[6; 500]).unwrap();
+    assert!(h.replies().is_empty());
+    let rto = h.stack.conn_info(c).unwrap().rto;
+    assert_eq!(probe_after(&mut h), rto, "the backoff starts over");
+    assert_eq!(h.counters().window_probes, 4);
+}
+
+/// Runs timers until a loss probe or a retransmission timeout happens; returns
+/// `(loss probes, timeouts)` by then.
+fn run_until_probe_or_timeout(h: &mut Harness) -> (u64, u64) {
+    let before = h.counters();
+    for _ in 0..16 {
+        h.now = h.stack.poll_timeout().expect("a timer runs");
+        h.stack.handle_timeout(h.now);
+        h.replies();
+        let cn = h.counters();
+        if cn.tail_loss_probes > before.tail_loss_probes
+            || cn.rto_expirations > before.rto_expirations
+        {
+            return (cn.tail_loss_probes, cn.rto_expirations);
+        }
+    }
+    panic!("neither a probe nor a timeout: {:?}", h.counters());
+}
+
+/// A SACK of new data is news from the peer as much as a cumulative ACK: after two
+/// probes without news, a SACK makes probes available again, so the recovery it starts
+/// is watched by a probe before the retransmission timeout.
+#[test]
+fn a_sack_of_new_data_makes_probes_available_again() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![8u8; 3 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 3);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    assert_eq!(run_until_probe_or_timeout(&mut h), (1, 0));
+    assert_eq!(run_until_probe_or_timeout(&mut h), (2, 0));
+    // An RTT after the second probe, its segment is SACKed: news, and the first two
+    // are lost.
+    h.now += Duration::from_millis(20);
+    h.send(&Seg::new(flags::ACK, seq, una).opts(&sack(&[(una + 2 * mss, una + 3 * mss)])));
+    h.replies();
+    assert_eq!(h.counters().fast_retransmits, 1);
+    assert_eq!(run_until_probe_or_timeout(&mut h), (3, 0));
+}
+
+/// A pure duplicate ACK, or a D-SACK (as Linux sends), at the end of a loss probe that
+/// retransmitted data means both copies arrived: there was no loss, and an ACK beyond
+/// the probe later counts none (RFC 8985 section 7.4) and leaves the congestion window
+/// alone.
+#[test]
+fn a_duplicate_ack_for_a_loss_probe_means_no_loss() {
+    for dsack in [false, true] {
+        duplicate_ack_for_a_loss_probe(dsack);
+    }
+}
+
+fn duplicate_ack_for_a_loss_probe(dsack: bool) {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![5u8; 2 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    h.now += Duration::from_millis(20);
+    h.send(&Seg::new(flags::ACK, seq, una + mss));
+    h.replies();
+    assert_eq!(run_until_probe_or_timeout(&mut h), (1, 0));
+    let cwnd = h.stack.conn_info(c).unwrap().cwnd;
+    // The original second segment was only late; the probe's copy is acknowledged
+    // again by a duplicate, pure or with a D-SACK.
+    h.send(&Seg::new(flags::ACK, seq, una + 2 * mss));
+    let mut dup = Seg::new(flags::ACK, seq, una + 2 * mss);
+    if dsack {
+        dup = dup.opts(&sack(&[(una + mss, una + 2 * mss)]));
+    }
+    h.send(&dup);
+    h.replies();
+    h.stack.send(h.now, c, &vec![6u8; mss as usize]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    h.now += Duration::from_millis(20);
+    h.send(&Seg::new(flags::ACK, seq, una + 3 * mss));
+    h.replies();
+    let cn = h.counters();
+    assert_eq!(cn.tail_loss_probe_recoveries, 0, "D-SACK {dsack}: {cn:?}");
+    assert!(h.stack.conn_info(c).unwrap().cwnd >= cwnd, "D-SACK {dsack}");
+}
+
+/// An ACK that acknowledges only our SYN frees no send buffer: data the application
+/// could not queue before the handshake completed gets no WRITABLE until some of it
+/// is acknowledged.
+#[test]
+fn the_ack_of_our_syn_alone_does_not_raise_writable() {
+    let mut h = Harness::with(|c| c.tcp.send_buffer = 4096);
+    let (c, syn) = active_open(&mut h, 5557);
+    assert_eq!(h.stack.send(h.now, c, &[1; 8192]).unwrap(), 4096);
+    let mut synack =
+        Seg::new(flags::SYN | flags::ACK, 9000, syn.seq.wrapping_add(1)).opts(&[2, 4, 5, 180]);
+    synack.dst_port = 5557;
+    h.send(&synack);
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    assert_eq!(events(&mut h), [Event::Connected(c)]);
+    let mut ack = Seg::new(flags::ACK, 9001, syn.seq.wrapping_add(1 + 1460));
+    ack.dst_port = 5557;
+    h.send(&ack);
+    h.replies();
+    assert_eq!(events(&mut h), [Event::Writable(c)]);
+}
+
+/// The ACK of a segment that was not timed takes its RTT from the timestamp echo
+/// only when the echo is plausible; without timestamps, or with an echo from the
+/// future, it leaves the estimate alone.
+#[test]
+fn an_untimed_ack_samples_the_rtt_only_from_a_plausible_echo() {
+    let mss = 1460;
+    let rtt = Duration::from_millis(20);
+    // No timestamps: the first segment is timed, the second is not.
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180], rtt);
+    let c = h.conn.unwrap();
+    assert_eq!(h.stack.conn_info(c).unwrap().srtt, Some(rtt));
+    h.stack
+        .send(h.now, c, &vec![1u8; 2 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    h.now += rtt;
+    h.send(&Seg::new(flags::ACK, seq, una + mss));
+    h.send(&Seg::new(flags::ACK, seq, una + 2 * mss));
+    h.replies();
+    assert_eq!(h.stack.conn_info(c).unwrap().srtt, Some(rtt));
+    // Timestamps: an echo from the future is bogus.
+    let mut h = Harness::new();
+    h.establish_after(1000, &linux_syn_options(100), rtt);
+    let c = h.conn.unwrap();
+    let info = h.stack.conn_info(c).unwrap();
+    assert!(info.srtt.is_some());
+    // The timestamp option takes 12 bytes of each segment.
+    let mss = u32::from(info.mss);
+    assert_eq!(mss, 1448);
+    h.stack
+        .send(h.now, c, &vec![1u8; 2 * mss as usize])
+        .unwrap();
+    let sent = h.replies();
+    assert_eq!(data_segments(&sent).len(), 2);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    let ts = reply_tsval(&sent[0]);
+    h.now += rtt;
+    h.send(&Seg::new(flags::ACK, seq, una + mss).opts(&ts_option(200, ts)));
+    assert_eq!(h.stack.conn_info(c).unwrap().srtt, Some(rtt));
+    h.send(&Seg::new(flags::ACK, seq, una + 2 * mss).opts(&ts_option(201, ts.wrapping_add(1000))));
+    h.replies();
+    assert_eq!(h.stack.conn_info(c).unwrap().srtt, Some(rtt));
+}
+
+/// Undo restores the whole controller, not just a larger window: at the smallest
+/// window, where the response could only lower the slow-start threshold, a spurious
+/// recovery gives the threshold back.
+#[test]
+fn undo_at_the_smallest_window_gives_the_threshold_back() {
+    let mss = 1460u32;
+    // Two segments (the window is set in segments of the default MSS, 536).
+    let mut h = Harness::with(|c| c.tcp.congestion.initial_window = Some(2 * 536));
+    let rtt = Duration::from_millis(20);
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
+    let c = h.conn.unwrap();
+    let before = h.stack.conn_info(c).unwrap();
+    assert_eq!(before.cwnd, 2 * mss);
+    h.stack
+        .send(h.now, c, &vec![7u8; 2 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    h.now += rtt;
+    h.send(&Seg::new(flags::ACK, seq, una).opts(&sack(&[(una + mss, una + 2 * mss)])));
+    h.replies();
+    // The reordering timer declares the first segment lost.
+    let mut rtx = Vec::new();
+    for _ in 0..4 {
+        h.now = h.stack.poll_timeout().unwrap();
+        h.stack.handle_timeout(h.now);
+        rtx = data_segments(&h.replies());
+        if !rtx.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(rtx, vec![(una, mss as usize)]);
+    let info = h.stack.conn_info(c).unwrap();
+    assert_eq!((info.cwnd, info.ssthresh), (2 * mss, 2 * mss));
+    let end = una + 2 * mss;
+    h.send(&Seg::new(flags::ACK, seq, end));
+    h.send(&Seg::new(flags::ACK, seq, end).opts(&sack(&[(una, una + mss)])));
+    h.replies();
+    assert_eq!(h.counters().recoveries_undone, 1);
+    let after = h.stack.conn_info(c).unwrap();
+    assert_eq!((after.cwnd, after.ssthresh), (before.cwnd, before.ssthresh));
+}
+
+/// After `shutdown` the send side is closed: `send` says so, and a `shutdown` of a
+/// connection the peer reset reports the reset.
+#[test]
+fn send_after_shutdown_and_shutdown_after_a_reset_are_refused() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.shutdown(h.now, c).unwrap();
+    assert_eq!(h.state(), TcpState::FinWait1);
+    assert_eq!(h.stack.send(h.now, c, b"late"), Err(Error::SendShutdown));
+    h.replies();
+    // Before the handshake completes, too.
+    let (c, _syn) = active_open(&mut h, 5558);
+    h.stack.shutdown(h.now, c).unwrap();
+    assert_eq!(h.stack.send(h.now, c, b"late"), Err(Error::SendShutdown));
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::RST, h.rcv_nxt(), 0));
+    assert_eq!(
+        h.stack.shutdown(h.now, c),
+        Err(Error::Connection(ConnError::Reset))
+    );
+}
+
+/// Reading announces a larger window only when it is worth it (RFC 9293 section
+/// 3.8.6.2.2, at least doubling it): a read that frees less sends nothing; one that
+/// empties the buffer sends a window update at once.
+#[test]
+fn a_read_sends_a_window_update_only_when_the_window_at_least_doubles() {
+    let mut h = Harness::with(|c| c.tcp.recv_buffer = 16_384);
+    h.establish();
+    let c = h.conn.unwrap();
+    let mut seq = h.rcv_nxt();
+    for _ in 0..10 {
+        h.send(&Seg::new(flags::ACK, seq, h.snd_nxt()).data(&[1; 1000]));
+        seq = seq.wrapping_add(1000);
+    }
+    let r = h.replies();
+    assert_eq!(r.last().map(|r| (r.ack, r.window)), Some((seq, 6384)));
+    // 2000 bytes read: 8384 free, more than an MSS more but not double the 6384 offered.
+    let mut buf = vec![0u8; 2000];
+    assert_eq!(h.stack.recv(c, &mut buf).unwrap(), 2000);
+    assert!(h.replies().is_empty(), "no update");
+    let mut buf = vec![0u8; 16_384];
+    assert_eq!(h.stack.recv(c, &mut buf).unwrap(), 8000);
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].flags, r[0].ack, r[0].window, r[0].payload_len),
+        (flags::ACK, seq, 16_384, 0)
+    );
+}
+
+/// After the peer's FIN nothing more can arrive: reading announces no window.
+#[test]
+fn a_read_after_the_peers_fin_sends_no_window_update() {
+    let mut h = Harness::with(|c| c.tcp.recv_buffer = 4096);
+    h.establish();
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::ACK | flags::FIN, h.rcv_nxt(), h.snd_nxt()).data(&[1; 4000]));
+    assert_eq!(h.replies().len(), 1);
+    let mut buf = vec![0u8; 4096];
+    assert_eq!(h.stack.recv(c, &mut buf).unwrap(), 4000);
+    assert!(h.replies().is_empty());
+}
+
+/// Closing in SYN-SENT gives the connection up at once: nothing more is sent, and a
+/// SYN-ACK arriving later finds no connection and is reset.
+#[test]
+fn closing_in_syn_sent_drops_the_connection_at_once() {
+    let mut h = Harness::new();
+    let (c, syn) = active_open(&mut h, 5559);
+    h.stack.close(h.now, c).unwrap();
+    assert_eq!(h.stack.connection_count(), 0);
+    let mut synack =
+        Seg::new(flags::SYN | flags::ACK, 9000, syn.seq.wrapping_add(1)).opts(&[2, 4, 5, 180]);
+    synack.dst_port = 5559;
+    h.send(&synack);
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].flags, r[0].seq),
+        (flags::RST, syn.seq.wrapping_add(1))
+    );
+}
+
+/// Closing with received data left unread resets the connection (RFC 2525 section
+/// 2.17) rather than pretending a graceful close, and counts one abort.
+#[test]
+fn closing_with_unread_data_resets_and_counts_an_abort() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt()).data(b"unread"));
+    h.replies();
+    h.stack.close(h.now, c).unwrap();
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].flags & (flags::RST | flags::FIN), flags::RST);
+    assert_eq!(h.counters().aborts, 1);
+    assert_eq!(h.stack.connection_count(), 0);
+}
+
+/// A connection closed by the application in FIN-WAIT-2 waits `fin_wait2_timeout`
+/// for the peer's FIN, then goes.
+#[test]
+fn an_orphaned_fin_wait_2_lasts_its_timeout() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.shutdown(h.now, c).unwrap();
+    assert_eq!(h.replies().len(), 1, "the FIN");
+    h.send(&Seg::new(
+        flags::ACK,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_add(1),
+    ));
+    assert_eq!(h.state(), TcpState::FinWait2);
+    h.stack.close(h.now, c).unwrap();
+    let start = h.now;
+    h.now = start + Duration::from_secs(60) - Duration::from_millis(1);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(
+        h.stack.connection_states().collect::<Vec<_>>(),
+        [TcpState::FinWait2]
+    );
+    h.now = start + Duration::from_secs(60);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.stack.connection_count(), 0);
+}
+
+/// A reset ends the connection before anything still due goes out: in LAST-ACK,
+/// with data and FIN in flight and the retransmission timeout just expired (the
+/// retransmission not yet sent), a RST leaves nothing to send.
+#[test]
+fn a_reset_in_last_ack_stops_a_retransmission_already_due() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.send(&Seg::new(flags::ACK | flags::FIN, h.rcv_nxt(), h.snd_nxt()));
+    h.replies();
+    let seq = h.rcv_nxt().wrapping_add(1);
+    h.stack.send(h.now, c, &[3; 1000]).unwrap();
+    h.stack.shutdown(h.now, c).unwrap();
+    assert_eq!(h.state(), TcpState::LastAck);
+    let r = h.replies();
+    assert_eq!(
+        r.iter()
+            .map(|r| (r.payload_len, r.flags & flags::FIN))
+            .collect::<Vec<_>>(),
+        [(1000, flags::FIN)]
+    );
+    h.now = h.stack.poll_timeout().unwrap();
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.counters().rto_expirations, 1);
+    h.send(&Seg::new(flags::RST, seq, 0));
+    assert_eq!(h.state(), TcpState::Closed);
+    assert_eq!(h.replies(), []);
+}
+
+/// In TIME-WAIT only ACKs go out: a keep-alive probe still pending from ESTABLISHED
+/// (its timer fired just before the close) is dropped, and the peer's FIN gets a plain
+/// ACK at `SND.NXT`.
+#[test]
+fn time_wait_sends_only_the_ack_not_a_pending_keepalive() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let ka = tcpstack::KeepAlive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        probes: 3,
+    };
+    h.stack.set_keepalive(h.now, c, Some(ka)).unwrap();
+    h.now += Duration::from_secs(10);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.counters().keepalive_probes, 1);
+    // Before the probe goes, the application closes, and only the FIN is sent...
+    h.stack.close(h.now, c).unwrap();
+    let mut buf = vec![0u8; 2048];
+    let n = h.stack.poll_transmit(h.now, &mut buf).unwrap().len;
+    assert_eq!(buf[20 + 13] & flags::FIN, flags::FIN, "{:?}", &buf[..n]);
+    // ...which the peer's FIN acknowledges.
+    let fin_end = h.snd_nxt().wrapping_add(1);
+    h.send(&Seg::new(flags::ACK | flags::FIN, h.rcv_nxt(), fin_end));
+    assert_eq!(
+        h.stack.connection_states().collect::<Vec<_>>(),
+        [TcpState::TimeWait]
+    );
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].flags, r[0].seq, r[0].ack),
+        (flags::ACK, fin_end, h.rcv_nxt().wrapping_add(1))
+    );
+}
+
+/// A loss probe that comes due just before an ACK of everything in flight sends
+/// nothing: new data waiting behind a small window keeps to sender SWS avoidance.
+#[test]
+fn a_loss_probe_due_when_everything_is_acknowledged_sends_nothing() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![5u8; 2 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+    // Timers until the probe is due (not sent: nothing is transmitted meanwhile).
+    for _ in 0..8 {
+        h.now = h.stack.poll_timeout().unwrap();
+        h.stack.handle_timeout(h.now);
+        if h.counters().tail_loss_probes > 0 {
+            break;
+        }
+    }
+    assert_eq!(h.counters().tail_loss_probes, 1);
+    // Everything is acknowledged with a window of 1000 bytes, and 3000 more wait.
+    let mut ack = Seg::new(flags::ACK, seq, una + 2 * mss);
+    ack.window = 1000;
+    h.send(&ack);
+    assert_eq!(h.stack.send(h.now, c, &[6u8; 3000]).unwrap(), 3000);
+    assert_eq!(data_segments(&h.replies()), []);
+}
+
+/// Runs timers until a loss probe goes out; returns the data segments sent then.
+fn loss_probe(h: &mut Harness) -> Vec<(u32, usize)> {
+    let before = h.counters().tail_loss_probes;
+    for _ in 0..8 {
+        h.now = h.stack.poll_timeout().unwrap();
+        h.stack.handle_timeout(h.now);
+        let sent = data_segments(&h.replies());
+        if h.counters().tail_loss_probes > before {
+            return sent;
+        }
+    }
+    panic!("no loss probe: {:?}", h.counters());
+}
+
+/// RFC 8985 section 7.3: a loss probe carries new data when there is some and the
+/// peer's window has room for it (the congestion window does not apply), else it
+/// sends the last segment again.
+#[test]
+fn a_loss_probe_sends_new_data_if_the_peers_window_allows() {
+    let mss = 1460u32;
+    // The congestion window (ten segments) holds back two.
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    h.stack
+        .send(h.now, c, &vec![5u8; 12 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 10);
+    let una = h.snd_nxt();
+    assert_eq!(loss_probe(&mut h), [(una + 10 * mss, mss as usize)]);
+    // The peer's window (two segments) holds back two.
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let una = h.snd_nxt();
+    let mut small = Seg::new(flags::ACK, h.rcv_nxt(), una);
+    small.window = (2 * mss) as u16;
+    h.send(&small);
+    h.stack
+        .send(h.now, c, &vec![5u8; 4 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 2);
+    assert_eq!(loss_probe(&mut h), [(una + mss, mss as usize)]);
+}
+
+/// A retransmission that ends where our FIN is carries the FIN again: data and FIN
+/// lost together come back in one segment.
+#[test]
+fn a_retransmission_ending_at_the_fin_carries_it() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[4; 1000]).unwrap();
+    h.stack.shutdown(h.now, c).unwrap();
+    let first = h.replies();
+    assert_eq!(first.len(), 1);
+    h.now = h.stack.poll_timeout().unwrap();
+    h.stack.handle_timeout(h.now);
+    let again = h.replies();
+    assert_eq!(
+        again
+            .iter()
+            .map(|r| (r.seq, r.payload_len, r.flags & flags::FIN))
+            .collect::<Vec<_>>(),
+        [(h.snd_nxt(), 1000, flags::FIN)]
+    );
+}
+
+/// With SACK, what RACK marked lost goes out while the congestion window has room for
+/// a whole segment (RFC 8985 section 6): seven segments lost at once, a window of seven
+/// after the reduction, and all seven are sent again at once, the last filling the
+/// window exactly.
+#[test]
+fn lost_segments_fill_the_reduced_window_exactly() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![5u8; 10 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 10);
+    let una = h.snd_nxt();
+    h.now += Duration::from_millis(20);
+    // The last three arrive: the first seven are lost.
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(una + 7 * mss, una + 10 * mss)])));
+    let rtx = data_segments(&h.replies());
+    assert_eq!(h.stack.conn_info(c).unwrap().cwnd, 7 * mss);
+    assert_eq!(
+        rtx,
+        (0..7)
+            .map(|i| (una + i * mss, mss as usize))
+            .collect::<Vec<_>>()
+    );
+}
+
+impl Harness {
+    /// A harness whose stack hands super-segments of up to 64 KiB to the device.
+    fn offloaded() -> Self {
+        Harness::with(|c| {
+            c.tx_offload = tcpstack::TxOffload {
+                checksum: true,
+                segmentation: 65535,
+            }
+        })
+    }
+
+    /// [`Harness::establish_after`] for an offloaded stack (whose checksums the
+    /// device completes, so [`Harness::replies`] cannot check them).
+    fn establish_offloaded(&mut self, syn_opts: &[u8], rtt: Duration) -> ConnId {
+        let mut buf = vec![0u8; 2048];
+        self.send(&Seg::new(flags::SYN, 1000, 0).opts(syn_opts));
+        self.stack.poll_transmit(self.now, &mut buf).unwrap();
+        self.peer_isn = 1000;
+        self.stack_isn = u32::from_be_bytes(buf[24..28].try_into().unwrap());
+        self.now += rtt;
+        self.send(&Seg::new(flags::ACK, self.rcv_nxt(), self.snd_nxt()));
+        self.accept_incoming()
+    }
+
+    /// What an offloaded stack sends now: (sequence offset from `una`, payload bytes)
+    /// of each packet.
+    fn offloaded_sent(&mut self, una: u32) -> Vec<(u32, usize)> {
+        let mut buf = vec![0u8; 65536];
+        let mut out = Vec::new();
+        while let Some(t) = self.stack.poll_transmit(self.now, &mut buf) {
+            let seq = u32::from_be_bytes(buf[24..28].try_into().unwrap());
+            out.push((seq.wrapping_sub(una), t.len - usize::from(t.header_len)));
+        }
+        out
+    }
+}
+
+/// With segmentation offload, lost data goes out again in super-segments that end on
+/// a segment boundary (the device cuts them in MSS): a lost run of 6840 bytes after
+/// the first retransmission goes as 5840 bytes, then the last 1000.
+#[test]
+fn lost_data_goes_again_in_super_segments_of_whole_segments() {
+    let mut h = Harness::offloaded();
+    let c = h.establish_offloaded(&[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let mss = 1460u32;
+    let una = h.snd_nxt();
+    // A short segment first (nothing in flight), then eight whole ones.
+    h.stack.send(h.now, c, &[1u8; 1000]).unwrap();
+    assert_eq!(h.offloaded_sent(una), [(0, 1000)]);
+    h.stack
+        .send(h.now, c, &vec![2u8; 8 * mss as usize])
+        .unwrap();
+    assert_eq!(h.offloaded_sent(una), [(1000, 8 * mss as usize)]);
+    // The last three segments arrive: the first six (8300 bytes) are lost.
+    h.now += Duration::from_millis(20);
+    let end = una + 1000 + 8 * mss;
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(end - 3 * mss, end)])));
+    assert_eq!(
+        h.offloaded_sent(una),
+        [(0, mss as usize), (mss, 5840), (mss + 5840, 1000)]
+    );
+}
+
+/// With segmentation offload, new data that the peer's window cuts short goes in a
+/// super-segment of whole segments; the rest of the window waits (a part-segment would
+/// be cut out of the middle of the stream).
+#[test]
+fn new_data_goes_in_super_segments_of_whole_segments() {
+    let mut h = Harness::offloaded();
+    let c = h.establish_offloaded(&[2, 4, 5, 180], Duration::ZERO);
+    let una = h.snd_nxt();
+    let mut window = Seg::new(flags::ACK, h.rcv_nxt(), una);
+    window.window = 5000;
+    h.send(&window);
+    h.stack.send(h.now, c, &[3u8; 20_000]).unwrap();
+    assert_eq!(h.offloaded_sent(una), [(0, 3 * 1460)]);
+}
+
+/// RFC 5681 section 4.1: after an idle period longer than the RTO the congestion
+/// window restarts from at most the initial window; after one of exactly the RTO it
+/// is kept.
+#[test]
+fn an_idle_connection_restarts_from_the_initial_window() {
+    let mss = 1460u32;
+    // Segments sent at once after an idle time of the RTO plus `extra`, counted from
+    // the last segment sent, with a window grown to fourteen segments.
+    let burst_after = |extra: Duration| {
+        let mut h = Harness::new();
+        h.establish_after(1000, &[2, 4, 5, 180], Duration::from_millis(20));
+        let c = h.conn.unwrap();
+        let una = h.snd_nxt();
+        h.stack
+            .send(h.now, c, &vec![1u8; 10 * mss as usize])
+            .unwrap();
+        assert_eq!(data_segments(&h.replies()).len(), 10);
+        let sent = h.now;
+        h.now += Duration::from_millis(20);
+        for i in 1..=10 {
+            h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una + i * mss));
+        }
+        h.replies();
+        let info = h.stack.conn_info(c).unwrap();
+        assert_eq!(info.cwnd, 14 * mss);
+        h.now = sent + info.rto + extra;
+        h.stack
+            .send(h.now, c, &vec![2u8; 30 * mss as usize])
+            .unwrap();
+        data_segments(&h.replies()).len()
+    };
+    assert_eq!(burst_after(Duration::ZERO), 14, "idle for exactly the RTO");
+    assert_eq!(burst_after(Duration::from_millis(1)), 10, "idle for longer");
+}
+
+/// Without SACK the ACKs carry no SACK blocks, however much data is out of order.
+#[test]
+fn without_sack_no_ack_carries_sack_blocks() {
+    let mut h = Harness::new();
+    h.establish();
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt().wrapping_add(100), h.snd_nxt()).data(&[1; 10]));
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert!(!has_option(&r[0], 5), "{r:?}");
+}
+
+/// A transmit buffer too small for the headers gets nothing; one with room for the
+/// headers only gets a bare ACK; one with room for part of the data gets that part,
+/// without the FIN that follows the rest; one that holds data and FIN exactly gets
+/// both.
+#[test]
+fn a_small_transmit_buffer_makes_segments_smaller() {
+    let queued = || {
+        let mut h = Harness::new();
+        h.establish();
+        let c = h.conn.unwrap();
+        h.stack.set_nodelay(c, true).unwrap();
+        h.stack.send(h.now, c, &[9; 300]).unwrap();
+        h.stack.shutdown(h.now, c).unwrap();
+        h
+    };
+    // IPv4 and TCP headers without options: 40 bytes.
+    let poll = |h: &mut Harness, size: usize| {
+        let mut buf = vec![0u8; size];
+        let t = h.stack.poll_transmit(h.now, &mut buf)?;
+        let tcp = TcpPacket::new_checked(&buf[20..t.len]).unwrap();
+        Some((
+            tcp.seq_number().0 as u32,
+            tcp.payload().len(),
+            buf[33] & flags::FIN,
+        ))
+    };
+    assert_eq!(poll(&mut queued(), 39), None);
+    let mut h = queued();
+    let isn = h.snd_nxt();
+    assert_eq!(poll(&mut h, 40), Some((isn, 0, 0)), "headers only");
+    assert_eq!(poll(&mut h, 140), Some((isn, 100, 0)));
+    assert_eq!(
+        poll(&mut h, 240),
+        Some((isn + 100, 200, flags::FIN)),
+        "the rest and the FIN, exactly"
+    );
+    assert_eq!(poll(&mut h, 2048), None);
+}
+
+/// Data segments carry PSH; a segment of one MSS is not a super-segment (the device
+/// has nothing to cut), with or without segmentation offload.
+#[test]
+fn data_carries_psh_and_one_mss_is_not_a_super_segment() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[1; 1460]).unwrap();
+    let r = h.replies();
+    assert_eq!(
+        r.iter()
+            .map(|r| (r.flags, r.payload_len))
+            .collect::<Vec<_>>(),
+        [(flags::ACK | flags::PSH, 1460)]
+    );
+    let mut h = Harness::offloaded();
+    let c = h.establish_offloaded(&[2, 4, 5, 180], Duration::ZERO);
+    h.stack.send(h.now, c, &[1; 1460]).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let t = h.stack.poll_transmit(h.now, &mut buf).unwrap();
+    assert_eq!(
+        (t.len - usize::from(t.header_len), t.segment_size),
+        (1460, None)
+    );
+    assert_eq!(h.counters().tx_super_segments, 0);
+}
+
+/// Keep-alive probes only an idle connection: while data is in flight the
+/// retransmission timer watches the peer, and the keep-alive timer waits.
+#[test]
+fn keepalive_waits_while_data_is_in_flight() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let ka = tcpstack::KeepAlive {
+        idle: Duration::from_millis(500),
+        interval: Duration::from_secs(1),
+        probes: 3,
+    };
+    h.stack.set_keepalive(h.now, c, Some(ka)).unwrap();
+    h.stack.send(h.now, c, &[1; 100]).unwrap();
+    h.replies();
+    let end = h.now + Duration::from_secs(3);
+    while let Some(t) = h.stack.poll_timeout().filter(|&t| t <= end) {
+        h.now = t;
+        h.stack.handle_timeout(h.now);
+        h.replies();
+    }
+    let cn = h.counters();
+    assert_eq!(cn.keepalive_probes, 0, "{cn:?}");
+    assert!(cn.rto_expirations > 0, "{cn:?}");
+}
+
+/// A peer that answers no keep-alive probe is given up after the configured number of
+/// probes: one keep-alive timeout counted, and the connection fails with it (readable,
+/// so that a reader sees the error).
+#[test]
+fn keepalive_gives_up_on_a_silent_peer_after_its_probes() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let ka = tcpstack::KeepAlive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        probes: 3,
+    };
+    h.stack.set_keepalive(h.now, c, Some(ka)).unwrap();
+    events(&mut h);
+    let (start, mut first) = (h.now, None);
+    for _ in 0..8 {
+        let Some(t) = h.stack.poll_timeout() else {
+            break;
+        };
+        h.now = t;
+        h.stack.handle_timeout(h.now);
+        h.replies();
+        if h.counters().keepalive_probes == 1 {
+            first.get_or_insert(h.now - start);
+        }
+    }
+    assert_eq!(first, Some(ka.idle), "the first probe after the idle time");
+    let cn = h.counters();
+    assert_eq!(
+        (cn.keepalive_probes, cn.keepalive_timeouts),
+        (3, 1),
+        "{cn:?}"
+    );
+    assert_eq!(
+        events(&mut h),
+        [
+            Event::Readable(c),
+            Event::Error(c, ConnError::KeepAliveTimedOut)
+        ]
+    );
+}
+
+/// A retransmission counts once, with its bytes, on the stack and on the connection.
+#[test]
+fn a_retransmission_is_counted_once_with_its_bytes() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[4; 1000]).unwrap();
+    h.replies();
+    h.now = h.stack.poll_timeout().unwrap();
+    h.stack.handle_timeout(h.now);
+    assert_eq!(data_segments(&h.replies()), [(h.snd_nxt(), 1000)]);
+    let cn = h.counters();
+    assert_eq!((cn.retransmits, cn.retransmitted_bytes), (1, 1000));
+    assert_eq!(h.stack.conn_info(c).unwrap().retransmits, 1);
+}
+
+/// A segment sent beyond a shut window (here a lone FIN, which needs no window) is
+/// not timed: its ACK may wait for the window to open, which says nothing about the
+/// round-trip time.
+#[test]
+fn a_segment_beyond_a_shut_window_is_not_timed() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    let una = h.snd_nxt();
+    let mut shut = Seg::new(flags::ACK, h.rcv_nxt(), una);
+    shut.window = 0;
+    h.send(&shut);
+    let srtt = h.stack.conn_info(c).unwrap().srtt;
+    assert_eq!(srtt, Some(Duration::from_millis(20)));
+    h.stack.shutdown(h.now, c).unwrap();
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].seq, r[0].flags & flags::FIN), (una, flags::FIN));
+    h.now += Duration::from_secs(5);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una + 1));
+    assert_eq!(h.state(), TcpState::FinWait2);
+    assert_eq!(h.stack.conn_info(c).unwrap().srtt, srtt);
+}
+
+/// Undo waits only for the retransmissions of the episode's own data: a loss probe
+/// that resends data sent after recovery began does not hold it back.
+#[test]
+fn undo_counts_only_the_episodes_own_retransmissions() {
+    let mut h = Harness::new();
+    let rtt = Duration::from_millis(20);
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    h.stack
+        .send(h.now, c, &vec![7u8; 4 * mss as usize])
+        .unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 4);
+    h.now += rtt;
+    let una = h.snd_nxt();
+    // Segments 2-4 SACKed: segment 1 is sent again.
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(una + mss, una + 4 * mss)])));
+    assert_eq!(data_segments(&h.replies()), [(una, mss as usize)]);
+    // A fifth segment after the recovery began, resent by a loss probe.
+    h.stack.send(h.now, c, &vec![8u8; mss as usize]).unwrap();
+    assert_eq!(data_segments(&h.replies()), [(una + 4 * mss, mss as usize)]);
+    assert_eq!(loss_probe(&mut h), [(una + 4 * mss, mss as usize)]);
+    // Everything arrives; segment 1 twice.
+    let end = una + 5 * mss;
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end));
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), end).opts(&sack(&[(una, una + mss)])));
+    h.replies();
+    assert_eq!(h.counters().recoveries_undone, 1);
+}
+
+/// `connect` refuses a remote port 0, an unspecified and a broadcast address, and
+/// counts one active open per connection.
+#[test]
+fn connect_checks_the_remote_and_counts_active_opens() {
+    let mut h = Harness::new();
+    let bad = [
+        std::net::SocketAddrV4::new(PEER, 0),
+        std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80),
+        std::net::SocketAddrV4::new(Ipv4Addr::BROADCAST, 80),
+    ];
+    for remote in bad {
+        assert!(
+            matches!(
+                h.stack.connect(h.now, remote, 0),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{remote}"
+        );
+    }
+    active_open(&mut h, 5560);
+    assert_eq!(h.counters().active_opens, 1);
+}
+
+/// Ephemeral ports come from the configured range, skip ports in use (by a listener
+/// too), and run out with a typed error.
+#[test]
+fn ephemeral_ports_stay_in_range_and_run_out() {
+    let mut h = Harness::with(|c| c.ephemeral_ports = (40_000, 40_002));
+    h.stack.listen(40_001, 1).unwrap();
+    let remote = std::net::SocketAddrV4::new(PEER, PEER_PORT);
+    let mut ports = Vec::new();
+    for _ in 0..2 {
+        let c = h.stack.connect(h.now, remote, 0).unwrap();
+        ports.push(h.stack.endpoints(c).unwrap().0.port());
+    }
+    ports.sort_unstable();
+    assert_eq!(ports, [40_000, 40_002]);
+    assert_eq!(h.stack.connect(h.now, remote, 0), Err(Error::NoFreePorts));
+}
+
+/// An unanswered SYN is sent again at the retransmission timeout, same sequence
+/// number, and counted as a SYN retransmission.
+#[test]
+fn an_unanswered_syn_is_retransmitted_and_counted() {
+    let mut h = Harness::new();
+    let (_c, syn) = active_open(&mut h, 5561);
+    h.now = h.stack.poll_timeout().unwrap();
+    h.stack.handle_timeout(h.now);
+    let r = h.replies();
+    assert_eq!(
+        r.iter().map(|r| (r.flags, r.seq)).collect::<Vec<_>>(),
+        [(flags::SYN, syn.seq)]
+    );
+    assert_eq!(h.counters().syn_retransmits, 1);
+}
+
+/// A connection attempt gives up after `max_syn_retries` SYN retransmissions, not
+/// the data limit `max_retries`.
+#[test]
+fn connect_gives_up_after_the_syn_retries() {
+    let mut h = Harness::with(|c| {
+        c.tcp.max_syn_retries = 2;
+        c.tcp.max_retries = 6;
+    });
+    let (c, _syn) = active_open(&mut h, 5562);
+    for _ in 0..3 {
+        h.now = h.stack.poll_timeout().unwrap();
+        h.stack.handle_timeout(h.now);
+        h.replies();
+    }
+    assert_eq!(h.counters().syn_retransmits, 2);
+    assert_eq!(
+        events(&mut h),
+        [
+            Event::Readable(c),
+            Event::Error(c, ConnError::TimedOut { retries: 2 })
+        ]
+    );
+}
+
+/// Keep-alive runs only in ESTABLISHED and CLOSE-WAIT: in FIN-WAIT-2 (our side
+/// closed, the peer's still open) nothing probes the peer.
+#[test]
+fn keepalive_does_not_probe_in_fin_wait_2() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let ka = tcpstack::KeepAlive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        probes: 3,
+    };
+    h.stack.set_keepalive(h.now, c, Some(ka)).unwrap();
+    h.stack.shutdown(h.now, c).unwrap();
+    h.replies();
+    h.send(&Seg::new(
+        flags::ACK,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_add(1),
+    ));
+    assert_eq!(h.state(), TcpState::FinWait2);
+    h.now += Duration::from_secs(30);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.replies(), []);
+    assert_eq!(h.counters().keepalive_probes, 0);
+}
+
+/// Once everything sent is acknowledged and nothing waits, no timer sends anything: no
+/// window probe, no loss probe, no retransmission.
+#[test]
+fn an_acknowledged_exchange_leaves_no_timer_to_send() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[1; 100]).unwrap();
+    h.replies();
+    h.now += Duration::from_millis(20);
+    h.send(&Seg::new(
+        flags::ACK,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_add(100),
+    ));
+    let end = h.now + Duration::from_secs(10);
+    while let Some(t) = h.stack.poll_timeout().filter(|&t| t <= end) {
+        h.now = t;
+        h.stack.handle_timeout(h.now);
+        assert_eq!(h.replies(), []);
+    }
+    let cn = h.counters();
+    assert_eq!(
+        (cn.window_probes, cn.tail_loss_probes, cn.rto_expirations),
+        (0, 0, 0),
+        "{cn:?}"
+    );
+}
+
+/// Loss probes need SACK (RFC 8985 section 7) and an open connection: without SACK,
+/// or in FIN-WAIT-1, a lost tail waits for the retransmission timeout.
+#[test]
+fn no_loss_probe_without_sack_or_after_our_fin() {
+    for (opts, fin) in [
+        (&[2u8, 4, 5, 180][..], false),
+        (&[2, 4, 5, 180, 4, 2, 1, 1][..], true),
+    ] {
+        let mut h = Harness::new();
+        h.establish_after(1000, opts, Duration::from_millis(20));
+        let c = h.conn.unwrap();
+        h.stack.send(h.now, c, &[1; 2000]).unwrap();
+        if fin {
+            h.stack.shutdown(h.now, c).unwrap();
+        }
+        h.replies();
+        assert_eq!(run_until_probe_or_timeout(&mut h), (0, 1), "FIN {fin}");
+    }
+}
+
+/// With a single segment in flight the loss probe also waits for the peer's delayed
+/// ACK (RFC 8985 section 7.2): `PTO = 2 * SRTT + 200 ms`, here capped by the RTO
+/// (220 ms), not the 42 ms of several segments in flight.
+#[test]
+fn a_single_segment_probe_waits_for_a_delayed_ack() {
+    let mut h = Harness::new();
+    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[1; 1000]).unwrap();
+    h.replies();
+    let start = h.now;
+    assert_eq!(
+        h.stack.conn_info(c).unwrap().rto,
+        Duration::from_millis(220)
+    );
+    h.now = start + Duration::from_millis(219);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.counters().tail_loss_probes, 0);
+    h.now = start + Duration::from_millis(220);
+    h.stack.handle_timeout(h.now);
+    assert_eq!(h.counters().tail_loss_probes, 1);
+}
+
+/// The persist timer runs only with nothing in flight: data held back by Nagle behind
+/// an unacknowledged segment is the retransmission timer's business, not a window
+/// probe's.
+#[test]
+fn no_window_probe_while_data_is_in_flight() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[1; 1000]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    h.stack.send(h.now, c, &[2; 100]).unwrap();
+    assert_eq!(h.replies(), [], "held back by Nagle");
+    h.now = h.stack.poll_timeout().unwrap();
+    h.stack.handle_timeout(h.now);
+    h.replies();
+    let cn = h.counters();
+    assert_eq!((cn.rto_expirations, cn.window_probes), (1, 0), "{cn:?}");
+}
+
+/// Unlistening resets the listener's pending connections and only those: an active
+/// connection made before is untouched.
+#[test]
+fn unlisten_resets_only_the_listeners_connections() {
+    let mut h = Harness::new();
+    let (c, _syn) = active_open(&mut h, 5563);
+    let l = h.stack.listen(81, 4).unwrap();
+    let mut syn = Seg::new(flags::SYN, 100, 0).opts(&[2, 4, 5, 180]);
+    syn.dst_port = 81;
+    h.send(&syn);
+    let isn = h.replies()[0].seq;
+    let mut ack = Seg::new(flags::ACK, 101, isn.wrapping_add(1));
+    ack.dst_port = 81;
+    h.send(&ack);
+    assert_eq!(h.stack.connection_count(), 2);
+    h.stack.unlisten(l).unwrap();
+    let r = h.replies();
+    assert_eq!(
+        r.iter()
+            .map(|r| (r.flags & flags::RST, r.seq))
+            .collect::<Vec<_>>(),
+        [(flags::RST, isn.wrapping_add(1))]
+    );
+    assert_eq!(h.stack.connection_count(), 1);
+    assert_eq!(h.stack.state(c).unwrap(), TcpState::SynSent);
+}
+
+/// RFC 8985 section 6.3 and RFC 2018 section 8: after one timeout what the peer SACKed
+/// stays delivered (a later ACK that no longer SACKs it does not make it lost); after
+/// a second in a row the peer may have reneged, and it is sent again too.
+#[test]
+fn sacked_data_is_resent_only_after_a_second_timeout() {
+    let resent_after = |timeouts: usize| {
+        let mut h = Harness::new();
+        h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+        let c = h.conn.unwrap();
+        let mss = 1460u32;
+        h.stack
+            .send(h.now, c, &vec![3u8; 3 * mss as usize])
+            .unwrap();
+        assert_eq!(data_segments(&h.replies()).len(), 3);
+        let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
+        let third = sack(&[(una + 2 * mss, una + 3 * mss)]);
+        h.send(&Seg::new(flags::ACK, seq, una).opts(&third));
+        h.replies();
+        for _ in 0..timeouts {
+            let before = h.counters().rto_expirations;
+            while h.counters().rto_expirations == before {
+                h.now = h.stack.poll_timeout().unwrap();
+                h.stack.handle_timeout(h.now);
+                h.replies();
+            }
+        }
+        // The first segment arrives at last; the peer SACKs nothing any more.
+        h.send(&Seg::new(flags::ACK, seq, una + mss));
+        data_segments(&h.replies())
+            .iter()
+            .map(|s| (s.0 - una) / mss)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(resent_after(1), [1]);
+    assert_eq!(resent_after(2), [1, 2]);
 }

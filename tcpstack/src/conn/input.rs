@@ -427,7 +427,7 @@ impl Tcb {
             return;
         }
         let undo = self.undo.take().expect("checked");
-        if undo.cc.cwnd() > self.cc.cwnd() {
+        if undo.cc.cwnd() >= self.cc.cwnd() {
             self.cc = undo.cc;
         }
         if self.recovery.is_active() {
@@ -471,10 +471,10 @@ impl Tcb {
     }
 
     /// Ends a tail loss probe episode (RFC 8985 section 7.4, as Linux's
-    /// `tcp_process_tlp_ack`): a pure duplicate ACK at or past the probe means both
-    /// copies arrived (no loss); an ACK beyond the probe of a retransmitted segment
-    /// means the probe repaired a loss, which gets the congestion response fast
-    /// recovery would have given it.
+    /// `tcp_process_tlp_ack`): a pure duplicate ACK or a D-SACK at or past the probe
+    /// means both copies arrived (no loss); an ACK beyond the probe of a retransmitted
+    /// segment means the probe repaired a loss, which gets the congestion response
+    /// fast recovery would have given it.
     fn resolve_tlp(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
         let Some(high) = self.tlp_high else {
             return;
@@ -484,7 +484,14 @@ impl Tcb {
         }
         let pure_dup =
             seg.ack == self.snd_una && seg.payload.is_empty() && seg.opts.sack_blocks.is_empty();
-        if !self.tlp_rtx || pure_dup {
+        // A D-SACK (a first block below the ACK, RFC 2883) reports the probe's copy
+        // received twice: no loss either, as in Linux.
+        let dsack = seg
+            .opts
+            .sack_blocks
+            .first()
+            .is_some_and(|&(l, _)| l.lt(seg.ack));
+        if !self.tlp_rtx || pure_dup || dsack {
             self.tlp_high = None;
         } else if seg.ack.gt(high) {
             self.tlp_high = None;

@@ -761,6 +761,30 @@ fn segmentation_offload_sends_super_segments_a_device_can_cut() {
     assert_eq!(p.b.counters().tcp_bad_checksum, 0);
 }
 
+/// A super-segment never exceeds what the device takes (`segmentation`, headers
+/// included) and holds whole MSS-sized segments, even when the congestion window
+/// would let more go at once.
+#[test]
+fn super_segments_fit_the_device_limit_in_whole_segments() {
+    let mut p = Pair::with(TcpConfig::default(), |c| {
+        c.tx_offload = crate::TxOffload {
+            checksum: true,
+            segmentation: 4096,
+        };
+    });
+    let (c, _s) = p.connect();
+    let mss = usize::from(p.a.conn_info(c).unwrap().mss);
+    p.a.send(p.now, c, &[7u8; 20_000]).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut payloads = Vec::new();
+    while let Some(t) = p.a.poll_transmit(p.now, &mut buf) {
+        assert!(t.len <= 4096, "{t:?}");
+        payloads.push(t.len - usize::from(t.header_len));
+    }
+    // The initial window (ten segments), two per super-segment.
+    assert_eq!(payloads, [2 * mss; 5]);
+}
+
 /// A device finishing a super-segment cuts it on MSS boundaries: sequence numbers,
 /// lengths, IPv4 identification and flags per segment, every checksum complete.
 #[test]
