@@ -7,6 +7,7 @@ use std::any::Any;
 use std::rc::Rc;
 use std::task::Poll;
 
+use super::sources::Builtin;
 use super::tasks::{Completion, State, ThreadId, Wait};
 use super::Core;
 use crate::cancel::CancelCtx;
@@ -122,7 +123,6 @@ impl Core {
         if self.tracer.is_some() {
             self.trace(tid, TraceKind::Suspend, call.name());
         }
-        let (timer, fd, uring, pool) = self.builtin_slots();
         match call {
             Syscall::Yield => self.set_ready(tid, Completion::Value(0)),
             Syscall::Fork(child) => {
@@ -133,15 +133,15 @@ impl Core {
             }
             Syscall::Park => self.set_state(tid, State::Blocked(Wait::Park)),
             Syscall::Sleep(deadline) => {
-                self.dispatch_builtin(tid, timer, "timer", Request::Word(deadline))
+                self.dispatch_builtin(tid, Builtin::Timer, Request::Word(deadline))
             }
             Syscall::WaitFd(f, r) => {
-                self.dispatch_builtin(tid, fd, "epoll", Request::Word(FdLoop::request(f, r)))
+                self.dispatch_builtin(tid, Builtin::Fd, Request::Word(FdLoop::request(f, r)))
             }
-            Syscall::Uring(op) => self.dispatch_builtin(tid, uring, "io_uring", Request::Boxed(op)),
+            Syscall::Uring(op) => self.dispatch_builtin(tid, Builtin::Uring, Request::Boxed(op)),
             Syscall::Blocking(job) => {
                 let job: Box<dyn Any> = Box::new(job);
-                self.dispatch_builtin(tid, pool, "blocking pool", Request::Boxed(job))
+                self.dispatch_builtin(tid, Builtin::Pool, Request::Boxed(job))
             }
             Syscall::Custom(id, req) => self.dispatch_user(tid, id.0, Request::Boxed(req)),
             Syscall::LoopWord(id, word) => self.dispatch_user(tid, id.0, Request::Word(word)),

@@ -60,8 +60,7 @@ impl Core {
 
     /// No thread is ready: wait for the next event, timer or loop deadline.
     fn wait_for_work(&self) -> Result<()> {
-        let now = self.now_ns();
-        let timeout = self.next_due_ns(now).map(|d| d.saturating_sub(now));
+        let timeout = self.next_due_in();
         if !self.clock.is_mock() {
             return self.poll_events(timeout.map(Duration::from_nanos));
         }

@@ -58,6 +58,22 @@ struct LoopSlot {
     pending: Cell<usize>,
     /// The loop asked to be polled after the current batch ([`LoopCx::poll_soon`]).
     dirty: Cell<bool>,
+    /// The loop's deadline in ns on the core clock, as last asked.
+    deadline: Cell<Option<u64>>,
+    /// Whether `deadline` must be asked again: set by every call into the loop, and
+    /// always for a user loop (whose deadline may move through state it shares with
+    /// threads); a built-in loop's deadline moves only while the scheduler calls it.
+    deadline_stale: Cell<bool>,
+    cache_deadline: bool,
+}
+
+/// A built-in loop.
+#[derive(Clone, Copy)]
+pub(super) enum Builtin {
+    Timer,
+    Fd,
+    Uring,
+    Pool,
 }
 
 /// The slots of the built-in loops ([`ABSENT`] for those the core was built without).
@@ -77,8 +93,6 @@ pub(super) struct Sources {
     builtin: Builtins,
     /// The slot of user loop 0.
     user_base: u32,
-    /// Threads blocked in a call to any loop.
-    pending: Cell<usize>,
     /// Some loop is dirty.
     any_dirty: Cell<bool>,
     /// Some loop is polled on every pass.
@@ -128,6 +142,9 @@ impl Sources {
                 }),
                 pending: Cell::new(0),
                 dirty: Cell::new(false),
+                deadline: Cell::new(None),
+                deadline_stale: Cell::new(true),
+                cache_deadline: (i as u32) < user_base,
             });
         }
         Ok(Sources {
@@ -142,7 +159,6 @@ impl Sources {
                 pool,
             },
             user_base,
-            pending: Cell::new(0),
             any_dirty: Cell::new(false),
         })
     }
@@ -200,27 +216,43 @@ impl Core {
 
     /// The deadline of loop `slot` in ns on the core clock.
     fn slot_deadline_ns(&self, slot: &LoopSlot) -> Option<u64> {
-        let st = slot.state.try_borrow().ok()?;
-        let d = st.lp.next_deadline()?;
-        Some(d.saturating_duration_since(self.clock.base()).as_nanos() as u64)
+        if !slot.deadline_stale.get() {
+            return slot.deadline.get();
+        }
+        let Ok(st) = slot.state.try_borrow() else {
+            // Running (a poll from inside it): ask again next time.
+            return slot.deadline.get();
+        };
+        let base = self.clock.base();
+        let d = st
+            .lp
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(base).as_nanos() as u64);
+        slot.deadline.set(d);
+        slot.deadline_stale.set(!slot.cache_deadline);
+        d
     }
 
     /// Polls the loops whose deadline has passed (after the scheduler waited, and
     /// every few batches while threads are ready).
     pub(super) fn poll_due(&self) {
-        let now = self.now_ns();
+        let mut now = None;
         for (idx, slot) in self.sources.loops.iter().enumerate() {
-            if self.slot_deadline_ns(slot).is_some_and(|d| d <= now) {
+            let Some(d) = self.slot_deadline_ns(slot) else {
+                continue;
+            };
+            if d <= *now.get_or_insert_with(|| self.now_ns()) {
                 self.with_slot(idx as u32, false, None, 0, |l, cx| l.poll(cx));
             }
         }
     }
 
-    /// The earliest time anything is due, in ns on the core clock: the loops'
-    /// deadlines, or `now` if a loop polled on every pass holds calls but reports no
-    /// deadline (it is polled continuously).
-    pub(super) fn next_due_ns(&self, now: u64) -> Option<u64> {
+    /// How long until anything is due, in ns: the loops' deadlines, or nothing if a
+    /// loop polled on every pass holds calls but reports no deadline (it is polled
+    /// continuously). `None`: nothing is due.
+    pub(super) fn next_due_in(&self) -> Option<u64> {
         let mut due: Option<u64> = None;
+        let mut now = None;
         for slot in self.sources.loops.iter() {
             let d = match self.slot_deadline_ns(slot) {
                 Some(d) => d,
@@ -231,13 +263,15 @@ impl Core {
                         .try_borrow()
                         .is_ok_and(|st| !st.lp.wakes_at_deadlines()) =>
                 {
-                    now
+                    *now.get_or_insert_with(|| self.now_ns())
                 }
                 None => continue,
             };
             due = Some(due.map_or(d, |x| x.min(d)));
         }
-        due
+        let due = due?;
+        let now = now.unwrap_or_else(|| self.now_ns());
+        Some(due.saturating_sub(now))
     }
 
     // ----- the built-in loops' own operations ----------------------------------------
@@ -275,14 +309,16 @@ impl Core {
 
     // ----- calls ---------------------------------------------------------------------
 
-    /// Hands `tid`'s call to the built-in loop in slot `idx` (`name` if it is absent).
-    pub(super) fn dispatch_builtin(
-        &self,
-        tid: ThreadId,
-        idx: u32,
-        name: &'static str,
-        req: Request,
-    ) {
+    /// Hands `tid`'s call to the built-in loop `which` (an error if the core has none).
+    #[inline(always)]
+    pub(super) fn dispatch_builtin(&self, tid: ThreadId, which: Builtin, req: Request) {
+        let b = &self.sources.builtin;
+        let (idx, name) = match which {
+            Builtin::Timer => (b.timer, "timer"),
+            Builtin::Fd => (b.fd, "epoll"),
+            Builtin::Uring => (b.uring, "io_uring"),
+            Builtin::Pool => (b.pool, "blocking pool"),
+        };
         if idx == ABSENT {
             return self.fail_now(tid, Error::NoEventLoop(name));
         }
@@ -301,16 +337,14 @@ impl Core {
 
     /// Hands `tid`'s call to the loop in slot `idx`: the thread blocks in it, keyed as
     /// the loop says (unless the loop completed it at once).
+    #[inline(always)]
     fn dispatch_loop(&self, tid: ThreadId, idx: u32, req: Request) {
-        let s = &self.sources;
-        let slot = &s.loops[idx as usize];
+        let slot = &self.sources.loops[idx as usize];
         slot.pending.set(slot.pending.get() + 1);
-        s.pending.set(s.pending.get() + 1);
         let submitted = self.with_slot(idx, false, Some(tid), 0, |l, cx| l.submit(tid, req, cx));
         if submitted.is_none() {
             // The loop is busy: only a call made from inside that loop gets here.
             slot.pending.set(slot.pending.get() - 1);
-            s.pending.set(s.pending.get() - 1);
             self.fail_now(
                 tid,
                 Error::NoEventLoop("custom (called from inside itself)"),
@@ -346,7 +380,7 @@ impl Core {
 
     /// Whether a thread waits in a call to a loop.
     pub(super) fn io_pending(&self) -> bool {
-        self.sources.pending.get() > 0
+        self.sources.loops.iter().any(|s| s.pending.get() > 0)
     }
 
     /// Whether a loop holds work of its own ([`EventLoop::holds_work`]).
@@ -369,11 +403,13 @@ impl Core {
         self.with_slot(idx, false, None, 0, f)
     }
 
-    /// Runs `f` on the loop in slot `idx` with a fresh [`LoopCx`] (whose key is `key`),
-    /// then notes a [`LoopCx::poll_soon`] request, blocks `submitting` (the thread
-    /// whose call `f` submits) in the call keyed as the loop said, and delivers the
-    /// completions and interrupts the loop made, in order. `None` if there is no such
+    /// Runs `f` on the loop in slot `idx` with a fresh [`LoopCx`] (whose key is `key`;
+    /// completions take effect at once), then notes a [`LoopCx::poll_soon`] request,
+    /// blocks `submitting` (the thread whose call `f` submits, unless the loop
+    /// completed it at once) in the call keyed as the loop said, and delivers the
+    /// interrupts the loop made (and what it did after them), in order. `None` if there is no such
     /// loop or it is already running (a re-entrant call).
+    #[inline(always)]
     pub(super) fn with_slot<R>(
         &self,
         idx: u32,
@@ -394,9 +430,11 @@ impl Core {
             fd_ready,
             poll_soon: false,
             key,
+            submitting,
         };
         let r = f(&mut **lp, &mut cx);
-        let (poll_soon, key) = (cx.poll_soon, cx.key);
+        slot.deadline_stale.set(true);
+        let (poll_soon, key, submitting) = (cx.poll_soon, cx.key, cx.submitting);
         if poll_soon {
             slot.dirty.set(true);
             s.any_dirty.set(true);
@@ -407,28 +445,36 @@ impl Core {
         if out.is_empty() {
             return Some(r);
         }
-        // Delivered with the loop released: an interrupt may call into it again.
-        let mut todo = std::mem::take(out);
+        // An interrupt, and what the loop did after it: delivered with the loop
+        // released, since withdrawing a call may call into this loop again.
+        let todo = std::mem::take(out);
         drop(state);
-        for o in todo.drain(..) {
+        for o in todo {
             match o {
-                Out::Complete(tid, key, c) => {
-                    let delivered = self.tasks.borrow_mut().complete_loop(tid, idx, key, c);
-                    if delivered {
-                        self.trace(tid, TraceKind::Resume, "resume");
-                        slot.pending.set(slot.pending.get() - 1);
-                        s.pending.set(s.pending.get() - 1);
-                    }
-                }
+                Out::Complete(tid, key, c) => self.deliver(idx, tid, key, c),
                 Out::Interrupt(tid) => self.interrupt(tid),
             }
         }
-        if let Ok(mut st) = slot.state.try_borrow_mut() {
-            if st.out.capacity() == 0 {
-                st.out = todo;
-            }
-        }
         Some(r)
+    }
+
+    /// Completes the call `tid` is submitting to loop `idx` at once, with `c`.
+    pub(crate) fn deliver_at_once(&self, idx: u32, tid: ThreadId, c: Completion) {
+        self.set_ready(tid, c);
+        self.trace(tid, TraceKind::Resume, "resume");
+        let slot = &self.sources.loops[idx as usize];
+        slot.pending.set(slot.pending.get() - 1);
+    }
+
+    /// Delivers `c` to `tid` if it is blocked in loop `idx`'s call keyed `key` (any if
+    /// `None`).
+    #[inline(always)]
+    pub(crate) fn deliver(&self, idx: u32, tid: ThreadId, key: Option<u64>, c: Completion) {
+        if self.tasks.borrow_mut().complete_loop(tid, idx, key, c) {
+            self.trace(tid, TraceKind::Resume, "resume");
+            let slot = &self.sources.loops[idx as usize];
+            slot.pending.set(slot.pending.get() - 1);
+        }
     }
 
     // ----- events --------------------------------------------------------------------
@@ -482,11 +528,5 @@ impl Core {
                 self.with_slot(idx as u32, false, None, 0, |l, cx| l.poll(cx));
             }
         }
-    }
-
-    /// The slots of the built-in loops, for dispatch.
-    pub(super) fn builtin_slots(&self) -> (u32, u32, u32, u32) {
-        let b = &self.sources.builtin;
-        (b.timer, b.fd, b.uring, b.pool)
     }
 }

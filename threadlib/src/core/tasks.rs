@@ -337,6 +337,7 @@ impl Tasks {
 
     /// Delivers `c` to `tid` if it is blocked in a call to loop `idx` keyed `key` (any
     /// key if `None`), and queues it. Returns whether it was delivered.
+    #[inline]
     pub(crate) fn complete_loop(
         &mut self,
         tid: ThreadId,
@@ -405,6 +406,7 @@ impl Tasks {
 
     /// Whether `tid` is still blocked in `wait` (timer entries use it to skip stale
     /// deadlines).
+    #[inline]
     pub(crate) fn is_blocked_in(&self, tid: ThreadId, wait: Wait) -> bool {
         self.slots
             .get(tid.index as usize)

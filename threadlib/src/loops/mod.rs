@@ -66,7 +66,8 @@ impl std::fmt::Debug for Request {
     }
 }
 
-/// What a loop hands back to the scheduler during one call to it, in order.
+/// What a loop hands back to the scheduler during one call to it, delivered once it
+/// returns, in order: an interrupt, and whatever follows it.
 pub(crate) enum Out {
     /// Complete `tid`'s call (only if its key is `key`, or any call to this loop if
     /// `None`) with the completion.
@@ -79,9 +80,9 @@ pub(crate) enum Out {
 /// key them, register descriptors with the scheduler's epoll instance, interrupt
 /// threads, and ask to be polled again soon.
 ///
-/// Everything a loop does through its `LoopCx` takes effect when the call to the loop
-/// returns (completions make their threads ready in the order they were made), so a
-/// loop never runs re-entrantly because of its own completions.
+/// Completions make their threads ready in the order they were made; an
+/// [interrupt](LoopCx::interrupt) takes effect when the call to the loop returns, so a
+/// loop never runs re-entrantly because of what it does through its `LoopCx`.
 pub struct LoopCx<'a> {
     pub(crate) core: &'a Core,
     /// The loop's slot on its core.
@@ -93,6 +94,8 @@ pub struct LoopCx<'a> {
     pub(crate) poll_soon: bool,
     /// The key of the call this invocation is about (see [`LoopCx::set_key`]).
     pub(crate) key: u64,
+    /// In `submit`: the submitting thread, until its call completes.
+    pub(crate) submitting: Option<ThreadId>,
 }
 
 impl LoopCx<'_> {
@@ -178,8 +181,21 @@ impl LoopCx<'_> {
     }
 
     /// Completes `tid`'s call with `c` (keyed `key`, or any call to this loop).
+    /// Delivered at once (that only queues the thread), unless an interrupt waits to be
+    /// delivered when the loop returns: then after it, to keep the order.
+    #[inline]
     pub(crate) fn finish(&mut self, tid: ThreadId, key: Option<u64>, c: Completion) {
-        self.out.push(Out::Complete(tid, key, c));
+        if !self.out.is_empty() {
+            self.out.push(Out::Complete(tid, key, c));
+        } else if self.submitting == Some(tid) {
+            // The call being submitted, completed at once: the thread is still running.
+            if key.is_none_or(|k| k == self.key) {
+                self.submitting = None;
+                self.core.deliver_at_once(self.idx, tid, c);
+            }
+        } else {
+            self.core.deliver(self.idx, tid, key, c);
+        }
     }
 
     /// Completes `tid`'s call with the error `e` itself (what the built-in calls
