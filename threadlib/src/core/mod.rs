@@ -133,11 +133,17 @@ impl Core {
 
     // ----- tracing -------------------------------------------------------------------
 
+    #[inline]
     pub(crate) fn trace(&self, tid: ThreadId, kind: TraceKind, name: &'static str) {
         if let Some(t) = &self.tracer {
-            let ns = self.trace_ns();
-            t.borrow_mut().record(ns, tid, kind, name);
+            self.record(t, tid, kind, name);
         }
+    }
+
+    #[cold]
+    fn record(&self, t: &RefCell<Tracer>, tid: ThreadId, kind: TraceKind, name: &'static str) {
+        let ns = self.trace_ns();
+        t.borrow_mut().record(ns, tid, kind, name);
     }
 
     /// A trace event that is not about one thread (`threadlib::trace::event`).

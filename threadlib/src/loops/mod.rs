@@ -183,7 +183,7 @@ impl LoopCx<'_> {
     /// Completes `tid`'s call with `c` (keyed `key`, or any call to this loop).
     /// Delivered at once (that only queues the thread), unless an interrupt waits to be
     /// delivered when the loop returns: then after it, to keep the order.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn finish(&mut self, tid: ThreadId, key: Option<u64>, c: Completion) {
         if !self.out.is_empty() {
             self.out.push(Out::Complete(tid, key, c));
