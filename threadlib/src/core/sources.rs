@@ -61,9 +61,12 @@ struct LoopSlot {
     /// The loop's deadline in ns on the core clock, as last asked.
     deadline: Cell<Option<u64>>,
     /// Whether `deadline` must be asked again: set by every call into the loop, and
-    /// always for a user loop (whose deadline may move through state it shares with
-    /// threads); a built-in loop's deadline moves only while the scheduler calls it.
+    /// always for a user loop.
     deadline_stale: Cell<bool>,
+    /// A built-in loop, whose deadline moves only while the scheduler calls it: its
+    /// deadline is cached between calls, and checked when the scheduler looks at the
+    /// clock anyway (after waiting, and every few batches). A user loop's deadline may
+    /// move through state it shares with threads: it is asked after every batch.
     cache_deadline: bool,
 }
 
@@ -97,6 +100,8 @@ pub(super) struct Sources {
     any_dirty: Cell<bool>,
     /// Some loop is polled on every pass.
     any_every_pass: bool,
+    /// The core has user loops.
+    any_user: bool,
 }
 
 impl Sources {
@@ -151,6 +156,7 @@ impl Sources {
             poller,
             events: RefCell::new(Events::with_capacity(256)),
             any_every_pass: loops.iter().any(|s| s.every_pass),
+            any_user: loops.len() > user_base as usize,
             loops: loops.into_boxed_slice(),
             builtin: Builtins {
                 timer,
@@ -233,11 +239,15 @@ impl Core {
         d
     }
 
-    /// Polls the loops whose deadline has passed (after the scheduler waited, and
-    /// every few batches while threads are ready).
+    /// Polls the built-in loops whose deadline has passed (after the scheduler
+    /// waited, and every few batches while threads are ready; the user loops' deadlines
+    /// are checked after every batch, by [`Core::poll_loops`], which always follows).
     pub(super) fn poll_due(&self) {
         let mut now = None;
         for (idx, slot) in self.sources.loops.iter().enumerate() {
+            if !slot.cache_deadline {
+                continue;
+            }
             let Some(d) = self.slot_deadline_ns(slot) else {
                 continue;
             };
@@ -516,15 +526,23 @@ impl Core {
     }
 
     /// Polls the loops due after a batch of threads, in slot order: those that asked
-    /// for it ([`LoopCx::poll_soon`]) and those polled on every pass.
+    /// for it ([`LoopCx::poll_soon`]), those polled on every pass, and user loops whose
+    /// deadline has passed.
     pub(super) fn poll_loops(&self) {
         let s = &self.sources;
-        if !s.any_every_pass && !s.any_dirty.get() {
+        if !s.any_every_pass && !s.any_dirty.get() && !s.any_user {
             return;
         }
         let dirty = s.any_dirty.replace(false);
+        let mut now = None;
         for (idx, slot) in s.loops.iter().enumerate() {
-            if slot.every_pass || (dirty && slot.dirty.replace(false)) {
+            let due = slot.every_pass
+                || (dirty && slot.dirty.replace(false))
+                || (!slot.cache_deadline
+                    && self
+                        .slot_deadline_ns(slot)
+                        .is_some_and(|d| d <= *now.get_or_insert_with(|| self.now_ns())));
+            if due {
                 self.with_slot(idx as u32, false, None, 0, |l, cx| l.poll(cx));
             }
         }

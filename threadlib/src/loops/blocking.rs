@@ -1,7 +1,7 @@
 //! The blocking pool: OS threads that run closures which would block a scheduler
 //! (DNS lookups, blocking file APIs, CPU-heavy work).
 //!
-//! Each core reaches the pool through its [`PoolLoop`], an [`EventLoop`] like any
+//! Each core reaches the pool through its `PoolLoop`, an [`EventLoop`] like any
 //! other: a job is a call keyed by its job number; results come back through the
 //! loop's own queue, whose eventfd is the loop's [wake fd](EventLoop::wake_fd).
 

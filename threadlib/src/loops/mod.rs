@@ -1,17 +1,32 @@
 //! Event loops: the parts of a scheduler that serve system calls.
 //!
-//! The standard loops are [`readiness`] (the epoll loop: waits for fd readiness),
-//! [`uring_io`] (the io_uring loop: I/O operations), [`timer`] (sleeps and timeouts)
-//! and [`blocking`] (the pool of OS threads for blocking closures). A user adds a loop
-//! of their own by implementing [`EventLoop`], registering it with
+//! Every loop, built-in or not, is an [`EventLoop`] in one of its core's loop slots,
+//! and the scheduler drives them all the same way. The built-in loops are [`timer`]
+//! (sleeps and timeouts), [`readiness`] (the epoll loop: waits for fd readiness),
+//! [`uring_io`] (the io_uring loop: I/O operations) and [`blocking`] (the pool of OS
+//! threads for blocking closures); what they use of the trait and of [`LoopCx`] is
+//! exactly what a user loop can use. A user adds a loop of their own by implementing
+//! [`EventLoop`], registering it with
 //! [`Builder::event_loop`](crate::Builder::event_loop) (which returns its [`LoopId`]),
 //! and calling it from threads with [`custom`](crate::syscall::custom) (a boxed request
 //! and reply) or [`call_word`](crate::syscall::call_word) (a one-word request and
 //! reply, which allocates nothing): the thread's request reaches [`EventLoop::submit`],
-//! and the loop completes it later from [`EventLoop::poll`] through [`LoopCx`].
-//! Threads and scheduler callbacks on the same core may also act on a loop directly
-//! with [`with_loop`] (for example to try an operation before waiting for it). See
-//! `examples/custom_loop.rs`.
+//! and the loop completes it then or later (from [`EventLoop::poll`] or
+//! [`EventLoop::fd_event`]) through [`LoopCx`]. Threads and scheduler callbacks on the
+//! same core may also act on a loop directly with [`with_loop`] (for example to try an
+//! operation before waiting for it). See `examples/custom_loop.rs`.
+//!
+//! # Calls, keys and cancellation
+//!
+//! A thread blocked in a call is blocked in one loop, under the key the loop gave the
+//! call ([`LoopCx::set_key`], 0 by default). A completion made with a key
+//! ([`LoopCx::complete_keyed`], [`LoopCx::reply_keyed`]) reaches the thread only while
+//! it is still in that very call; one without a key reaches whatever call the thread
+//! has in the loop. When a thread is cancelled, the scheduler calls the loop's
+//! [`EventLoop::cancel`] with the call's key ([`LoopCx::key`]); the thread resumes when
+//! the loop completes the call, as cancelled or, if it finished first, with its result
+//! (the io_uring loop waits for the kernel's word that way). A loop that expires
+//! timeouts interrupts their owners with [`LoopCx::interrupt`].
 //!
 //! # When a loop is polled
 //!
@@ -19,15 +34,23 @@
 //! - when the loop's [`wake_fd`](EventLoop::wake_fd) is readable (the scheduler sleeps
 //!   in epoll on it together with everything else; [`LoopCx::fd_ready`] tells);
 //! - when its [`next_deadline`](EventLoop::next_deadline) has passed (the scheduler
-//!   never sleeps past it, on the real clock or, with auto-advance, the mock one);
+//!   never sleeps past it, on the real clock or, with auto-advance, the mock one). A
+//!   user loop's deadline is checked after every batch of ready threads; a built-in
+//!   loop's, whose deadline moves only while the scheduler calls it, when the
+//!   scheduler looks for events (after it waited, and every few batches);
 //! - after the current batch of ready threads, if the loop asked for it with
 //!   [`LoopCx::poll_soon`] (for instance to send, in one batch, what several threads
-//!   queued during that batch);
-//! - on every pass of the scheduler, if it has no wake fd. While such a loop holds
-//!   calls and reports no deadline, the scheduler does not sleep: it keeps polling it
-//!   (unless the loop [wakes at its deadlines](EventLoop::wakes_at_deadlines) only).
+//!   queued during that batch: the io_uring loop submits that way);
+//! - on every pass of the scheduler, if it is [polled every
+//!   pass](EventLoop::polled_every_pass) (by default: if it has no wake fd). While such
+//!   a loop holds calls and reports no deadline, the scheduler does not sleep: it keeps
+//!   polling it (unless the loop [wakes at its deadlines](EventLoop::wakes_at_deadlines)
+//!   only).
 //!
-//! A loop with a wake fd is never polled just because the scheduler made a pass.
+//! A descriptor a loop registered with the scheduler's own epoll instance
+//! ([`LoopCx::register_fd`]) reaches [`EventLoop::fd_event`] instead (the epoll loop
+//! works that way). A loop with a wake fd is never polled just because the scheduler
+//! made a pass.
 
 use std::any::Any;
 use std::cell::Cell;
@@ -128,8 +151,8 @@ impl LoopCx<'_> {
     }
 
     /// In [`EventLoop::submit`]: names the submitted call `key` (default 0). The
-    /// scheduler then accepts a completion keyed with [`complete_keyed`]
-    /// (Self::complete_keyed) or [`reply_keyed`](Self::reply_keyed) for this thread
+    /// scheduler then accepts a completion keyed with
+    /// [`complete_keyed`](Self::complete_keyed) or [`reply_keyed`](Self::reply_keyed) for this thread
     /// only while it is still blocked in this very call, so a late completion of a call
     /// the thread has left (cancelled, say) never reaches a later call of the same
     /// thread.
@@ -336,4 +359,136 @@ pub fn with_loop<L: EventLoop, R>(
     })
     .ok_or_else(|| Error::NoRuntime)?
     .ok_or_else(|| Error::NoEventLoop("custom (unknown LoopId, wrong type or busy)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use iolib::epoll::{Interest, Readiness as EpollReadiness};
+
+    use super::{EventLoop, LoopCx, Request};
+    use crate::core::ThreadId;
+    use crate::syscall::call_word;
+    use crate::Runtime;
+
+    /// Keys each call with its request word and, when polled, first completes it under
+    /// the previous key (which must not reach the thread), then under its own.
+    struct Keyed {
+        waiting: Option<(ThreadId, u64)>,
+    }
+
+    impl EventLoop for Keyed {
+        fn name(&self) -> &'static str {
+            "keyed"
+        }
+        fn submit(&mut self, tid: ThreadId, request: Request, cx: &mut LoopCx<'_>) {
+            let Request::Word(w) = request else { return };
+            cx.set_key(w);
+            self.waiting = Some((tid, w));
+            cx.poll_soon();
+        }
+        fn cancel(&mut self, tid: ThreadId, cx: &mut LoopCx<'_>) {
+            cx.cancelled(tid);
+        }
+        fn poll(&mut self, cx: &mut LoopCx<'_>) {
+            if let Some((tid, key)) = self.waiting.take() {
+                cx.complete_keyed(tid, key - 1, -1);
+                cx.complete_keyed(tid, key, key as i64 * 10);
+            }
+        }
+    }
+
+    #[test]
+    fn a_keyed_completion_reaches_only_the_call_it_names() {
+        let (b, id) = Runtime::builder()
+            .uring(None)
+            .blocking_threads(0)
+            .event_loop(|_| Box::new(Keyed { waiting: None }));
+        let got = b
+            .build()
+            .unwrap()
+            .block_on(async move { (call_word(id, 7).await, call_word(id, 8).await) })
+            .unwrap();
+        assert_eq!((got.0.unwrap(), got.1.unwrap()), (70, 80));
+    }
+
+    /// Completes a wait when the pipe it registered with the scheduler's epoll
+    /// instance becomes readable.
+    struct PipeLoop {
+        rx: OwnedFd,
+        waiter: Option<ThreadId>,
+        polls: Arc<AtomicU32>,
+    }
+
+    impl EventLoop for PipeLoop {
+        fn name(&self) -> &'static str {
+            "pipe"
+        }
+        fn submit(&mut self, tid: ThreadId, _: Request, cx: &mut LoopCx<'_>) {
+            cx.register_fd(self.rx.as_raw_fd(), Interest::READABLE)
+                .unwrap();
+            self.waiter = Some(tid);
+        }
+        fn cancel(&mut self, tid: ThreadId, cx: &mut LoopCx<'_>) {
+            cx.cancelled(tid);
+        }
+        fn poll(&mut self, _: &mut LoopCx<'_>) {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+        }
+        fn fd_event(&mut self, fd: RawFd, r: EpollReadiness, cx: &mut LoopCx<'_>) {
+            assert_eq!(fd, self.rx.as_raw_fd());
+            assert!(r.is_readable());
+            cx.deregister_fd(fd).unwrap();
+            if let Some(tid) = self.waiter.take() {
+                cx.complete(tid, fd as i64);
+            }
+        }
+        fn polled_every_pass(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_registered_fd_reaches_its_loop_without_polls() {
+        let (rx, tx) = iolib::fd::pipe().unwrap();
+        let rx_fd = rx.as_raw_fd();
+        let rx = Mutex::new(Some(rx));
+        let polls = Arc::new(AtomicU32::new(0));
+        let p = polls.clone();
+        let (b, id) = Runtime::builder()
+            .uring(None)
+            .blocking_threads(0)
+            .event_loop(move |_| {
+                Box::new(PipeLoop {
+                    rx: rx.lock().unwrap().take().expect("one core"),
+                    waiter: None,
+                    polls: p.clone(),
+                })
+            });
+        let got = b
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let writer = crate::spawn(async move {
+                    crate::yield_now().await?;
+                    // SAFETY: `tx` is an open pipe write end; one byte from a live buffer.
+                    let n = unsafe { libc::write(tx.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+                    assert_eq!(n, 1);
+                    crate::Result::Ok(())
+                });
+                let r = call_word(id, 0).await;
+                writer.await.unwrap().unwrap();
+                r
+            })
+            .unwrap();
+        assert_eq!(got.unwrap(), rx_fd as i64);
+        assert_eq!(
+            polls.load(Ordering::Relaxed),
+            0,
+            "an fd event is not a poll"
+        );
+    }
 }

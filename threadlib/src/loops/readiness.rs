@@ -10,7 +10,7 @@
 //! descriptor only after [`forget`] so the registration does not outlive it.
 //!
 //! It is an [`EventLoop`] like any other: a wait is a call (`Request::Word` of the
-//! descriptor and direction, see [`FdLoop::request`]) keyed by the descriptor; the
+//! descriptor and direction) keyed by the descriptor; the
 //! loop registers descriptors with the scheduler's own epoll instance
 //! ([`LoopCx::register_fd`]) and hears of their readiness through
 //! [`EventLoop::fd_event`], so a wake-up costs one `epoll_wait` for all loops.
