@@ -52,6 +52,15 @@ impl UringLoop {
     }
 }
 
+impl UringLoop {
+    /// Submits the queued operations. A failure leaves them queued for the next poll.
+    fn submit_queued(&mut self) {
+        if let Err(e) = self.ring.submit() {
+            crate::trace::event("io_uring", "submit failed", || e.to_string());
+        }
+    }
+}
+
 impl EventLoop for UringLoop {
     fn name(&self) -> &'static str {
         "io_uring"
@@ -99,9 +108,7 @@ impl EventLoop for UringLoop {
 
     /// Submits the queued operations and completes the finished ones.
     fn poll(&mut self, cx: &mut LoopCx<'_>) {
-        if let Err(e) = self.ring.submit() {
-            crate::trace::event("io_uring", "submit failed", || e.to_string());
-        }
+        self.submit_queued();
         let reaped = &mut self.reaped;
         self.ring.complete(|c| reaped.push(c));
         for c in reaped.drain(..) {
@@ -117,6 +124,9 @@ impl EventLoop for UringLoop {
             };
             cx.finish(f.tid, Some(key), done);
         }
+        // What a full completion queue held back goes now that reaping made room (a
+        // no-op if nothing is queued).
+        self.submit_queued();
     }
 
     fn wake_fd(&self) -> Option<RawFd> {
