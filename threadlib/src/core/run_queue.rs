@@ -199,7 +199,7 @@ impl Core {
 
     /// Whether anything could still make a thread ready without outside help.
     fn has_pending_work(&self) -> bool {
-        self.tasks.borrow().ready_len() > 0 || self.io_pending() || self.loops_hold_work()
+        self.tasks.borrow().ready_len() > 0 || self.calls_pending() || self.loops_hold_work()
     }
 
     /// Whether this core has nothing left to do: no thread is alive and nothing could
