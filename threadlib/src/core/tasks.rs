@@ -26,7 +26,7 @@ pub struct ThreadId {
 }
 
 impl ThreadId {
-    /// Packs into 63 bits (used as io_uring and timer tokens).
+    /// Packs into 63 bits (used in timer entries and join handles).
     pub(crate) fn pack(self) -> u64 {
         ((self.gen as u64 & 0x7fff_ffff) << 32) | self.index as u64
     }
