@@ -1,8 +1,7 @@
-//! The cross-thread inbox of a core: wake-ups from foreign wakers, blocking-pool
-//! results, work sent from other cores, and shutdown. Senders on other OS threads push
+//! The cross-thread inbox of a core: wake-ups from foreign wakers, work sent from
+//! other cores, and shutdown. Senders on other OS threads push
 //! a message and bump the core's eventfd when the inbox was empty.
 
-use std::any::Any;
 use std::sync::Mutex;
 
 use iolib::eventfd::EventFd;
@@ -13,11 +12,6 @@ use crate::error::Result;
 /// A message to a core from another OS thread.
 pub(crate) enum InboxMsg {
     Wake(ThreadId),
-    PoolDone {
-        tid: ThreadId,
-        job: u64,
-        result: std::result::Result<Box<dyn Any + Send>, String>,
-    },
     Run(Box<dyn FnOnce() + Send>),
     Shutdown,
 }

@@ -219,7 +219,7 @@ where
         let deadline = core
             .now_ns()
             .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
-        let key = core.add_ctx_timer(deadline, ctx.clone(), owner);
+        let key = core.add_ctx_timer(deadline, ctx.clone(), owner)?;
         Some((ctx, key))
     })
     .flatten()

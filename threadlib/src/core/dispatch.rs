@@ -7,10 +7,12 @@ use std::any::Any;
 use std::rc::Rc;
 use std::task::Poll;
 
+use super::sources::Builtin;
 use super::tasks::{Completion, State, ThreadId, Wait};
 use super::Core;
 use crate::cancel::CancelCtx;
 use crate::error::{Error, Result};
+use crate::loops::readiness::FdLoop;
 use crate::loops::Request;
 use crate::scope::ScopeInner;
 use crate::syscall::Syscall;
@@ -121,43 +123,29 @@ impl Core {
         if self.tracer.is_some() {
             self.trace(tid, TraceKind::Suspend, call.name());
         }
-        let wait = match call {
-            Syscall::Yield => return self.set_ready(tid, Completion::Value(0)),
+        match call {
+            Syscall::Yield => self.set_ready(tid, Completion::Value(0)),
             Syscall::Fork(child) => {
                 let mut tasks = self.tasks.borrow_mut();
                 tasks.set_ready(tid, Completion::Value(0));
                 // Child first, then the parent (which set_ready queued at the back).
                 tasks.queue_child_first(child);
-                return;
             }
-            Syscall::Park => Wait::Park,
+            Syscall::Park => self.set_state(tid, State::Blocked(Wait::Park)),
             Syscall::Sleep(deadline) => {
-                if deadline <= self.now_ns() {
-                    return self.set_ready(tid, Completion::Value(0));
-                }
-                self.sleep_until(deadline, tid)
+                self.dispatch_builtin(tid, Builtin::Timer, Request::Word(deadline))
             }
-            Syscall::WaitFd(fd, readiness) => match self.wait_fd(fd, readiness, tid) {
-                Ok(Some(wait)) => wait,
-                Ok(None) => return self.set_ready(tid, Completion::Value(0)),
-                Err(e) => return self.fail_now(tid, e),
-            },
-            Syscall::Uring(op) => match self.push_uring(*op, tid) {
-                Ok(wait) => wait,
-                Err(e) => return self.fail_now(tid, e),
-            },
-            Syscall::Blocking(job) => match self.submit_blocking(job, tid) {
-                Ok(wait) => wait,
-                Err(e) => return self.fail_now(tid, e),
-            },
-            Syscall::Custom(id, req) => {
-                return self.dispatch_custom(tid, id.0, Request::Boxed(req))
+            Syscall::WaitFd(f, r) => {
+                self.dispatch_builtin(tid, Builtin::Fd, Request::Word(FdLoop::request(f, r)))
             }
-            Syscall::LoopWord(id, word) => {
-                return self.dispatch_custom(tid, id.0, Request::Word(word))
+            Syscall::Uring(op) => self.dispatch_builtin(tid, Builtin::Uring, Request::Boxed(op)),
+            Syscall::Blocking(job) => {
+                let job: Box<dyn Any> = Box::new(job);
+                self.dispatch_builtin(tid, Builtin::Pool, Request::Boxed(job))
             }
-        };
-        self.set_state(tid, State::Blocked(wait));
+            Syscall::Custom(id, req) => self.dispatch_user(tid, id.0, Request::Boxed(req)),
+            Syscall::LoopWord(id, word) => self.dispatch_user(tid, id.0, Request::Word(word)),
+        }
     }
 
     pub(super) fn set_state(&self, tid: ThreadId, s: State) {

@@ -12,15 +12,17 @@
 //! - [`dispatch`]: how a thread's system call leaves its future and reaches an event
 //!   loop, and how the result comes back.
 //! - [`tasks`]: the task table (every thread's slot and state) and the run queue's data.
-//! - [`sources`]: the event sources (epoll, io_uring, timers, the blocking pool, user
-//!   loops, the cross-core inbox) and how their events complete calls.
+//! - [`sources`]: the event sources: the event loops (the built-in timer, epoll,
+//!   io_uring and blocking-pool loops and the user loops, all behind the one
+//!   [`EventLoop`] trait, in one table of loop slots) and the cross-core inbox, and how
+//!   their events complete calls.
 //! - [`shutdown`]: cancellation of blocked threads, and the end of a core.
 //!
 //! Ownership: a core's state is reached only from its own OS thread, through `&Core`;
 //! each part the scheduler mutates sits in its own cell, borrowed for one operation at
-//! a time. The only borrows held across a call into a thread or a user loop are of
+//! a time. The only borrows held across a call into a thread or a loop are of
 //! cells that code cannot reach (the shuffled batch, the epoll event list) or that
-//! guard against re-entry (a user loop's own slot, which then reads as busy). What
+//! guard against re-entry (a loop's own slot, which then reads as busy). What
 //! other OS threads may touch is the [`Inbox`] (and the runtime's `Shared`), behind
 //! `Arc`s.
 
@@ -133,11 +135,17 @@ impl Core {
 
     // ----- tracing -------------------------------------------------------------------
 
+    #[inline]
     pub(crate) fn trace(&self, tid: ThreadId, kind: TraceKind, name: &'static str) {
         if let Some(t) = &self.tracer {
-            let ns = self.trace_ns();
-            t.borrow_mut().record(ns, tid, kind, name);
+            self.record(t, tid, kind, name);
         }
+    }
+
+    #[cold]
+    fn record(&self, t: &RefCell<Tracer>, tid: ThreadId, kind: TraceKind, name: &'static str) {
+        let ns = self.trace_ns();
+        t.borrow_mut().record(ns, tid, kind, name);
     }
 
     /// A trace event that is not about one thread (`threadlib::trace::event`).

@@ -35,8 +35,9 @@ impl Core {
                 }
                 Some(state) => self.run_shuffled(n, state),
             }
-            // User loops that asked for a pass after this batch, and those without a
-            // wake fd, run before anything waits.
+            // Loops that asked for a pass after this batch (io_uring submitting what
+            // the batch queued, say), and those polled on every pass, run before
+            // anything waits.
             self.poll_loops();
             if done(self) {
                 return Ok(());
@@ -46,23 +47,20 @@ impl Core {
                 self.tick.set(t);
                 if t.is_multiple_of(EVENT_INTERVAL) {
                     self.poll_events(Some(Duration::ZERO))?;
-                    self.fire_timers();
+                    self.poll_due();
                     self.poll_loops();
-                } else {
-                    self.submit_uring()?;
                 }
                 continue;
             }
             self.wait_for_work()?;
-            self.fire_timers();
+            self.poll_due();
             self.poll_loops();
         }
     }
 
     /// No thread is ready: wait for the next event, timer or loop deadline.
     fn wait_for_work(&self) -> Result<()> {
-        let now = self.now_ns();
-        let timeout = self.next_due_ns(now).map(|d| d.saturating_sub(now));
+        let timeout = self.next_due_in();
         if !self.clock.is_mock() {
             return self.poll_events(timeout.map(Duration::from_nanos));
         }
@@ -201,12 +199,13 @@ impl Core {
 
     /// Whether anything could still make a thread ready without outside help.
     fn has_pending_work(&self) -> bool {
-        self.tasks.borrow().ready_len() > 0 || self.timers_armed() || self.io_pending()
+        self.tasks.borrow().ready_len() > 0 || self.calls_pending() || self.loops_hold_work()
     }
 
     /// Whether this core has nothing left to do: no thread is alive and nothing could
     /// make one ready (no queued thread, armed timer or pending call to an event
-    /// source). `false` while any thread lives.
+    /// source, or work a loop holds of its own such as an armed timeout). `false` while
+    /// any thread lives.
     pub(crate) fn idle(&self) -> bool {
         self.live_threads() == 0 && !self.has_pending_work()
     }

@@ -62,13 +62,14 @@ impl Core {
             let Some((tid, wait)) = self.tasks.borrow().occupant(i) else {
                 continue;
             };
-            if let Some(w) = wait {
-                if !matches!(w, Wait::Uring(_) | Wait::UringCancelling(_)) {
-                    self.cancel_wait(tid, w);
-                }
+            match wait {
+                Some(Wait::Loop { idx, .. }) if !self.cancels_at_teardown(idx) => {}
+                Some(w) => self.cancel_wait(tid, w),
+                None => {}
             }
-            // A thread still in an io_uring op is dropped too: the ring keeps the op's
-            // buffers until the kernel is done (or leaks them on drop), and the future
+            // A thread still in a call its loop does not withdraw (an io_uring op) is
+            // dropped too: the loop keeps the call's resources (the ring keeps the op's
+            // buffers until the kernel is done, or leaks them on drop), and the future
             // itself holds none of them. The future is dropped once the table is free.
             let runnable = self.tasks.borrow_mut().destroy(i);
             drop(runnable);

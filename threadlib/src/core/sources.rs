@@ -1,9 +1,14 @@
-//! The event sources of a core: the epoll loop (fd readiness), the io_uring loop, the
-//! timer loop, the blocking pool, the user loops, and the cross-core inbox. All wake
-//! the scheduler through one epoll instance; their events complete the calls threads
-//! are blocked in.
+//! The event sources of a core: its event loops, all behind the one [`EventLoop`]
+//! trait (the built-in timer, epoll, io_uring and blocking-pool loops, then the user
+//! loops), and the cross-core inbox. Everything wakes the scheduler through one epoll
+//! instance: the inbox's eventfd, each loop's wake fd, and the descriptors loops
+//! register with it. Loop events complete the calls threads are blocked in.
+//!
+//! There is one path for every loop: a call reaches [`EventLoop::submit`] through
+//! [`Core::dispatch_loop`], a cancellation reaches [`EventLoop::cancel`] through
+//! [`Core::cancel_wait`], and polls, fd events and deadlines reach the loops through
+//! [`Core::with_slot`], which delivers what the loop did once it returns.
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -16,58 +21,95 @@ use super::{Core, CoreConfig};
 use crate::cancel::CancelCtx;
 use crate::error::{Error, Result};
 use crate::inbox::{Inbox, InboxMsg};
-use crate::loops::blocking::BlockingPool;
+use crate::loops::blocking::{BlockingPool, PoolLoop};
 use crate::loops::readiness::FdLoop;
-use crate::loops::timer::{Fired, TimerLoop};
+use crate::loops::timer::TimerLoop;
 use crate::loops::uring_io::UringLoop;
-use crate::loops::{EventLoop, LoopCx, Request};
-use crate::syscall::{BlockingJob, Readiness};
+use crate::loops::{EventLoop, LoopCx, Out, Request};
+use crate::trace::TraceKind;
 
-/// epoll tokens above any fd number.
-const TOKEN_INBOX: u64 = 1 << 40;
-const TOKEN_URING: u64 = 1 << 41;
-const TOKEN_CUSTOM: u64 = 1 << 42;
+/// The epoll token of the inbox's eventfd. Every other token is a loop's: its slot in
+/// the high half, and in the low half the registered fd, or [`WAKE`] for its wake fd.
+const TOKEN_INBOX: u64 = u64::MAX;
+/// The low half of the token of a loop's wake fd.
+const WAKE: u32 = u32::MAX;
 
-/// A user event loop and the buffer of the completions one call to it makes.
-struct LoopState {
-    lp: Box<dyn EventLoop>,
-    done: Vec<(ThreadId, Completion)>,
+fn token(idx: u32, low: u32) -> u64 {
+    ((idx as u64) << 32) | low as u64
 }
 
-/// A user event loop and the scheduler's bookkeeping for it.
+/// The slot of a built-in loop the core was built without.
+const ABSENT: u32 = u32::MAX;
+
+/// An event loop and the buffer of what one call to it does.
+struct LoopState {
+    lp: Box<dyn EventLoop>,
+    out: Vec<Out>,
+}
+
+/// An event loop and the scheduler's bookkeeping for it.
 struct LoopSlot {
-    /// Borrowed while the loop runs (`poll`, `submit`, `cancel`, `with_loop`) and its
-    /// completions are delivered, so a re-entrant call finds it busy instead of
-    /// aliasing it.
+    /// Borrowed while the loop runs (`submit`, `cancel`, `poll`, `fd_event`,
+    /// `with_loop`), so a re-entrant call finds it busy instead of aliasing it.
     state: RefCell<LoopState>,
-    has_fd: bool,
+    /// Polled on every pass ([`EventLoop::polled_every_pass`], asked once).
+    every_pass: bool,
+    /// Its calls complete only at its deadlines ([`EventLoop::wakes_at_deadlines`])
+    /// and it is not polled every pass: they wait for the clock, not for events.
+    clock_only: bool,
     /// Threads blocked in a call to this loop.
     pending: Cell<usize>,
     /// The loop asked to be polled after the current batch ([`LoopCx::poll_soon`]).
     dirty: Cell<bool>,
+    /// The loop's deadline in ns on the core clock, as last asked.
+    deadline: Cell<Option<u64>>,
+    /// Whether `deadline` must be asked again: set by every call into the loop, and
+    /// always for a user loop.
+    deadline_stale: Cell<bool>,
+    /// A built-in loop, whose deadline moves only while the scheduler calls it: its
+    /// deadline is cached between calls, and checked when the scheduler looks at the
+    /// clock anyway (after waiting, and every few batches). A user loop's deadline may
+    /// move through state it shares with threads: it is asked after every batch.
+    cache_deadline: bool,
+}
+
+/// A built-in loop.
+#[derive(Clone, Copy)]
+pub(super) enum Builtin {
+    Timer,
+    Fd,
+    Uring,
+    Pool,
+}
+
+/// The slots of the built-in loops ([`ABSENT`] for those the core was built without).
+struct Builtins {
+    timer: u32,
+    fd: u32,
+    uring: u32,
+    pool: u32,
 }
 
 /// The event loops of one core and what waits on them.
 pub(super) struct Sources {
     poller: Epoll,
     events: RefCell<Events>,
-    timers: RefCell<TimerLoop>,
-    fds: Option<RefCell<FdLoop>>,
-    uring: Option<RefCell<UringLoop>>,
-    /// Reused buffer for io_uring completions reaped in one pass.
-    uring_done: RefCell<Vec<(ThreadId, iolib::uring::Completion)>>,
-    pool: Option<BlockingPool>,
-    pool_pending: Cell<usize>,
-    next_job: Cell<u64>,
-    custom: Box<[LoopSlot]>,
-    custom_pending: Cell<usize>,
-    /// Some loop in `custom` is dirty.
+    /// Every loop: the built-in ones first, then the user loops in registration order.
+    loops: Box<[LoopSlot]>,
+    builtin: Builtins,
+    /// The slot of user loop 0.
+    user_base: u32,
+    /// Some loop is dirty.
     any_dirty: Cell<bool>,
+    /// Some loop is polled on every pass.
+    any_every_pass: bool,
+    /// The core has user loops.
+    any_user: bool,
 }
 
 impl Sources {
     /// Builds the loops `cfg` asks for (taking its user loops) and registers the wake
-    /// fds of the inbox, the ring and the user loops with one epoll instance.
+    /// fds of the inbox and of the loops with one epoll instance.
     pub(super) fn new(
         cfg: &mut CoreConfig,
         inbox: &Inbox,
@@ -75,42 +117,58 @@ impl Sources {
     ) -> Result<Sources> {
         let poller = Epoll::new()?;
         poller.add(inbox.efd.as_raw_fd(), Interest::READABLE, TOKEN_INBOX)?;
-        let uring = match cfg.uring_entries {
-            Some(n) => {
-                let u = UringLoop::new(n)?;
-                poller.add(u.fd(), Interest::READABLE, TOKEN_URING)?;
-                Some(RefCell::new(u))
-            }
-            None => None,
+        let mut all: Vec<Box<dyn EventLoop>> = Vec::new();
+        let mut add = |l: Box<dyn EventLoop>| {
+            all.push(l);
+            (all.len() - 1) as u32
         };
-        let mut custom = Vec::with_capacity(cfg.custom.len());
-        for (i, l) in std::mem::take(&mut cfg.custom).into_iter().enumerate() {
-            let fd = l.wake_fd();
-            if let Some(fd) = fd {
-                poller.add(fd, Interest::READABLE, TOKEN_CUSTOM + i as u64)?;
+        let timer = add(Box::new(TimerLoop::new(cfg.clock.base())));
+        let fd = match cfg.fd_loop {
+            true => add(Box::new(FdLoop::new())),
+            false => ABSENT,
+        };
+        let uring = match cfg.uring_entries {
+            Some(n) => add(Box::new(UringLoop::new(n)?)),
+            None => ABSENT,
+        };
+        let pool = match pool {
+            Some(p) => add(Box::new(PoolLoop::new(p)?)),
+            None => ABSENT,
+        };
+        let user_base = all.len() as u32;
+        all.extend(std::mem::take(&mut cfg.custom));
+        let mut loops = Vec::with_capacity(all.len());
+        for (i, lp) in all.into_iter().enumerate() {
+            if let Some(fd) = lp.wake_fd() {
+                poller.add(fd, Interest::READABLE, token(i as u32, WAKE))?;
             }
-            custom.push(LoopSlot {
+            loops.push(LoopSlot {
+                every_pass: lp.polled_every_pass(),
+                clock_only: lp.wakes_at_deadlines() && !lp.polled_every_pass(),
                 state: RefCell::new(LoopState {
-                    lp: l,
-                    done: Vec::new(),
+                    lp,
+                    out: Vec::new(),
                 }),
-                has_fd: fd.is_some(),
                 pending: Cell::new(0),
                 dirty: Cell::new(false),
+                deadline: Cell::new(None),
+                deadline_stale: Cell::new(true),
+                cache_deadline: (i as u32) < user_base,
             });
         }
         Ok(Sources {
             poller,
             events: RefCell::new(Events::with_capacity(256)),
-            timers: RefCell::new(TimerLoop::new()),
-            fds: cfg.fd_loop.then(|| RefCell::new(FdLoop::new())),
-            uring,
-            uring_done: RefCell::new(Vec::new()),
-            pool,
-            pool_pending: Cell::new(0),
-            next_job: Cell::new(0),
-            custom: custom.into_boxed_slice(),
-            custom_pending: Cell::new(0),
+            any_every_pass: loops.iter().any(|s| s.every_pass),
+            any_user: loops.len() > user_base as usize,
+            loops: loops.into_boxed_slice(),
+            builtin: Builtins {
+                timer,
+                fd,
+                uring,
+                pool,
+            },
+            user_base,
             any_dirty: Cell::new(false),
         })
     }
@@ -128,234 +186,345 @@ impl Core {
         self.clock.base() + Duration::from_nanos(self.now_ns())
     }
 
-    pub(crate) fn pending_timers(&self) -> usize {
-        self.sources.timers.borrow().live()
+    /// Runs `f` on the built-in loop in slot `idx`, which is an `L`.
+    fn with_builtin<L: EventLoop, R>(
+        &self,
+        idx: u32,
+        f: impl FnOnce(&mut L, &mut LoopCx<'_>) -> R,
+    ) -> Option<R> {
+        self.with_slot(idx, false, None, 0, |l, cx| {
+            let any: &mut dyn std::any::Any = l;
+            any.downcast_mut::<L>().map(|l| f(l, cx))
+        })
+        .flatten()
     }
 
-    pub(crate) fn add_ctx_timer(&self, deadline: u64, ctx: Rc<CancelCtx>, owner: ThreadId) -> u64 {
-        self.sources
-            .timers
-            .borrow_mut()
-            .add_ctx(deadline, ctx, owner)
+    /// Sleeps and timeouts armed on this core.
+    pub(crate) fn pending_timers(&self) -> usize {
+        self.with_builtin(self.sources.builtin.timer, |t: &mut TimerLoop, _| t.live())
+            .unwrap_or(0)
+    }
+
+    /// Arms a timeout: at `deadline`, `ctx` is cancelled and `owner` interrupted.
+    /// Returns the key that disarms it; `None` if the timer loop is busy.
+    pub(crate) fn add_ctx_timer(
+        &self,
+        deadline: u64,
+        ctx: Rc<CancelCtx>,
+        owner: ThreadId,
+    ) -> Option<u64> {
+        self.with_builtin(self.sources.builtin.timer, |t: &mut TimerLoop, _| {
+            t.add_ctx(deadline, ctx, owner)
+        })
     }
 
     pub(crate) fn remove_ctx_timer(&self, key: u64) {
-        self.sources.timers.borrow_mut().remove_ctx(key);
+        self.with_builtin(self.sources.builtin.timer, |t: &mut TimerLoop, _| {
+            t.remove_ctx(key)
+        });
     }
 
-    /// Whether a sleep or timeout is armed.
-    pub(super) fn timers_armed(&self) -> bool {
-        !self.sources.timers.borrow().is_empty()
+    /// The deadline of loop `slot` in ns on the core clock.
+    fn slot_deadline_ns(&self, slot: &LoopSlot) -> Option<u64> {
+        if !slot.deadline_stale.get() {
+            return slot.deadline.get();
+        }
+        let Ok(st) = slot.state.try_borrow() else {
+            // Running (a poll from inside it): ask again next time.
+            return slot.deadline.get();
+        };
+        let base = self.clock.base();
+        let d = st
+            .lp
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(base).as_nanos() as u64);
+        slot.deadline.set(d);
+        slot.deadline_stale.set(!slot.cache_deadline);
+        d
     }
 
-    /// `tid` sleeps until `deadline`.
-    pub(super) fn sleep_until(&self, deadline: u64, tid: ThreadId) -> Wait {
-        self.sources.timers.borrow_mut().add_thread(deadline, tid);
-        Wait::Timer(deadline)
-    }
-
-    /// Wakes the sleepers and expires the timeouts that are due.
-    pub(super) fn fire_timers(&self) {
-        let now = self.now_ns();
-        loop {
-            let fired = {
-                let mut timers = self.sources.timers.borrow_mut();
-                let tasks = self.tasks.borrow();
-                timers.pop_due(now, |tid, d| tasks.is_blocked_in(tid, Wait::Timer(d)))
+    /// Polls the built-in loops whose deadline has passed (after the scheduler
+    /// waited, and every few batches while threads are ready; the user loops' deadlines
+    /// are checked after every batch, by [`Core::poll_loops`], which always follows).
+    pub(super) fn poll_due(&self) {
+        let mut now = None;
+        for (idx, slot) in self.sources.loops.iter().enumerate() {
+            if !slot.cache_deadline {
+                continue;
+            }
+            let Some(d) = self.slot_deadline_ns(slot) else {
+                continue;
             };
-            match fired {
-                None => break,
-                Some(Fired::Thread(tid, d)) => {
-                    self.complete(tid, Some(Wait::Timer(d)), Completion::Value(0));
-                }
-                Some(Fired::Ctx(ctx, owner)) => {
-                    ctx.timed_out.set(true);
-                    ctx.cancel();
-                    self.interrupt(owner);
-                }
+            if d <= *now.get_or_insert_with(|| self.now_ns()) {
+                self.with_slot(idx as u32, false, None, 0, |l, cx| l.poll(cx));
             }
         }
     }
 
-    /// The earliest time anything is due, in ns on the core clock: a timer, or a user
-    /// loop's deadline (`now` for a loop polled continuously, see `loops_due_ns`).
-    pub(super) fn next_due_ns(&self, now: u64) -> Option<u64> {
-        let timer = self.sources.timers.borrow().next_deadline();
-        match (timer, self.loops_due_ns(now)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    /// How long until anything is due, in ns: the loops' deadlines, or nothing if a
+    /// loop polled on every pass holds calls but reports no deadline (it is polled
+    /// continuously). `None`: nothing is due.
+    pub(super) fn next_due_in(&self) -> Option<u64> {
+        let mut due: Option<u64> = None;
+        let mut now = None;
+        for slot in self.sources.loops.iter() {
+            let d = match self.slot_deadline_ns(slot) {
+                Some(d) => d,
+                None if slot.every_pass
+                    && slot.pending.get() > 0
+                    && slot
+                        .state
+                        .try_borrow()
+                        .is_ok_and(|st| !st.lp.wakes_at_deadlines()) =>
+                {
+                    *now.get_or_insert_with(|| self.now_ns())
+                }
+                None => continue,
+            };
+            due = Some(due.map_or(d, |x| x.min(d)));
         }
+        let due = due?;
+        let now = now.unwrap_or_else(|| self.now_ns());
+        Some(due.saturating_sub(now))
     }
 
-    // ----- calls to the built-in loops -----------------------------------------------
-
-    /// `tid` waits for `fd` to be ready for `r`: `None` if it already is.
-    pub(super) fn wait_fd(&self, fd: RawFd, r: Readiness, tid: ThreadId) -> Result<Option<Wait>> {
-        let fds = self
-            .sources
-            .fds
-            .as_ref()
-            .ok_or(Error::NoEventLoop("epoll"))?;
-        let ready = fds.borrow_mut().wait(&self.sources.poller, fd, r, tid)?;
-        Ok((!ready).then_some(Wait::Fd(fd)))
-    }
+    // ----- the built-in loops' own operations ----------------------------------------
 
     /// Drops the epoll registration of `fd`; threads waiting on it resume with `EBADF`.
     pub(crate) fn forget_fd(&self, fd: RawFd) {
-        let Some(fds) = &self.sources.fds else { return };
-        let woke = fds.borrow_mut().forget(&self.sources.poller, fd);
-        for tid in woke.into_iter().flatten() {
-            self.complete(
+        self.with_builtin(self.sources.builtin.fd, |l: &mut FdLoop, cx| {
+            l.forget(fd, cx)
+        });
+    }
+
+    /// Registers `fd` with the core's epoll instance for loop `idx` (`LoopCx`).
+    pub(crate) fn register_loop_fd(&self, idx: u32, fd: RawFd, interest: Interest) -> Result<()> {
+        if fd < 0 {
+            return Err(Error::Io(std::io::Error::from_raw_os_error(libc::EBADF)));
+        }
+        self.sources
+            .poller
+            .add(fd, interest, token(idx, fd as u32))?;
+        Ok(())
+    }
+
+    /// Removes `fd` from the core's epoll instance (`LoopCx`).
+    pub(crate) fn deregister_loop_fd(&self, fd: RawFd) -> Result<()> {
+        self.sources.poller.delete(fd)?;
+        Ok(())
+    }
+
+    /// Whether `tid` is blocked in loop `idx`'s call keyed `key`.
+    pub(crate) fn is_waiting_in(&self, tid: ThreadId, idx: u32, key: u64) -> bool {
+        self.tasks
+            .borrow()
+            .is_blocked_in(tid, Wait::Loop { idx, key })
+    }
+
+    // ----- calls ---------------------------------------------------------------------
+
+    /// Hands `tid`'s call to the built-in loop `which` (an error if the core has none).
+    #[inline(always)]
+    pub(super) fn dispatch_builtin(&self, tid: ThreadId, which: Builtin, req: Request) {
+        let b = &self.sources.builtin;
+        let (idx, name) = match which {
+            Builtin::Timer => (b.timer, "timer"),
+            Builtin::Fd => (b.fd, "epoll"),
+            Builtin::Uring => (b.uring, "io_uring"),
+            Builtin::Pool => (b.pool, "blocking pool"),
+        };
+        if idx == ABSENT {
+            return self.fail_now(tid, Error::NoEventLoop(name));
+        }
+        self.dispatch_loop(tid, idx, req);
+    }
+
+    /// Hands `tid`'s call to user loop `id`.
+    pub(super) fn dispatch_user(&self, tid: ThreadId, id: u32, req: Request) {
+        match self.sources.user_base.checked_add(id) {
+            Some(idx) if (idx as usize) < self.sources.loops.len() => {
+                self.dispatch_loop(tid, idx, req)
+            }
+            _ => self.fail_now(tid, Error::NoEventLoop("custom (unknown LoopId)")),
+        }
+    }
+
+    /// Hands `tid`'s call to the loop in slot `idx`: the thread blocks in it, keyed as
+    /// the loop says (unless the loop completed it at once).
+    #[inline(always)]
+    fn dispatch_loop(&self, tid: ThreadId, idx: u32, req: Request) {
+        let slot = &self.sources.loops[idx as usize];
+        slot.pending.set(slot.pending.get() + 1);
+        let submitted = self.with_slot(idx, false, Some(tid), 0, |l, cx| l.submit(tid, req, cx));
+        if submitted.is_none() {
+            // The loop is busy: only a call made from inside that loop gets here.
+            slot.pending.set(slot.pending.get() - 1);
+            self.fail_now(
                 tid,
-                Some(Wait::Fd(fd)),
-                Completion::Value(-(libc::EBADF as i64)),
+                Error::NoEventLoop("custom (called from inside itself)"),
             );
         }
     }
 
-    /// Queues `op` for `tid` in the ring (submitted before the scheduler next waits).
-    pub(super) fn push_uring(&self, op: iolib::uring::Op, tid: ThreadId) -> Result<Wait> {
-        let u = self
-            .sources
-            .uring
-            .as_ref()
-            .ok_or(Error::NoEventLoop("io_uring"))?;
-        Ok(Wait::Uring(u.borrow_mut().push(op, tid)?))
-    }
-
-    /// Submits the operations queued in the ring.
-    pub(super) fn submit_uring(&self) -> Result<()> {
-        match &self.sources.uring {
-            Some(u) => u.borrow_mut().submit(),
-            None => Ok(()),
-        }
-    }
-
-    /// Hands `job` to the blocking pool on behalf of `tid`.
-    pub(super) fn submit_blocking(&self, job: BlockingJob, tid: ThreadId) -> Result<Wait> {
-        let s = &self.sources;
-        let pool = s.pool.as_ref().ok_or(Error::NoEventLoop("blocking pool"))?;
-        let id = s.next_job.get();
-        s.next_job.set(id + 1);
-        pool.submit(id, tid, job, self.inbox.clone());
-        s.pool_pending.set(s.pool_pending.get() + 1);
-        Ok(Wait::Pool(id))
-    }
-
-    /// Withdraws `tid`'s pending call from its event loop.
+    /// Withdraws `tid`'s pending call from the loop that holds it.
     pub(super) fn cancel_wait(&self, tid: ThreadId, wait: Wait) {
-        let s = &self.sources;
         match wait {
             Wait::Waker => {
                 // A foreign future cannot be interrupted: poll it again; the thread
                 // sees `Cancelled` at its next system call.
                 self.complete(tid, Some(wait), Completion::Empty);
             }
-            Wait::Park | Wait::Timer(_) => {
-                // Timer entries go stale: the heap checks the thread still waits on them.
-                if let Wait::Timer(_) = wait {
-                    s.timers.borrow_mut().note_stale();
-                }
+            Wait::Park => {
                 self.complete(tid, Some(wait), Completion::Cancelled);
             }
-            Wait::Fd(fd) => {
-                if let Some(fds) = &s.fds {
-                    fds.borrow_mut().remove_waiter(fd, tid);
-                }
-                self.complete(tid, Some(wait), Completion::Cancelled);
-            }
-            Wait::Uring(id) => {
-                // The thread resumes only when the kernel posts the op's completion, so
-                // the op's buffer is never released while the kernel may write to it.
-                if let Some(u) = &s.uring {
-                    let _ = u.borrow_mut().cancel(id);
-                }
-                self.set_state(tid, State::Blocked(Wait::UringCancelling(id)));
-            }
-            Wait::UringCancelling(_) => {}
-            Wait::Pool(job) => {
-                if let Some(pool) = &s.pool {
-                    pool.withdraw(job);
-                }
-                s.pool_pending.set(s.pool_pending.get().saturating_sub(1));
-                self.complete(tid, Some(wait), Completion::Cancelled);
-            }
-            Wait::Custom(idx) => {
-                self.with_custom(idx, false, |l, cx| l.cancel(tid, cx));
+            Wait::Loop { idx, key } => {
+                self.with_slot(idx, false, None, key, |l, cx| l.cancel(tid, cx));
             }
         }
     }
 
-    /// Whether a thread waits on an event source other than the clock.
+    /// Whether the loop in slot `idx` has its calls withdrawn when the core is torn
+    /// down ([`EventLoop::cancel_at_teardown`]).
+    pub(super) fn cancels_at_teardown(&self, idx: u32) -> bool {
+        self.sources.loops[idx as usize]
+            .state
+            .try_borrow()
+            .map_or(true, |st| st.lp.cancel_at_teardown())
+    }
+
+    /// Whether a thread waits in a call to a loop for something other than the clock
+    /// (sleeps do not count).
     pub(super) fn io_pending(&self) -> bool {
+        self.sources
+            .loops
+            .iter()
+            .any(|s| s.pending.get() > 0 && !s.clock_only)
+    }
+
+    /// Whether a thread waits in a call to a loop.
+    pub(super) fn calls_pending(&self) -> bool {
+        self.sources.loops.iter().any(|s| s.pending.get() > 0)
+    }
+
+    /// Whether a loop holds work of its own ([`EventLoop::holds_work`]).
+    pub(super) fn loops_hold_work(&self) -> bool {
+        self.sources
+            .loops
+            .iter()
+            .any(|s| s.state.try_borrow().is_ok_and(|st| st.lp.holds_work()))
+    }
+
+    // ----- running a loop ------------------------------------------------------------
+
+    /// Runs `f` on user loop `id` (`with_loop`).
+    pub(crate) fn with_user_loop<R>(
+        &self,
+        id: u32,
+        f: impl FnOnce(&mut dyn EventLoop, &mut LoopCx<'_>) -> R,
+    ) -> Option<R> {
+        let idx = self.sources.user_base.checked_add(id)?;
+        self.with_slot(idx, false, None, 0, f)
+    }
+
+    /// Runs `f` on the loop in slot `idx` with a fresh [`LoopCx`] (whose key is `key`;
+    /// completions take effect at once), then notes a [`LoopCx::poll_soon`] request,
+    /// blocks `submitting` (the thread whose call `f` submits, unless the loop
+    /// completed it at once) in the call keyed as the loop said, and delivers the
+    /// interrupts the loop made (and what it did after them), in order. `None` if there is no such
+    /// loop or it is already running (a re-entrant call).
+    #[inline(always)]
+    pub(super) fn with_slot<R>(
+        &self,
+        idx: u32,
+        fd_ready: bool,
+        submitting: Option<ThreadId>,
+        key: u64,
+        f: impl FnOnce(&mut dyn EventLoop, &mut LoopCx<'_>) -> R,
+    ) -> Option<R> {
         let s = &self.sources;
-        s.fds.as_ref().is_some_and(|f| f.borrow().waiters() > 0)
-            || s.uring.as_ref().is_some_and(|u| u.borrow().inflight() > 0)
-            || s.pool_pending.get() > 0
-            || s.custom_pending.get() > 0
+        let slot = s.loops.get(idx as usize)?;
+        let mut state = slot.state.try_borrow_mut().ok()?;
+        let LoopState { lp, out } = &mut *state;
+        let mut cx = LoopCx {
+            core: self,
+            idx,
+            now_ns: Cell::new(u64::MAX),
+            out,
+            fd_ready,
+            poll_soon: false,
+            key,
+            submitting,
+        };
+        let r = f(&mut **lp, &mut cx);
+        slot.deadline_stale.set(true);
+        let (poll_soon, key, submitting) = (cx.poll_soon, cx.key, cx.submitting);
+        if poll_soon {
+            slot.dirty.set(true);
+            s.any_dirty.set(true);
+        }
+        if let Some(tid) = submitting {
+            self.set_state(tid, State::Blocked(Wait::Loop { idx, key }));
+        }
+        if out.is_empty() {
+            return Some(r);
+        }
+        // An interrupt, and what the loop did after it: delivered with the loop
+        // released, since withdrawing a call may call into this loop again.
+        let todo = std::mem::take(out);
+        drop(state);
+        for o in todo {
+            match o {
+                Out::Complete(tid, key, c) => self.deliver(idx, tid, key, c),
+                Out::Interrupt(tid) => self.interrupt(tid),
+            }
+        }
+        Some(r)
+    }
+
+    /// Completes the call `tid` is submitting to loop `idx` at once, with `c`.
+    pub(crate) fn deliver_at_once(&self, idx: u32, tid: ThreadId, c: Completion) {
+        self.set_ready(tid, c);
+        self.trace(tid, TraceKind::Resume, "resume");
+        let slot = &self.sources.loops[idx as usize];
+        slot.pending.set(slot.pending.get() - 1);
+    }
+
+    /// Delivers `c` to `tid` if it is blocked in loop `idx`'s call keyed `key` (any if
+    /// `None`).
+    #[inline(always)]
+    pub(crate) fn deliver(&self, idx: u32, tid: ThreadId, key: Option<u64>, c: Completion) {
+        if self.tasks.borrow_mut().complete_loop(tid, idx, key, c) {
+            self.trace(tid, TraceKind::Resume, "resume");
+            let slot = &self.sources.loops[idx as usize];
+            slot.pending.set(slot.pending.get() - 1);
+        }
     }
 
     // ----- events --------------------------------------------------------------------
 
-    /// Submits queued io_uring operations, waits up to `timeout` for events (`None`:
-    /// forever), and completes the calls they finish.
+    /// Waits up to `timeout` for events (`None`: forever), and hands them to the loops
+    /// and the inbox.
     pub(super) fn poll_events(&self, timeout: Option<Duration>) -> Result<()> {
         let s = &self.sources;
-        self.submit_uring()?;
-        let uring_ready = {
-            let mut events = s.events.borrow_mut();
-            s.poller.wait(&mut events, timeout)?;
-            self.handle_events(&events)?
-        };
-        if uring_ready || s.uring.as_ref().is_some_and(|u| u.borrow().inflight() > 0) {
-            self.reap_uring();
-        }
-        Ok(())
-    }
-
-    /// Routes each epoll event to its source; returns whether the ring has
-    /// completions to reap.
-    fn handle_events(&self, events: &Events) -> Result<bool> {
-        let mut uring_ready = false;
+        // Held throughout: no loop reaches the event list.
+        let mut events = s.events.borrow_mut();
+        s.poller.wait(&mut events, timeout)?;
         for (token, readiness) in events.iter() {
-            if token < TOKEN_INBOX {
-                if let Some(fds) = &self.sources.fds {
-                    let woke = fds.borrow_mut().on_event(token as RawFd, readiness);
-                    for tid in woke.into_iter().flatten() {
-                        self.complete(tid, Some(Wait::Fd(token as RawFd)), Completion::Value(0));
-                    }
-                }
-            } else if token == TOKEN_INBOX {
+            if token == TOKEN_INBOX {
                 self.inbox.efd.drain()?;
                 self.drain_inbox();
-            } else if token == TOKEN_URING {
-                uring_ready = true;
-            } else if token >= TOKEN_CUSTOM {
-                self.with_custom((token - TOKEN_CUSTOM) as u32, true, |l, cx| l.poll(cx));
+                continue;
+            }
+            let (idx, low) = ((token >> 32) as u32, token as u32);
+            if low == WAKE {
+                self.with_slot(idx, true, None, 0, |l, cx| l.poll(cx));
+            } else {
+                self.with_slot(idx, false, None, 0, |l, cx| {
+                    l.fd_event(low as RawFd, readiness, cx)
+                });
             }
         }
-        Ok(uring_ready)
-    }
-
-    fn reap_uring(&self) {
-        let Some(u) = &self.sources.uring else { return };
-        // Held throughout: completing a call only queues its thread.
-        let mut done = self.sources.uring_done.borrow_mut();
-        u.borrow_mut().reap(&mut done);
-        for (tid, c) in done.drain(..) {
-            let id = c.id;
-            let wait = match self.tasks.borrow().state(tid) {
-                Some(State::Blocked(w @ Wait::UringCancelling(x))) if x == id => w,
-                Some(State::Blocked(w @ Wait::Uring(x))) if x == id => w,
-                _ => continue,
-            };
-            let c = if matches!(wait, Wait::UringCancelling(_)) && c.is_cancelled() {
-                Completion::Cancelled
-            } else {
-                Completion::Boxed(Box::new(Box::new(c)))
-            };
-            self.complete(tid, Some(wait), c);
-        }
+        Ok(())
     }
 
     /// Handles the messages other OS threads sent this core.
@@ -363,122 +532,32 @@ impl Core {
         for m in self.inbox.take() {
             match m {
                 InboxMsg::Wake(tid) => self.wake(tid),
-                InboxMsg::PoolDone { tid, job, result } => {
-                    let wait = Wait::Pool(job);
-                    if self.tasks.borrow().state(tid) == Some(State::Blocked(wait)) {
-                        let pending = &self.sources.pool_pending;
-                        pending.set(pending.get().saturating_sub(1));
-                        let c: Box<dyn Any> = Box::new(result);
-                        self.complete(tid, Some(wait), Completion::Boxed(Box::new(c)));
-                    }
-                }
                 InboxMsg::Run(f) => f(),
                 InboxMsg::Shutdown => self.begin_shutdown(),
             }
         }
     }
 
-    // ----- user loops ----------------------------------------------------------------
-
-    /// Hands `tid`'s call to user loop `idx`.
-    pub(super) fn dispatch_custom(&self, tid: ThreadId, idx: u32, req: Request) {
-        let s = &self.sources;
-        let Some(slot) = s.custom.get(idx as usize) else {
-            return self.fail_now(tid, Error::NoEventLoop("custom (unknown LoopId)"));
-        };
-        self.set_state(tid, State::Blocked(Wait::Custom(idx)));
-        slot.pending.set(slot.pending.get() + 1);
-        s.custom_pending.set(s.custom_pending.get() + 1);
-        let submitted = self.with_custom(idx, false, |l, cx| l.submit(tid, req, cx));
-        if submitted.is_none() {
-            // The loop is busy: only a call made from inside that loop gets here.
-            self.set_state(tid, State::Running);
-            self.fail_now(
-                tid,
-                Error::NoEventLoop("custom (called from inside itself)"),
-            );
-            slot.pending.set(slot.pending.get() - 1);
-            s.custom_pending.set(s.custom_pending.get() - 1);
-        }
-    }
-
-    /// Runs `f` on user loop `idx` with a fresh [`LoopCx`], then delivers the
-    /// completions it made and notes a [`LoopCx::poll_soon`] request. `None` if there
-    /// is no such loop or it is already running (a re-entrant call).
-    pub(crate) fn with_custom<R>(
-        &self,
-        idx: u32,
-        fd_ready: bool,
-        f: impl FnOnce(&mut dyn EventLoop, &mut LoopCx<'_>) -> R,
-    ) -> Option<R> {
-        let s = &self.sources;
-        let slot = s.custom.get(idx as usize)?;
-        // Held until the completions are delivered (which only queues threads); `f`
-        // may call other loops, each with its own state.
-        let mut state = slot.state.try_borrow_mut().ok()?;
-        let LoopState { lp, done } = &mut *state;
-        let mut cx = LoopCx {
-            now: self.now_instant(),
-            done,
-            fd_ready,
-            poll_soon: false,
-        };
-        let r = f(&mut **lp, &mut cx);
-        if cx.poll_soon {
-            slot.dirty.set(true);
-            s.any_dirty.set(true);
-        }
-        for (tid, c) in done.drain(..) {
-            if self.complete(tid, Some(Wait::Custom(idx)), c) {
-                slot.pending.set(slot.pending.get().saturating_sub(1));
-                s.custom_pending
-                    .set(s.custom_pending.get().saturating_sub(1));
-            }
-        }
-        Some(r)
-    }
-
-    /// Polls the user loops that are due without an event: those that asked for it
-    /// ([`LoopCx::poll_soon`]), those without a wake fd (every pass), and those whose
+    /// Polls the loops due after a batch of threads, in slot order: those that asked
+    /// for it ([`LoopCx::poll_soon`]), those polled on every pass, and user loops whose
     /// deadline has passed.
     pub(super) fn poll_loops(&self) {
         let s = &self.sources;
-        if s.custom.is_empty() {
+        if !s.any_every_pass && !s.any_dirty.get() && !s.any_user {
             return;
         }
         let dirty = s.any_dirty.replace(false);
-        let now = self.now_instant();
-        for (idx, slot) in s.custom.iter().enumerate() {
-            let due = !slot.has_fd
+        let mut now = None;
+        for (idx, slot) in s.loops.iter().enumerate() {
+            let due = slot.every_pass
                 || (dirty && slot.dirty.replace(false))
-                || slot
-                    .state
-                    .try_borrow()
-                    .is_ok_and(|st| st.lp.next_deadline().is_some_and(|d| d <= now));
+                || (!slot.cache_deadline
+                    && self
+                        .slot_deadline_ns(slot)
+                        .is_some_and(|d| d <= *now.get_or_insert_with(|| self.now_ns())));
             if due {
-                self.with_custom(idx as u32, false, |l, cx| l.poll(cx));
+                self.with_slot(idx as u32, false, None, 0, |l, cx| l.poll(cx));
             }
         }
-    }
-
-    /// The earliest of the user loops' deadlines in ns on the core clock; `now` if a
-    /// loop without a wake fd holds calls but reports no deadline (it is polled
-    /// continuously).
-    fn loops_due_ns(&self, now: u64) -> Option<u64> {
-        let base = self.clock.base();
-        let mut due: Option<u64> = None;
-        for slot in self.sources.custom.iter() {
-            let Ok(st) = slot.state.try_borrow() else {
-                continue;
-            };
-            let l = &st.lp;
-            let d = match l.next_deadline() {
-                Some(d) => d.saturating_duration_since(base).as_nanos() as u64,
-                None if !slot.has_fd && slot.pending.get() > 0 && !l.wakes_at_deadlines() => now,
-                None => continue,
-            };
-            due = Some(due.map_or(d, |x| x.min(d)));
-        }
-        due
     }
 }

@@ -7,7 +7,6 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
-use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -27,7 +26,7 @@ pub struct ThreadId {
 }
 
 impl ThreadId {
-    /// Packs into 63 bits (used as io_uring and timer tokens).
+    /// Packs into 63 bits (used in timer entries and join handles).
     pub(crate) fn pack(self) -> u64 {
         ((self.gen as u64 & 0x7fff_ffff) << 32) | self.index as u64
     }
@@ -75,17 +74,15 @@ impl std::fmt::Debug for Completion {
     }
 }
 
-/// What a blocked thread waits for (which loop holds it, and its key there).
+/// What a blocked thread waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wait {
+    /// `unpark` (the scheduler itself).
     Park,
+    /// A foreign future's waker.
     Waker,
-    Timer(u64),
-    Fd(RawFd),
-    Uring(iolib::uring::OpId),
-    UringCancelling(iolib::uring::OpId),
-    Pool(u64),
-    Custom(u32),
+    /// A call to the event loop in slot `idx`, which named it `key`.
+    Loop { idx: u32, key: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,12 +174,6 @@ impl Tasks {
     /// Threads alive (spawned and not yet exited).
     pub(crate) fn live(&self) -> usize {
         self.live
-    }
-
-    /// The live slot `tid` names (its generation matches), in any state but free.
-    fn slot(&self, tid: ThreadId) -> Option<&Task> {
-        let t = self.slots.get(tid.index as usize)?;
-        (t.gen == tid.gen && t.state != State::Free).then_some(t)
     }
 
     /// The slot of `tid` if its generation matches (it may be free).
@@ -314,11 +305,6 @@ impl Tasks {
 
     // ----- states --------------------------------------------------------------------
 
-    /// The state of `tid`, if it is alive.
-    pub(crate) fn state(&self, tid: ThreadId) -> Option<State> {
-        self.slot(tid).map(|t| t.state)
-    }
-
     /// Sets the state of the thread in `tid`'s slot.
     pub(crate) fn set_state(&mut self, tid: ThreadId, s: State) {
         self.slots[tid.index as usize].state = s;
@@ -341,6 +327,30 @@ impl Tasks {
         match (t.state, expect) {
             (State::Blocked(w), Some(e)) if w == e => {}
             (State::Blocked(_), None) => {}
+            _ => return false,
+        }
+        t.state = State::Ready;
+        t.completion = c;
+        self.ready.push_back(tid);
+        true
+    }
+
+    /// Delivers `c` to `tid` if it is blocked in a call to loop `idx` keyed `key` (any
+    /// key if `None`), and queues it. Returns whether it was delivered.
+    #[inline]
+    pub(crate) fn complete_loop(
+        &mut self,
+        tid: ThreadId,
+        idx: u32,
+        key: Option<u64>,
+        c: Completion,
+    ) -> bool {
+        let Some(t) = self.slot_mut(tid) else {
+            return false;
+        };
+        match t.state {
+            State::Blocked(Wait::Loop { idx: i, key: k })
+                if i == idx && key.is_none_or(|key| key == k) => {}
             _ => return false,
         }
         t.state = State::Ready;
@@ -396,6 +406,7 @@ impl Tasks {
 
     /// Whether `tid` is still blocked in `wait` (timer entries use it to skip stale
     /// deadlines).
+    #[inline]
     pub(crate) fn is_blocked_in(&self, tid: ThreadId, wait: Wait) -> bool {
         self.slots
             .get(tid.index as usize)

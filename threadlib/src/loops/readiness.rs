@@ -8,13 +8,20 @@
 //! never blocks again, so a wait for reading returns at once from then on: the edge
 //! that said so may have come before the read that emptied the descriptor. Close a
 //! descriptor only after [`forget`] so the registration does not outlive it.
+//!
+//! It is an [`EventLoop`] like any other: a wait is a call (`Request::Word` of the
+//! descriptor and direction) keyed by the descriptor; the
+//! loop registers descriptors with the scheduler's own epoll instance
+//! ([`LoopCx::register_fd`]) and hears of their readiness through
+//! [`EventLoop::fd_event`], so a wake-up costs one `epoll_wait` for all loops.
 
 use std::os::fd::RawFd;
 
-use iolib::epoll::{Epoll, Interest, Readiness as EpollReadiness};
+use iolib::epoll::{Interest, Readiness as EpollReadiness};
 
-use crate::core::{with_core, ThreadId};
+use crate::core::{with_core, Completion, ThreadId};
 use crate::error::{Error, Result};
+use crate::loops::{EventLoop, LoopCx, Request};
 use crate::syscall::{call, Readiness, Syscall};
 
 #[derive(Default, Clone, Copy)]
@@ -32,27 +39,26 @@ struct Entry {
 /// Per-core table of descriptors and the threads waiting on them.
 pub(crate) struct FdLoop {
     entries: Vec<Entry>,
-    waiters: usize,
 }
 
 impl FdLoop {
     pub(crate) fn new() -> Self {
         FdLoop {
             entries: Vec::new(),
-            waiters: 0,
         }
     }
 
-    pub(crate) fn waiters(&self) -> usize {
-        self.waiters
+    /// The request word of a wait for `r` on `fd`.
+    pub(crate) fn request(fd: RawFd, r: Readiness) -> u64 {
+        ((fd as u32 as u64) << 1) | (r == Readiness::Write) as u64
     }
 
     /// Registers `tid` as waiting for `r` on `fd`. Returns `true` if readiness already
     /// arrived since the last wait (the caller completes the wait at once; at worst
     /// the thread retries its operation and waits again).
-    pub(crate) fn wait(
+    fn wait(
         &mut self,
-        poller: &Epoll,
+        cx: &mut LoopCx<'_>,
         fd: RawFd,
         r: Readiness,
         tid: ThreadId,
@@ -66,7 +72,7 @@ impl FdLoop {
         }
         let e = &mut self.entries[i];
         if !e.registered {
-            poller.add(fd, Interest::BOTH.edge(), fd as u64)?;
+            cx.register_fd(fd, Interest::BOTH.edge())?;
             e.registered = true;
         }
         let never_blocks = r == Readiness::Read && e.read_closed;
@@ -84,15 +90,12 @@ impl FdLoop {
         if never_blocks {
             return Ok(true);
         }
-        if slot.is_none() {
-            self.waiters += 1;
-        }
         *slot = Some(tid);
         Ok(false)
     }
 
     /// Readiness arrived for `fd`: the threads to wake.
-    pub(crate) fn on_event(&mut self, fd: RawFd, r: EpollReadiness) -> [Option<ThreadId>; 2] {
+    fn on_event(&mut self, fd: RawFd, r: EpollReadiness) -> [Option<ThreadId>; 2] {
         let Some(e) = self.entries.get_mut(fd as usize) else {
             return [None, None];
         };
@@ -110,35 +113,75 @@ impl FdLoop {
         e.read_ready |= r.is_readable() && rd.is_none();
         e.read_closed |= r.is_read_closed();
         e.write_ready |= r.is_writable() && wr.is_none();
-        self.waiters -= rd.is_some() as usize + wr.is_some() as usize;
         [rd, wr]
     }
 
-    pub(crate) fn remove_waiter(&mut self, fd: RawFd, tid: ThreadId) {
+    fn remove_waiter(&mut self, fd: RawFd, tid: ThreadId) {
         if let Some(e) = self.entries.get_mut(fd as usize) {
             if e.reader == Some(tid) {
                 e.reader = None;
-                self.waiters -= 1;
             }
             if e.writer == Some(tid) {
                 e.writer = None;
-                self.waiters -= 1;
             }
         }
     }
 
-    /// Deregisters `fd`; returns the threads that were waiting on it.
-    pub(crate) fn forget(&mut self, poller: &Epoll, fd: RawFd) -> [Option<ThreadId>; 2] {
+    /// Deregisters `fd`; threads waiting on it resume with `EBADF`.
+    pub(crate) fn forget(&mut self, fd: RawFd, cx: &mut LoopCx<'_>) {
         let Some(e) = self.entries.get_mut(fd as usize) else {
-            return [None, None];
+            return;
         };
-        if e.registered {
-            let _ = poller.delete(fd);
-        }
+        let registered = e.registered;
         let out = [e.reader.take(), e.writer.take()];
-        self.waiters -= out.iter().flatten().count();
         *e = Entry::default();
-        out
+        if registered {
+            let _ = cx.deregister_fd(fd);
+        }
+        for tid in out.into_iter().flatten() {
+            let ebadf = Completion::Value(-(libc::EBADF as i64));
+            cx.finish(tid, Some(fd as u64), ebadf);
+        }
+    }
+}
+
+impl EventLoop for FdLoop {
+    fn name(&self) -> &'static str {
+        "epoll"
+    }
+
+    fn submit(&mut self, tid: ThreadId, request: Request, cx: &mut LoopCx<'_>) {
+        let Request::Word(w) = request else {
+            return cx.fail_keyed(tid, None, Error::other("epoll: not a wait"));
+        };
+        let fd = (w >> 1) as u32 as RawFd;
+        let r = if w & 1 == 0 {
+            Readiness::Read
+        } else {
+            Readiness::Write
+        };
+        match self.wait(cx, fd, r, tid) {
+            Ok(false) => cx.set_key(fd as u64),
+            Ok(true) => cx.finish(tid, None, Completion::Value(0)),
+            Err(e) => cx.fail_keyed(tid, None, e),
+        }
+    }
+
+    fn cancel(&mut self, tid: ThreadId, cx: &mut LoopCx<'_>) {
+        self.remove_waiter(cx.key() as RawFd, tid);
+        cx.cancelled(tid);
+    }
+
+    fn poll(&mut self, _cx: &mut LoopCx<'_>) {}
+
+    fn fd_event(&mut self, fd: RawFd, readiness: EpollReadiness, cx: &mut LoopCx<'_>) {
+        for tid in self.on_event(fd, readiness).into_iter().flatten() {
+            cx.finish(tid, Some(fd as u64), Completion::Value(0));
+        }
+    }
+
+    fn polled_every_pass(&self) -> bool {
+        false
     }
 }
 

@@ -4,7 +4,16 @@
 //! is cancelled in the ring, and the thread resumes only when the kernel has posted the
 //! operation's completion, so its buffer is never released while the kernel may still
 //! write into it.
+//!
+//! It is an [`EventLoop`] like any other: an operation is a call (`Request::Boxed` of
+//! an [`Op`]) keyed by a number of the loop's own; operations pushed during a batch of
+//! threads are submitted together after it ([`LoopCx::poll_soon`]); the ring's fd is
+//! the loop's [wake fd](EventLoop::wake_fd); and at the end of shutdown its calls are
+//! not withdrawn ([`EventLoop::cancel_at_teardown`]): the ring keeps the buffers of
+//! operations still in flight.
 
+use std::any::Any;
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -12,43 +21,120 @@ use iolib::uring::{Completion as UringCompletion, Op, OpId, Ring};
 
 use crate::core::{Completion, ThreadId};
 use crate::error::{Error, Result};
+use crate::loops::{EventLoop, LoopCx, Request};
 use crate::syscall::{call, Syscall};
+
+/// An operation in flight: its thread, its id in the ring, and whether its thread was
+/// cancelled (the ring was asked to cancel it).
+struct InFlight {
+    tid: ThreadId,
+    op: OpId,
+    cancelling: bool,
+}
 
 pub(crate) struct UringLoop {
     ring: Ring,
+    /// Operations in flight by key (the token their completion carries).
+    ops: BTreeMap<u64, InFlight>,
+    next_key: u64,
+    /// Completions reaped in one poll, reused.
+    reaped: Vec<UringCompletion>,
 }
 
 impl UringLoop {
     pub(crate) fn new(entries: u32) -> Result<Self> {
         Ok(UringLoop {
             ring: Ring::new(entries)?,
+            ops: BTreeMap::new(),
+            next_key: 0,
+            reaped: Vec::new(),
         })
     }
+}
 
-    pub(crate) fn fd(&self) -> RawFd {
-        self.ring.as_raw_fd()
+impl UringLoop {
+    /// Submits the queued operations. A failure leaves them queued for the next poll.
+    fn submit_queued(&mut self) {
+        if let Err(e) = self.ring.submit() {
+            crate::trace::event("io_uring", "submit failed", || e.to_string());
+        }
+    }
+}
+
+impl EventLoop for UringLoop {
+    fn name(&self) -> &'static str {
+        "io_uring"
     }
 
-    pub(crate) fn inflight(&self) -> usize {
-        self.ring.inflight()
+    fn submit(&mut self, tid: ThreadId, request: Request, cx: &mut LoopCx<'_>) {
+        let op = match request {
+            Request::Boxed(b) => b.downcast::<Op>(),
+            Request::Word(_) => Err(Box::new(()) as Box<dyn Any>),
+        };
+        let Ok(op) = op else {
+            return cx.fail_keyed(tid, None, Error::other("io_uring: not an operation"));
+        };
+        let key = self.next_key;
+        match self.ring.push(*op, key) {
+            Ok(op) => {
+                self.next_key += 1;
+                self.ops.insert(
+                    key,
+                    InFlight {
+                        tid,
+                        op,
+                        cancelling: false,
+                    },
+                );
+                cx.set_key(key);
+                // Submitted with the others pushed during this batch.
+                cx.poll_soon();
+            }
+            Err(e) => cx.fail_keyed(tid, None, e.into()),
+        }
     }
 
-    pub(crate) fn push(&mut self, op: Op, tid: ThreadId) -> Result<OpId> {
-        Ok(self.ring.push(op, tid.pack())?)
+    /// Asks the ring to cancel the operation; the thread resumes only when the kernel
+    /// posts its completion (cancelled, or finished first).
+    fn cancel(&mut self, _tid: ThreadId, cx: &mut LoopCx<'_>) {
+        if let Some(f) = self.ops.get_mut(&cx.key()) {
+            if !f.cancelling {
+                f.cancelling = true;
+                let _ = self.ring.cancel(f.op);
+                cx.poll_soon();
+            }
+        }
     }
 
-    pub(crate) fn cancel(&mut self, id: OpId) -> Result<()> {
-        Ok(self.ring.cancel(id)?)
+    /// Submits the queued operations and completes the finished ones.
+    fn poll(&mut self, cx: &mut LoopCx<'_>) {
+        self.submit_queued();
+        let reaped = &mut self.reaped;
+        self.ring.complete(|c| reaped.push(c));
+        for c in reaped.drain(..) {
+            let Some(f) = self.ops.remove(&c.token) else {
+                continue;
+            };
+            let key = c.token;
+            let done = if f.cancelling && c.is_cancelled() {
+                Completion::Cancelled
+            } else {
+                let b: Box<dyn Any> = Box::new(c);
+                Completion::Boxed(Box::new(b))
+            };
+            cx.finish(f.tid, Some(key), done);
+        }
+        // What a full completion queue held back goes now that reaping made room (a
+        // no-op if nothing is queued).
+        self.submit_queued();
     }
 
-    pub(crate) fn submit(&mut self) -> Result<()> {
-        self.ring.submit()?;
-        Ok(())
+    fn wake_fd(&self) -> Option<RawFd> {
+        Some(self.ring.as_raw_fd())
     }
 
-    pub(crate) fn reap(&mut self, out: &mut Vec<(ThreadId, UringCompletion)>) {
-        self.ring
-            .complete(|c| out.push((ThreadId::unpack(c.token), c)));
+    fn cancel_at_teardown(&self) -> bool {
+        false
     }
 }
 
