@@ -49,23 +49,13 @@ fn root() -> PathBuf {
     dir
 }
 
-/// Raises this process's descriptor limit to its hard limit (the readers need more
-/// than the usual 1024).
+/// Raises this process's descriptor limit (the readers need more than the usual 1024).
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid rlimit for getrlimit to fill and setrlimit to read.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = lim.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
+    let want = 2 * READERS as u64 + 100;
+    let got = iolib::limits::raise_open_files(want).unwrap();
     assert!(
-        lim.rlim_cur >= 2 * READERS as u64 + 100,
-        "the hard descriptor limit ({}) is too low for {READERS} readers",
-        lim.rlim_cur
+        got >= want,
+        "the hard descriptor limit ({got}) is too low for {READERS} readers"
     );
 }
 
