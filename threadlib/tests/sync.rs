@@ -720,6 +720,7 @@ fn channel_closes_for_senders_and_gives_values_back() {
             "{waiting:?}"
         );
         assert!(matches!(tried, Err(TrySendError::Closed(ref v)) if v == "try"));
+        assert_eq!(tried.unwrap_err().to_string(), "channel closed");
     });
 }
 
@@ -732,9 +733,12 @@ fn channel_try_ops() {
             tx.try_send(1).unwrap();
             let full = tx.try_send(2).unwrap_err();
             assert!(full.is_full());
+            assert_eq!(full.to_string(), "channel full");
             assert_eq!(full.into_inner(), 2);
             assert_eq!((tx.len(), tx.capacity()), (1, 1));
+            assert!(!tx.is_empty(), "a buffered value");
             assert_eq!(rx.try_recv()?, Some(1));
+            assert!(tx.is_empty());
             drop(tx);
             assert!(matches!(rx.try_recv(), Err(Error::Closed)));
             let (tx, _rx) = channel::<()>(0);

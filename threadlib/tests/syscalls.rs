@@ -130,7 +130,19 @@ fn fd_wait_completes_and_cancels() {
             // The fd is usable again afterwards.
             iolib::fd::write(wfd, b"x").unwrap();
             readiness::wait(rfd, Readiness::Read).await.unwrap();
+            // Forgetting the fd wakes a thread still waiting on it, with EBADF.
+            let mut byte = [0u8; 1];
+            iolib::fd::read(rfd, &mut byte).unwrap();
+            let waiter =
+                threadlib::spawn(async move { readiness::wait(rfd, Readiness::Read).await });
+            threadlib::yield_now().await.unwrap();
             readiness::forget(rfd);
+            let woke = threadlib::with_timeout(Duration::from_secs(5), waiter).await;
+            let outcome = woke.expect("forget wakes the waiter");
+            assert!(
+                matches!(&outcome, Err(Error::Io(e)) if e.raw_os_error() == Some(libc::EBADF)),
+                "{outcome:?}"
+            );
             drop((r, w));
         })
         .unwrap();
