@@ -110,14 +110,9 @@ impl EventLoop for SignalLoop {
     }
 
     fn submit(&mut self, tid: ThreadId, request: Request, cx: &mut LoopCx<'_>) {
-        match request {
-            Request::Boxed(b) => match b.downcast::<WaitSignal>() {
-                Ok(req) => self.waiters.push((tid, req.0)),
-                Err(_) => cx.fail::<Delivered>(tid, Error::other("signal loop: unknown request")),
-            },
-            Request::Word(_) => {
-                cx.fail::<Delivered>(tid, Error::other("signal loop: unknown request"))
-            }
+        match request.downcast::<WaitSignal>() {
+            Some(req) => self.waiters.push((tid, req.0)),
+            None => cx.fail::<Delivered>(tid, Error::other("signal loop: unknown request")),
         }
     }
 

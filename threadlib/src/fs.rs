@@ -129,12 +129,18 @@ fn relative(path: &str) -> Result<&str> {
     Ok(if path.is_empty() { "." } else { path })
 }
 
+/// `bytes` as a C string for a system call; a NUL inside is `EINVAL`, as the kernel
+/// would answer.
+pub(crate) fn c_string(bytes: impl Into<Vec<u8>>) -> Result<std::ffi::CString> {
+    std::ffi::CString::new(bytes)
+        .map_err(|_| Error::Io(std::io::Error::from_raw_os_error(libc::EINVAL)))
+}
+
 impl Dir {
     /// Opens `path` as a directory capability (blocking; do it at start-up).
     pub fn open_root(path: impl AsRef<Path>) -> Result<Dir> {
         use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(path.as_ref().as_os_str().as_bytes())
-            .map_err(|_| Error::Io(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let c = c_string(path.as_ref().as_os_str().as_bytes())?;
         Ok(Dir {
             fd: iolib::fd::open(&c, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?,
         })

@@ -174,11 +174,7 @@ impl EventLoop for PoolLoop {
     }
 
     fn submit(&mut self, tid: ThreadId, request: Request, cx: &mut LoopCx<'_>) {
-        let job = match request {
-            Request::Boxed(b) => b.downcast::<BlockingJob>(),
-            Request::Word(_) => Err(Box::new(()) as Box<dyn Any>),
-        };
-        let Ok(job) = job else {
+        let Some(job) = request.downcast::<BlockingJob>() else {
             return cx.fail_keyed(tid, None, Error::other("blocking pool: not a job"));
         };
         let id = self.next_job;

@@ -80,6 +80,17 @@ pub enum Request {
     Boxed(Box<dyn Any>),
 }
 
+impl Request {
+    /// The value of a [`custom`](crate::syscall::custom) call, if it is a `T`; `None`
+    /// for a one-word call or a value of another type.
+    pub fn downcast<T: Any>(self) -> Option<Box<T>> {
+        match self {
+            Request::Boxed(b) => b.downcast().ok(),
+            Request::Word(_) => None,
+        }
+    }
+}
+
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

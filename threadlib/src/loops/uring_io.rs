@@ -14,13 +14,13 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, RawFd};
 
 use iolib::uring::{Completion as UringCompletion, Op, OpId, Ring};
 
 use crate::core::{Completion, ThreadId};
 use crate::error::{Error, Result};
+use crate::fs::c_string;
 use crate::loops::{EventLoop, LoopCx, Request};
 use crate::syscall::{call, Syscall};
 
@@ -67,11 +67,7 @@ impl EventLoop for UringLoop {
     }
 
     fn submit(&mut self, tid: ThreadId, request: Request, cx: &mut LoopCx<'_>) {
-        let op = match request {
-            Request::Boxed(b) => b.downcast::<Op>(),
-            Request::Word(_) => Err(Box::new(()) as Box<dyn Any>),
-        };
-        let Ok(op) = op else {
+        let Some(op) = request.downcast::<Op>() else {
             return cx.fail_keyed(tid, None, Error::other("io_uring: not an operation"));
         };
         let key = self.next_key;
@@ -185,8 +181,7 @@ pub async fn openat2(
     mode: u32,
     resolve: u64,
 ) -> Result<RawFd> {
-    let path = CString::new(path)
-        .map_err(|_| Error::Io(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+    let path = c_string(path)?;
     let c = submit(Op::OpenAt2 {
         dirfd,
         path,
@@ -200,8 +195,7 @@ pub async fn openat2(
 
 /// `statx(dirfd, path, flags, mask)`.
 pub async fn statx(dirfd: RawFd, path: &str, flags: i32, mask: u32) -> Result<libc::statx> {
-    let path = CString::new(path)
-        .map_err(|_| Error::Io(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+    let path = c_string(path)?;
     let c = submit(Op::Statx {
         dirfd,
         path,
