@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use server::Server;
+use server::{exchange, Server};
 use webserver::NetBackend;
 
 mod server;
@@ -802,13 +802,10 @@ fn has_ipv6_loopback() -> bool {
 
 /// A GET of `/a.txt` on a fresh connection to `addr`, as raw bytes.
 fn get_a_txt(addr: SocketAddr) -> Vec<u8> {
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = Vec::new();
-    c.read_to_end(&mut out).unwrap();
-    out
+    exchange(
+        addr,
+        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
 }
 
 #[test]

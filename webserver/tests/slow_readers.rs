@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use server::Server;
+use server::{exchange, Server};
 use socket2::{Domain, Socket, Type};
 use webserver::NetBackend;
 
@@ -87,12 +87,10 @@ fn read_a_little(readers: &mut [TcpStream]) {
 /// took.
 fn probe(addr: SocketAddr) -> Duration {
     let start = Instant::now();
-    let mut c = TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(b"GET /small.txt HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = Vec::new();
-    c.read_to_end(&mut answer).unwrap();
+    let answer = exchange(
+        addr,
+        b"GET /small.txt HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    );
     assert!(answer.starts_with(b"HTTP/1.1 200 "), "{answer:?}");
     assert!(answer.ends_with(b"small\n"));
     start.elapsed()

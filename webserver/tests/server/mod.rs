@@ -146,3 +146,14 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Sends `request` on a new kernel TCP connection to `addr` and reads until the server
+/// closes (each read may wait 10 s).
+pub fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(request).unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    out
+}
