@@ -49,32 +49,14 @@ pub fn listen(addr: SocketAddr, opts: ListenOptions) -> Result<TcpListener> {
             .map_err(|e| Error::new("setsockopt(SO_REUSEPORT)", e))?;
     }
     if let Some(limit) = opts.unsent_limit {
-        set_unsent_limit(s.as_raw_fd(), limit)?;
+        // The kernel takes an int: a larger limit is no limit anyway.
+        s.set_tcp_notsent_lowat(limit.min(i32::MAX as u32))
+            .map_err(|e| Error::new("setsockopt(TCP_NOTSENT_LOWAT)", e))?;
     }
     s.bind(&addr.into()).map_err(|e| Error::new("bind", e))?;
     s.listen(opts.backlog)
         .map_err(|e| Error::new("listen", e))?;
     Ok(s.into())
-}
-
-/// Sets `TCP_NOTSENT_LOWAT` on the TCP socket `fd`.
-fn set_unsent_limit(fd: RawFd, limit: u32) -> Result<()> {
-    let value = libc::c_int::try_from(limit).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `value` outlives the call and the length passed is its size; the kernel
-    // only reads it.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(Error::last("setsockopt(TCP_NOTSENT_LOWAT)"));
-    }
-    Ok(())
 }
 
 /// Accepts one pending connection as a non-blocking, close-on-exec stream.
@@ -161,19 +143,7 @@ mod tests {
             let l = listen("127.0.0.1:0".parse().unwrap(), opts(limit)).unwrap();
             let (_c, _) = connect(l.local_addr().unwrap()).unwrap();
             let s = accept_next(&l);
-            let mut value: libc::c_uint = 0;
-            let mut len = std::mem::size_of::<libc::c_uint>() as libc::socklen_t;
-            // SAFETY: `value` and `len` are valid for the sizes given.
-            let r = unsafe {
-                libc::getsockopt(
-                    s.as_raw_fd(),
-                    libc::IPPROTO_TCP,
-                    libc::TCP_NOTSENT_LOWAT,
-                    (&mut value as *mut libc::c_uint).cast(),
-                    &mut len,
-                )
-            };
-            assert_eq!(r, 0);
+            let value = socket2::SockRef::from(&s).tcp_notsent_lowat().unwrap();
             assert_eq!(value, expected, "limit {limit:?}");
         }
     }
