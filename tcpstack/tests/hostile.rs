@@ -207,6 +207,20 @@ impl Harness {
         synack
     }
 
+    /// A connection with SACK permitted and an MSS of 1460 (no timestamps), established
+    /// after `rtt`; then `segments` full segments of `fill` bytes are sent and all go
+    /// out at once. Returns the connection and its MSS.
+    fn sack_flight(&mut self, rtt: Duration, segments: usize, fill: u8) -> (ConnId, u32) {
+        self.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
+        let c = self.conn.unwrap();
+        let mss = 1460u32;
+        self.stack
+            .send(self.now, c, &vec![fill; segments * mss as usize])
+            .unwrap();
+        assert_eq!(data_segments(&self.replies()).len(), segments);
+        (c, mss)
+    }
+
     /// A plain handshake (MSS only, no timestamps so sequence checks are exact).
     fn establish(&mut self) {
         self.establish_with(1000, &[2, 4, 5, 180]);
@@ -1170,13 +1184,7 @@ fn a_hole_below_sacked_data_is_lost_after_the_reordering_window() {
     let mut h = Harness::new();
     // MSS 1460, SACK permitted; a 20 ms RTT.
     let rtt = Duration::from_millis(20);
-    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    h.stack
-        .send(h.now, c, &vec![4u8; 4 * mss as usize])
-        .unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 4);
+    let (_, mss) = h.sack_flight(rtt, 4, 4);
     h.now += rtt;
     let una = h.snd_nxt();
     // One SACK block: the second segment.
@@ -1344,13 +1352,7 @@ fn a_syn_reopens_time_wait_only_when_newer() {
 fn a_recovery_proved_spurious_by_dsack_is_undone() {
     let mut h = Harness::new();
     let rtt = Duration::from_millis(20);
-    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    h.stack
-        .send(h.now, c, &vec![7u8; 4 * mss as usize])
-        .unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 4);
+    let (c, mss) = h.sack_flight(rtt, 4, 7);
     let cwnd = h.stack.conn_info(c).unwrap().cwnd;
     h.now += rtt;
     let una = h.snd_nxt();
@@ -2234,13 +2236,7 @@ fn a_retransmitted_fin_restarts_time_wait() {
 fn acknowledgments_push_the_loss_probe_back() {
     let mut h = Harness::new();
     let rtt = Duration::from_millis(20);
-    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    h.stack
-        .send(h.now, c, &vec![7u8; 3 * mss as usize])
-        .unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 3);
+    let (_, mss) = h.sack_flight(rtt, 3, 7);
     let start = h.now;
     let una = h.snd_nxt();
     // At 30 ms (before the 42 ms PTO) the first segment is acknowledged.
@@ -2533,13 +2529,7 @@ fn a_pure_ack_into_a_zero_window_still_acknowledges() {
 fn undo_waits_for_every_retransmission_to_come_back_duplicated() {
     let mut h = Harness::new();
     let rtt = Duration::from_millis(20);
-    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    h.stack
-        .send(h.now, c, &vec![7u8; 5 * mss as usize])
-        .unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 5);
+    let (_, mss) = h.sack_flight(rtt, 5, 7);
     h.now += rtt;
     let una = h.snd_nxt();
     // Segments 3-5 SACKed: 1 and 2 are lost and both sent again.
@@ -2563,13 +2553,7 @@ fn undo_waits_for_every_retransmission_to_come_back_duplicated() {
 fn a_lost_retransmission_is_found_and_sent_again() {
     let mut h = Harness::new();
     let rtt = Duration::from_millis(20);
-    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    h.stack
-        .send(h.now, c, &vec![7u8; 4 * mss as usize])
-        .unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 4);
+    let (c, mss) = h.sack_flight(rtt, 4, 7);
     let una = h.snd_nxt();
     h.now += rtt;
     h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(una + mss, una + 4 * mss)])));
@@ -3532,13 +3516,7 @@ fn a_segment_beyond_a_shut_window_is_not_timed() {
 fn undo_counts_only_the_episodes_own_retransmissions() {
     let mut h = Harness::new();
     let rtt = Duration::from_millis(20);
-    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], rtt);
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    h.stack
-        .send(h.now, c, &vec![7u8; 4 * mss as usize])
-        .unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 4);
+    let (c, mss) = h.sack_flight(rtt, 4, 7);
     h.now += rtt;
     let una = h.snd_nxt();
     // Segments 2-4 SACKed: segment 1 is sent again.
