@@ -222,12 +222,19 @@ pub fn respond(
         Behaviour::Garbage => b"this is not HTTP at all\r\n\r\n".to_vec(),
         Behaviour::Stall => return true,
     };
+    // Counted before the write: the client may have the response, finish and let the
+    // test read the counts before this thread would get the lock after the write.
+    {
+        let mut s = seen.lock().unwrap();
+        s.responses += 1;
+        s.response_bytes += response.len() as u64;
+    }
     if stream.write_all(&response).is_err() {
+        let mut s = seen.lock().unwrap();
+        s.responses -= 1;
+        s.response_bytes -= response.len() as u64;
         return false;
     }
-    let mut s = seen.lock().unwrap();
-    s.responses += 1;
-    s.response_bytes += response.len() as u64;
     !close
 }
 
