@@ -76,3 +76,77 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use crate::core::{Core, CoreConfig};
+    use crate::inbox::Inbox;
+    use crate::syscall::call_word;
+    use crate::time::ClockKind;
+    use crate::{EventLoop, LoopCx, LoopId, Request, ThreadId};
+
+    /// Holds every call until it is cancelled, and counts the cancellations.
+    struct Hold {
+        withdraw_at_teardown: bool,
+        cancels: Rc<Cell<usize>>,
+    }
+
+    impl EventLoop for Hold {
+        fn name(&self) -> &'static str {
+            "hold"
+        }
+        fn submit(&mut self, _: ThreadId, _: Request, _: &mut LoopCx<'_>) {}
+        fn cancel(&mut self, tid: ThreadId, cx: &mut LoopCx<'_>) {
+            self.cancels.set(self.cancels.get() + 1);
+            cx.cancelled(tid);
+        }
+        fn poll(&mut self, _: &mut LoopCx<'_>) {}
+        fn polled_every_pass(&self) -> bool {
+            false
+        }
+        fn cancel_at_teardown(&self) -> bool {
+            self.withdraw_at_teardown
+        }
+    }
+
+    /// A core torn down with threads still blocked (its drain could not finish) drops
+    /// them all, after withdrawing their calls from the loops that ask for it, and only
+    /// from those: a loop that keeps a call's resources past teardown (io_uring) never
+    /// hears `cancel` for it.
+    #[test]
+    fn teardown_withdraws_calls_only_from_loops_that_ask_for_it() {
+        for withdraw in [true, false] {
+            let cancels = Rc::new(Cell::new(0));
+            let cfg = CoreConfig {
+                id: 0,
+                fd_loop: false,
+                uring_entries: None,
+                clock: ClockKind::mock(false),
+                trace: false,
+                custom: vec![Box::new(Hold {
+                    withdraw_at_teardown: withdraw,
+                    cancels: cancels.clone(),
+                })],
+                shuffle: None,
+            };
+            let core = Core::new(cfg, Arc::new(Inbox::new().unwrap()), None, None).unwrap();
+            let _enter = core.enter();
+            for word in 0..3 {
+                drop(crate::spawn(call_word(LoopId(0), word)));
+            }
+            core.run(|c| c.calls_pending() && c.tasks.borrow().ready_len() == 0)
+                .unwrap();
+            assert_eq!(core.live_threads(), 3);
+            core.destroy_all();
+            let tasks = core.tasks.borrow();
+            let left = (0..tasks.slot_count()).filter(|&i| tasks.occupant(i).is_some());
+            assert_eq!(left.count(), 0, "withdraw: {withdraw}");
+            let expected = if withdraw { 3 } else { 0 };
+            assert_eq!(cancels.get(), expected, "withdraw: {withdraw}");
+        }
+    }
+}

@@ -101,9 +101,9 @@ pub(super) struct Sources {
     user_base: u32,
     /// Some loop is dirty.
     any_dirty: Cell<bool>,
-    /// Some loop is polled on every pass.
-    any_every_pass: bool,
-    /// The core has user loops.
+    /// The core has user loops: the only ones polled on every pass or whose deadline
+    /// is asked after every batch (built-in loops learn of their work through their
+    /// fds, the calls made to them and deadlines the scheduler caches).
     any_user: bool,
 }
 
@@ -139,6 +139,11 @@ impl Sources {
         all.extend(std::mem::take(&mut cfg.custom));
         let mut loops = Vec::with_capacity(all.len());
         for (i, lp) in all.into_iter().enumerate() {
+            debug_assert!(
+                i as u32 >= user_base || !lp.polled_every_pass(),
+                "built-in loop {} is polled on every pass",
+                lp.name()
+            );
             if let Some(fd) = lp.wake_fd() {
                 poller.add(fd, Interest::READABLE, token(i as u32, WAKE))?;
             }
@@ -159,7 +164,6 @@ impl Sources {
         Ok(Sources {
             poller,
             events: RefCell::new(Events::with_capacity(256)),
-            any_every_pass: loops.iter().any(|s| s.every_pass),
             any_user: loops.len() > user_base as usize,
             loops: loops.into_boxed_slice(),
             builtin: Builtins {
@@ -543,7 +547,7 @@ impl Core {
     /// deadline has passed.
     pub(super) fn poll_loops(&self) {
         let s = &self.sources;
-        if !s.any_every_pass && !s.any_dirty.get() && !s.any_user {
+        if !s.any_dirty.get() && !s.any_user {
             return;
         }
         let dirty = s.any_dirty.replace(false);
