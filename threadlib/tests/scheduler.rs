@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use support::watchdog;
 use threadlib::syscall::call_word;
-use threadlib::{protect, with_loop, Error, EventLoop, LoopCx, Request, Runtime, ThreadId};
+use threadlib::{protect, with_loop, Clock, Error, EventLoop, LoopCx, Request, Runtime, ThreadId};
 
 // ----- a user loop without a wake fd ----------------------------------------------------
 
@@ -323,6 +323,41 @@ fn the_blocking_pool_stops_with_the_runtime() {
 
 // ----- scope errors ---------------------------------------------------------------------
 
+/// A scope says whether it was cancelled, to its body and to the threads it holds.
+#[test]
+fn a_scope_reports_its_cancellation() {
+    let seen = watchdog(|| {
+        threadlib::run(async {
+            let seen = Rc::new(Cell::new((true, false)));
+            let in_thread = Rc::new(Cell::new(false));
+            let (out, out_thread) = (seen.clone(), in_thread.clone());
+            let r = threadlib::scope(|s| async move {
+                let before = s.is_cancelled();
+                let t = s.clone();
+                s.spawn(async move {
+                    let _ = threadlib::park().await;
+                    out_thread.set(t.is_cancelled());
+                    Ok(())
+                });
+                threadlib::yield_now().await?;
+                s.cancel();
+                out.set((before, s.is_cancelled()));
+                Ok(())
+            })
+            .await;
+            let (before, after) = seen.get();
+            (r, (before, after, in_thread.get()))
+        })
+        .unwrap()
+    });
+    assert!(matches!(seen.0, Err(Error::Cancelled)), "{:?}", seen.0);
+    assert_eq!(
+        seen.1,
+        (false, true, true),
+        "(before, after, in the thread)"
+    );
+}
+
 /// A real error recorded after the scope was cancelled replaces `Cancelled`; a later
 /// `Cancelled` or a second real error does not replace the first real one.
 #[test]
@@ -552,6 +587,22 @@ fn timeouts_leave_no_timer_behind_and_fire_separately() {
     assert_eq!(inner_at, Duration::from_secs(1));
     assert_eq!(outer, Err(Error::Cancelled.to_string()));
     assert_eq!(outer_at, Duration::from_secs(2));
+}
+
+/// The clock capability is the current core's (mock here), and there is none outside
+/// a runtime.
+#[test]
+fn the_clock_capability_exists_only_inside_a_runtime() {
+    assert!(matches!(Clock::current(), Err(Error::NoRuntime)));
+    let inside = watchdog(|| {
+        Runtime::builder()
+            .mock_clock(false)
+            .build()
+            .unwrap()
+            .block_on(async { Clock::current().map(|c| c.is_mock()) })
+            .unwrap()
+    });
+    assert!(inside.unwrap(), "a mock clock, seen from a thread");
 }
 
 /// A mock clock without auto-advance stays put while the core idles with a timer

@@ -382,11 +382,15 @@ mod tests {
 
     use super::{EventLoop, LoopCx, Request};
     use crate::core::ThreadId;
-    use crate::syscall::call_word;
-    use crate::Runtime;
+    use std::time::Duration;
 
-    /// Keys each call with its request word and, when polled, first completes it under
-    /// the previous key (which must not reach the thread), then under its own.
+    use crate::syscall::{call_word, custom};
+    use crate::{with_timeout, Runtime};
+
+    /// Keys each call with its request word (a boxed request carries it as a `u64`),
+    /// and completes it first under a wrong key (which must not reach the thread), then
+    /// under its own: a word call when the loop is next polled, a boxed call at once,
+    /// inside `submit`.
     struct Keyed {
         waiting: Option<(ThreadId, u64)>,
     }
@@ -396,10 +400,19 @@ mod tests {
             "keyed"
         }
         fn submit(&mut self, tid: ThreadId, request: Request, cx: &mut LoopCx<'_>) {
-            let Request::Word(w) = request else { return };
-            cx.set_key(w);
-            self.waiting = Some((tid, w));
-            cx.poll_soon();
+            match request {
+                Request::Word(w) => {
+                    cx.set_key(w);
+                    self.waiting = Some((tid, w));
+                    cx.poll_soon();
+                }
+                boxed => {
+                    let w = *boxed.downcast::<u64>().expect("a u64");
+                    cx.set_key(w);
+                    cx.reply_keyed(tid, w + 1, format!("wrong key {}", w + 1));
+                    cx.reply_keyed(tid, w, format!("call {w}"));
+                }
+            }
         }
         fn cancel(&mut self, tid: ThreadId, cx: &mut LoopCx<'_>) {
             cx.cancelled(tid);
@@ -418,12 +431,23 @@ mod tests {
             .uring(None)
             .blocking_threads(0)
             .event_loop(|_| Box::new(Keyed { waiting: None }));
+        // A completion that never arrives fails the test instead of hanging it.
+        let limit = Duration::from_secs(5);
         let got = b
             .build()
             .unwrap()
-            .block_on(async move { (call_word(id, 7).await, call_word(id, 8).await) })
+            .block_on(async move {
+                let words = (
+                    with_timeout(limit, call_word(id, 7)).await,
+                    with_timeout(limit, call_word(id, 8)).await,
+                );
+                let boxed = with_timeout(limit, custom::<String>(id, Box::new(5u64))).await;
+                (words, boxed)
+            })
             .unwrap();
-        assert_eq!((got.0.unwrap(), got.1.unwrap()), (70, 80));
+        let ((a, b), boxed) = got;
+        assert_eq!((a.unwrap(), b.unwrap()), (70, 80));
+        assert_eq!(boxed.unwrap(), "call 5");
     }
 
     /// Completes a wait when the pipe it registered with the scheduler's epoll
