@@ -6,7 +6,9 @@
 mod support;
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 use support::watchdog;
 
@@ -349,6 +351,42 @@ fn trace_is_valid_chrome_json_with_expected_events() {
         let ends = events.iter().filter(|e| e["ph"] == "E").count();
         assert_eq!(begins, ends);
         assert!(events.iter().all(|e| e["ph"] == "M" || e["ts"].is_number()));
+    });
+}
+
+/// A call future dropped after another future of the same thread made its call in the
+/// same poll withdraws only its own call: the other one (a park, here) still goes to
+/// the scheduler and completes.
+#[test]
+fn dropping_a_call_future_leaves_another_futures_call_in_place() {
+    watchdog(|| {
+        let r = threadlib::run(async {
+            let me = threadlib::current().unwrap();
+            let _unparker = threadlib::spawn(async move {
+                threadlib::sleep(Duration::from_millis(10)).await.unwrap();
+                threadlib::unpark(me)
+            });
+            let mut first = Some(Box::pin(threadlib::sleep(Duration::from_millis(1))));
+            let mut parked = Box::pin(threadlib::park());
+            let mut polls = 0;
+            std::future::poll_fn(|cx| {
+                polls += 1;
+                match polls {
+                    // The sleep makes its call.
+                    1 => assert!(first.as_mut().unwrap().as_mut().poll(cx).is_pending()),
+                    // Its completion runs the thread again: the park makes its call,
+                    // then the sleep is dropped unread.
+                    2 => {
+                        assert!(parked.as_mut().poll(cx).is_pending());
+                        drop(first.take());
+                    }
+                    _ => return parked.as_mut().poll(cx),
+                }
+                Poll::Pending
+            })
+            .await
+        });
+        assert!(matches!(r, Ok(Ok(()))), "{r:?}");
     });
 }
 
