@@ -12,7 +12,7 @@ use std::task::Poll;
 use std::time::Duration;
 use support::watchdog;
 
-use threadlib::{Error, Runtime};
+use threadlib::{protect, Error, Runtime};
 
 #[test]
 fn scope_propagates_first_error_and_runs_release_hooks_in_reverse() {
@@ -352,6 +352,29 @@ fn trace_is_valid_chrome_json_with_expected_events() {
         assert_eq!(begins, ends);
         assert!(events.iter().all(|e| e["ph"] == "M" || e["ts"].is_number()));
     });
+}
+
+/// A `protect` dropped before it finished gives the thread its own cancellation
+/// context back: the thread's next call sees its scope's cancellation.
+#[test]
+fn a_protect_dropped_early_restores_the_threads_cancellation() {
+    let r = watchdog(|| {
+        threadlib::run(async {
+            threadlib::scope(|s| async move {
+                {
+                    let f = protect(threadlib::park());
+                    futures::pin_mut!(f);
+                    assert!(futures::poll!(f.as_mut()).is_pending());
+                }
+                s.cancel();
+                let slept = threadlib::sleep(Duration::from_millis(10)).await;
+                assert!(matches!(slept, Err(Error::Cancelled)), "{slept:?}");
+                Ok(())
+            })
+            .await
+        })
+    });
+    assert!(matches!(r, Ok(Err(Error::Cancelled))), "{r:?}");
 }
 
 /// A call future dropped after another future of the same thread made its call in the

@@ -456,6 +456,7 @@ mod tests {
         rx: OwnedFd,
         waiter: Option<ThreadId>,
         polls: Arc<AtomicU32>,
+        events: Arc<AtomicU32>,
     }
 
     impl EventLoop for PipeLoop {
@@ -474,6 +475,7 @@ mod tests {
             self.polls.fetch_add(1, Ordering::Relaxed);
         }
         fn fd_event(&mut self, fd: RawFd, r: EpollReadiness, cx: &mut LoopCx<'_>) {
+            self.events.fetch_add(1, Ordering::Relaxed);
             assert_eq!(fd, self.rx.as_raw_fd());
             assert!(r.is_readable());
             cx.deregister_fd(fd).unwrap();
@@ -487,12 +489,13 @@ mod tests {
     }
 
     #[test]
-    fn a_registered_fd_reaches_its_loop_without_polls() {
+    fn a_registered_fd_reaches_its_loop_without_polls_until_deregistered() {
         let (rx, tx) = iolib::fd::pipe().unwrap();
         let rx_fd = rx.as_raw_fd();
         let rx = Mutex::new(Some(rx));
         let polls = Arc::new(AtomicU32::new(0));
-        let p = polls.clone();
+        let events = Arc::new(AtomicU32::new(0));
+        let (p, e) = (polls.clone(), events.clone());
         let (b, id) = Runtime::builder()
             .uring(None)
             .blocking_threads(0)
@@ -501,6 +504,7 @@ mod tests {
                     rx: rx.lock().unwrap().take().expect("one core"),
                     waiter: None,
                     polls: p.clone(),
+                    events: e.clone(),
                 })
             });
         let got = b
@@ -516,6 +520,9 @@ mod tests {
                 });
                 let r = call_word(id, 0).await;
                 writer.await.unwrap().unwrap();
+                // The byte stays unread: a registration left behind would keep
+                // reporting it.
+                crate::sleep(Duration::from_millis(20)).await.unwrap();
                 r
             })
             .unwrap();
@@ -524,6 +531,11 @@ mod tests {
             polls.load(Ordering::Relaxed),
             0,
             "an fd event is not a poll"
+        );
+        assert_eq!(
+            events.load(Ordering::Relaxed),
+            1,
+            "a deregistered fd reports nothing more"
         );
     }
 }
