@@ -354,6 +354,34 @@ fn trace_is_valid_chrome_json_with_expected_events() {
     });
 }
 
+/// Cancelling a scope interrupts the blocked threads of every scope nested in it,
+/// however many sibling scopes were opened under it since.
+#[test]
+fn cancelling_a_scope_reaches_every_nested_scope() {
+    let r = watchdog(|| {
+        threadlib::run(async {
+            threadlib::scope(|s| async move {
+                for _ in 0..3 {
+                    s.spawn(async {
+                        // The body ends at once: its thread then waits for the
+                        // parked one, protected, so only the scope tree reaches it.
+                        threadlib::scope(|inner| async move {
+                            inner.spawn(async { threadlib::park().await });
+                            Ok(())
+                        })
+                        .await
+                    });
+                    threadlib::yield_now().await?;
+                }
+                s.cancel();
+                Ok(())
+            })
+            .await
+        })
+    });
+    assert!(matches!(r, Ok(Err(Error::Cancelled))), "{r:?}");
+}
+
 /// A `protect` dropped before it finished gives the thread its own cancellation
 /// context back: the thread's next call sees its scope's cancellation.
 #[test]
