@@ -8,6 +8,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
+use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::SplitMix64;
 
 /// A scratch file deleted on drop (also when a run fails).
 pub struct DataFile {
@@ -30,13 +32,7 @@ impl DataFile {
         };
         let mut f = File::create(path).with_context(|| format!("create {}", path.display()))?;
         let mut block = vec![0u8; 1 << 20];
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for chunk in block.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
+        SplitMix64::seed_from_u64(0x9e37_79b9_7f4a_7c15).fill_bytes(&mut block);
         let mut written = 0u64;
         let mut index = 0u64;
         while written < len {

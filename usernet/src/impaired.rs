@@ -11,6 +11,8 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::SplitMix64;
 use tcpstack::Transmit;
 
 use crate::device::{Device, DeviceCaps, DeviceStats, Received};
@@ -44,23 +46,9 @@ pub struct ImpairmentStats {
     pub reordered: u64,
 }
 
-/// SplitMix64: tiny, fast, and fully determined by its seed.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// True with probability `percent` / 100.
-    fn chance(&mut self, percent: f64) -> bool {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) * 100.0 < percent
-    }
+/// True with probability `percent` / 100, drawn from `rng`.
+fn chance(rng: &mut SplitMix64, percent: f64) -> bool {
+    ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) * 100.0 < percent
 }
 
 /// What happens to one packet.
@@ -92,7 +80,7 @@ struct Shim<M> {
 impl<M> Shim<M> {
     fn new(seed: u64, drop_percent: f64, reorder_percent: f64) -> Self {
         Shim {
-            rng: SplitMix64(seed),
+            rng: SplitMix64::seed_from_u64(seed),
             drop_percent,
             reorder_percent,
             held: VecDeque::new(),
@@ -103,10 +91,10 @@ impl<M> Shim<M> {
     /// Decides the fate of the next packet; a held one must be given to `hold`.
     fn decide(&mut self) -> Fate {
         self.stats.seen += 1;
-        if self.rng.chance(self.drop_percent) {
+        if chance(&mut self.rng, self.drop_percent) {
             self.stats.dropped += 1;
             Fate::Drop
-        } else if self.held.len() < MAX_HELD && self.rng.chance(self.reorder_percent) {
+        } else if self.held.len() < MAX_HELD && chance(&mut self.rng, self.reorder_percent) {
             Fate::Hold
         } else {
             Fate::Pass

@@ -30,6 +30,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use rand_xoshiro::rand_core::SeedableRng;
+use rand_xoshiro::SplitMix64;
+
 use crate::cancel::CancelCtx;
 use crate::error::Result;
 use crate::inbox::Inbox;
@@ -82,7 +85,7 @@ pub(crate) struct Core {
     /// State of the seeded order of ready threads ([`Builder::shuffle_ready`]).
     ///
     /// [`Builder::shuffle_ready`]: crate::Builder::shuffle_ready
-    shuffle: Option<Cell<u64>>,
+    shuffle: Option<RefCell<SplitMix64>>,
     /// Reused buffer of one shuffled batch.
     batch: RefCell<Vec<ThreadId>>,
     /// The event loops and what waits on them.
@@ -112,7 +115,9 @@ impl Core {
             syscall: Cell::new(None),
             call_seq: Cell::new(0),
             tick: Cell::new(0),
-            shuffle: cfg.shuffle.map(|seed| Cell::new(seed ^ cfg.id as u64)),
+            shuffle: cfg
+                .shuffle
+                .map(|seed| RefCell::new(SplitMix64::seed_from_u64(seed ^ cfg.id as u64))),
             batch: RefCell::new(Vec::new()),
             sources,
             clock: cfg.clock,

@@ -1,11 +1,14 @@
 //! The scheduler loop and the run queue: which thread runs when, and when the core
 //! looks for events or sleeps.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use rand_xoshiro::rand_core::RngCore;
+use rand_xoshiro::SplitMix64;
 
 use super::tasks::{Completion, Released, ThreadId, Wait};
 use super::Core;
@@ -87,20 +90,18 @@ impl Core {
     }
 
     /// Runs the `n` threads at the front of the run queue in an order drawn from
-    /// `state` (SplitMix64), so that a seeded run explores interleavings the FIFO order
-    /// never produces, and replays the same one for the same seed.
-    fn run_shuffled(&self, n: usize, state: &Cell<u64>) {
-        // Held throughout: nothing a thread does reaches the batch.
+    /// `rng` (a Fisher-Yates shuffle), so that a seeded run explores interleavings the
+    /// FIFO order never produces, and replays the same one for the same seed.
+    fn run_shuffled(&self, n: usize, rng: &RefCell<SplitMix64>) {
+        // Held throughout: nothing a thread does reaches the batch or the generator.
         let mut batch = self.batch.borrow_mut();
+        let mut rng = rng.borrow_mut();
         self.tasks.borrow_mut().drain_ready(n, &mut batch);
         for i in (1..batch.len()).rev() {
-            let mut z = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-            state.set(z);
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
+            let z = rng.next_u64();
             batch.swap(i, (z % (i as u64 + 1)) as usize);
         }
+        drop(rng);
         for &tid in batch.iter() {
             self.run_thread(tid);
         }
