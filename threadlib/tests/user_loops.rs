@@ -10,7 +10,7 @@ mod support;
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::watchdog;
 
@@ -242,5 +242,76 @@ fn with_loop_rejects_wrong_types_and_reentry() {
         .unwrap();
         let outside = with_loop(id, |_: &mut Echo, _| ());
         assert!(matches!(outside, Err(Error::NoRuntime)), "{outside:?}");
+    });
+}
+
+/// Completes its calls once the time in `at` has come; threads set `at` directly, not
+/// through the loop. Its wake fd never fires, so only its deadline gets it polled.
+struct Alarm {
+    at: Arc<Mutex<Option<Instant>>>,
+    waiting: Vec<ThreadId>,
+    wake: EventFd,
+}
+
+impl EventLoop for Alarm {
+    fn name(&self) -> &'static str {
+        "alarm"
+    }
+
+    fn submit(&mut self, tid: ThreadId, _: Request, _: &mut LoopCx<'_>) {
+        self.waiting.push(tid);
+    }
+
+    fn cancel(&mut self, tid: ThreadId, cx: &mut LoopCx<'_>) {
+        self.waiting.retain(|&t| t != tid);
+        cx.cancelled(tid);
+    }
+
+    fn poll(&mut self, cx: &mut LoopCx<'_>) {
+        if self.next_deadline().is_some_and(|at| at <= cx.now()) {
+            for tid in self.waiting.drain(..) {
+                cx.complete(tid, 0);
+            }
+        }
+    }
+
+    fn wake_fd(&self) -> Option<RawFd> {
+        Some(self.wake.as_raw_fd())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        *self.at.lock().unwrap()
+    }
+}
+
+/// A user loop's deadline may move through state it shares with threads, without any
+/// call into the loop: the scheduler asks for it again after every batch.
+#[test]
+fn a_user_loop_deadline_set_from_outside_the_loop_is_seen() {
+    watchdog(|| {
+        let at: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let shared = at.clone();
+        let (b, id) = Runtime::builder().event_loop(move |_| {
+            Box::new(Alarm {
+                at: shared.clone(),
+                waiting: Vec::new(),
+                wake: EventFd::new().unwrap(),
+            })
+        });
+        let waited = b
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let start = threadlib::time::now();
+                let waiter = threadlib::spawn(call_word(id, 0));
+                // The call is in the loop, which has no deadline yet, and the
+                // scheduler has seen that.
+                threadlib::sleep(Duration::from_millis(5)).await.unwrap();
+                *at.lock().unwrap() = Some(start + Duration::from_millis(20));
+                waiter.await.unwrap().unwrap();
+                threadlib::time::now() - start
+            })
+            .unwrap();
+        assert!(waited >= Duration::from_millis(20), "{waited:?}");
     });
 }

@@ -69,7 +69,6 @@ impl Core {
         }
         // Mock time never passes by itself: look for real events without blocking,
         // then jump the clock to the next deadline if nothing else is due.
-        let other_work = self.io_pending();
         self.poll_events(Some(Duration::ZERO))?;
         if self.tasks.borrow().ready_len() > 0 {
             return Ok(());
@@ -82,10 +81,11 @@ impl Core {
             // A thread moved the clock past a deadline: serve it below instead of
             // waiting for an event that may never come.
             Some(0) => Ok(()),
-            _ => {
-                let wait = other_work.then(|| Duration::from_millis(1));
-                self.poll_events(wait)
-            }
+            // Nothing is due, or the clock only moves when a thread moves it: wait for
+            // an event. Whatever else could make a thread ready reaches the epoll set
+            // (the inbox, wake fds, registered fds), and a loop polled on every pass
+            // that holds calls is due at once (`next_due_in`).
+            _ => self.poll_events(None),
         }
     }
 

@@ -54,9 +54,6 @@ struct LoopSlot {
     state: RefCell<LoopState>,
     /// Polled on every pass ([`EventLoop::polled_every_pass`], asked once).
     every_pass: bool,
-    /// Its calls complete only at its deadlines ([`EventLoop::wakes_at_deadlines`])
-    /// and it is not polled every pass: they wait for the clock, not for events.
-    clock_only: bool,
     /// Threads blocked in a call to this loop.
     pending: Cell<usize>,
     /// The loop asked to be polled after the current batch ([`LoopCx::poll_soon`]).
@@ -149,7 +146,6 @@ impl Sources {
             }
             loops.push(LoopSlot {
                 every_pass: lp.polled_every_pass(),
-                clock_only: lp.wakes_at_deadlines() && !lp.polled_every_pass(),
                 state: RefCell::new(LoopState {
                     lp,
                     out: Vec::new(),
@@ -394,15 +390,6 @@ impl Core {
             .state
             .try_borrow()
             .map_or(true, |st| st.lp.cancel_at_teardown())
-    }
-
-    /// Whether a thread waits in a call to a loop for something other than the clock
-    /// (sleeps do not count).
-    pub(super) fn io_pending(&self) -> bool {
-        self.sources
-            .loops
-            .iter()
-            .any(|s| s.pending.get() > 0 && !s.clock_only)
     }
 
     /// Whether a thread waits in a call to a loop.
