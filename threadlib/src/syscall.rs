@@ -50,7 +50,8 @@ pub enum Syscall {
 }
 
 impl Syscall {
-    /// A short name, as shown in traces.
+    /// A short name, as shown in traces (which name a call to a user loop by the
+    /// loop's [`name`](crate::EventLoop::name) instead).
     pub fn name(&self) -> &'static str {
         match self {
             Syscall::Yield => "yield",

@@ -8,6 +8,8 @@ mod support;
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use support::watchdog;
@@ -352,6 +354,61 @@ fn trace_is_valid_chrome_json_with_expected_events() {
         assert_eq!(begins, ends);
         assert!(events.iter().all(|e| e["ph"] == "M" || e["ts"].is_number()));
     });
+}
+
+/// A foreign future that wakes its own waker while it is being polled, then returns
+/// `Pending`, is polled again: the wake-up of a running thread is not lost.
+#[test]
+fn a_future_waking_itself_while_polled_runs_again() {
+    let r = watchdog(|| {
+        threadlib::run(async {
+            let mut woken = false;
+            std::future::poll_fn(|cx| {
+                if woken {
+                    return Poll::Ready(());
+                }
+                woken = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            })
+            .await;
+            woken
+        })
+    });
+    assert!(matches!(r, Ok(true)), "{r:?}");
+}
+
+/// A call's result that its future never reads (the future is dropped after the call
+/// completed) is dropped with the future, releasing what it holds at once rather than
+/// at the thread's next call.
+#[test]
+fn an_unread_result_is_dropped_with_its_call_future() {
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let r = watchdog(|| {
+        threadlib::run(async {
+            let dropped = Arc::new(AtomicBool::new(false));
+            let d = dropped.clone();
+            let mut call = Some(Box::pin(threadlib::blocking::run(move || Flag(d))));
+            let mut polls = 0;
+            std::future::poll_fn(|cx| {
+                polls += 1;
+                if polls == 1 {
+                    assert!(call.as_mut().unwrap().as_mut().poll(cx).is_pending());
+                    return Poll::Pending;
+                }
+                // The job's result woke the thread: drop the call unread.
+                drop(call.take());
+                Poll::Ready(dropped.load(Ordering::SeqCst))
+            })
+            .await
+        })
+    });
+    assert!(matches!(r, Ok(true)), "{r:?}");
 }
 
 /// Cancelling a scope interrupts the blocked threads of every scope nested in it,

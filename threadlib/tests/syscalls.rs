@@ -231,6 +231,39 @@ fn blocking_pool_completes_and_cancels() {
     });
 }
 
+/// A blocking job cancelled while it waits for a free worker is withdrawn: it never
+/// runs.
+#[test]
+fn a_queued_blocking_job_cancelled_never_runs() {
+    let ran = watchdog(|| {
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r = ran.clone();
+        Runtime::builder()
+            .blocking_threads(1)
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let busy = threadlib::spawn(blocking::run(|| {
+                    std::thread::sleep(Duration::from_millis(100))
+                }));
+                threadlib::yield_now().await.unwrap();
+                // The only worker is busy: this job waits in the queue until cancelled.
+                let queued = threadlib::with_timeout(
+                    Duration::from_millis(20),
+                    blocking::run(move || r.store(true, std::sync::atomic::Ordering::SeqCst)),
+                )
+                .await;
+                assert!(matches!(queued, Err(Error::TimedOut)), "{queued:?}");
+                busy.await.unwrap().unwrap();
+                // Time for the worker to take a job left behind.
+                threadlib::sleep(Duration::from_millis(50)).await.unwrap();
+            })
+            .unwrap();
+        ran.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    assert!(!ran, "the withdrawn job ran");
+}
+
 #[test]
 fn missing_event_loop_is_a_clear_error() {
     watchdog(|| {

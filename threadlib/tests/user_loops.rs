@@ -315,3 +315,32 @@ fn a_user_loop_deadline_set_from_outside_the_loop_is_seen() {
         assert!(waited >= Duration::from_millis(20), "{waited:?}");
     });
 }
+
+/// A trace names a call to a user loop by the loop's name.
+#[test]
+fn a_trace_names_user_loop_calls_by_their_loop() {
+    watchdog(|| {
+        let path =
+            std::env::temp_dir().join(format!("threadlib-loop-trace-{}.json", std::process::id()));
+        let (b, id) = Runtime::builder()
+            .trace_file(&path)
+            .event_loop(|_| Box::new(Echo::default()));
+        let r = b
+            .build()
+            .unwrap()
+            .block_on(async move { call_word(id, 1).await })
+            .unwrap();
+        assert_eq!(r.unwrap(), 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let trace: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let suspends: Vec<&str> = trace["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["cat"] == "suspend")
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        assert!(suspends.contains(&"echo"), "{suspends:?}");
+    });
+}

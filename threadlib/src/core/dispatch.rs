@@ -121,7 +121,11 @@ impl Core {
     /// ready at once (yield, fork, an expired sleep, a failure) or blocks in the loop.
     pub(super) fn dispatch(&self, tid: ThreadId, call: Syscall) {
         if self.tracer.is_some() {
-            self.trace(tid, TraceKind::Suspend, call.name());
+            let name = match &call {
+                Syscall::Custom(id, _) | Syscall::LoopWord(id, _) => self.user_loop_name(id.0),
+                call => call.name(),
+            };
+            self.trace(tid, TraceKind::Suspend, name);
         }
         match call {
             Syscall::Yield => self.set_ready(tid, Completion::Value(0)),

@@ -339,6 +339,17 @@ impl Core {
         self.dispatch_loop(tid, idx, req);
     }
 
+    /// The name of user loop `id` ([`EventLoop::name`]), as traces show its calls;
+    /// `custom` if there is no such loop or it is running.
+    pub(super) fn user_loop_name(&self, id: u32) -> &'static str {
+        self.sources
+            .user_base
+            .checked_add(id)
+            .and_then(|idx| self.sources.loops.get(idx as usize))
+            .and_then(|slot| slot.state.try_borrow().ok().map(|st| st.lp.name()))
+            .unwrap_or("custom")
+    }
+
     /// Hands `tid`'s call to user loop `id`.
     pub(super) fn dispatch_user(&self, tid: ThreadId, id: u32, req: Request) {
         match self.sources.user_base.checked_add(id) {
