@@ -39,6 +39,11 @@ pub mod time;
 pub mod trace;
 mod waker;
 
+/// The scheduler tests' watchdog, shared with the unit tests.
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+
 pub use crate::cancel::{is_cancelled, protect};
 pub use crate::combinators::{all, any, both, first, race};
 pub use crate::core::{Completion, ThreadId};

@@ -119,34 +119,36 @@ mod tests {
     /// hears `cancel` for it.
     #[test]
     fn teardown_withdraws_calls_only_from_loops_that_ask_for_it() {
-        for withdraw in [true, false] {
-            let cancels = Rc::new(Cell::new(0));
-            let cfg = CoreConfig {
-                id: 0,
-                fd_loop: false,
-                uring_entries: None,
-                clock: ClockKind::mock(false),
-                trace: false,
-                custom: vec![Box::new(Hold {
-                    withdraw_at_teardown: withdraw,
-                    cancels: cancels.clone(),
-                })],
-                shuffle: None,
-            };
-            let core = Core::new(cfg, Arc::new(Inbox::new().unwrap()), None, None).unwrap();
-            let _enter = core.enter();
-            for word in 0..3 {
-                drop(crate::spawn(call_word(LoopId(0), word)));
+        crate::test_support::watchdog(|| {
+            for withdraw in [true, false] {
+                let cancels = Rc::new(Cell::new(0));
+                let cfg = CoreConfig {
+                    id: 0,
+                    fd_loop: false,
+                    uring_entries: None,
+                    clock: ClockKind::mock(false),
+                    trace: false,
+                    custom: vec![Box::new(Hold {
+                        withdraw_at_teardown: withdraw,
+                        cancels: cancels.clone(),
+                    })],
+                    shuffle: None,
+                };
+                let core = Core::new(cfg, Arc::new(Inbox::new().unwrap()), None, None).unwrap();
+                let _enter = core.enter();
+                for word in 0..3 {
+                    drop(crate::spawn(call_word(LoopId(0), word)));
+                }
+                core.run(|c| c.calls_pending() && c.tasks.borrow().ready_len() == 0)
+                    .unwrap();
+                assert_eq!(core.live_threads(), 3);
+                core.destroy_all();
+                let tasks = core.tasks.borrow();
+                let left = (0..tasks.slot_count()).filter(|&i| tasks.occupant(i).is_some());
+                assert_eq!(left.count(), 0, "withdraw: {withdraw}");
+                let expected = if withdraw { 3 } else { 0 };
+                assert_eq!(cancels.get(), expected, "withdraw: {withdraw}");
             }
-            core.run(|c| c.calls_pending() && c.tasks.borrow().ready_len() == 0)
-                .unwrap();
-            assert_eq!(core.live_threads(), 3);
-            core.destroy_all();
-            let tasks = core.tasks.borrow();
-            let left = (0..tasks.slot_count()).filter(|&i| tasks.occupant(i).is_some());
-            assert_eq!(left.count(), 0, "withdraw: {withdraw}");
-            let expected = if withdraw { 3 } else { 0 };
-            assert_eq!(cancels.get(), expected, "withdraw: {withdraw}");
-        }
+        });
     }
 }

@@ -427,27 +427,29 @@ mod tests {
 
     #[test]
     fn a_keyed_completion_reaches_only_the_call_it_names() {
-        let (b, id) = Runtime::builder()
-            .uring(None)
-            .blocking_threads(0)
-            .event_loop(|_| Box::new(Keyed { waiting: None }));
-        // A completion that never arrives fails the test instead of hanging it.
-        let limit = Duration::from_secs(5);
-        let got = b
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let words = (
-                    with_timeout(limit, call_word(id, 7)).await,
-                    with_timeout(limit, call_word(id, 8)).await,
-                );
-                let boxed = with_timeout(limit, custom::<String>(id, Box::new(5u64))).await;
-                (words, boxed)
-            })
-            .unwrap();
-        let ((a, b), boxed) = got;
-        assert_eq!((a.unwrap(), b.unwrap()), (70, 80));
-        assert_eq!(boxed.unwrap(), "call 5");
+        crate::test_support::watchdog(|| {
+            let (b, id) = Runtime::builder()
+                .uring(None)
+                .blocking_threads(0)
+                .event_loop(|_| Box::new(Keyed { waiting: None }));
+            // A completion that never arrives fails the test instead of hanging it.
+            let limit = Duration::from_secs(5);
+            let got = b
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let words = (
+                        with_timeout(limit, call_word(id, 7)).await,
+                        with_timeout(limit, call_word(id, 8)).await,
+                    );
+                    let boxed = with_timeout(limit, custom::<String>(id, Box::new(5u64))).await;
+                    (words, boxed)
+                })
+                .unwrap();
+            let ((a, b), boxed) = got;
+            assert_eq!((a.unwrap(), b.unwrap()), (70, 80));
+            assert_eq!(boxed.unwrap(), "call 5");
+        });
     }
 
     /// Completes a wait when the pipe it registered with the scheduler's epoll
@@ -490,52 +492,54 @@ mod tests {
 
     #[test]
     fn a_registered_fd_reaches_its_loop_without_polls_until_deregistered() {
-        let (rx, tx) = iolib::fd::pipe().unwrap();
-        let rx_fd = rx.as_raw_fd();
-        let rx = Mutex::new(Some(rx));
-        let polls = Arc::new(AtomicU32::new(0));
-        let events = Arc::new(AtomicU32::new(0));
-        let (p, e) = (polls.clone(), events.clone());
-        let (b, id) = Runtime::builder()
-            .uring(None)
-            .blocking_threads(0)
-            .event_loop(move |_| {
-                Box::new(PipeLoop {
-                    rx: rx.lock().unwrap().take().expect("one core"),
-                    waiter: None,
-                    polls: p.clone(),
-                    events: e.clone(),
-                })
-            });
-        let got = b
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let writer = crate::spawn(async move {
-                    crate::yield_now().await?;
-                    // SAFETY: `tx` is an open pipe write end; one byte from a live buffer.
-                    let n = unsafe { libc::write(tx.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-                    assert_eq!(n, 1);
-                    crate::Result::Ok(())
+        crate::test_support::watchdog(|| {
+            let (rx, tx) = iolib::fd::pipe().unwrap();
+            let rx_fd = rx.as_raw_fd();
+            let rx = Mutex::new(Some(rx));
+            let polls = Arc::new(AtomicU32::new(0));
+            let events = Arc::new(AtomicU32::new(0));
+            let (p, e) = (polls.clone(), events.clone());
+            let (b, id) = Runtime::builder()
+                .uring(None)
+                .blocking_threads(0)
+                .event_loop(move |_| {
+                    Box::new(PipeLoop {
+                        rx: rx.lock().unwrap().take().expect("one core"),
+                        waiter: None,
+                        polls: p.clone(),
+                        events: e.clone(),
+                    })
                 });
-                let r = call_word(id, 0).await;
-                writer.await.unwrap().unwrap();
-                // The byte stays unread: a registration left behind would keep
-                // reporting it.
-                crate::sleep(Duration::from_millis(20)).await.unwrap();
-                r
-            })
-            .unwrap();
-        assert_eq!(got.unwrap(), rx_fd as i64);
-        assert_eq!(
-            polls.load(Ordering::Relaxed),
-            0,
-            "an fd event is not a poll"
-        );
-        assert_eq!(
-            events.load(Ordering::Relaxed),
-            1,
-            "a deregistered fd reports nothing more"
-        );
+            let got = b
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let writer = crate::spawn(async move {
+                        crate::yield_now().await?;
+                        // SAFETY: `tx` is an open pipe write end; one byte from a live buffer.
+                        let n = unsafe { libc::write(tx.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+                        assert_eq!(n, 1);
+                        crate::Result::Ok(())
+                    });
+                    let r = call_word(id, 0).await;
+                    writer.await.unwrap().unwrap();
+                    // The byte stays unread: a registration left behind would keep
+                    // reporting it.
+                    crate::sleep(Duration::from_millis(20)).await.unwrap();
+                    r
+                })
+                .unwrap();
+            assert_eq!(got.unwrap(), rx_fd as i64);
+            assert_eq!(
+                polls.load(Ordering::Relaxed),
+                0,
+                "an fd event is not a poll"
+            );
+            assert_eq!(
+                events.load(Ordering::Relaxed),
+                1,
+                "a deregistered fd reports nothing more"
+            );
+        });
     }
 }
