@@ -16,16 +16,16 @@ use threadlib::syscall::call_word;
 use threadlib::{EventLoop, LoopCx, Request, Runtime, ThreadId};
 
 /// The order in which 20 threads, all ready at once, get to run.
-fn order(shuffle: Option<u64>) -> Vec<u32> {
+fn order(n: u32, shuffle: Option<u64>) -> Vec<u32> {
     let mut b = Runtime::builder().mock_clock(true);
     if let Some(seed) = shuffle {
         b = b.shuffle_ready(seed);
     }
     b.build()
         .unwrap()
-        .block_on(async {
+        .block_on(async move {
             let log = Rc::new(RefCell::new(Vec::new()));
-            let hs: Vec<_> = (0..20u32)
+            let hs: Vec<_> = (0..n)
                 .map(|i| {
                     let log = log.clone();
                     threadlib::spawn(async move {
@@ -46,17 +46,26 @@ fn order(shuffle: Option<u64>) -> Vec<u32> {
 fn shuffled_runs_replay_for_a_seed_and_differ_between_seeds() {
     watchdog(|| {
         assert_eq!(
-            order(None),
+            order(20, None),
             (0..20).collect::<Vec<_>>(),
             "FIFO without a seed"
         );
-        let a = order(Some(1));
-        assert_eq!(a, order(Some(1)), "the same seed replays");
-        assert_ne!(a, order(Some(2)), "another seed, another interleaving");
+        let a = order(20, Some(1));
+        assert_eq!(a, order(20, Some(1)), "the same seed replays");
+        assert_ne!(a, order(20, Some(2)), "another seed, another interleaving");
         let mut sorted = a.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..20).collect::<Vec<_>>(), "every thread ran once");
     });
+}
+
+/// Seeded orders include the FIFO one: over a few seeds, two ready threads run in
+/// both orders.
+#[test]
+fn shuffled_runs_include_every_order() {
+    let orders = watchdog(|| (0..32).map(|seed| order(2, Some(seed))).collect::<Vec<_>>());
+    assert!(orders.contains(&vec![0, 1]), "{orders:?}");
+    assert!(orders.contains(&vec![1, 0]), "{orders:?}");
 }
 
 /// Completes each call at a deadline 10 s after it arrived; no wake fd.

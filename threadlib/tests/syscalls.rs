@@ -232,7 +232,7 @@ fn blocking_pool_completes_and_cancels() {
 }
 
 /// A blocking job cancelled while it waits for a free worker is withdrawn: it never
-/// runs.
+/// runs, and the job queued behind it still does.
 #[test]
 fn a_queued_blocking_job_cancelled_never_runs() {
     let ran = watchdog(|| {
@@ -247,6 +247,11 @@ fn a_queued_blocking_job_cancelled_never_runs() {
                     std::thread::sleep(Duration::from_millis(100))
                 }));
                 threadlib::yield_now().await.unwrap();
+                // Queued behind the next one, which is withdrawn.
+                let behind = threadlib::spawn(async {
+                    threadlib::sleep(Duration::from_millis(1)).await?;
+                    blocking::run(|| 7).await
+                });
                 // The only worker is busy: this job waits in the queue until cancelled.
                 let queued = threadlib::with_timeout(
                     Duration::from_millis(20),
@@ -255,6 +260,7 @@ fn a_queued_blocking_job_cancelled_never_runs() {
                 .await;
                 assert!(matches!(queued, Err(Error::TimedOut)), "{queued:?}");
                 busy.await.unwrap().unwrap();
+                assert_eq!(behind.await.unwrap().unwrap(), 7);
                 // Time for the worker to take a job left behind.
                 threadlib::sleep(Duration::from_millis(50)).await.unwrap();
             })
