@@ -25,6 +25,7 @@ and strace with apt when missing. Run as root from the repository root after
 `cargo build --release -p webserver -p loadgen`.
 """
 
+import functools
 import json
 import os
 import re
@@ -37,7 +38,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "benchkit"))
+import benchkit as bk  # noqa: E402
+
 RUNS = int(os.environ.get("BENCH_USER_RUNS", "3"))
+record = functools.partial(bk.record, runs=RUNS)
 # Comma-separated bench names to run (default: all).
 ONLY = [b for b in os.environ.get("BENCH_USER_ONLY", "").split(",") if b]
 SECS = int(os.environ.get("BENCH_USER_SECS", "5"))
@@ -98,16 +103,6 @@ def wait_listening(port, timeout=10.0):
     raise RuntimeError(f"nothing listens on {port} in {NS}")
 
 
-def stop_process(p, sig):
-    """Asks `p` to stop with `sig`; kills it if it has not exited within 15 s."""
-    p.send_signal(sig)
-    try:
-        p.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-
-
 class UserServer:
     """webserver --net user on the namespace's server device."""
     name = "webserver --net user"
@@ -131,7 +126,7 @@ class UserServer:
         return self.p.pid
 
     def stop(self):
-        stop_process(self.p, signal.SIGTERM)
+        bk.stop_process(self.p, signal.SIGTERM)
 
 
 class KernelServer:
@@ -151,7 +146,7 @@ class KernelServer:
         return self.p.pid
 
     def stop(self):
-        stop_process(self.p, signal.SIGTERM)
+        bk.stop_process(self.p, signal.SIGTERM)
 
 
 class Nginx:
@@ -160,52 +155,22 @@ class Nginx:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="bench-user-nginx-")
         self.port = 8091
-        conf = f"""
-worker_processes 1;
-{"worker_cpu_affinity 1;" if NCPU > 1 else ""}
-worker_rlimit_nofile 65536;
-daemon off;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log;
-events {{ worker_connections 20000; }}
-http {{
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  tcp_nodelay on;
-  keepalive_requests 100000000;
-  keepalive_timeout 75s;
-  open_file_cache max=1024 inactive=20s;
-  default_type application/octet-stream;
-  server {{ listen {self.port} reuseport; root {ROOT}; }}
-}}
-"""
+        conf = bk.nginx_conf(1, NCPU > 1, self.port, ROOT, self.dir)
         with open(f"{self.dir}/nginx.conf", "w") as f:
             f.write(conf)
         self.p = subprocess.Popen(inside(["nginx", "-c", f"{self.dir}/nginx.conf", "-p", self.dir]))
         wait_listening(self.port)
 
     def stop(self):
-        stop_process(self.p, signal.SIGQUIT)
+        bk.stop_process(self.p, signal.SIGQUIT)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def to_us(text):
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
-    v, unit = float(m.group(1)), m.group(2)
-    return v * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 
 
 def wrk(url, threads, pin):
     cmd = ["wrk", f"-t{threads}", f"-c{CONNS}", f"-d{SECS}s", "--latency", url]
     out = subprocess.run(inside(pinned(1 if pin else None, cmd)), capture_output=True,
                          text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = to_us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p99_us": p99, "errors": int(errors.group(1)) if errors else 0,
-            "socket_errors": socket_errors.group(1) if socket_errors else None}
+    return bk.parse_wrk(out)
 
 
 def loadgen(net, url, threads=1, conns=CONNS, secs=SECS, rate=None, pin=1):
@@ -227,47 +192,16 @@ def want(bench):
     return not ONLY or bench in ONLY
 
 
-def record(bench, metric, better, ours, anchor, anchor_value, params, runs=RUNS):
-    return {"bench": bench, "metric": metric, "better": better, "ours": ours,
-            "anchor": anchor, "anchor_value": anchor_value,
-            "ratio": ours / anchor_value if anchor_value else None,
-            "runs": runs, "params": params}
-
-
-def alternate(start_a, start_b, measure):
-    a, b = [], []
-    for _ in range(RUNS):
-        for start, out in ((start_a, a), (start_b, b)):
-            srv = start()
-            try:
-                out.append(measure(srv))
-            finally:
-                srv.stop()
-    return a, b
-
-
-def med(xs, key):
-    return statistics.median(x[key] for x in xs)
-
-
-def proc_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not found")
-
-
 def c10k(server):
     """Peak RSS growth per connection while 10,000 keep-alive connections make
     requests at a constant rate; and whether every request was answered."""
     srv = server(NCPU, None)
     try:
         time.sleep(0.5)
-        idle = proc_kb(srv.pid(), "VmRSS")
+        idle = bk.proc_kb(srv.pid(), "VmRSS")
         r = loadgen("kernel", f"{srv.url}/files/1k.txt", threads=NCPU, conns=10000,
                     secs=C10K_SECS, rate=20000, pin=None)
-        peak = proc_kb(srv.pid(), "VmHWM")
+        peak = bk.proc_kb(srv.pid(), "VmHWM")
     finally:
         srv.stop()
     return {"bytes": (peak - idle) * 1024 / 10000, "requests": r["requests"],
@@ -321,30 +255,30 @@ def main():
     try:
         one_core = None
         if want("user_web_1k_1core") or want("user_web_1k_2core"):
-            ours, kern = alternate(lambda: UserServer(1), lambda: KernelServer(1),
-                                   lambda s: wrk(f"{s.url}/files/1k.txt", 1, True))
-            one_core = med(ours, "rps")
+            ours, kern = bk.alternate(RUNS, lambda: UserServer(1), lambda: KernelServer(1),
+                                      lambda s: wrk(f"{s.url}/files/1k.txt", 1, True))
+            one_core = bk.med(ours, "rps")
             params = dict(base, file="www/files/1k.txt", server_cores=1, keepalive=True)
             if want("user_web_1k_1core"):
                 emit(record("user_web_1k_1core", "requests_per_sec", "higher", one_core,
-                            "webserver --net kernel", med(kern, "rps"), params),
-                     record("user_web_1k_1core", "p99_us", "lower", med(ours, "p99_us"),
-                            "webserver --net kernel", med(kern, "p99_us"), params))
+                            "webserver --net kernel", bk.med(kern, "rps"), params),
+                     record("user_web_1k_1core", "p99_us", "lower", bk.med(ours, "p99_us"),
+                            "webserver --net kernel", bk.med(kern, "p99_us"), params))
 
         if want("user_web_1m_1core"):
             size = os.path.getsize("www/files/1m.txt")
-            ours, kern = alternate(lambda: UserServer(1), lambda: KernelServer(1),
-                                   lambda s: wrk(f"{s.url}/files/1m.txt", 1, True))
-            emit(record("user_web_1m_1core", "bytes_per_s", "higher", med(ours, "rps") * size,
-                        "webserver --net kernel (sendfile)", med(kern, "rps") * size,
+            ours, kern = bk.alternate(RUNS, lambda: UserServer(1), lambda: KernelServer(1),
+                                      lambda s: wrk(f"{s.url}/files/1m.txt", 1, True))
+            emit(record("user_web_1m_1core", "bytes_per_s", "higher", bk.med(ours, "rps") * size,
+                        "webserver --net kernel (sendfile)", bk.med(kern, "rps") * size,
                         dict(base, file="www/files/1m.txt", server_cores=1)))
 
         if want("user_web_1k_2core"):
-            ours, kern = alternate(lambda: UserServer(2), lambda: KernelServer(2),
-                                   lambda s: wrk(f"{s.url}/files/1k.txt", 2, False))
-            two_core = med(ours, "rps")
+            ours, kern = bk.alternate(RUNS, lambda: UserServer(2), lambda: KernelServer(2),
+                                      lambda s: wrk(f"{s.url}/files/1k.txt", 2, False))
+            two_core = bk.med(ours, "rps")
             emit(record("user_web_1k_2core", "requests_per_sec", "higher", two_core,
-                        "webserver --net kernel", med(kern, "rps"),
+                        "webserver --net kernel", bk.med(kern, "rps"),
                         dict(base, file="www/files/1k.txt", server_cores=2, wrk_threads=2,
                              machine_cpus=NCPU,
                              ours_2core_over_1core=two_core / one_core if one_core else None)))

@@ -12,9 +12,9 @@ when missing. Run from the repository root after `cargo build --release -p webse
 -p loadgen`.
 """
 
+import functools
 import json
 import os
-import re
 import resource
 import shutil
 import signal
@@ -25,7 +25,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "benchkit"))
+import benchkit as bk  # noqa: E402
+
 RUNS = int(os.environ.get("BENCH_WEB_RUNS", "3"))
+record = functools.partial(bk.record, runs=RUNS)
 SECS = int(os.environ.get("BENCH_WEB_SECS", "5"))
 C10K_SECS = int(os.environ.get("BENCH_WEB_C10K_SECS", "30"))
 RATE_SECS = int(os.environ.get("BENCH_WEB_RATE_SECS", "5"))
@@ -76,7 +80,7 @@ class Ours:
         return self.p.pid
 
     def stop(self):
-        stop_process(self.p, signal.SIGTERM)
+        bk.stop_process(self.p, signal.SIGTERM)
 
 
 class Nginx:
@@ -85,50 +89,16 @@ class Nginx:
     def __init__(self, workers):
         self.dir = tempfile.mkdtemp(prefix="bench-nginx-")
         self.port = free_port()
-        conf = f"""
-worker_processes {workers};
-{"worker_cpu_affinity 1;" if workers == 1 and NCPU > 1 else ""}
-worker_rlimit_nofile 65536;
-daemon off;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log;
-events {{ worker_connections 20000; }}
-http {{
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  tcp_nodelay on;
-  keepalive_requests 100000000;
-  keepalive_timeout 75s;
-  open_file_cache max=1024 inactive=20s;
-  default_type application/octet-stream;
-  server {{ listen 127.0.0.1:{self.port} reuseport; root {ROOT}; }}
-}}
-"""
+        conf = bk.nginx_conf(workers, workers == 1 and NCPU > 1, f"127.0.0.1:{self.port}",
+                             ROOT, self.dir)
         with open(f"{self.dir}/nginx.conf", "w") as f:
             f.write(conf)
         self.p = subprocess.Popen(["nginx", "-c", f"{self.dir}/nginx.conf", "-p", self.dir])
         wait_port(self.port)
 
     def stop(self):
-        stop_process(self.p, signal.SIGQUIT)
+        bk.stop_process(self.p, signal.SIGQUIT)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def stop_process(p, sig):
-    """Asks `p` to stop with `sig`; kills it if it has not exited within 15 s."""
-    p.send_signal(sig)
-    try:
-        p.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-
-
-def to_us(text):
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
-    v, unit = float(m.group(1)), m.group(2)
-    return v * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 
 
 def wrk(port, path, threads, pin):
@@ -136,11 +106,7 @@ def wrk(port, path, threads, pin):
            f"http://127.0.0.1:{port}{path}"]
     if pin and NCPU > 1:
         cmd = ["taskset", "-c", "1"] + cmd
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = to_us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p99_us": p99, "errors": int(errors.group(1)) if errors else 0}
+    return bk.parse_wrk(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
 def loadgen(port, path, threads, conns=CONNS, secs=SECS, rate=None, pin=True):
@@ -166,29 +132,6 @@ def fixed_rate(port, path, threads, rate, pin):
             "errors": sum(r["errors"].values())}
 
 
-def record(bench, metric, better, ours, anchor, anchor_value, params):
-    return {"bench": bench, "metric": metric, "better": better, "ours": ours,
-            "anchor": anchor, "anchor_value": anchor_value,
-            "ratio": ours / anchor_value if anchor_value else None,
-            "runs": RUNS, "params": params}
-
-
-def alternate(start_a, start_b, measure):
-    a, b = [], []
-    for _ in range(RUNS):
-        for start, out in ((start_a, a), (start_b, b)):
-            srv = start()
-            try:
-                out.append(measure(srv))
-            finally:
-                srv.stop()
-    return a, b
-
-
-def med(xs, key):
-    return statistics.median(x[key] for x in xs)
-
-
 def main():
     ensure_tools()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -201,15 +144,15 @@ def main():
     for label, cores, pin in settings:
         bench = f"web_1k_{label}"
         threads = 1 if pin else NCPU
-        ours, ngx = alternate(lambda: Ours(cores), lambda: Nginx(cores),
-                              lambda s: wrk(s.port, "/files/1k.txt", threads, pin))
+        ours, ngx = bk.alternate(RUNS, lambda: Ours(cores), lambda: Nginx(cores),
+                                 lambda s: wrk(s.port, "/files/1k.txt", threads, pin))
         params = {"file": "www/files/1k.txt", "connections": CONNS, "server_cores": cores,
                   "driver": "wrk", "keepalive": True, "seconds": SECS}
-        records.append(record(bench, "requests_per_sec", "higher", med(ours, "rps"),
-                              "nginx", med(ngx, "rps"), params))
-        records.append(record(bench, "p99_us", "lower", med(ours, "p99_us"),
-                              "nginx", med(ngx, "p99_us"), params))
-        capacity[label] = med(ngx, "rps")
+        records.append(record(bench, "requests_per_sec", "higher", bk.med(ours, "rps"),
+                              "nginx", bk.med(ngx, "rps"), params))
+        records.append(record(bench, "p99_us", "lower", bk.med(ours, "p99_us"),
+                              "nginx", bk.med(ngx, "p99_us"), params))
+        capacity[label] = bk.med(ngx, "rps")
         print(json.dumps(records[-2:]), flush=True)
 
     # Fixed-rate latency: at saturation the two servers do different amounts of work,
@@ -224,9 +167,9 @@ def main():
         for pct in RATE_PERCENTS:
             bench = f"web_1k_rate_{pct}_{label}"
             rate = max(1, round(capacity[label] * pct / 100))
-            ours, ngx = alternate(lambda: Ours(cores), lambda: Nginx(cores),
-                                  lambda s: fixed_rate(s.port, "/files/1k.txt", threads,
-                                                       rate, pin))
+            ours, ngx = bk.alternate(RUNS, lambda: Ours(cores), lambda: Nginx(cores),
+                                     lambda s: fixed_rate(s.port, "/files/1k.txt", threads,
+                                                          rate, pin))
             for name, runs in (("webserver", ours), ("nginx", ngx)):
                 for r in runs:
                     if r["errors"] or r["rps"] < 0.95 * rate:
@@ -237,20 +180,20 @@ def main():
                       "seconds": RATE_SECS, "rate": rate, "percent_of_capacity": pct,
                       "capacity_rps": capacity[label],
                       "capacity_from": f"web_1k_{label} nginx requests_per_sec (wrk)",
-                      "achieved_rps_ours": med(ours, "rps"),
-                      "achieved_rps_anchor": med(ngx, "rps"),
+                      "achieved_rps_ours": bk.med(ours, "rps"),
+                      "achieved_rps_anchor": bk.med(ngx, "rps"),
                       "failed_requests_ours": sum(r["errors"] for r in ours),
                       "failed_requests_anchor": sum(r["errors"] for r in ngx)}
             for metric in ("p99_us", "p999_us"):
-                records.append(record(bench, metric, "lower", med(ours, metric),
-                                      "nginx", med(ngx, metric), params))
+                records.append(record(bench, metric, "lower", bk.med(ours, metric),
+                                      "nginx", bk.med(ngx, metric), params))
             print(json.dumps(records[-2:]), flush=True)
 
     size = os.path.getsize("www/files/1m.txt")
-    ours, ngx = alternate(lambda: Ours(1), lambda: Nginx(1),
-                          lambda s: wrk(s.port, "/files/1m.txt", 1, True))
-    records.append(record("web_1m_1core", "bytes_per_s", "higher", med(ours, "rps") * size,
-                          "nginx", med(ngx, "rps") * size,
+    ours, ngx = bk.alternate(RUNS, lambda: Ours(1), lambda: Nginx(1),
+                             lambda s: wrk(s.port, "/files/1m.txt", 1, True))
+    records.append(record("web_1m_1core", "bytes_per_s", "higher", bk.med(ours, "rps") * size,
+                          "nginx", bk.med(ngx, "rps") * size,
                           {"file": "www/files/1m.txt", "connections": CONNS, "server_cores": 1,
                            "driver": "wrk", "seconds": SECS}))
     print(json.dumps(records[-1]), flush=True)
@@ -274,10 +217,10 @@ def main():
     srv = Ours(NCPU)
     try:
         time.sleep(0.5)
-        idle = proc_kb(srv.pid(), "VmRSS")
+        idle = bk.proc_kb(srv.pid(), "VmRSS")
         r = loadgen(srv.port, "/files/1k.txt", NCPU, conns=10000, secs=C10K_SECS,
                     rate=20000, pin=False)
-        peak = proc_kb(srv.pid(), "VmHWM")
+        peak = bk.proc_kb(srv.pid(), "VmHWM")
     finally:
         srv.stop()
     failed = sum(r["errors"].values())
@@ -285,8 +228,7 @@ def main():
                  "none", None, {"connections": 10000, "seconds": C10K_SECS,
                                 "rate": 20000, "requests": r["requests"],
                                 "failed_requests": failed, "peak_rss_bytes": peak * 1024,
-                                "idle_rss_bytes": idle * 1024})
-    rec["runs"] = 1
+                                "idle_rss_bytes": idle * 1024}, runs=1)
     records.append(rec)
     print(json.dumps(rec), flush=True)
 
@@ -299,14 +241,6 @@ def main():
         anchor = f"{r['anchor_value']:.1f}" if r["anchor_value"] else "-"
         print(f"{r['bench']:24} {r['metric']:18} {r['ours']:14.1f} {anchor:>14} {ratio:>7} "
               f"{r['better']}")
-
-
-def proc_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not found")
 
 
 if __name__ == "__main__":

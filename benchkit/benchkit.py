@@ -1,0 +1,101 @@
+"""The Python side of benchkit, shared by the bench scripts (bench_web.py,
+bench_user.py): the result record of docs/ARCHITECTURE.md, alternating runs and their
+medians, wrk's output, nginx's configuration, and stopping and sizing processes.
+
+A script imports it with `sys.path.insert(0, <repository>/benchkit)`.
+"""
+
+import re
+import signal
+import statistics
+import subprocess
+
+
+def record(bench, metric, better, ours, anchor, anchor_value, params, runs):
+    """One measured figure, ours against one anchor (the fields of benchkit::Record)."""
+    return {"bench": bench, "metric": metric, "better": better, "ours": ours,
+            "anchor": anchor, "anchor_value": anchor_value,
+            "ratio": ours / anchor_value if anchor_value else None,
+            "runs": runs, "params": params}
+
+
+def alternate(runs, start_a, start_b, measure):
+    """`runs` rounds of: start a, measure it, stop it; then the same for b. Returns the
+    two lists of measurements, so that drift in the machine hits both sides alike."""
+    a, b = [], []
+    for _ in range(runs):
+        for start, out in ((start_a, a), (start_b, b)):
+            srv = start()
+            try:
+                out.append(measure(srv))
+            finally:
+                srv.stop()
+    return a, b
+
+
+def med(xs, key):
+    """The median of field `key` over the measurements `xs`."""
+    return statistics.median(x[key] for x in xs)
+
+
+def to_us(text):
+    """A wrk duration such as `1.25ms` in microseconds."""
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    v, unit = float(m.group(1)), m.group(2)
+    return v * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+
+
+def parse_wrk(out):
+    """Requests/s, p99 (from `--latency`), non-2xx/3xx responses and socket errors of
+    one wrk run's output."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = to_us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p99_us": p99, "errors": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else None}
+
+
+def nginx_conf(workers, pin, listen, root, run_dir):
+    """nginx's configuration for the benches: `workers` worker processes (the first
+    pinned to CPU 0 if `pin`), sendfile, keep-alive without limit, no access log,
+    serving `root` on `listen`, with its pid and error log in `run_dir`."""
+    return f"""
+worker_processes {workers};
+{"worker_cpu_affinity 1;" if pin else ""}
+worker_rlimit_nofile 65536;
+daemon off;
+pid {run_dir}/nginx.pid;
+error_log {run_dir}/error.log;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 100000000;
+  keepalive_timeout 75s;
+  open_file_cache max=1024 inactive=20s;
+  default_type application/octet-stream;
+  server {{ listen {listen} reuseport; root {root}; }}
+}}
+"""
+
+
+def stop_process(p, sig=signal.SIGTERM):
+    """Asks `p` to stop with `sig`; kills it if it has not exited within 15 s."""
+    p.send_signal(sig)
+    try:
+        p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def proc_kb(pid, field):
+    """A `kB` field of /proc/<pid>/status, such as VmRSS or VmHWM."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not found")
