@@ -274,20 +274,7 @@ fn reads_after_a_short_read_see_later_data_a_fin_that_came_with_the_data_and_res
 
 /// Closes `s` with a reset (`SO_LINGER` of zero).
 fn close_with_reset(s: std::net::TcpStream) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `linger` outlives the call and the length passed is its size.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0);
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
 }

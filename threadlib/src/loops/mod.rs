@@ -374,6 +374,7 @@ pub fn with_loop<L: EventLoop, R>(
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
     use std::os::fd::{AsRawFd, OwnedFd, RawFd};
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::{Arc, Mutex};
@@ -516,9 +517,7 @@ mod tests {
                 .block_on(async move {
                     let writer = crate::spawn(async move {
                         crate::yield_now().await?;
-                        // SAFETY: `tx` is an open pipe write end; one byte from a live buffer.
-                        let n = unsafe { libc::write(tx.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-                        assert_eq!(n, 1);
+                        std::fs::File::from(tx).write_all(b"x")?;
                         crate::Result::Ok(())
                     });
                     let r = call_word(id, 0).await;
