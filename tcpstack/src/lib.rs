@@ -72,4 +72,4 @@ pub use counters::{Counters, DropReason};
 pub use error::{ConfigError, ConnError, Error};
 pub use event::{ConnInfo, Event, TcpState};
 pub use handle::{ConnId, ListenerId};
-pub use stack::{Stack, Transmit};
+pub use stack::{Stack, Transmit, MIN_TRANSMIT_BUF};

@@ -17,6 +17,10 @@ use crate::isn::{FourTuple, KeyedHasher, Secrets};
 use crate::listener::Listener;
 use crate::Instant;
 
+/// The shortest buffer [`Stack::poll_transmit`] writes into: an IPv4 header without
+/// options and the largest TCP header (60 bytes, options included).
+pub const MIN_TRANSMIT_BUF: usize = 20 + 60;
+
 /// One packet written by [`Stack::poll_transmit`], and what a device with
 /// [`TxOffload`](crate::TxOffload) must finish before it goes on the wire.
 ///
@@ -264,17 +268,26 @@ impl Stack {
     /// device must finish, or returns `None` when there is nothing to send. `buf`
     /// should hold at least the configured MTU (with segmentation offload,
     /// [`TxOffload::segmentation`](crate::TxOffload::segmentation) bytes); a smaller
-    /// buffer makes segments smaller.
+    /// buffer makes segments smaller. A buffer shorter than [`MIN_TRANSMIT_BUF`] may get
+    /// `None` while a packet waits whose headers do not fit: it stays queued for the
+    /// next call.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         while let Some(c) = self.control.queue.pop_front() {
-            if let Some(n) = c.emit(buf, self.cfg.addr, self.cfg.ttl) {
-                self.counters.ip_tx_packets += 1;
-                let tcp = !matches!(c, Control::EchoReply { .. });
-                if tcp {
-                    self.counters.tcp_tx_segments += 1;
+            let Some(n) = c.emit(buf, self.cfg.addr, self.cfg.ttl) else {
+                if buf.len() < MIN_TRANSMIT_BUF {
+                    // Too short a buffer: keep the packet for the next call.
+                    self.control.queue.push_front(c);
+                    return None;
                 }
-                return Some(Transmit::complete(n, if tcp { n as u16 } else { 0 }));
+                // An echo reply larger than this caller's packets: dropped.
+                continue;
+            };
+            self.counters.ip_tx_packets += 1;
+            let tcp = !matches!(c, Control::EchoReply { .. });
+            if tcp {
+                self.counters.tcp_tx_segments += 1;
             }
+            return Some(Transmit::complete(n, if tcp { n as u16 } else { 0 }));
         }
         let (ttl, offload) = (self.cfg.ttl, self.cfg.tx_offload);
         while let Some(&idx) = self.tx_queue.front() {
@@ -287,6 +300,9 @@ impl Stack {
                     self.after(idx);
                     return Some(t);
                 }
+                // With a short buffer, "nothing" may mean "nothing that fits": leave
+                // the connection queued for a call with a larger one.
+                Some(None) if buf.len() < MIN_TRANSMIT_BUF => return None,
                 Some(None) => {
                     self.tx_queue.pop_front();
                     if let Some(conn) = self.conns.at_mut(idx) {

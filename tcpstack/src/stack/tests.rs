@@ -6,6 +6,7 @@ use core::time::Duration;
 use crate::wire::{self, flags, Ingress};
 use crate::{
     ConnError, ConnId, Error, Event, Instant, KeepAlive, Stack, StackConfig, TcpConfig, TcpState,
+    MIN_TRANSMIT_BUF,
 };
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -538,6 +539,33 @@ fn delayed_ack_every_second_segment_or_on_timeout() {
     };
     assert!(seg.payload.is_empty() && seg.has(flags::ACK));
     assert_eq!(p.b.counters().delayed_acks, 1);
+}
+
+/// A buffer too short for a packet's headers gets nothing and loses nothing: the
+/// queued segment and the queued reset come out at the next call with a buffer large
+/// enough, with no input or timer in between.
+#[test]
+fn a_buffer_too_short_for_headers_loses_nothing() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, _s) = p.connect();
+    // Shorter than the bare IPv4 and TCP headers.
+    let mut tiny = [0u8; 39];
+    assert!(tiny.len() < MIN_TRANSMIT_BUF);
+    let mut buf = vec![0u8; 2048];
+    p.a.send(p.now, c, b"data").unwrap();
+    assert!(p.a.poll_transmit(p.now, &mut tiny).is_none());
+    let n = p.a.poll_transmit(p.now, &mut buf).map(|t| t.len);
+    assert_eq!(n, Some(20 + 32 + 4), "the data segment is still queued");
+    // A SYN to a closed port: B queues a reset.
+    let _refused = p.a.connect(p.now, SocketAddrV4::new(B, 9), 0).unwrap();
+    let n = p.a.poll_transmit(p.now, &mut buf).map(|t| t.len).unwrap();
+    p.b.handle_packet(p.now, &buf[..n]);
+    assert!(p.b.poll_transmit(p.now, &mut tiny).is_none());
+    let n = p.b.poll_transmit(p.now, &mut buf).map(|t| t.len).unwrap();
+    let Ok(Ingress::Tcp { seg, .. }) = wire::parse(&buf[..n], A) else {
+        panic!("not a TCP segment");
+    };
+    assert!(seg.has(flags::RST), "the reset is still queued");
 }
 
 #[test]
