@@ -93,6 +93,9 @@ counters! {
     /// Dropped: outgoing control packet (RST, ICMP reply, SYN-ACK cookie) when the
     /// control queue was full.
     control_queue_overflow,
+    /// Dropped: ICMP echo reply longer than the buffer given to
+    /// [`Stack::poll_transmit`](crate::Stack::poll_transmit).
+    icmp_reply_too_long,
     /// TCP segments received (valid headers).
     tcp_rx_segments,
     /// TCP segments emitted.

@@ -279,7 +279,8 @@ impl Stack {
                     self.control.queue.push_front(c);
                     return None;
                 }
-                // An echo reply larger than this caller's packets: dropped.
+                // An echo reply longer than this caller's packets.
+                self.counters.icmp_reply_too_long += 1;
                 continue;
             };
             self.counters.ip_tx_packets += 1;

@@ -609,6 +609,23 @@ fn icmp_echo_is_answered() {
 }
 
 #[test]
+fn an_echo_reply_longer_than_the_transmit_buffer_is_dropped_and_counted() {
+    let mut h = Harness::new();
+    let mut icmp = vec![8u8, 0, 0, 0, 0x12, 0x34, 0, 7];
+    icmp.extend_from_slice(&[7; 200]);
+    let c = !checksum::sum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    h.inject(&ip_packet(1, &icmp));
+    let before = h.counters();
+    let mut buf = [0u8; 128];
+    assert!(h.stack.poll_transmit(h.now, &mut buf).is_none());
+    assert_only(&before, &h.counters(), &["icmp_reply_too_long"]);
+    // Gone, not waiting for a larger buffer.
+    let mut big = [0u8; 1500];
+    assert!(h.stack.poll_transmit(h.now, &mut big).is_none());
+}
+
+#[test]
 fn bogus_ack_to_a_listener_gets_a_reset_not_a_connection() {
     let mut h = Harness::new();
     let before = h.counters();
