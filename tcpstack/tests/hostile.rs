@@ -2357,11 +2357,11 @@ fn an_ack_too_old_gets_a_challenge_ack() {
     assert_eq!(after.challenge_acks, before.challenge_acks + 1);
 }
 
-/// At most three loss probes go out while the peer brings no news; ACKs that
+/// At most four loss probes go out while the peer brings no news; ACKs that
 /// acknowledge or SACK nothing new do not buy more, and the retransmission timeout
 /// follows.
 #[test]
-fn loss_probes_stop_at_three_without_news() {
+fn loss_probes_stop_at_four_without_news() {
     let mut h = Harness::new();
     h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
     let c = h.conn.unwrap();
@@ -2382,7 +2382,7 @@ fn loss_probes_stop_at_three_without_news() {
         }
     }
     let cn = h.counters();
-    assert_eq!((cn.tail_loss_probes, cn.rto_expirations), (3, 1), "{cn:?}");
+    assert_eq!((cn.tail_loss_probes, cn.rto_expirations), (4, 1), "{cn:?}");
 }
 
 /// A SYN-ACK is not a new connection request: it does not reopen a 4-tuple in

@@ -71,7 +71,7 @@ pub(crate) fn ts_before(a: u32, b: u32) -> bool {
 
 /// Loss probes sent without news from the peer before only the retransmission timeout
 /// is left: each costs one segment, and each doubles the wait for the next.
-const MAX_LOSS_PROBES: u32 = 3;
+const MAX_LOSS_PROBES: u32 = 4;
 
 /// Timestamps older than this are not used for PAWS (RFC 7323 section 5.5: 24 days).
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
