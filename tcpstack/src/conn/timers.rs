@@ -298,8 +298,8 @@ impl Tcb {
     ///
     /// Two departures from RFC 8985, both for a path that thins or loses ACKs (Linux
     /// acknowledges a burst with one ACK, so losing it silences a small window): up
-    /// to [`super::MAX_LOSS_PROBES`] probes go out before the timeout, as FreeBSD's
-    /// RACK allows, and probes also run during recovery, where a retransmission
+    /// to [`super::MAX_LOSS_PROBES`] probes go out before the timeout (FreeBSD's RACK
+    /// also sends more than one), and probes also run during recovery, where a retransmission
     /// whose ACK was lost would otherwise wait for the timeout. A probe is sent only
     /// when no ACK came for a PTO, so a live ACK clock never sends one.
     pub(super) fn arm_tlp(&mut self, now: Instant) {
