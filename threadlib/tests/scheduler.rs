@@ -655,3 +655,65 @@ fn a_manual_mock_clock_does_not_jump_to_the_next_timer() {
     );
     assert!(slept_after);
 }
+
+/// A thread and a scope say whether they are cancelled and how many threads a scope
+/// still runs; outside a thread nothing is cancelled.
+#[test]
+fn cancellation_and_live_counts_are_reported() {
+    assert!(!threadlib::is_cancelled());
+    let seen = watchdog(|| {
+        threadlib::run(async {
+            let out = Rc::new(Cell::new((true, 0, 0, false)));
+            let o = out.clone();
+            let _ = threadlib::scope(|s| async move {
+                let before = threadlib::is_cancelled();
+                s.spawn(async { threadlib::park().await });
+                s.spawn(async { threadlib::park().await });
+                threadlib::yield_now().await?;
+                let live = s.live();
+                s.cancel();
+                let after = threadlib::is_cancelled();
+                o.set((before, live, 0, after));
+                Ok(())
+            })
+            .await;
+            out.get()
+        })
+        .unwrap()
+    });
+    assert_eq!(
+        seen,
+        (false, 2, 0, true),
+        "(cancelled before, live, -, cancelled after)"
+    );
+}
+
+/// A wait on a descriptor epoll refuses fails at once with the error, instead of
+/// blocking.
+#[test]
+fn waiting_on_a_bad_descriptor_fails() {
+    let r = watchdog(|| {
+        threadlib::run(async { threadlib::readiness::wait(-1, threadlib::Readiness::Read).await })
+            .unwrap()
+    });
+    assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
+}
+
+/// A call to a loop id this runtime does not have fails with `NoEventLoop`.
+#[test]
+fn a_call_to_an_unknown_loop_fails() {
+    let (_, other) = Runtime::builder()
+        .event_loop(|_| {
+            Box::new(Woken {
+                wake: iolib::eventfd::EventFd::new().unwrap(),
+            })
+        })
+        .0
+        .event_loop(|_| {
+            Box::new(Woken {
+                wake: iolib::eventfd::EventFd::new().unwrap(),
+            })
+        });
+    let r = watchdog(move || threadlib::run(async move { call_word(other, 0).await }).unwrap());
+    assert!(matches!(r, Err(Error::NoEventLoop(_))), "{r:?}");
+}
