@@ -743,6 +743,8 @@ fn channel_try_ops() {
             assert!(matches!(rx.try_recv(), Err(Error::Closed)));
             let (tx, _rx) = channel::<()>(0);
             assert_eq!(tx.capacity(), 1, "capacity 0 is taken as 1");
+            let (tx, rx) = channel::<()>(3);
+            assert_eq!((tx.capacity(), rx.capacity()), (3, 3));
             Ok(())
         });
     });
