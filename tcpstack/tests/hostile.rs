@@ -2159,13 +2159,7 @@ fn an_old_segment_ending_at_rcv_nxt_is_out_of_window() {
 #[test]
 fn a_loss_probe_that_repairs_a_loss_reduces_the_window() {
     let mut h = Harness::new();
-    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    h.stack
-        .send(h.now, c, &vec![5u8; 2 * mss as usize])
-        .unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let (c, mss) = h.sack_flight(Duration::from_millis(20), 2, 5u8);
     let una = h.snd_nxt();
     // Segment 1 is acknowledged; segment 2 is lost.
     h.now += Duration::from_millis(20);
@@ -2633,13 +2627,7 @@ fn early_retransmit_when_the_window_is_full() {
 #[test]
 fn a_sack_with_news_counts_as_a_duplicate_even_with_data_or_a_new_window() {
     let mut h = Harness::new();
-    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    h.stack
-        .send(h.now, c, &vec![3u8; 4 * mss as usize])
-        .unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 4);
+    let (_, mss) = h.sack_flight(Duration::from_millis(20), 4, 3u8);
     let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
     h.send(
         &Seg::new(flags::ACK, seq, una)
@@ -2731,13 +2719,7 @@ fn run_until_probe_or_timeout(h: &mut Harness) -> (u64, u64) {
 #[test]
 fn a_sack_of_new_data_makes_probes_available_again() {
     let mut h = Harness::new();
-    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    h.stack
-        .send(h.now, c, &vec![8u8; 3 * mss as usize])
-        .unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 3);
+    let (_, mss) = h.sack_flight(Duration::from_millis(20), 3, 8u8);
     let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
     assert_eq!(run_until_probe_or_timeout(&mut h), (1, 0));
     assert_eq!(run_until_probe_or_timeout(&mut h), (2, 0));
@@ -2763,13 +2745,7 @@ fn a_duplicate_ack_for_a_loss_probe_means_no_loss() {
 
 fn duplicate_ack_for_a_loss_probe(dsack: bool) {
     let mut h = Harness::new();
-    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    h.stack
-        .send(h.now, c, &vec![5u8; 2 * mss as usize])
-        .unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let (c, mss) = h.sack_flight(Duration::from_millis(20), 2, 5u8);
     let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
     h.now += Duration::from_millis(20);
     h.send(&Seg::new(flags::ACK, seq, una + mss));
@@ -3108,13 +3084,7 @@ fn time_wait_sends_only_the_ack_not_a_pending_keepalive() {
 #[test]
 fn a_loss_probe_due_when_everything_is_acknowledged_sends_nothing() {
     let mut h = Harness::new();
-    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    h.stack
-        .send(h.now, c, &vec![5u8; 2 * mss as usize])
-        .unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 2);
+    let (c, mss) = h.sack_flight(Duration::from_millis(20), 2, 5u8);
     let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
     // Timers until the probe is due (not sent: nothing is transmitted meanwhile).
     for _ in 0..8 {
@@ -3208,13 +3178,7 @@ fn a_retransmission_ending_at_the_fin_carries_it() {
 #[test]
 fn lost_segments_fill_the_reduced_window_exactly() {
     let mut h = Harness::new();
-    h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    h.stack
-        .send(h.now, c, &vec![5u8; 10 * mss as usize])
-        .unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 10);
+    let (c, mss) = h.sack_flight(Duration::from_millis(20), 10, 5u8);
     let una = h.snd_nxt();
     h.now += Duration::from_millis(20);
     // The last three arrive: the first seven are lost.
@@ -3784,13 +3748,7 @@ fn unlisten_resets_only_the_listeners_connections() {
 fn sacked_data_is_resent_only_after_a_second_timeout() {
     let resent_after = |timeouts: usize| {
         let mut h = Harness::new();
-        h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
-        let c = h.conn.unwrap();
-        let mss = 1460u32;
-        h.stack
-            .send(h.now, c, &vec![3u8; 3 * mss as usize])
-            .unwrap();
-        assert_eq!(data_segments(&h.replies()).len(), 3);
+        let (_, mss) = h.sack_flight(Duration::from_millis(20), 3, 3u8);
         let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
         let third = sack(&[(una + 2 * mss, una + 3 * mss)]);
         h.send(&Seg::new(flags::ACK, seq, una).opts(&third));
