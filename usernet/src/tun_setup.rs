@@ -173,14 +173,17 @@ fn open_inside(s: &TunSetup) -> Result<Inside, SetupError> {
         });
     }
     let busy = |e: &TunError| matches!(e, TunError::Attach { source, .. } if source.raw_os_error() == Some(libc::EBUSY));
-    let queues = match Tun::open_queues_with(&dev, s.queues, s.offload) {
-        Ok(q) => q,
-        Err(e) if busy(&e) => return Err(SetupError::DeviceBusy { ns, dev }),
+    let attach = || match Tun::open_queues_with(&dev, s.queues, s.offload) {
+        Ok(q) => Ok(q),
+        Err(e) if busy(&e) => Err(SetupError::DeviceBusy {
+            ns: ns.clone(),
+            dev: dev.clone(),
+        }),
         Err(TunError::Attach { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
             // A single-queue device refuses a multi-queue attach.
             if s.queues > 1 {
                 return Err(SetupError::TooFewQueues {
-                    dev,
+                    dev: dev.clone(),
                     have: 1,
                     want: s.queues,
                 });
@@ -191,12 +194,31 @@ fn open_inside(s: &TunSetup) -> Result<Inside, SetupError> {
                 Tun::open(&dev)
             };
             match one {
-                Ok(t) => vec![t],
-                Err(e) if busy(&e) => return Err(SetupError::DeviceBusy { ns, dev }),
-                Err(e) => return Err(open_err(io::Error::other(e))),
+                Ok(t) => Ok(vec![t]),
+                Err(e) if busy(&e) => Err(SetupError::DeviceBusy {
+                    ns: ns.clone(),
+                    dev: dev.clone(),
+                }),
+                Err(e) => Err(open_err(io::Error::other(e))),
             }
         }
-        Err(e) => return Err(open_err(io::Error::other(e))),
+        Err(e) => Err(open_err(io::Error::other(e))),
+    };
+    // The previous holder's queues detach only when the kernel releases its last
+    // reference to them, which an exiting process's io_uring teardown can defer
+    // briefly after the lock (taken above) is already free: retry a busy device for a
+    // moment before reporting it.
+    // Waiting for the kernel, outside any runtime: real time.
+    #[allow(clippy::disallowed_methods)]
+    let busy_until = Instant::now() + Duration::from_millis(500);
+    let queues = loop {
+        match attach() {
+            #[allow(clippy::disallowed_methods)]
+            Err(SetupError::DeviceBusy { .. }) if Instant::now() < busy_until => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            r => break r?,
+        }
     };
     let steering = (queues.len() > 1).then(|| Steering::new(queues.len()));
     if let Some(st) = &steering {
