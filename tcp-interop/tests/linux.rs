@@ -74,14 +74,22 @@ fn assert_exchanged(app: &Exchange, kernel: Exchanged, len: u64, rig: &mut Rig) 
 }
 
 /// A kernel client connects to the stack's listener; both send `len` bytes at once.
-/// Prints both sides' timeouts, retransmissions and transfer times.
+/// Prints both sides' timeouts, retransmissions and transfer times. On a clean link
+/// the kernel must receive every segment of the stack's in order: the device keeps
+/// the order the stack sent them in.
 fn passive_exchange(label: &str, impairment: Option<Impairment>, offload: bool, len: u64) {
     let Some(mut rig) = rig_with(label, impairment, offload) else {
         return;
     };
+    let clean = impairment.is_none();
     let run = bulk_exchange(&mut rig, PORT, len, LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    let out_of_order = run.linux_counter("TCPOFOQueue");
+    let summary = run.summary();
     assert_exchanged(&run.app, run.kernel, len, &mut rig);
-    println!("{label}: {}\n{}", run.summary(), rig.report());
+    println!("{label}: {summary}\n{}", rig.report());
+    if clean {
+        assert_eq!(out_of_order, 0, "segments reordered on a clean link");
+    }
 }
 
 /// The stack connects to a kernel listener; both send `len` bytes at once.

@@ -97,6 +97,31 @@ impl TxRing {
             stats.syscalls += 1;
             self.queued = 0;
         }
+        self.reap(stats);
+        Ok(())
+    }
+
+    /// Before the first write of a new batch: waits until the writes submitted before
+    /// it completed. The kernel hands writes to a TUN queue to its worker threads, and
+    /// a batch's writes are linked, so they run in order; but the batches themselves
+    /// would run side by side on several workers and their packets interleave (a
+    /// peer's TCP then sees reordering, and its sender retransmits spuriously). The
+    /// stack builds the new batch while the previous one is written.
+    fn settle(&mut self, stats: &mut DeviceStats) -> io::Result<()> {
+        let inflight = self.ring.inflight();
+        if self.queued == 0 && inflight > 0 {
+            // Nothing is queued, so this enter only waits.
+            self.ring
+                .submit_and_wait(inflight)
+                .map_err(io::Error::from)?;
+            stats.syscalls += 1;
+            self.reap(stats);
+        }
+        Ok(())
+    }
+
+    /// Takes back the buffers of the writes that completed, counting them.
+    fn reap(&mut self, stats: &mut DeviceStats) {
         let (spare, len) = (&mut self.spare, self.len);
         self.ring.complete(|c| {
             if c.res < 0 {
@@ -115,7 +140,6 @@ impl TxRing {
                 }
             }
         });
-        Ok(())
     }
 }
 
@@ -265,6 +289,7 @@ impl Device for TunDevice {
                     // A full batch: send it, and get its buffers back.
                     r.submit(&mut self.stats)?;
                 }
+                r.settle(&mut self.stats)?;
                 let next = r.spare.pop().unwrap_or_else(|| vec![0; r.len]);
                 let mut buf = std::mem::replace(&mut r.next, next);
                 buf.truncate(h + t.len);
