@@ -303,7 +303,7 @@ impl Rack {
                     if r.lost {
                         self.lost -= r.len();
                     }
-                    self.delivered(&r, now, min_rtt, &ts_ecr_before);
+                    self.delivered(&r, true, now, min_rtt, &ts_ecr_before);
                 }
             } else {
                 // Acknowledged up to the middle: the rest stays, the front delivered.
@@ -316,7 +316,13 @@ impl Rack {
                     if r.lost {
                         self.lost -= cut;
                     }
-                    self.delivered(&TxRecord { end: una, ..r }, now, min_rtt, &ts_ecr_before);
+                    self.delivered(
+                        &TxRecord { end: una, ..r },
+                        true,
+                        now,
+                        min_rtt,
+                        &ts_ecr_before,
+                    );
                 }
                 break;
             }
@@ -357,7 +363,7 @@ impl Rack {
                         self.records[i].lost = false;
                         self.lost -= r.len();
                     }
-                    self.delivered(&r, now, min_rtt, &ts_ecr_before);
+                    self.delivered(&r, false, now, min_rtt, &ts_ecr_before);
                 }
                 i += 1;
             }
@@ -365,17 +371,27 @@ impl Rack {
         out
     }
 
-    /// RFC 8985 section 6.2 steps 2 and 3 for one newly delivered record.
+    /// RFC 8985 section 6.2 steps 2 and 3 for one newly delivered record, delivered
+    /// by the cumulative ACK (`cumulative`) or by a SACK block.
     fn delivered(
         &mut self,
         r: &TxRecord,
+        cumulative: bool,
         now: Instant,
         min_rtt: Duration,
         ts_ecr_before: &impl Fn(Instant) -> bool,
     ) {
         match self.fack {
             Some(f) if r.end.lt(f) => {
-                if !r.retransmitted {
+                // Delivered below data delivered before it: reordered, if the copy that
+                // arrived was sent before that data. A never-retransmitted record's
+                // was; so was a retransmitted one's whose cumulative ACK echoes a
+                // timestamp older than the retransmission, for then the original
+                // filled the hole (as Linux's `tcp_packet_delayed` reasons). Without
+                // this, a retransmission that always wins the race against the
+                // reordered original keeps the window at zero. A SACK echoes the
+                // in-order data's timestamp, so it says nothing here.
+                if !r.retransmitted || (cumulative && ts_ecr_before(r.sent)) {
                     self.reordering_seen = true;
                 }
             }
@@ -611,6 +627,42 @@ mod tests {
         assert_eq!(lost.bytes, 0);
         assert_eq!(lost.timer, Some(ms(16)));
         assert_eq!(r.detect_loss(ms(16), wnd).bytes, 1000);
+    }
+
+    #[test]
+    fn an_original_that_fills_its_hole_after_its_retransmission_is_reordering() {
+        // Segment 0 is marked lost by the SACK of 1-3 and retransmitted at 15 ms; the
+        // cumulative ACK that covers it echoes a timestamp older than that, so the
+        // original arrived: reordering.
+        let retransmit = |r: &mut Rack| {
+            ack(r, 0, &[blk(1000, 4000)], 14);
+            assert_eq!(r.detect_loss(ms(14), Duration::ZERO).bytes, 1000);
+            r.on_send(s(0), s(1000), ms(15));
+        };
+        let older_echo = |sent: Instant| sent >= ms(15);
+        let mut r = ten();
+        retransmit(&mut r);
+        r.on_ack(s(4000), &[], ms(16), Duration::from_millis(5), older_echo);
+        assert!(r.reordering_seen());
+        // The retransmission filled the hole (its own timestamp echoed): no news.
+        let mut r = ten();
+        retransmit(&mut r);
+        ack(&mut r, 4000, &[], 16);
+        assert!(!r.reordering_seen());
+        // A SACK of the retransmission echoes the in-order data's older timestamp
+        // whichever copy arrived: no news either.
+        let mut r = ten();
+        ack(&mut r, 0, &[blk(2000, 4000)], 14);
+        assert_eq!(r.detect_loss(ms(14), Duration::ZERO).bytes, 2000);
+        r.on_send(s(1000), s(2000), ms(15));
+        r.on_ack(
+            s(0),
+            &[blk(1000, 4000)],
+            ms(16),
+            Duration::from_millis(5),
+            older_echo,
+        );
+        assert!(!r.reordering_seen());
     }
 
     #[test]
