@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tcpstack::{Counters, StackConfig};
 use testnet::{TestNet, STACK_ADDR};
 
@@ -25,6 +26,10 @@ pub struct Rig {
     pub net: TestNet,
     /// The loop between the TUN device and the stack.
     pub driver: Driver,
+    /// The congestion control of the kernel's socket in [`bulk_exchange`] (a Linux
+    /// module name such as `cubic`, `reno` or `bbr`), or `None` for the host's
+    /// default.
+    pub kernel_cc: Option<String>,
 }
 
 impl Rig {
@@ -54,7 +59,11 @@ impl Rig {
         let mut config = StackConfig::new(STACK_ADDR, random_secret()?);
         tweak(&mut config);
         let driver = Driver::new(tun, config, impairment)?;
-        Ok(Rig { net, driver })
+        Ok(Rig {
+            net,
+            driver,
+            kernel_cc: None,
+        })
     }
 
     /// Runs `kernel` on a thread inside the namespace while driving the stack, until
@@ -176,10 +185,23 @@ pub enum RigError {
     },
 }
 
-/// Connects a kernel socket (inside the rig's namespace) to the stack's `port`.
+/// Connects a kernel socket (inside the rig's namespace) to the stack's `port`, with
+/// the host's default congestion control.
 pub fn connect_kernel(port: u16) -> io::Result<TcpStream> {
-    let s =
-        TcpStream::connect_timeout(&SocketAddrV4::new(STACK_ADDR, port).into(), SOCKET_TIMEOUT)?;
+    connect_kernel_with(port, None)
+}
+
+/// [`connect_kernel`] with the congestion control named `cc` (a Linux module name;
+/// root may pick any the kernel has, not only the host's allowed ones).
+pub fn connect_kernel_with(port: u16, cc: Option<&str>) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(cc) = cc {
+        socket
+            .set_tcp_congestion(cc.as_bytes())
+            .map_err(|e| io::Error::new(e.kind(), format!("congestion control {cc}: {e}")))?;
+    }
+    socket.connect_timeout(&SocketAddrV4::new(STACK_ADDR, port).into(), SOCKET_TIMEOUT)?;
+    let s = TcpStream::from(socket);
     s.set_read_timeout(Some(SOCKET_TIMEOUT))?;
     s.set_write_timeout(Some(SOCKET_TIMEOUT))?;
     Ok(s)
@@ -312,8 +334,9 @@ pub fn bulk_exchange(
         abort_after: None,
     };
     let mut app = Exchange::new(Open::Accept(listener), plan);
+    let cc = rig.kernel_cc.clone();
     let kernel = rig.drive(&mut app, Exchange::finished, limit, move || {
-        workload::exchange(connect_kernel(port)?, 2, len)
+        workload::exchange(connect_kernel_with(port, cc.as_deref())?, 2, len)
     })?;
     let linux = rig.kernel_counters().map_err(|source| RigError::Kernel {
         source,
