@@ -29,7 +29,9 @@ pub enum TunIo {
     /// One `write(2)` per packet.
     Direct,
     /// Writes queued on an io_uring, submitted together: one `io_uring_enter` per
-    /// flush of the network loop, or per `depth` packets if a flush sends more.
+    /// flush of the network loop, or per `depth` packets if a flush sends more. Packets
+    /// leave in the order they were sent: a batch starts only once the previous one
+    /// was written (one more enter, to wait, if it was not yet).
     Batched {
         /// Writes queued before a submission is forced.
         depth: usize,
