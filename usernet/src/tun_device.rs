@@ -110,8 +110,13 @@ impl TxRing {
     /// peer's TCP then sees reordering, and its sender retransmits spuriously). The
     /// stack builds the new batch while the previous one is written.
     fn settle(&mut self, stats: &mut DeviceStats) -> io::Result<()> {
+        if self.queued > 0 {
+            return Ok(());
+        }
+        // Completions already posted need no system call to wait for.
+        self.reap(stats);
         let inflight = self.ring.inflight();
-        if self.queued == 0 && inflight > 0 {
+        if inflight > 0 {
             // Nothing is queued, so this enter only waits.
             self.ring
                 .submit_and_wait(inflight)
