@@ -172,13 +172,17 @@ fn open_inside(s: &TunSetup) -> Result<Inside, SetupError> {
             dev,
         });
     }
-    let busy = |e: &TunError| matches!(e, TunError::Attach { source, .. } if source.raw_os_error() == Some(libc::EBUSY));
+    // A busy device names the fix; anything else is an open error.
+    let attach_err = |e: TunError| match e {
+        TunError::Attach { ref source, .. } if source.raw_os_error() == Some(libc::EBUSY) => {
+            SetupError::DeviceBusy {
+                ns: ns.clone(),
+                dev: dev.clone(),
+            }
+        }
+        e => open_err(io::Error::other(e)),
+    };
     let attach = || match Tun::open_queues_with(&dev, s.queues, s.offload) {
-        Ok(q) => Ok(q),
-        Err(e) if busy(&e) => Err(SetupError::DeviceBusy {
-            ns: ns.clone(),
-            dev: dev.clone(),
-        }),
         Err(TunError::Attach { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
             // A single-queue device refuses a multi-queue attach.
             if s.queues > 1 {
@@ -193,16 +197,9 @@ fn open_inside(s: &TunSetup) -> Result<Inside, SetupError> {
             } else {
                 Tun::open(&dev)
             };
-            match one {
-                Ok(t) => Ok(vec![t]),
-                Err(e) if busy(&e) => Err(SetupError::DeviceBusy {
-                    ns: ns.clone(),
-                    dev: dev.clone(),
-                }),
-                Err(e) => Err(open_err(io::Error::other(e))),
-            }
+            one.map(|t| vec![t]).map_err(attach_err)
         }
-        Err(e) => Err(open_err(io::Error::other(e))),
+        r => r.map_err(attach_err),
     };
     // The previous holder's queues detach only when the kernel releases its last
     // reference to them, which an exiting process's io_uring teardown can defer
