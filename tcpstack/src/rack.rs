@@ -515,6 +515,21 @@ impl Rack {
         newly
     }
 
+    /// How many bytes from `seq`, at most `max`, a retransmission there may cover
+    /// without reaching into the next record: the rest of the record holding `seq`,
+    /// or `max` outside the records. A retransmission that spills into the next
+    /// record would stamp that record's head with the new send time, and its SACK
+    /// would then pass for a delivery of the retransmission.
+    pub fn room_in_record(&self, seq: SeqNum, max: u32) -> u32 {
+        self.index_of(seq)
+            .map_or(max, |i| (self.records[i].end - seq).min(max))
+    }
+
+    /// The last record's start: where a tail loss probe resends the last segment.
+    pub fn last_start(&self) -> Option<SeqNum> {
+        self.records.back().map(|r| r.start)
+    }
+
     /// The first lost range to send again, as `(seq, len)` with `len <= max` (the
     /// record is split there when sent).
     pub fn next_lost(&self, max: u32) -> Option<(SeqNum, u32)> {

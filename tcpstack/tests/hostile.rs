@@ -1227,6 +1227,42 @@ fn a_hole_below_sacked_data_is_lost_after_the_reordering_window() {
     assert_eq!((c.reordering_timeouts, c.rto_expirations), (1, 0));
 }
 
+/// Segments sent while we SACK the peer's data carry fewer bytes: the SACK option
+/// takes room within the peer's MSS (RFC 6691). When one of them is lost after the peer's hole has filled, its
+/// retransmission carries exactly its bytes: a full MSS would reach into the next
+/// segment, make the peer report a duplicate (a D-SACK, counted as a spurious
+/// retransmission), and stamp that segment with the retransmission's send time.
+#[test]
+fn a_retransmission_carries_its_segment_and_no_more() {
+    let mut h = Harness::new();
+    h.establish_with(1000, &[2, 4, 5, 180, 4, 2]);
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    // The peer's first 100 bytes are missing: we SACK what follows them.
+    let hole = h.rcv_nxt();
+    h.send(&Seg::new(flags::ACK, hole.wrapping_add(100), h.snd_nxt()).data(&[7; 100]));
+    h.replies();
+    let short = (mss - 12) as usize;
+    h.stack.send(h.now, c, &vec![3u8; 4 * short]).unwrap();
+    let sent = data_segments(&h.replies());
+    assert_eq!(sent.len(), 4, "{sent:?}");
+    assert!(sent.iter().all(|&(_, len)| len == short), "{sent:?}");
+    // The hole fills; then the peer SACKs all but our first segment.
+    let una = h.snd_nxt();
+    h.send(&Seg::new(flags::ACK, hole, una).data(&[7; 100]));
+    let after = hole.wrapping_add(200);
+    let end = sent.last().map(|&(s, l)| s.wrapping_add(l as u32)).unwrap();
+    let block = sack(&[(sent[1].0, end)]);
+    h.send(&Seg::new(flags::ACK, after, una).opts(&block));
+    let out = data_segments(&h.replies());
+    assert_eq!(
+        out.first(),
+        Some(&(una, short)),
+        "the retransmission: {out:?}"
+    );
+    assert_eq!(h.counters().fast_retransmits, 1);
+}
+
 /// RFC 7323 section 5.5: a timestamp older than the last one is rejected, unless the
 /// connection has been idle for more than 24 days (the peer's clock may have wrapped).
 #[test]
@@ -3230,9 +3266,10 @@ impl Harness {
     }
 }
 
-/// With segmentation offload, lost data goes out again in super-segments that end on
-/// a segment boundary (the device cuts them in MSS): a lost run of 6840 bytes after
-/// the first retransmission goes as 5840 bytes, then the last 1000.
+/// With segmentation offload, lost data goes out again in super-segments of whole
+/// segments (the device cuts them in MSS): the first retransmission carries the short
+/// first segment and no more (not a full MSS reaching into the next), then the lost
+/// run behind it, five segments, goes as one super-segment.
 #[test]
 fn lost_data_goes_again_in_super_segments_of_whole_segments() {
     let mut h = Harness::offloaded();
@@ -3250,10 +3287,7 @@ fn lost_data_goes_again_in_super_segments_of_whole_segments() {
     h.now += Duration::from_millis(20);
     let end = una + 1000 + 8 * mss;
     h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&sack(&[(end - 3 * mss, end)])));
-    assert_eq!(
-        h.offloaded_sent(una),
-        [(0, mss as usize), (mss, 5840), (mss + 5840, 1000)]
-    );
+    assert_eq!(h.offloaded_sent(una), [(0, 1000), (1000, 5 * mss as usize)]);
 }
 
 /// With segmentation offload, new data that the peer's window cuts short goes in a

@@ -86,24 +86,51 @@ impl Tcb {
         offload: TxOffload,
         ctx: &mut Ctx<'_>,
     ) -> Option<Transmit> {
-        let out = self.next_segment(now, self.burst_limit(offload), ctx)?;
+        let mss = self.mss_now();
+        let out = self.next_segment(now, mss, Self::burst_limit(offload, mss), ctx)?;
         self.emit(now, buf, ttl, offload.checksum, out, ctx)
     }
 
-    /// The most new data one segment carries: one MSS, or with segmentation offload as
-    /// many whole MSS-sized segments as one super-segment holds (headers counted at
-    /// their largest: 20 bytes of IPv4, 60 of TCP).
-    fn burst_limit(&self, offload: TxOffload) -> u32 {
-        if offload.segmentation == 0 {
-            return self.smss;
+    /// How many SACK blocks the next segment reports: as many as the option space
+    /// holds beside the timestamps (RFC 2018), once synchronized.
+    fn sack_blocks_to_report(&self) -> usize {
+        if !(self.sack_enabled && self.state.is_synchronized()) {
+            return 0;
         }
-        let room = u32::try_from(offload.segmentation.saturating_sub(80)).unwrap_or(0);
-        (room / self.smss).max(1) * self.smss
+        let max = if self.ts_enabled { 3 } else { 4 };
+        self.sack_reporter.blocks().len().min(max)
     }
 
-    /// Decides what to send next, if anything; new data goes out in segments of up to
-    /// `burst` bytes.
-    fn next_segment(&mut self, now: Instant, burst: u32, ctx: &mut Ctx<'_>) -> Option<Out> {
+    /// The most data one segment carries now (Linux's `tcp_current_mss`): the sender
+    /// MSS less the room the SACK blocks it reports take, so that data and options
+    /// together stay within the peer's MSS (RFC 6691; `smss` already allows for the
+    /// timestamps).
+    fn mss_now(&self) -> u32 {
+        let blocks = self.sack_blocks_to_report() as u32;
+        let sack_option = if blocks == 0 { 0 } else { 4 + 8 * blocks };
+        self.smss.saturating_sub(sack_option).max(1)
+    }
+
+    /// The most new data one segment carries: one `mss`, or with segmentation offload
+    /// as many whole `mss`-sized segments as one super-segment holds (headers counted
+    /// at their largest: 20 bytes of IPv4, 60 of TCP).
+    fn burst_limit(offload: TxOffload, mss: u32) -> u32 {
+        if offload.segmentation == 0 {
+            return mss;
+        }
+        let room = u32::try_from(offload.segmentation.saturating_sub(80)).unwrap_or(0);
+        (room / mss).max(1) * mss
+    }
+
+    /// Decides what to send next, if anything, in segments of `mss` bytes; new data goes
+    /// out in super-segments of up to `burst` bytes.
+    fn next_segment(
+        &mut self,
+        now: Instant,
+        mss: u32,
+        burst: u32,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<Out> {
         match self.state {
             TcpState::Closed => return None,
             TcpState::SynSent => return self.syn_pending.then_some(Out::syn(self.iss)),
@@ -115,31 +142,32 @@ impl Tcb {
         }
         if self.rtx_pending {
             // One retransmission outside the congestion window: the first segment
-            // RACK marked lost (with SACK), else the one at SND.UNA.
+            // RACK marked lost (with SACK), else the one at SND.UNA; either way no
+            // further than its record (the next one may be SACKed or in flight).
             self.rtx_pending = false;
-            let at = self
-                .rack
-                .next_lost(self.smss)
-                .map_or(self.snd_una, |(seq, _)| seq);
-            if let Some(o) = self.segment_at(at, self.smss) {
+            let (at, len) = self.rack.next_lost(mss).unwrap_or_else(|| {
+                let room = self.rack.room_in_record(self.snd_una, mss);
+                (self.snd_una, room)
+            });
+            if let Some(o) = self.segment_at(at, len) {
                 return Some(o);
             }
         }
         if self.sack_enabled {
-            if let Some(o) = self.lost_segment(burst) {
+            if let Some(o) = self.lost_segment(mss, burst) {
                 return Some(o);
             }
         }
-        if let Some(o) = self.new_segment(now, false, burst, ctx) {
+        if let Some(o) = self.new_segment(now, false, mss, burst, ctx) {
             return Some(o);
         }
         if self.timers.take_pending(Timer::LossProbe) {
-            if let Some(o) = self.tail_loss_probe() {
+            if let Some(o) = self.tail_loss_probe(mss) {
                 return Some(o);
             }
         }
         if self.timers.take_pending(Timer::Persist) {
-            if let Some(o) = self.new_segment(now, true, self.smss, ctx) {
+            if let Some(o) = self.new_segment(now, true, mss, mss, ctx) {
                 return Some(o);
             }
             return Some(self.probe());
@@ -152,20 +180,27 @@ impl Tcb {
 
     /// RFC 8985 section 7.3: new data if the peer's window allows (cwnd does not
     /// apply), else the last segment sent again. Records the probe episode.
-    fn tail_loss_probe(&mut self) -> Option<Out> {
+    fn tail_loss_probe(&mut self, mss: u32) -> Option<Out> {
         if self.snd_una == self.snd_max || self.snd_nxt != self.snd_max {
             return None;
         }
         let unsent = self.unsent_bytes();
         let wnd_room = self.window_room();
         let out = if unsent > 0 && wnd_room > 0 {
-            let len = unsent.min(wnd_room).min(self.smss);
+            let len = unsent.min(wnd_room).min(mss);
             self.tlp_rtx = false;
             Out::data(self.snd_nxt, len, self.fin_queued && len == unsent)
         } else {
-            let back = (self.snd_max - self.snd_una).min(self.smss);
+            // The last segment sent: its record, if that is at most an MSS, else the
+            // last MSS of data outstanding.
+            let back = (self.snd_max - self.snd_una).min(mss);
+            let at = self
+                .rack
+                .last_start()
+                .filter(|s| s.ge(self.snd_una) && self.snd_max - *s <= back)
+                .unwrap_or(self.snd_max - back);
             self.tlp_rtx = true;
-            self.segment_at(self.snd_max - back, self.smss)?
+            self.segment_at(at, mss)?
         };
         self.tlp_high = Some(self.snd_max);
         Some(out)
@@ -196,31 +231,29 @@ impl Tcb {
     }
 
     /// What RACK marked lost, lowest first, while `cwnd - pipe` leaves room (RFC 8985
-    /// section 6: lost segments go before new data), at most `burst` bytes.
-    fn lost_segment(&mut self, burst: u32) -> Option<Out> {
+    /// section 6: lost segments go before new data), in segments of `mss`, at most
+    /// `burst` bytes.
+    fn lost_segment(&mut self, mss: u32, burst: u32) -> Option<Out> {
         let pipe = self.rack.pipe(self.snd_max - self.snd_una);
         let room = self.cc.cwnd().saturating_sub(pipe);
-        if room < self.smss {
+        if room < mss {
             return None;
         }
-        let (seq, len) = self.rack.next_lost(burst.max(self.smss).min(room))?;
-        // A super-segment ends on a segment boundary (the device cuts it in MSS).
-        let len = if len > self.smss {
-            len - len % self.smss
-        } else {
-            len
-        };
+        let (seq, len) = self.rack.next_lost(burst.max(mss).min(room))?;
+        // A super-segment ends on a segment boundary (the device cuts it in `mss`).
+        let len = if len > mss { len - len % mss } else { len };
         self.segment_at(seq, len)
     }
 
     /// New data (or a rewound retransmission after a timeout) at `snd_nxt`, within the
     /// windows and subject to Nagle and sender SWS avoidance, at most `burst` bytes
-    /// (whole MSS-sized segments when more data waits). `force` (a persist timer
+    /// (whole segments of `mss` when more data waits). `force` (a persist timer
     /// expiry) overrides Nagle and SWS avoidance.
     fn new_segment(
         &mut self,
         now: Instant,
         force: bool,
+        mss: u32,
         burst: u32,
         ctx: &mut Ctx<'_>,
     ) -> Option<Out> {
@@ -247,11 +280,11 @@ impl Tcb {
             cwnd = cwnd.saturating_add(extra);
         }
         let usable = window::usable(self.snd_una, self.snd_nxt, self.snd_wnd, cwnd);
-        let mut len = unsent.min(usable).min(burst.max(self.smss));
-        if len > self.smss && len < unsent {
+        let mut len = unsent.min(usable).min(burst.max(mss));
+        if len > mss && len < unsent {
             // A super-segment ends on a segment boundary unless it carries the last
             // bytes: the device must not cut a small segment out of its middle.
-            len -= len % self.smss;
+            len -= len % mss;
         }
         let rewound = self.snd_nxt.lt(self.snd_max);
         if len > 0 {
@@ -261,7 +294,7 @@ impl Tcb {
                 || window::sender_may_send(
                     len,
                     unsent,
-                    self.smss,
+                    mss,
                     self.max_snd_wnd,
                     idle,
                     self.nodelay,
@@ -318,9 +351,9 @@ impl Tcb {
             )
         });
         let mut sacks = InlineVec::<(SeqNum, SeqNum), MAX_SACK_BLOCKS>::new();
-        if self.sack_enabled && !syn && self.state.is_synchronized() {
-            let max = if timestamp.is_some() { 3 } else { 4 };
-            for b in self.sack_reporter.blocks().iter().take(max) {
+        if !syn {
+            let n = self.sack_blocks_to_report();
+            for b in self.sack_reporter.blocks().iter().take(n) {
                 // The reporter holds no more than `sacks` does.
                 let _ = sacks.push((b.left, b.right));
             }
@@ -382,9 +415,10 @@ impl Tcb {
             dst[..a.len()].copy_from_slice(a);
             dst[a.len()..a.len() + b.len()].copy_from_slice(b);
         });
-        let segment_size = (out.len > self.smss).then(|| {
+        let mss = self.mss_now();
+        let segment_size = (out.len > mss).then(|| {
             ctx.counters.tx_super_segments += 1;
-            self.smss as u16
+            mss as u16
         });
         let transmit = Transmit {
             len: n,
