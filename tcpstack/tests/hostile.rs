@@ -1263,6 +1263,29 @@ fn a_retransmission_carries_its_segment_and_no_more() {
     assert_eq!(h.counters().fast_retransmits, 1);
 }
 
+/// A loss found by an ACK that also acknowledges data (a stretch ACK, common when the
+/// peer acknowledges a batch at once) is judged against what was in flight as the ACK
+/// arrived: NewReno's ssthresh is half of ten segments, not of the six left after it.
+#[test]
+fn a_stretch_ack_that_reveals_a_loss_halves_the_flight_it_found() {
+    let mut h = Harness::with(|c| c.tcp.congestion.algorithm = tcpstack::CcAlgorithm::NewReno);
+    let rtt = Duration::from_millis(20);
+    let (c, mss) = h.sack_flight(rtt, 10, 5);
+    h.now += rtt;
+    let una = h.snd_nxt();
+    // Four segments acknowledged at once, the fifth lost, the other five SACKed.
+    let ack = una.wrapping_add(4 * mss);
+    let block = sack(&[(ack.wrapping_add(mss), una.wrapping_add(10 * mss))]);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), ack).opts(&block));
+    assert_eq!(
+        data_segments(&h.replies()).first(),
+        Some(&(ack, mss as usize))
+    );
+    assert_eq!(h.counters().fast_retransmits, 1);
+    let info = h.stack.conn_info(c).unwrap();
+    assert_eq!(info.ssthresh, 5 * mss, "{info:?}");
+}
+
 /// RFC 7323 section 5.5: a timestamp older than the last one is rejected, unless the
 /// connection has been idle for more than 24 days (the peer's clock may have wrapped).
 #[test]

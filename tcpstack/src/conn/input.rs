@@ -11,6 +11,15 @@ use crate::sack::{SackBlock, MAX_SACK_BLOCKS};
 use crate::wire::{flags, Segment};
 use crate::{Instant, SeqNum};
 
+/// What ran RACK's loss detection.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum LossCheck {
+    /// An ACK, which arrived with `in_flight` bytes outstanding.
+    Ack { in_flight: u32 },
+    /// The reordering timer.
+    Timer,
+}
+
 impl Tcb {
     /// Processes a segment of this connection.
     pub fn on_segment(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
@@ -358,16 +367,16 @@ impl Tcb {
                     self.cc.on_dup_ack_in_recovery();
                 } else if self.recovery.may_enter(self.snd_una) {
                     if self.dup_acks >= DUP_THRESH {
-                        self.enter_recovery(now, ctx);
+                        self.enter_recovery(now, in_flight, ctx);
                     } else if self.early_loss_detected() {
                         ctx.counters.early_retransmits += 1;
-                        self.enter_recovery(now, ctx);
+                        self.enter_recovery(now, in_flight, ctx);
                     }
                 }
             }
         }
         if self.sack_enabled {
-            self.rack_detect_loss(now, false, ctx);
+            self.rack_detect_loss(now, LossCheck::Ack { in_flight }, ctx);
         }
         self.after_ack_state(now);
         if self.snd_wnd > 0 {
@@ -452,9 +461,9 @@ impl Tcb {
     }
 
     /// RACK's loss detection (RFC 8985 section 6.2 steps 4-5), after an ACK or when the
-    /// reordering timer fires (`timer`): marks what is lost, starts recovery for it,
-    /// and re-arms the timer for what may be lost later.
-    pub(super) fn rack_detect_loss(&mut self, now: Instant, timer: bool, ctx: &mut Ctx<'_>) {
+    /// reordering timer fires: marks what is lost, starts recovery for it, and re-arms
+    /// the timer for what may be lost later.
+    pub(super) fn rack_detect_loss(&mut self, now: Instant, check: LossCheck, ctx: &mut Ctx<'_>) {
         let reo_wnd = self.reo_wnd();
         let lost = self.rack.detect_loss(now, reo_wnd);
         self.timers.put(Timer::Reorder, lost.timer);
@@ -463,10 +472,14 @@ impl Tcb {
         }
         ctx.counters.lost_retransmits += u64::from(lost.retransmissions);
         if self.recovery.may_enter(self.snd_una) {
-            if timer {
-                ctx.counters.reordering_timeouts += 1;
-            }
-            self.enter_recovery(now, ctx);
+            let in_flight = match check {
+                LossCheck::Ack { in_flight } => in_flight,
+                LossCheck::Timer => {
+                    ctx.counters.reordering_timeouts += 1;
+                    self.snd_max - self.snd_una
+                }
+            };
+            self.enter_recovery(now, in_flight, ctx);
         }
     }
 
@@ -515,12 +528,15 @@ impl Tcb {
         !can_send_new && self.dup_acks >= oseg - 1
     }
 
-    pub(super) fn enter_recovery(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+    /// Starts loss recovery for a loss found when `in_flight` bytes were outstanding:
+    /// as the ACK that revealed it arrived, before it acknowledged anything, so that a
+    /// stretch ACK (one for many segments) does not shrink the window the loss is
+    /// judged against.
+    pub(super) fn enter_recovery(&mut self, now: Instant, in_flight: u32, ctx: &mut Ctx<'_>) {
         ctx.counters.fast_retransmits += 1;
         // Recovery's own congestion response covers whatever a probe found.
         self.timers.stop(Timer::LossProbe);
         self.tlp_high = None;
-        let in_flight = self.snd_max - self.snd_una;
         self.undo = self.sack_enabled.then(|| super::Undo {
             cc: self.cc.clone(),
             from: self.snd_una,

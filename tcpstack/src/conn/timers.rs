@@ -22,6 +22,7 @@
 //! segment (a loss probe, a window probe, a keep-alive probe) is recorded in the table
 //! as pending and taken by the next transmit opportunity.
 
+use super::input::LossCheck;
 use super::{Ctx, Tcb};
 use crate::error::ConnError;
 use crate::event::TcpState;
@@ -162,7 +163,7 @@ impl Tcb {
                 }
                 Timer::Reorder => {
                     if self.sack_enabled && self.state.is_synchronized() {
-                        self.rack_detect_loss(now, true, ctx);
+                        self.rack_detect_loss(now, LossCheck::Timer, ctx);
                     }
                 }
                 Timer::LossProbe => {
