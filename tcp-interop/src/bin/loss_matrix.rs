@@ -13,10 +13,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde_json::json;
 use tcp_interop::driver::Impairment;
 use tcp_interop::rig::{bulk_exchange, exchange_error, BulkExchange, Rig};
+use tcpstack::CcAlgorithm;
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -45,12 +46,46 @@ struct Args {
     /// 10% loss).
     #[arg(long, default_value_t = 900)]
     limit_secs: u64,
-    /// The congestion control of Linux's side (a kernel module name). The stack runs
-    /// CUBIC, and so does Linux here by default, whatever the host's default is (often
-    /// BBR, which keeps its window under random loss where CUBIC reduces it), so that
-    /// the two sides differ in loss recovery only.
-    #[arg(long, default_value = "cubic")]
-    kernel_cc: String,
+    /// The congestion control of both sides, so that they differ in loss recovery
+    /// only: `cubic` (the stack's CUBIC against Linux's `cubic`) or `reno` (the
+    /// stack's NewReno against Linux's `reno`), whatever the host's default is (often
+    /// BBR, which keeps its window under random loss where CUBIC reduces it).
+    #[arg(long, value_enum, default_value_t = Cc::Cubic)]
+    cc: Cc,
+    /// Linux's side runs this instead (a kernel module name, such as `bbr`).
+    #[arg(long)]
+    kernel_cc: Option<String>,
+}
+
+/// The congestion control algorithms both sides have.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Cc {
+    Cubic,
+    Reno,
+}
+
+impl Cc {
+    fn stack(self) -> CcAlgorithm {
+        match self {
+            Cc::Cubic => CcAlgorithm::Cubic,
+            Cc::Reno => CcAlgorithm::NewReno,
+        }
+    }
+
+    fn linux(self) -> &'static str {
+        match self {
+            Cc::Cubic => "cubic",
+            Cc::Reno => "reno",
+        }
+    }
+}
+
+impl Args {
+    fn kernel_cc(&self) -> String {
+        self.kernel_cc
+            .clone()
+            .unwrap_or_else(|| self.cc.linux().to_owned())
+    }
 }
 
 fn main() -> Result<()> {
@@ -60,9 +95,9 @@ fn main() -> Result<()> {
     }
     let mut records = Vec::new();
     println!(
-        "congestion control: {:?} on the stack's side, {} on Linux's",
-        tcpstack::CcAlgorithm::default(),
-        args.kernel_cc
+        "congestion control: {} on the stack's side, {} on Linux's",
+        args.cc.stack().name(),
+        args.kernel_cc()
     );
     println!(
         "{:>6} {:>8} | {:>9} {:>9} | {:>11} {:>11} | {:>12} {:>12} | {:>8} {:>8} | ratio",
@@ -87,12 +122,14 @@ fn main() -> Result<()> {
                     reorder_percent: reorder,
                 };
                 let min_rto = Duration::from_millis(args.min_rto_ms);
+                let algorithm = args.cc.stack();
                 let mut rig = Rig::with_config("lossm", Some(impairment), false, |c| {
                     c.tcp.min_rto = min_rto;
+                    c.tcp.congestion.algorithm = algorithm;
                 })
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .context("creating the rig")?;
-                rig.kernel_cc = Some(args.kernel_cc.clone());
+                rig.kernel_cc = Some(args.kernel_cc());
                 let exchanged = bulk_exchange(
                     &mut rig,
                     7000,
@@ -186,8 +223,8 @@ fn records_of(
         "stack_fast_recoveries": x.stack.fast_retransmits,
         "stack_recoveries_undone": x.stack.recoveries_undone,
         "stack_min_rto_ms": args.min_rto_ms,
-        "stack_cc": format!("{:?}", tcpstack::CcAlgorithm::default()).to_lowercase(),
-        "linux_cc": args.kernel_cc,
+        "stack_cc": args.cc.stack().name(),
+        "linux_cc": args.kernel_cc(),
     });
     let figures: [(&str, f64, f64); 4] = [
         (

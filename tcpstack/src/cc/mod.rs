@@ -43,6 +43,16 @@ pub enum CcAlgorithm {
     Cubic,
 }
 
+impl CcAlgorithm {
+    /// The algorithm's name: `newreno` or `cubic`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CcAlgorithm::NewReno => "newreno",
+            CcAlgorithm::Cubic => "cubic",
+        }
+    }
+}
+
 /// Congestion control settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CcConfig {
