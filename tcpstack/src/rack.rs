@@ -525,6 +525,11 @@ impl Rack {
             .map_or(max, |i| (self.records[i].end - seq).min(max))
     }
 
+    /// Whether a record holds `seq`.
+    pub fn holds(&self, seq: SeqNum) -> bool {
+        self.index_of(seq).is_some()
+    }
+
     /// The last record's start: where a tail loss probe resends the last segment.
     pub fn last_start(&self) -> Option<SeqNum> {
         self.records.back().map(|r| r.start)

@@ -1286,6 +1286,103 @@ fn a_stretch_ack_that_reveals_a_loss_halves_the_flight_it_found() {
     assert_eq!(info.ssthresh, 5 * mss, "{info:?}");
 }
 
+/// A segment marked lost whose original arrives (reordered) before the retransmission
+/// could go: nothing is sent again, not even the segment at SND.UNA, which is in
+/// flight; and the recovery, which ends without a retransmission, was reordering, so
+/// its congestion response is undone.
+#[test]
+fn a_loss_the_acks_cover_before_it_is_resent_costs_nothing() {
+    let mut h = Harness::new();
+    let rtt = Duration::from_millis(20);
+    let (c, mss) = h.sack_flight(rtt, 10, 6);
+    let cwnd = h.stack.conn_info(c).unwrap().cwnd;
+    h.now += rtt;
+    let una = h.snd_nxt();
+    let seg = |n: u32| una.wrapping_add(n * mss);
+    // The second segment is missing below three SACKed ones: lost at once.
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), seg(1)).opts(&sack(&[(seg(2), seg(5))])));
+    assert_eq!(h.counters().fast_retransmits, 1);
+    // Before anything goes out, its original arrives after all.
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), seg(5)));
+    assert_eq!(data_segments(&h.replies()), [], "nothing is lost now");
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), seg(10)));
+    let c2 = h.counters();
+    assert_eq!((c2.retransmits, c2.recoveries_undone), (0, 1));
+    assert!(
+        h.stack.conn_info(c).unwrap().cwnd >= cwnd,
+        "the window is back"
+    );
+}
+
+/// Timestamps tick in milliseconds, our own clock in microseconds: while a segment is
+/// timed, an ACK's echo is no sample (its rounding would swamp a short RTT), and an
+/// echo of the current tick counts as one tick, not zero (a sample of zero made the
+/// minimum RTT, and RACK's reordering window, zero).
+#[test]
+fn millisecond_echoes_do_not_round_the_rtt() {
+    let mut h = Harness::new();
+    let rtt = Duration::from_millis(20);
+    h.establish_after(1000, &linux_syn_options(1000), rtt);
+    let c = h.conn.unwrap();
+    let mss = 1448u32;
+    let srtt = |h: &Harness| h.stack.conn_info(c).unwrap().srtt;
+    assert_eq!(srtt(&h), Some(rtt));
+    h.stack
+        .send(h.now, c, &vec![1u8; 3 * mss as usize])
+        .unwrap();
+    let sent = h.replies();
+    assert_eq!(data_segments(&sent).len(), 3);
+    let tsval = reply_tsval(&sent[0]);
+    let una = h.snd_nxt();
+    // Half the timed first segment, echoing a tick 30 ms old: no sample.
+    h.now += rtt;
+    let old = tsval.wrapping_sub(10);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una + mss / 2).opts(&ts_option(2000, old)));
+    assert_eq!(srtt(&h), Some(rtt));
+    // The timed segment: a sample of its own 20 ms.
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una + mss).opts(&ts_option(2001, tsval)));
+    assert_eq!(srtt(&h), Some(rtt));
+    // Nothing timed now; an echo of this very tick is a sample of one tick.
+    let this_tick = tsval.wrapping_add(20);
+    let ack = una.wrapping_add(3 * mss);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), ack).opts(&ts_option(2002, this_tick)));
+    assert_eq!(
+        srtt(&h),
+        Some(Duration::from_micros((7 * 20_000 + 1_000) / 8))
+    );
+}
+
+/// A loss found by the reordering timer starts a recovery with no ACK to follow: the
+/// loss probe is armed again all the same, so that when the one ACK for everything in
+/// flight is lost, a probe (not a retransmission timeout) brings the next.
+#[test]
+fn a_recovery_begun_by_the_reordering_timer_keeps_its_loss_probe() {
+    let mut h = Harness::new();
+    let rtt = Duration::from_millis(20);
+    let (_, mss) = h.sack_flight(rtt, 4, 7);
+    h.now += rtt;
+    let una = h.snd_nxt();
+    let block = sack(&[(una.wrapping_add(mss), una.wrapping_add(2 * mss))]);
+    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&block));
+    assert_eq!(data_segments(&h.replies()), []);
+    h.now = h.stack.poll_timeout().expect("the reordering timer");
+    h.stack.handle_timeout(h.now);
+    assert_eq!(data_segments(&h.replies()), [(una, mss as usize)]);
+    assert_eq!(h.counters().reordering_timeouts, 1);
+    // The ACK of all four is lost. The probe comes within two RTTs and a bit.
+    let due = h.stack.poll_timeout().expect("a timer");
+    assert!(
+        due <= h.now + 2 * rtt + Duration::from_millis(2),
+        "{:?}",
+        due - h.now
+    );
+    h.now = due;
+    h.stack.handle_timeout(h.now);
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    let c = h.counters();
+    assert_eq!((c.tail_loss_probes, c.rto_expirations), (1, 0));
+}
+
 /// RFC 7323 section 5.5: a timestamp older than the last one is rejected, unless the
 /// connection has been idle for more than 24 days (the peer's clock may have wrapped).
 #[test]
@@ -1551,6 +1648,26 @@ fn active_open(h: &mut Harness, local_port: u16) -> (ConnId, Reply) {
     assert_eq!(syn.len(), 1);
     assert_eq!(syn[0].flags, flags::SYN);
     (c, syn[0].clone())
+}
+
+/// The SYN is timed like data (RFC 6298 allows its RTT, Karn's rule aside): an active
+/// open knows its RTT once the SYN-ACK arrives, without timestamps too. The SYN goes
+/// out before the peer has offered any window, and was once taken for a window probe,
+/// whose ACK says nothing about the RTT.
+#[test]
+fn an_active_open_times_its_syn() {
+    let mut h = Harness::new();
+    let (c, syn) = active_open(&mut h, 5556);
+    h.now += Duration::from_millis(30);
+    let mut syn_ack =
+        Seg::new(flags::SYN | flags::ACK, 9000, syn.seq.wrapping_add(1)).opts(&[2, 4, 5, 180]);
+    syn_ack.dst_port = 5556;
+    h.send(&syn_ack);
+    assert_eq!(h.stack.state(c).unwrap(), TcpState::Established);
+    assert_eq!(
+        h.stack.conn_info(c).unwrap().srtt,
+        Some(Duration::from_millis(30))
+    );
 }
 
 /// RFC 9293 section 3.10.7.3: in SYN-SENT, a SYN-ACK whose ACK does not cover our

@@ -347,8 +347,14 @@ impl Tcb {
                     }
                 }
                 RecoveryAck::Exited => {
-                    self.cc.on_recovery_exit(now);
                     self.rack.on_recovery_exit();
+                    // An episode that ends without a retransmission of its data was
+                    // reordering: the ACKs covered every segment marked lost before it
+                    // could go again (Linux's `tcp_try_undo_recovery`).
+                    match self.undo.take_if(|u| u.retransmits == 0) {
+                        Some(undo) => self.undo_response(undo, ctx),
+                        None => self.cc.on_recovery_exit(now),
+                    }
                 }
             }
         } else {
@@ -436,11 +442,17 @@ impl Tcb {
             return;
         }
         let undo = self.undo.take().expect("checked");
-        if undo.cc.cwnd() >= self.cc.cwnd() {
-            self.cc = undo.cc;
-        }
         if self.recovery.is_active() {
             self.recovery.undo();
+        }
+        self.undo_response(undo, ctx);
+    }
+
+    /// Takes back a congestion response that proved needless: the controller goes back
+    /// to where it was, unless it has grown past that since.
+    fn undo_response(&mut self, undo: super::Undo, ctx: &mut Ctx<'_>) {
+        if undo.cc.cwnd() >= self.cc.cwnd() {
+            self.cc = undo.cc;
         }
         ctx.counters.recoveries_undone += 1;
     }
@@ -570,12 +582,16 @@ impl Tcb {
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
         }
-        // Karn-timed sample, else the timestamp echo, which is never ambiguous
-        // (RFC 7323 section 4) and so also measures across retransmissions.
+        // Karn-timed sample, else, when nothing is being timed (after a
+        // retransmission), the timestamp echo, which is never ambiguous (RFC 7323
+        // section 4) and so also measures across retransmissions. While a segment is
+        // timed to the microsecond, the echo's millisecond ticks would only add
+        // rounding to the estimate.
+        let timing = self.sampler.is_timing();
         match self
             .sampler
             .on_ack(ack, now)
-            .or_else(|| self.timestamp_rtt(now, seg))
+            .or_else(|| (!timing).then(|| self.timestamp_rtt(now, seg)).flatten())
         {
             Some(rtt) => self.rtt.sample(rtt),
             None => self.rtt.reset_backoff(),
@@ -601,8 +617,11 @@ impl Tcb {
         }
         let elapsed = super::ts_clock(now, self.ts_offset).wrapping_sub(tsecr);
         // An echo of zero is "no echo"; one from the future or minutes old is bogus.
+        // One of the current tick says the RTT is at most a tick, and counts as one,
+        // as in Linux: a sample of zero would make the minimum RTT, and RACK's
+        // reordering window with it, zero.
         (tsecr != 0 && elapsed < 60_000)
-            .then(|| core::time::Duration::from_millis(u64::from(elapsed)))
+            .then(|| core::time::Duration::from_millis(u64::from(elapsed.max(1))))
     }
 
     /// State changes caused by the acknowledgment of our FIN.

@@ -142,14 +142,18 @@ impl Tcb {
         }
         if self.rtx_pending {
             // One retransmission outside the congestion window: the first segment
-            // RACK marked lost (with SACK), else the one at SND.UNA; either way no
-            // further than its record (the next one may be SACKed or in flight).
+            // RACK marked lost, else the one at SND.UNA; either way no further than
+            // its record (the next one may be SACKed or in flight). With SACK, RACK's
+            // marks decide while it holds SND.UNA's record (a timeout marks that one):
+            // when ACKs since the loss was found covered what was lost, nothing is,
+            // and SND.UNA's segment is in flight.
             self.rtx_pending = false;
-            let (at, len) = self.rack.next_lost(mss).unwrap_or_else(|| {
+            let rtx = self.rack.next_lost(mss).or_else(|| {
+                let marks_decide = self.sack_enabled && self.rack.holds(self.snd_una);
                 let room = self.rack.room_in_record(self.snd_una, mss);
-                (self.snd_una, room)
+                (!marks_decide).then_some((self.snd_una, room))
             });
-            if let Some(o) = self.segment_at(at, len) {
+            if let Some(o) = rtx.and_then(|(at, len)| self.segment_at(at, len)) {
                 return Some(o);
             }
         }
@@ -467,8 +471,9 @@ impl Tcb {
             }
             if end.gt(self.snd_max) {
                 // A window probe carrying data lies beyond the peer's window: its ACK
-                // waits for the window to open, which says nothing about the RTT.
-                let probe = end.gt(self.snd_una + self.snd_wnd);
+                // waits for the window to open, which says nothing about the RTT. (A
+                // SYN precedes any window and is timed.)
+                let probe = !syn && end.gt(self.snd_una + self.snd_wnd);
                 if !is_rtx && !probe {
                     self.sampler.on_send(end, now);
                 }

@@ -164,6 +164,10 @@ impl Tcb {
                 Timer::Reorder => {
                     if self.sack_enabled && self.state.is_synchronized() {
                         self.rack_detect_loss(now, LossCheck::Timer, ctx);
+                        // Entering recovery stopped the probe, and no ACK comes to
+                        // re-arm it as one would: without it, a lost ACK for all that
+                        // is in flight leaves only the retransmission timeout.
+                        self.arm_tlp(now);
                     }
                 }
                 Timer::LossProbe => {
