@@ -1195,7 +1195,9 @@ fn each_out_of_order_segment_gets_its_duplicate_ack() {
 /// Four segments in flight, the first lost and only the second SACKed: too few SACKs
 /// for DupThresh. RACK's reordering timer (RFC 8985 section 6.3) declares the hole
 /// lost once it is `RACK.rtt` plus the reordering window (a quarter of the minimum
-/// RTT) old.
+/// RTT) old. The recovery it starts has no ACK to follow it, yet the loss probe is
+/// armed again: when the one ACK for all four is lost, a probe (not a retransmission
+/// timeout) brings the next.
 #[test]
 fn a_hole_below_sacked_data_is_lost_after_the_reordering_window() {
     let mut h = Harness::new();
@@ -1225,6 +1227,18 @@ fn a_hole_below_sacked_data_is_lost_after_the_reordering_window() {
     );
     let c = h.counters();
     assert_eq!((c.reordering_timeouts, c.rto_expirations), (1, 0));
+    // The ACK of all four is lost: the probe comes within two RTTs and a bit.
+    let due = h.stack.poll_timeout().expect("a timer");
+    assert!(
+        due <= h.now + 2 * rtt + Duration::from_millis(2),
+        "{:?}",
+        due - h.now
+    );
+    h.now = due;
+    h.stack.handle_timeout(h.now);
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    let c = h.counters();
+    assert_eq!((c.tail_loss_probes, c.rto_expirations), (1, 0));
 }
 
 /// Segments sent while we SACK the peer's data carry fewer bytes: the SACK option
@@ -1350,37 +1364,6 @@ fn millisecond_echoes_do_not_round_the_rtt() {
         srtt(&h),
         Some(Duration::from_micros((7 * 20_000 + 1_000) / 8))
     );
-}
-
-/// A loss found by the reordering timer starts a recovery with no ACK to follow: the
-/// loss probe is armed again all the same, so that when the one ACK for everything in
-/// flight is lost, a probe (not a retransmission timeout) brings the next.
-#[test]
-fn a_recovery_begun_by_the_reordering_timer_keeps_its_loss_probe() {
-    let mut h = Harness::new();
-    let rtt = Duration::from_millis(20);
-    let (_, mss) = h.sack_flight(rtt, 4, 7);
-    h.now += rtt;
-    let una = h.snd_nxt();
-    let block = sack(&[(una.wrapping_add(mss), una.wrapping_add(2 * mss))]);
-    h.send(&Seg::new(flags::ACK, h.rcv_nxt(), una).opts(&block));
-    assert_eq!(data_segments(&h.replies()), []);
-    h.now = h.stack.poll_timeout().expect("the reordering timer");
-    h.stack.handle_timeout(h.now);
-    assert_eq!(data_segments(&h.replies()), [(una, mss as usize)]);
-    assert_eq!(h.counters().reordering_timeouts, 1);
-    // The ACK of all four is lost. The probe comes within two RTTs and a bit.
-    let due = h.stack.poll_timeout().expect("a timer");
-    assert!(
-        due <= h.now + 2 * rtt + Duration::from_millis(2),
-        "{:?}",
-        due - h.now
-    );
-    h.now = due;
-    h.stack.handle_timeout(h.now);
-    assert_eq!(data_segments(&h.replies()).len(), 1);
-    let c = h.counters();
-    assert_eq!((c.tail_loss_probes, c.rto_expirations), (1, 0));
 }
 
 /// RFC 7323 section 5.5: a timestamp older than the last one is rejected, unless the
