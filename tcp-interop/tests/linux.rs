@@ -146,6 +146,31 @@ fn kernel_client_exchange_survives_5pct_loss_and_reorder() {
     passive_exchange("pasvloss", Some(LOSSY), false, BULK);
 }
 
+/// At 1% loss and no reordering every retransmission of ours but a loss probe repairs a
+/// real loss: Linux reports none of the others as a duplicate (a D-SACK). A
+/// retransmission that reached into the next segment, or went to SND.UNA for a loss
+/// already repaired, would be reported.
+#[test]
+fn at_1pct_loss_only_loss_probes_may_arrive_twice() {
+    let loss = Impairment {
+        seed: 0x5eed,
+        drop_percent: 1.0,
+        reorder_percent: 0.0,
+    };
+    let Some(mut rig) = rig("loss1", Some(loss)) else {
+        return;
+    };
+    let run = bulk_exchange(&mut rig, PORT, BULK, LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    let (spurious, probes) = (run.stack_spurious(), run.stack.tail_loss_probes);
+    let summary = run.summary();
+    assert_exchanged(&run.app, run.kernel, BULK, &mut rig);
+    println!("loss1: {summary}\n{}", rig.report());
+    assert!(
+        spurious <= probes,
+        "{spurious} of our retransmissions arrived twice, with {probes} loss probes"
+    );
+}
+
 #[test]
 fn stack_client_exchange_survives_5pct_loss_and_reorder() {
     active_exchange("actvloss", Some(LOSSY), false, BULK);
