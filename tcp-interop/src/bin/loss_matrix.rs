@@ -42,7 +42,7 @@ struct Args {
     /// Print both stacks' counters after each exchange.
     #[arg(long)]
     verbose: bool,
-    /// Longest one exchange may take (Linux's CUBIC needs about 450 s for 100 MiB at
+    /// Longest one exchange may take (Linux's CUBIC needs 450-650 s for 100 MiB at
     /// 10% loss).
     #[arg(long, default_value_t = 900)]
     limit_secs: u64,
