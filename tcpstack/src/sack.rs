@@ -2,7 +2,9 @@
 //!
 //! [`SackReporter`] keeps the blocks to put in the SACK option: the block holding the
 //! most recently received out-of-order segment first, then the others most recent
-//! first, at most [`MAX_SACK_BLOCKS`], pruned as `RCV.NXT` advances. Fixed-size: no
+//! first, at most [`MAX_SACK_BLOCKS`], pruned as `RCV.NXT` advances; ahead of them,
+//! once, a D-SACK block for data that arrived again below `RCV.NXT` (RFC 2883), so that
+//! the sender learns its retransmission was needless. Fixed-size: no
 //! allocation, bounded whatever the peer sends. The sender's side of SACK is RACK's
 //! transmit records ([`crate::rack`]).
 
@@ -55,6 +57,8 @@ impl SackBlock {
 #[derive(Debug, Clone, Default)]
 pub struct SackReporter {
     blocks: InlineVec<SackBlock, MAX_SACK_BLOCKS>,
+    /// Data received again, to report first in the next ACK only.
+    duplicate: Option<SackBlock>,
 }
 
 impl SackReporter {
@@ -62,7 +66,34 @@ impl SackReporter {
     pub fn new() -> Self {
         SackReporter {
             blocks: InlineVec::new(),
+            duplicate: None,
         }
+    }
+
+    /// What the next ACK reports: the D-SACK block, if any, then the SACK blocks.
+    /// Send the first `n` that fit (3 with timestamps, 4 without).
+    pub fn report(&self) -> impl Iterator<Item = SackBlock> + '_ {
+        self.duplicate
+            .into_iter()
+            .chain(self.blocks.iter().copied())
+    }
+
+    /// How many blocks [`SackReporter::report`] yields.
+    pub fn report_len(&self) -> usize {
+        self.blocks.len() + usize::from(self.duplicate.is_some())
+    }
+
+    /// `block`, below `RCV.NXT`, arrived again: the next ACK reports it first (RFC 2883
+    /// section 4; a later duplicate before that ACK replaces it).
+    pub fn on_duplicate(&mut self, block: SackBlock) {
+        if !block.is_empty() {
+            self.duplicate = Some(block);
+        }
+    }
+
+    /// An ACK went out with the report: a D-SACK block is reported only once.
+    pub fn on_reported(&mut self) {
+        self.duplicate = None;
     }
 
     /// The blocks to report, most recent first. Send the first `n` that fit (3 with
@@ -107,6 +138,7 @@ impl SackReporter {
     /// Report nothing.
     pub fn clear(&mut self) {
         self.blocks.clear();
+        self.duplicate = None;
     }
 }
 
@@ -125,6 +157,19 @@ mod tests {
             left: s(a),
             right: s(b),
         }
+    }
+
+    #[test]
+    fn a_duplicate_goes_first_and_once() {
+        let mut r = SackReporter::new();
+        r.on_out_of_order(blk(300, 400));
+        r.on_duplicate(blk(0, 100));
+        assert_eq!(r.report_len(), 2);
+        assert_eq!(r.report().collect::<Vec<_>>(), [blk(0, 100), blk(300, 400)]);
+        r.on_reported();
+        assert_eq!(r.report().collect::<Vec<_>>(), [blk(300, 400)]);
+        r.on_duplicate(blk(50, 50));
+        assert_eq!(r.report_len(), 1, "an empty range is no duplicate");
     }
 
     #[test]

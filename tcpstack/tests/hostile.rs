@@ -721,6 +721,29 @@ fn has_option(r: &Reply, kind: u8) -> bool {
     false
 }
 
+/// The SACK blocks of a reply's options, as `(left, right)`.
+fn reply_sack_blocks(r: &Reply) -> Vec<(u32, u32)> {
+    let mut o = &r.options[..];
+    while let [kind, rest @ ..] = o {
+        match *kind {
+            0 => break,
+            1 => o = rest,
+            5 => {
+                let len = usize::from(rest[0]);
+                return rest[1..len - 1]
+                    .chunks_exact(8)
+                    .map(|b| {
+                        let edge = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+                        (edge(0), edge(4))
+                    })
+                    .collect();
+            }
+            _ => o = &o[usize::from(rest[0])..],
+        }
+    }
+    Vec::new()
+}
+
 impl Harness {
     /// Fills the listener's half-open queue (the stack runs with `max_half_open` 16)
     /// with SYNs that are never completed, so that the next SYN gets a cookie.
@@ -1364,6 +1387,31 @@ fn millisecond_echoes_do_not_round_the_rtt() {
         srtt(&h),
         Some(Duration::from_micros((7 * 20_000 + 1_000) / 8))
     );
+}
+
+/// Data that arrives again below RCV.NXT is reported once, as the first block of the
+/// next ACK (a D-SACK, RFC 2883), so that the sender learns its retransmission was
+/// needless; later ACKs report only what is held out of order.
+#[test]
+fn a_duplicate_is_reported_once_as_a_dsack() {
+    let mut h = Harness::new();
+    h.establish_with(1000, &[2, 4, 5, 180, 4, 2]);
+    let first = h.rcv_nxt();
+    let una = h.snd_nxt();
+    h.send(&Seg::new(flags::ACK, first, una).data(&[1; 100]));
+    h.replies();
+    h.send(&Seg::new(flags::ACK, first, una).data(&[1; 100]));
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].ack, first.wrapping_add(100));
+    assert_eq!(reply_sack_blocks(&r[0]), [(first, first.wrapping_add(100))]);
+    assert_eq!(h.counters().duplicate_bytes, 100);
+    // Out-of-order data next: its block alone, the duplicate already reported.
+    let ahead = first.wrapping_add(200);
+    h.send(&Seg::new(flags::ACK, ahead, una).data(&[2; 50]));
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(reply_sack_blocks(&r[0]), [(ahead, ahead.wrapping_add(50))]);
 }
 
 /// RFC 7323 section 5.5: a timestamp older than the last one is rejected, unless the
@@ -2297,7 +2345,8 @@ fn a_retransmitted_syn_in_syn_received_gets_the_syn_ack_again() {
 }
 
 /// A segment that ends exactly at `RCV.NXT` holds nothing new: it is unacceptable
-/// (RFC 9293 section 3.10.7.4) and answered with an ACK.
+/// (RFC 9293 section 3.10.7.4) and answered with an ACK; its bytes count as received
+/// twice.
 #[test]
 fn an_old_segment_ending_at_rcv_nxt_is_out_of_window() {
     let mut h = Harness::new();
@@ -2309,7 +2358,7 @@ fn an_old_segment_ending_at_rcv_nxt_is_out_of_window() {
     assert_eq!(h.replies().len(), 1);
     let after = h.counters();
     assert_eq!(after.out_of_window, before.out_of_window + 1);
-    assert_eq!(after.duplicate_bytes, before.duplicate_bytes);
+    assert_eq!(after.duplicate_bytes, before.duplicate_bytes + 100);
 }
 
 /// RFC 8985 section 7.4: a loss probe that retransmitted the last segment, answered

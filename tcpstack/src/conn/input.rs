@@ -135,6 +135,7 @@ impl Tcb {
             } else {
                 ctx.counters.out_of_window += 1;
                 self.ack_now = true;
+                self.note_old_data(seg, ctx);
                 if self.state == TcpState::TimeWait && seg.has(flags::FIN) {
                     // A retransmitted FIN: the final ACK was lost; restart 2*MSL.
                     self.timers.set(Timer::Close, now + self.params.time_wait);
@@ -656,14 +657,44 @@ impl Tcb {
         self.timers.set(Timer::Close, now + self.params.time_wait);
     }
 
+    /// A segment wholly below `RCV.NXT`, and no further below it than a receive buffer
+    /// (a sender's window), carried data we already have: a needless retransmission,
+    /// counted and reported to the sender as a D-SACK (RFC 2883). One further off is
+    /// no retransmission of ours to report (a forged or stray segment).
+    fn note_old_data(&mut self, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
+        let len = seg.payload.len() as u32;
+        let end = seg.seq + len;
+        let span = self.params.recv_buffer;
+        if len == 0
+            || end.gt(self.rcv_nxt)
+            || self.rcv_nxt - seg.seq > span
+            || !self.state.is_synchronized()
+        {
+            return;
+        }
+        ctx.counters.duplicate_bytes += u64::from(len);
+        if self.sack_enabled {
+            self.sack_reporter.on_duplicate(SackBlock {
+                left: seg.seq,
+                right: end,
+            });
+        }
+    }
+
     /// Places segment text into the receive queue.
     fn receive_data(&mut self, now: Instant, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
         let mut payload = seg.payload;
         let mut seq = seg.seq;
         if seq.lt(self.rcv_nxt) {
-            let dup = (self.rcv_nxt - seq) as usize;
-            ctx.counters.duplicate_bytes += dup.min(payload.len()) as u64;
-            payload = &payload[dup.min(payload.len())..];
+            let dup = (self.rcv_nxt - seq).min(payload.len() as u32);
+            ctx.counters.duplicate_bytes += u64::from(dup);
+            if self.sack_enabled {
+                self.sack_reporter.on_duplicate(SackBlock {
+                    left: seq,
+                    right: seq + dup,
+                });
+            }
+            payload = &payload[dup as usize..];
             seq = self.rcv_nxt;
         }
         // Trim to the advertised window (the buffer may hold a little more).

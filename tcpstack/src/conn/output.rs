@@ -98,7 +98,7 @@ impl Tcb {
             return 0;
         }
         let max = if self.ts_enabled { 3 } else { 4 };
-        self.sack_reporter.blocks().len().min(max)
+        self.sack_reporter.report_len().min(max)
     }
 
     /// The most data one segment carries now (Linux's `tcp_current_mss`): the sender
@@ -357,8 +357,8 @@ impl Tcb {
         let mut sacks = InlineVec::<(SeqNum, SeqNum), MAX_SACK_BLOCKS>::new();
         if !syn {
             let n = self.sack_blocks_to_report();
-            for b in self.sack_reporter.blocks().iter().take(n) {
-                // The reporter holds no more than `sacks` does.
+            for b in self.sack_reporter.report().take(n) {
+                // At most `n` blocks, which `sacks` holds.
                 let _ = sacks.push((b.left, b.right));
             }
         }
@@ -434,6 +434,9 @@ impl Tcb {
         // Bookkeeping.
         self.last_send = now;
         if fl & flags::ACK != 0 {
+            if !sacks.is_empty() {
+                self.sack_reporter.on_reported();
+            }
             self.ack_now = self.dup_acks_owed > 0 && out.len == 0 && !out.fin && !syn;
             self.dup_acks_owed = self.dup_acks_owed.saturating_sub(u8::from(self.ack_now));
             self.timers.stop(Timer::DelayedAck);
