@@ -279,7 +279,7 @@ impl BulkExchange {
     }
 
     /// Duplicate payload bytes the stack received: the kernel's spurious
-    /// retransmissions (the stack does not report them with D-SACK).
+    /// retransmissions (the stack also reports each to the kernel with a D-SACK).
     pub fn linux_duplicate_bytes(&self) -> u64 {
         self.stack.duplicate_bytes
     }
