@@ -17,8 +17,10 @@ use crate::apps::{Exchange, ExchangePlan, Open};
 use crate::driver::{random_secret, App, Driver, DriverError, Impairment};
 use crate::workload::{self, Exchanged};
 
-/// Kernel sockets give up after this long without progress.
-pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(60);
+/// Kernel sockets give up after this long without progress: longer than Linux's
+/// longest retransmission timeout (`TCP_RTO_MAX`, 120 s), so that under heavy loss a
+/// side waiting out its own backed-off timer is not taken for a hang.
+pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// A namespace with a TUN device and a stack driving it.
 pub struct Rig {
