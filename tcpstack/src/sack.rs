@@ -96,17 +96,17 @@ impl SackReporter {
         self.duplicate = None;
     }
 
-    /// The blocks to report, most recent first. Send the first `n` that fit (3 with
-    /// timestamps, 4 without).
+    /// The SACK blocks, most recent first, without the D-SACK block ([`SackReporter::report`]
+    /// is what an ACK carries).
     #[inline]
     pub fn blocks(&self) -> &[SackBlock] {
         &self.blocks
     }
 
-    /// Whether there is nothing to report.
+    /// Whether there is nothing to report, D-SACK block included.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
+        self.report_len() == 0
     }
 
     /// An out-of-order segment arrived and is held in `block`: the whole held range

@@ -672,11 +672,17 @@ impl Tcb {
         {
             return;
         }
+        self.received_twice(seg.seq, len, ctx);
+    }
+
+    /// `len` bytes from `left`, below `RCV.NXT`, arrived again: counted, and reported
+    /// to a SACK peer as a D-SACK.
+    fn received_twice(&mut self, left: SeqNum, len: u32, ctx: &mut Ctx<'_>) {
         ctx.counters.duplicate_bytes += u64::from(len);
         if self.sack_enabled {
             self.sack_reporter.on_duplicate(SackBlock {
-                left: seg.seq,
-                right: end,
+                left,
+                right: left + len,
             });
         }
     }
@@ -687,13 +693,7 @@ impl Tcb {
         let mut seq = seg.seq;
         if seq.lt(self.rcv_nxt) {
             let dup = (self.rcv_nxt - seq).min(payload.len() as u32);
-            ctx.counters.duplicate_bytes += u64::from(dup);
-            if self.sack_enabled {
-                self.sack_reporter.on_duplicate(SackBlock {
-                    left: seq,
-                    right: seq + dup,
-                });
-            }
+            self.received_twice(seq, dup, ctx);
             payload = &payload[dup as usize..];
             seq = self.rcv_nxt;
         }

@@ -106,8 +106,16 @@ impl Tcb {
     /// together stay within the peer's MSS (RFC 6691; `smss` already allows for the
     /// timestamps).
     fn mss_now(&self) -> u32 {
-        let blocks = self.sack_blocks_to_report() as u32;
-        let sack_option = if blocks == 0 { 0 } else { 4 + 8 * blocks };
+        self.mss_with_blocks(self.sack_blocks_to_report())
+    }
+
+    /// The most data a segment carrying `blocks` SACK blocks holds.
+    fn mss_with_blocks(&self, blocks: usize) -> u32 {
+        let sack_option = if blocks == 0 {
+            0
+        } else {
+            4 + 8 * blocks as u32
+        };
         self.smss.saturating_sub(sack_option).max(1)
     }
 
@@ -419,7 +427,7 @@ impl Tcb {
             dst[..a.len()].copy_from_slice(a);
             dst[a.len()..a.len() + b.len()].copy_from_slice(b);
         });
-        let mss = self.mss_now();
+        let mss = self.mss_with_blocks(sacks.len());
         let segment_size = (out.len > mss).then(|| {
             ctx.counters.tx_super_segments += 1;
             mss as u16
