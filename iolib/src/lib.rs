@@ -1,6 +1,7 @@
 //! Thin, safe wrappers over the Linux I/O the project needs: epoll, eventfd, io_uring,
 //! non-blocking sockets, pipes/splice/sendfile, signalfd, TUN devices, network
-//! namespaces, eBPF socket-filter programs and the open-file limit. No scheduling and no policy live
+//! namespaces, eBPF socket-filter programs, the open-file limit and the CPU
+//! scheduler's view of the calling thread. No scheduling and no policy live
 //! here: every call does one OS operation and reports its result or a typed [`Error`].
 
 pub mod bpf;
@@ -11,6 +12,7 @@ pub mod fd;
 pub mod limits;
 pub mod netif;
 pub mod netns;
+pub mod sched;
 pub mod signal;
 pub mod socket;
 pub mod tun;

@@ -8,7 +8,7 @@
 //!
 //! One deterministic, single-threaded scheduler runs per core; threads on a core may
 //! hold `Rc` and `RefCell`. Work crosses cores only through [`spawn_on`] and the
-//! channels of [`sync::remote`]. Concurrency is structured: a [`scope`] owns its
+//! channels of [`sync::remote`]. Concurrency is structured: a [`scope`](fn@scope) owns its
 //! threads, and cancellation is exact because the scheduler sees every suspension.
 //!
 //! ```
@@ -52,7 +52,7 @@ pub use crate::loops::{
     blocking, readiness, uring_io, with_loop, EventLoop, LoopCx, LoopId, Request,
 };
 pub use crate::runtime::{
-    cores, run, spawn_on, spawn_round_robin, Builder, RemoteJoinHandle, Runtime,
+    cores, cpu_yields, run, spawn_on, spawn_round_robin, Builder, RemoteJoinHandle, Runtime,
 };
 pub use crate::scope::{scope, Scope};
 pub use crate::syscall::{Readiness, Syscall};

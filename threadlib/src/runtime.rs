@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::core::{Core, CoreConfig};
 use crate::error::{Error, Result};
@@ -25,8 +26,11 @@ pub(crate) struct Shared {
     rr: AtomicUsize,
 }
 
+/// [`Builder::cpu_slice`]'s default.
+const DEFAULT_CPU_SLICE: Duration = Duration::from_micros(100);
+
 /// Configures a [`Runtime`]: how many cores, which event loops each scheduler has, the
-/// clock, and tracing.
+/// clock, sharing the CPU, and tracing.
 #[derive(Clone)]
 pub struct Builder {
     cores: usize,
@@ -38,6 +42,7 @@ pub struct Builder {
     trace: bool,
     loops: Vec<LoopFactory>,
     shuffle: Option<u64>,
+    cpu_slice: Option<Duration>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -48,6 +53,7 @@ impl std::fmt::Debug for Builder {
             .field("uring_entries", &self.uring_entries)
             .field("blocking_threads", &self.blocking_threads)
             .field("mock_clock", &self.mock_clock)
+            .field("cpu_slice", &self.cpu_slice)
             .field("custom_loops", &self.loops.len())
             .finish()
     }
@@ -65,6 +71,7 @@ impl Default for Builder {
             trace: false,
             loops: Vec::new(),
             shuffle: None,
+            cpu_slice: Some(DEFAULT_CPU_SLICE),
         }
     }
 }
@@ -116,6 +123,20 @@ impl Builder {
     /// while different seeds explore different interleavings: for simulation testing.
     pub fn shuffle_ready(mut self, seed: u64) -> Self {
         self.shuffle = Some(seed);
+        self
+    }
+
+    /// How long a core that always has work may keep its CPU before it gives the CPU
+    /// up to other runnable OS threads (`sched_yield`, at the end of a pass of ready
+    /// threads). A core that blocks in its wait for events, or that the kernel switches
+    /// out, within the slice never yields; nor does any core with `None`. Default
+    /// 100 µs.
+    ///
+    /// Without it, a core under full load runs out the kernel's time slices
+    /// (milliseconds) while a thread sharing its CPU waits: a client on the same
+    /// machine, whose responses then sit unread for that long.
+    pub fn cpu_slice(mut self, slice: Option<Duration>) -> Self {
+        self.cpu_slice = slice;
         self
     }
 
@@ -174,6 +195,10 @@ impl Runtime {
             trace: self.cfg.trace,
             custom: self.cfg.loops.iter().map(|f| f(id)).collect(),
             shuffle: self.cfg.shuffle,
+            cpu_slice_ns: self
+                .cfg
+                .cpu_slice
+                .map(|d| d.as_nanos().min(u64::MAX as u128) as u64),
         }
     }
 
@@ -279,6 +304,12 @@ impl Runtime {
             None => result,
         }
     }
+}
+
+/// Times the current core has given its CPU up to other OS threads
+/// ([`Builder::cpu_slice`]); zero outside a runtime.
+pub fn cpu_yields() -> u64 {
+    Core::with_current(|c| c.cpu.yields()).unwrap_or(0)
 }
 
 /// Number of cores of the running runtime (1 outside a runtime).

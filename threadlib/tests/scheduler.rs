@@ -511,6 +511,57 @@ fn each_thread_is_its_own_trace_track() {
     );
 }
 
+// ----- sharing the CPU ------------------------------------------------------------------
+
+/// Runs `main` on a one-core runtime whose CPU slice is `slice`; returns what the core
+/// counted of its yields.
+fn yields_with<F: std::future::Future<Output = ()> + 'static>(
+    slice: Option<Duration>,
+    main: impl FnOnce() -> F + Send + 'static,
+) -> u64 {
+    watchdog(move || {
+        Runtime::builder()
+            .cpu_slice(slice)
+            .build()
+            .unwrap()
+            .block_on(async move {
+                main().await;
+                threadlib::cpu_yields()
+            })
+            .unwrap()
+    })
+}
+
+/// Keeps the core busy for `d` without ever blocking.
+async fn busy_for(d: Duration) {
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        threadlib::yield_now().await.unwrap();
+    }
+}
+
+#[test]
+fn a_core_that_never_blocks_gives_its_cpu_up_once_per_slice() {
+    let slice = Duration::from_micros(200);
+    let yields = yields_with(Some(slice), || busy_for(Duration::from_millis(100)));
+    // 100 ms is 500 slices; a preemption by another process restarts a slice, so a
+    // loaded machine sees fewer, but never more.
+    assert!((10..=500).contains(&yields), "{yields} yields");
+    // Without a slice the core keeps its CPU.
+    assert_eq!(yields_with(None, || busy_for(Duration::from_millis(20))), 0);
+}
+
+#[test]
+fn a_core_that_blocks_between_bursts_never_yields() {
+    let yields = yields_with(Some(Duration::from_micros(200)), || async {
+        for _ in 0..40 {
+            threadlib::sleep(Duration::from_millis(1)).await.unwrap();
+            busy_for(Duration::from_micros(100)).await;
+        }
+    });
+    assert_eq!(yields, 0);
+}
+
 // ----- thread ids, timers, the mock clock -----------------------------------------------
 
 /// A thread id names its slot and the slot's generation: a slot freed by an exited

@@ -9,6 +9,8 @@
 //!   why the reference it hands out is sound.
 //! - [`run_queue`]: the scheduler loop ([`Core::run`]): run a batch of ready threads,
 //!   poll the event sources, sleep until the next event or deadline.
+//! - [`cpu_share`]: when a core that never blocks gives its CPU up to other OS
+//!   threads.
 //! - [`dispatch`]: how a thread's system call leaves its future and reaches an event
 //!   loop, and how the result comes back.
 //! - [`tasks`]: the task table (every thread's slot and state) and the run queue's data.
@@ -45,6 +47,7 @@ use crate::time::ClockKind;
 use crate::trace::{TraceKind, Tracer};
 
 mod context;
+mod cpu_share;
 mod dispatch;
 mod run_queue;
 mod shutdown;
@@ -55,6 +58,7 @@ pub(crate) use context::with_core;
 pub(crate) use dispatch::ANY_PARK;
 pub use tasks::{Completion, ThreadId};
 
+use cpu_share::CpuShare;
 use sources::Sources;
 use tasks::Tasks;
 
@@ -68,6 +72,8 @@ pub(crate) struct CoreConfig {
     pub custom: Vec<Box<dyn EventLoop>>,
     /// Seed of the order ready threads run in within a batch (`None`: FIFO).
     pub shuffle: Option<u64>,
+    /// [`crate::Builder::cpu_slice`] in ns.
+    pub cpu_slice_ns: Option<u64>,
 }
 
 /// One core's scheduler.
@@ -98,6 +104,8 @@ pub(crate) struct Core {
     pub(crate) root: Rc<ScopeInner>,
     shutting_down: Cell<bool>,
     tracer: Option<RefCell<Tracer>>,
+    /// How long the core has kept its CPU.
+    pub(crate) cpu: CpuShare,
 }
 
 impl Core {
@@ -126,6 +134,7 @@ impl Core {
             root: ScopeInner::new(CancelCtx::root(), None),
             shutting_down: Cell::new(false),
             tracer: cfg.trace.then(|| RefCell::new(Tracer::new(cfg.id))),
+            cpu: CpuShare::new(cfg.cpu_slice_ns),
         })
     }
 

@@ -42,6 +42,11 @@ impl Core {
             // the batch queued, say), and those polled on every pass, run before
             // anything waits.
             self.poll_loops();
+            self.cpu.pass_ended(
+                self.clock.real_elapsed_ns(),
+                || iolib::sched::context_switches().ok(),
+                iolib::sched::yield_cpu,
+            );
             if done(self) {
                 return Ok(());
             }

@@ -133,6 +133,7 @@ mod tests {
                         cancels: cancels.clone(),
                     })],
                     shuffle: None,
+                    cpu_slice_ns: None,
                 };
                 let core = Core::new(cfg, Arc::new(Inbox::new().unwrap()), None, None).unwrap();
                 let _enter = core.enter();

@@ -11,7 +11,7 @@
 //! | [`Semaphore`] | `acquire(n)` / release of counted permits, FIFO |
 //! | [`Condition`] | wait for a notification, releasing a [`Mutex`] meanwhile (Eio's `Condition`) |
 //! | [`Promise`] / [`Resolver`] | one-shot value for any number of readers |
-//! | [`channel`] / [`unbounded_channel`] | multi-producer multi-consumer queue with backpressure |
+//! | [`channel`](fn@channel) / [`unbounded_channel`] | multi-producer multi-consumer queue with backpressure |
 //!
 //! All of them share three rules:
 //!

@@ -1,0 +1,138 @@
+//! Sharing a CPU with other OS threads.
+//!
+//! A core that always has work never blocks in its wait for events, so the kernel lets
+//! it run out whole time slices, milliseconds each, while another thread queued on the
+//! same CPU waits: the client of a server under load, say, whose responses then sit
+//! unread for that long. A core that has run for its slice ([`Builder::cpu_slice`])
+//! without the kernel switching it out gives its CPU up at the end of its next pass of
+//! ready threads ([`iolib::sched::yield_cpu`]), which returns at once when no other
+//! thread waits for the CPU. A core that blocks or is preempted within its slice never
+//! yields, so on a CPU of its own the cost is one clock read per pass and one
+//! `getrusage` per slice of continuous work.
+//!
+//! [`Builder::cpu_slice`]: crate::Builder::cpu_slice
+
+use std::cell::Cell;
+
+/// One core's record of how long it has kept its CPU.
+pub(crate) struct CpuShare {
+    /// The longest run without a switch (ns); `None`: never yield.
+    slice_ns: Option<u64>,
+    /// When the current run was first seen (real ns), with the thread's context-switch
+    /// count then.
+    mark: Cell<Option<(u64, u64)>>,
+    /// Times the core gave its CPU up.
+    yields: Cell<u64>,
+}
+
+impl CpuShare {
+    pub(crate) fn new(slice_ns: Option<u64>) -> Self {
+        CpuShare {
+            slice_ns,
+            mark: Cell::new(None),
+            yields: Cell::new(0),
+        }
+    }
+
+    /// Times the core gave its CPU up.
+    pub(crate) fn yields(&self) -> u64 {
+        self.yields.get()
+    }
+
+    /// A pass of ready threads ended at `now_ns` (real time): yields the CPU if the
+    /// core has kept it for its slice. `switches` reads the thread's context-switch
+    /// count; `yield_cpu` gives the CPU up.
+    pub(crate) fn pass_ended(
+        &self,
+        now_ns: u64,
+        switches: impl Fn() -> Option<u64>,
+        yield_cpu: impl FnOnce(),
+    ) {
+        let Some(slice) = self.slice_ns else { return };
+        if let Some((since, _)) = self.mark.get() {
+            if now_ns.saturating_sub(since) < slice {
+                return;
+            }
+        }
+        let Some(mut count) = switches() else {
+            // No count to tell a run from a sleep: stop sharing rather than guess.
+            self.mark.set(Some((u64::MAX, 0)));
+            return;
+        };
+        if self.mark.get().is_some_and(|(_, before)| before == count) {
+            yield_cpu();
+            self.yields.set(self.yields.get() + 1);
+            count = switches().unwrap_or(count);
+        }
+        self.mark.set(Some((now_ns, count)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SLICE: u64 = 200_000;
+
+    /// Runs passes ending at `times` with the switch count `counts[i]` at each; returns
+    /// the passes that yielded.
+    fn passes(share: &CpuShare, times: &[u64], counts: &[u64]) -> Vec<usize> {
+        let mut yielded = Vec::new();
+        for (i, (&t, &c)) in times.iter().zip(counts).enumerate() {
+            share.pass_ended(t, || Some(c), || yielded.push(i));
+        }
+        yielded
+    }
+
+    #[test]
+    fn a_core_that_keeps_its_cpu_for_a_slice_yields_it_once_per_slice() {
+        let share = CpuShare::new(Some(SLICE));
+        // Passes every 50 µs, never switched out: the first pass marks the run, and
+        // every pass a slice after the last mark yields.
+        let times: Vec<u64> = (0..10).map(|i| i * 50_000).collect();
+        assert_eq!(passes(&share, &times, &[7; 10]), vec![4, 8]);
+        assert_eq!(share.yields(), 2);
+    }
+
+    #[test]
+    fn a_core_switched_out_within_its_slice_does_not_yield() {
+        let share = CpuShare::new(Some(SLICE));
+        // It blocked or was preempted between every two checks.
+        let times = [0, 250_000, 500_000, 750_000];
+        assert_eq!(passes(&share, &times, &[1, 2, 3, 4]), Vec::<usize>::new());
+        // Then it runs on unswitched: the next check a slice later yields.
+        assert_eq!(passes(&share, &[1_000_000, 1_100_000], &[4, 4]), vec![0]);
+    }
+
+    #[test]
+    fn the_count_after_a_yield_starts_the_next_run() {
+        let share = CpuShare::new(Some(SLICE));
+        let mut count = 5;
+        share.pass_ended(0, || Some(5), || {});
+        // The yield itself switched the thread out: the next run starts from the count
+        // read after it, so the run after that still yields.
+        let seen = Cell::new(0);
+        share.pass_ended(
+            SLICE,
+            || {
+                seen.set(seen.get() + 1);
+                Some(if seen.get() == 1 { 5 } else { 6 })
+            },
+            || count += 1,
+        );
+        assert_eq!((count, seen.get()), (6, 2));
+        share.pass_ended(2 * SLICE, || Some(6), || count += 1);
+        assert_eq!(count, 7);
+    }
+
+    #[test]
+    fn no_slice_or_no_switch_count_never_yields() {
+        let off = CpuShare::new(None);
+        assert!(passes(&off, &[0, SLICE, 2 * SLICE], &[1, 1, 1]).is_empty());
+        let blind = CpuShare::new(Some(SLICE));
+        for t in [0, SLICE, 2 * SLICE, 3 * SLICE] {
+            blind.pass_ended(t, || None, || panic!("yielded without a count"));
+        }
+        assert_eq!((off.yields(), blind.yields()), (0, 0));
+    }
+}
