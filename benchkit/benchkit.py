@@ -46,13 +46,14 @@ def to_us(text):
 
 
 def parse_wrk(out):
-    """Requests/s, p99 (from `--latency`), non-2xx/3xx responses and socket errors of
-    one wrk run's output."""
+    """Requests/s, requests, p99 (from `--latency`), non-2xx/3xx responses and socket
+    errors of one wrk run's output."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     p99 = to_us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p99_us": p99, "errors": int(errors.group(1)) if errors else 0,
+    return {"rps": rps, "requests": requests, "p99_us": p99, "errors": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else None}
 
 

@@ -2,15 +2,17 @@
 //! connection's failures in two kinds: the time ran out ([`TransportError::TimedOut`]),
 //! or the operation failed ([`TransportError::Io`]).
 //!
-//! [`until`] and [`within`] run a thread-library operation under [`with_timeout`], so a
-//! call that runs out of time is cancelled at its suspension point: a network read that
-//! timed out has consumed nothing and its stream stays usable.
+//! [`until`] and [`within`] run a thread-library operation under [`with_deadline`] and
+//! [`with_timeout`], so a call that runs out of time is cancelled at its suspension
+//! point: a network read that timed out has consumed nothing and its stream stays
+//! usable.
 
 use std::future::Future;
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::{time, with_timeout, Error};
+use crate::time::with_deadline;
+use crate::{with_timeout, Error};
 
 /// Why an operation with a deadline failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +36,13 @@ impl From<Error> for TransportError {
     }
 }
 
-/// Runs `op` until `deadline` on the current core's clock ([`time::now`]); a deadline
+/// Runs `op` until `deadline` on the current core's clock ([`crate::time::now`]); a deadline
 /// already passed still starts `op`, with no time to suspend.
 pub async fn until<T>(
     deadline: Instant,
     op: impl Future<Output = crate::Result<T>>,
 ) -> Result<T, TransportError> {
-    within(deadline.saturating_duration_since(time::now()), op).await
+    Ok(with_deadline(deadline, op).await?)
 }
 
 /// Runs `op` for at most `timeout`.
@@ -67,9 +69,9 @@ mod tests {
     #[test]
     fn an_operation_past_its_deadline_times_out_at_the_deadline() {
         let (r, took) = on_mock_clock(async {
-            let deadline = time::now() + Duration::from_secs(3);
+            let deadline = crate::time::now() + Duration::from_secs(3);
             let r = until(deadline, crate::sleep(Duration::from_secs(10))).await;
-            (r, time::elapsed())
+            (r, crate::time::elapsed())
         });
         assert!(matches!(r, Err(TransportError::TimedOut)), "{r:?}");
         assert_eq!(took, Duration::from_secs(3));

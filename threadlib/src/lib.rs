@@ -59,4 +59,4 @@ pub use crate::syscall::{Readiness, Syscall};
 pub use crate::thread::{
     core_index, current, fork, live_threads, park, spawn, try_spawn, unpark, yield_now, JoinHandle,
 };
-pub use crate::time::{sleep, sleep_until, with_timeout, Clock};
+pub use crate::time::{sleep, sleep_until, with_deadline, with_timeout, Clock};

@@ -212,14 +212,32 @@ pub async fn with_timeout<F, T>(d: Duration, fut: F) -> Result<T>
 where
     F: Future<Output = Result<T>>,
 {
+    let d = d.as_nanos().min(u64::MAX as u128) as u64;
+    timed(|core| core.now_ns().saturating_add(d), fut).await
+}
+
+/// Runs `fut`, cancelling it if it has not finished by `deadline` on the current core's
+/// clock: [`with_timeout`] for a deadline instead of a duration, without reading the
+/// clock. A deadline already passed still starts `fut`, which times out at its first
+/// suspension.
+pub async fn with_deadline<F, T>(deadline: Instant, fut: F) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
+    timed(|core| to_ns(core, deadline), fut).await
+}
+
+/// Runs `fut` in a child cancellation context that a timer cancels at `deadline(core)`
+/// (ns on the core clock).
+async fn timed<F, T>(deadline: impl FnOnce(&Core) -> u64, fut: F) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
     let (ctx, key) = Core::with_current(|core| {
         let owner = core.current_thread()?;
         let parent = core.current_ctx().unwrap_or_else(|| core.root.ctx.clone());
         let ctx: Rc<CancelCtx> = CancelCtx::child(&parent, false);
-        let deadline = core
-            .now_ns()
-            .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
-        let key = core.add_ctx_timer(deadline, ctx.clone(), owner)?;
+        let key = core.add_ctx_timer(deadline(core), ctx.clone(), owner)?;
         Some((ctx, key))
     })
     .flatten()

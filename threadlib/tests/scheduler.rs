@@ -768,3 +768,26 @@ fn a_call_to_an_unknown_loop_fails() {
     let r = watchdog(move || threadlib::run(async move { call_word(other, 0).await }).unwrap());
     assert!(matches!(r, Err(Error::NoEventLoop(_))), "{r:?}");
 }
+
+#[test]
+fn a_sleep_shorter_than_a_millisecond_is_not_rounded_up_to_one() {
+    let took = watchdog(|| {
+        Runtime::builder()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let mut took = Vec::new();
+                for _ in 0..10 {
+                    let start = std::time::Instant::now();
+                    threadlib::sleep(Duration::from_micros(200)).await.unwrap();
+                    took.push(start.elapsed());
+                }
+                took
+            })
+            .unwrap()
+    });
+    // Never early; and, though a loaded machine may wake any one of them late, not
+    // every one a whole millisecond after it began.
+    assert!(took.iter().all(|&t| t >= Duration::from_micros(200)), "{took:?}");
+    assert!(took.iter().any(|&t| t < Duration::from_micros(900)), "{took:?}");
+}

@@ -1,5 +1,6 @@
 //! [`Transport`] over any threadlib network [`Stream`]: deadlines and stall timeouts
-//! become threadlib's [`within`] (a [`with_timeout`]), the clock is the core's clock, and files go out through
+//! become threadlib's [`until`] and [`within`] ([`with_deadline`] and [`with_timeout`]),
+//! the clock is the core's clock, and files go out through
 //! [`Stream::send_file`] (`sendfile(2)` on kernel sockets). Writes and file sends
 //! report partial progress, so the connection logic counts exactly what moved, even
 //! for a response cut short; the lingering close counts what it discards itself.
@@ -9,10 +10,10 @@ use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use threadlib::deadline::within;
+use threadlib::deadline::{until, within};
 use threadlib::fs::File;
 use threadlib::net::Stream;
-use threadlib::{time, with_timeout, Error};
+use threadlib::{time, with_deadline, with_timeout, Error};
 
 use crate::connection::ServerContext;
 use crate::files::SendError;
@@ -81,24 +82,24 @@ impl<S: Stream> NetTransport<S> {
         deadline: Instant,
     ) -> Result<usize, TransportError> {
         loop {
-            let left = deadline.saturating_duration_since(time::now());
-            if left.is_zero() {
+            let now = time::now();
+            if now >= deadline {
                 return Err(TransportError::TimedOut);
             }
             if !self.idle {
-                return within(left, self.stream.read(buf)).await;
+                return until(deadline, self.stream.read(buf)).await;
             }
             if self.ctx.is_shutting_down() {
                 // Between requests while the server stops: end like a peer close.
                 return Ok(0);
             }
-            let slice = left.min(SHUTDOWN_POLL);
-            match with_timeout(slice, self.stream.read(buf)).await {
+            let slice_end = deadline.min(now + SHUTDOWN_POLL);
+            match with_deadline(slice_end, self.stream.read(buf)).await {
                 Ok(n) => {
                     self.idle = n == 0;
                     return Ok(n);
                 }
-                Err(Error::TimedOut) if slice < left => {}
+                Err(Error::TimedOut) if slice_end < deadline => {}
                 Err(e) => return Err(e.into()),
             }
         }

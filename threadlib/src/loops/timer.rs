@@ -1,6 +1,8 @@
 //! The timer loop: a binary heap of deadlines for sleeping threads and for timeouts
 //! (cancellation contexts that expire). Cancelled entries are left in the heap and
 //! skipped when they surface; the heap is compacted when they outnumber live ones.
+//! Armed timeouts sit in a slab: arming and disarming one, as every operation under a
+//! timeout does, costs a heap push and two slot writes.
 //!
 //! It is an [`EventLoop`] like any other: a sleep is a call whose request is its
 //! deadline (ns on the core clock) and whose key is that deadline, so an entry left by
@@ -9,7 +11,7 @@
 //! through [`LoopCx::interrupt`].
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 use std::rc::Rc;
 
 use std::time::{Duration, Instant};
@@ -18,7 +20,30 @@ use crate::cancel::CancelCtx;
 use crate::core::{Completion, ThreadId};
 use crate::loops::{EventLoop, LoopCx, Request};
 
+/// Set in the heap key of a timeout; a sleeping thread's key is its packed id.
 const CTX_BIT: u64 = 1 << 63;
+/// A timeout's heap key: `CTX_BIT`, the slot's generation (31 bits), the slot index.
+const GEN_MASK: u32 = (1 << 31) - 1;
+
+/// A slot of the timeout slab. The generation changes each time the slot is freed, and
+/// a heap entry fires the slot's timeout only at that timeout's own deadline, so an
+/// entry left by a disarmed timeout never fires a later one early or late (not even
+/// once the 31-bit generation wraps).
+#[derive(Default)]
+struct CtxSlot {
+    generation: u32,
+    deadline: u64,
+    armed: Option<(Rc<CancelCtx>, ThreadId)>,
+}
+
+fn ctx_key(index: u32, generation: u32) -> u64 {
+    CTX_BIT | (u64::from(generation) << 32) | u64::from(index)
+}
+
+/// The slot index and generation of a timeout's heap key.
+fn ctx_slot(key: u64) -> (usize, u32) {
+    ((key as u32) as usize, ((key >> 32) as u32) & GEN_MASK)
+}
 
 /// A timer that fired.
 pub(crate) enum Fired {
@@ -30,8 +55,10 @@ pub(crate) struct TimerLoop {
     /// The core clock's base: deadlines are ns after it.
     base: Instant,
     heap: BinaryHeap<Reverse<(u64, u64)>>,
-    ctx: BTreeMap<u64, (Rc<CancelCtx>, ThreadId)>,
-    next_ctx: u64,
+    /// Timeouts by slot, armed or free.
+    ctx: Vec<CtxSlot>,
+    /// Free slots of `ctx`.
+    free: Vec<u32>,
     stale: usize,
 }
 
@@ -40,8 +67,8 @@ impl TimerLoop {
         TimerLoop {
             base,
             heap: BinaryHeap::new(),
-            ctx: BTreeMap::new(),
-            next_ctx: 0,
+            ctx: Vec::new(),
+            free: Vec::new(),
             stale: 0,
         }
     }
@@ -55,17 +82,44 @@ impl TimerLoop {
     }
 
     pub(crate) fn add_ctx(&mut self, deadline: u64, ctx: Rc<CancelCtx>, owner: ThreadId) -> u64 {
-        let key = CTX_BIT | self.next_ctx;
-        self.next_ctx += 1;
-        self.ctx.insert(key, (ctx, owner));
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.ctx.push(CtxSlot::default());
+            (self.ctx.len() - 1) as u32
+        });
+        let slot = &mut self.ctx[index as usize];
+        slot.armed = Some((ctx, owner));
+        slot.deadline = deadline;
+        let key = ctx_key(index, slot.generation);
         self.heap.push(Reverse((deadline, key)));
         key
     }
 
     pub(crate) fn remove_ctx(&mut self, key: u64) {
-        if self.ctx.remove(&key).is_some() {
+        if self.take_ctx(key, None).is_some() {
             self.note_stale();
         }
+    }
+
+    /// Disarms the timeout `key` names, if it is still armed (and due at `deadline`,
+    /// if given), and frees its slot.
+    fn take_ctx(&mut self, key: u64, deadline: Option<u64>) -> Option<(Rc<CancelCtx>, ThreadId)> {
+        let (index, generation) = ctx_slot(key);
+        let slot = self.ctx.get_mut(index)?;
+        if slot.generation != generation || deadline.is_some_and(|d| d != slot.deadline) {
+            return None;
+        }
+        let armed = slot.armed.take()?;
+        slot.generation = slot.generation.wrapping_add(1) & GEN_MASK;
+        self.free.push(index as u32);
+        Some(armed)
+    }
+
+    /// Whether the heap entry (`deadline`, `key`) is its timeout's, still armed.
+    fn ctx_armed(&self, key: u64, deadline: u64) -> bool {
+        let (index, generation) = ctx_slot(key);
+        self.ctx.get(index).is_some_and(|s| {
+            s.generation == generation && s.deadline == deadline && s.armed.is_some()
+        })
     }
 
     /// An entry was abandoned (its thread was cancelled or its timeout removed).
@@ -95,7 +149,7 @@ impl TimerLoop {
             }
             self.heap.pop();
             if key & CTX_BIT != 0 {
-                match self.ctx.remove(&key) {
+                match self.take_ctx(key, Some(d)) {
                     Some((ctx, owner)) => return Some(Fired::Ctx(ctx, owner)),
                     None => self.stale = self.stale.saturating_sub(1),
                 }
@@ -114,13 +168,12 @@ impl TimerLoop {
     }
 
     fn compact(&mut self, live: &impl Fn(ThreadId, u64) -> bool) {
-        let ctx = &self.ctx;
         let entries: Vec<_> = std::mem::take(&mut self.heap)
             .into_vec()
             .into_iter()
             .filter(|Reverse((d, key))| {
                 if key & CTX_BIT != 0 {
-                    ctx.contains_key(key)
+                    self.ctx_armed(*key, *d)
                 } else {
                     live(ThreadId::unpack(*key), *d)
                 }
@@ -187,5 +240,64 @@ impl EventLoop for TimerLoop {
     /// Armed timeouts keep the core busy (sleepers are counted as calls).
     fn holds_work(&self) -> bool {
         !self.is_empty()
+    }
+}
+
+#[cfg(test)]
+// Any base will do: the tests name deadlines in ns after it and no time passes.
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+
+    fn fired_ctx(t: &mut TimerLoop, now: u64) -> Vec<Rc<CancelCtx>> {
+        let mut out = Vec::new();
+        while let Some(f) = t.pop_due(now, |_, _| false) {
+            match f {
+                Fired::Ctx(ctx, _) => out.push(ctx),
+                Fired::Thread(..) => panic!("no thread sleeps here"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_disarmed_timeout_never_fires_the_next_one_in_its_slot() {
+        let mut t = TimerLoop::new(Instant::now());
+        let owner = ThreadId::unpack(0);
+        let (a, b) = (CancelCtx::root(), CancelCtx::root());
+        let ka = t.add_ctx(100, a.clone(), owner);
+        t.remove_ctx(ka);
+        // `b` reuses `a`'s slot, with a later deadline.
+        let kb = t.add_ctx(300, b.clone(), owner);
+        assert_eq!(ka as u32, kb as u32, "the slot is reused");
+        assert_ne!(ka, kb);
+        assert_eq!(t.live(), 1);
+        assert!(fired_ctx(&mut t, 200).is_empty(), "a's entry fired b early");
+        // Disarming with a's stale key leaves b armed.
+        t.remove_ctx(ka);
+        let fired = fired_ctx(&mut t, 300);
+        assert_eq!(fired.len(), 1);
+        assert!(Rc::ptr_eq(&fired[0], &b));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn compaction_keeps_armed_timeouts_and_drops_disarmed_ones() {
+        let mut t = TimerLoop::new(Instant::now());
+        let owner = ThreadId::unpack(0);
+        let keep = CancelCtx::root();
+        let kept = t.add_ctx(10_000, keep.clone(), owner);
+        for i in 0..3000 {
+            let k = t.add_ctx(20_000 + i, CancelCtx::root(), owner);
+            t.remove_ctx(k);
+        }
+        // Nothing is due yet, but the pass compacts the heap of its stale entries.
+        assert!(fired_ctx(&mut t, 0).is_empty());
+        assert_eq!(t.heap.len(), 1);
+        assert_eq!(t.live(), 1);
+        let fired = fired_ctx(&mut t, 10_000);
+        assert!(fired.len() == 1 && Rc::ptr_eq(&fired[0], &keep));
+        t.remove_ctx(kept);
+        assert!(t.is_empty());
     }
 }
