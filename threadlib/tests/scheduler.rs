@@ -788,6 +788,12 @@ fn a_sleep_shorter_than_a_millisecond_is_not_rounded_up_to_one() {
     });
     // Never early; and, though a loaded machine may wake any one of them late, not
     // every one a whole millisecond after it began.
-    assert!(took.iter().all(|&t| t >= Duration::from_micros(200)), "{took:?}");
-    assert!(took.iter().any(|&t| t < Duration::from_micros(900)), "{took:?}");
+    assert!(
+        took.iter().all(|&t| t >= Duration::from_micros(200)),
+        "{took:?}"
+    );
+    assert!(
+        took.iter().any(|&t| t < Duration::from_micros(900)),
+        "{took:?}"
+    );
 }
