@@ -1300,6 +1300,51 @@ fn a_retransmission_carries_its_segment_and_no_more() {
     assert_eq!(h.counters().fast_retransmits, 1);
 }
 
+/// A lost segment shorter than the MSS (it was cut while a SACK option took room)
+/// that is not at SND.UNA goes again once RACK finds it lost, whole, before any
+/// timeout: being shorter than today's MSS does not make it empty.
+#[test]
+fn a_short_lost_segment_above_snd_una_goes_again_whole() {
+    let mut h = Harness::new();
+    h.establish_with(1000, &[2, 4, 5, 180, 4, 2]);
+    let c = h.conn.unwrap();
+    let mss = 1460u32;
+    // The peer's first 100 bytes are missing: our segments carry SACK blocks and
+    // are cut to make room for them.
+    let hole = h.rcv_nxt();
+    h.send(&Seg::new(flags::ACK, hole.wrapping_add(100), h.snd_nxt()).data(&[7; 100]));
+    h.replies();
+    let short = (mss - 12) as usize;
+    h.stack.send(h.now, c, &vec![3u8; 6 * short]).unwrap();
+    let sent = data_segments(&h.replies());
+    assert_eq!(sent.len(), 6, "{sent:?}");
+    assert!(sent.iter().all(|&(_, len)| len == short), "{sent:?}");
+    // The hole fills, so the MSS is whole again. The peer acknowledges our first
+    // segment and SACKs the third, fifth and sixth: the second and fourth are lost.
+    h.send(&Seg::new(flags::ACK, hole, h.snd_nxt()).data(&[7; 100]));
+    h.replies();
+    let ack = sent[1].0;
+    let end = sent[5].0.wrapping_add(short as u32);
+    let block = sack(&[(sent[4].0, end), (sent[2].0, sent[3].0)]);
+    let after = hole.wrapping_add(200);
+    h.send(&Seg::new(flags::ACK, after, ack).opts(&block));
+    let mut out = data_segments(&h.replies());
+    // Whatever RACK still waits for (its reordering window), short of a timeout.
+    while out.len() < 2 {
+        let Some(due) = h.stack.poll_timeout() else {
+            break;
+        };
+        h.now = due;
+        h.stack.handle_timeout(h.now);
+        out.extend(data_segments(&h.replies()));
+        if h.counters().rto_expirations > 0 {
+            break;
+        }
+    }
+    assert_eq!(out, vec![sent[1], sent[3]], "{:?}", h.counters());
+    assert_eq!(h.counters().rto_expirations, 0);
+}
+
 /// A loss found by an ACK that also acknowledges data (a stretch ACK, common when the
 /// peer acknowledges a batch at once) is judged against what was in flight as the ACK
 /// arrived: NewReno's ssthresh is half of ten segments, not of the six left after it.
