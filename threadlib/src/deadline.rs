@@ -38,19 +38,22 @@ impl From<Error> for TransportError {
 
 /// Runs `op` until `deadline` on the current core's clock ([`crate::time::now`]); a deadline
 /// already passed still starts `op`, with no time to suspend.
-pub async fn until<T>(
+pub fn until<T>(
     deadline: Instant,
     op: impl Future<Output = crate::Result<T>>,
-) -> Result<T, TransportError> {
-    Ok(with_deadline(deadline, op).await?)
+) -> impl Future<Output = Result<T, TransportError>> {
+    // Not `async fn`s, which would hold `op` twice (see `with_timeout`).
+    let timed = with_deadline(deadline, op);
+    async move { Ok(timed.await?) }
 }
 
 /// Runs `op` for at most `timeout`.
-pub async fn within<T>(
+pub fn within<T>(
     timeout: Duration,
     op: impl Future<Output = crate::Result<T>>,
-) -> Result<T, TransportError> {
-    Ok(with_timeout(timeout, op).await?)
+) -> impl Future<Output = Result<T, TransportError>> {
+    let timed = with_timeout(timeout, op);
+    async move { Ok(timed.await?) }
 }
 
 #[cfg(test)]

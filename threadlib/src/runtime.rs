@@ -127,8 +127,8 @@ impl Builder {
     }
 
     /// How long a core that always has work may keep its CPU before it gives the CPU
-    /// up to other runnable OS threads (`sched_yield`, at the end of a pass of ready
-    /// threads). A core that blocks in its wait for events, or that the kernel switches
+    /// up to other runnable OS threads (`sched_yield`, when it next looks at its event
+    /// sources). A core that blocks in its wait for events, or that the kernel switches
     /// out, within the slice never yields; nor does any core with `None`. Default
     /// 100 µs.
     ///

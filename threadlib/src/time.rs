@@ -208,23 +208,25 @@ impl Drop for TimerGuard {
 /// `Time.with_timeout`): its pending system call returns `Cancelled`, and if `fut`
 /// then fails with `Cancelled` the result is [`Error::TimedOut`]. Works with borrowed
 /// futures: no new thread is made.
-pub async fn with_timeout<F, T>(d: Duration, fut: F) -> Result<T>
+pub fn with_timeout<F, T>(d: Duration, fut: F) -> impl Future<Output = Result<T>>
 where
     F: Future<Output = Result<T>>,
 {
+    // Not an `async fn`: one would hold `fut` a second time beside `timed`'s copy,
+    // making every future under a timeout twice its size.
     let d = d.as_nanos().min(u64::MAX as u128) as u64;
-    timed(|core| core.now_ns().saturating_add(d), fut).await
+    timed(move |core| core.now_ns().saturating_add(d), fut)
 }
 
 /// Runs `fut`, cancelling it if it has not finished by `deadline` on the current core's
 /// clock: [`with_timeout`] for a deadline instead of a duration, without reading the
 /// clock. A deadline already passed still starts `fut`, which times out at its first
 /// suspension.
-pub async fn with_deadline<F, T>(deadline: Instant, fut: F) -> Result<T>
+pub fn with_deadline<F, T>(deadline: Instant, fut: F) -> impl Future<Output = Result<T>>
 where
     F: Future<Output = Result<T>>,
 {
-    timed(|core| to_ns(core, deadline), fut).await
+    timed(move |core| to_ns(core, deadline), fut)
 }
 
 /// Runs `fut` in a child cancellation context that a timer cancels at `deadline(core)`

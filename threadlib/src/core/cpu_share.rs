@@ -4,11 +4,11 @@
 //! it run out whole time slices, milliseconds each, while another thread queued on the
 //! same CPU waits: the client of a server under load, say, whose responses then sit
 //! unread for that long. A core that has run for its slice ([`Builder::cpu_slice`])
-//! without the kernel switching it out gives its CPU up at the end of its next pass of
-//! ready threads ([`iolib::sched::yield_cpu`]), which returns at once when no other
+//! without the kernel switching it out gives its CPU up the next time it looks at its
+//! event sources ([`iolib::sched::yield_cpu`]), which returns at once when no other
 //! thread waits for the CPU. A core that blocks or is preempted within its slice never
-//! yields, so on a CPU of its own the cost is one clock read per pass and one
-//! `getrusage` per slice of continuous work.
+//! yields, so on a CPU of its own the cost is one clock read per look at the event
+//! sources and one `getrusage` per slice of continuous work.
 //!
 //! [`Builder::cpu_slice`]: crate::Builder::cpu_slice
 
@@ -39,8 +39,8 @@ impl CpuShare {
         self.yields.get()
     }
 
-    /// A pass of ready threads ended at `now_ns` (real time): yields the CPU if the
-    /// core has kept it for its slice. `switches` reads the thread's context-switch
+    /// The core is about to look at its event sources at `now_ns` (real time): yields
+    /// the CPU if the core has kept it for its slice. `switches` reads the thread's context-switch
     /// count; `yield_cpu` gives the CPU up.
     pub(crate) fn pass_ended(
         &self,

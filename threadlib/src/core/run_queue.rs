@@ -42,11 +42,6 @@ impl Core {
             // the batch queued, say), and those polled on every pass, run before
             // anything waits.
             self.poll_loops();
-            self.cpu.pass_ended(
-                self.clock.real_elapsed_ns(),
-                || iolib::sched::context_switches().ok(),
-                iolib::sched::yield_cpu,
-            );
             if done(self) {
                 return Ok(());
             }
@@ -54,16 +49,29 @@ impl Core {
                 let t = self.tick.get().wrapping_add(1);
                 self.tick.set(t);
                 if t.is_multiple_of(EVENT_INTERVAL) {
+                    self.share_cpu();
                     self.poll_events(Some(Duration::ZERO))?;
                     self.poll_due();
                     self.poll_loops();
                 }
                 continue;
             }
+            self.share_cpu();
             self.wait_for_work()?;
             self.poll_due();
             self.poll_loops();
         }
+    }
+
+    /// Before the core looks at its event sources: gives the CPU up if the core has kept
+    /// it for its slice. Checked there, and not after every batch, so that the clock is
+    /// read once per look (an `epoll_wait` already) or once per `EVENT_INTERVAL` batches.
+    fn share_cpu(&self) {
+        self.cpu.pass_ended(
+            self.clock.real_elapsed_ns(),
+            || iolib::sched::context_switches().ok(),
+            iolib::sched::yield_cpu,
+        );
     }
 
     /// No thread is ready: wait for the next event, timer or loop deadline.

@@ -306,11 +306,13 @@ impl Tasks {
     // ----- states --------------------------------------------------------------------
 
     /// Sets the state of the thread in `tid`'s slot.
+    #[inline]
     pub(crate) fn set_state(&mut self, tid: ThreadId, s: State) {
         self.slots[tid.index as usize].state = s;
     }
 
     /// Makes `tid` ready with `c` as its call's result and queues it at the back.
+    #[inline]
     pub(crate) fn set_ready(&mut self, tid: ThreadId, c: Completion) {
         let t = &mut self.slots[tid.index as usize];
         t.state = State::Ready;
@@ -320,6 +322,7 @@ impl Tasks {
 
     /// Delivers `c` to `tid` if it is blocked in `expect` (or any call if `None`), and
     /// queues it. Returns whether it was delivered.
+    #[inline]
     pub(crate) fn complete(&mut self, tid: ThreadId, expect: Option<Wait>, c: Completion) -> bool {
         let Some(t) = self.slot_mut(tid) else {
             return false;
