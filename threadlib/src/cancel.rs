@@ -58,7 +58,9 @@ impl CancelCtx {
 /// Runs `fut` with `ctx` as the current thread's innermost cancellation context,
 /// restoring the previous one when `fut` finishes or is dropped.
 pub(crate) struct InCtx<F> {
-    ctx: Rc<CancelCtx>,
+    /// `None` until [`InCtx::set_ctx`] for one made by [`InCtx::later`]; polled
+    /// without a context of its own meanwhile.
+    ctx: Option<Rc<CancelCtx>>,
     saved: Option<Rc<CancelCtx>>,
     fut: F,
 }
@@ -66,10 +68,25 @@ pub(crate) struct InCtx<F> {
 impl<F> InCtx<F> {
     pub(crate) fn new(ctx: Rc<CancelCtx>, fut: F) -> Self {
         InCtx {
-            ctx,
+            ctx: Some(ctx),
             saved: None,
             fut,
         }
+    }
+
+    /// `fut`, to run in the context [`InCtx::set_ctx`] gives it before its first poll.
+    pub(crate) fn later(fut: F) -> Self {
+        InCtx {
+            ctx: None,
+            saved: None,
+            fut,
+        }
+    }
+
+    /// Gives a future made by [`InCtx::later`] its context; before its first poll.
+    pub(crate) fn set_ctx(self: Pin<&mut Self>, ctx: Rc<CancelCtx>) {
+        // SAFETY: only `fut` is structurally pinned, and it is not touched.
+        unsafe { self.get_unchecked_mut() }.ctx = Some(ctx);
     }
 }
 
@@ -81,7 +98,9 @@ impl<F: Future> Future for InCtx<F> {
         // the other fields are never pinned.
         let this = unsafe { self.get_unchecked_mut() };
         if this.saved.is_none() {
-            this.saved = with_core(|c| c.swap_ctx(this.ctx.clone()));
+            if let Some(ctx) = &this.ctx {
+                this.saved = with_core(|c| c.swap_ctx(ctx.clone()));
+            }
         }
         // SAFETY: see above; `this.fut` stays in place.
         let fut = unsafe { Pin::new_unchecked(&mut this.fut) };

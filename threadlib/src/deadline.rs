@@ -9,6 +9,8 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::time::with_deadline;
@@ -43,8 +45,7 @@ pub fn until<T>(
     op: impl Future<Output = crate::Result<T>>,
 ) -> impl Future<Output = Result<T, TransportError>> {
     // Not `async fn`s, which would hold `op` twice (see `with_timeout`).
-    let timed = with_deadline(deadline, op);
-    async move { Ok(timed.await?) }
+    Transport(with_deadline(deadline, op))
 }
 
 /// Runs `op` for at most `timeout`.
@@ -52,8 +53,23 @@ pub fn within<T>(
     timeout: Duration,
     op: impl Future<Output = crate::Result<T>>,
 ) -> impl Future<Output = Result<T, TransportError>> {
-    let timed = with_timeout(timeout, op);
-    async move { Ok(timed.await?) }
+    Transport(with_timeout(timeout, op))
+}
+
+/// A future whose thread-library error becomes a [`TransportError`].
+struct Transport<F>(F);
+
+impl<F, T> Future for Transport<F>
+where
+    F: Future<Output = crate::Result<T>>,
+{
+    type Output = Result<T, TransportError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: the one field is structurally pinned: it is never moved out.
+        let inner = unsafe { self.map_unchecked_mut(|t| &mut t.0) };
+        inner.poll(cx).map(|r| r.map_err(TransportError::from))
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::cancel::{CancelCtx, InCtx};
@@ -212,8 +214,6 @@ pub fn with_timeout<F, T>(d: Duration, fut: F) -> impl Future<Output = Result<T>
 where
     F: Future<Output = Result<T>>,
 {
-    // Not an `async fn`: one would hold `fut` a second time beside `timed`'s copy,
-    // making every future under a timeout twice its size.
     let d = d.as_nanos().min(u64::MAX as u128) as u64;
     timed(move |core| core.now_ns().saturating_add(d), fut)
 }
@@ -230,24 +230,77 @@ where
 }
 
 /// Runs `fut` in a child cancellation context that a timer cancels at `deadline(core)`
-/// (ns on the core clock).
-async fn timed<F, T>(deadline: impl FnOnce(&Core) -> u64, fut: F) -> Result<T>
+/// (ns on the core clock), worked out when first polled.
+fn timed<D, F, T>(deadline: D, fut: F) -> Timed<D, F>
 where
+    D: FnOnce(&Core) -> u64,
     F: Future<Output = Result<T>>,
 {
-    let (ctx, key) = Core::with_current(|core| {
-        let owner = core.current_thread()?;
-        let parent = core.current_ctx().unwrap_or_else(|| core.root.ctx.clone());
-        let ctx: Rc<CancelCtx> = CancelCtx::child(&parent, false);
-        let key = core.add_ctx_timer(deadline(core), ctx.clone(), owner)?;
-        Some((ctx, key))
-    })
-    .flatten()
-    .ok_or_else(|| Error::NoRuntime)?;
-    let _guard = TimerGuard { key };
-    let r = InCtx::new(ctx.clone(), fut).await;
-    match r {
-        Err(Error::Cancelled) if ctx.timed_out.get() => Err(Error::TimedOut),
-        other => other,
+    Timed {
+        inner: InCtx::later(fut),
+        guard: None,
+        ctx: None,
+        deadline: Some(deadline),
+    }
+}
+
+/// The future of [`with_timeout`] and [`with_deadline`]. Written by hand: an `async fn`
+/// taking `fut` would hold it twice, as its argument and inside the context that runs
+/// it. Fields drop in order: the wrapped future (restoring the thread's context), then
+/// the timer, then the context.
+struct Timed<D, F> {
+    /// `fut` in the timeout's context (set when the timer is armed).
+    inner: InCtx<F>,
+    /// The armed timer; disarmed when `fut` finishes or this is dropped.
+    guard: Option<TimerGuard>,
+    /// The timeout's context, once armed.
+    ctx: Option<Rc<CancelCtx>>,
+    /// The deadline, until the first poll arms the timer.
+    deadline: Option<D>,
+}
+
+impl<D, F, T> Future for Timed<D, F>
+where
+    D: FnOnce(&Core) -> u64,
+    F: Future<Output = Result<T>>,
+{
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        // SAFETY: `inner` is structurally pinned: it is never moved out of `self`. The
+        // other fields are never pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above; `this.inner` stays in place.
+        let mut inner = unsafe { Pin::new_unchecked(&mut this.inner) };
+        if let Some(deadline) = this.deadline.take() {
+            let armed = Core::with_current(|core| {
+                let owner = core.current_thread()?;
+                let parent = core.current_ctx().unwrap_or_else(|| core.root.ctx.clone());
+                let ctx: Rc<CancelCtx> = CancelCtx::child(&parent, false);
+                let key = core.add_ctx_timer(deadline(core), ctx.clone(), owner)?;
+                Some((ctx, key))
+            })
+            .flatten();
+            let Some((ctx, key)) = armed else {
+                return Poll::Ready(Err(Error::NoRuntime));
+            };
+            this.guard = Some(TimerGuard { key });
+            inner.as_mut().set_ctx(ctx.clone());
+            this.ctx = Some(ctx);
+        }
+        let Some(ctx) = &this.ctx else {
+            // Polled again after it failed to arm.
+            return Poll::Ready(Err(Error::NoRuntime));
+        };
+        let Poll::Ready(r) = inner.poll(cx) else {
+            return Poll::Pending;
+        };
+        let r = match r {
+            Err(Error::Cancelled) if ctx.timed_out.get() => Err(Error::TimedOut),
+            other => other,
+        };
+        // Finished: the timer must not fire into whatever the thread does next.
+        this.guard = None;
+        Poll::Ready(r)
     }
 }

@@ -797,3 +797,35 @@ fn a_sleep_shorter_than_a_millisecond_is_not_rounded_up_to_one() {
         "{took:?}"
     );
 }
+
+/// A future of about 4 KiB that holds its buffer across a suspension.
+async fn big_future() -> threadlib::Result<u8> {
+    let buf = [7u8; 4096];
+    threadlib::yield_now().await?;
+    Ok(buf[4095])
+}
+
+#[test]
+fn a_timeout_holds_the_future_it_bounds_once() {
+    let size = std::mem::size_of_val(&big_future());
+    assert!(size >= 4096, "{size}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let wrapped = [
+        std::mem::size_of_val(&threadlib::with_timeout(
+            Duration::from_secs(1),
+            big_future(),
+        )),
+        std::mem::size_of_val(&threadlib::with_deadline(deadline, big_future())),
+        std::mem::size_of_val(&threadlib::deadline::within(
+            Duration::from_secs(1),
+            big_future(),
+        )),
+        std::mem::size_of_val(&threadlib::deadline::until(deadline, big_future())),
+    ];
+    // The timeout's own state is a few words; a second copy of the future would be
+    // another 4 KiB (a server holds one per connection).
+    assert!(
+        wrapped.iter().all(|&w| w < size + 256),
+        "{size} -> {wrapped:?}"
+    );
+}
