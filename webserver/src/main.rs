@@ -126,6 +126,14 @@ fn run(config: &Config, content: ContentOptions, tun: Option<OpenedTun>) -> anyh
     }
     .context("runtime")??;
     println!("Totals:\n{}", report.totals);
+    if report.connections_per_core.len() > 1 {
+        let counts: Vec<String> = report
+            .connections_per_core
+            .iter()
+            .map(u64::to_string)
+            .collect();
+        println!("connections per core: {}", counts.join(", "));
+    }
     if let Some(net) = &report.net {
         println!("User-space network:\n{net}");
     }

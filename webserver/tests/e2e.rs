@@ -317,6 +317,34 @@ fn graceful_shutdown_finishes_in_flight_requests(on: NetBackend) {
     assert!(stdout.contains("requests: 2 (1xx 0, 2xx 2"), "{stdout}");
 }
 
+/// With several cores, the report says how many connections each core's listener got
+/// (the kernel spreads them over `SO_REUSEPORT` listeners by hash), and they add up.
+#[test]
+fn the_report_counts_connections_per_core() {
+    let on = NetBackend::Kernel;
+    let root = root(on, "per-core");
+    let s = Server::start(on, Some(&root), &["--cores", "2"]);
+    for _ in 0..8 {
+        let mut c = s.connect();
+        c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).unwrap();
+        assert_eq!(status(&out), 200);
+    }
+    s.signal(libc::SIGTERM);
+    let (status, stdout) = s.wait();
+    assert!(status.success(), "{status:?}");
+    assert!(stdout.contains("connections: 8 "), "{stdout}");
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("connections per core: "))
+        .unwrap_or_else(|| panic!("no per-core line: {stdout}"));
+    let counts: Vec<u64> = line.split(", ").map(|n| n.parse().unwrap()).collect();
+    assert_eq!(counts.len(), 2, "{line}");
+    assert_eq!(counts.iter().sum::<u64>(), 8, "{line}");
+}
+
 #[test]
 fn default_root_access_log_and_cli_errors() {
     let log = std::env::temp_dir().join(format!("webserver-e2e-{}-access.log", std::process::id()));

@@ -78,6 +78,9 @@ pub struct Plan {
 pub struct Report {
     /// The traffic counters.
     pub totals: Totals,
+    /// Connections each core accepted, in core order: how evenly the kernel spread
+    /// them over the cores' listeners.
+    pub connections_per_core: Vec<u64>,
     /// Connections still busy when the shutdown deadline passed, then cancelled.
     pub cancelled: u64,
     /// The network's counters summed over the cores, if it keeps any.
@@ -205,6 +208,7 @@ where
     let mut report = Report::default();
     let mut add = |r: CoreReport| {
         report.totals += r.totals;
+        report.connections_per_core.push(r.totals.connections);
         report.cancelled += r.cancelled;
         if let Some(n) = &r.net {
             *report.net.get_or_insert_with(NetReport::default) += n;
