@@ -72,14 +72,25 @@ class Ours:
         cmd = [WEB, "--root", ROOT, "--listen", f"127.0.0.1:{self.port}", "--cores", str(cores)]
         if cores == 1 and NCPU > 1:
             cmd = ["taskset", "-c", "0"] + cmd
-        self.p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        # Its report (a few lines, printed on SIGTERM) goes to a file, not a pipe that
+        # nothing reads while it runs.
+        self.out = tempfile.TemporaryFile(mode="w+")
+        self.p = subprocess.Popen(cmd, stdout=self.out)
         wait_port(self.port)
+        self.split = None
 
     def pid(self):
         return self.p.pid
 
     def stop(self):
         bk.stop_process(self.p, signal.SIGTERM)
+        # How the kernel spread the connections over the cores' SO_REUSEPORT
+        # listeners: an uneven split lengthens the saturated tail.
+        self.out.seek(0)
+        for line in self.out:
+            if line.startswith("connections per core: "):
+                self.split = [int(n) for n in line.split(": ")[1].split(", ")]
+        self.out.close()
 
 
 class Nginx:
@@ -152,10 +163,20 @@ def main():
     for label, cores, pin in settings:
         bench = f"web_1k_{label}"
         threads = 1 if pin else NCPU
-        ours, ngx = bk.alternate(RUNS, lambda: Ours(cores), lambda: Nginx(cores),
+        servers = []
+
+        def start_ours():
+            servers.append(Ours(cores))
+            return servers[-1]
+
+        ours, ngx = bk.alternate(RUNS, start_ours, lambda: Nginx(cores),
                                  lambda s: wrk(s.port, "/files/1k.txt", threads, pin))
         params = {"file": "www/files/1k.txt", "connections": CONNS, "server_cores": cores,
                   "driver": "wrk", "keepalive": True, "seconds": SECS}
+        if cores > 1:
+            # Run by run: how the connections were split, and the p99 that came of it.
+            params["ours_connections_per_core"] = [s.split for s in servers]
+            params["ours_p99_us_per_run"] = [r["p99_us"] for r in ours]
         records.append(record(bench, "requests_per_sec", "higher", bk.med(ours, "rps"),
                               "nginx", bk.med(ngx, "rps"), params))
         records.append(record(bench, "p99_us", "lower", bk.med(ours, "p99_us"),
