@@ -181,7 +181,8 @@ impl Epoll {
     /// (`epoll_wait`).
     pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> Result<usize> {
         let n = match timeout {
-            Some(d) if PWAIT2.load(Ordering::Relaxed) => {
+            // A poll (zero) needs no resolution: plain `epoll_wait` does it.
+            Some(d) if !d.is_zero() && PWAIT2.load(Ordering::Relaxed) => {
                 let ts = libc::timespec {
                     tv_sec: d.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
                     tv_nsec: d.subsec_nanos() as libc::c_long,

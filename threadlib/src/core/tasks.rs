@@ -187,6 +187,7 @@ impl Tasks {
 
     /// Gives `runnable` a slot in `scope` (linked at the head of its member list),
     /// ready to run; queued at the back of the run queue if `queue`.
+    #[inline]
     pub(crate) fn insert(
         &mut self,
         runnable: Pin<Rc<dyn Runnable>>,
@@ -234,6 +235,7 @@ impl Tasks {
 
     /// Frees the slot of the thread `tid`, which has finished: unlinks it from its
     /// scope list, bumps the generation and returns what the slot owned.
+    #[inline]
     pub(crate) fn release(&mut self, tid: ThreadId) -> Released {
         let t = &mut self.slots[tid.index as usize];
         t.state = State::Free;
