@@ -85,7 +85,7 @@ class Ours:
     def stop(self):
         bk.stop_process(self.p, signal.SIGTERM)
         # How the kernel spread the connections over the cores' SO_REUSEPORT
-        # listeners: an uneven split lengthens the saturated tail.
+        # listeners, recorded beside each run's p99.
         self.out.seek(0)
         for line in self.out:
             if line.startswith("connections per core: "):
