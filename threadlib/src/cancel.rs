@@ -83,6 +83,12 @@ impl<F> InCtx<F> {
         }
     }
 
+    /// The context `fut` runs in (`None` for one made by [`InCtx::later`] until
+    /// [`InCtx::set_ctx`]).
+    pub(crate) fn ctx(&self) -> Option<&Rc<CancelCtx>> {
+        self.ctx.as_ref()
+    }
+
     /// Gives a future made by [`InCtx::later`] its context; before its first poll.
     pub(crate) fn set_ctx(self: Pin<&mut Self>, ctx: Rc<CancelCtx>) {
         // SAFETY: only `fut` is structurally pinned, and it is not touched.

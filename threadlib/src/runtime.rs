@@ -195,10 +195,7 @@ impl Runtime {
             trace: self.cfg.trace,
             custom: self.cfg.loops.iter().map(|f| f(id)).collect(),
             shuffle: self.cfg.shuffle,
-            cpu_slice_ns: self
-                .cfg
-                .cpu_slice
-                .map(|d| d.as_nanos().min(u64::MAX as u128) as u64),
+            cpu_slice_ns: self.cfg.cpu_slice.map(crate::time::duration_ns),
         }
     }
 

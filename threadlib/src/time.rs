@@ -157,10 +157,12 @@ pub fn advance(d: Duration) -> Result<()> {
 
 /// Suspends the calling thread for `d`.
 pub fn sleep(d: Duration) -> impl Future<Output = Result<()>> {
-    SimpleCall::new(
-        SimpleKind::SleepFor,
-        d.as_nanos().min(u64::MAX as u128) as u64,
-    )
+    SimpleCall::new(SimpleKind::SleepFor, duration_ns(d))
+}
+
+/// `d` in ns, `u64::MAX` for any longer.
+pub(crate) fn duration_ns(d: Duration) -> u64 {
+    d.as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
 /// Suspends the calling thread until `deadline` on the core's clock.
@@ -214,7 +216,7 @@ pub fn with_timeout<F, T>(d: Duration, fut: F) -> impl Future<Output = Result<T>
 where
     F: Future<Output = Result<T>>,
 {
-    let d = d.as_nanos().min(u64::MAX as u128) as u64;
+    let d = duration_ns(d);
     timed(move |core| core.now_ns().saturating_add(d), fut)
 }
 
@@ -239,22 +241,19 @@ where
     Timed {
         inner: InCtx::later(fut),
         guard: None,
-        ctx: None,
         deadline: Some(deadline),
     }
 }
 
 /// The future of [`with_timeout`] and [`with_deadline`]. Written by hand: an `async fn`
 /// taking `fut` would hold it twice, as its argument and inside the context that runs
-/// it. Fields drop in order: the wrapped future (restoring the thread's context), then
-/// the timer, then the context.
+/// it. Fields drop in order: the wrapped future (restoring the thread's context and
+/// releasing the timeout's), then the timer.
 struct Timed<D, F> {
     /// `fut` in the timeout's context (set when the timer is armed).
     inner: InCtx<F>,
     /// The armed timer; disarmed when `fut` finishes or this is dropped.
     guard: Option<TimerGuard>,
-    /// The timeout's context, once armed.
-    ctx: Option<Rc<CancelCtx>>,
     /// The deadline, until the first poll arms the timer.
     deadline: Option<D>,
 }
@@ -285,18 +284,19 @@ where
                 return Poll::Ready(Err(Error::NoRuntime));
             };
             this.guard = Some(TimerGuard { key });
-            inner.as_mut().set_ctx(ctx.clone());
-            this.ctx = Some(ctx);
+            inner.as_mut().set_ctx(ctx);
         }
-        let Some(ctx) = &this.ctx else {
+        if inner.ctx().is_none() {
             // Polled again after it failed to arm.
             return Poll::Ready(Err(Error::NoRuntime));
-        };
-        let Poll::Ready(r) = inner.poll(cx) else {
+        }
+        let Poll::Ready(r) = inner.as_mut().poll(cx) else {
             return Poll::Pending;
         };
         let r = match r {
-            Err(Error::Cancelled) if ctx.timed_out.get() => Err(Error::TimedOut),
+            Err(Error::Cancelled) if inner.ctx().is_some_and(|c| c.timed_out.get()) => {
+                Err(Error::TimedOut)
+            }
             other => other,
         };
         // Finished: the timer must not fire into whatever the thread does next.

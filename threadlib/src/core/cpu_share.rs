@@ -16,8 +16,9 @@ use std::cell::Cell;
 
 /// One core's record of how long it has kept its CPU.
 pub(crate) struct CpuShare {
-    /// The longest run without a switch (ns); `None`: never yield.
-    slice_ns: Option<u64>,
+    /// The longest run without a switch (ns); `None`: never yield (also once the
+    /// switch count cannot be read).
+    slice_ns: Cell<Option<u64>>,
     /// When the current run was first seen (real ns), with the thread's context-switch
     /// count then.
     mark: Cell<Option<(u64, u64)>>,
@@ -28,7 +29,7 @@ pub(crate) struct CpuShare {
 impl CpuShare {
     pub(crate) fn new(slice_ns: Option<u64>) -> Self {
         CpuShare {
-            slice_ns,
+            slice_ns: Cell::new(slice_ns),
             mark: Cell::new(None),
             yields: Cell::new(0),
         }
@@ -48,7 +49,9 @@ impl CpuShare {
         switches: impl Fn() -> Option<u64>,
         yield_cpu: impl FnOnce(),
     ) {
-        let Some(slice) = self.slice_ns else { return };
+        let Some(slice) = self.slice_ns.get() else {
+            return;
+        };
         if let Some((since, _)) = self.mark.get() {
             if now_ns.saturating_sub(since) < slice {
                 return;
@@ -56,7 +59,7 @@ impl CpuShare {
         }
         let Some(mut count) = switches() else {
             // No count to tell a run from a sleep: stop sharing rather than guess.
-            self.mark.set(Some((u64::MAX, 0)));
+            self.slice_ns.set(None);
             return;
         };
         if self.mark.get().is_some_and(|(_, before)| before == count) {
