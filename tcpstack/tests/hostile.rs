@@ -221,6 +221,26 @@ impl Harness {
         (c, mss)
     }
 
+    /// A connection with SACK permitted and an MSS of 1460 (no timestamps) whose peer
+    /// left its first 100 bytes out, so that our segments carry a SACK block and are
+    /// cut by its 12 bytes; then `segments` such short segments go out at once.
+    /// Returns the peer's hole (its `RCV.NXT`), the short length and what was sent.
+    fn short_flight(&mut self, segments: usize) -> (u32, usize, Vec<(u32, usize)>) {
+        self.establish_with(1000, &[2, 4, 5, 180, 4, 2]);
+        let c = self.conn.unwrap();
+        let hole = self.rcv_nxt();
+        self.send(&Seg::new(flags::ACK, hole.wrapping_add(100), self.snd_nxt()).data(&[7; 100]));
+        self.replies();
+        let short = (1460 - 12) as usize;
+        self.stack
+            .send(self.now, c, &vec![3u8; segments * short])
+            .unwrap();
+        let sent = data_segments(&self.replies());
+        assert_eq!(sent.len(), segments, "{sent:?}");
+        assert!(sent.iter().all(|&(_, len)| len == short), "{sent:?}");
+        (hole, short, sent)
+    }
+
     /// A plain handshake (MSS only, no timestamps so sequence checks are exact).
     fn establish(&mut self) {
         self.establish_with(1000, &[2, 4, 5, 180]);
@@ -1272,18 +1292,8 @@ fn a_hole_below_sacked_data_is_lost_after_the_reordering_window() {
 #[test]
 fn a_retransmission_carries_its_segment_and_no_more() {
     let mut h = Harness::new();
-    h.establish_with(1000, &[2, 4, 5, 180, 4, 2]);
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
     // The peer's first 100 bytes are missing: we SACK what follows them.
-    let hole = h.rcv_nxt();
-    h.send(&Seg::new(flags::ACK, hole.wrapping_add(100), h.snd_nxt()).data(&[7; 100]));
-    h.replies();
-    let short = (mss - 12) as usize;
-    h.stack.send(h.now, c, &vec![3u8; 4 * short]).unwrap();
-    let sent = data_segments(&h.replies());
-    assert_eq!(sent.len(), 4, "{sent:?}");
-    assert!(sent.iter().all(|&(_, len)| len == short), "{sent:?}");
+    let (hole, short, sent) = h.short_flight(4);
     // The hole fills; then the peer SACKs all but our first segment.
     let una = h.snd_nxt();
     h.send(&Seg::new(flags::ACK, hole, una).data(&[7; 100]));
@@ -1306,19 +1316,8 @@ fn a_retransmission_carries_its_segment_and_no_more() {
 #[test]
 fn a_short_lost_segment_above_snd_una_goes_again_whole() {
     let mut h = Harness::new();
-    h.establish_with(1000, &[2, 4, 5, 180, 4, 2]);
-    let c = h.conn.unwrap();
-    let mss = 1460u32;
-    // The peer's first 100 bytes are missing: our segments carry SACK blocks and
-    // are cut to make room for them.
-    let hole = h.rcv_nxt();
-    h.send(&Seg::new(flags::ACK, hole.wrapping_add(100), h.snd_nxt()).data(&[7; 100]));
-    h.replies();
-    let short = (mss - 12) as usize;
-    h.stack.send(h.now, c, &vec![3u8; 6 * short]).unwrap();
-    let sent = data_segments(&h.replies());
-    assert_eq!(sent.len(), 6, "{sent:?}");
-    assert!(sent.iter().all(|&(_, len)| len == short), "{sent:?}");
+    // Our segments carry SACK blocks and are cut to make room for them.
+    let (hole, short, sent) = h.short_flight(6);
     // The hole fills, so the MSS is whole again. The peer acknowledges our first
     // segment and SACKs the third, fifth and sixth: the second and fourth are lost.
     h.send(&Seg::new(flags::ACK, hole, h.snd_nxt()).data(&[7; 100]));

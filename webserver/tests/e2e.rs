@@ -325,11 +325,7 @@ fn the_report_counts_connections_per_core() {
     let root = root(on, "per-core");
     let s = Server::start(on, Some(&root), &["--cores", "2"]);
     for _ in 0..8 {
-        let mut c = s.connect();
-        c.write_all(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut out = Vec::new();
-        c.read_to_end(&mut out).unwrap();
+        let out = s.raw(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         assert_eq!(status(&out), 200);
     }
     s.signal(libc::SIGTERM);
