@@ -58,12 +58,13 @@ def parse_wrk(out):
 
 
 def nginx_conf(workers, pin, listen, root, run_dir):
-    """nginx's configuration for the benches: `workers` worker processes (the first
-    pinned to CPU 0 if `pin`), sendfile, keep-alive without limit, no access log,
-    serving `root` on `listen`, with its pid and error log in `run_dir`."""
+    """nginx's configuration for the benches: `workers` worker processes (if `pin`,
+    each on a CPU of its own, the first on the first CPU nginx may use), sendfile,
+    keep-alive without limit, no access log, serving `root` on `listen`, with its pid
+    and error log in `run_dir`."""
     return f"""
 worker_processes {workers};
-{"worker_cpu_affinity 1;" if pin else ""}
+{"worker_cpu_affinity auto;" if pin else ""}
 worker_rlimit_nofile 65536;
 daemon off;
 pid {run_dir}/nginx.pid;

@@ -43,6 +43,41 @@ pub fn timer_slack() -> Result<u64> {
     Ok(r as u64)
 }
 
+/// The CPUs the calling thread may run on (`sched_getaffinity`), in ascending order.
+/// Threads it creates afterwards inherit the same set.
+pub fn allowed_cpus() -> Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } != 0 {
+        return Err(Error::last("sched_getaffinity"));
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, within the set.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Restricts the calling thread to `cpus` (`sched_setaffinity`): the kernel runs it
+/// only there, moving it at once if it is elsewhere. Fails with `EINVAL` if none of
+/// them is online or permitted, and for a CPU number not below `CPU_SETSIZE` (1024).
+pub fn set_allowed_cpus(cpus: &[usize]) -> Result<()> {
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(Error::from_errno("sched_setaffinity", libc::EINVAL));
+        }
+        // SAFETY: `cpu` is below CPU_SETSIZE, within the set.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed, only read by the call.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) } != 0 {
+        return Err(Error::last("sched_setaffinity"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +91,29 @@ mod tests {
         assert!(after > before, "{before} -> {after}");
         yield_cpu();
         assert!(context_switches().unwrap() >= after);
+    }
+
+    #[test]
+    fn a_thread_restricted_to_one_cpu_runs_there_and_its_children_inherit_it() {
+        std::thread::spawn(|| {
+            let all = allowed_cpus().unwrap();
+            assert!(!all.is_empty());
+            let last = *all.last().unwrap();
+            set_allowed_cpus(&[last]).unwrap();
+            assert_eq!(allowed_cpus().unwrap(), [last]);
+            // SAFETY: sched_getcpu takes no arguments.
+            assert_eq!(unsafe { libc::sched_getcpu() }, last as i32);
+            let child = std::thread::spawn(|| allowed_cpus().unwrap())
+                .join()
+                .unwrap();
+            assert_eq!(child, [last]);
+            set_allowed_cpus(&all).unwrap();
+            assert_eq!(allowed_cpus().unwrap(), all);
+            assert!(set_allowed_cpus(&[libc::CPU_SETSIZE as usize]).is_err());
+            assert!(set_allowed_cpus(&[]).is_err());
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub struct Builder {
     loops: Vec<LoopFactory>,
     shuffle: Option<u64>,
     cpu_slice: Option<Duration>,
+    pin_cores: bool,
 }
 
 impl std::fmt::Debug for Builder {
@@ -54,6 +55,7 @@ impl std::fmt::Debug for Builder {
             .field("blocking_threads", &self.blocking_threads)
             .field("mock_clock", &self.mock_clock)
             .field("cpu_slice", &self.cpu_slice)
+            .field("pin_cores", &self.pin_cores)
             .field("custom_loops", &self.loops.len())
             .finish()
     }
@@ -72,6 +74,7 @@ impl Default for Builder {
             loops: Vec::new(),
             shuffle: None,
             cpu_slice: Some(DEFAULT_CPU_SLICE),
+            pin_cores: false,
         }
     }
 }
@@ -137,6 +140,19 @@ impl Builder {
     /// machine, whose responses then sit unread for that long.
     pub fn cpu_slice(mut self, slice: Option<Duration>) -> Self {
         self.cpu_slice = slice;
+        self
+    }
+
+    /// Pin each core's OS thread to one CPU: core `i` runs only on the `i`-th of the
+    /// CPUs the thread calling [`Runtime::block_on`] may use (wrapping around when
+    /// there are more cores than CPUs). That thread gets its own CPU set back when
+    /// `block_on` returns; the blocking pool's threads are not pinned. Default off.
+    ///
+    /// Unpinned, the kernel may put two busy cores on one CPU while others run
+    /// elsewhere (with a client on the same machine, say); each core's connections
+    /// then wait out the other's time slices.
+    pub fn pin_cores(mut self, on: bool) -> Self {
+        self.pin_cores = on;
         self
     }
 
@@ -223,8 +239,20 @@ impl Runtime {
             (None, None)
         };
         let traces: Arc<Mutex<Vec<Tracer>>> = Arc::new(Mutex::new(Vec::new()));
+        let cpus = if self.cfg.pin_cores {
+            Some(iolib::sched::allowed_cpus()?)
+        } else {
+            None
+        };
+        let cpu_of = |id: usize| cpus.as_ref().map(|c| c[id % c.len()]);
+        // Core 0 (this thread) first: if it cannot be pinned, nothing has started.
+        let _pinned = match (&cpus, cpu_of(0)) {
+            (Some(all), Some(cpu)) => Some(Pinned::to(cpu, all.clone())?),
+            _ => None,
+        };
         let mut threads = Vec::new();
         for (id, inbox) in inboxes.iter().enumerate().skip(1) {
+            let cpu = cpu_of(id);
             let cfg = self.clone();
             let inbox = inbox.clone();
             let pool = pool.as_ref().map(|p| p.for_core(id));
@@ -233,6 +261,11 @@ impl Runtime {
             let h = std::thread::Builder::new()
                 .name(format!("threadlib-core-{id}"))
                 .spawn(move || -> Result<()> {
+                    // A CPU of the caller's set that has gone offline since: the core
+                    // runs unpinned rather than not at all.
+                    if let Some(Err(e)) = cpu.map(|c| iolib::sched::set_allowed_cpus(&[c])) {
+                        crate::trace::event("runtime", "pinning a core failed", || e.to_string());
+                    }
                     let core = Core::new(cfg.core_config(id), inbox, pool, Some(shared))?;
                     let _enter = core.enter();
                     let r = core.run(|c| c.is_shutting_down() && c.idle());
@@ -299,6 +332,27 @@ impl Runtime {
         match first_err {
             Some(e) => Err(e),
             None => result,
+        }
+    }
+}
+
+/// The calling thread restricted to one CPU until dropped, when it gets its former CPU
+/// set back.
+struct Pinned {
+    before: Vec<usize>,
+}
+
+impl Pinned {
+    fn to(cpu: usize, before: Vec<usize>) -> Result<Self> {
+        iolib::sched::set_allowed_cpus(&[cpu])?;
+        Ok(Pinned { before })
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        if let Err(e) = iolib::sched::set_allowed_cpus(&self.before) {
+            crate::trace::event("runtime", "restoring the CPU set failed", || e.to_string());
         }
     }
 }

@@ -562,6 +562,35 @@ fn a_core_that_blocks_between_bursts_never_yields() {
     assert_eq!(yields, 0);
 }
 
+#[test]
+fn pinned_cores_run_each_on_their_own_cpu_and_the_caller_gets_its_cpus_back() {
+    let (before, seen, after) = watchdog(|| {
+        let before = iolib::sched::allowed_cpus().unwrap();
+        let seen = Runtime::builder()
+            .cores(3)
+            .pin_cores(true)
+            .build()
+            .unwrap()
+            .block_on(async {
+                let mut seen = vec![iolib::sched::allowed_cpus().unwrap()];
+                for core in 1..3 {
+                    let h = threadlib::spawn_on(core, || async {
+                        iolib::sched::allowed_cpus().unwrap()
+                    })
+                    .unwrap();
+                    seen.push(h.join().await.unwrap());
+                }
+                seen
+            })
+            .unwrap();
+        (before, seen, iolib::sched::allowed_cpus().unwrap())
+    });
+    // Core i on the i-th CPU of the caller's set, wrapping on a machine with fewer.
+    let expected: Vec<Vec<usize>> = (0..3).map(|i| vec![before[i % before.len()]]).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(after, before);
+}
+
 // ----- thread ids, timers, the mock clock -----------------------------------------------
 
 /// A thread id names its slot and the slot's generation: a slot freed by an exited

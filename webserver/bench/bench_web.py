@@ -99,7 +99,10 @@ class Nginx:
     def __init__(self, workers):
         self.dir = tempfile.mkdtemp(prefix="bench-nginx-")
         self.port = free_port()
-        conf = bk.nginx_conf(workers, workers == 1 and NCPU > 1, f"127.0.0.1:{self.port}",
+        # Workers pinned as the web server pins its cores (`--pin-cores auto`): with
+        # a client sharing the CPUs, two unpinned workers sometimes end up on one
+        # CPU, and each then waits out the other's time slices.
+        conf = bk.nginx_conf(workers, NCPU > 1, f"127.0.0.1:{self.port}",
                              ROOT, self.dir)
         with open(f"{self.dir}/nginx.conf", "w") as f:
             f.write(conf)

@@ -38,6 +38,18 @@ impl std::str::FromStr for LogTarget {
     }
 }
 
+/// Whether each core's thread is pinned to a CPU of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PinCores {
+    /// Pin when there is one core for each CPU the server may use (as with the default
+    /// `--cores`); leave the kernel free to place fewer cores.
+    Auto,
+    /// Always pin: core i on the i-th CPU the server may use.
+    On,
+    /// Never pin.
+    Off,
+}
+
 /// A static-file HTTP/1.1 server on threadlib: one scheduler per core, each with an
 /// SO_REUSEPORT listener for every address served.
 #[derive(Debug, Clone, Parser)]
@@ -56,6 +68,11 @@ pub struct Config {
     /// Number of cores (schedulers, listeners) [default: all]
     #[arg(long, value_name = "N")]
     pub cores: Option<NonZeroUsize>,
+
+    /// Pin each core to a CPU of its own (the CPUs the server may use, e.g. under
+    /// taskset, in order); unpinned, the kernel may put two busy cores on one CPU
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = PinCores::Auto)]
+    pub pin_cores: PinCores,
 
     /// Network: kernel TCP, or the user-space TCP stack over a TUN device (after
     /// `make setup`)
@@ -280,6 +297,18 @@ impl Config {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
     }
 
+    /// Whether to pin each core to a CPU (`--pin-cores`): `auto` pins when the cores
+    /// number exactly the CPUs this process may use.
+    pub fn pin_cores(&self) -> bool {
+        match self.pin_cores {
+            PinCores::On => true,
+            PinCores::Off => false,
+            PinCores::Auto => {
+                iolib::sched::allowed_cpus().is_ok_and(|cpus| cpus.len() == self.cores())
+            }
+        }
+    }
+
     /// The document root: `--root`, else [`default_root`].
     pub fn root(&self) -> PathBuf {
         self.root.clone().unwrap_or_else(default_root)
@@ -345,8 +374,26 @@ mod tests {
         assert!(c.content().unwrap().precompressed);
         assert_eq!(c.content().unwrap().cache_control, None);
         assert!(c.cores() >= 1);
+        assert_eq!(c.pin_cores, PinCores::Auto);
+        let cpus = iolib::sched::allowed_cpus().unwrap().len();
+        assert_eq!(c.pin_cores(), c.cores() == cpus);
         c.validate().unwrap();
         assert!(c.root().join("index.html").is_file(), "{:?}", c.root());
+    }
+
+    #[test]
+    fn cores_are_pinned_by_default_only_when_there_is_one_per_cpu() {
+        let cpus = iolib::sched::allowed_cpus().unwrap().len().to_string();
+        let more = (cpus.parse::<usize>().unwrap() + 1).to_string();
+        assert!(parse(&["--cores", &cpus]).unwrap().pin_cores());
+        assert!(!parse(&["--cores", &more]).unwrap().pin_cores());
+        assert!(parse(&["--cores", &more, "--pin-cores", "on"])
+            .unwrap()
+            .pin_cores());
+        assert!(!parse(&["--cores", &cpus, "--pin-cores", "off"])
+            .unwrap()
+            .pin_cores());
+        assert!(parse(&["--pin-cores", "sometimes"]).is_err());
     }
 
     #[test]

@@ -109,7 +109,10 @@ fn run(config: &Config, content: ContentOptions, tun: Option<OpenedTun>) -> anyh
         cores: parts,
     };
 
-    let mut builder = Runtime::builder().cores(cores).blocking_threads(1);
+    let mut builder = Runtime::builder()
+        .cores(cores)
+        .pin_cores(config.pin_cores())
+        .blocking_threads(1);
     if let Some(path) = &config.trace {
         builder = builder.trace_file(path);
     }

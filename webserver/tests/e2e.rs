@@ -341,6 +341,50 @@ fn the_report_counts_connections_per_core() {
     assert_eq!(counts.iter().sum::<u64>(), 8, "{line}");
 }
 
+/// `--pin-cores on` puts each core's thread on a CPU of its own, in order, wrapping
+/// on a machine with fewer CPUs; `off` leaves them free. Read from the kernel's view
+/// of the running process.
+#[test]
+fn cores_are_pinned_to_cpus_of_their_own() {
+    let on = NetBackend::Kernel;
+    let root = root(on, "pinned");
+    let cpus = iolib::sched::allowed_cpus().unwrap();
+    for pin in ["on", "off"] {
+        let s = Server::start(on, Some(&root), &["--cores", "2", "--pin-cores", pin]);
+        let out = s.raw(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert_eq!(status(&out), 200);
+        let pid = s.child.id();
+        let allowed = |task: &str| cpus_allowed(&format!("/proc/{pid}/task/{task}/status"));
+        let core1 = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|t| t.unwrap().file_name().into_string().unwrap())
+            .find(|t| {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{t}/comm"));
+                comm.unwrap().trim() == "threadlib-core-"
+            })
+            .expect("core 1's thread");
+        let (core0, core1) = (allowed(&pid.to_string()), allowed(&core1));
+        if pin == "on" {
+            assert_eq!(core0, cpus[0].to_string());
+            assert_eq!(core1, cpus[1 % cpus.len()].to_string());
+        } else {
+            assert_eq!(core0, cpus_allowed("/proc/self/status"));
+            assert_eq!(core1, core0);
+        }
+        s.signal(libc::SIGTERM);
+        assert!(s.wait().0.success());
+    }
+}
+
+/// The `Cpus_allowed_list` of a `/proc/.../status` file.
+fn cpus_allowed(status_file: &str) -> String {
+    let status = std::fs::read_to_string(status_file).unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"));
+    line.unwrap().trim().to_string()
+}
+
 #[test]
 fn default_root_access_log_and_cli_errors() {
     let log = std::env::temp_dir().join(format!("webserver-e2e-{}-access.log", std::process::id()));
