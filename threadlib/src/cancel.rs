@@ -134,12 +134,40 @@ impl<F> Drop for InCtx<F> {
 /// inside it are not interrupted by the cancellation of any enclosing scope or timeout.
 /// A cancellation that arrived meanwhile takes effect at the first system call after
 /// the protected section.
-pub async fn protect<F: Future>(fut: F) -> F::Output {
-    let ctx = match Core::with_current(|c| c.current_ctx()) {
-        Some(Some(cur)) => CancelCtx::child(&cur, true),
-        _ => return fut.await,
-    };
-    InCtx::new(ctx, fut).await
+///
+/// The returned future holds `fut` once and little else (an `async fn` would hold it
+/// twice: the argument and what it awaits).
+pub fn protect<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    Protected {
+        inner: InCtx::later(fut),
+        started: false,
+    }
+}
+
+/// [`protect`]'s future: at its first poll, `inner` gets a protected child of the
+/// thread's context (none outside a thread).
+struct Protected<F> {
+    inner: InCtx<F>,
+    started: bool,
+}
+
+impl<F: Future> Future for Protected<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `inner` is structurally pinned: never moved out of `self`; `started`
+        // is never pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above; `this.inner` stays in place.
+        let mut inner = unsafe { Pin::new_unchecked(&mut this.inner) };
+        if !this.started {
+            this.started = true;
+            if let Some(Some(cur)) = Core::with_current(|c| c.current_ctx()) {
+                inner.as_mut().set_ctx(CancelCtx::child(&cur, true));
+            }
+        }
+        inner.poll(cx)
+    }
 }
 
 /// Whether the calling thread has been cancelled (it will get `Cancelled` from its next

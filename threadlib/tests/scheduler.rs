@@ -835,7 +835,7 @@ async fn big_future() -> threadlib::Result<u8> {
 }
 
 #[test]
-fn a_timeout_holds_the_future_it_bounds_once() {
+fn a_timeout_or_protection_holds_the_future_it_wraps_once() {
     let size = std::mem::size_of_val(&big_future());
     assert!(size >= 4096, "{size}");
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
@@ -850,8 +850,9 @@ fn a_timeout_holds_the_future_it_bounds_once() {
             big_future(),
         )),
         std::mem::size_of_val(&threadlib::deadline::until(deadline, big_future())),
+        std::mem::size_of_val(&threadlib::protect(big_future())),
     ];
-    // The timeout's own state is a few words; a second copy of the future would be
+    // The wrapper's own state is a few words; a second copy of the future would be
     // another 4 KiB (a server holds one per connection).
     assert!(
         wrapped.iter().all(|&w| w < size + 256),
