@@ -713,18 +713,26 @@ fn ts_option(tsval: u32, tsecr: u32) -> Vec<u8> {
     o
 }
 
-/// The TSval of a reply's timestamp option.
-fn reply_tsval(r: &Reply) -> u32 {
+/// The TSval and TSecr of a reply's timestamp option.
+fn reply_timestamp(r: &Reply) -> (u32, u32) {
     let mut o = &r.options[..];
     while let [kind, rest @ ..] = o {
         match *kind {
             0 => break,
             1 => o = rest,
-            8 => return u32::from_be_bytes(rest[1..5].try_into().unwrap()),
+            8 => {
+                let word = |i: usize| u32::from_be_bytes(rest[i..i + 4].try_into().unwrap());
+                return (word(1), word(5));
+            }
             _ => o = &o[usize::from(rest[0])..],
         }
     }
     panic!("no timestamp option in {r:?}")
+}
+
+/// The TSval of a reply's timestamp option.
+fn reply_tsval(r: &Reply) -> u32 {
+    reply_timestamp(r).0
 }
 
 /// Whether a reply's options include kind `kind`.
@@ -1051,6 +1059,52 @@ fn paws_rejects_old_timestamps() {
     assert_eq!(h.replies().len(), 1, "a duplicate ACK answers");
     assert_only(&before, &h.counters(), &["paws_rejected"]);
     assert_eq!(h.stack.recv_available(c).unwrap(), 3);
+}
+
+/// Like Linux (`TCP_PAWS_WINDOW`), PAWS forgives a TSval one tick behind TS.Recent:
+/// a peer's clock that ticks between two segments reordered on the way makes the
+/// later-sent one look a tick newer, and dropping the other would discard new data.
+/// Such a segment does not move TS.Recent back; two ticks behind is still rejected.
+#[test]
+fn paws_forgives_a_timestamp_one_tick_behind() {
+    let mut h = Harness::new();
+    // MSS, SACK permitted, timestamps (TSval 1000).
+    h.establish_with(1000, &[2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 3, 232, 0, 0, 0, 0]);
+    let c = h.conn.unwrap();
+    // Three bytes at `offset` into the peer's stream.
+    let data = |h: &Harness, offset: u32, tsval: u32| {
+        Seg::new(flags::ACK, h.rcv_nxt().wrapping_add(offset), h.snd_nxt())
+            .opts(&ts_option(tsval, 0))
+            .data(b"abc")
+    };
+    // Acknowledged (after the delayed-ACK timer), so TS.Recent may be updated by the
+    // next segment: it starts at the left edge of the window.
+    let flush_acks = |h: &mut Harness| {
+        h.now += Duration::from_millis(500);
+        h.stack.handle_timeout(h.now);
+        h.replies()
+    };
+    h.send(&data(&h, 0, 2000));
+    flush_acks(&mut h);
+    let before = h.counters();
+    h.send(&data(&h, 3, 1999));
+    assert_eq!(
+        h.stack.recv_available(c).unwrap(),
+        6,
+        "one tick behind: accepted"
+    );
+    assert_eq!(h.counters().paws_rejected, before.paws_rejected);
+    // Its ACK still echoes the newest timestamp.
+    let acks = flush_acks(&mut h);
+    assert_eq!(reply_timestamp(acks.last().expect("an ACK")).1, 2000);
+    h.send(&data(&h, 6, 1998));
+    h.replies();
+    assert_eq!(
+        h.stack.recv_available(c).unwrap(),
+        6,
+        "two ticks behind: rejected"
+    );
+    assert_eq!(h.counters().paws_rejected, before.paws_rejected + 1);
 }
 
 #[test]

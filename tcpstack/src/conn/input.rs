@@ -1,7 +1,7 @@
 //! Segment arrival (RFC 9293 section 3.10.7.3 and 3.10.7.4), with the RFC 5961
 //! protections and RFC 7323 PAWS.
 
-use super::{Ctx, Notes, Tcb, Timer, PAWS_IDLE};
+use super::{Ctx, Notes, Tcb, Timer, PAWS_IDLE, PAWS_WINDOW};
 use crate::buffer::window;
 use crate::error::ConnError;
 use crate::event::TcpState;
@@ -113,10 +113,12 @@ impl Tcb {
             return self.on_segment_synchronized(now, &ack, ctx);
         }
         let rst = seg.has(flags::RST);
-        // RFC 7323 section 5.3: PAWS, before the sequence check.
+        // RFC 7323 section 5.3: PAWS, before the sequence check (within PAWS_WINDOW).
         if self.ts_enabled && !rst {
             if let Some((tsval, _)) = seg.opts.timestamp {
-                if super::ts_before(tsval, self.ts_recent) && now - self.ts_recent_at < PAWS_IDLE {
+                if super::ts_before(tsval.wrapping_add(PAWS_WINDOW), self.ts_recent)
+                    && now - self.ts_recent_at < PAWS_IDLE
+                {
                     ctx.counters.paws_rejected += 1;
                     self.ack_now = true;
                     return;
@@ -220,9 +222,13 @@ impl Tcb {
             return;
         }
 
-        // RFC 7323 section 4.3: remember the timestamp to echo.
+        // RFC 7323 sections 4.3 and 5.3 (R3): remember the timestamp to echo; never
+        // an older one (PAWS_WINDOW lets those through).
         if let Some((tsval, _)) = seg.opts.timestamp {
-            if self.ts_enabled && seg.seq.le(self.last_ack_sent) {
+            if self.ts_enabled
+                && seg.seq.le(self.last_ack_sent)
+                && !super::ts_before(tsval, self.ts_recent)
+            {
                 self.ts_recent = tsval;
                 self.ts_recent_at = now;
             }

@@ -73,6 +73,12 @@ pub(crate) fn ts_before(a: u32, b: u32) -> bool {
 /// is left: each costs one segment, and each doubles the wait for the next.
 const MAX_LOSS_PROBES: u32 = 4;
 
+/// How far, in the peer's clock ticks, a TSval may be behind TS.Recent and still pass
+/// PAWS (Linux's `TCP_PAWS_WINDOW`). Two segments reordered on the way, sent either
+/// side of a tick, arrive with the older TSval second; the segment is new data, not an
+/// old duplicate from a wrapped sequence space (which is minutes or more behind).
+pub(crate) const PAWS_WINDOW: u32 = 1;
+
 /// Timestamps older than this are not used for PAWS (RFC 7323 section 5.5: 24 days).
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
