@@ -261,13 +261,13 @@ impl Runtime {
             let h = std::thread::Builder::new()
                 .name(format!("threadlib-core-{id}"))
                 .spawn(move || -> Result<()> {
+                    let core = Core::new(cfg.core_config(id), inbox, pool, Some(shared))?;
+                    let _enter = core.enter();
                     // A CPU of the caller's set that has gone offline since: the core
-                    // runs unpinned rather than not at all.
+                    // runs unpinned rather than not at all (and its trace says so).
                     if let Some(Err(e)) = cpu.map(|c| iolib::sched::set_allowed_cpus(&[c])) {
                         crate::trace::event("runtime", "pinning a core failed", || e.to_string());
                     }
-                    let core = Core::new(cfg.core_config(id), inbox, pool, Some(shared))?;
-                    let _enter = core.enter();
                     let r = core.run(|c| c.is_shutting_down() && c.idle());
                     core.destroy_all();
                     if let Some(t) = core.take_trace() {
