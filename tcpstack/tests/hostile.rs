@@ -3001,6 +3001,47 @@ fn a_reopened_window_resets_the_persist_backoff() {
     assert_eq!(h.counters().window_probes, 4);
 }
 
+/// RFC 8985 section 7.3: a loss probe sends new data when there is some and the peer's
+/// window allows, and our FIN rides on it only if the probe carries the last byte
+/// before it; a FIN anywhere else would end the stream early.
+#[test]
+fn a_loss_probe_of_new_data_carries_the_fin_only_with_the_last_byte() {
+    // Queues `queued` bytes and a FIN on a fresh connection; returns what went out at
+    // once and the loss probe, as (seq, len, FIN set).
+    let probe_after = |queued: usize| {
+        let mut h = Harness::new();
+        // SACK permitted, and an RTT sample from the handshake: loss probes need both.
+        h.establish_after(1000, &[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+        let c = h.conn.unwrap();
+        h.stack.send(h.now, c, &vec![5u8; queued]).unwrap();
+        h.stack.shutdown(h.now, c).unwrap();
+        let first = data_segments(&h.replies());
+        for _ in 0..16 {
+            h.now = h.stack.poll_timeout().expect("a timer runs");
+            h.stack.handle_timeout(h.now);
+            let out = h.replies();
+            if h.counters().tail_loss_probes > 0 {
+                assert_eq!(out.len(), 1, "{out:?}");
+                assert_eq!(h.counters().rto_expirations, 0);
+                let fin = out[0].flags & flags::FIN != 0;
+                return (first, (out[0].seq, out[0].payload_len, fin));
+            }
+        }
+        panic!("no loss probe: {:?}", h.counters());
+    };
+    let mss = 1460;
+    // Far more than the initial window: the probe is the next segment, not the last.
+    let (first, probe) = probe_after(40 * mss);
+    let sent: usize = first.iter().map(|&(_, len)| len).sum();
+    let snd_nxt = first[0].0.wrapping_add(sent as u32);
+    assert!(sent < 39 * mss, "the initial window sent {sent} bytes");
+    assert_eq!(probe, (snd_nxt, mss, false), "new data, no FIN");
+    // One segment more than the initial window: the probe carries it and the FIN.
+    let (first, probe) = probe_after(sent + mss);
+    assert_eq!(first.iter().map(|&(_, len)| len).sum::<usize>(), sent);
+    assert_eq!(probe, (snd_nxt, mss, true), "the last segment and the FIN");
+}
+
 /// Runs timers until a loss probe or a retransmission timeout happens; returns
 /// `(loss probes, timeouts)` by then.
 fn run_until_probe_or_timeout(h: &mut Harness) -> (u64, u64) {
@@ -3956,23 +3997,22 @@ fn an_acknowledged_exchange_leaves_no_timer_to_send() {
     );
 }
 
-/// Loss probes need SACK (RFC 8985 section 7) and an open connection: without SACK,
-/// or in FIN-WAIT-1, a lost tail waits for the retransmission timeout.
+/// Loss probes need SACK (RFC 8985 section 7): without it a lost tail waits for the
+/// retransmission timeout. With it, a tail followed by our FIN (FIN-WAIT-1) is probed
+/// like any other, as Linux does.
 #[test]
-fn no_loss_probe_without_sack_or_after_our_fin() {
-    for (opts, fin) in [
-        (&[2u8, 4, 5, 180][..], false),
-        (&[2, 4, 5, 180, 4, 2, 1, 1][..], true),
+fn a_loss_probe_needs_sack_and_also_runs_after_our_fin() {
+    for (opts, probes) in [
+        (&[2u8, 4, 5, 180][..], (0, 1)),
+        (&[2, 4, 5, 180, 4, 2, 1, 1][..], (1, 0)),
     ] {
         let mut h = Harness::new();
         h.establish_after(1000, opts, Duration::from_millis(20));
         let c = h.conn.unwrap();
         h.stack.send(h.now, c, &[1; 2000]).unwrap();
-        if fin {
-            h.stack.shutdown(h.now, c).unwrap();
-        }
+        h.stack.shutdown(h.now, c).unwrap();
         h.replies();
-        assert_eq!(run_until_probe_or_timeout(&mut h), (0, 1), "FIN {fin}");
+        assert_eq!(run_until_probe_or_timeout(&mut h), probes, "{opts:?}");
     }
 }
 

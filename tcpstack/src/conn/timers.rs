@@ -307,10 +307,21 @@ impl Tcb {
     /// also sends more than one), and probes also run during recovery, where a retransmission
     /// whose ACK was lost would otherwise wait for the timeout. A probe is sent only
     /// when no ACK came for a PTO, so a live ACK clock never sends one.
+    ///
+    /// Every synchronized state with our data or FIN possibly in flight probes, the
+    /// closing ones too (as in Linux): the tail of a response followed by `close` is
+    /// where a lost segment has no later segment to reveal it.
     pub(super) fn arm_tlp(&mut self, now: Instant) {
         self.timers.stop(Timer::LossProbe);
         if !self.sack_enabled
-            || !matches!(self.state, TcpState::Established | TcpState::CloseWait)
+            || !matches!(
+                self.state,
+                TcpState::Established
+                    | TcpState::CloseWait
+                    | TcpState::FinWait1
+                    | TcpState::Closing
+                    | TcpState::LastAck
+            )
             || self.tlp_sent >= super::MAX_LOSS_PROBES
             || self.snd_una == self.snd_max
             || self.snd_nxt != self.snd_max
