@@ -635,14 +635,52 @@ fn an_echo_reply_longer_than_the_transmit_buffer_is_dropped_and_counted() {
     icmp.extend_from_slice(&[7; 200]);
     let c = !checksum::sum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    h.inject(&ip_packet(1, &icmp));
-    let before = h.counters();
-    let mut buf = [0u8; 128];
-    assert!(h.stack.poll_transmit(h.now, &mut buf).is_none());
-    assert_only(&before, &h.counters(), &["icmp_reply_too_long"]);
-    // Gone, not waiting for a larger buffer.
-    let mut big = [0u8; 1500];
-    assert!(h.stack.poll_transmit(h.now, &mut big).is_none());
+    // MIN_TRANSMIT_BUF holds the longest headers: with that much (or more), a reply
+    // that does not fit is judged too long, not kept for a larger buffer.
+    for len in [tcpstack::MIN_TRANSMIT_BUF, 128] {
+        h.inject(&ip_packet(1, &icmp));
+        let before = h.counters();
+        let mut buf = vec![0u8; len];
+        assert!(h.stack.poll_transmit(h.now, &mut buf).is_none());
+        assert_only(&before, &h.counters(), &["icmp_reply_too_long"]);
+        // Gone, not waiting for a larger buffer.
+        let mut big = [0u8; 1500];
+        assert!(h.stack.poll_transmit(h.now, &mut big).is_none(), "{len}");
+    }
+}
+
+/// A transmit buffer of `MIN_TRANSMIT_BUF` bytes holds any headers, so a connection
+/// that answers it with nothing has nothing to send: the stack moves on to the next
+/// one instead of returning empty-handed while that one waits.
+#[test]
+fn a_minimal_transmit_buffer_gets_the_next_connections_segment() {
+    let mut h = Harness::new();
+    h.establish();
+    let a = h.conn.unwrap();
+    // The peer of `a` closes its window: data queued there cannot go out.
+    let mut shut = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt());
+    shut.window = 0;
+    h.send(&shut);
+    h.replies();
+    // A second connection, from another port.
+    let mut syn = Seg::new(flags::SYN, 5000, 0).opts(&[2, 4, 5, 180]);
+    syn.src_port = PEER_PORT + 1;
+    h.send(&syn);
+    let synack = h.replies();
+    let mut ack = Seg::new(flags::ACK, 5001, synack[0].seq.wrapping_add(1));
+    ack.src_port = PEER_PORT + 1;
+    h.send(&ack);
+    let b = match h.stack.poll_event() {
+        Some(Event::Incoming(l)) => h.stack.accept(l).unwrap(),
+        other => panic!("expected Incoming, got {other:?}"),
+    };
+    h.stack.send(h.now, a, &[1; 100]).unwrap();
+    h.stack.send(h.now, b, &[2; 100]).unwrap();
+    let mut buf = vec![0u8; tcpstack::MIN_TRANSMIT_BUF];
+    let t = h.stack.poll_transmit(h.now, &mut buf).expect("b's segment");
+    let ip = Ipv4Packet::new_checked(&buf[..t.len]).unwrap();
+    let dst_port = u16::from_be_bytes([ip.payload()[2], ip.payload()[3]]);
+    assert_eq!(dst_port, PEER_PORT + 1);
 }
 
 #[test]
@@ -1030,6 +1068,29 @@ fn syn_ack_retransmissions_to_a_silent_peer_are_bounded_and_counted() {
     assert_eq!(h.counters().syn_retransmits, 0);
     assert_eq!(h.stack.connection_count(), 0);
     assert_eq!(h.stack.poll_timeout(), None);
+}
+
+/// RFC 7323 section 3.2: our SYN-ACK echoes the SYN's TSval, and so does each
+/// retransmission of it.
+#[test]
+fn a_syn_ack_and_its_retransmissions_echo_the_syn_timestamp() {
+    let mut h = Harness::new();
+    // MSS, then the timestamp option with TSval 12345.
+    let mut opts = vec![2, 4, 5, 180];
+    opts.extend(ts_option(12_345, 0));
+    h.send(&Seg::new(flags::SYN, 1000, 0).opts(&opts));
+    for attempt in 0..3 {
+        let r = h.replies();
+        assert_eq!(r.len(), 1, "attempt {attempt}: {r:?}");
+        assert_eq!(r[0].flags, flags::SYN | flags::ACK);
+        assert_eq!(reply_timestamp(&r[0]).1, 12_345, "attempt {attempt}");
+        h.now = h
+            .stack
+            .poll_timeout()
+            .expect("the SYN-ACK is retransmitted");
+        h.stack.handle_timeout(h.now);
+    }
+    assert!(h.counters().synack_retransmits >= 2);
 }
 
 #[test]
@@ -2459,6 +2520,51 @@ fn an_old_segment_ending_at_rcv_nxt_is_out_of_window() {
     assert_eq!(after.duplicate_bytes, before.duplicate_bytes + 100);
 }
 
+/// Data counts as received twice (and is reported as a D-SACK) only below `RCV.NXT`,
+/// and only from at most a receive buffer below it. New data refused by a zero window
+/// is not a duplicate, though the head of a segment that straddles `RCV.NXT` is; data
+/// one byte further back than a buffer is no retransmission of ours.
+#[test]
+fn only_old_data_within_a_buffer_counts_as_received_twice() {
+    let buffer = 2048usize;
+    let mut h = Harness::with(|c| c.tcp.recv_buffer = buffer);
+    h.establish();
+    let c = h.conn.unwrap();
+    let (start, ack) = (h.rcv_nxt(), h.snd_nxt());
+    let seg = |offset: usize, len: usize| {
+        Seg::new(flags::ACK, start.wrapping_add(offset as u32), ack).data(&vec![9; len])
+    };
+    // Fill the buffer, read it out, and fill it again: RCV.NXT is 2 buffers in and
+    // the window is zero.
+    h.send(&seg(0, buffer));
+    let mut out = vec![0u8; buffer];
+    assert_eq!(h.stack.recv(c, &mut out).unwrap(), buffer);
+    h.replies(); // the window update
+    h.send(&seg(buffer, buffer));
+    h.replies();
+    assert_eq!(h.stack.recv_available(c).unwrap(), buffer);
+    let rcv_nxt = 2 * buffer;
+    let dup = |h: &Harness| h.counters().duplicate_bytes;
+    // New data at and just beyond RCV.NXT, in the zero window: refused, no duplicate.
+    for offset in [rcv_nxt, rcv_nxt + 50] {
+        h.send(&seg(offset, 100));
+        h.replies();
+    }
+    assert_eq!(dup(&h), 0, "new data refused by a zero window");
+    // Straddling RCV.NXT: refused, and its 30 old bytes are duplicates.
+    h.send(&seg(rcv_nxt - 30, 100));
+    h.replies();
+    assert_eq!(dup(&h), 30, "the head of a segment across RCV.NXT");
+    // Exactly a buffer below RCV.NXT: a retransmission of ours.
+    h.send(&seg(rcv_nxt - buffer, 100));
+    h.replies();
+    assert_eq!(dup(&h), 130, "a buffer below RCV.NXT");
+    // One byte further back: not ours to report.
+    h.send(&seg(rcv_nxt - buffer - 1, 100));
+    h.replies();
+    assert_eq!(dup(&h), 130, "beyond a buffer below RCV.NXT");
+}
+
 /// RFC 8985 section 7.4: a loss probe that retransmitted the last segment, answered
 /// by an ACK beyond it (new data sent since is acknowledged too), repaired a loss: it
 /// gets the congestion response recovery would have given.
@@ -3076,7 +3182,11 @@ fn a_sack_of_new_data_makes_probes_available_again() {
     h.send(&Seg::new(flags::ACK, seq, una).opts(&sack(&[(una + 2 * mss, una + 3 * mss)])));
     h.replies();
     assert_eq!(h.counters().fast_retransmits, 1);
-    assert_eq!(run_until_probe_or_timeout(&mut h), (3, 0));
+    // The count started over: four more probes before the timeout, not two.
+    for probes in 3..=6 {
+        assert_eq!(run_until_probe_or_timeout(&mut h), (probes, 0));
+    }
+    assert_eq!(run_until_probe_or_timeout(&mut h), (6, 1));
 }
 
 /// A pure duplicate ACK, or a D-SACK (as Linux sends), at the end of a loss probe that

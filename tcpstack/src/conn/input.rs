@@ -663,22 +663,23 @@ impl Tcb {
         self.timers.set(Timer::Close, now + self.params.time_wait);
     }
 
-    /// A segment wholly below `RCV.NXT`, and no further below it than a receive buffer
-    /// (a sender's window), carried data we already have: a needless retransmission,
-    /// counted and reported to the sender as a D-SACK (RFC 2883). One further off is
-    /// no retransmission of ours to report (a forged or stray segment).
+    /// A refused segment that starts below `RCV.NXT`, and no further below it than a
+    /// receive buffer (a sender's window), carried data we already have up to
+    /// `RCV.NXT`: a needless retransmission, counted and reported to the sender as a
+    /// D-SACK (RFC 2883). A zero window refuses a segment that straddles `RCV.NXT`;
+    /// only its head is old (Linux reports the same). One further off is no
+    /// retransmission of ours to report (a forged or stray segment).
     fn note_old_data(&mut self, seg: &Segment<'_>, ctx: &mut Ctx<'_>) {
         let len = seg.payload.len() as u32;
-        let end = seg.seq + len;
         let span = self.params.recv_buffer;
         if len == 0
-            || end.gt(self.rcv_nxt)
+            || !seg.seq.lt(self.rcv_nxt)
             || self.rcv_nxt - seg.seq > span
             || !self.state.is_synchronized()
         {
             return;
         }
-        self.received_twice(seg.seq, len, ctx);
+        self.received_twice(seg.seq, len.min(self.rcv_nxt - seg.seq), ctx);
     }
 
     /// `len` bytes from `left`, below `RCV.NXT`, arrived again: counted, and reported
