@@ -3711,6 +3711,31 @@ fn lost_data_goes_again_in_super_segments_of_whole_segments() {
     assert_eq!(h.offloaded_sent(una), [(0, 1000), (1000, 5 * mss as usize)]);
 }
 
+/// RFC 8985 section 7.3: a loss probe sends the last segment again. After a
+/// super-segment that is its last MSS, not the start of the super-segment.
+#[test]
+fn a_loss_probe_after_a_super_segment_resends_its_last_segment() {
+    let mut h = Harness::offloaded();
+    let c = h.establish_offloaded(&[2, 4, 5, 180, 4, 2, 1, 1], Duration::from_millis(20));
+    let mss = 1460u32;
+    let una = h.snd_nxt();
+    h.stack
+        .send(h.now, c, &vec![4u8; 4 * mss as usize])
+        .unwrap();
+    assert_eq!(h.offloaded_sent(una), [(0, 4 * mss as usize)]);
+    for _ in 0..8 {
+        h.now = h.stack.poll_timeout().expect("a timer runs");
+        h.stack.handle_timeout(h.now);
+        let sent = h.offloaded_sent(una);
+        if !sent.is_empty() {
+            assert_eq!(h.counters().tail_loss_probes, 1);
+            assert_eq!(sent, [(3 * mss, mss as usize)]);
+            return;
+        }
+    }
+    panic!("no loss probe: {:?}", h.counters());
+}
+
 /// With segmentation offload, new data that the peer's window cuts short goes in a
 /// super-segment of whole segments; the rest of the window waits (a part-segment would
 /// be cut out of the middle of the stream).
