@@ -3122,18 +3122,12 @@ fn a_loss_probe_of_new_data_carries_the_fin_only_with_the_last_byte() {
         h.stack.send(h.now, c, &vec![5u8; queued]).unwrap();
         h.stack.shutdown(h.now, c).unwrap();
         let first = data_segments(&h.replies());
-        for _ in 0..16 {
-            h.now = h.stack.poll_timeout().expect("a timer runs");
-            h.stack.handle_timeout(h.now);
-            let out = h.replies();
-            if h.counters().tail_loss_probes > 0 {
-                assert_eq!(out.len(), 1, "{out:?}");
-                assert_eq!(h.counters().rto_expirations, 0);
-                let fin = out[0].flags & flags::FIN != 0;
-                return (first, (out[0].seq, out[0].payload_len, fin));
-            }
-        }
-        panic!("no loss probe: {:?}", h.counters());
+        let out = sent_at_probe_or_timeout(&mut h);
+        let cn = h.counters();
+        assert_eq!((cn.tail_loss_probes, cn.rto_expirations), (1, 0));
+        assert_eq!(out.len(), 1, "{out:?}");
+        let fin = out[0].flags & flags::FIN != 0;
+        (first, (out[0].seq, out[0].payload_len, fin))
     };
     let mss = 1460;
     // Far more than the initial window: the probe is the next segment, not the last.
@@ -3151,16 +3145,24 @@ fn a_loss_probe_of_new_data_carries_the_fin_only_with_the_last_byte() {
 /// Runs timers until a loss probe or a retransmission timeout happens; returns
 /// `(loss probes, timeouts)` by then.
 fn run_until_probe_or_timeout(h: &mut Harness) -> (u64, u64) {
+    sent_at_probe_or_timeout(h);
+    let cn = h.counters();
+    (cn.tail_loss_probes, cn.rto_expirations)
+}
+
+/// Runs timers until a loss probe or a retransmission timeout happens; returns what
+/// the stack sent when it did.
+fn sent_at_probe_or_timeout(h: &mut Harness) -> Vec<Reply> {
     let before = h.counters();
     for _ in 0..16 {
         h.now = h.stack.poll_timeout().expect("a timer runs");
         h.stack.handle_timeout(h.now);
-        h.replies();
+        let out = h.replies();
         let cn = h.counters();
         if cn.tail_loss_probes > before.tail_loss_probes
             || cn.rto_expirations > before.rto_expirations
         {
-            return (cn.tail_loss_probes, cn.rto_expirations);
+            return out;
         }
     }
     panic!("neither a probe nor a timeout: {:?}", h.counters());
