@@ -246,9 +246,9 @@ impl Runtime {
         };
         let cpu_of = |id: usize| cpus.as_ref().map(|c| c[id % c.len()]);
         // Core 0 (this thread) first: if it cannot be pinned, nothing has started.
-        let _pinned = match (&cpus, cpu_of(0)) {
-            (Some(all), Some(cpu)) => Some(Pinned::to(cpu, all.clone())?),
-            _ => None,
+        let _pinned = match &cpus {
+            Some(all) => Some(Pinned::to(all[0], all.clone())?),
+            None => None,
         };
         let mut threads = Vec::new();
         for (id, inbox) in inboxes.iter().enumerate().skip(1) {
