@@ -95,6 +95,37 @@ pub fn connect(addr: SocketAddr) -> Result<(TcpStream, bool)> {
     Ok((s.into(), in_progress))
 }
 
+/// Sends some of `buf` on `sock` (`send(2)` with `MSG_MORE`), telling the kernel that
+/// more data follows at once: a final partial segment waits to be filled by the next
+/// send (`write`, `sendfile`) instead of leaving alone, as under `TCP_CORK`, until a
+/// send without the flag. Errors as the std `write`, including `WouldBlock`.
+pub fn send_more(sock: &TcpStream, buf: &[u8]) -> std::io::Result<usize> {
+    socket2::SockRef::from(sock).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+}
+
+/// The kernel's state of a TCP connection (`TCP_INFO`): segments, bytes, windows,
+/// round-trip time. Fields newer than the running kernel read as zero.
+pub fn tcp_info(fd: RawFd) -> Result<libc::tcp_info> {
+    // SAFETY: tcp_info is plain old data, for which all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` and `len` are valid for the size given; the kernel writes at most
+    // `len` bytes.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(Error::last("getsockopt(TCP_INFO)"));
+    }
+    Ok(info)
+}
+
 /// Reads and clears the socket's pending error (`SO_ERROR`).
 pub fn take_error(fd: RawFd) -> Result<Option<std::io::Error>> {
     let mut err: libc::c_int = 0;
@@ -129,6 +160,41 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
+    }
+
+    /// Data segments `sock` has sent.
+    fn data_segments_out(sock: &TcpStream) -> u32 {
+        tcp_info(sock.as_raw_fd()).unwrap().tcpi_data_segs_out
+    }
+
+    /// Writes `head` (with `send_more` if `more`) and then `body` on a fresh loopback
+    /// connection without Nagle's algorithm; returns the data segments that took, and
+    /// checks that the peer got both.
+    fn segments_for(head: &[u8], body: &[u8], more: bool) -> u32 {
+        let l = listen("127.0.0.1:0".parse().unwrap(), ListenOptions::default()).unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let mut s = accept_next(&l);
+        s.set_nodelay(true).unwrap();
+        let before = data_segments_out(&s);
+        let n = if more {
+            send_more(&s, head)
+        } else {
+            s.write(head)
+        };
+        assert_eq!(n.unwrap(), head.len());
+        s.write_all(body).unwrap();
+        let segments = data_segments_out(&s) - before;
+        let mut got = vec![0; head.len() + body.len()];
+        (&c).read_exact(&mut got).unwrap();
+        assert_eq!(got, [head, body].concat());
+        segments
+    }
+
+    #[test]
+    fn send_more_holds_a_short_write_back_for_what_follows() {
+        let (head, body) = ([b'h'; 200], [b'b'; 300]);
+        assert_eq!(segments_for(&head, &body, true), 1);
+        assert_eq!(segments_for(&head, &body, false), 2);
     }
 
     #[test]

@@ -227,6 +227,17 @@ impl<S> TapStream<S> {
         }
     }
 
+    /// Records what a write of `buf` took, and its outcome.
+    fn note_written(&mut self, buf: &[u8], res: &Result<usize>) {
+        if let Ok(n) = *res {
+            let rec = self.rec();
+            rec.sent.extend_from_slice(&buf[..n]);
+            let len = rec.sent.len();
+            rec.ops.push((false, len));
+        }
+        self.note(res);
+    }
+
     fn note<T>(&mut self, res: &Result<T>) {
         let r = self.rec();
         r.pending = Pending::default();
@@ -259,13 +270,14 @@ impl<S: Stream> Stream for TapStream<S> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize> {
         self.begin(false);
         let r = self.inner.write(buf).await;
-        if let Ok(n) = r {
-            let rec = self.rec();
-            rec.sent.extend_from_slice(&buf[..n]);
-            let len = rec.sent.len();
-            rec.ops.push((false, len));
-        }
-        self.note(&r);
+        self.note_written(buf, &r);
+        r
+    }
+
+    async fn write_more(&mut self, buf: &[u8]) -> Result<usize> {
+        self.begin(false);
+        let r = self.inner.write_more(buf).await;
+        self.note_written(buf, &r);
         r
     }
 

@@ -66,6 +66,14 @@ pub trait Stream {
     /// Writes from several buffers at once (one system call where possible).
     async fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize>;
 
+    /// Writes some bytes as [`write`](Self::write) does, saying that more follow at
+    /// once: a stream that sends segments may hold a short tail back to send it with
+    /// the next write instead of alone (a response head before its body). The next
+    /// write without this hint sends what was held. The default is `write`.
+    async fn write_more(&mut self, buf: &[u8]) -> Result<usize> {
+        self.write(buf).await
+    }
+
     /// Shuts down one or both directions.
     async fn shutdown(&mut self, how: Shutdown) -> Result<()>;
 
@@ -245,6 +253,24 @@ impl KernelStream {
         inner.set_nonblocking(true).map_err(io_err)?;
         Ok(KernelStream::new(inner))
     }
+
+    /// Runs the non-blocking send `op` until the socket takes bytes, waiting for
+    /// writability whenever it is full.
+    async fn send_with(
+        &self,
+        mut op: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> Result<usize> {
+        loop {
+            match op(&self.inner) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait(self.fd(), Readiness::Write).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
 }
 
 impl Stream for KernelStream {
@@ -268,29 +294,16 @@ impl Stream for KernelStream {
     }
 
     async fn write(&mut self, buf: &[u8]) -> Result<usize> {
-        loop {
-            match (&self.inner).write(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait(self.fd(), Readiness::Write).await?
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_err(e)),
-            }
-        }
+        self.send_with(|s| (&*s).write(buf)).await
     }
 
     async fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize> {
-        loop {
-            match (&self.inner).write_vectored(bufs) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait(self.fd(), Readiness::Write).await?
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_err(e)),
-            }
-        }
+        self.send_with(|s| (&*s).write_vectored(bufs)).await
+    }
+
+    /// `send(2)` with `MSG_MORE`.
+    async fn write_more(&mut self, buf: &[u8]) -> Result<usize> {
+        self.send_with(|s| iolib::socket::send_more(s, buf)).await
     }
 
     async fn shutdown(&mut self, how: Shutdown) -> Result<()> {

@@ -418,12 +418,21 @@ impl<T: Transport> Conn<'_, T> {
 
     /// Writes the pending output.
     async fn flush(&mut self) -> Result<(), TransportError> {
+        self.write_out(false).await
+    }
+
+    /// Writes the pending output; `body_follows`: a streamed body comes right after
+    /// it, so a short tail (a head) may wait to leave with the body's first bytes.
+    async fn write_out(&mut self, body_follows: bool) -> Result<(), TransportError> {
         if self.out.is_empty() {
             return Ok(());
         }
-        self.io
-            .write_all(&self.out, self.ctx.settings.send_timeout)
-            .await?;
+        let stall = self.ctx.settings.send_timeout;
+        if body_follows {
+            self.io.write_all_more(&self.out, stall).await?;
+        } else {
+            self.io.write_all(&self.out, stall).await?;
+        }
         self.out.clear();
         if self.out.capacity() > 2 * FLUSH_AT {
             self.out.shrink_to(FLUSH_AT);
@@ -432,12 +441,17 @@ impl<T: Transport> Conn<'_, T> {
     }
 
     /// Writes the pending head, then streams the file body.
+    ///
+    /// The head leaves with the body's first bytes rather than as a small segment of
+    /// its own: that saves a packet, and on Linux a lone small segment ahead of a large
+    /// body can keep the client's receive window from growing (connections stuck at
+    /// 64 KiB take a round trip through the server for every window of the body).
     async fn send_file<F: FileSource>(
         &mut self,
         files: &F,
         s: &Stream<F::File>,
     ) -> Result<(), ConnectionError> {
-        self.flush().await?;
+        self.write_out(true).await?;
         let timeout = self.ctx.settings.send_timeout;
         files
             .send_to(

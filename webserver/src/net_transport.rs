@@ -117,6 +117,12 @@ impl<S: Stream> Transport for NetTransport<S> {
         Ok(n)
     }
 
+    async fn write_more(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
+        let n = within(stall, self.stream.write_more(buf)).await?;
+        self.idle = true;
+        Ok(n)
+    }
+
     fn now(&self) -> Instant {
         time::now()
     }

@@ -33,18 +33,25 @@ pub trait Transport {
     /// `stall`.
     async fn write(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError>;
 
+    /// Writes some of `buf` as [`write`](Self::write) does, saying that more bytes
+    /// follow at once (a response head before its body): a transport that sends
+    /// segments may hold a short tail back to send it with the next write instead of
+    /// alone (kernel sockets: `MSG_MORE`). The default is `write`.
+    async fn write_more(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
+        self.write(buf, stall).await
+    }
+
     /// Writes all of `buf`, or fails; [`TransportError::TimedOut`] if the peer took no
     /// byte for `stall` (each byte taken restarts it, as nginx's `send_timeout` does: a
     /// slow reader that keeps reading is served, a stalled one is not).
-    async fn write_all(&mut self, mut buf: &[u8], stall: Duration) -> Result<(), TransportError> {
-        while !buf.is_empty() {
-            let n = self.write(buf, stall).await?;
-            if n == 0 {
-                return Err(io::Error::from(io::ErrorKind::WriteZero).into());
-            }
-            buf = &buf[n..];
-        }
-        Ok(())
+    async fn write_all(&mut self, buf: &[u8], stall: Duration) -> Result<(), TransportError> {
+        write_all_by(self, buf, stall, false).await
+    }
+
+    /// Writes all of `buf` as [`write_all`](Self::write_all) does, with
+    /// [`write_more`](Self::write_more): for bytes that more follow at once.
+    async fn write_all_more(&mut self, buf: &[u8], stall: Duration) -> Result<(), TransportError> {
+        write_all_by(self, buf, stall, true).await
     }
 
     /// The current time on the clock that deadlines refer to.
@@ -80,6 +87,27 @@ pub trait Transport {
     }
 }
 
+/// The loop of [`Transport::write_all`] and [`Transport::write_all_more`].
+async fn write_all_by<T: Transport + ?Sized>(
+    t: &mut T,
+    mut buf: &[u8],
+    stall: Duration,
+    more: bool,
+) -> Result<(), TransportError> {
+    while !buf.is_empty() {
+        let n = if more {
+            t.write_more(buf, stall).await?
+        } else {
+            t.write(buf, stall).await?
+        };
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
 /// A transport whose every byte in and out is counted in `counters`: what
 /// [`serve_connection`](crate::serve_connection) runs over, whatever the transport.
 pub(crate) struct Counted<'a, T> {
@@ -96,6 +124,12 @@ impl<T: Transport> Transport for Counted<'_, T> {
 
     async fn write(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
         let n = self.inner.write(buf, stall).await?;
+        self.counters.wrote(n);
+        Ok(n)
+    }
+
+    async fn write_more(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
+        let n = self.inner.write_more(buf, stall).await?;
         self.counters.wrote(n);
         Ok(n)
     }

@@ -507,6 +507,34 @@ fn large_files_are_streamed() {
 }
 
 #[test]
+fn a_streamed_body_has_its_head_written_to_leave_with_it() {
+    let files = MockFiles::site();
+    let ctx = context(Settings::default());
+    let request = format!(
+        "{}{}{}{}",
+        get("/big.bin", ""),
+        get("/ten.txt", ""),
+        get("/big.bin", "Range: bytes=1000-80999\r\n"),
+        "HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let mut io = MockTransport::sending(request.as_bytes());
+    serve(&mut io, &files, &ctx);
+    let resps = parse_responses(&io.written, &[false, false, false, true]);
+    assert_eq!(resps.len(), 4);
+    let after_head = |from: usize| {
+        let at = io.written[from..].windows(4).position(|w| w == b"\r\n\r\n");
+        from + at.unwrap() + 4
+    };
+    // The first head alone; then the small response still pending with the second
+    // head. Bodies, and the head of a HEAD answer, go out as plain writes.
+    let first = 0..after_head(0);
+    let second_start = first.end + 100_000;
+    let second = second_start..after_head(after_head(second_start) + 10);
+    assert_eq!(io.written_more, [first, second]);
+    assert_eq!(resps[2].body.len(), 80_000);
+}
+
+#[test]
 fn a_file_that_shrank_is_a_500_or_a_cut_connection() {
     // Small: detected before the head is sent, answered 500.
     let (resps, end) = exchange(&format!(

@@ -9,6 +9,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -994,6 +995,30 @@ fn keep_alive_get(c: &mut TcpStream, path: &str) -> (String, Vec<u8>) {
                 return (head, buf[end + 4..end + 4 + len].to_vec());
             }
         }
+    }
+}
+
+/// On kernel TCP a streamed file's head leaves in the same segment as the first bytes
+/// of its body, not as a small segment of its own (counted by the client's kernel).
+#[test]
+fn a_streamed_files_head_leaves_with_its_body() {
+    let root = root(NetBackend::Kernel, "one-segment");
+    // Above the inline limit (so sent with sendfile), below one loopback segment.
+    let file = vec![b'm'; 20 * 1024];
+    std::fs::write(root.join("mid.bin"), &file).unwrap();
+    let s = Server::start(NetBackend::Kernel, Some(&root), &[]);
+    let mut c = s.connect();
+    let data_segments_in = |c: &TcpStream| {
+        iolib::socket::tcp_info(c.as_raw_fd())
+            .unwrap()
+            .tcpi_data_segs_in
+    };
+    for _ in 0..3 {
+        let before = data_segments_in(&c);
+        let (head, body) = keep_alive_get(&mut c, "/mid.bin");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, file);
+        assert_eq!(data_segments_in(&c) - before, 1);
     }
 }
 

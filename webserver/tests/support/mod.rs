@@ -51,6 +51,8 @@ pub struct MockTransport {
     pub written: Vec<u8>,
     /// How many writes there were.
     pub writes: usize,
+    /// The spans of `written` that came through `write_more` (more to follow at once).
+    pub written_more: Vec<std::ops::Range<usize>>,
     /// Fail every write.
     pub fail_writes: bool,
 }
@@ -64,6 +66,7 @@ impl MockTransport {
             offset: Cell::new(Duration::ZERO),
             written: Vec::new(),
             writes: 0,
+            written_more: Vec::new(),
             fail_writes: false,
         }
     }
@@ -124,6 +127,13 @@ impl Transport for MockTransport {
         self.writes += 1;
         self.written.extend_from_slice(buf);
         Ok(buf.len())
+    }
+
+    async fn write_more(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
+        let start = self.written.len();
+        let n = self.write(buf, stall).await?;
+        self.written_more.push(start..start + n);
+        Ok(n)
     }
 
     fn now(&self) -> Instant {
