@@ -48,8 +48,8 @@ pub trait Transport {
         write_all_by(self, buf, stall, false).await
     }
 
-    /// Writes all of `buf` as [`write_all`](Self::write_all) does, with
-    /// [`write_more`](Self::write_more): for bytes that more follow at once.
+    /// Writes all of `buf` as [`write_all`](Self::write_all) does, but through
+    /// [`write_more`](Self::write_more): for bytes that more will follow at once.
     async fn write_all_more(&mut self, buf: &[u8], stall: Duration) -> Result<(), TransportError> {
         write_all_by(self, buf, stall, true).await
     }
