@@ -277,6 +277,25 @@ impl RingBuffer {
         n
     }
 
+    /// Up to `max` bytes of free space just past the readable end, as at most two
+    /// slices (the second non-empty only when the space wraps), for writing in place
+    /// from a source that fills several buffers at once (`preadv`). Their total length
+    /// is `min(max, free)`; the storage grows to hold them. Pair with
+    /// [`commit`](Self::commit), which makes the first slice readable before the second.
+    pub fn unfilled_pair_mut(&mut self, max: usize) -> (&mut [u8], &mut [u8]) {
+        let n = max.min(self.free());
+        if n == 0 {
+            return (&mut [], &mut []);
+        }
+        self.reserve(self.len + n);
+        let start = self.index(self.len);
+        let first = n.min(self.storage.len() - start);
+        // The wrapped part runs from the storage's start towards the head, which is at
+        // or before `start`.
+        let (low, high) = self.storage.split_at_mut(start);
+        (&mut high[..first], &mut low[..n - first])
+    }
+
     /// The contiguous free region just past the readable end, for writing in place
     /// (e.g. copying a packet payload or reading from a socket). Pair with
     /// [`commit`](Self::commit). Empty when full; it may be shorter than the free space
@@ -508,6 +527,34 @@ mod tests {
         let mut out = [0u8; 6];
         b.dequeue(&mut out);
         assert_eq!(&out, b"z12345");
+    }
+
+    #[test]
+    fn unfilled_pair_mut_wraps_and_commits_in_order() {
+        let mut b = RingBuffer::new(8);
+        b.enqueue(b"abcdef");
+        b.consume(5);
+        // Readable "f" at index 5; free space runs to the end and wraps to index 5.
+        let (x, y) = b.unfilled_pair_mut(100);
+        assert_eq!((x.len(), y.len()), (2, 5));
+        x.copy_from_slice(b"12");
+        y[..3].copy_from_slice(b"345");
+        assert_eq!(b.commit(5), 5);
+        assert_eq!(b.as_slices(), (&b"f12"[..], &b"345"[..]));
+        // At most `max`, and nothing when full.
+        let (x, y) = b.unfilled_pair_mut(1);
+        assert_eq!((x.len(), y.len()), (1, 0));
+        b.commit(2);
+        let (x, y) = b.unfilled_pair_mut(4);
+        assert!(x.is_empty() && y.is_empty());
+    }
+
+    #[test]
+    fn unfilled_pair_mut_grows_the_storage_only_as_far_as_asked() {
+        let mut b = RingBuffer::new(1 << 20);
+        let (x, y) = b.unfilled_pair_mut(10);
+        assert_eq!((x.len(), y.len()), (10, 0));
+        assert!(b.allocated_bytes() < 1 << 16, "{}", b.allocated_bytes());
     }
 
     #[test]

@@ -2332,6 +2332,54 @@ fn writable_follows_a_full_send_buffer() {
     assert_eq!(events(&mut h), [Event::Writable(c)]);
 }
 
+/// `send_with` queues what its filler writes in place, and raises WRITABLE exactly
+/// as `send` does: only after it offered less room than asked for.
+#[test]
+fn send_with_queues_what_is_written_in_place_and_raises_writable_like_send() {
+    let mut h = Harness::with(|c| c.tcp.send_buffer = 4096);
+    h.establish();
+    let c = h.conn.unwrap();
+    events(&mut h);
+    let fill = |a: &mut [u8], b: &mut [u8], n: usize| {
+        let (a_len, b_len) = (a.len(), b.len());
+        assert!(a_len + b_len >= n);
+        (n, (a_len, b_len))
+    };
+    // Offered all it asked for; wrote part of it: only that part is queued.
+    let r = h.stack.send_with(h.now, c, 1000, |a, b| fill(a, b, 600));
+    assert_eq!(r.unwrap(), (600, (1000, 0)));
+    let sent: usize = h.replies().iter().map(|r| r.payload_len).sum();
+    assert_eq!(sent, 600);
+    h.send(&Seg::new(
+        flags::ACK,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_add(600),
+    ));
+    h.replies();
+    assert!(
+        !events(&mut h).contains(&Event::Writable(c)),
+        "never refused: no WRITABLE"
+    );
+    // Asked for more than the buffer holds: offered the whole buffer.
+    let r = h.stack.send_with(h.now, c, 8192, |a, b| {
+        let n = a.len() + b.len();
+        fill(a, b, n)
+    });
+    assert_eq!(r.unwrap().0, 4096);
+    let r = h.stack.send_with(h.now, c, 10, |_, _| -> (usize, ()) {
+        panic!("called on a full buffer")
+    });
+    assert_eq!(r, Err(Error::WouldBlock));
+    h.replies();
+    h.send(&Seg::new(
+        flags::ACK,
+        h.rcv_nxt(),
+        h.snd_nxt().wrapping_add(600 + 1460),
+    ));
+    h.replies();
+    assert_eq!(events(&mut h), [Event::Writable(c)]);
+}
+
 /// RST in SYN-RECEIVED of an active open (a simultaneous open) refuses the
 /// connection; RST in LAST-ACK just closes it, as the close was under way.
 #[test]

@@ -131,17 +131,28 @@ pub trait Stream {
     /// Sends some of the `len` bytes of `file` starting at `offset`, as `write` sends
     /// some of a buffer: it returns how many the stream took, at least one unless
     /// `len` is zero or the file ends at `offset` (then 0). Implementations may use a
-    /// zero-copy path (`sendfile`); the default reads at most 256 KiB through io_uring
-    /// and writes them.
+    /// zero-copy path (`sendfile`); the default is [`send_file_through_memory`].
     async fn send_file(&mut self, file: &File, offset: u64, len: u64) -> Result<u64> {
-        let want = usize::try_from(len).unwrap_or(usize::MAX).min(256 * 1024);
-        if want == 0 {
-            return Ok(0);
-        }
-        let chunk = file.read_at(Vec::with_capacity(want), want, offset).await?;
-        self.write_all(&chunk).await?;
-        Ok(chunk.len() as u64)
+        send_file_through_memory(self, file, offset, len).await
     }
+}
+
+/// [`Stream::send_file`] by way of a buffer: reads at most 256 KiB of `file` at
+/// `offset` through io_uring (never blocking the core on the disk) and writes them
+/// all. The default, and the fallback of faster paths that cannot serve a request.
+pub async fn send_file_through_memory<S: Stream + ?Sized>(
+    stream: &mut S,
+    file: &File,
+    offset: u64,
+    len: u64,
+) -> Result<u64> {
+    let want = usize::try_from(len).unwrap_or(usize::MAX).min(256 * 1024);
+    if want == 0 {
+        return Ok(0);
+    }
+    let chunk = file.read_at(Vec::with_capacity(want), want, offset).await?;
+    stream.write_all(&chunk).await?;
+    Ok(chunk.len() as u64)
 }
 
 fn io_err(e: io::Error) -> Error {

@@ -14,15 +14,17 @@
 use std::io::{self, IoSlice};
 use std::marker::PhantomData;
 use std::net::{Shutdown, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tcpstack::{ConnId, ListenerId};
-use threadlib::net::{ListenOptions, Listener, Network, Stream};
+use threadlib::fs::File;
+use threadlib::net::{send_file_through_memory, ListenOptions, Listener, Network, Stream};
 use threadlib::syscall::call_word;
 use threadlib::{with_loop, Builder, Error, LoopId, Result};
 
 use crate::device::Device;
-use crate::net_loop::{Handle, NetConfig, NetLoop, WaitFor};
+use crate::net_loop::{FileSend, Handle, NetConfig, NetLoop, WaitFor};
 use crate::report::NetReport;
 
 /// The user-space network: a capability threads use to listen and connect through
@@ -275,6 +277,29 @@ impl Stream for UserStream {
             *s = b;
         }
         self.send(&slices[..n]).await
+    }
+
+    /// The kernel reads the file from the page cache straight into the connection's
+    /// send buffer (one copy fewer than reading it into memory and writing that); a
+    /// part not in the page cache is read through io_uring instead, so the core never
+    /// waits for the disk.
+    async fn send_file(&mut self, file: &File, offset: u64, len: u64) -> Result<u64> {
+        let fd = file.as_raw_fd();
+        loop {
+            let conn = self.conn;
+            let sent = with_loop(self.id, |l: &mut NetLoop, cx| {
+                l.send_cached_file(conn, fd, offset, len, cx)
+            })??;
+            match sent {
+                Some(FileSend::Sent(n)) => return Ok(n as u64),
+                Some(FileSend::NotCached) => {
+                    return send_file_through_memory(self, file, offset, len).await
+                }
+                None => {
+                    call_word(self.id, WaitFor::Write(conn.id.index()).word()).await?;
+                }
+            }
+        }
     }
 
     async fn shutdown(&mut self, how: Shutdown) -> Result<()> {

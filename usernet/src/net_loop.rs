@@ -34,6 +34,16 @@ use crate::steering::Steering;
 /// ACKs and responses flowing under a flood of input).
 const RX_BUDGET: usize = 256;
 
+/// What [`NetLoop::send_cached_file`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileSend {
+    /// Queued this many bytes (0: the file ends at the offset).
+    Sent(usize),
+    /// The kernel could not read the first bytes at once (not in the page cache, or
+    /// the file cannot be read without blocking); nothing was queued.
+    NotCached,
+}
+
 /// What a waiting thread waits for; the low 32 bits of a call word are the slot index
 /// of the connection or listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -573,6 +583,40 @@ impl NetLoop {
         }
         self.after_op(cx);
         Ok(Some(total))
+    }
+
+    /// Queues up to `len` bytes of the file `fd` from `offset`, read by the kernel
+    /// straight into the send buffer from the page cache: `Ok(None)` when the buffer is
+    /// full (wait for [`WaitFor::Write`]), [`FileSend::NotCached`] when the kernel
+    /// cannot read the first bytes at once (read them asynchronously instead).
+    pub(crate) fn send_cached_file(
+        &mut self,
+        c: Handle<ConnId>,
+        fd: RawFd,
+        offset: u64,
+        len: u64,
+        cx: &mut LoopCx<'_>,
+    ) -> Result<Option<FileSend>, Error> {
+        let c = self.live(c)?;
+        let now = self.stack_now(cx.now());
+        let max = usize::try_from(len).unwrap_or(usize::MAX);
+        let read =
+            self.stack.send_with(now, c, max, |first, second| {
+                match iolib::fd::pread_cached(fd, first, second, offset) {
+                    Ok(n) => (n, Ok(())),
+                    Err(e) => (0, Err(e)),
+                }
+            });
+        let sent = match read {
+            Ok((n, Ok(()))) => FileSend::Sent(n),
+            // Not cached (EAGAIN), or a file system that cannot tell without blocking:
+            // the asynchronous read serves it, or reports the real error.
+            Ok((_, Err(_))) => FileSend::NotCached,
+            Err(tcpstack::Error::WouldBlock) => return Ok(None),
+            Err(e) => return Err(stack_error(e)),
+        };
+        self.after_op(cx);
+        Ok(Some(sent))
     }
 
     pub(crate) fn shutdown(&mut self, c: Handle<ConnId>, cx: &mut LoopCx<'_>) -> Result<(), Error> {

@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -161,6 +162,71 @@ fn kernel_clients_get_their_bytes_echoed_by_user_stack_threads() {
             );
         })
         .unwrap();
+}
+
+/// `send_file` on a user-space stream: the kernel reads a file from the page cache
+/// straight into the send buffer, and a file out of the page cache is read
+/// asynchronously instead; either way a kernel client gets every byte.
+#[test]
+fn files_are_sent_from_the_page_cache_and_from_the_disk() {
+    let Some(rig) = rig("sendfile", 1) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("usernet-sendfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = pattern(7, 3 * 1024 * 1024 + 5);
+    std::fs::write(dir.join("file"), &data).unwrap();
+    let (ns, user, path) = (rig.net.ns().to_owned(), rig.user.clone(), dir.join("file"));
+    let root = dir.clone();
+    rig.runtime
+        .block_on(async move {
+            let listener = user
+                .listen(
+                    SocketAddr::from((STACK_ADDR, PORT)),
+                    ListenOptions::default(),
+                )
+                .await
+                .unwrap();
+            let root = threadlib::fs::Dir::open_root(&root).unwrap();
+            for evict in [false, true] {
+                let file = root.open("file").await.unwrap();
+                if evict {
+                    let f = std::fs::File::open(&path).unwrap();
+                    f.sync_all().unwrap();
+                    // SAFETY: a valid descriptor; advice only.
+                    let r = unsafe {
+                        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED)
+                    };
+                    assert_eq!(r, 0);
+                    let (mut a, mut b) = ([0u8; 16], [0u8; 0]);
+                    let cached = iolib::fd::pread_cached(f.as_raw_fd(), &mut a, &mut b, 0);
+                    assert!(
+                        cached.as_ref().is_err_and(iolib::fd::is_retry),
+                        "still cached: {cached:?}"
+                    );
+                }
+                let len = data.len() as u64;
+                let client = threadlib::spawn(kernel(ns.clone(), move || {
+                    let mut s = connect_kernel(SocketAddrV4::new(STACK_ADDR, PORT));
+                    let mut got = Vec::new();
+                    s.read_to_end(&mut got).map(|_| got)
+                }));
+                let (mut c, _) = listener.accept().await.unwrap();
+                let mut off = 0;
+                while off < len {
+                    let n = c.send_file(&file, off, len - off).await.unwrap();
+                    assert!(n > 0, "the file ended at {off} of {len}");
+                    off += n;
+                }
+                assert_eq!(c.send_file(&file, len, 1).await.unwrap(), 0, "end of file");
+                c.shutdown(Shutdown::Write).await.unwrap();
+                let got = client.await.unwrap().unwrap();
+                assert!(got == data, "evicted {evict}: {} of {len} bytes", got.len());
+            }
+        })
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

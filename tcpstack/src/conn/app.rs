@@ -14,6 +14,27 @@ impl Tcb {
         data: &[u8],
         pool: &mut BufferPool,
     ) -> Result<usize, Error> {
+        let (n, ()) = self.send_with(now, data.len(), pool, |first, second| {
+            let (a, rest) = data.split_at(first.len());
+            first.copy_from_slice(a);
+            second.copy_from_slice(&rest[..second.len()]);
+            (first.len() + second.len(), ())
+        })?;
+        Ok(n)
+    }
+
+    /// Queues up to `max` bytes that `fill` writes in place into the send buffer's free
+    /// space (two slices, in order; their total is at most `max`). `fill` returns how
+    /// many bytes it wrote from the start of the first slice on, and a value passed
+    /// back. `fill` is not called when the connection cannot send or the buffer is
+    /// full ([`Error::WouldBlock`]).
+    pub fn send_with<R>(
+        &mut self,
+        now: Instant,
+        max: usize,
+        pool: &mut BufferPool,
+        fill: impl FnOnce(&mut [u8], &mut [u8]) -> (usize, R),
+    ) -> Result<(usize, R), Error> {
         match self.state {
             TcpState::Closed => {
                 return Err(self.error.map_or(Error::NotConnected, Error::Connection))
@@ -25,21 +46,26 @@ impl Tcb {
             | TcpState::CloseWait => {}
             _ => return Err(Error::NotConnected),
         }
-        if data.is_empty() {
-            return Ok(0);
+        if max == 0 {
+            return Ok((0, fill(&mut [], &mut []).1));
         }
         pool.provide(&mut self.send_buf);
-        let n = self.send_buf.enqueue(data);
-        if n < data.len() {
+        if self.send_buf.is_full() {
             self.write_blocked = true;
-        }
-        if n == 0 {
             return Err(Error::WouldBlock);
         }
-        if self.state.is_synchronized() {
+        let (first, second) = self.send_buf.unfilled_pair_mut(max);
+        let room = first.len() + second.len();
+        let (wrote, r) = fill(first, second);
+        let n = self.send_buf.commit(wrote.min(room));
+        // Offered less than asked for: tell the application when there is room again.
+        if room < max {
+            self.write_blocked = true;
+        }
+        if n > 0 && self.state.is_synchronized() {
             self.arm_persist_if_needed(now);
         }
-        Ok(n)
+        Ok((n, r))
     }
 
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {

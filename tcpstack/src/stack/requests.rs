@@ -154,6 +154,22 @@ impl Stack {
         self.with_tcb(conn, |tcb, ctx| tcb.send(now, data, ctx.pool))?
     }
 
+    /// Queues up to `max` bytes written in place by `fill`, saving the copy
+    /// [`send`](Self::send) makes: `fill` gets the send buffer's free space as two
+    /// slices (in order, at most `max` bytes in all), writes from the start of the
+    /// first, and returns how many bytes it wrote and a value handed back with the
+    /// count queued. Errors and [`Event::Writable`](crate::Event::Writable) as for
+    /// `send`; `fill` is not called when one is returned.
+    pub fn send_with<R>(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        max: usize,
+        fill: impl FnOnce(&mut [u8], &mut [u8]) -> (usize, R),
+    ) -> Result<(usize, R), Error> {
+        self.with_tcb(conn, |tcb, ctx| tcb.send_with(now, max, ctx.pool, fill))?
+    }
+
     /// Reads received bytes into `buf`. `Ok(0)` (with a non-empty `buf`) is end of
     /// stream: the peer closed its side and everything was read.
     /// [`Error::WouldBlock`] when nothing is available yet.
