@@ -108,42 +108,57 @@ pub fn send_more(sock: &TcpStream, buf: &[u8]) -> std::io::Result<usize> {
 pub fn tcp_info(fd: RawFd) -> Result<libc::tcp_info> {
     // SAFETY: tcp_info is plain old data, for which all zeroes is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: `info` and `len` are valid for the size given; the kernel writes at most
-    // `len` bytes.
-    let r = unsafe {
-        libc::getsockopt(
+    // SAFETY: any bytes the kernel writes make a valid tcp_info.
+    unsafe {
+        getsockopt(
             fd,
             libc::IPPROTO_TCP,
             libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
+            &mut info,
+            "getsockopt(TCP_INFO)",
         )
-    };
-    if r < 0 {
-        return Err(Error::last("getsockopt(TCP_INFO)"));
-    }
+    }?;
     Ok(info)
 }
 
 /// Reads and clears the socket's pending error (`SO_ERROR`).
 pub fn take_error(fd: RawFd) -> Result<Option<std::io::Error>> {
     let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `err` and `len` are valid for the sizes given.
-    let r = unsafe {
-        libc::getsockopt(
+    // SAFETY: any bytes the kernel writes make a valid int.
+    unsafe {
+        getsockopt(
             fd,
             libc::SOL_SOCKET,
             libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
-            &mut len,
+            &mut err,
+            "getsockopt(SO_ERROR)",
         )
-    };
-    if r < 0 {
-        return Err(Error::last("getsockopt(SO_ERROR)"));
-    }
+    }?;
     Ok((err != 0).then(|| std::io::Error::from_raw_os_error(err)))
+}
+
+/// `getsockopt(2)` of option `name` at `level` into `value` (at most its size); `op`
+/// names the call in the error.
+///
+/// # Safety
+///
+/// Every bit pattern the kernel may write must be a valid `T`: a C integer or a C
+/// struct of them.
+unsafe fn getsockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &mut T,
+    op: &'static str,
+) -> Result<()> {
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is valid for writes of `len` bytes, and the kernel writes at
+    // most `len`; the caller vouches that any bytes written make a valid `T`.
+    let r = unsafe { libc::getsockopt(fd, level, name, (value as *mut T).cast(), &mut len) };
+    if r < 0 {
+        return Err(Error::last(op));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

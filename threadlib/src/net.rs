@@ -267,7 +267,7 @@ impl KernelStream {
 
     /// Runs the non-blocking send `op` until the socket takes bytes, waiting for
     /// writability whenever it is full.
-    async fn send_with(
+    async fn retry_send(
         &self,
         mut op: impl FnMut(&TcpStream) -> io::Result<usize>,
     ) -> Result<usize> {
@@ -305,16 +305,16 @@ impl Stream for KernelStream {
     }
 
     async fn write(&mut self, buf: &[u8]) -> Result<usize> {
-        self.send_with(|s| (&*s).write(buf)).await
+        self.retry_send(|s| (&*s).write(buf)).await
     }
 
     async fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize> {
-        self.send_with(|s| (&*s).write_vectored(bufs)).await
+        self.retry_send(|s| (&*s).write_vectored(bufs)).await
     }
 
     /// `send(2)` with `MSG_MORE`.
     async fn write_more(&mut self, buf: &[u8]) -> Result<usize> {
-        self.send_with(|s| iolib::socket::send_more(s, buf)).await
+        self.retry_send(|s| iolib::socket::send_more(s, buf)).await
     }
 
     async fn shutdown(&mut self, how: Shutdown) -> Result<()> {

@@ -14,7 +14,7 @@ use testnet::{privileged, Options, TestNet, KERNEL_ADDR, STACK_ADDR};
 use threadlib::net::{ListenOptions, Listener, Network, Stream};
 use threadlib::{with_timeout, Error, Runtime};
 use usernet::tun_setup::{self, TunSetup};
-use usernet::{NetConfig, NetReport, UserNet};
+use usernet::{NetConfig, NetReport, UserListener, UserNet};
 
 const PORT: u16 = 7000;
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(20);
@@ -59,6 +59,15 @@ fn rig_with(label: &str, cores: usize, tweak: impl FnOnce(&mut NetConfig)) -> Op
     let (builder, user) = UserNet::install_devices(builder, config, opened.devices);
     let runtime = builder.build().expect("runtime");
     Some(Rig { net, runtime, user })
+}
+
+/// Listens on the stack's address at [`PORT`].
+async fn listen(user: &UserNet) -> threadlib::Result<UserListener> {
+    user.listen(
+        SocketAddr::from((STACK_ADDR, PORT)),
+        ListenOptions::default(),
+    )
+    .await
 }
 
 /// Runs `f` on an OS thread inside the namespace (the kernel's side), from a threadlib
@@ -113,13 +122,7 @@ fn kernel_clients_get_their_bytes_echoed_by_user_stack_threads() {
     let (ns, user) = (rig.net.ns().to_owned(), rig.user.clone());
     rig.runtime
         .block_on(async move {
-            let listener = user
-                .listen(
-                    SocketAddr::from((STACK_ADDR, PORT)),
-                    ListenOptions::default(),
-                )
-                .await
-                .unwrap();
+            let listener = listen(&user).await.unwrap();
             assert_eq!(
                 listener.local_addr().unwrap(),
                 SocketAddr::from((STACK_ADDR, PORT))
@@ -181,13 +184,7 @@ fn files_are_sent_from_the_page_cache_and_from_the_disk() {
     let root = dir.clone();
     rig.runtime
         .block_on(async move {
-            let listener = user
-                .listen(
-                    SocketAddr::from((STACK_ADDR, PORT)),
-                    ListenOptions::default(),
-                )
-                .await
-                .unwrap();
+            let listener = listen(&user).await.unwrap();
             let root = threadlib::fs::Dir::open_root(&root).unwrap();
             for evict in [false, true] {
                 let file = root.open("file").await.unwrap();
@@ -303,13 +300,7 @@ fn cancelled_calls_consume_nothing_and_leave_no_state() {
     let (ns, user) = (rig.net.ns().to_owned(), rig.user.clone());
     rig.runtime
         .block_on(async move {
-            let listener = user
-                .listen(
-                    SocketAddr::from((STACK_ADDR, PORT)),
-                    ListenOptions::default(),
-                )
-                .await
-                .unwrap();
+            let listener = listen(&user).await.unwrap();
             // Accept: times out, then works.
             let r = with_timeout(Duration::from_millis(50), listener.accept()).await;
             assert!(matches!(r, Err(Error::TimedOut)), "{:?}", r.map(|_| ()));
@@ -417,12 +408,7 @@ fn two_cores_accept_and_serve_with_no_misdirected_packet() {
             for core in 0..2 {
                 let u = user.clone();
                 let h = threadlib::spawn_on(core, move || async move {
-                    let l = u
-                        .listen(
-                            SocketAddr::from((STACK_ADDR, PORT)),
-                            ListenOptions::default(),
-                        )
-                        .await?;
+                    let l = listen(&u).await?;
                     let _ = echo_forever(l).await;
                     Ok::<_, Error>(())
                 })
@@ -591,13 +577,7 @@ fn connections_time_out_and_free_their_memory_when_the_peer_vanishes() {
     );
     rig.runtime
         .block_on(async move {
-            let listener = user
-                .listen(
-                    SocketAddr::from((STACK_ADDR, PORT)),
-                    ListenOptions::default(),
-                )
-                .await
-                .unwrap();
+            let listener = listen(&user).await.unwrap();
             // Eight kernel clients connect and never read.
             let clients = threadlib::spawn(kernel(ns.clone(), || {
                 (0..8)
@@ -646,13 +626,7 @@ fn idle_connections_hold_no_buffers() {
     let (ns, user) = (rig.net.ns().to_owned(), rig.user.clone());
     rig.runtime
         .block_on(async move {
-            let listener = user
-                .listen(
-                    SocketAddr::from((STACK_ADDR, PORT)),
-                    ListenOptions::default(),
-                )
-                .await
-                .unwrap();
+            let listener = listen(&user).await.unwrap();
             let server = threadlib::spawn(echo_forever(listener));
             let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
             let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
@@ -737,13 +711,7 @@ fn an_idle_network_uses_no_cpu() {
     let user = rig.user.clone();
     rig.runtime
         .block_on(async move {
-            let listener = user
-                .listen(
-                    SocketAddr::from((STACK_ADDR, PORT)),
-                    ListenOptions::default(),
-                )
-                .await
-                .unwrap();
+            let listener = listen(&user).await.unwrap();
             let waiting = threadlib::spawn(async move { listener.accept().await.map(|_| ()) });
             threadlib::sleep(Duration::from_millis(50)).await.unwrap();
             let polls = user.report().unwrap().looped.polls;
