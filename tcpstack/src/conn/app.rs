@@ -62,9 +62,7 @@ impl Tcb {
         if room < max {
             self.write_blocked = true;
         }
-        if n > 0 && self.state.is_synchronized() {
-            self.arm_persist_if_needed(now);
-        }
+        self.arm_persist_if_needed(now);
         Ok((n, r))
     }
 
