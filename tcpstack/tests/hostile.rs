@@ -154,6 +154,13 @@ impl Harness {
         self.inject(&p);
     }
 
+    /// Moves the clock to the next timer and runs it. Panics with `armed` (what the
+    /// test expects to run) when no timer is armed.
+    fn run_next_timer(&mut self, armed: &str) {
+        self.now = self.stack.poll_timeout().expect(armed);
+        self.stack.handle_timeout(self.now);
+    }
+
     /// Every packet the stack wants to send now, as TCP replies.
     fn replies(&mut self) -> Vec<Reply> {
         let mut out = Vec::new();
@@ -1084,11 +1091,7 @@ fn a_syn_ack_and_its_retransmissions_echo_the_syn_timestamp() {
         assert_eq!(r.len(), 1, "attempt {attempt}: {r:?}");
         assert_eq!(r[0].flags, flags::SYN | flags::ACK);
         assert_eq!(reply_timestamp(&r[0]).1, 12_345, "attempt {attempt}");
-        h.now = h
-            .stack
-            .poll_timeout()
-            .expect("the SYN-ACK is retransmitted");
-        h.stack.handle_timeout(h.now);
+        h.run_next_timer("the SYN-ACK is retransmitted");
     }
     assert!(h.counters().synack_retransmits >= 2);
 }
@@ -1244,11 +1247,7 @@ fn a_window_shut_on_data_in_flight_is_probed_not_timed_out() {
     h.send(&shut);
     assert!(h.replies().is_empty());
     let timeout = |h: &mut Harness| {
-        h.now = h
-            .stack
-            .poll_timeout()
-            .expect("the retransmission timer runs");
-        h.stack.handle_timeout(h.now);
+        h.run_next_timer("the retransmission timer runs");
         h.replies()
     };
     for i in 0..10 {
@@ -2120,9 +2119,7 @@ fn zero_window_probes_back_off() {
     assert!(h.replies().is_empty(), "nothing goes into a zero window");
     let mut sent_at = Vec::new();
     for _ in 0..5 {
-        let due = h.stack.poll_timeout().expect("the persist timer runs");
-        h.now = due;
-        h.stack.handle_timeout(h.now);
+        h.run_next_timer("the persist timer runs");
         assert_eq!(h.replies().len(), 1, "one probe");
         sent_at.push(h.now);
         h.send(&shut);
@@ -2629,8 +2626,7 @@ fn a_loss_probe_that_repairs_a_loss_reduces_the_window() {
     // Timers may fire early and re-arm (the index is lazy): run them until the probe.
     let mut probe = Vec::new();
     for _ in 0..8 {
-        h.now = h.stack.poll_timeout().unwrap();
-        h.stack.handle_timeout(h.now);
+        h.run_next_timer("a timer is armed");
         probe = data_segments(&h.replies());
         if !probe.is_empty() {
             break;
@@ -2823,8 +2819,7 @@ fn loss_probes_stop_at_four_without_news() {
     assert_eq!(data_segments(&h.replies()).len(), 2);
     let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
     for _ in 0..12 {
-        h.now = h.stack.poll_timeout().unwrap();
-        h.stack.handle_timeout(h.now);
+        h.run_next_timer("a timer is armed");
         h.replies();
         // A window update: no news about the data.
         let mut s = Seg::new(flags::ACK, seq, una);
@@ -2911,8 +2906,7 @@ fn news_from_the_peer_makes_probes_available_again() {
     let probe = |h: &mut Harness| {
         let before = h.counters().tail_loss_probes;
         for _ in 0..8 {
-            h.now = h.stack.poll_timeout().unwrap();
-            h.stack.handle_timeout(h.now);
+            h.run_next_timer("a timer is armed");
             h.replies();
             if h.counters().tail_loss_probes > before {
                 return;
@@ -3125,8 +3119,7 @@ fn a_reopened_window_resets_the_persist_backoff() {
     let probe_after = |h: &mut Harness| {
         let (start, before) = (h.now, h.counters().window_probes);
         for _ in 0..8 {
-            h.now = h.stack.poll_timeout().expect("the persist timer runs");
-            h.stack.handle_timeout(h.now);
+            h.run_next_timer("the persist timer runs");
             let r = h.replies();
             if h.counters().window_probes > before {
                 assert_eq!(r.len(), 1, "one probe");
@@ -3203,8 +3196,7 @@ fn run_until_probe_or_timeout(h: &mut Harness) -> (u64, u64) {
 fn sent_at_probe_or_timeout(h: &mut Harness) -> Vec<Reply> {
     let before = h.counters();
     for _ in 0..16 {
-        h.now = h.stack.poll_timeout().expect("a timer runs");
-        h.stack.handle_timeout(h.now);
+        h.run_next_timer("a timer runs");
         let out = h.replies();
         let cn = h.counters();
         if cn.tail_loss_probes > before.tail_loss_probes
@@ -3369,8 +3361,7 @@ fn undo_at_the_smallest_window_gives_the_threshold_back() {
     // The reordering timer declares the first segment lost.
     let mut rtx = Vec::new();
     for _ in 0..4 {
-        h.now = h.stack.poll_timeout().unwrap();
-        h.stack.handle_timeout(h.now);
+        h.run_next_timer("a timer is armed");
         rtx = data_segments(&h.replies());
         if !rtx.is_empty() {
             break;
@@ -3541,8 +3532,7 @@ fn a_reset_in_last_ack_stops_a_retransmission_already_due() {
             .collect::<Vec<_>>(),
         [(1000, flags::FIN)]
     );
-    h.now = h.stack.poll_timeout().unwrap();
-    h.stack.handle_timeout(h.now);
+    h.run_next_timer("a timer is armed");
     assert_eq!(h.counters().rto_expirations, 1);
     h.send(&Seg::new(flags::RST, seq, 0));
     assert_eq!(h.state(), TcpState::Closed);
@@ -3595,8 +3585,7 @@ fn a_loss_probe_due_when_everything_is_acknowledged_sends_nothing() {
     let (seq, una) = (h.rcv_nxt(), h.snd_nxt());
     // Timers until the probe is due (not sent: nothing is transmitted meanwhile).
     for _ in 0..8 {
-        h.now = h.stack.poll_timeout().unwrap();
-        h.stack.handle_timeout(h.now);
+        h.run_next_timer("a timer is armed");
         if h.counters().tail_loss_probes > 0 {
             break;
         }
@@ -3614,8 +3603,7 @@ fn a_loss_probe_due_when_everything_is_acknowledged_sends_nothing() {
 fn loss_probe(h: &mut Harness) -> Vec<(u32, usize)> {
     let before = h.counters().tail_loss_probes;
     for _ in 0..8 {
-        h.now = h.stack.poll_timeout().unwrap();
-        h.stack.handle_timeout(h.now);
+        h.run_next_timer("a timer is armed");
         let sent = data_segments(&h.replies());
         if h.counters().tail_loss_probes > before {
             return sent;
@@ -3666,8 +3654,7 @@ fn a_retransmission_ending_at_the_fin_carries_it() {
     h.stack.shutdown(h.now, c).unwrap();
     let first = h.replies();
     assert_eq!(first.len(), 1);
-    h.now = h.stack.poll_timeout().unwrap();
-    h.stack.handle_timeout(h.now);
+    h.run_next_timer("a timer is armed");
     let again = h.replies();
     assert_eq!(
         again
@@ -3774,8 +3761,7 @@ fn a_loss_probe_after_a_super_segment_resends_its_last_segment() {
         .unwrap();
     assert_eq!(h.offloaded_sent(una), [(0, 4 * mss as usize)]);
     for _ in 0..8 {
-        h.now = h.stack.poll_timeout().expect("a timer runs");
-        h.stack.handle_timeout(h.now);
+        h.run_next_timer("a timer runs");
         let sent = h.offloaded_sent(una);
         if !sent.is_empty() {
             assert_eq!(h.counters().tail_loss_probes, 1);
@@ -3990,8 +3976,7 @@ fn a_retransmission_is_counted_once_with_its_bytes() {
     let c = h.conn.unwrap();
     h.stack.send(h.now, c, &[4; 1000]).unwrap();
     h.replies();
-    h.now = h.stack.poll_timeout().unwrap();
-    h.stack.handle_timeout(h.now);
+    h.run_next_timer("a timer is armed");
     assert_eq!(data_segments(&h.replies()), [(h.snd_nxt(), 1000)]);
     let cn = h.counters();
     assert_eq!((cn.retransmits, cn.retransmitted_bytes), (1, 1000));
@@ -4092,8 +4077,7 @@ fn ephemeral_ports_stay_in_range_and_run_out() {
 fn an_unanswered_syn_is_retransmitted_and_counted() {
     let mut h = Harness::new();
     let (_c, syn) = active_open(&mut h, 5561);
-    h.now = h.stack.poll_timeout().unwrap();
-    h.stack.handle_timeout(h.now);
+    h.run_next_timer("a timer is armed");
     let r = h.replies();
     assert_eq!(
         r.iter().map(|r| (r.flags, r.seq)).collect::<Vec<_>>(),
@@ -4112,8 +4096,7 @@ fn connect_gives_up_after_the_syn_retries() {
     });
     let (c, _syn) = active_open(&mut h, 5562);
     for _ in 0..3 {
-        h.now = h.stack.poll_timeout().unwrap();
-        h.stack.handle_timeout(h.now);
+        h.run_next_timer("a timer is armed");
         h.replies();
     }
     assert_eq!(h.counters().syn_retransmits, 2);
@@ -4236,8 +4219,7 @@ fn no_window_probe_while_data_is_in_flight() {
     assert_eq!(data_segments(&h.replies()).len(), 1);
     h.stack.send(h.now, c, &[2; 100]).unwrap();
     assert_eq!(h.replies(), [], "held back by Nagle");
-    h.now = h.stack.poll_timeout().unwrap();
-    h.stack.handle_timeout(h.now);
+    h.run_next_timer("a timer is armed");
     h.replies();
     let cn = h.counters();
     assert_eq!((cn.rto_expirations, cn.window_probes), (1, 0), "{cn:?}");
@@ -4285,8 +4267,7 @@ fn sacked_data_is_resent_only_after_a_second_timeout() {
         for _ in 0..timeouts {
             let before = h.counters().rto_expirations;
             while h.counters().rto_expirations == before {
-                h.now = h.stack.poll_timeout().unwrap();
-                h.stack.handle_timeout(h.now);
+                h.run_next_timer("a timer is armed");
                 h.replies();
             }
         }
