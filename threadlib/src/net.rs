@@ -68,8 +68,9 @@ pub trait Stream {
 
     /// Writes some bytes as [`write`](Self::write) does, saying that more follow at
     /// once: a stream that sends segments may hold a short tail back to send it with
-    /// the next write instead of alone (a response head before its body). The next
-    /// write without this hint sends what was held. The default is `write`.
+    /// the next write instead of alone (a response head before its body). Follow it
+    /// with a write without this hint (or a `send_file`), which sends what was held;
+    /// a kernel socket may hold it until then. The default is `write`.
     async fn write_more(&mut self, buf: &[u8]) -> Result<usize> {
         self.write(buf).await
     }
