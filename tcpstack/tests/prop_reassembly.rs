@@ -15,6 +15,8 @@ enum BufOp {
     Peek(usize, usize),
     WriteCommit(usize, Vec<u8>),
     Unfilled(u8, usize),
+    /// Ask for up to `.0` bytes of free space as two slices; fill `.1` of them.
+    UnfilledPair(usize, usize, u8),
 }
 
 fn buf_op() -> impl Strategy<Value = BufOp> {
@@ -25,6 +27,7 @@ fn buf_op() -> impl Strategy<Value = BufOp> {
         (0usize..10, prop::collection::vec(any::<u8>(), 0..20))
             .prop_map(|(o, d)| BufOp::WriteCommit(o, d)),
         (any::<u8>(), 0usize..30).prop_map(|(b, n)| BufOp::Unfilled(b, n)),
+        (0usize..70, 0usize..70, any::<u8>()).prop_map(|(m, n, b)| BufOp::UnfilledPair(m, n, b)),
     ]
 }
 
@@ -71,6 +74,20 @@ proptest! {
                     w[..n].fill(byte);
                     rb.commit(n);
                     model.extend(std::iter::repeat_n(byte, n));
+                }
+                BufOp::UnfilledPair(max, n, byte) => {
+                    let free = cap - model.len();
+                    let (a, b) = rb.unfilled_pair_mut(max);
+                    prop_assert_eq!(a.len() + b.len(), max.min(free));
+                    prop_assert!(b.is_empty() || !a.is_empty());
+                    // Distinct bytes in order, so a slice written out of place shows.
+                    let n = n.min(a.len() + b.len());
+                    let fill: Vec<u8> = (0..n).map(|i| byte.wrapping_add(i as u8)).collect();
+                    let k = n.min(a.len());
+                    a[..k].copy_from_slice(&fill[..k]);
+                    b[..n - k].copy_from_slice(&fill[k..]);
+                    prop_assert_eq!(rb.commit(n), n);
+                    model.extend(fill);
                 }
             }
             prop_assert_eq!(rb.len(), model.len());
