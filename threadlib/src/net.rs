@@ -266,8 +266,8 @@ impl KernelStream {
         Ok(KernelStream::new(inner))
     }
 
-    /// Runs the non-blocking send `op` until the socket takes bytes, waiting for
-    /// writability whenever it is full.
+    /// Runs the non-blocking send `op` until it is not refused for a full socket
+    /// (waiting for writability each time it is), and returns what it returned.
     async fn retry_send(
         &self,
         mut op: impl FnMut(&TcpStream) -> io::Result<usize>,
@@ -346,16 +346,14 @@ impl Stream for KernelStream {
         if chunk == 0 {
             return Ok(0);
         }
-        loop {
-            // n == 0: the file ends at `offset`.
-            match iolib::fd::sendfile(self.fd(), file.as_raw_fd(), &mut off, chunk) {
-                Ok(_) => break,
-                Err(e) if e.is_would_block() => wait(self.fd(), Readiness::Write).await?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_err(e.source)),
-            }
-        }
-        Ok(off - offset)
+        // 0: the file ends at `offset`.
+        let n = self
+            .retry_send(|s| {
+                iolib::fd::sendfile(s.as_raw_fd(), file.as_raw_fd(), &mut off, chunk)
+                    .map_err(|e| e.source)
+            })
+            .await?;
+        Ok(n as u64)
     }
 }
 
