@@ -1,11 +1,13 @@
 """The Python side of benchkit, shared by the bench scripts (bench_web.py,
 bench_user.py): the result record of docs/ARCHITECTURE.md, alternating runs and their
-medians, wrk's output, nginx's configuration, and stopping and sizing processes.
+medians, wrk's output, nginx's configuration, and stopping, sizing and timing processes.
 
 A script imports it with `sys.path.insert(0, <repository>/benchkit)`.
 """
 
+import os
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -92,6 +94,22 @@ def stop_process(p, sig=signal.SIGTERM):
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
+
+
+def with_child_cpu(run):
+    """`run()`'s result and the CPU seconds (user + system) of the child processes it
+    waited for."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = run()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return result, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def proc_cpu_s(pid):
+    """CPU seconds (user + system) process `pid` has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def proc_kb(pid, field):

@@ -13,6 +13,10 @@ BENCH_USER_RUNS runs of BENCH_USER_SECS seconds:
 - user_web_1k_2core: both on 2 cores (wrk -t2): requests/s, with our 2-core/1-core ratio;
 - user_loadgen: loadgen --net user vs loadgen --net kernel driving the same nginx in
   the namespace: requests/s;
+- user_loadgen_vs_wrk: loadgen --net user vs wrk driving that nginx: requests/s. Both
+  records give each client's CPU time per request and the target's: on the kernel's
+  loopback the client's receive work runs on the sending (target's) core, on the
+  user-space stack on the client's own;
 - user_c10k: 10,000 keep-alive connections for BENCH_USER_C10K_SECS seconds at a
   constant rate over each path: bytes per connection (the server's peak RSS over its
   idle RSS; the user path's includes the TCP stack's buffers, the kernel path's does
@@ -32,7 +36,6 @@ import re
 import resource
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,6 +164,12 @@ class Nginx:
         self.p = subprocess.Popen(inside(["nginx", "-c", f"{self.dir}/nginx.conf", "-p", self.dir]))
         wait_listening(self.port)
 
+    def cpu_s(self):
+        """CPU seconds its worker has used so far."""
+        worker = subprocess.run(["pgrep", "-P", str(self.p.pid)], capture_output=True,
+                                text=True, check=True).stdout.split()[0]
+        return bk.proc_cpu_s(int(worker))
+
     def stop(self):
         bk.stop_process(self.p, signal.SIGQUIT)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -283,21 +292,40 @@ def main():
                              machine_cpus=NCPU,
                              ours_2core_over_1core=two_core / one_core if one_core else None)))
 
-        if want("user_loadgen"):
-            lg_user, lg_kern = [], []
+        if want("user_loadgen") or want("user_loadgen_vs_wrk"):
+            # Each client drives the same nginx on its own CPU; the target's CPU time per
+            # request shows what each client's network costs the target's core.
+            runs = {"user": [], "kernel": [], "wrk": []}
             for _ in range(RUNS):
                 srv = Nginx()
                 try:
                     url = f"http://{CLIENT_KERNEL}:{srv.port}/files/1k.txt"
-                    lg_user.append(loadgen("user", url)["requests_per_sec"])
-                    lg_kern.append(loadgen("kernel", url)["requests_per_sec"])
+                    for name, out in runs.items():
+                        target = srv.cpu_s()
+                        if name == "wrk":
+                            r, cpu = bk.with_child_cpu(lambda: wrk(url, 1, True))
+                        else:
+                            r, cpu = bk.with_child_cpu(lambda: loadgen(name, url))
+                            r = {"rps": r["requests_per_sec"], "requests": r["requests"]}
+                        n = max(r["requests"], 1)
+                        out.append({"rps": r["rps"], "client_us": cpu * 1e6 / n,
+                                    "target_us": (srv.cpu_s() - target) * 1e6 / n})
                 finally:
                     srv.stop()
-            emit(record("user_loadgen", "requests_per_sec", "higher",
-                        statistics.median(lg_user), "loadgen --net kernel",
-                        statistics.median(lg_kern),
-                        dict(base, target="nginx, 1 worker, in the namespace, 1 KiB",
-                             threads=1, driver="loadgen")))
+            params = dict(base, target="nginx, 1 worker, in the namespace, 1 KiB", threads=1,
+                          target_cpu_us_per_request={k: bk.med(v, "target_us")
+                                                     for k, v in runs.items()},
+                          client_cpu_us_per_request={k: bk.med(v, "client_us")
+                                                     for k, v in runs.items()})
+            if want("user_loadgen"):
+                emit(record("user_loadgen", "requests_per_sec", "higher",
+                            bk.med(runs["user"], "rps"), "loadgen --net kernel",
+                            bk.med(runs["kernel"], "rps"), dict(params, driver="loadgen")))
+            if want("user_loadgen_vs_wrk"):
+                emit(record("user_loadgen_vs_wrk", "requests_per_sec", "higher",
+                            bk.med(runs["user"], "rps"), "wrk (kernel TCP)",
+                            bk.med(runs["wrk"], "rps"),
+                            dict(params, driver="loadgen --net user")))
 
         if want("user_c10k"):
             user = c10k(lambda cores, pin: UserServer(cores, pin))

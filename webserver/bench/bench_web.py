@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """make bench-web: webserver vs nginx (driven by wrk), loadgen vs wrk, and c10k memory.
 
+loadgen and wrk are compared by their CPU time per request driving the same nginx,
+beside floor_client.c: a client that does nothing but send, receive and wait, whose
+time per request is what the kernel charges any client (the floor).
+
 Besides the saturated runs, both servers are driven at fixed rates (25, 50 and 75% of
 nginx's saturated requests/s, from the saturated runs of the same configuration) by
 loadgen's constant-rate mode, whose latency is measured from each request's intended
@@ -134,13 +138,23 @@ def loadgen(port, path, threads, conns=CONNS, secs=SECS, rate=None, pin=True):
         return json.load(open(f.name))
 
 
-def with_child_cpu(run):
-    """`run()`'s result and the CPU seconds (user + system) of the child processes it
-    waited for."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = run()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return result, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+def build_floor_client():
+    """Compiles floor_client.c (beside this script) into target/bench; its path."""
+    out = os.path.abspath("target/bench/floor_client")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor_client.c")
+    subprocess.run(["cc", "-O2", "-o", out, src], check=True)
+    return out
+
+
+def floor_client(binary, port, path):
+    """One floor-client run like `wrk` above (same connections, seconds, CPU)."""
+    cmd = [binary, str(port), path, str(CONNS), str(SECS)]
+    if NCPU > 1:
+        cmd = ["taskset", "-c", "1"] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+    requests, secs = int(out[0]), float(out[3].rstrip("s"))
+    return {"requests": requests, "rps": requests / secs}
 
 
 def fixed_rate(port, path, threads, rate, pin):
@@ -237,15 +251,20 @@ def main():
     # Both clients drive the same one-worker nginx, each pinned to the other CPU. The
     # target is what saturates, so requests/s compares little but the target; the
     # client's CPU time per request (user + system, loopback's softirq work for what
-    # it sends included) is what tells the two clients apart.
-    lg, wk = [], []
+    # it sends included) is what tells the two clients apart. The floor client runs
+    # beside them: the least any epoll client pays per request, which shows how much
+    # of each client's time is its own.
+    floor = build_floor_client()
+    lg, wk, fl = [], [], []
     for _ in range(RUNS):
         srv = Nginx(1)
         try:
-            r, cpu = with_child_cpu(lambda: loadgen(srv.port, "/files/1k.txt", 1))
+            r, cpu = bk.with_child_cpu(lambda: loadgen(srv.port, "/files/1k.txt", 1))
             lg.append({"rps": r["requests_per_sec"], "cpu_us": cpu * 1e6 / r["requests"]})
-            r, cpu = with_child_cpu(lambda: wrk(srv.port, "/files/1k.txt", 1, True))
+            r, cpu = bk.with_child_cpu(lambda: wrk(srv.port, "/files/1k.txt", 1, True))
             wk.append({"rps": r["rps"], "cpu_us": cpu * 1e6 / r["requests"]})
+            r, cpu = bk.with_child_cpu(lambda: floor_client(floor, srv.port, "/files/1k.txt"))
+            fl.append({"rps": r["rps"], "cpu_us": cpu * 1e6 / r["requests"]})
         finally:
             srv.stop()
     params = {"target": "nginx, 1 worker, 1 KiB", "connections": CONNS, "threads": 1,
@@ -254,7 +273,12 @@ def main():
                           bk.med(lg, "rps"), "wrk", bk.med(wk, "rps"), params))
     records.append(record("loadgen_vs_wrk", "client_cpu_us_per_request", "lower",
                           bk.med(lg, "cpu_us"), "wrk", bk.med(wk, "cpu_us"), params))
-    print(json.dumps(records[-2:]), flush=True)
+    records.append(record("loadgen_vs_floor", "client_cpu_us_per_request", "lower",
+                          bk.med(lg, "cpu_us"), "floor client", bk.med(fl, "cpu_us"),
+                          dict(params, floor_client="webserver/bench/floor_client.c",
+                               floor_requests_per_sec=bk.med(fl, "rps"),
+                               wrk_over_floor=bk.med(wk, "cpu_us") / bk.med(fl, "cpu_us"))))
+    print(json.dumps(records[-3:]), flush=True)
 
     # c10k: 10,000 keep-alive connections held for C10K_SECS, each making requests
     # at a constant total rate; memory from the server's VmHWM minus its idle RSS.
