@@ -5,12 +5,11 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::cancel::{CancelCtx, InCtx};
-use crate::core::Core;
+use crate::core::{Core, ThreadId};
 use crate::error::{Error, Result};
 use crate::syscall::{SimpleCall, SimpleKind};
 
@@ -49,6 +48,17 @@ impl ClockKind {
         match self {
             ClockKind::Real { base } => base.elapsed().as_nanos() as u64,
             ClockKind::Mock { offset, .. } => offset.get(),
+        }
+    }
+
+    /// The clock's time as an `Instant`: `base() + now_ns()`, which the real clock
+    /// reads without the round trip through ns.
+    // The real clock is what this reads.
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) fn now_instant(&self) -> Instant {
+        match self {
+            ClockKind::Real { .. } => Instant::now(),
+            ClockKind::Mock { base, offset, .. } => *base + Duration::from_nanos(offset.get()),
         }
     }
 
@@ -211,7 +221,8 @@ impl Drop for TimerGuard {
 /// Runs `fut`, cancelling it if it has not finished after `d` (Eio's
 /// `Time.with_timeout`): its pending system call returns `Cancelled`, and if `fut`
 /// then fails with `Cancelled` the result is [`Error::TimedOut`]. Works with borrowed
-/// futures: no new thread is made.
+/// futures: no new thread is made, and a `fut` that finishes without suspending arms
+/// no timer.
 pub fn with_timeout<F, T>(d: Duration, fut: F) -> impl Future<Output = Result<T>>
 where
     F: Future<Output = Result<T>>,
@@ -242,6 +253,7 @@ where
         inner: InCtx::later(fut),
         guard: None,
         deadline: Some(deadline),
+        unarmed: None,
     }
 }
 
@@ -249,13 +261,20 @@ where
 /// taking `fut` would hold it twice, as its argument and inside the context that runs
 /// it. Fields drop in order: the wrapped future (restoring the thread's context and
 /// releasing the timeout's), then the timer.
+///
+/// The timer is armed only once `fut` first suspends: a timer fires only while its
+/// thread is suspended, so a `fut` that finishes in its first poll (a write the socket
+/// takes at once, say) never needs one, and costs no timer.
 struct Timed<D, F> {
-    /// `fut` in the timeout's context (set when the timer is armed).
+    /// `fut` in the timeout's context (set at the first poll).
     inner: InCtx<F>,
     /// The armed timer; disarmed when `fut` finishes or this is dropped.
     guard: Option<TimerGuard>,
-    /// The deadline, until the first poll arms the timer.
+    /// The deadline, until the first poll works it out.
     deadline: Option<D>,
+    /// The deadline (ns on the core clock) and the owning thread, from the first poll
+    /// until `fut` first suspends and the timer is armed.
+    unarmed: Option<(u64, ThreadId)>,
 }
 
 impl<D, F, T> Future for Timed<D, F>
@@ -272,25 +291,34 @@ where
         // SAFETY: as above; `this.inner` stays in place.
         let mut inner = unsafe { Pin::new_unchecked(&mut this.inner) };
         if let Some(deadline) = this.deadline.take() {
-            let armed = Core::with_current(|core| {
+            let started = Core::with_current(|core| {
                 let owner = core.current_thread()?;
                 let parent = core.current_ctx().unwrap_or_else(|| core.root.ctx.clone());
-                let ctx: Rc<CancelCtx> = CancelCtx::child(&parent, false);
-                let key = core.add_ctx_timer(deadline(core), ctx.clone(), owner)?;
-                Some((ctx, key))
+                Some((CancelCtx::child(&parent, false), deadline(core), owner))
             })
             .flatten();
-            let Some((ctx, key)) = armed else {
+            let Some((ctx, at, owner)) = started else {
                 return Poll::Ready(Err(Error::NoRuntime));
             };
-            this.guard = Some(TimerGuard { key });
+            this.unarmed = Some((at, owner));
             inner.as_mut().set_ctx(ctx);
         }
         if inner.ctx().is_none() {
-            // Polled again after it failed to arm.
+            // Polled again after it failed to start.
             return Poll::Ready(Err(Error::NoRuntime));
         }
         let Poll::Ready(r) = inner.as_mut().poll(cx) else {
+            if let Some((at, owner)) = this.unarmed.take() {
+                let ctx = inner.ctx().cloned();
+                let armed = ctx.and_then(|ctx| {
+                    Core::with_current(|core| core.add_ctx_timer(at, ctx, owner)).flatten()
+                });
+                let Some(key) = armed else {
+                    // As a timeout that cannot be armed: the operation is dropped with this.
+                    return Poll::Ready(Err(Error::NoRuntime));
+                };
+                this.guard = Some(TimerGuard { key });
+            }
             return Poll::Pending;
         };
         let r = match r {

@@ -624,8 +624,9 @@ fn a_reused_slot_gets_a_new_generation() {
     assert!(!unparked_stale, "a stale id woke the slot's new thread");
 }
 
-/// A timeout that did not fire leaves no timer behind, also when several are armed at
-/// once; one that fires cancels only the call under it, at its own deadline.
+/// A timeout arms its timer only once the operation under it suspends, and one that
+/// did not fire leaves no timer behind, also when several are armed at once; one that
+/// fires cancels only the call under it, at its own deadline.
 #[test]
 fn timeouts_leave_no_timer_behind_and_fire_separately() {
     let (nested, left, fired) = watchdog(|| {
@@ -637,7 +638,9 @@ fn timeouts_leave_no_timer_behind_and_fire_separately() {
                 let hour = Duration::from_secs(3600);
                 let nested = threadlib::with_timeout(hour, async {
                     threadlib::with_timeout(2 * hour, async {
-                        Ok(threadlib::time::pending_timers())
+                        let before = threadlib::time::pending_timers();
+                        threadlib::yield_now().await?;
+                        Ok((before, threadlib::time::pending_timers()))
                     })
                     .await
                 })
@@ -660,7 +663,7 @@ fn timeouts_leave_no_timer_behind_and_fire_separately() {
             })
             .unwrap()
     });
-    assert_eq!(nested, 2, "both timeouts armed inside");
+    assert_eq!(nested, (0, 2), "armed at the first suspension, not before");
     assert_eq!(left, 0, "a timeout that did not fire left its timer");
     let (inner, inner_at, outer, outer_at) = fired;
     assert_eq!(inner, Err(Error::TimedOut.to_string()));

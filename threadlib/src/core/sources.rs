@@ -183,7 +183,7 @@ impl Core {
     }
 
     pub(crate) fn now_instant(&self) -> std::time::Instant {
-        self.clock.base() + Duration::from_nanos(self.now_ns())
+        self.clock.now_instant()
     }
 
     /// Runs `f` on the built-in loop in slot `idx`, which is an `L`.

@@ -1,8 +1,8 @@
 //! The timer loop: a binary heap of deadlines for sleeping threads and for timeouts
 //! (cancellation contexts that expire). Cancelled entries are left in the heap and
 //! skipped when they surface; the heap is compacted when they outnumber live ones.
-//! Armed timeouts sit in a slab: arming and disarming one, as every operation under a
-//! timeout does, costs a heap push and two slot writes.
+//! Armed timeouts sit in a slab: arming and disarming one, as every operation that
+//! suspends under a timeout does, costs a heap push and two slot writes.
 //!
 //! It is an [`EventLoop`] like any other: a sleep is a call whose request is its
 //! deadline (ns on the core clock) and whose key is that deadline, so an entry left by
