@@ -6,6 +6,12 @@
 //! never stored. Bodies are delimited by `Content-Length`, by chunked coding (sizes,
 //! extensions and trailers validated), or by the end of the connection; responses to
 //! HEAD and 1xx/204/304 responses have none. Interim 1xx responses are skipped.
+//!
+//! A server answering the same request sends the same head again and again (until
+//! its `Date` changes), so the parser remembers the last final head it parsed and what
+//! it said: a head that repeats it byte for byte is recognised by one comparison, not
+//! parsed again. What a head says depends on its bytes alone, so the outcome is the
+//! same.
 
 use std::mem::MaybeUninit;
 
@@ -15,6 +21,8 @@ const MAX_HEADERS: usize = 100;
 const MAX_CHUNK_LINE: usize = 4096;
 /// Most trailer bytes accepted after the last chunk.
 const MAX_TRAILERS: usize = 16 * 1024;
+/// Longest head remembered for recognising its repeats.
+const MAX_REMEMBERED_HEAD: usize = 512;
 
 /// Why a response is malformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +98,20 @@ enum Body {
     UntilClose,
 }
 
+/// What a final response's head says about the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeadFields {
+    status: u16,
+    /// HTTP/1.1 or `Connection: keep-alive`, and no `Connection: close`.
+    keep_alive: bool,
+    /// The `Content-Length`, if any.
+    length: Option<u64>,
+    /// Whether a `Transfer-Encoding` is present, and whether its last coding is
+    /// `chunked`.
+    transfer_coding: bool,
+    chunked: bool,
+}
+
 /// Parses a stream of responses to requests sent on one connection.
 #[derive(Debug, Clone)]
 pub struct ResponseParser {
@@ -99,6 +121,10 @@ pub struct ResponseParser {
     keep_alive: bool,
     bytes: u64,
     max_head: usize,
+    /// The last final head parsed (if at most [`MAX_REMEMBERED_HEAD`] bytes) and what
+    /// it says.
+    last_head: Vec<u8>,
+    last_fields: Option<HeadFields>,
 }
 
 impl ResponseParser {
@@ -111,6 +137,8 @@ impl ResponseParser {
             keep_alive: false,
             bytes: 0,
             max_head,
+            last_head: Vec::new(),
+            last_fields: None,
         }
     }
 
@@ -214,6 +242,14 @@ impl ResponseParser {
     /// Parses a head at the start of `input`; `None` if incomplete. Sets the body
     /// state; for a bodiless response leaves `Body::Head` with `status` set.
     fn parse_head(&mut self, input: &[u8]) -> Result<Option<usize>, ResponseError> {
+        if let Some(fields) = self.last_fields {
+            let n = self.last_head.len();
+            if input.get(..n) == Some(&self.last_head[..]) {
+                self.bytes += n as u64;
+                self.start_body(fields);
+                return Ok(Some(n));
+            }
+        }
         // Uninitialised scratch: no clearing of 100 header slots per response.
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
@@ -279,8 +315,33 @@ impl ResponseParser {
                     .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
             }
         }
+        let fields = HeadFields {
+            status,
+            keep_alive: !close && (minor == 1 || keep_alive_asked),
+            length,
+            transfer_coding,
+            chunked,
+        };
+        if n <= MAX_REMEMBERED_HEAD {
+            self.last_head.clear();
+            self.last_head.extend_from_slice(&input[..n]);
+            self.last_fields = Some(fields);
+        }
+        self.start_body(fields);
+        Ok(Some(n))
+    }
+
+    /// Takes in what a final response's head said: sets the status and the body state.
+    fn start_body(&mut self, fields: HeadFields) {
+        let HeadFields {
+            status,
+            keep_alive,
+            length,
+            transfer_coding,
+            chunked,
+        } = fields;
         self.status = status;
-        self.keep_alive = !close && (minor == 1 || keep_alive_asked);
+        self.keep_alive = keep_alive;
         self.body = if self.head_request || status == 204 || status == 304 {
             Body::Head
         } else if transfer_coding {
@@ -302,7 +363,6 @@ impl ResponseParser {
                 None => Body::UntilClose,
             }
         };
-        Ok(Some(n))
     }
 
     /// Runs the chunked-body state machine over `input`: (bytes consumed, body done).
@@ -615,6 +675,64 @@ mod tests {
         }
         let empty_size = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\n";
         assert_eq!(run(empty_size, 100, &[]), Err(ResponseError::ChunkSize));
+    }
+
+    /// Responses whose heads repeat, or nearly repeat, the one before: each means what
+    /// it means parsed alone (a HEAD response's head included), and an exact repeat is
+    /// taken from the remembered head.
+    #[test]
+    fn a_repeated_head_is_recognised_and_means_what_it_meant() {
+        let get = &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"[..];
+        let head_only = &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"[..];
+        let shorter = &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"[..];
+        let longer = &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello"[..];
+        let chunked =
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"[..];
+        let close = &b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nz"[..];
+        let sequence: [(&[u8], bool); 10] = [
+            (get, false),
+            (get, false),
+            (head_only, true),
+            (get, false),
+            (shorter, false),
+            (longer, false),
+            (longer, false),
+            (chunked, false),
+            (chunked, false),
+            (close, false),
+        ];
+        let input: Vec<u8> = sequence
+            .iter()
+            .flat_map(|(r, _)| r.iter().copied())
+            .collect();
+        let heads: Vec<bool> = sequence.iter().map(|&(_, head)| head).collect();
+        let alone: Vec<ResponseMeta> = sequence
+            .iter()
+            .map(|&(r, head)| run(r, r.len(), &[head]).unwrap()[0])
+            .collect();
+        assert_eq!(all_steps(&input, &heads), Ok(alone));
+
+        // The second copy of a head is taken from memory, not parsed again.
+        let mut p = ResponseParser::new(4096);
+        assert_eq!(
+            p.feed(get).unwrap().complete,
+            Some(meta(200, true, get.len()))
+        );
+        p.last_fields = p.last_fields.map(|f| HeadFields { status: 299, ..f });
+        assert_eq!(
+            p.feed(get).unwrap().complete,
+            Some(meta(299, true, get.len()))
+        );
+        // A head too long to remember is parsed each time.
+        let mut p = ResponseParser::new(4096);
+        let long = [
+            &b"HTTP/1.1 204 No Content\r\nX: "[..],
+            &[b'a'; MAX_REMEMBERED_HEAD],
+            b"\r\n\r\n",
+        ]
+        .concat();
+        assert_eq!(p.feed(&long).unwrap().complete.map(|m| m.status), Some(204));
+        assert!(p.last_fields.is_none() && p.last_head.is_empty());
     }
 
     #[test]
