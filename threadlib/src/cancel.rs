@@ -1,7 +1,7 @@
 //! Cancellation contexts (Eio's `Cancel`): a tree of flags that threads consult at every
 //! system call, with protected regions that cancellation cannot cross.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -55,6 +55,49 @@ impl CancelCtx {
     }
 }
 
+/// Contexts to reuse: a timeout makes a context for every operation under it, and one
+/// that nobody holds any more is reset and handed out again instead of freed.
+#[derive(Default)]
+pub(crate) struct CtxPool {
+    spare: RefCell<Vec<Rc<CancelCtx>>>,
+}
+
+impl CtxPool {
+    /// Most spare contexts kept.
+    const MAX_SPARE: usize = 64;
+
+    /// A fresh child context of `parent` ([`CancelCtx::child`]), reusing a spare one.
+    pub(crate) fn child(&self, parent: &Rc<CancelCtx>, protected: bool) -> Rc<CancelCtx> {
+        let fresh = CancelCtx {
+            parent: Some(parent.clone()),
+            protected,
+            ..Default::default()
+        };
+        let Some(mut ctx) = self.spare.borrow_mut().pop() else {
+            return Rc::new(fresh);
+        };
+        match Rc::get_mut(&mut ctx) {
+            Some(slot) => {
+                *slot = fresh;
+                ctx
+            }
+            None => Rc::new(fresh),
+        }
+    }
+
+    /// Takes `ctx` back for reuse if nothing else holds it; releases its parent.
+    pub(crate) fn recycle(&self, mut ctx: Rc<CancelCtx>) {
+        let Some(slot) = Rc::get_mut(&mut ctx) else {
+            return;
+        };
+        slot.parent = None;
+        let mut spare = self.spare.borrow_mut();
+        if spare.len() < Self::MAX_SPARE {
+            spare.push(ctx);
+        }
+    }
+}
+
 /// Runs `fut` with `ctx` as the current thread's innermost cancellation context,
 /// restoring the previous one when `fut` finishes or is dropped.
 pub(crate) struct InCtx<F> {
@@ -87,6 +130,16 @@ impl<F> InCtx<F> {
     /// [`InCtx::set_ctx`]).
     pub(crate) fn ctx(&self) -> Option<&Rc<CancelCtx>> {
         self.ctx.as_ref()
+    }
+
+    /// Takes the context back once `fut` has finished (it is no longer current).
+    pub(crate) fn take_ctx(self: Pin<&mut Self>) -> Option<Rc<CancelCtx>> {
+        // SAFETY: only `fut` is structurally pinned, and it is not touched.
+        let this = unsafe { self.get_unchecked_mut() };
+        if this.saved.is_some() {
+            return None;
+        }
+        this.ctx.take()
     }
 
     /// Gives a future made by [`InCtx::later`] its context; before its first poll.
@@ -174,4 +227,35 @@ impl<F: Future> Future for Protected<F> {
 /// system call). Outside a thread: false.
 pub fn is_cancelled() -> bool {
     Core::with_current(|c| c.current_ctx().is_some_and(|x| x.is_cancelled())).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recycled_context_comes_back_fresh_and_releases_its_parent() {
+        let pool = CtxPool::default();
+        let (a, b) = (CancelCtx::root(), CancelCtx::root());
+        let first = pool.child(&a, false);
+        first.cancel();
+        first.timed_out.set(true);
+        let addr = Rc::as_ptr(&first);
+        assert_eq!(Rc::strong_count(&a), 2);
+        pool.recycle(first);
+        assert_eq!(Rc::strong_count(&a), 1, "the spare still holds its parent");
+
+        let second = pool.child(&b, true);
+        assert_eq!(Rc::as_ptr(&second), addr, "the spare was not reused");
+        assert!(!second.cancelled.get() && !second.timed_out.get() && second.protected);
+        assert!(second.parent.as_ref().is_some_and(|p| Rc::ptr_eq(p, &b)));
+        b.cancel();
+        assert!(!second.is_cancelled(), "protected from its new parent");
+
+        // A context someone still holds is left alone.
+        let held = second.clone();
+        pool.recycle(second);
+        assert!(pool.spare.borrow().is_empty());
+        assert!(Rc::ptr_eq(held.parent.as_ref().unwrap(), &b));
+    }
 }

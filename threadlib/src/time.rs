@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::cancel::{CancelCtx, InCtx};
+use crate::cancel::InCtx;
 use crate::core::{Core, ThreadId};
 use crate::error::{Error, Result};
 use crate::syscall::{SimpleCall, SimpleKind};
@@ -294,7 +294,7 @@ where
             let started = Core::with_current(|core| {
                 let owner = core.current_thread()?;
                 let parent = core.current_ctx().unwrap_or_else(|| core.root.ctx.clone());
-                Some((CancelCtx::child(&parent, false), deadline(core), owner))
+                Some((core.ctx_pool.child(&parent, false), deadline(core), owner))
             })
             .flatten();
             let Some((ctx, at, owner)) = started else {
@@ -329,6 +329,9 @@ where
         };
         // Finished: the timer must not fire into whatever the thread does next.
         this.guard = None;
+        if let Some(ctx) = inner.take_ctx() {
+            let _ = Core::with_current(|core| core.ctx_pool.recycle(ctx));
+        }
         Poll::Ready(r)
     }
 }

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::SplitMix64;
 
-use crate::cancel::CancelCtx;
+use crate::cancel::{CancelCtx, CtxPool};
 use crate::error::Result;
 use crate::inbox::Inbox;
 use crate::loops::blocking::BlockingPool;
@@ -106,6 +106,8 @@ pub(crate) struct Core {
     tracer: Option<RefCell<Tracer>>,
     /// How long the core has kept its CPU.
     pub(crate) cpu: CpuShare,
+    /// Cancellation contexts to reuse.
+    pub(crate) ctx_pool: CtxPool,
 }
 
 impl Core {
@@ -135,6 +137,7 @@ impl Core {
             shutting_down: Cell::new(false),
             tracer: cfg.trace.then(|| RefCell::new(Tracer::new(cfg.id))),
             cpu: CpuShare::new(cfg.cpu_slice_ns),
+            ctx_pool: CtxPool::default(),
         })
     }
 
