@@ -546,6 +546,59 @@ fn request(s: &Server, method: &str, path: &str, headers: &[&str]) -> (String, V
     )
 }
 
+/// How long the server trusts what it found of a path (`REVALIDATE` in the binary's
+/// `server/dir_files.rs`).
+const REVALIDATE: Duration = Duration::from_secs(1);
+
+/// Asks for `path` (with `headers`) until `seen` holds for the response, for at most
+/// three revalidation periods; returns how long it took.
+fn until_seen(
+    s: &Server,
+    path: &str,
+    headers: &[&str],
+    seen: impl Fn(&str, &[u8]) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (head, body) = request(s, "GET", path, headers);
+        if seen(&head, &body) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < 3 * REVALIDATE, "{path}: still {head}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The server's file cache remembers open files and missing paths for one
+/// revalidation period: a file that appears, a variant that appears and a file that
+/// goes away are all seen within it.
+#[test]
+fn files_that_appear_change_or_vanish_are_seen_within_a_revalidation() {
+    let root = variants_root("revalidation");
+    let s = Server::start(NetBackend::Kernel, Some(&root), &[]);
+    let ok = |head: &str, _: &[u8]| head.starts_with("HTTP/1.1 200");
+    let missing = |head: &str, _: &[u8]| head.starts_with("HTTP/1.1 404");
+    let within = 2 * REVALIDATE;
+
+    assert!(missing(&request(&s, "GET", "/late.txt", &[]).0, &[]));
+    std::fs::write(root.join("late.txt"), b"here now\n").unwrap();
+    let took = until_seen(&s, "/late.txt", &[], |h, b| ok(h, b) && b == b"here now\n");
+    assert!(took < within, "a new file took {took:?}");
+
+    let gzip_only = |h: &str, _: &[u8]| header(h, "Content-Encoding") == Some("gzip");
+    let (head, _) = request(&s, "GET", "/plain.txt", &["Accept-Encoding: gzip"]);
+    assert!(ok(&head, &[]) && !gzip_only(&head, &[]), "{head}");
+    std::fs::write(root.join("plain.txt.gz"), gzip(b"no variants\n")).unwrap();
+    let took = until_seen(&s, "/plain.txt", &["Accept-Encoding: gzip"], gzip_only);
+    assert!(took < within, "a new variant took {took:?}");
+    let (head, _) = request(&s, "GET", "/plain.txt", &[]);
+    assert_eq!(header(&head, "Vary"), Some("Accept-Encoding"), "{head}");
+
+    std::fs::remove_file(root.join("late.txt")).unwrap();
+    let took = until_seen(&s, "/late.txt", &[], missing);
+    assert!(took < within, "a removed file took {took:?}");
+}
+
 #[test]
 fn precompressed_variants() {
     let root = variants_root("variants");

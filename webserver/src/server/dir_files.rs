@@ -196,14 +196,17 @@ impl FileSource for DirFiles {
     async fn open(&self, path: RelPath<'_>) -> Result<Opened<Rc<Handle>>, OpenError> {
         let now = time::now();
         let key = path.as_bytes();
+        // A path is never fresh in both maps: it goes into `missing` only once its cache
+        // entry is stale, and leaves it when found again. Asking `missing` first costs
+        // a precompressed variant that does not exist one lookup, not two.
+        if self.known_missing(key, now) {
+            return Err(OpenError::NotFound);
+        }
         if let Some(h) = self.cached(key, now) {
             return Ok(Opened {
                 meta: h.meta,
                 handle: h,
             });
-        }
-        if self.known_missing(key, now) {
-            return Err(OpenError::NotFound);
         }
         let previous = self.cache.borrow().get(key).cloned();
         let fresh = match self.open_fresh(as_str(path)?, now).await {
