@@ -763,10 +763,12 @@ impl<T: Transport> Conn<'_, T> {
     /// itself (the handle not returned is closed). Also tells whether the file has any
     /// variant, which makes every response about it vary by `Accept-Encoding`.
     ///
-    /// Opens only what it must: the acceptable codings best first until one exists,
-    /// then, if none did, the others until one exists (for `Vary`). A variant that
-    /// cannot be opened for another reason than its absence counts as existing but is
-    /// not served.
+    /// Which variants exist comes from the file source if it remembers it (see
+    /// [`FileSource::known_variants`]); else each is looked up, and the answer given to
+    /// the source to remember. Then only acceptable variants that exist are opened,
+    /// best first, until one opens. A variant that cannot be opened for another reason
+    /// than its absence counts as existing but is not served (and what was found is
+    /// not remembered).
     async fn choose_representation<F: FileSource>(
         &mut self,
         req: &Request<'_>,
@@ -774,11 +776,22 @@ impl<T: Transport> Conn<'_, T> {
         rel: RelPath<'_>,
         identity: Opened<F::File>,
     ) -> (Opened<F::File>, Option<Coding>, bool) {
+        let variants = match files.known_variants(&identity.handle) {
+            Some(known) => known,
+            None => {
+                let (found, exact) = self.find_variants(files, rel).await;
+                if exact {
+                    files.remember_variants(&identity.handle, found);
+                }
+                found
+            }
+        };
+        let mut vary = variants != 0;
         let accept = AcceptEncoding::parse(req.header_values("accept-encoding"));
-        let mut probed = 0u8;
-        let mut vary = false;
         for coding in accept.ranked() {
-            probed |= 1 << coding as u8;
+            if variants & (1 << coding as u8) == 0 {
+                continue;
+            }
             match open_variant(files, &mut self.variant, rel, coding).await {
                 Ok(Some(variant)) => {
                     files.close(identity.handle).await;
@@ -791,26 +804,29 @@ impl<T: Transport> Conn<'_, T> {
                 }
             }
         }
-        let unprobed = Coding::ALL
-            .into_iter()
-            .filter(|&c| probed & (1 << c as u8) == 0);
-        for coding in unprobed {
-            if vary {
-                break;
-            }
+        (identity, None, vary)
+    }
+
+    /// Looks up which precompressed variants of `rel` exist (a bit per coding, as in
+    /// [`FileSource::known_variants`]); also whether that is exact (no variant failed
+    /// to open for another reason than its absence; such a one counts as existing).
+    async fn find_variants<F: FileSource>(&mut self, files: &F, rel: RelPath<'_>) -> (u8, bool) {
+        let (mut found, mut exact) = (0u8, true);
+        for coding in Coding::ALL {
             match open_variant(files, &mut self.variant, rel, coding).await {
                 Ok(Some(variant)) => {
                     files.close(variant.handle).await;
-                    vary = true;
+                    found |= 1 << coding as u8;
                 }
                 Ok(None) => {}
                 Err(e) => {
                     self.note_open_error(&e);
-                    vary = true;
+                    found |= 1 << coding as u8;
+                    exact = false;
                 }
             }
         }
-        (identity, None, vary)
+        (found, exact)
     }
 
     /// Answers a request whose file could not be opened: 404, 403, 503 with

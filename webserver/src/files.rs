@@ -168,6 +168,19 @@ pub trait FileSource {
     fn raw_fd(&self, _file: &Self::File) -> Option<RawFd> {
         None
     }
+
+    /// Which precompressed variants of `file` exist (bit `1 << coding as u8` for each
+    /// [`Coding`](crate::encoding::Coding)), as last remembered with
+    /// [`FileSource::remember_variants`], if the backend keeps it and it is still as
+    /// fresh as it would trust an open. The default remembers nothing, so that every
+    /// request looks the variants up.
+    fn known_variants(&self, _file: &Self::File) -> Option<u8> {
+        None
+    }
+
+    /// Remembers `variants` (as in [`FileSource::known_variants`]) as found now for
+    /// `file`. The default forgets it.
+    fn remember_variants(&self, _file: &Self::File, _variants: u8) {}
 }
 
 /// The largest chunk [`copy_through_buffer`] reads and writes at once.

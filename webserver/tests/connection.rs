@@ -839,6 +839,61 @@ fn precompressed_variants_over_every_path() {
     assert_eq!(bodies, [&b"GZIP"[..], b"0123456789", b"BROTLI"]);
 }
 
+/// With a file source that remembers which variants a file has, a request opens only
+/// the file and the variant it serves; what is remembered steers the choice (a
+/// remembered variant that has gone is skipped, and still makes responses vary), and
+/// a lookup that failed for another reason than absence is not remembered.
+#[test]
+fn remembered_variants_spare_the_lookups_and_steer_the_choice() {
+    let ctx = context(Settings::default()).with_content(ContentOptions {
+        precompressed: true,
+        ..ContentOptions::default()
+    });
+    let files = MockFiles {
+        remembers_variants: true,
+        ..MockFiles::site().with("ten.txt.gz", Node::File(b"GZIP".to_vec()))
+    };
+    let ask = |accept: &str| {
+        let before = files.opens.get();
+        let mut io = MockTransport::sending(get("/ten.txt", accept).as_bytes());
+        serve(&mut io, &files, &ctx);
+        assert_eq!(files.open_handles.get(), 0, "file handles leaked");
+        let r = parse_responses(&io.written, &[]).remove(0);
+        (r, files.opens.get() - before)
+    };
+    let gzip_bit = 1 << webserver::encoding::Coding::Gzip as u8;
+    let brotli_bit = 1 << webserver::encoding::Coding::Brotli as u8;
+
+    // First request: the file, its three variants looked up, then the one served.
+    let (r, opens) = ask("Accept-Encoding: gzip\r\n");
+    assert_eq!((r.body.as_slice(), opens), (&b"GZIP"[..], 5));
+    assert_eq!(files.variants.get(), Some(gzip_bit));
+    // Then: the file and the variant served; or the file alone.
+    let (r, opens) = ask("Accept-Encoding: gzip, br\r\n");
+    assert_eq!((r.body.as_slice(), opens), (&b"GZIP"[..], 2));
+    let (r, opens) = ask("");
+    assert_eq!((r.body.as_slice(), opens), (&b"0123456789"[..], 1));
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    // A remembered variant that is gone: the file is served, and still varies.
+    files.variants.set(Some(brotli_bit));
+    let (r, opens) = ask("Accept-Encoding: br, gzip\r\n");
+    assert_eq!((r.body.as_slice(), opens), (&b"0123456789"[..], 2));
+    assert!(!r.has("Content-Encoding"));
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+
+    // A variant that cannot be opened counts as present but is not remembered.
+    let files = MockFiles {
+        remembers_variants: true,
+        ..MockFiles::site().with("ten.txt.br", Node::Forbidden)
+    };
+    let mut io = MockTransport::sending(get("/ten.txt", "Accept-Encoding: br\r\n").as_bytes());
+    serve(&mut io, &files, &ctx);
+    let r = parse_responses(&io.written, &[]).remove(0);
+    assert_eq!(r.body, b"0123456789");
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    assert_eq!(files.variants.get(), None);
+}
+
 #[test]
 fn without_precompressed_variants_no_variant_is_opened() {
     let files = MockFiles::site().with("ten.txt.gz", Node::File(b"GZIP".to_vec()));

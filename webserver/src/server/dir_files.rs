@@ -9,7 +9,9 @@
 //! changed file is served within that time. The cache is bounded in entries and bytes.
 //! Paths found missing are remembered as such for the same time (as nginx's
 //! `open_file_cache_errors`), in a separate bounded set, so that the lookups of
-//! precompressed variants that do not exist cost no system call. When a stale entry
+//! precompressed variants that do not exist cost no system call. An open file's entry
+//! also remembers which of its precompressed variants exist, for the same time, so a
+//! request for a fresh entry looks none of them up. When a stale entry
 //! cannot be checked because the process is out of file descriptors, it is served as
 //! it is (its own descriptor still reads the file it opened) rather than failing.
 
@@ -46,6 +48,8 @@ pub struct Handle {
     identity: (u64, u64),
     content: Option<Box<[u8]>>,
     checked: Cell<Instant>,
+    /// Which precompressed variants exist, and when that was found.
+    variants: Cell<Option<(u8, Instant)>>,
 }
 
 /// The document root of one core.
@@ -147,6 +151,7 @@ impl DirFiles {
             identity: (m.dev, m.ino),
             content,
             checked: Cell::new(now),
+            variants: Cell::new(None),
         })
     }
 }
@@ -309,5 +314,15 @@ impl FileSource for DirFiles {
             Some(sent) => sent,
             None => copy_through_buffer(self, h, offset, len, out, scratch, write_timeout).await,
         }
+    }
+
+    /// Trusted for [`REVALIDATE`], as an open is.
+    fn known_variants(&self, h: &Rc<Handle>) -> Option<u8> {
+        let (variants, found) = h.variants.get()?;
+        (time::now().saturating_duration_since(found) < REVALIDATE).then_some(variants)
+    }
+
+    fn remember_variants(&self, h: &Rc<Handle>, variants: u8) {
+        h.variants.set(Some((variants, time::now())));
     }
 }

@@ -168,6 +168,10 @@ pub struct MockFiles {
     pub nodes: BTreeMap<Vec<u8>, Node>,
     pub open_handles: Rc<Cell<i64>>,
     pub opens: Cell<u64>,
+    /// Whether it remembers which precompressed variants exist (one answer, for
+    /// whichever file; off by default), and what it remembers.
+    pub remembers_variants: bool,
+    pub variants: Cell<Option<u8>>,
 }
 
 pub struct Handle {
@@ -265,6 +269,16 @@ impl FileSource for MockFiles {
         let n = buf.len().min(file.content.len() - offset).min(7000);
         buf[..n].copy_from_slice(&file.content[offset..offset + n]);
         Ok(n)
+    }
+
+    fn known_variants(&self, _file: &Handle) -> Option<u8> {
+        self.variants.get()
+    }
+
+    fn remember_variants(&self, _file: &Handle, variants: u8) {
+        if self.remembers_variants {
+            self.variants.set(Some(variants));
+        }
     }
 
     async fn list_dir(&self, path: RelPath<'_>, max: usize) -> Result<DirListing, OpenError> {
