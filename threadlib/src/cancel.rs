@@ -85,6 +85,12 @@ impl CtxPool {
         }
     }
 
+    /// The spare contexts, by address.
+    #[cfg(test)]
+    pub(crate) fn spares(&self) -> Vec<*const CancelCtx> {
+        self.spare.borrow().iter().map(Rc::as_ptr).collect()
+    }
+
     /// Takes `ctx` back for reuse if nothing else holds it; releases its parent.
     pub(crate) fn recycle(&self, mut ctx: Rc<CancelCtx>) {
         let Some(slot) = Rc::get_mut(&mut ctx) else {
@@ -243,9 +249,11 @@ mod tests {
         let addr = Rc::as_ptr(&first);
         assert_eq!(Rc::strong_count(&a), 2);
         pool.recycle(first);
+        assert_eq!(pool.spare.borrow().len(), 1, "not taken back");
         assert_eq!(Rc::strong_count(&a), 1, "the spare still holds its parent");
 
         let second = pool.child(&b, true);
+        assert!(pool.spare.borrow().is_empty());
         assert_eq!(Rc::as_ptr(&second), addr, "the spare was not reused");
         assert!(!second.cancelled.get() && !second.timed_out.get() && second.protected);
         assert!(second.parent.as_ref().is_some_and(|p| Rc::ptr_eq(p, &b)));
@@ -257,5 +265,18 @@ mod tests {
         pool.recycle(second);
         assert!(pool.spare.borrow().is_empty());
         assert!(Rc::ptr_eq(held.parent.as_ref().unwrap(), &b));
+    }
+
+    #[test]
+    fn the_pool_keeps_at_most_its_bound() {
+        let pool = CtxPool::default();
+        let root = CancelCtx::root();
+        let many: Vec<_> = (0..CtxPool::MAX_SPARE + 1)
+            .map(|_| CancelCtx::child(&root, false))
+            .collect();
+        for ctx in many {
+            pool.recycle(ctx);
+        }
+        assert_eq!(pool.spare.borrow().len(), CtxPool::MAX_SPARE);
     }
 }

@@ -335,3 +335,60 @@ where
         Poll::Ready(r)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+
+    fn on_mock_clock<T: 'static>(f: impl Future<Output = T> + 'static) -> T {
+        crate::Runtime::builder()
+            .mock_clock(true)
+            .build()
+            .unwrap()
+            .block_on(f)
+            .unwrap()
+    }
+
+    /// The context a timeout ran its operation in is the one the core keeps for the
+    /// next timeout.
+    #[test]
+    fn a_finished_timeout_gives_its_own_context_back_to_the_core() {
+        let (used, spare) = on_mock_clock(async {
+            let used = with_timeout(Duration::from_secs(1), async {
+                crate::yield_now().await?;
+                Ok(Core::with_current(|c| c.current_ctx())
+                    .flatten()
+                    .map(|c| Rc::as_ptr(&c)))
+            })
+            .await
+            .unwrap();
+            let spare = Core::with_current(|c| c.ctx_pool.spares());
+            (used, spare.unwrap())
+        });
+        assert!(used.is_some());
+        assert_eq!(spare, [used.unwrap()]);
+    }
+
+    /// A timeout cancelled by an enclosing one reports `Cancelled`; only the one whose
+    /// own deadline passed reports `TimedOut`.
+    #[test]
+    fn only_the_timeout_that_expired_reports_timed_out() {
+        let (inner_cancelled, outer) = on_mock_clock(async {
+            let mut inner_cancelled = false;
+            let outer = with_timeout(Duration::from_secs(1), async {
+                let r = with_timeout(Duration::from_secs(3600), crate::park()).await;
+                inner_cancelled = matches!(r, Err(Error::Cancelled));
+                r
+            })
+            .await;
+            (inner_cancelled, outer)
+        });
+        assert!(
+            inner_cancelled,
+            "the inner timeout did not report Cancelled"
+        );
+        assert!(matches!(outer, Err(Error::TimedOut)), "{outer:?}");
+    }
+}
