@@ -763,12 +763,12 @@ impl<T: Transport> Conn<'_, T> {
     /// itself (the handle not returned is closed). Also tells whether the file has any
     /// variant, which makes every response about it vary by `Accept-Encoding`.
     ///
-    /// Which variants exist comes from the file source if it remembers it (see
-    /// [`FileSource::known_variants`]); else each is looked up, and the answer given to
-    /// the source to remember. Then only acceptable variants that exist are opened,
-    /// best first, until one opens. A variant that cannot be opened for another reason
-    /// than its absence counts as existing but is not served (and what was found is
-    /// not remembered).
+    /// Opens only what it must: the acceptable codings best first until one exists,
+    /// then, if none did, the others until one exists (for `Vary`). If the file source
+    /// remembers which variants exist ([`FileSource::known_variants`]), only those are
+    /// tried; else, once all three have been looked up, the answer is given to it to
+    /// remember. A variant that cannot be opened for another reason than its absence
+    /// counts as existing but is not served (and then nothing is remembered).
     async fn choose_representation<F: FileSource>(
         &mut self,
         req: &Request<'_>,
@@ -776,22 +776,16 @@ impl<T: Transport> Conn<'_, T> {
         rel: RelPath<'_>,
         identity: Opened<F::File>,
     ) -> (Opened<F::File>, Option<Coding>, bool) {
-        let variants = match files.known_variants(&identity.handle) {
-            Some(known) => known,
-            None => {
-                let (found, exact) = self.find_variants(files, rel).await;
-                if exact {
-                    files.remember_variants(&identity.handle, found);
-                }
-                found
-            }
-        };
-        let mut vary = variants != 0;
+        let known = files.known_variants(&identity.handle);
         let accept = AcceptEncoding::parse(req.header_values("accept-encoding"));
+        // Codings looked up, and those found (or that failed to open).
+        let (mut probed, mut found, mut exact) = (0u8, 0u8, true);
         for coding in accept.ranked() {
-            if variants & (1 << coding as u8) == 0 {
+            let bit = 1 << coding as u8;
+            if known.is_some_and(|k| k & bit == 0) {
                 continue;
             }
+            probed |= bit;
             match open_variant(files, &mut self.variant, rel, coding).await {
                 Ok(Some(variant)) => {
                     files.close(identity.handle).await;
@@ -800,33 +794,39 @@ impl<T: Transport> Conn<'_, T> {
                 Ok(None) => {}
                 Err(e) => {
                     self.note_open_error(&e);
-                    vary = true;
+                    (found, exact) = (found | bit, false);
                 }
             }
         }
-        (identity, None, vary)
-    }
-
-    /// Looks up which precompressed variants of `rel` exist (a bit per coding, as in
-    /// [`FileSource::known_variants`]); also whether that is exact (no variant failed
-    /// to open for another reason than its absence; such a one counts as existing).
-    async fn find_variants<F: FileSource>(&mut self, files: &F, rel: RelPath<'_>) -> (u8, bool) {
-        let (mut found, mut exact) = (0u8, true);
+        if let Some(known) = known {
+            return (identity, None, known != 0 || found != 0);
+        }
         for coding in Coding::ALL {
+            let bit = 1 << coding as u8;
+            if found != 0 {
+                break;
+            }
+            if probed & bit != 0 {
+                continue;
+            }
+            probed |= bit;
             match open_variant(files, &mut self.variant, rel, coding).await {
                 Ok(Some(variant)) => {
                     files.close(variant.handle).await;
-                    found |= 1 << coding as u8;
+                    found |= bit;
                 }
                 Ok(None) => {}
                 Err(e) => {
                     self.note_open_error(&e);
-                    found |= 1 << coding as u8;
-                    exact = false;
+                    (found, exact) = (found | bit, false);
                 }
             }
         }
-        (found, exact)
+        let all = Coding::ALL.iter().fold(0, |m, &c| m | 1 << c as u8);
+        if exact && probed == all {
+            files.remember_variants(&identity.handle, found);
+        }
+        (identity, None, found != 0)
     }
 
     /// Answers a request whose file could not be opened: 404, 403, 503 with

@@ -179,7 +179,7 @@ pub trait FileSource {
     }
 
     /// Remembers `variants` (as in [`FileSource::known_variants`]) as found now for
-    /// `file`. The default forgets it.
+    /// `file`; called when a request has looked all of them up. The default forgets it.
     fn remember_variants(&self, _file: &Self::File, _variants: u8) {}
 }
 

@@ -839,10 +839,11 @@ fn precompressed_variants_over_every_path() {
     assert_eq!(bodies, [&b"GZIP"[..], b"0123456789", b"BROTLI"]);
 }
 
-/// With a file source that remembers which variants a file has, a request opens only
-/// the file and the variant it serves; what is remembered steers the choice (a
-/// remembered variant that has gone is skipped, and still makes responses vary), and
-/// a lookup that failed for another reason than absence is not remembered.
+/// With a file source that remembers which variants a file has: a request that looks
+/// all three up hands the answer over, and later requests open only the file and the
+/// variant they are served. What is remembered steers the choice (a remembered variant
+/// that has gone is skipped, and still makes responses vary); a lookup that failed for
+/// another reason than absence is not remembered.
 #[test]
 fn remembered_variants_spare_the_lookups_and_steer_the_choice() {
     let ctx = context(Settings::default()).with_content(ContentOptions {
@@ -864,12 +865,18 @@ fn remembered_variants_spare_the_lookups_and_steer_the_choice() {
     let gzip_bit = 1 << webserver::encoding::Coding::Gzip as u8;
     let brotli_bit = 1 << webserver::encoding::Coding::Brotli as u8;
 
-    // First request: the file, its three variants looked up, then the one served.
+    // The first acceptable variant exists: served at once, nothing learnt of the rest.
     let (r, opens) = ask("Accept-Encoding: gzip\r\n");
-    assert_eq!((r.body.as_slice(), opens), (&b"GZIP"[..], 5));
+    assert_eq!((r.body.as_slice(), opens), (&b"GZIP"[..], 2));
+    assert_eq!(files.variants.get(), None);
+    // No coding acceptable: all three looked up (for `Vary`), and remembered.
+    let (r, opens) = ask("");
+    assert_eq!((r.body.as_slice(), opens), (&b"0123456789"[..], 4));
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
     assert_eq!(files.variants.get(), Some(gzip_bit));
-    // Then: the file and the variant served; or the file alone.
-    let (r, opens) = ask("Accept-Encoding: gzip, br\r\n");
+    // Then: the file and the variant served (the missing `br` not tried); or the
+    // file alone.
+    let (r, opens) = ask("Accept-Encoding: br, gzip\r\n");
     assert_eq!((r.body.as_slice(), opens), (&b"GZIP"[..], 2));
     let (r, opens) = ask("");
     assert_eq!((r.body.as_slice(), opens), (&b"0123456789"[..], 1));
@@ -890,6 +897,64 @@ fn remembered_variants_spare_the_lookups_and_steer_the_choice() {
     serve(&mut io, &files, &ctx);
     let r = parse_responses(&io.written, &[]).remove(0);
     assert_eq!(r.body, b"0123456789");
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    assert_eq!(files.variants.get(), None);
+}
+
+/// What a remembering file source is given: nothing unless all three variants were
+/// looked up without error, and then exactly which exist.
+#[test]
+fn variants_are_remembered_only_when_all_were_looked_up() {
+    let ctx = context(Settings::default()).with_content(ContentOptions {
+        precompressed: true,
+        ..ContentOptions::default()
+    });
+    let remembering = |extra: &[(&str, Node)]| {
+        let mut files = MockFiles {
+            remembers_variants: true,
+            ..MockFiles::site()
+        };
+        for (path, node) in extra {
+            files = files.with(path, node.clone());
+        }
+        files
+    };
+    let ask = |files: &MockFiles, accept: &str| {
+        let before = files.opens.get();
+        let mut io = MockTransport::sending(get("/ten.txt", accept).as_bytes());
+        serve(&mut io, files, &ctx);
+        assert_eq!(files.open_handles.get(), 0, "file handles leaked");
+        let r = parse_responses(&io.written, &[]).remove(0);
+        (r, files.opens.get() - before)
+    };
+    let zstd = Node::File(b"ZSTD".to_vec());
+    let gzip = Node::File(b"GZIP".to_vec());
+
+    // No variant: all looked up once (the acceptable one not twice), none remembered
+    // as existing, and the next request opens the file alone, without `Vary`.
+    let files = remembering(&[]);
+    let (r, opens) = ask(&files, "Accept-Encoding: br\r\n");
+    assert_eq!((r.body.as_slice(), opens), (&b"0123456789"[..], 4));
+    assert!(!r.has("Vary"));
+    assert_eq!(files.variants.get(), Some(0));
+    let (r, opens) = ask(&files, "");
+    assert_eq!(opens, 1);
+    assert!(!r.has("Vary"));
+
+    // The first variant looked up for `Vary` exists: the rest are not looked up, so
+    // nothing is remembered (`.gz` exists too and must stay servable).
+    let files = remembering(&[("ten.txt.zst", zstd), ("ten.txt.gz", gzip)]);
+    let (r, opens) = ask(&files, "");
+    assert_eq!((r.body.as_slice(), opens), (&b"0123456789"[..], 2));
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    assert_eq!(files.variants.get(), None);
+    let (r, _) = ask(&files, "Accept-Encoding: gzip\r\n");
+    assert_eq!(r.body, b"GZIP");
+
+    // A variant that fails to open while looked up for `Vary`: the response varies,
+    // nothing is remembered.
+    let files = remembering(&[("ten.txt.br", Node::Forbidden)]);
+    let (r, _) = ask(&files, "");
     assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
     assert_eq!(files.variants.get(), None);
 }
