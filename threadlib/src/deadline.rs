@@ -75,15 +75,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn on_mock_clock<T: 'static>(f: impl Future<Output = T> + 'static) -> T {
-        crate::Runtime::builder()
-            .mock_clock(true)
-            .build()
-            .unwrap()
-            .block_on(f)
-            .unwrap()
-    }
+    use crate::runtime::on_mock_clock;
 
     #[test]
     fn an_operation_past_its_deadline_times_out_at_the_deadline() {

@@ -435,3 +435,15 @@ where
 {
     Runtime::builder().build()?.block_on(main)
 }
+
+/// Runs `main` on a one-core runtime with an auto-advancing mock clock (for the unit
+/// tests of timed operations).
+#[cfg(test)]
+pub(crate) fn on_mock_clock<T: 'static>(main: impl Future<Output = T> + 'static) -> T {
+    Runtime::builder()
+        .mock_clock(true)
+        .build()
+        .expect("a mock-clock runtime")
+        .block_on(main)
+        .expect("the runtime ran to the end")
+}

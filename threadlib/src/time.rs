@@ -341,15 +341,7 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
-
-    fn on_mock_clock<T: 'static>(f: impl Future<Output = T> + 'static) -> T {
-        crate::Runtime::builder()
-            .mock_clock(true)
-            .build()
-            .unwrap()
-            .block_on(f)
-            .unwrap()
-    }
+    use crate::runtime::on_mock_clock;
 
     /// The context a timeout ran its operation in is the one the core keeps for the
     /// next timeout.
