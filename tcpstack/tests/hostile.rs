@@ -161,6 +161,14 @@ impl Harness {
         self.stack.handle_timeout(self.now);
     }
 
+    /// The peer acknowledges the stack's first `bytes` bytes of data; returns what the
+    /// stack sends in answer.
+    fn ack_data(&mut self, bytes: u32) -> Vec<Reply> {
+        let ack = self.snd_nxt().wrapping_add(bytes);
+        self.send(&Seg::new(flags::ACK, self.rcv_nxt(), ack));
+        self.replies()
+    }
+
     /// Every packet the stack wants to send now, as TCP replies.
     fn replies(&mut self) -> Vec<Reply> {
         let mut out = Vec::new();
@@ -2308,24 +2316,14 @@ fn writable_follows_a_full_send_buffer() {
     events(&mut h);
     assert_eq!(h.stack.send(h.now, c, &[1; 1000]).unwrap(), 1000);
     h.replies();
-    h.send(&Seg::new(
-        flags::ACK,
-        h.rcv_nxt(),
-        h.snd_nxt().wrapping_add(1000),
-    ));
-    h.replies();
+    h.ack_data(1000);
     assert!(
         !events(&mut h).contains(&Event::Writable(c)),
         "never refused: no WRITABLE"
     );
     assert_eq!(h.stack.send(h.now, c, &[2; 8192]).unwrap(), 4096);
     h.replies();
-    h.send(&Seg::new(
-        flags::ACK,
-        h.rcv_nxt(),
-        h.snd_nxt().wrapping_add(1000 + 1460),
-    ));
-    h.replies();
+    h.ack_data(1000 + 1460);
     assert_eq!(events(&mut h), [Event::Writable(c)]);
 }
 
@@ -2347,12 +2345,7 @@ fn send_with_queues_what_is_written_in_place_and_raises_writable_like_send() {
     assert_eq!(r.unwrap(), (600, (1000, 0)));
     let sent: usize = h.replies().iter().map(|r| r.payload_len).sum();
     assert_eq!(sent, 600);
-    h.send(&Seg::new(
-        flags::ACK,
-        h.rcv_nxt(),
-        h.snd_nxt().wrapping_add(600),
-    ));
-    h.replies();
+    h.ack_data(600);
     assert!(
         !events(&mut h).contains(&Event::Writable(c)),
         "never refused: no WRITABLE"
@@ -2368,12 +2361,7 @@ fn send_with_queues_what_is_written_in_place_and_raises_writable_like_send() {
     });
     assert_eq!(r, Err(Error::WouldBlock));
     h.replies();
-    h.send(&Seg::new(
-        flags::ACK,
-        h.rcv_nxt(),
-        h.snd_nxt().wrapping_add(600 + 1460),
-    ));
-    h.replies();
+    h.ack_data(600 + 1460);
     assert_eq!(events(&mut h), [Event::Writable(c)]);
 }
 
