@@ -781,7 +781,7 @@ impl<T: Transport> Conn<'_, T> {
         // Codings looked up, and those found (or that failed to open).
         let (mut probed, mut found, mut exact) = (0u8, 0u8, true);
         for coding in accept.ranked() {
-            let bit = 1 << coding as u8;
+            let bit = coding.bit();
             if known.is_some_and(|k| k & bit == 0) {
                 continue;
             }
@@ -802,7 +802,7 @@ impl<T: Transport> Conn<'_, T> {
             return (identity, None, known != 0 || found != 0);
         }
         for coding in Coding::ALL {
-            let bit = 1 << coding as u8;
+            let bit = coding.bit();
             if found != 0 {
                 break;
             }
@@ -822,8 +822,7 @@ impl<T: Transport> Conn<'_, T> {
                 }
             }
         }
-        let all = Coding::ALL.iter().fold(0, |m, &c| m | 1 << c as u8);
-        if exact && probed == all {
+        if exact && probed == Coding::ALL_BITS {
             files.remember_variants(&identity.handle, found);
         }
         (identity, None, found != 0)

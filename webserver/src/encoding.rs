@@ -37,6 +37,15 @@ impl Coding {
     /// Every coding, in order of preference among equal q-values.
     pub const ALL: [Coding; 3] = [Coding::Zstd, Coding::Brotli, Coding::Gzip];
 
+    /// The bits of every coding in a set of codings (see [`Coding::bit`]).
+    pub const ALL_BITS: u8 = Coding::Zstd.bit() | Coding::Brotli.bit() | Coding::Gzip.bit();
+
+    /// This coding's bit in a set of codings held as a `u8` (as
+    /// [`FileSource::known_variants`](crate::FileSource::known_variants) gives one).
+    pub const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
     /// The `Content-Encoding` token.
     pub fn token(self) -> &'static str {
         match self {

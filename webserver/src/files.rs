@@ -169,8 +169,8 @@ pub trait FileSource {
         None
     }
 
-    /// Which precompressed variants of `file` exist (bit `1 << coding as u8` for each
-    /// [`Coding`](crate::encoding::Coding)), as last remembered with
+    /// Which precompressed variants of `file` exist (the
+    /// [`Coding::bit`](crate::encoding::Coding::bit) of each), as last remembered with
     /// [`FileSource::remember_variants`], if the backend keeps it and it is still as
     /// fresh as it would trust an open. The default remembers nothing, so that every
     /// request looks the variants up.
