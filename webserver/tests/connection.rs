@@ -839,6 +839,33 @@ fn precompressed_variants_over_every_path() {
     assert_eq!(bodies, [&b"GZIP"[..], b"0123456789", b"BROTLI"]);
 }
 
+/// The standard site plus `extra` nodes, remembering which variants a file has.
+fn remembering(extra: &[(&str, Node)]) -> MockFiles {
+    let mut files = MockFiles {
+        remembers_variants: true,
+        ..MockFiles::site()
+    };
+    for (path, node) in extra {
+        files = files.with(path, node.clone());
+    }
+    files
+}
+
+/// GET `/ten.txt` with `accept` (header lines) from `files`, precompressed variants
+/// on: the response and how many opens it took; checks that no handle leaked.
+fn ask_ten(files: &MockFiles, accept: &str) -> (Resp, u64) {
+    let ctx = context(Settings::default()).with_content(ContentOptions {
+        precompressed: true,
+        ..ContentOptions::default()
+    });
+    let before = files.opens.get();
+    let mut io = MockTransport::sending(get("/ten.txt", accept).as_bytes());
+    serve(&mut io, files, &ctx);
+    assert_eq!(files.open_handles.get(), 0, "file handles leaked");
+    let r = parse_responses(&io.written, &[]).remove(0);
+    (r, files.opens.get() - before)
+}
+
 /// With a file source that remembers which variants a file has: a request that looks
 /// all three up hands the answer over, and later requests open only the file and the
 /// variant they are served. What is remembered steers the choice (a remembered variant
@@ -846,24 +873,10 @@ fn precompressed_variants_over_every_path() {
 /// another reason than absence is not remembered.
 #[test]
 fn remembered_variants_spare_the_lookups_and_steer_the_choice() {
-    let ctx = context(Settings::default()).with_content(ContentOptions {
-        precompressed: true,
-        ..ContentOptions::default()
-    });
-    let files = MockFiles {
-        remembers_variants: true,
-        ..MockFiles::site().with("ten.txt.gz", Node::File(b"GZIP".to_vec()))
-    };
-    let ask = |accept: &str| {
-        let before = files.opens.get();
-        let mut io = MockTransport::sending(get("/ten.txt", accept).as_bytes());
-        serve(&mut io, &files, &ctx);
-        assert_eq!(files.open_handles.get(), 0, "file handles leaked");
-        let r = parse_responses(&io.written, &[]).remove(0);
-        (r, files.opens.get() - before)
-    };
-    let gzip_bit = 1 << webserver::encoding::Coding::Gzip as u8;
-    let brotli_bit = 1 << webserver::encoding::Coding::Brotli as u8;
+    let files = remembering(&[("ten.txt.gz", Node::File(b"GZIP".to_vec()))]);
+    let ask = |accept: &str| ask_ten(&files, accept);
+    let gzip_bit = webserver::encoding::Coding::Gzip.bit();
+    let brotli_bit = webserver::encoding::Coding::Brotli.bit();
 
     // The first acceptable variant exists: served at once, nothing learnt of the rest.
     let (r, opens) = ask("Accept-Encoding: gzip\r\n");
@@ -889,13 +902,8 @@ fn remembered_variants_spare_the_lookups_and_steer_the_choice() {
     assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
 
     // A variant that cannot be opened counts as present but is not remembered.
-    let files = MockFiles {
-        remembers_variants: true,
-        ..MockFiles::site().with("ten.txt.br", Node::Forbidden)
-    };
-    let mut io = MockTransport::sending(get("/ten.txt", "Accept-Encoding: br\r\n").as_bytes());
-    serve(&mut io, &files, &ctx);
-    let r = parse_responses(&io.written, &[]).remove(0);
+    let files = remembering(&[("ten.txt.br", Node::Forbidden)]);
+    let (r, _) = ask_ten(&files, "Accept-Encoding: br\r\n");
     assert_eq!(r.body, b"0123456789");
     assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
     assert_eq!(files.variants.get(), None);
@@ -905,56 +913,34 @@ fn remembered_variants_spare_the_lookups_and_steer_the_choice() {
 /// looked up without error, and then exactly which exist.
 #[test]
 fn variants_are_remembered_only_when_all_were_looked_up() {
-    let ctx = context(Settings::default()).with_content(ContentOptions {
-        precompressed: true,
-        ..ContentOptions::default()
-    });
-    let remembering = |extra: &[(&str, Node)]| {
-        let mut files = MockFiles {
-            remembers_variants: true,
-            ..MockFiles::site()
-        };
-        for (path, node) in extra {
-            files = files.with(path, node.clone());
-        }
-        files
-    };
-    let ask = |files: &MockFiles, accept: &str| {
-        let before = files.opens.get();
-        let mut io = MockTransport::sending(get("/ten.txt", accept).as_bytes());
-        serve(&mut io, files, &ctx);
-        assert_eq!(files.open_handles.get(), 0, "file handles leaked");
-        let r = parse_responses(&io.written, &[]).remove(0);
-        (r, files.opens.get() - before)
-    };
     let zstd = Node::File(b"ZSTD".to_vec());
     let gzip = Node::File(b"GZIP".to_vec());
 
     // No variant: all looked up once (the acceptable one not twice), none remembered
     // as existing, and the next request opens the file alone, without `Vary`.
     let files = remembering(&[]);
-    let (r, opens) = ask(&files, "Accept-Encoding: br\r\n");
+    let (r, opens) = ask_ten(&files, "Accept-Encoding: br\r\n");
     assert_eq!((r.body.as_slice(), opens), (&b"0123456789"[..], 4));
     assert!(!r.has("Vary"));
     assert_eq!(files.variants.get(), Some(0));
-    let (r, opens) = ask(&files, "");
+    let (r, opens) = ask_ten(&files, "");
     assert_eq!(opens, 1);
     assert!(!r.has("Vary"));
 
     // The first variant looked up for `Vary` exists: the rest are not looked up, so
     // nothing is remembered (`.gz` exists too and must stay servable).
     let files = remembering(&[("ten.txt.zst", zstd), ("ten.txt.gz", gzip)]);
-    let (r, opens) = ask(&files, "");
+    let (r, opens) = ask_ten(&files, "");
     assert_eq!((r.body.as_slice(), opens), (&b"0123456789"[..], 2));
     assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
     assert_eq!(files.variants.get(), None);
-    let (r, _) = ask(&files, "Accept-Encoding: gzip\r\n");
+    let (r, _) = ask_ten(&files, "Accept-Encoding: gzip\r\n");
     assert_eq!(r.body, b"GZIP");
 
     // A variant that fails to open while looked up for `Vary`: the response varies,
     // nothing is remembered.
     let files = remembering(&[("ten.txt.br", Node::Forbidden)]);
-    let (r, _) = ask(&files, "");
+    let (r, _) = ask_ten(&files, "");
     assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
     assert_eq!(files.variants.get(), None);
 }
