@@ -18,7 +18,20 @@ pub(crate) struct CancelCtx {
     protected: bool,
     /// Set when a `with_timeout` deadline cancelled this context.
     pub(crate) timed_out: Cell<bool>,
+    /// When its timeout cancels this context, in ns on the core clock. Zero (a one-shot
+    /// timeout's) means at its timer entry. A reusable deadline
+    /// ([`crate::deadline::Deadline`]) moves it without touching the timer: an entry
+    /// that comes due earlier moves itself here, and [`IDLE`] (no operation runs under
+    /// the context) lets the entry lapse.
+    pub(crate) expires: Cell<u64>,
+    /// The deadline of the context's timer entry, kept by the timer loop for a reusable
+    /// deadline; [`IDLE`] when it has none.
+    pub(crate) timer_at: Cell<u64>,
 }
+
+/// [`CancelCtx::expires`] of a reusable deadline's context while nothing runs under it,
+/// and its [`CancelCtx::timer_at`] while it has no timer entry.
+pub(crate) const IDLE: u64 = u64::MAX;
 
 impl CancelCtx {
     pub(crate) fn root() -> Rc<CancelCtx> {
@@ -35,6 +48,13 @@ impl CancelCtx {
 
     pub(crate) fn cancel(&self) {
         self.cancelled.set(true);
+    }
+
+    /// Whether this context can run another operation as a child of `parent`: it has
+    /// not been cancelled itself (its ancestors are checked at each system call), and
+    /// `parent` is its parent.
+    pub(crate) fn reusable_under(&self, parent: &Rc<CancelCtx>) -> bool {
+        !self.cancelled.get() && self.parent.as_ref().is_some_and(|p| Rc::ptr_eq(p, parent))
     }
 
     /// Whether a thread whose innermost context is `self` must see `Cancelled`.

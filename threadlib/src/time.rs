@@ -91,7 +91,8 @@ impl ClockKind {
     }
 }
 
-fn to_ns(core: &Core, t: Instant) -> u64 {
+/// `t` in ns on `core`'s clock (0 for a time before its base).
+pub(crate) fn to_ns(core: &Core, t: Instant) -> u64 {
     t.saturating_duration_since(core.clock.base()).as_nanos() as u64
 }
 

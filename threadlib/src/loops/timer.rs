@@ -2,7 +2,10 @@
 //! (cancellation contexts that expire). Cancelled entries are left in the heap and
 //! skipped when they surface; the heap is compacted when they outnumber live ones.
 //! Armed timeouts sit in a slab: arming and disarming one, as every operation that
-//! suspends under a timeout does, costs a heap push and two slot writes.
+//! suspends under a timeout does, costs a heap push and two slot writes. A reusable
+//! deadline ([`crate::deadline::Deadline`]) arms its timeout once and then moves it by
+//! writing its context's expiry: an entry that comes due before that expiry moves
+//! itself there, and one that comes due while no operation runs lapses.
 //!
 //! It is an [`EventLoop`] like any other: a sleep is a call whose request is its
 //! deadline (ns on the core clock) and whose key is that deadline, so an entry left by
@@ -16,7 +19,7 @@ use std::rc::Rc;
 
 use std::time::{Duration, Instant};
 
-use crate::cancel::CancelCtx;
+use crate::cancel::{CancelCtx, IDLE};
 use crate::core::{Completion, ThreadId};
 use crate::loops::{EventLoop, LoopCx, Request};
 
@@ -87,6 +90,7 @@ impl TimerLoop {
             (self.ctx.len() - 1) as u32
         });
         let slot = &mut self.ctx[index as usize];
+        ctx.timer_at.set(deadline);
         slot.armed = Some((ctx, owner));
         slot.deadline = deadline;
         let key = ctx_key(index, slot.generation);
@@ -109,17 +113,47 @@ impl TimerLoop {
             return None;
         }
         let armed = slot.armed.take()?;
+        armed.0.timer_at.set(IDLE);
         slot.generation = slot.generation.wrapping_add(1) & GEN_MASK;
         self.free.push(index as u32);
         Some(armed)
     }
 
-    /// Whether the heap entry (`deadline`, `key`) is its timeout's, still armed.
-    fn ctx_armed(&self, key: u64, deadline: u64) -> bool {
+    /// The context of the timeout whose heap entry is (`deadline`, `key`), if that
+    /// entry is still its timeout's and armed.
+    fn armed_ctx(&self, key: u64, deadline: u64) -> Option<&Rc<CancelCtx>> {
         let (index, generation) = ctx_slot(key);
-        self.ctx.get(index).is_some_and(|s| {
-            s.generation == generation && s.deadline == deadline && s.armed.is_some()
-        })
+        let s = self.ctx.get(index)?;
+        if s.generation != generation || s.deadline != deadline {
+            return None;
+        }
+        s.armed.as_ref().map(|(ctx, _)| ctx)
+    }
+
+    /// The timeout `key` names, due at `deadline`, came due: fires it, or, when its
+    /// context says it expires later ([`CancelCtx::expires`]), moves its entry there,
+    /// or lets it lapse while nothing runs under it.
+    fn ctx_due(&mut self, key: u64, deadline: u64) -> Option<Fired> {
+        let Some(expires) = self.armed_ctx(key, deadline).map(|c| c.expires.get()) else {
+            self.stale = self.stale.saturating_sub(1);
+            return None;
+        };
+        if expires == IDLE {
+            self.take_ctx(key, Some(deadline));
+            return None;
+        }
+        if expires > deadline {
+            let (index, _) = ctx_slot(key);
+            let slot = &mut self.ctx[index];
+            slot.deadline = expires;
+            if let Some((ctx, _)) = &slot.armed {
+                ctx.timer_at.set(expires);
+            }
+            self.heap.push(Reverse((expires, key)));
+            return None;
+        }
+        let (ctx, owner) = self.take_ctx(key, Some(deadline))?;
+        Some(Fired::Ctx(ctx, owner))
     }
 
     /// An entry was abandoned (its thread was cancelled or its timeout removed).
@@ -149,9 +183,8 @@ impl TimerLoop {
             }
             self.heap.pop();
             if key & CTX_BIT != 0 {
-                match self.take_ctx(key, Some(d)) {
-                    Some((ctx, owner)) => return Some(Fired::Ctx(ctx, owner)),
-                    None => self.stale = self.stale.saturating_sub(1),
+                if let Some(fired) = self.ctx_due(key, d) {
+                    return Some(fired);
                 }
             } else {
                 let tid = ThreadId::unpack(key);
@@ -173,7 +206,7 @@ impl TimerLoop {
             .into_iter()
             .filter(|Reverse((d, key))| {
                 if key & CTX_BIT != 0 {
-                    self.ctx_armed(*key, *d)
+                    self.armed_ctx(*key, *d).is_some()
                 } else {
                     live(ThreadId::unpack(*key), *d)
                 }
