@@ -2,15 +2,16 @@
 //! ([`threadlib::net::Network`]): kernel sockets, the user-space TCP stack, or the
 //! simulation's stack.
 //!
-//! Deadlines become threadlib's [`until`] around each call; a call that times out is
-//! cancelled at its suspension point (the readiness wait), so a timed-out read has
-//! consumed nothing and the stream stays usable.
+//! Deadlines become threadlib's [`until`] around each call (a connection's calls share
+//! one [`Deadline`]); a call that times out is cancelled at its suspension point (the
+//! readiness wait), so a timed-out read has consumed nothing and the stream stays
+//! usable.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::transport::{Network, Transport, TransportError};
-use threadlib::deadline::until;
+use threadlib::deadline::{until, Deadline};
 use threadlib::net::{Network as ThreadNetwork, Stream};
 
 /// A threadlib network seen through loadgen's [`Network`] trait.
@@ -30,6 +31,7 @@ impl<N> ThreadNet<N> {
 #[derive(Debug)]
 pub struct ThreadConn<S> {
     stream: S,
+    deadline: Deadline,
 }
 
 impl<N: ThreadNetwork> Network for ThreadNet<N> {
@@ -42,7 +44,10 @@ impl<N: ThreadNetwork> Network for ThreadNet<N> {
     ) -> Result<Self::Conn, TransportError> {
         let stream = until(deadline, self.net.connect(addr)).await?;
         stream.set_nodelay(true)?;
-        Ok(ThreadConn { stream })
+        Ok(ThreadConn {
+            stream,
+            deadline: Deadline::new(),
+        })
     }
 
     fn now(&self) -> Instant {
@@ -58,10 +63,12 @@ impl<N: ThreadNetwork> Network for ThreadNet<N> {
 
 impl<S: Stream> Transport for ThreadConn<S> {
     async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError> {
-        until(deadline, self.stream.read(buf)).await
+        self.deadline.until(deadline, self.stream.read(buf)).await
     }
 
     async fn write_all(&mut self, buf: &[u8], deadline: Instant) -> Result<(), TransportError> {
-        until(deadline, self.stream.write_all(buf)).await
+        self.deadline
+            .until(deadline, self.stream.write_all(buf))
+            .await
     }
 }

@@ -1,6 +1,8 @@
 //! [`Transport`] over any threadlib network [`Stream`]: deadlines and stall timeouts
-//! become threadlib's [`until`] and [`within`] ([`with_deadline`] and [`with_timeout`]),
-//! the clock is the core's clock, and files go out through
+//! become [`Deadline::until`] and [`Deadline::within`] of one [`Deadline`] per
+//! connection (threadlib's [`until`](threadlib::deadline::until) and
+//! [`within`](threadlib::deadline::within) with one timer entry for all of a
+//! connection's operations), the clock is the core's clock, and files go out through
 //! [`Stream::send_file`] (`sendfile(2)` on kernel sockets). Writes and file sends
 //! report partial progress, so the connection logic counts exactly what moved, even
 //! for a response cut short; the lingering close counts what it discards itself.
@@ -10,10 +12,10 @@ use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use threadlib::deadline::{until, within};
+use threadlib::deadline::Deadline;
 use threadlib::fs::File;
 use threadlib::net::Stream;
-use threadlib::{time, with_deadline, with_timeout, Error};
+use threadlib::{time, with_timeout};
 
 use crate::connection::ServerContext;
 use crate::files::SendError;
@@ -34,6 +36,8 @@ const LINGER_BYTES: usize = 256 * 1024;
 pub struct NetTransport<S> {
     stream: S,
     ctx: Rc<ServerContext>,
+    /// Every read, write and file send of the connection runs under it.
+    deadline: Deadline,
     /// No byte has arrived since the last response was written (or since the
     /// connection opened): a read now waits for a new request, and may be abandoned
     /// when a graceful shutdown begins.
@@ -46,6 +50,7 @@ impl<S: Stream> NetTransport<S> {
         NetTransport {
             stream,
             ctx,
+            deadline: Deadline::new(),
             idle: true,
         }
     }
@@ -87,20 +92,20 @@ impl<S: Stream> NetTransport<S> {
                 return Err(TransportError::TimedOut);
             }
             if !self.idle {
-                return until(deadline, self.stream.read(buf)).await;
+                return self.deadline.until(deadline, self.stream.read(buf)).await;
             }
             if self.ctx.is_shutting_down() {
                 // Between requests while the server stops: end like a peer close.
                 return Ok(0);
             }
             let slice_end = deadline.min(now + SHUTDOWN_POLL);
-            match with_deadline(slice_end, self.stream.read(buf)).await {
+            match self.deadline.until(slice_end, self.stream.read(buf)).await {
                 Ok(n) => {
                     self.idle = n == 0;
                     return Ok(n);
                 }
-                Err(Error::TimedOut) if slice_end < deadline => {}
-                Err(e) => return Err(e.into()),
+                Err(TransportError::TimedOut) if slice_end < deadline => {}
+                Err(e) => return Err(e),
             }
         }
     }
@@ -112,13 +117,16 @@ impl<S: Stream> Transport for NetTransport<S> {
     }
 
     async fn write(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
-        let n = within(stall, self.stream.write(buf)).await?;
+        let n = self.deadline.within(stall, self.stream.write(buf)).await?;
         self.idle = true;
         Ok(n)
     }
 
     async fn write_more(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
-        let n = within(stall, self.stream.write_more(buf)).await?;
+        let n = self
+            .deadline
+            .within(stall, self.stream.write_more(buf))
+            .await?;
         self.idle = true;
         Ok(n)
     }
@@ -138,7 +146,7 @@ impl<S: Stream> Transport for NetTransport<S> {
         let file = file.downcast_ref::<File>()?;
         let mut done = 0;
         while done < len {
-            let piece = within(
+            let piece = self.deadline.within(
                 stall,
                 self.stream.send_file(file, offset + done, len - done),
             );
