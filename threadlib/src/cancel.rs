@@ -18,14 +18,13 @@ pub(crate) struct CancelCtx {
     protected: bool,
     /// Set when a `with_timeout` deadline cancelled this context.
     pub(crate) timed_out: Cell<bool>,
-    /// When its timeout cancels this context, in ns on the core clock. Zero (a one-shot
-    /// timeout's) means at its timer entry. A reusable deadline
-    /// ([`crate::deadline::Deadline`]) moves it without touching the timer: an entry
-    /// that comes due earlier moves itself here, and [`IDLE`] (no operation runs under
-    /// the context) lets the entry lapse.
+    /// When the deadline of the operation running under this context
+    /// ([`crate::deadline::Deadline`]) cancels it, in ns on the core clock; [`IDLE`]
+    /// while no operation runs. Moving it needs no timer: an entry that comes due
+    /// before it moves itself here, and one that comes due while it is `IDLE` lapses.
     pub(crate) expires: Cell<u64>,
-    /// The deadline of the context's timer entry, kept by the timer loop for a reusable
-    /// deadline; [`IDLE`] when it has none.
+    /// The deadline of the context's timer entry, kept by the timer loop; [`IDLE`]
+    /// when it has none.
     pub(crate) timer_at: Cell<u64>,
 }
 
@@ -156,16 +155,6 @@ impl<F> InCtx<F> {
     /// [`InCtx::set_ctx`]).
     pub(crate) fn ctx(&self) -> Option<&Rc<CancelCtx>> {
         self.ctx.as_ref()
-    }
-
-    /// Takes the context back once `fut` has finished (it is no longer current).
-    pub(crate) fn take_ctx(self: Pin<&mut Self>) -> Option<Rc<CancelCtx>> {
-        // SAFETY: only `fut` is structurally pinned, and it is not touched.
-        let this = unsafe { self.get_unchecked_mut() };
-        if this.saved.is_some() {
-            return None;
-        }
-        this.ctx.take()
     }
 
     /// Gives a future made by [`InCtx::later`] its context; before its first poll.

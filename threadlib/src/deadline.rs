@@ -8,6 +8,7 @@
 //! usable. A [`Deadline`] does the same for a sequence of operations, such as one
 //! connection's reads and writes, at a fraction of the cost per operation.
 
+use std::borrow::BorrowMut;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -117,7 +118,7 @@ impl Deadline {
         deadline: Instant,
         op: impl Future<Output = crate::Result<T>> + 'a,
     ) -> impl Future<Output = Result<T, TransportError>> + 'a {
-        self.bound(Due::At(deadline), op)
+        Transport(Bounded::new(self, Due::At(deadline), op))
     }
 
     /// Runs `op` for at most `timeout` from when it first has to wait (a stall
@@ -127,16 +128,7 @@ impl Deadline {
         timeout: Duration,
         op: impl Future<Output = crate::Result<T>> + 'a,
     ) -> impl Future<Output = Result<T, TransportError>> + 'a {
-        self.bound(Due::After(timeout), op)
-    }
-
-    fn bound<F>(&mut self, due: Due, op: F) -> Bounded<'_, F> {
-        Bounded {
-            shared: self,
-            due,
-            inner: InCtx::later(op),
-            stage: Stage::Start,
-        }
+        Transport(Bounded::new(self, Due::Stall(timeout), op))
     }
 
     /// The context for an operation of the running thread, made afresh unless the one
@@ -211,10 +203,15 @@ impl Drop for Deadline {
 
 /// When an operation under a [`Deadline`] times out.
 #[derive(Debug, Clone, Copy)]
-enum Due {
+pub(crate) enum Due {
+    /// At this time on the core clock.
     At(Instant),
-    /// After this long from its first suspension.
-    After(Duration),
+    /// This long after its first poll.
+    Within(Duration),
+    /// This long after it first has to wait.
+    Stall(Duration),
+    /// At this many ns on the core clock (a [`Due::Within`] worked out).
+    Ns(u64),
 }
 
 impl Due {
@@ -222,7 +219,8 @@ impl Due {
     fn ns(self, core: &Core) -> u64 {
         match self {
             Due::At(t) => to_ns(core, t),
-            Due::After(d) => core.now_ns().saturating_add(duration_ns(d)),
+            Due::Within(d) | Due::Stall(d) => core.now_ns().saturating_add(duration_ns(d)),
+            Due::Ns(ns) => ns,
         }
     }
 }
@@ -237,19 +235,39 @@ enum Stage {
     Suspended,
 }
 
-/// [`Deadline::until`]'s future.
-struct Bounded<'a, F> {
-    shared: &'a mut Deadline,
-    due: Due,
+/// The future of an operation under a deadline: of [`Deadline::until`] and
+/// [`Deadline::within`] over a borrowed [`Deadline`], and of [`with_timeout`] and
+/// [`with_deadline`] over one of its own. Written by hand: an `async fn` taking the
+/// operation would hold it twice, as its argument and inside the context that runs
+/// it. Fails with [`Error::TimedOut`] when the deadline cancelled the operation.
+///
+/// Fields drop in order: the operation (restoring the thread's context), then the
+/// deadline (one of its own withdraws its timer entry and gives the context back).
+pub(crate) struct Bounded<D: BorrowMut<Deadline>, F> {
     inner: InCtx<F>,
+    shared: D,
+    due: Due,
     stage: Stage,
 }
 
-impl<F, T> Future for Bounded<'_, F>
+impl<D: BorrowMut<Deadline>, F> Bounded<D, F> {
+    /// Runs `op` under `deadline` until `due`.
+    pub(crate) fn new(deadline: D, due: Due, op: F) -> Self {
+        Bounded {
+            inner: InCtx::later(op),
+            shared: deadline,
+            due,
+            stage: Stage::Start,
+        }
+    }
+}
+
+impl<D, F, T> Future for Bounded<D, F>
 where
+    D: BorrowMut<Deadline>,
     F: Future<Output = crate::Result<T>>,
 {
-    type Output = Result<T, TransportError>;
+    type Output = crate::Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: `inner` is structurally pinned: it is never moved out of `self`; the
@@ -258,8 +276,15 @@ where
         // SAFETY: see above; `this.inner` stays in place.
         let mut inner = unsafe { Pin::new_unchecked(&mut this.inner) };
         if this.stage == Stage::Start {
-            let Some(Some(ctx)) = Core::with_current(|core| this.shared.enter(core)) else {
-                return Poll::Ready(Err(Error::NoRuntime.into()));
+            let (shared, due) = (this.shared.borrow_mut(), &mut this.due);
+            let entered = Core::with_current(|core| {
+                if let Due::Within(_) = due {
+                    *due = Due::Ns(due.ns(core));
+                }
+                shared.enter(core)
+            });
+            let Some(Some(ctx)) = entered else {
+                return Poll::Ready(Err(Error::NoRuntime));
             };
             inner.as_mut().set_ctx(ctx);
             this.stage = Stage::Running;
@@ -267,28 +292,28 @@ where
         let Poll::Ready(r) = inner.as_mut().poll(cx) else {
             if this.stage == Stage::Running {
                 this.stage = Stage::Suspended;
-                let (shared, due) = (&mut *this.shared, this.due);
+                let (shared, due) = (this.shared.borrow_mut(), this.due);
                 let armed = Core::with_current(|core| shared.suspended(core, due.ns(core)));
                 if armed != Some(true) {
-                    return Poll::Ready(Err(Error::NoRuntime.into()));
+                    return Poll::Ready(Err(Error::NoRuntime));
                 }
             }
             return Poll::Pending;
         };
-        this.shared.idle();
+        this.shared.borrow_mut().idle();
         Poll::Ready(match r {
             Err(Error::Cancelled) if inner.ctx().is_some_and(|c| c.timed_out.get()) => {
-                Err(TransportError::TimedOut)
+                Err(Error::TimedOut)
             }
-            other => other.map_err(TransportError::from),
+            other => other,
         })
     }
 }
 
-impl<F> Drop for Bounded<'_, F> {
+impl<D: BorrowMut<Deadline>, F> Drop for Bounded<D, F> {
     fn drop(&mut self) {
         if self.stage == Stage::Suspended {
-            self.shared.idle();
+            self.shared.borrow_mut().idle();
         }
     }
 }

@@ -4,12 +4,10 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::cancel::InCtx;
-use crate::core::{Core, ThreadId};
+use crate::core::Core;
+use crate::deadline::{Bounded, Deadline, Due};
 use crate::error::{Error, Result};
 use crate::syscall::{SimpleCall, SimpleKind};
 
@@ -209,16 +207,6 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
         .map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
-struct TimerGuard {
-    key: u64,
-}
-
-impl Drop for TimerGuard {
-    fn drop(&mut self) {
-        let _ = Core::with_current(|c| c.remove_ctx_timer(self.key));
-    }
-}
-
 /// Runs `fut`, cancelling it if it has not finished after `d` (Eio's
 /// `Time.with_timeout`): its pending system call returns `Cancelled`, and if `fut`
 /// then fails with `Cancelled` the result is [`Error::TimedOut`]. Works with borrowed
@@ -228,8 +216,7 @@ pub fn with_timeout<F, T>(d: Duration, fut: F) -> impl Future<Output = Result<T>
 where
     F: Future<Output = Result<T>>,
 {
-    let d = duration_ns(d);
-    timed(move |core| core.now_ns().saturating_add(d), fut)
+    Bounded::new(Deadline::new(), Due::Within(d), fut)
 }
 
 /// Runs `fut`, cancelling it if it has not finished by `deadline` on the current core's
@@ -240,101 +227,7 @@ pub fn with_deadline<F, T>(deadline: Instant, fut: F) -> impl Future<Output = Re
 where
     F: Future<Output = Result<T>>,
 {
-    timed(move |core| to_ns(core, deadline), fut)
-}
-
-/// Runs `fut` in a child cancellation context that a timer cancels at `deadline(core)`
-/// (ns on the core clock), worked out when first polled.
-fn timed<D, F, T>(deadline: D, fut: F) -> Timed<D, F>
-where
-    D: FnOnce(&Core) -> u64,
-    F: Future<Output = Result<T>>,
-{
-    Timed {
-        inner: InCtx::later(fut),
-        guard: None,
-        deadline: Some(deadline),
-        unarmed: None,
-    }
-}
-
-/// The future of [`with_timeout`] and [`with_deadline`]. Written by hand: an `async fn`
-/// taking `fut` would hold it twice, as its argument and inside the context that runs
-/// it. Fields drop in order: the wrapped future (restoring the thread's context and
-/// releasing the timeout's), then the timer.
-///
-/// The timer is armed only once `fut` first suspends: a timer fires only while its
-/// thread is suspended, so a `fut` that finishes in its first poll (a write the socket
-/// takes at once, say) never needs one, and costs no timer.
-struct Timed<D, F> {
-    /// `fut` in the timeout's context (set at the first poll).
-    inner: InCtx<F>,
-    /// The armed timer; disarmed when `fut` finishes or this is dropped.
-    guard: Option<TimerGuard>,
-    /// The deadline, until the first poll works it out.
-    deadline: Option<D>,
-    /// The deadline (ns on the core clock) and the owning thread, from the first poll
-    /// until `fut` first suspends and the timer is armed.
-    unarmed: Option<(u64, ThreadId)>,
-}
-
-impl<D, F, T> Future for Timed<D, F>
-where
-    D: FnOnce(&Core) -> u64,
-    F: Future<Output = Result<T>>,
-{
-    type Output = Result<T>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        // SAFETY: `inner` is structurally pinned: it is never moved out of `self`. The
-        // other fields are never pinned.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: as above; `this.inner` stays in place.
-        let mut inner = unsafe { Pin::new_unchecked(&mut this.inner) };
-        if let Some(deadline) = this.deadline.take() {
-            let started = Core::with_current(|core| {
-                let owner = core.current_thread()?;
-                let parent = core.current_ctx().unwrap_or_else(|| core.root.ctx.clone());
-                Some((core.ctx_pool.child(&parent, false), deadline(core), owner))
-            })
-            .flatten();
-            let Some((ctx, at, owner)) = started else {
-                return Poll::Ready(Err(Error::NoRuntime));
-            };
-            this.unarmed = Some((at, owner));
-            inner.as_mut().set_ctx(ctx);
-        }
-        if inner.ctx().is_none() {
-            // Polled again after it failed to start.
-            return Poll::Ready(Err(Error::NoRuntime));
-        }
-        let Poll::Ready(r) = inner.as_mut().poll(cx) else {
-            if let Some((at, owner)) = this.unarmed.take() {
-                let ctx = inner.ctx().cloned();
-                let armed = ctx.and_then(|ctx| {
-                    Core::with_current(|core| core.add_ctx_timer(at, ctx, owner)).flatten()
-                });
-                let Some(key) = armed else {
-                    // As a timeout that cannot be armed: the operation is dropped with this.
-                    return Poll::Ready(Err(Error::NoRuntime));
-                };
-                this.guard = Some(TimerGuard { key });
-            }
-            return Poll::Pending;
-        };
-        let r = match r {
-            Err(Error::Cancelled) if inner.ctx().is_some_and(|c| c.timed_out.get()) => {
-                Err(Error::TimedOut)
-            }
-            other => other,
-        };
-        // Finished: the timer must not fire into whatever the thread does next.
-        this.guard = None;
-        if let Some(ctx) = inner.take_ctx() {
-            let _ = Core::with_current(|core| core.ctx_pool.recycle(ctx));
-        }
-        Poll::Ready(r)
-    }
+    Bounded::new(Deadline::new(), Due::At(deadline), fut)
 }
 
 #[cfg(test)]
