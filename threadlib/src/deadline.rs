@@ -368,22 +368,28 @@ mod tests {
 
     #[test]
     fn a_shared_deadline_times_each_operation_out_at_its_own_deadline() {
-        let runs = on_mock_clock(async {
+        let (runs, left) = on_mock_clock(async {
             let mut d = Deadline::new();
-            vec![
+            let runs = vec![
                 // Arms the entry at 3 s.
                 timed_sleep(&mut d, 3.0, 1.0).await,
                 // Later than the entry (at 6 s): the entry moves itself there.
                 timed_sleep(&mut d, 5.0, 10.0).await,
                 // After a timeout, with a fresh context.
                 timed_sleep(&mut d, 1.0, 0.5).await,
-                // Earlier than the entry in force (8.5 s): a new one at 6.75 s.
+                // Earlier than the entry in force (8.5 s): a new one at 6.75 s, in
+                // place of that one.
                 timed_sleep(&mut d, 0.25, 10.0).await,
-            ]
+            ];
+            (runs, crate::time::pending_timers())
         });
         assert_eq!(
             runs,
             [(true, 1.0), (false, 5.0), (true, 0.5), (false, 0.25)]
+        );
+        assert_eq!(
+            left, 0,
+            "the entry an earlier deadline replaced is still armed"
         );
     }
 
@@ -408,7 +414,10 @@ mod tests {
         let (slept, armed, rearmed) = on_mock_clock(async {
             let mut d = Deadline::new();
             assert!(timed_sleep(&mut d, 2.0, 1.0).await.0);
-            // The entry (due at 2 s) lapses during a sleep outside the deadline.
+            // A later deadline (11.5 s) is written into the context, not the entry.
+            assert!(timed_sleep(&mut d, 10.0, 0.5).await.0);
+            // The entry (due at 2 s) lapses during a sleep outside the deadline,
+            // rather than moving itself to the deadline of an operation that ended.
             let start = crate::time::elapsed();
             crate::sleep(Duration::from_secs(5)).await.unwrap();
             let slept = crate::time::elapsed() - start;
