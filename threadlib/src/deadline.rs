@@ -96,6 +96,24 @@ where
 /// different thread or a different enclosing context than the operation before
 /// (cancelling an enclosing scope or timeout reaches the operation as it would under
 /// [`until`]). Dropping the `Deadline` withdraws its timer entry.
+///
+/// ```
+/// use std::time::Duration;
+/// use threadlib::deadline::{Deadline, TransportError};
+///
+/// threadlib::run(async {
+///     let mut d = Deadline::new();
+///     // Each operation gets a second from its start; all share one timer entry.
+///     for _ in 0..3 {
+///         let at = threadlib::time::now() + Duration::from_secs(1);
+///         d.until(at, threadlib::sleep(Duration::from_millis(1))).await.unwrap();
+///     }
+///     // A stall timeout counts from the operation's first wait.
+///     let r = d.within(Duration::from_millis(5), threadlib::park()).await;
+///     assert!(matches!(r, Err(TransportError::TimedOut)));
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Default)]
 pub struct Deadline {
     /// The shared context, and the thread it serves.
