@@ -10,8 +10,9 @@
 //! Paths found missing are remembered as such for the same time (as nginx's
 //! `open_file_cache_errors`), in a separate bounded set, so that the lookups of
 //! precompressed variants that do not exist cost no system call. An open file's entry
-//! also remembers which of its precompressed variants exist, for the same time, so a
-//! request for a fresh entry looks none of them up. When a stale entry
+//! also remembers which of its precompressed variants exist while the entry is fresh
+//! (the knowledge goes stale with the entry), so a request for a fresh entry looks
+//! none of them up. When a stale entry
 //! cannot be checked because the process is out of file descriptors, it is served as
 //! it is (its own descriptor still reads the file it opened) rather than failing.
 
@@ -48,8 +49,10 @@ pub struct Handle {
     identity: (u64, u64),
     content: Option<Box<[u8]>>,
     checked: Cell<Instant>,
-    /// Which precompressed variants exist, and when that was found.
-    variants: Cell<Option<(u8, Instant)>>,
+    /// Which precompressed variants exist, as found since the entry was last
+    /// checked: cleared when the entry goes stale, so it is never older than the
+    /// entry's own freshness.
+    variants: Cell<Option<u8>>,
 }
 
 /// The document root of one core.
@@ -214,6 +217,10 @@ impl FileSource for DirFiles {
             });
         }
         let previous = self.cache.borrow().get(key).cloned();
+        if let Some(old) = &previous {
+            // Stale: what it knew of its variants is, too.
+            old.variants.set(None);
+        }
         let fresh = match self.open_fresh(as_str(path)?, now).await {
             Ok(fresh) => fresh,
             Err(OpenError::NotFound) => {
@@ -316,13 +323,13 @@ impl FileSource for DirFiles {
         }
     }
 
-    /// Trusted for [`REVALIDATE`], as an open is.
+    /// Trusted while the entry is, as an open is: found since the entry was last
+    /// checked, and forgotten once it goes stale.
     fn known_variants(&self, h: &Rc<Handle>) -> Option<u8> {
-        let (variants, found) = h.variants.get()?;
-        (time::now().saturating_duration_since(found) < REVALIDATE).then_some(variants)
+        h.variants.get()
     }
 
     fn remember_variants(&self, h: &Rc<Handle>, variants: u8) {
-        h.variants.set(Some((variants, time::now())));
+        h.variants.set(Some(variants));
     }
 }
