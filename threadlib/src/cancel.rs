@@ -38,11 +38,16 @@ impl CancelCtx {
     }
 
     pub(crate) fn child(parent: &Rc<CancelCtx>, protected: bool) -> Rc<CancelCtx> {
-        Rc::new(CancelCtx {
+        Rc::new(CancelCtx::child_of(parent, protected))
+    }
+
+    /// A fresh context under `parent`: not cancelled, no timeout.
+    fn child_of(parent: &Rc<CancelCtx>, protected: bool) -> CancelCtx {
+        CancelCtx {
             parent: Some(parent.clone()),
             protected,
             ..Default::default()
-        })
+        }
     }
 
     pub(crate) fn cancel(&self) {
@@ -74,8 +79,10 @@ impl CancelCtx {
     }
 }
 
-/// Contexts to reuse: a timeout makes a context for every operation under it, and one
-/// that nobody holds any more is reset and handed out again instead of freed.
+/// Contexts to reuse: a one-shot timeout makes a context for its operation (a
+/// [`crate::deadline::Deadline`] one per connection, and a new one after each
+/// timeout), and one that nobody holds any more is reset and handed out again instead
+/// of freed.
 #[derive(Default)]
 pub(crate) struct CtxPool {
     spare: RefCell<Vec<Rc<CancelCtx>>>,
@@ -87,11 +94,7 @@ impl CtxPool {
 
     /// A fresh child context of `parent` ([`CancelCtx::child`]), reusing a spare one.
     pub(crate) fn child(&self, parent: &Rc<CancelCtx>, protected: bool) -> Rc<CancelCtx> {
-        let fresh = CancelCtx {
-            parent: Some(parent.clone()),
-            protected,
-            ..Default::default()
-        };
+        let fresh = CancelCtx::child_of(parent, protected);
         let Some(mut ctx) = self.spare.borrow_mut().pop() else {
             return Rc::new(fresh);
         };
