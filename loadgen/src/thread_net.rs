@@ -7,6 +7,7 @@
 //! readiness wait), so a timed-out read has consumed nothing and the stream stays
 //! usable.
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -66,7 +67,17 @@ impl<S: Stream> Transport for ThreadConn<S> {
         self.deadline.until(deadline, self.stream.read(buf)).await
     }
 
-    async fn write_all(&mut self, buf: &[u8], deadline: Instant) -> Result<(), TransportError> {
+    /// Writes what the socket takes at once directly, and only the rest under the
+    /// deadline: a request the socket takes whole (the usual case) costs one system
+    /// call and no timer work.
+    async fn write_all(&mut self, mut buf: &[u8], deadline: Instant) -> Result<(), TransportError> {
+        while let Some(taken) = self.stream.try_write(buf) {
+            match taken? {
+                n if n == buf.len() => return Ok(()),
+                0 => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+                n => buf = &buf[n..],
+            }
+        }
         self.deadline
             .until(deadline, self.stream.write_all(buf))
             .await

@@ -274,6 +274,17 @@ impl<S: Stream> Stream for TapStream<S> {
         r
     }
 
+    fn try_write(&mut self, buf: &[u8]) -> Option<Result<usize>> {
+        self.begin(false);
+        let r = self.inner.try_write(buf);
+        match &r {
+            Some(res) => self.note_written(buf, res),
+            // Nothing happened: no operation to record.
+            None => self.rec().pending.write = false,
+        }
+        r
+    }
+
     async fn write_more(&mut self, buf: &[u8]) -> Result<usize> {
         self.begin(false);
         let r = self.inner.write_more(buf).await;

@@ -87,6 +87,17 @@ pub trait Stream {
     /// Enables or disables Nagle's algorithm (`TCP_NODELAY`).
     fn set_nodelay(&self, on: bool) -> Result<()>;
 
+    /// Writes some bytes if the stream takes them without waiting, returning how many
+    /// it took (at least one for a non-empty `buf`); `None` if it would have to wait, or
+    /// cannot tell without waiting. Not a cancellation point, and it never suspends:
+    /// code that writes small messages tries this first and awaits
+    /// [`write`](Self::write) (under a deadline) only when it returns `None`. The
+    /// default returns `None`.
+    fn try_write(&mut self, buf: &[u8]) -> Option<Result<usize>> {
+        let _ = buf;
+        None
+    }
+
     /// Writes all of `buf`.
     async fn write_all(&mut self, mut buf: &[u8]) -> Result<()> {
         while !buf.is_empty() {
@@ -307,6 +318,21 @@ impl Stream for KernelStream {
 
     async fn write(&mut self, buf: &[u8]) -> Result<usize> {
         self.retry_send(|s| (&*s).write(buf)).await
+    }
+
+    fn try_write(&mut self, buf: &[u8]) -> Option<Result<usize>> {
+        match (&self.inner).write(buf) {
+            Ok(n) => Some(Ok(n)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                None
+            }
+            Err(e) => Some(Err(io_err(e))),
+        }
     }
 
     async fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize> {

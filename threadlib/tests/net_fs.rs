@@ -278,3 +278,49 @@ fn close_with_reset(s: std::net::TcpStream) {
         .set_linger(Some(Duration::ZERO))
         .expect("SO_LINGER 0");
 }
+
+/// `try_write` takes what the socket takes without waiting, says `None` once the
+/// socket is full (and the bytes it took arrive in order), takes bytes again after the
+/// peer read, and reports a reset connection as an error instead of `None`.
+#[test]
+fn try_write_takes_what_fits_without_waiting_and_reports_a_reset() {
+    watchdog(|| {
+        threadlib::run(async {
+            let net = KernelNet;
+            let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut c = net.connect(std_l.local_addr().unwrap()).await.unwrap();
+            let (std_s, _) = std_l.accept().unwrap();
+
+            assert_eq!(c.try_write(b"hello").unwrap().unwrap(), 5);
+            let chunk = [7u8; 64 * 1024];
+            let mut taken = 5usize;
+            let full = loop {
+                match c.try_write(&chunk) {
+                    Some(n) => taken += n.unwrap(),
+                    None => break true,
+                }
+                if taken > 64 << 20 {
+                    break false;
+                }
+            };
+            assert!(full, "a peer that reads nothing fills the socket");
+
+            // The peer reads everything taken, in order; then there is room again.
+            let mut got = vec![0u8; taken];
+            std::io::Read::read_exact(&mut &std_s, &mut got).unwrap();
+            assert_eq!(&got[..5], b"hello");
+            assert!(got[5..].iter().all(|&b| b == 7));
+            threadlib::sleep(Duration::from_millis(20)).await.unwrap();
+            assert!(matches!(c.try_write(b"more"), Some(Ok(4))));
+
+            close_with_reset(std_s);
+            threadlib::sleep(Duration::from_millis(20)).await.unwrap();
+            let after = c.try_write(b"x");
+            assert!(
+                matches!(after, Some(Err(_))),
+                "a reset connection is an error, not a full socket: {after:?}"
+            );
+        })
+        .unwrap();
+    });
+}

@@ -270,6 +270,13 @@ impl Stream for UserStream {
         self.send(&[buf]).await
     }
 
+    fn try_write(&mut self, buf: &[u8]) -> Option<Result<usize>> {
+        let conn = self.conn;
+        with_loop(self.id, |l: &mut NetLoop, cx| l.send(conn, &[buf], cx))
+            .and_then(|r| r)
+            .transpose()
+    }
+
     async fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize> {
         let mut slices: [&[u8]; 8] = [&[]; 8];
         let n = bufs.len().min(slices.len());

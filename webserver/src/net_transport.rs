@@ -117,7 +117,10 @@ impl<S: Stream> Transport for NetTransport<S> {
     }
 
     async fn write(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
-        let n = self.deadline.within(stall, self.stream.write(buf)).await?;
+        let n = match self.stream.try_write(buf) {
+            Some(taken) => taken?,
+            None => self.deadline.within(stall, self.stream.write(buf)).await?,
+        };
         self.idle = true;
         Ok(n)
     }
