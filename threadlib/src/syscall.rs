@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use crate::core::{Completion, Core, ThreadId};
 use crate::error::{Error, Result};
 use crate::loops::LoopId;
+use crate::thread::completion_value;
 
 /// Which readiness a thread waits for on a file descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,10 +146,13 @@ pub(crate) enum SimpleKind {
     SleepFor,
     /// `arg` is a deadline in ns on the core clock.
     SleepUntil,
+    /// `arg` is a file descriptor to wait on until it is ready for this.
+    WaitFd(Readiness),
 }
 
-/// A two-word future for the calls that carry no result (yield, park, sleep): the
-/// per-thread memory of a sleeping thread is part of our budget.
+/// A two-word future for the calls that carry no result (yield, park, sleep, fd
+/// readiness): the per-thread memory of a waiting thread is part of our budget, and
+/// these calls are on every thread's path.
 #[must_use = "a system call does nothing unless awaited"]
 pub(crate) struct SimpleCall {
     arg: u64,
@@ -189,6 +193,7 @@ impl SimpleCall {
                 SimpleKind::Park => Syscall::Park,
                 SimpleKind::SleepFor => Syscall::Sleep(core.now_ns().saturating_add(self.arg)),
                 SimpleKind::SleepUntil => Syscall::Sleep(self.arg),
+                SimpleKind::WaitFd(r) => Syscall::WaitFd(self.arg as RawFd, r),
             };
             let r = core.leave_call(call);
             if r.is_pending() {
@@ -199,13 +204,15 @@ impl SimpleCall {
         if r.is_ready() {
             self.pending.0 = 0;
         }
-        r.map(|r| r.map(|_| ()))
+        // A readiness loop reports a failed wait (a descriptor it could not watch, or
+        // one forgotten while waited on) in the completion.
+        r.map(|r| r.and_then(completion_value).map(|_| ()))
     }
 }
 
 /// Performs `call` and converts its completion.
-pub(crate) async fn call(call: Syscall) -> Result<Completion> {
-    Call::new(call).await
+pub(crate) fn call(call: Syscall) -> Call {
+    Call::new(call)
 }
 
 /// Performs a user-defined call served by the custom event loop `id`, returning the
@@ -235,8 +242,28 @@ pub async fn custom<R: 'static>(id: LoopId, request: Box<dyn Any>) -> Result<R> 
 /// [`Request::Word`](crate::loops::Request::Word), and the call returns the value the
 /// loop gives [`LoopCx::complete`](crate::loops::LoopCx::complete) (or the error it
 /// gives [`LoopCx::fail`](crate::loops::LoopCx::fail)). Nothing is allocated.
-pub async fn call_word(id: LoopId, word: u64) -> Result<i64> {
-    match call(Syscall::LoopWord(id, word)).await? {
+pub fn call_word(id: LoopId, word: u64) -> impl Future<Output = Result<i64>> {
+    WordCall(Call::new(Syscall::LoopWord(id, word)))
+}
+
+/// The future of [`call_word`]: the call's own future, its completion read as a word
+/// (no `async fn` layer around it, on the path of every wait on a user loop).
+#[must_use = "a system call does nothing unless awaited"]
+struct WordCall(Call);
+
+impl Future for WordCall {
+    type Output = Result<i64>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<i64>> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.and_then(word_value))
+    }
+}
+
+/// A word call's completion as its result.
+fn word_value(c: Completion) -> Result<i64> {
+    match c {
         Completion::Value(v) => Ok(v),
         Completion::Boxed(b) => match (*b).downcast::<Result<()>>() {
             Ok(r) => r.map(|()| 0),

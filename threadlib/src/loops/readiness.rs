@@ -15,6 +15,7 @@
 //! ([`LoopCx::register_fd`]) and hears of their readiness through
 //! [`EventLoop::fd_event`], so a wake-up costs one `epoll_wait` for all loops.
 
+use std::future::Future;
 use std::os::fd::RawFd;
 
 use iolib::epoll::{Interest, Readiness as EpollReadiness};
@@ -22,7 +23,7 @@ use iolib::epoll::{Interest, Readiness as EpollReadiness};
 use crate::core::{with_core, Completion, ThreadId};
 use crate::error::{Error, Result};
 use crate::loops::{EventLoop, LoopCx, Request};
-use crate::syscall::{call, Readiness, Syscall};
+use crate::syscall::{Readiness, SimpleCall, SimpleKind};
 
 #[derive(Default, Clone, Copy)]
 struct Entry {
@@ -187,8 +188,8 @@ impl EventLoop for FdLoop {
 
 /// Suspends the calling thread until `fd` is ready for `r` (or it is cancelled).
 /// Call it after an operation on the non-blocking `fd` returned `EAGAIN`.
-pub async fn wait(fd: RawFd, r: Readiness) -> Result<()> {
-    crate::thread::completion_value(call(Syscall::WaitFd(fd, r)).await?).map(|_| ())
+pub fn wait(fd: RawFd, r: Readiness) -> impl Future<Output = Result<()>> {
+    SimpleCall::new(SimpleKind::WaitFd(r), fd as u64)
 }
 
 /// Drops the epoll registration of `fd` before it is closed; threads still waiting on
