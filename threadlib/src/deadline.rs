@@ -131,21 +131,21 @@ impl Deadline {
 
     /// Runs `op` until `deadline` on the current core's clock ([`crate::time::now`]), as
     /// [`until`] does.
-    pub fn until<'a, T: 'a>(
+    pub fn until<'a, T, F: Future<Output = crate::Result<T>>>(
         &'a mut self,
         deadline: Instant,
-        op: impl Future<Output = crate::Result<T>> + 'a,
-    ) -> impl Future<Output = Result<T, TransportError>> + 'a {
+        op: F,
+    ) -> impl Future<Output = Result<T, TransportError>> + use<'a, T, F> {
         Transport(Bounded::new(self, Due::At(deadline), op))
     }
 
     /// Runs `op` for at most `timeout` from when it first has to wait (a stall
     /// timeout): an operation that completes without waiting reads no clock.
-    pub fn within<'a, T: 'a>(
+    pub fn within<'a, T, F: Future<Output = crate::Result<T>>>(
         &'a mut self,
         timeout: Duration,
-        op: impl Future<Output = crate::Result<T>> + 'a,
-    ) -> impl Future<Output = Result<T, TransportError>> + 'a {
+        op: F,
+    ) -> impl Future<Output = Result<T, TransportError>> + use<'a, T, F> {
         Transport(Bounded::new(self, Due::Stall(timeout), op))
     }
 
