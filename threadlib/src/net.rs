@@ -284,13 +284,25 @@ impl KernelStream {
         mut op: impl FnMut(&TcpStream) -> io::Result<usize>,
     ) -> Result<usize> {
         loop {
+            if let Some(r) = self.try_send(&mut op) {
+                return r;
+            }
+            wait(self.fd(), Readiness::Write).await?
+        }
+    }
+
+    /// Runs the non-blocking send `op` (again if a signal interrupted it); `None` if
+    /// the socket was full.
+    fn try_send(
+        &self,
+        mut op: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> Option<Result<usize>> {
+        loop {
             match op(&self.inner) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait(self.fd(), Readiness::Write).await?
-                }
+                Ok(n) => return Some(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_err(e)),
+                Err(e) => return Some(Err(io_err(e))),
             }
         }
     }
@@ -321,18 +333,7 @@ impl Stream for KernelStream {
     }
 
     fn try_write(&mut self, buf: &[u8]) -> Option<Result<usize>> {
-        match (&self.inner).write(buf) {
-            Ok(n) => Some(Ok(n)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                None
-            }
-            Err(e) => Some(Err(io_err(e))),
-        }
+        self.try_send(|s| (&*s).write(buf))
     }
 
     async fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize> {

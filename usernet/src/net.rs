@@ -243,12 +243,17 @@ impl UserStream {
     /// Queues `bufs` in order, waiting until the send buffer takes at least a byte.
     async fn send(&mut self, bufs: &[&[u8]]) -> Result<usize> {
         loop {
-            let conn = self.conn;
-            if let Some(n) = with_loop(self.id, |l: &mut NetLoop, cx| l.send(conn, bufs, cx))?? {
+            if let Some(n) = self.try_send(bufs)? {
                 return Ok(n);
             }
-            call_word(self.id, WaitFor::Write(conn.id.index()).word()).await?;
+            call_word(self.id, WaitFor::Write(self.conn.id.index()).word()).await?;
         }
+    }
+
+    /// Queues what of `bufs` the send buffer takes now; `None` if it is full.
+    fn try_send(&mut self, bufs: &[&[u8]]) -> Result<Option<usize>> {
+        let conn = self.conn;
+        with_loop(self.id, |l: &mut NetLoop, cx| l.send(conn, bufs, cx))?
     }
 }
 
@@ -271,10 +276,7 @@ impl Stream for UserStream {
     }
 
     fn try_write(&mut self, buf: &[u8]) -> Option<Result<usize>> {
-        let conn = self.conn;
-        with_loop(self.id, |l: &mut NetLoop, cx| l.send(conn, &[buf], cx))
-            .and_then(|r| r)
-            .transpose()
+        self.try_send(&[buf]).transpose()
     }
 
     async fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Result<usize> {
