@@ -7,12 +7,24 @@
 //! without the kernel switching it out gives its CPU up the next time it looks at its
 //! event sources ([`iolib::sched::yield_cpu`]), which returns at once when no other
 //! thread waits for the CPU. A core that blocks or is preempted within its slice never
-//! yields, so on a CPU of its own the cost is one clock read per look at the event
-//! sources and one `getrusage` per slice of continuous work.
+//! yields. The thread's context-switch count (`getrusage`) tells a run from a sleep;
+//! it is read once per slice of continuous work, and not at all by a core whose wait
+//! for events lasted long enough to show that it slept ([`BLOCKED_NS`]): that wait
+//! starts a new run. On a CPU of its own the cost is two clock reads per blocking look
+//! at the event sources.
 //!
 //! [`Builder::cpu_slice`]: crate::Builder::cpu_slice
 
 use std::cell::Cell;
+
+/// A wait for events that took this long (real time) gave the CPU up: it slept, or the
+/// kernel preempted the core during it. Returning with events ready takes a
+/// microsecond or two.
+pub(crate) const BLOCKED_NS: u64 = 20_000;
+
+/// [`CpuShare::mark`]'s count when the run began at a wait that blocked, where no
+/// count was read.
+const UNCOUNTED: u64 = u64::MAX;
 
 /// One core's record of how long it has kept its CPU.
 pub(crate) struct CpuShare {
@@ -20,7 +32,7 @@ pub(crate) struct CpuShare {
     /// switch count cannot be read).
     slice_ns: Cell<Option<u64>>,
     /// When the current run was first seen (real ns), with the thread's context-switch
-    /// count then.
+    /// count then ([`UNCOUNTED`] if the run began at a wait that blocked).
     mark: Cell<Option<(u64, u64)>>,
     /// Times the core gave its CPU up.
     yields: Cell<u64>,
@@ -62,12 +74,30 @@ impl CpuShare {
             self.slice_ns.set(None);
             return;
         };
-        if self.mark.get().is_some_and(|(_, before)| before == count) {
+        if self
+            .mark
+            .get()
+            .is_some_and(|(_, before)| before == count && before != UNCOUNTED)
+        {
             yield_cpu();
             self.yields.set(self.yields.get() + 1);
             count = switches().unwrap_or(count);
         }
         self.mark.set(Some((now_ns, count)));
+    }
+
+    /// The core looked at its event sources from `before_ns` to `after_ns` (real
+    /// time): if that took [`BLOCKED_NS`] or more, it gave the CPU up, and a new run
+    /// starts at `after_ns` without reading the switch count.
+    pub(crate) fn waited(&self, before_ns: u64, after_ns: u64) {
+        if self.slice_ns.get().is_some() && after_ns.saturating_sub(before_ns) >= BLOCKED_NS {
+            self.mark.set(Some((after_ns, UNCOUNTED)));
+        }
+    }
+
+    /// Whether the share is kept at all (a slice is set and the count can be read).
+    pub(crate) fn enabled(&self) -> bool {
+        self.slice_ns.get().is_some()
     }
 }
 
@@ -126,6 +156,40 @@ mod tests {
         assert_eq!((count, seen.get()), (6, 2));
         share.pass_ended(2 * SLICE, || Some(6), || count += 1);
         assert_eq!(count, 7);
+    }
+
+    #[test]
+    fn a_core_that_blocks_within_each_slice_reads_no_switch_count() {
+        let share = CpuShare::new(Some(SLICE));
+        let reads = Cell::new(0);
+        let count = || {
+            reads.set(reads.get() + 1);
+            Some(3)
+        };
+        // Passes every 50 µs, each after a wait that slept 30 µs: every run is short.
+        for i in 0..20u64 {
+            let t = i * 50_000;
+            share.pass_ended(t, count, || panic!("a core that sleeps yielded"));
+            share.waited(t, t + BLOCKED_NS + 10_000);
+        }
+        assert_eq!(
+            reads.get(),
+            1,
+            "only the first pass, before any wait, reads it"
+        );
+        // Waits that return at once do not end the run: a slice later, the count is
+        // read (the run began uncounted), and a slice after that, it yields.
+        let t0 = 20 * 50_000;
+        let mut yielded = Vec::new();
+        for i in 0..10u64 {
+            let t = t0 + i * 50_000;
+            share.pass_ended(t, count, || yielded.push(i));
+            share.waited(t, t + 1_000);
+        }
+        assert_eq!(yielded, vec![8]);
+        // The first count of the run, the one that yielded, and the one after the
+        // yield that starts the next run.
+        assert_eq!(reads.get(), 4);
     }
 
     #[test]

@@ -56,8 +56,11 @@ impl Core {
                 }
                 continue;
             }
-            self.share_cpu();
+            let before = self.share_cpu();
             self.wait_for_work()?;
+            if let Some(before) = before {
+                self.cpu.waited(before, self.clock.real_elapsed_ns());
+            }
             self.poll_due();
             self.poll_loops();
         }
@@ -66,12 +69,18 @@ impl Core {
     /// Before the core looks at its event sources: gives the CPU up if the core has kept
     /// it for its slice. Checked there, and not after every batch, so that the clock is
     /// read once per look (an `epoll_wait` already) or once per `EVENT_INTERVAL` batches.
-    fn share_cpu(&self) {
+    /// Returns the time it read (real ns), if the core shares its CPU at all.
+    fn share_cpu(&self) -> Option<u64> {
+        if !self.cpu.enabled() {
+            return None;
+        }
+        let now = self.clock.real_elapsed_ns();
         self.cpu.pass_ended(
-            self.clock.real_elapsed_ns(),
+            now,
             || iolib::sched::context_switches().ok(),
             iolib::sched::yield_cpu,
         );
+        Some(now)
     }
 
     /// No thread is ready: wait for the next event, timer or loop deadline.
