@@ -1,7 +1,8 @@
 # Web server: run it, demo it with loadgen, benchmark it against nginx (see webserver/).
 # Extra webserver flags go in WEB_ARGS, e.g. make run WEB_ARGS="--cores 1 --access-log".
 # bench-web settings come from the environment: BENCH_WEB_RUNS (3), BENCH_WEB_SECS (5),
-# BENCH_WEB_C10K_SECS (30), BENCH_WEB_RATE_SECS (5; each fixed-rate latency run).
+# BENCH_WEB_C10K_SECS (30), BENCH_WEB_RATE_SECS (5; each fixed-rate latency run),
+# BENCH_WEB_CLIENT_RUNS (5; rounds of loadgen vs wrk vs the floor client).
 
 WEB_ARGS ?=
 DEMO_PORT ?= 18080
