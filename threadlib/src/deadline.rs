@@ -251,6 +251,8 @@ enum Stage {
     Running,
     /// Suspended at least once: the deadline is in force.
     Suspended,
+    /// Finished: the deadline was let go.
+    Done,
 }
 
 /// The future of an operation under a deadline: of [`Deadline::until`] and
@@ -318,6 +320,7 @@ where
             }
             return Poll::Pending;
         };
+        this.stage = Stage::Done;
         this.shared.borrow_mut().idle();
         Poll::Ready(match r {
             Err(Error::Cancelled) if inner.ctx().is_some_and(|c| c.timed_out.get()) => {
