@@ -275,12 +275,11 @@ impl<S: Stream> Stream for TapStream<S> {
     }
 
     fn try_write(&mut self, buf: &[u8]) -> Option<Result<usize>> {
-        self.begin(false);
         let r = self.inner.try_write(buf);
-        match &r {
-            Some(res) => self.note_written(buf, res),
-            // Nothing happened: no operation to record.
-            None => self.rec().pending.write = false,
+        // It never suspends: one that did nothing is no operation to record.
+        if let Some(res) = &r {
+            self.begin(false);
+            self.note_written(buf, res);
         }
         r
     }
