@@ -3,7 +3,12 @@
 //!
 //! Rules:
 //! - Closed-loop mode (no `-R`): the pipeline is kept full (`pipeline` requests in
-//!   flight); latency is measured from the moment each request was written.
+//!   flight); latency is measured from when the request was written, as the
+//!   connection's clock last read it: the reading taken when the previous response
+//!   arrived (or the connection opened) also starts the requests written after it. A
+//!   latency therefore includes loadgen's own handling of that response, a fraction of
+//!   a microsecond, and is never less than the server's time; one clock reading per
+//!   response serves both ends.
 //! - Constant-rate mode: a request is sent only when its [`RateSchedule`] time has
 //!   come, and its latency is measured from that intended time.
 //! - `max_requests` counts attempts: requests written, plus failed connection attempts
@@ -215,8 +220,8 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
         let mut parser = ResponseParser::new(self.buf.len());
         let (mut start, mut end) = (0usize, 0usize);
         let mut sent_here = 0u64;
+        let mut now = self.net.now();
         loop {
-            let now = self.net.now();
             if now >= self.plan.end {
                 return SessionEnd::Done;
             }
@@ -258,6 +263,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                     Some(s) => {
                         let due = s.next_due().min(self.plan.end);
                         self.net.sleep_until(due).await;
+                        now = self.net.now();
                         continue;
                     }
                     None => return SessionEnd::Done,
@@ -280,7 +286,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
             let n = match conn.read(&mut self.buf[end..], deadline).await {
                 Ok(n) => n,
                 Err(TransportError::TimedOut) => {
-                    let now = self.net.now();
+                    now = self.net.now();
                     if now >= self.plan.end {
                         return SessionEnd::Done;
                     }
@@ -293,7 +299,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                 Err(e) => return self.failed(e, ErrorKind::Read),
             };
             self.stats.record_bytes(n as u64);
-            let now = self.net.now();
+            now = self.net.now();
             let at = self.since_start(now);
             if n == 0 {
                 match parser.eof(end - start) {
