@@ -21,18 +21,19 @@ def record(bench, metric, better, ours, anchor, anchor_value, params, runs):
             "runs": runs, "params": params}
 
 
-def alternate(runs, start_a, start_b, measure):
-    """`runs` rounds of: start a, measure it, stop it; then the same for b. Returns the
-    two lists of measurements, so that drift in the machine hits both sides alike."""
-    a, b = [], []
+def alternate(runs, starts, measure):
+    """`runs` rounds of: for each of `starts` in turn, start it, measure it, stop it.
+    Returns one list of measurements per start, so that drift in the machine hits every
+    side alike."""
+    outs = [[] for _ in starts]
     for _ in range(runs):
-        for start, out in ((start_a, a), (start_b, b)):
+        for start, out in zip(starts, outs):
             srv = start()
             try:
                 out.append(measure(srv))
             finally:
                 srv.stop()
-    return a, b
+    return outs
 
 
 def med(xs, key):

@@ -264,7 +264,7 @@ def main():
     try:
         one_core = None
         if want("user_web_1k_1core") or want("user_web_1k_2core"):
-            ours, kern = bk.alternate(RUNS, lambda: UserServer(1), lambda: KernelServer(1),
+            ours, kern = bk.alternate(RUNS, [lambda: UserServer(1), lambda: KernelServer(1)],
                                       lambda s: wrk(f"{s.url}/files/1k.txt", 1, True))
             one_core = bk.med(ours, "rps")
             params = dict(base, file="www/files/1k.txt", server_cores=1, keepalive=True)
@@ -276,14 +276,14 @@ def main():
 
         if want("user_web_1m_1core"):
             size = os.path.getsize("www/files/1m.txt")
-            ours, kern = bk.alternate(RUNS, lambda: UserServer(1), lambda: KernelServer(1),
+            ours, kern = bk.alternate(RUNS, [lambda: UserServer(1), lambda: KernelServer(1)],
                                       lambda s: wrk(f"{s.url}/files/1m.txt", 1, True))
             emit(record("user_web_1m_1core", "bytes_per_s", "higher", bk.med(ours, "rps") * size,
                         "webserver --net kernel (sendfile)", bk.med(kern, "rps") * size,
                         dict(base, file="www/files/1m.txt", server_cores=1)))
 
         if want("user_web_1k_2core"):
-            ours, kern = bk.alternate(RUNS, lambda: UserServer(2), lambda: KernelServer(2),
+            ours, kern = bk.alternate(RUNS, [lambda: UserServer(2), lambda: KernelServer(2)],
                                       lambda s: wrk(f"{s.url}/files/1k.txt", 2, False))
             two_core = bk.med(ours, "rps")
             emit(record("user_web_1k_2core", "requests_per_sec", "higher", two_core,

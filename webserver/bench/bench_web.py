@@ -8,7 +8,9 @@ time per request is what the kernel charges any client (the floor).
 Besides the saturated runs, both servers are driven at fixed rates (25, 50 and 75% of
 nginx's saturated requests/s, from the saturated runs of the same configuration) by
 loadgen's constant-rate mode, whose latency is measured from each request's intended
-send time (coordinated-omission corrected); these record p99 and p99.9.
+send time (coordinated-omission corrected); these record p99 and p99.9, beside those
+of floor_server.c at the same rates: a server that answers each request with one send
+and does nothing else, whose latency is what the machine itself adds (the floor).
 
 Writes target/bench/web.json in the format of docs/ARCHITECTURE.md. Medians of
 alternating runs (ours, anchor, ours, anchor, ...). Installs nginx and wrk with apt
@@ -122,6 +124,23 @@ class Nginx:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class FloorServer:
+    """floor_server.c (built by `build_floor`) serving www/files/1k.txt on `threads`
+    threads, placed on the CPUs as the web server is."""
+    name = "floor server"
+
+    def __init__(self, binary, threads):
+        self.port = free_port()
+        cmd = [binary, str(self.port), os.path.join(ROOT, "files", "1k.txt"), str(threads)]
+        if threads == 1 and NCPU > 1:
+            cmd = ["taskset", "-c", "0"] + cmd
+        self.p = subprocess.Popen(cmd)
+        wait_port(self.port)
+
+    def stop(self):
+        bk.stop_process(self.p, signal.SIGTERM)
+
+
 def wrk(port, path, threads, pin):
     cmd = ["wrk", f"-t{threads}", f"-c{CONNS}", f"-d{SECS}s", "--latency",
            f"http://127.0.0.1:{port}{path}"]
@@ -142,12 +161,12 @@ def loadgen(port, path, threads, conns=CONNS, secs=SECS, rate=None, pin=True):
         return json.load(open(f.name))
 
 
-def build_floor_client():
-    """Compiles floor_client.c (beside this script) into target/bench; its path."""
-    out = os.path.abspath("target/bench/floor_client")
+def build_floor(name):
+    """Compiles `name`.c (beside this script) into target/bench; its path."""
+    out = os.path.abspath(f"target/bench/{name}")
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor_client.c")
-    subprocess.run(["cc", "-O2", "-o", out, src], check=True)
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.c")
+    subprocess.run(["cc", "-O2", "-pthread", "-o", out, src], check=True)
     return out
 
 
@@ -190,7 +209,7 @@ def main():
             servers.append(Ours(cores))
             return servers[-1]
 
-        ours, ngx = bk.alternate(RUNS, start_ours, lambda: Nginx(cores),
+        ours, ngx = bk.alternate(RUNS, [start_ours, lambda: Nginx(cores)],
                                  lambda s: wrk(s.port, "/files/1k.txt", threads, pin))
         params = {"file": "www/files/1k.txt", "connections": CONNS, "server_cores": cores,
                   "driver": "wrk", "keepalive": True, "seconds": SECS}
@@ -209,7 +228,11 @@ def main():
     # so both are also driven at the same constant rates, fractions of nginx's capacity
     # just measured in the same configuration, by loadgen -R with the same connections,
     # threads and pinning as wrk above; latency counts from each request's intended
-    # send time, so a stall is charged to every request it delays.
+    # send time, so a stall is charged to every request it delays. The floor server
+    # runs beside them at the same rates: it answers each request with one send and
+    # does nothing else, so its latency is what the machine adds by itself (waking
+    # idle CPUs, loopback's softirq work, the client), which no server goes below.
+    floor_server = build_floor("floor_server")
     for label, cores, pin in settings:
         threads = 1 if pin else NCPU
         if capacity[label] <= 0:
@@ -217,10 +240,11 @@ def main():
         for pct in RATE_PERCENTS:
             bench = f"web_1k_rate_{pct}_{label}"
             rate = max(1, round(capacity[label] * pct / 100))
-            ours, ngx = bk.alternate(RUNS, lambda: Ours(cores), lambda: Nginx(cores),
-                                     lambda s: fixed_rate(s.port, "/files/1k.txt", threads,
-                                                          rate, pin))
-            for name, runs in (("webserver", ours), ("nginx", ngx)):
+            ours, ngx, flo = bk.alternate(
+                RUNS, [lambda: Ours(cores), lambda: Nginx(cores),
+                       lambda: FloorServer(floor_server, cores)],
+                lambda s: fixed_rate(s.port, "/files/1k.txt", threads, rate, pin))
+            for name, runs in (("webserver", ours), ("nginx", ngx), ("floor server", flo)):
                 for r in runs:
                     if r["errors"] or r["rps"] < 0.95 * rate:
                         print(f"warning: {bench} {name}: {r['rps']:.0f} of {rate} "
@@ -233,14 +257,17 @@ def main():
                       "achieved_rps_ours": bk.med(ours, "rps"),
                       "achieved_rps_anchor": bk.med(ngx, "rps"),
                       "failed_requests_ours": sum(r["errors"] for r in ours),
-                      "failed_requests_anchor": sum(r["errors"] for r in ngx)}
+                      "failed_requests_anchor": sum(r["errors"] for r in ngx),
+                      "floor_server": "webserver/bench/floor_server.c",
+                      "floor_server_p99_us": bk.med(flo, "p99_us"),
+                      "floor_server_p999_us": bk.med(flo, "p999_us")}
             for metric in ("p99_us", "p999_us"):
                 records.append(record(bench, metric, "lower", bk.med(ours, metric),
                                       "nginx", bk.med(ngx, metric), params))
             print(json.dumps(records[-2:]), flush=True)
 
     size = os.path.getsize("www/files/1m.txt")
-    ours, ngx = bk.alternate(RUNS, lambda: Ours(1), lambda: Nginx(1),
+    ours, ngx = bk.alternate(RUNS, [lambda: Ours(1), lambda: Nginx(1)],
                              lambda s: wrk(s.port, "/files/1m.txt", 1, True))
     params = {"file": "www/files/1m.txt", "connections": CONNS, "server_cores": 1,
               "driver": "wrk", "seconds": SECS}
@@ -260,7 +287,7 @@ def main():
     # of each client's time is its own.
     # Each round starts a fresh nginx and rotates which client goes first, so that
     # none always meets the target cold.
-    floor = build_floor_client()
+    floor = build_floor("floor_client")
     clients = [
         (lambda port: loadgen(port, "/files/1k.txt", 1), "requests_per_sec", []),
         (lambda port: wrk(port, "/files/1k.txt", 1, True), "rps", []),
@@ -317,12 +344,15 @@ def main():
     os.makedirs("target/bench", exist_ok=True)
     with open("target/bench/web.json", "w") as f:
         json.dump(records, f, indent=1)
-    print(f"{'bench':24} {'metric':18} {'ours':>14} {'anchor':>14} {'ratio':>7} better")
+    print(f"{'bench':24} {'metric':18} {'ours':>14} {'anchor':>14} {'ratio':>7} better "
+          f"{'floor server':>12}")
     for r in records:
         ratio = f"{r['ratio']:.3f}" if r["ratio"] else "-"
         anchor = f"{r['anchor_value']:.1f}" if r["anchor_value"] else "-"
+        floor = r["params"].get(f"floor_server_{r['metric']}")
+        floor = f"{floor:12.1f}" if floor is not None else ""
         print(f"{r['bench']:24} {r['metric']:18} {r['ours']:14.1f} {anchor:>14} {ratio:>7} "
-              f"{r['better']}")
+              f"{r['better']:6} {floor}")
 
 
 if __name__ == "__main__":
