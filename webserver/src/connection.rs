@@ -168,6 +168,51 @@ impl ServerContext {
             });
         }
     }
+
+    /// The access-log entry of `req`'s response, whose body is still to stream; `None`
+    /// without an access log.
+    fn pending_log(
+        &self,
+        peer: Option<SocketAddr>,
+        req: &Request<'_>,
+        status: u16,
+    ) -> Option<PendingLog> {
+        self.access_log.as_ref()?;
+        Some(PendingLog {
+            peer,
+            method: req.method_token.into(),
+            target: req.target.into(),
+            version: req.version,
+            status,
+        })
+    }
+
+    /// Logs a streamed response once its body has gone, `body` bytes of it taken by the
+    /// client.
+    fn log_streamed(&self, pending: Option<PendingLog>, body: u64) {
+        if let (Some(log), Some(p)) = (&self.access_log, pending) {
+            log.record(&LogEntry {
+                peer: p.peer,
+                time: self.date.now(),
+                method: &p.method,
+                target: &p.target,
+                version: Some(p.version),
+                status: p.status,
+                body_bytes: body,
+            });
+        }
+    }
+}
+
+/// The access-log entry of a response whose body streams after its head: logged when
+/// the body has gone (or failed), with the bytes the client took. It holds a copy of
+/// the request line, since the read buffer may be reused meanwhile.
+struct PendingLog {
+    peer: Option<SocketAddr>,
+    method: Box<str>,
+    target: Box<str>,
+    version: Version,
+    status: u16,
 }
 
 /// Why a connection could not finish normally.
@@ -219,6 +264,7 @@ pub async fn serve_connection<T: Transport, F: FileSource>(
     let mut io = Counted {
         inner: io,
         counters: &ctx.counters,
+        written: 0,
     };
     let mut conn = Conn {
         io: &mut io,
@@ -234,8 +280,8 @@ pub async fn serve_connection<T: Transport, F: FileSource>(
     }
 }
 
-struct Conn<'a, T> {
-    io: &'a mut T,
+struct Conn<'a, 'b, T> {
+    io: &'a mut Counted<'b, T>,
     ctx: &'a ServerContext,
     out: Vec<u8>,
     scratch: Vec<u8>,
@@ -248,7 +294,7 @@ struct Conn<'a, T> {
 /// A response decided and written (head, and body if buffered) into the output.
 struct Reply<H> {
     status: Status,
-    /// Body bytes of the response (for the access log).
+    /// Body bytes of the response (for the access log, unless the body streams).
     body_bytes: u64,
     keep_alive: bool,
     /// A body still to stream after the head.
@@ -269,10 +315,12 @@ enum Step<H> {
         head_len: usize,
         body_len: u64,
         reply: Reply<H>,
+        /// The access-log entry of a reply whose body streams.
+        pending: Option<PendingLog>,
     },
 }
 
-impl<T: Transport> Conn<'_, T> {
+impl<T: Transport> Conn<'_, '_, T> {
     async fn run<F: FileSource>(
         &mut self,
         files: &F,
@@ -295,13 +343,20 @@ impl<T: Transport> Conn<'_, T> {
                     Ok(Some(req)) => {
                         let keep_alive = req.keep_alive && !self.ctx.is_shutting_down();
                         let reply = self.respond(&req, files, keep_alive).await;
-                        self.ctx.counters.response(reply.status.code());
-                        self.ctx
-                            .log(peer, Some(&req), reply.status.code(), reply.body_bytes);
+                        let status = reply.status.code();
+                        self.ctx.counters.response(status);
+                        // A streamed body is logged once it has gone, with what was sent.
+                        let pending = if reply.stream.is_some() {
+                            self.ctx.pending_log(peer, &req, status)
+                        } else {
+                            self.ctx.log(peer, Some(&req), status, reply.body_bytes);
+                            None
+                        };
                         Step::Served {
                             head_len: req.head_len,
                             body_len: req.body_len,
                             reply,
+                            pending,
                         }
                     }
                 }
@@ -321,6 +376,7 @@ impl<T: Transport> Conn<'_, T> {
                     head_len,
                     body_len,
                     reply,
+                    pending,
                 } => {
                     start += head_len;
                     let in_buf = body_len.min((end - start) as u64);
@@ -328,14 +384,15 @@ impl<T: Transport> Conn<'_, T> {
                     let mut body_left = body_len - in_buf;
                     if body_left > 0 {
                         // The client may wait for the answer before sending the body.
-                        self.flush().await?;
+                        if let Err(e) = self.flush().await {
+                            self.abandon(files, reply.stream, pending).await;
+                            return Err(e.into());
+                        }
                         while body_left > 0 {
                             let deadline = self.io.now() + settings.header_timeout;
                             let n = match self.io.read(&mut buf, deadline).await {
                                 Ok(0) | Err(_) => {
-                                    if let Some(s) = reply.stream {
-                                        files.close(s.file).await;
-                                    }
+                                    self.abandon(files, reply.stream, pending).await;
                                     return Ok(ConnectionEnd::PeerClosed);
                                 }
                                 Ok(n) => n,
@@ -346,8 +403,9 @@ impl<T: Transport> Conn<'_, T> {
                         }
                     }
                     if let Some(s) = reply.stream {
-                        let sent = self.send_file(files, &s).await;
+                        let (sent, body) = self.send_file(files, &s).await;
                         files.close(s.file).await;
+                        self.ctx.log_streamed(pending, body);
                         sent?;
                     }
                     if !reply.keep_alive {
@@ -440,7 +498,22 @@ impl<T: Transport> Conn<'_, T> {
         Ok(())
     }
 
-    /// Writes the pending head, then streams the file body.
+    /// Gives up a reply's streamed body before any of it was sent: closes the file and
+    /// logs the reply with no body bytes.
+    async fn abandon<F: FileSource>(
+        &self,
+        files: &F,
+        stream: Option<Stream<F::File>>,
+        pending: Option<PendingLog>,
+    ) {
+        if let Some(s) = stream {
+            files.close(s.file).await;
+        }
+        self.ctx.log_streamed(pending, 0);
+    }
+
+    /// Writes the pending head, then streams the file body; also returns how many
+    /// bytes of the body the client took, all of them or, when it failed, some.
     ///
     /// The head leaves with the body's first bytes rather than as a small segment of
     /// its own: that saves a packet, and on Linux a lone small segment ahead of a large
@@ -450,20 +523,23 @@ impl<T: Transport> Conn<'_, T> {
         &mut self,
         files: &F,
         s: &Stream<F::File>,
-    ) -> Result<(), ConnectionError> {
-        self.write_out(true).await?;
+    ) -> (Result<(), ConnectionError>, u64) {
+        if let Err(e) = self.write_out(true).await {
+            return (Err(e.into()), 0);
+        }
+        let before = self.io.written;
         let timeout = self.ctx.settings.send_timeout;
-        files
+        let sent = files
             .send_to(
                 &s.file,
                 s.offset,
                 s.len,
-                self.io,
+                &mut *self.io,
                 &mut self.scratch,
                 timeout,
             )
-            .await?;
-        Ok(())
+            .await;
+        (sent.map_err(Into::into), self.io.written - before)
     }
 
     /// Decides the response to `req` and writes it (except a streamed body).

@@ -113,6 +113,16 @@ async fn write_all_by<T: Transport + ?Sized>(
 pub(crate) struct Counted<'a, T> {
     pub(crate) inner: &'a mut T,
     pub(crate) counters: &'a crate::counters::Counters,
+    /// Bytes the peer took on this connection so far.
+    pub(crate) written: u64,
+}
+
+impl<T> Counted<'_, T> {
+    fn wrote(&mut self, n: u64) {
+        self.written += n;
+        self.counters
+            .wrote(usize::try_from(n).unwrap_or(usize::MAX));
+    }
 }
 
 impl<T: Transport> Transport for Counted<'_, T> {
@@ -124,13 +134,13 @@ impl<T: Transport> Transport for Counted<'_, T> {
 
     async fn write(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
         let n = self.inner.write(buf, stall).await?;
-        self.counters.wrote(n);
+        self.wrote(n as u64);
         Ok(n)
     }
 
     async fn write_more(&mut self, buf: &[u8], stall: Duration) -> Result<usize, TransportError> {
         let n = self.inner.write_more(buf, stall).await?;
-        self.counters.wrote(n);
+        self.wrote(n as u64);
         Ok(n)
     }
 
@@ -152,8 +162,7 @@ impl<T: Transport> Transport for Counted<'_, T> {
     ) -> Option<Result<(), SendError>> {
         let before = *sent;
         let r = self.inner.send_file(file, offset, len, stall, sent).await;
-        self.counters
-            .wrote(usize::try_from(*sent - before).unwrap_or(usize::MAX));
+        self.wrote(*sent - before);
         r
     }
 }

@@ -52,6 +52,7 @@ on_both_networks!(
     connection_cap_pauses_accepting,
     graceful_shutdown_finishes_in_flight_requests,
     every_file_arrives_intact,
+    an_aborted_file_stream_counts_what_was_sent,
 );
 
 /// A fresh root for a test on `on`: `a.txt`, `big.bin` (200 KiB), `sub/index.html`, `empty/`,
@@ -437,6 +438,62 @@ fn default_root_access_log_and_cli_errors() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("document root"));
+}
+
+/// A client that goes away in the middle of a large file: the totals and the access log
+/// count the body bytes the client's side took, not the whole file, and agree with each
+/// other to the byte.
+fn an_aborted_file_stream_counts_what_was_sent(on: NetBackend) {
+    let root = root(on, "aborted");
+    let size = 64u64 << 20;
+    let file = std::fs::File::create(root.join("huge.bin")).unwrap();
+    file.set_len(size).unwrap();
+    let log = root.parent().unwrap().join("access.log");
+    let s = Server::start(on, Some(&root), &["--access-log", log.to_str().unwrap()]);
+    let mut c = s.connect();
+    c.write_all(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut got = vec![0u8; 256 * 1024];
+    let mut have = 0;
+    while have < got.len() {
+        let n = c.read(&mut got[have..]).unwrap();
+        assert!(n > 0, "the server closed after {have} bytes");
+        have += n;
+    }
+    let head_len = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    // Closing with unread data resets the connection: the server's next write fails.
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal(libc::SIGTERM);
+    let (status, stdout) = s.wait();
+    assert!(status.success(), "{status:?}");
+    let out: u64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("bytes: ")?
+                .split(", ")
+                .nth(1)?
+                .strip_suffix(" out")
+        })
+        .unwrap_or_else(|| panic!("no byte totals in {stdout}"))
+        .parse()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let logged: u64 = text
+        .lines()
+        .find(|l| l.contains("\"GET /huge.bin HTTP/1.1\" 200 "))
+        .unwrap_or_else(|| panic!("no log line for the file in {text}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        logged >= (have - head_len) as u64 && logged < size,
+        "logged {logged} of {size} body bytes; the client read {have}"
+    );
+    assert_eq!(out, head_len as u64 + logged, "totals {out}, log {logged}");
 }
 
 /// Every file of the bundled site, and a generated 100 MiB file, arrive byte for byte.
