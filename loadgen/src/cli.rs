@@ -82,7 +82,7 @@ pub struct Config {
     pub no_keepalive: bool,
 
     /// Time allowed for each response (and each connect)
-    #[arg(long, value_name = "T", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "T", default_value = "2s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 
     /// Write every figure of the report as JSON to FILE
@@ -269,6 +269,17 @@ pub fn share_range(total: usize, parts: usize, index: usize) -> Range<usize> {
 }
 
 pub use threadlib::time::parse_duration;
+
+/// `--timeout`: a duration as [`parse_duration`] reads it, greater than zero (a zero
+/// timeout would fail every request).
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!(
+            "invalid duration {text:?}: must be greater than zero"
+        )),
+        d => Ok(d),
+    }
+}
 
 /// `--max-error-rate`: a fraction in [0, 1] (`0.05`), or a percentage in [0, 100]
 /// with a `%` sign (`5%`); returned as a fraction.
@@ -495,6 +506,10 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         for bad in ["", "ms", "1x", "-1s", "1.2.3s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_positive_duration("1ms"), Ok(Duration::from_millis(1)));
+        for zero in ["0", "0s", "0.0ms"] {
+            assert!(parse_positive_duration(zero).is_err(), "{zero}");
         }
     }
 }

@@ -377,6 +377,9 @@ fn bad_command_lines_exit_2_with_usage() {
         &["--max-error-rate", "150%", "http://127.0.0.1:1/"],
         &["--max-error-rate", "-0.1", "http://127.0.0.1:1/"],
         &["--max-error-rate", "lots", "http://127.0.0.1:1/"],
+        &["--timeout", "0", "http://127.0.0.1:1/"],
+        &["-d", "0s", "http://127.0.0.1:1/"],
+        &["-n", "0", "http://127.0.0.1:1/"],
         &[],
     ] {
         let run = loadgen(args, None);

@@ -163,6 +163,9 @@ pub enum ConfigError {
     /// The URI limit must leave room for the rest of the head.
     #[error("--max-uri-bytes must be below --max-header-bytes")]
     UriLimitTooLarge,
+    /// A zero URI limit would refuse every request.
+    #[error("--max-uri-bytes must be at least 1")]
+    UriLimitZero,
     /// A zero timeout would close every connection at once.
     #[error("{0} must be greater than zero")]
     ZeroTimeout(&'static str),
@@ -201,6 +204,9 @@ impl Config {
         }
         if self.max_uri_bytes >= self.max_header_bytes {
             return Err(ConfigError::UriLimitTooLarge);
+        }
+        if self.max_uri_bytes == 0 {
+            return Err(ConfigError::UriLimitZero);
         }
         for (name, d) in [
             ("--header-timeout", self.header_timeout),
@@ -488,6 +494,8 @@ mod tests {
         assert_eq!(c.validate(), Err(ConfigError::HeaderLimitTooSmall));
         let c = parse(&["--max-uri-bytes", "9000"]).unwrap();
         assert_eq!(c.validate(), Err(ConfigError::UriLimitTooLarge));
+        let c = parse(&["--max-uri-bytes", "0"]).unwrap();
+        assert_eq!(c.validate(), Err(ConfigError::UriLimitZero));
         let c = parse(&["--keepalive-timeout", "0s"]).unwrap();
         assert_eq!(
             c.validate(),

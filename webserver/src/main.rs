@@ -9,6 +9,7 @@
 mod server;
 
 use std::fs::OpenOptions;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -34,6 +35,11 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::ValueValidation, e)
             .exit()
     });
+    let root = document_root(&config).unwrap_or_else(|e| {
+        Config::command()
+            .error(clap::error::ErrorKind::ValueValidation, e)
+            .exit()
+    });
     // The user-space stack's device first: a missing setup is a usage error (exit 2)
     // that names its fix.
     let tun = match config
@@ -46,7 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&config, content, tun) {
+    match run(&config, root, content, tun) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("webserver: {e:#}");
@@ -55,7 +61,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: &Config, content: ContentOptions, tun: Option<OpenedTun>) -> anyhow::Result<()> {
+/// The document root, made absolute, or what is wrong with it (a usage error).
+fn document_root(config: &Config) -> Result<PathBuf, String> {
+    let root = config.root();
+    let what = match &config.root {
+        Some(_) => format!("--root {}", root.display()),
+        None => format!(
+            "the bundled sample site (looked for at {}; pass --root DIR)",
+            root.display()
+        ),
+    };
+    match root.canonicalize() {
+        Ok(dir) if dir.is_dir() => Ok(dir),
+        Ok(_) => Err(format!("{what}: not a directory")),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
+fn run(
+    config: &Config,
+    root: PathBuf,
+    content: ContentOptions,
+    tun: Option<OpenedTun>,
+) -> anyhow::Result<()> {
     // Every connection holds a descriptor, and the default soft limit (often 1024) is
     // far below what the server can hold: raise it to the hard limit, or run with what
     // there is.
@@ -64,15 +92,6 @@ fn run(config: &Config, content: ContentOptions, tun: Option<OpenedTun>) -> anyh
     // signals arrive only through the signalfd the server waits on.
     threadlib::signal::block(&server::SIGNALS).context("blocking signals")?;
 
-    let root = config.root();
-    let root = root
-        .canonicalize()
-        .with_context(|| format!("document root {}", root.display()))?;
-    anyhow::ensure!(
-        root.is_dir(),
-        "document root {} is not a directory",
-        root.display()
-    );
     let cores = config.cores();
     let log_file = match &config.access_log {
         Some(LogTarget::File(path)) => Some(

@@ -436,8 +436,27 @@ fn default_root_access_log_and_cli_errors() {
         .args(["--root", "/nonexistent/dir", "--listen", "127.0.0.1:0"])
         .output()
         .unwrap();
-    assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("document root"));
+    assert_eq!(missing.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        said.contains("--root /nonexistent/dir") && said.contains("Usage"),
+        "{said}"
+    );
+    let not_a_dir = Command::new(exe)
+        .args(["--root", "/etc/hostname", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(not_a_dir.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_a_dir.stderr).contains("not a directory"));
+    for bad in [
+        &["--listen", "nonsense"][..],
+        &["--listen", "127.0.0.1"],
+        &["--cores", "0"],
+        &["--max-uri-bytes", "0"],
+    ] {
+        let out = Command::new(exe).args(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+    }
 }
 
 /// A client that goes away in the middle of a large file: the totals and the access log
