@@ -147,6 +147,7 @@ fn run(
         }
     }
     .context("runtime")??;
+    webserver::throttle::report_unreported_out_of_descriptors();
     println!("Totals:\n{}", report.totals);
     if report.connections_per_core.len() > 1 {
         let counts: Vec<String> = report

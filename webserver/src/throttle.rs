@@ -45,6 +45,13 @@ impl Throttle {
         st.last = Some(now);
         Some(std::mem::take(&mut st.suppressed))
     }
+
+    /// Takes the count of occurrences suppressed since the last report, which no report
+    /// has carried yet (for a last line when the program stops).
+    pub fn take_suppressed(&self) -> u64 {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut st.suppressed)
+    }
 }
 
 /// How often running out of file descriptors is reported, for the whole process.
@@ -58,6 +65,19 @@ static OUT_OF_DESCRIPTORS: Throttle = Throttle::new(FD_REPORT_EVERY);
 pub fn report_out_of_descriptors(now: Instant, during: &str, e: &io::Error) {
     if let Some(suppressed) = OUT_OF_DESCRIPTORS.admit(now) {
         eprintln!("webserver: {}", fd_report(during, e, suppressed));
+    }
+}
+
+/// Reports on stderr the occurrences of running out of file descriptors that came
+/// after the last report and so were never reported (nothing if there were none):
+/// called when the server stops, so that every occurrence is accounted for.
+pub fn report_unreported_out_of_descriptors() {
+    let suppressed = OUT_OF_DESCRIPTORS.take_suppressed();
+    if suppressed > 0 {
+        eprintln!(
+            "webserver: out of file descriptors: {suppressed} more occurrences since the \
+             last report"
+        );
     }
 }
 
@@ -92,6 +112,11 @@ mod tests {
         assert_eq!(t.admit(at(1500)), None);
         assert_eq!(t.admit(at(5000)), Some(1));
         assert_eq!(t.admit(at(6000)), Some(0));
+        assert_eq!(t.admit(at(6001)), None);
+        assert_eq!(t.admit(at(6002)), None);
+        assert_eq!(t.take_suppressed(), 2, "the rest after the last report");
+        assert_eq!(t.take_suppressed(), 0);
+        assert_eq!(t.admit(at(6003)), None, "still within the interval");
     }
 
     #[test]

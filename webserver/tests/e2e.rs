@@ -1197,7 +1197,7 @@ fn out_of_file_descriptors_is_503_and_passes() {
     let stderr_text = Arc::new(Mutex::new(String::new()));
     let mut stderr = child.stderr.take().unwrap();
     let collected = stderr_text.clone();
-    std::thread::spawn(move || {
+    let stderr_reader = std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = stderr.read(&mut buf) {
             if n == 0 {
@@ -1298,7 +1298,16 @@ fn out_of_file_descriptors_is_503_and_passes() {
     }
     let logged_for = exhausted.elapsed();
 
-    // Logged at most once per second, with the count of what was not logged.
+    // Stopped, the server reports what came after its last report.
+    // SAFETY: kill has no memory preconditions; `pid` is our child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("Totals:"), "{rest}");
+    stderr_reader.join().unwrap();
+
+    // Logged at most once per second, with the count of what was not logged, and
+    // every occurrence counted by some line: each 503 was one.
     let text = stderr_text.lock().unwrap().clone();
     let reports: Vec<&str> = text
         .lines()
@@ -1315,5 +1324,23 @@ fn out_of_file_descriptors_is_503_and_passes() {
             .iter()
             .any(|l| l.contains("more occurrences since the last report")),
         "{text}"
+    );
+    let counted: u64 = reports
+        .iter()
+        .map(|l| match l.split_once("; ") {
+            // A report: this occurrence, and the ones before it that it carries.
+            Some((_, more)) => 1 + more.split(' ').next().unwrap().parse::<u64>().unwrap(),
+            None if l.contains("(") => 1,
+            // The last line: only what came after the last report.
+            None => l
+                .rsplit(": ")
+                .next()
+                .and_then(|n| n.split(' ').next()?.parse().ok())
+                .unwrap(),
+        })
+        .sum();
+    assert!(
+        counted >= unavailable as u64,
+        "{counted} occurrences reported for {unavailable} 503s:\n{text}"
     );
 }
