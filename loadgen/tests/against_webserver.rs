@@ -277,6 +277,35 @@ fn plot_pictures_a_run_against_the_webserver() {
     for label in ["0%", "90%", "99%", "99.9%"] {
         assert!(labels.contains(&label), "{label}: {labels:?}");
     }
+    // The x axis is log10(1/(1-p)): the 0%, 90%, 99% and 99.9% ticks stand one decade
+    // apart, and every point stands where its percentile falls on that scale (up to
+    // 99.9%, where the printed percentile's six decimals place it within a pixel).
+    let tick = |label: &str| {
+        let node = of_class(&doc, "x-label")
+            .into_iter()
+            .find(|n| n.text() == Some(label))
+            .unwrap();
+        number(node, "x")
+    };
+    let (origin, decade) = (tick("0%"), tick("90%") - tick("0%"));
+    assert!(decade > 0.0);
+    for (label, decades) in [("99%", 2.0), ("99.9%", 3.0)] {
+        let want = origin + decades * decade;
+        assert!(
+            (tick(label) - want).abs() <= 0.2,
+            "{label} at {}, not {want}",
+            tick(label)
+        );
+    }
+    for point in points
+        .iter()
+        .filter(|p| number(**p, "data-percentile") <= 0.999)
+    {
+        let p = number(*point, "data-percentile");
+        let want = origin + decade * (1.0 / (1.0 - p)).log10();
+        let x = number(*point, "cx");
+        assert!((x - want).abs() <= 1.0, "p {p} at x {x}, not {want}");
+    }
 
     // (b) One point per second of the 2 s run, with the JSON report's figures.
     let per_second = json["per_second"].as_array().unwrap();
