@@ -485,6 +485,34 @@ fn an_unreachable_target_is_retried_with_backoff_and_reported() {
     assert!(stdout.contains(&line), "{stdout}");
     assert!(run.wall < Duration::from_secs(2) + SLACK, "{:?}", run.wall);
 
+    // A target that goes away during the run: the connections back off instead of
+    // flooding the counts, and the report says since when it has been unreachable.
+    let server = Server::start(Behaviour::Correct);
+    let url = server.url("/");
+    let away = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        drop(server);
+    });
+    let run = loadgen(&["-c", "4", "-t", "1", "-d", "3s", &url], Some("goes-away"));
+    away.join().unwrap();
+    // Responses arrived before it went: the run itself passed.
+    run.assert_success();
+    assert!(run.requests() > 0);
+    let connects = run.error("connect");
+    assert!(
+        (4..=4 * 10).contains(&connects),
+        "{connects} connect errors in 2 s"
+    );
+    let since = run.json()["unreachable_since_s"].as_f64().unwrap();
+    // It went 1 s after the run was started (the run itself starts a little later).
+    assert!((0.5..1.5).contains(&since), "{since}");
+    assert!(
+        run.stdout()
+            .contains(&format!("Target unreachable since {since:.2}s: ")),
+        "{}",
+        run.stdout()
+    );
+
     // A reachable target has no such line, and null in the JSON.
     let server = Server::start(Behaviour::Correct);
     let run = loadgen(&["-c", "1", "-n", "5", &server.url("/")], Some("reachable"));

@@ -102,8 +102,8 @@ impl Server {
                     }
                     let Ok(stream) = stream else { continue };
                     seen.lock().unwrap().connections += 1;
-                    let seen = seen.clone();
-                    std::thread::spawn(move || serve(stream, behaviour, &seen));
+                    let (seen, stop) = (seen.clone(), stop.clone());
+                    std::thread::spawn(move || serve(stream, behaviour, &seen, &stop));
                 }
             }
         });
@@ -125,6 +125,8 @@ impl Server {
     }
 }
 
+/// Dropped, the server goes away as a crashed one does: the listener closes (connects
+/// are refused) and each open connection is closed at its next request, unanswered.
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
@@ -139,8 +141,9 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Serves one connection until the client closes it (or the behaviour closes it).
-pub fn serve(mut stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Seen>) {
+/// Serves one connection until the client closes it, the behaviour closes it, or
+/// `stop` is set (then the next request is left unanswered and the connection closed).
+pub fn serve(mut stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Seen>, stop: &AtomicBool) {
     // A safety net: no test connection lives this long.
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut buf = Vec::new();
@@ -150,6 +153,10 @@ pub fn serve(mut stream: TcpStream, behaviour: Behaviour, seen: &Mutex<Seen>) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        if stop.load(Ordering::Acquire) {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
         buf.extend_from_slice(&chunk[..n]);
         let mut batch = 0;
         while let Some(at) = find(&buf, b"\r\n\r\n") {
