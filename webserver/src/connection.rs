@@ -188,7 +188,7 @@ impl ServerContext {
     }
 
     /// Logs a streamed response once its body has gone, `body` bytes of it taken by the
-    /// client.
+    /// connection.
     fn log_streamed(&self, pending: Option<PendingLog>, body: u64) {
         if let (Some(log), Some(p)) = (&self.access_log, pending) {
             log.record(&LogEntry {
@@ -205,8 +205,10 @@ impl ServerContext {
 }
 
 /// The access-log entry of a response whose body streams after its head: logged when
-/// the body has gone (or failed), with the bytes the client took. It holds a copy of
-/// the request line, since the read buffer may be reused meanwhile.
+/// the body has gone (or failed), with the bytes the connection took. It holds a copy
+/// of the request line, since the read buffer may be reused meanwhile. A connection
+/// whose future is dropped while the body streams logs nothing for it; the server
+/// cancels connections instead, which ends the sending with an error, and logs.
 struct PendingLog {
     peer: Option<SocketAddr>,
     method: Box<str>,
@@ -513,7 +515,7 @@ impl<T: Transport> Conn<'_, '_, T> {
     }
 
     /// Writes the pending head, then streams the file body; also returns how many
-    /// bytes of the body the client took, all of them or, when it failed, some.
+    /// bytes of the body the connection took, all of them or, when it failed, some.
     ///
     /// The head leaves with the body's first bytes rather than as a small segment of
     /// its own: that saves a packet, and on Linux a lone small segment ahead of a large

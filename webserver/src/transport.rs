@@ -113,7 +113,7 @@ async fn write_all_by<T: Transport + ?Sized>(
 pub(crate) struct Counted<'a, T> {
     pub(crate) inner: &'a mut T,
     pub(crate) counters: &'a crate::counters::Counters,
-    /// Bytes the peer took on this connection so far.
+    /// Bytes written on this connection so far (taken by the transport).
     pub(crate) written: u64,
 }
 

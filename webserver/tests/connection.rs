@@ -710,6 +710,46 @@ fn counters_and_access_log() {
     assert!(lines[2].ends_with("\"- -\" 505 ") || lines[2].contains("\" 505 "));
 }
 
+/// A streamed file body is logged once its sending has ended, with the body bytes the
+/// connection took: all of them, or none when the connection failed before the body.
+#[test]
+fn a_streamed_body_is_logged_with_what_was_sent() {
+    let logged = |io: &mut MockTransport| {
+        let files = MockFiles::site();
+        let log = Recorder::default();
+        let ctx = context(Settings::default()).with_access_log(Box::new(log.clone()));
+        serve(io, &files, &ctx);
+        assert_eq!(files.open_handles.get(), 0, "a file left open");
+        let text = String::from_utf8(log.0.borrow().clone()).unwrap();
+        text.lines()
+            .map(|l| l.rsplit_once("\" ").unwrap().1.to_string())
+            .collect::<Vec<_>>()
+    };
+    // Sent whole.
+    let mut io = MockTransport::sending(get("/big.bin", "").as_bytes());
+    assert_eq!(logged(&mut io), ["200 100000"]);
+    // Every write fails: the head never left, nor any of the body.
+    let mut io = MockTransport::sending(get("/big.bin", "").as_bytes());
+    io.fail_writes = true;
+    assert_eq!(logged(&mut io), ["200 0"]);
+    // The client goes away in the middle of its request body: the answer's body is
+    // never sent.
+    let mut io = MockTransport::new(vec![
+        Event::Data(get("/big.bin", "Content-Length: 50000\r\n").into_bytes()),
+        Event::Data(vec![b'x'; 20_000]),
+    ]);
+    assert_eq!(logged(&mut io), ["200 0"]);
+    let mut io = MockTransport::new(vec![
+        Event::Data(get("/big.bin", "Content-Length: 50000\r\n").into_bytes()),
+        Event::Fail,
+    ]);
+    assert_eq!(logged(&mut io), ["200 0"]);
+    // The head, sent before the request body is read, cannot be written.
+    let mut io = MockTransport::sending(get("/big.bin", "Content-Length: 5\r\n").as_bytes());
+    io.fail_writes = true;
+    assert_eq!(logged(&mut io), ["200 0"]);
+}
+
 /// Garbage, truncations and mutations of valid requests never panic, never leak a
 /// handle, and the server's output always starts with a status line.
 #[test]
