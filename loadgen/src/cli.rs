@@ -45,11 +45,11 @@ Exit status:
 #[command(name = "loadgen", version, about, long_about = None, after_help = EXIT_STATUS_HELP)]
 pub struct Config {
     /// Connections to keep open (in total, spread over the threads)
-    #[arg(short = 'c', long, value_name = "CONNS", default_value_t = NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN))]
+    #[arg(short = 'c', long, value_name = "CONNS", default_value_t = NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN), value_parser = parse_at_least_one)]
     pub connections: NonZeroUsize,
 
     /// Threads, one per core [default: all cores]
-    #[arg(short = 't', long, value_name = "CORES")]
+    #[arg(short = 't', long, value_name = "CORES", value_parser = parse_at_least_one)]
     pub threads: Option<NonZeroUsize>,
 
     /// Run for this long (e.g. 10s, 500ms, 2m) [default: 10s unless -n is given]
@@ -74,7 +74,7 @@ pub struct Config {
     pub method: String,
 
     /// Requests in flight per connection (HTTP pipelining)
-    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::MIN)]
+    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::MIN, value_parser = parse_at_least_one)]
     pub pipeline: NonZeroUsize,
 
     /// Open a new connection for every request (sends Connection: close)
@@ -295,6 +295,13 @@ pub fn parse_error_rate(text: &str) -> Result<f64, String> {
              percentage from 0% to 100% (5%)"
         )),
     }
+}
+
+/// `-c`, `-t` and `--pipeline`: a whole number, at least 1 (clap's own message for a
+/// zero speaks of types, not of the flag).
+fn parse_at_least_one(text: &str) -> Result<NonZeroUsize, String> {
+    text.parse()
+        .map_err(|_| format!("invalid number {text:?}: expected a whole number, at least 1"))
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {

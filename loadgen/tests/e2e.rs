@@ -390,6 +390,13 @@ fn bad_command_lines_exit_2_with_usage() {
             "{args:?}: {stderr}"
         );
     }
+    let run = loadgen(&["-c", "0", "http://127.0.0.1:1/"], None);
+    assert!(
+        run.stderr()
+            .contains("invalid number \"0\": expected a whole number, at least 1"),
+        "{}",
+        run.stderr()
+    );
     let run = loadgen(
         &[
             "--net",

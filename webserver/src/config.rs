@@ -67,7 +67,7 @@ pub struct Config {
 
     /// Number of cores (schedulers, listeners) [default: all]
     #[arg(long, value_name = "N")]
-    pub cores: Option<NonZeroUsize>,
+    pub cores: Option<usize>,
 
     /// Pin each core to a CPU of its own (the CPUs the server may use, e.g. under
     /// taskset, in order); unpinned, the kernel may put two busy cores on one CPU
@@ -172,6 +172,9 @@ pub enum ConfigError {
     /// At least one connection must be allowed.
     #[error("--max-connections must be at least 1")]
     NoConnections,
+    /// The server runs on at least one core.
+    #[error("--cores must be at least 1")]
+    NoCores,
     /// The user-space stack serves one IPv4 listener.
     #[error("--listen {}: with --net user the server has one IPv4 listener (the user-space stack is IPv4-only and has one address); give --listen once, with an IPv4 address, or use --net kernel", list(.0))]
     UserNetListeners(Vec<SocketAddr>),
@@ -219,6 +222,9 @@ impl Config {
         }
         if self.max_connections == 0 {
             return Err(ConfigError::NoConnections);
+        }
+        if self.cores == Some(0) {
+            return Err(ConfigError::NoCores);
         }
         if self.stats.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::ZeroStatsInterval);
@@ -299,7 +305,6 @@ impl Config {
     /// The number of cores to run on: `--cores`, else all available.
     pub fn cores(&self) -> usize {
         self.cores
-            .map(NonZeroUsize::get)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
     }
 
@@ -484,7 +489,8 @@ mod tests {
     #[test]
     fn bad_values_are_rejected() {
         assert!(parse(&["--listen", "nowhere"]).is_err());
-        assert!(parse(&["--cores", "0"]).is_err());
+        let c = parse(&["--cores", "0"]).unwrap();
+        assert_eq!(c.validate(), Err(ConfigError::NoCores));
         assert!(parse(&["--net", "carrier-pigeon"]).is_err());
         assert!(parse(&["--mime", "md"]).is_err());
         assert!(parse(&["--mime", "md=markdown"]).is_err());
