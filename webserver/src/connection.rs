@@ -156,13 +156,26 @@ impl ServerContext {
     }
 
     fn log(&self, peer: Option<SocketAddr>, req: Option<&Request<'_>>, status: u16, body: u64) {
+        let line = req.map(|r| (r.method_token, r.target, r.version));
+        self.log_line(peer, line, status, body);
+    }
+
+    /// Logs a response to the request line `(method, target, version)`, if it was
+    /// parsed.
+    fn log_line(
+        &self,
+        peer: Option<SocketAddr>,
+        line: Option<(&str, &str, Version)>,
+        status: u16,
+        body: u64,
+    ) {
         if let Some(log) = &self.access_log {
             log.record(&LogEntry {
                 peer,
                 time: self.date.now(),
-                method: req.map_or("-", |r| r.method_token),
-                target: req.map_or("-", |r| r.target),
-                version: req.map(|r| r.version),
+                method: line.map_or("-", |l| l.0),
+                target: line.map_or("-", |l| l.1),
+                version: line.map(|l| l.2),
                 status,
                 body_bytes: body,
             });
@@ -190,16 +203,9 @@ impl ServerContext {
     /// Logs a streamed response once its body has gone, `body` bytes of it taken by the
     /// connection.
     fn log_streamed(&self, pending: Option<PendingLog>, body: u64) {
-        if let (Some(log), Some(p)) = (&self.access_log, pending) {
-            log.record(&LogEntry {
-                peer: p.peer,
-                time: self.date.now(),
-                method: &p.method,
-                target: &p.target,
-                version: Some(p.version),
-                status: p.status,
-                body_bytes: body,
-            });
+        if let Some(p) = pending {
+            let line = (&*p.method, &*p.target, p.version);
+            self.log_line(p.peer, Some(line), p.status, body);
         }
     }
 }

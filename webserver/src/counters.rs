@@ -42,8 +42,8 @@ impl Counters {
         bump(&self.bytes_in, n as u64);
     }
 
-    pub(crate) fn wrote(&self, n: usize) {
-        bump(&self.bytes_out, n as u64);
+    pub(crate) fn wrote(&self, n: u64) {
+        bump(&self.bytes_out, n);
     }
 
     pub(crate) fn header_timeout(&self) {

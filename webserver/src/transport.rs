@@ -120,8 +120,7 @@ pub(crate) struct Counted<'a, T> {
 impl<T> Counted<'_, T> {
     fn wrote(&mut self, n: u64) {
         self.written += n;
-        self.counters
-            .wrote(usize::try_from(n).unwrap_or(usize::MAX));
+        self.counters.wrote(n);
     }
 }
 
