@@ -469,6 +469,23 @@ fn max_error_rate_decides_the_exit_status() {
     }
 }
 
+/// `run`'s connections backed off (their connect errors within `connects`), and its
+/// report says, in the JSON and on stdout, that the target has been unreachable since
+/// a time within `since` (seconds into the run).
+fn assert_backed_off_and_unreachable(
+    run: &Run,
+    connects: std::ops::RangeInclusive<u64>,
+    since: std::ops::Range<f64>,
+) {
+    let made = run.error("connect");
+    assert!(connects.contains(&made), "{made} connect errors");
+    let at = run.json()["unreachable_since_s"].as_f64().unwrap();
+    assert!(since.contains(&at), "{at}");
+    let stdout = run.stdout();
+    let line = format!("Target unreachable since {at:.2}s: ");
+    assert!(stdout.contains(&line), "{stdout}");
+}
+
 #[test]
 fn an_unreachable_target_is_retried_with_backoff_and_reported() {
     let closed = closed_port();
@@ -480,16 +497,7 @@ fn an_unreachable_target_is_retried_with_backoff_and_reported() {
     run.assert_run_failed("no request succeeded: 0 responses (0 with error statuses)");
     // Pauses doubling from 10 ms: 8 attempts in 2 s per connection (a fixed 10 ms
     // pause made 200).
-    let connects = run.error("connect");
-    assert!(
-        (4..=4 * 10).contains(&connects),
-        "{connects} connect errors"
-    );
-    let since = run.json()["unreachable_since_s"].as_f64().unwrap();
-    assert!((0.0..0.5).contains(&since), "{since}");
-    let stdout = run.stdout();
-    let line = format!("Target unreachable since {since:.2}s: ");
-    assert!(stdout.contains(&line), "{stdout}");
+    assert_backed_off_and_unreachable(&run, 4..=4 * 10, 0.0..0.5);
     assert!(run.wall < Duration::from_secs(2) + SLACK, "{:?}", run.wall);
 
     // A target that goes away during the run: the connections back off instead of
@@ -509,19 +517,8 @@ fn an_unreachable_target_is_retried_with_backoff_and_reported() {
     // Responses arrived before it went: the run itself passed.
     run.assert_success();
     assert!(run.requests() > 0);
-    let connects = run.error("connect");
-    assert!(
-        (4..=4 * 12).contains(&connects),
-        "{connects} connect errors in at most 3 s"
-    );
-    let since = run.json()["unreachable_since_s"].as_f64().unwrap();
-    assert!((1.0..3.0).contains(&since), "{since}");
-    assert!(
-        run.stdout()
-            .contains(&format!("Target unreachable since {since:.2}s: ")),
-        "{}",
-        run.stdout()
-    );
+    // At most 3 s of failing connects.
+    assert_backed_off_and_unreachable(&run, 4..=4 * 12, 1.0..3.0);
 
     // A reachable target has no such line, and null in the JSON.
     let server = Server::start(Behaviour::Correct);

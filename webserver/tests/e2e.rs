@@ -432,30 +432,30 @@ fn default_root_access_log_and_cli_errors() {
         assert_eq!(unprivileged.status.code(), Some(2), "{unprivileged:?}");
         assert!(String::from_utf8_lossy(&unprivileged.stderr).contains("needs root"));
     }
-    let missing = Command::new(exe)
-        .args(["--root", "/nonexistent/dir", "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert_eq!(missing.status.code(), Some(2));
-    let said = String::from_utf8_lossy(&missing.stderr);
-    assert!(
-        said.contains("--root /nonexistent/dir") && said.contains("Usage"),
-        "{said}"
-    );
-    let not_a_dir = Command::new(exe)
-        .args(["--root", "/etc/hostname", "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert_eq!(not_a_dir.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&not_a_dir.stderr).contains("not a directory"));
-    for bad in [
-        &["--listen", "nonsense"][..],
-        &["--listen", "127.0.0.1"],
-        &["--cores", "0"],
-        &["--max-uri-bytes", "0"],
+    // Bad values: exit 2, and a message naming what is wrong.
+    for (bad, says) in [
+        (
+            &["--root", "/nonexistent/dir", "--listen", "127.0.0.1:0"][..],
+            &["--root /nonexistent/dir", "Usage"][..],
+        ),
+        (
+            &["--root", "/etc/hostname", "--listen", "127.0.0.1:0"],
+            &["not a directory"],
+        ),
+        (&["--listen", "nonsense"], &["--listen"]),
+        (&["--listen", "127.0.0.1"], &["--listen"]),
+        (&["--cores", "0"], &["--cores must be at least 1"]),
+        (
+            &["--max-uri-bytes", "0"],
+            &["--max-uri-bytes must be at least 1"],
+        ),
     ] {
         let out = Command::new(exe).args(bad).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        for text in says {
+            assert!(said.contains(text), "{bad:?}: {said}");
+        }
     }
 }
 
