@@ -1,6 +1,7 @@
 """The Python side of benchkit, shared by the bench scripts (bench_web.py,
 bench_user.py): the result record of docs/ARCHITECTURE.md, alternating runs and their
-medians, wrk's output, nginx's configuration, and stopping, sizing and timing processes.
+medians, wrk's output, nginx's configuration, and placing, stopping, sizing and timing
+processes.
 
 A script imports it with `sys.path.insert(0, <repository>/benchkit)`.
 """
@@ -19,6 +20,14 @@ def record(bench, metric, better, ours, anchor, anchor_value, params, runs):
             "anchor": anchor, "anchor_value": anchor_value,
             "ratio": ours / anchor_value if anchor_value else None,
             "runs": runs, "params": params}
+
+
+def pinned(cpu, cmd):
+    """`cmd` run on CPU `cpu` (under taskset), or as it is when `cpu` is None or the
+    machine has a single CPU."""
+    if cpu is None or (os.cpu_count() or 1) == 1:
+        return cmd
+    return ["taskset", "-c", str(cpu), *cmd]
 
 
 def alternate(runs, starts, measure):

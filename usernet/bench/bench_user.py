@@ -91,10 +91,6 @@ def inside(cmd):
     return ["ip", "netns", "exec", NS, *cmd]
 
 
-def pinned(cpu, cmd):
-    return ["taskset", "-c", str(cpu), *cmd] if NCPU > 1 and cpu is not None else cmd
-
-
 def wait_listening(port, timeout=10.0):
     end = time.time() + timeout
     while time.time() < end:
@@ -115,7 +111,7 @@ class UserServer:
         cmd = [WEB, "--root", ROOT, "--net", "user", "--netns", NS, "--tun", DEV,
                "--cores", str(cores)]
         self.out = tempfile.TemporaryFile(mode="w+")
-        self.p = subprocess.Popen(pinned(pin if cores == 1 else None, cmd), stdout=self.out)
+        self.p = subprocess.Popen(bk.pinned(pin if cores == 1 else None, cmd), stdout=self.out)
         end = time.time() + 10
         while True:
             self.out.seek(0)
@@ -140,7 +136,7 @@ class KernelServer:
         self.port = 8090
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [WEB, "--root", ROOT, "--listen", f"127.0.0.1:{self.port}", "--cores", str(cores)]
-        self.p = subprocess.Popen(inside(pinned(pin if cores == 1 else None, cmd)),
+        self.p = subprocess.Popen(inside(bk.pinned(pin if cores == 1 else None, cmd)),
                                   stdout=subprocess.DEVNULL)
         wait_listening(self.port)
 
@@ -177,7 +173,7 @@ class Nginx:
 
 def wrk(url, threads, pin):
     cmd = ["wrk", f"-t{threads}", f"-c{CONNS}", f"-d{SECS}s", "--latency", url]
-    out = subprocess.run(inside(pinned(1 if pin else None, cmd)), capture_output=True,
+    out = subprocess.run(inside(bk.pinned(1 if pin else None, cmd)), capture_output=True,
                          text=True, check=True).stdout
     return bk.parse_wrk(out)
 
@@ -190,9 +186,9 @@ def loadgen(net, url, threads=1, conns=CONNS, secs=SECS, rate=None, pin=1):
             cmd += ["-R", str(rate), "--timeout", "10s"]
         if net == "user":
             cmd += ["--net", "user", "--netns", NS, "--tun", CLIENT_DEV]
-            cmd = pinned(pin, cmd)
+            cmd = bk.pinned(pin, cmd)
         else:
-            cmd = inside(pinned(pin, cmd))
+            cmd = inside(bk.pinned(pin, cmd))
         subprocess.run(cmd + [url], stdout=subprocess.DEVNULL, check=False)
         return json.load(open(f.name))
 
@@ -228,7 +224,7 @@ def syscalls_per_request(server, requests=100_000):
                               stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         with tempfile.NamedTemporaryFile(suffix=".json") as f:
-            cmd = inside(pinned(1, [LOADGEN, "-c", str(CONNS), "-t", "1", "-n", str(requests),
+            cmd = inside(bk.pinned(1, [LOADGEN, "-c", str(CONNS), "-t", "1", "-n", str(requests),
                                     "--json", f.name, f"{srv.url}/files/1k.txt"]))
             subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
             done = json.load(open(f.name))["requests"]

@@ -79,9 +79,9 @@ class Ours:
 
     def __init__(self, cores):
         self.port = free_port()
-        cmd = [WEB, "--root", ROOT, "--listen", f"127.0.0.1:{self.port}", "--cores", str(cores)]
-        if cores == 1 and NCPU > 1:
-            cmd = ["taskset", "-c", "0"] + cmd
+        cmd = bk.pinned(0 if cores == 1 else None,
+                        [WEB, "--root", ROOT, "--listen", f"127.0.0.1:{self.port}",
+                         "--cores", str(cores)])
         # Its report (a few lines, printed on SIGTERM) goes to a file, not a pipe that
         # nothing reads while it runs.
         self.out = tempfile.TemporaryFile(mode="w+")
@@ -132,9 +132,7 @@ class FloorServer:
     def __init__(self, binary, threads):
         self.port = free_port()
         cmd = [binary, str(self.port), os.path.join(ROOT, "files", "1k.txt"), str(threads)]
-        if threads == 1 and NCPU > 1:
-            cmd = ["taskset", "-c", "0"] + cmd
-        self.p = subprocess.Popen(cmd)
+        self.p = subprocess.Popen(bk.pinned(0 if threads == 1 else None, cmd))
         wait_port(self.port)
 
     def stop(self):
@@ -144,8 +142,7 @@ class FloorServer:
 def wrk(port, path, threads, pin):
     cmd = ["wrk", f"-t{threads}", f"-c{CONNS}", f"-d{SECS}s", "--latency",
            f"http://127.0.0.1:{port}{path}"]
-    if pin and NCPU > 1:
-        cmd = ["taskset", "-c", "1"] + cmd
+    cmd = bk.pinned(1 if pin else None, cmd)
     return bk.parse_wrk(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
@@ -155,8 +152,7 @@ def loadgen(port, path, threads, conns=CONNS, secs=SECS, rate=None, pin=True):
                "--json", f.name, f"http://127.0.0.1:{port}{path}"]
         if rate:
             cmd[1:1] = ["-R", str(rate), "--timeout", "10s"]
-        if pin and NCPU > 1:
-            cmd = ["taskset", "-c", "1"] + cmd
+        cmd = bk.pinned(1 if pin else None, cmd)
         subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False)
         return json.load(open(f.name))
 
@@ -172,9 +168,7 @@ def build_floor(name):
 
 def floor_client(binary, port, path):
     """One floor-client run like `wrk` above (same connections, seconds, CPU)."""
-    cmd = [binary, str(port), path, str(CONNS), str(SECS)]
-    if NCPU > 1:
-        cmd = ["taskset", "-c", "1"] + cmd
+    cmd = bk.pinned(1, [binary, str(port), path, str(CONNS), str(SECS)])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
     requests, secs = int(out[0]), float(out[3].rstrip("s"))
     return {"requests": requests, "rps": requests / secs}
