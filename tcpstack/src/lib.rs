@@ -62,6 +62,7 @@ mod event;
 mod handle;
 mod isn;
 mod listener;
+mod sink;
 mod stack;
 pub mod wire;
 
@@ -72,4 +73,5 @@ pub use counters::{Counters, DropReason};
 pub use error::{ConfigError, ConnError, Error};
 pub use event::{ConnInfo, Event, TcpState};
 pub use handle::{ConnId, ListenerId};
+pub use sink::Gathered;
 pub use stack::{Stack, Transmit, MIN_TRANSMIT_BUF};

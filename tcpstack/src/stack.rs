@@ -15,6 +15,7 @@ use crate::event::{Event, TcpState};
 use crate::handle::{ConnId, ListenerId, Slab};
 use crate::isn::{FourTuple, KeyedHasher, Secrets};
 use crate::listener::Listener;
+use crate::sink::{CopyInto, GatherInto, Gathered, PacketSink};
 use crate::Instant;
 
 /// The shortest buffer [`Stack::poll_transmit`] writes into: an IPv4 header without
@@ -272,9 +273,46 @@ impl Stack {
     /// `None` while a packet waits whose headers do not fit: it stays queued for the
     /// next call.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        self.transmit_into(now, &mut CopyInto(buf)).map(|(t, ())| t)
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) without copying the payload: writes the
+    /// next packet's headers into `head` and calls `send` with them and the payload,
+    /// borrowed from the connection's send buffer, to send (or copy) before it
+    /// returns. Returns what `send` returned, or `None` when there is nothing to send.
+    ///
+    /// A packet is at most `max_len` bytes, payload included, as it is at most
+    /// `buf.len()` for `poll_transmit`. `head` should hold at least the configured MTU:
+    /// packets without payload (an ICMP echo reply among them) are written into it
+    /// whole. With a `head` or `max_len` shorter than [`MIN_TRANSMIT_BUF`] a packet
+    /// may wait for a later call, as with a short buffer. The stack does the same
+    /// bookkeeping either way; whatever `send` does with the packet, the stack counts
+    /// it as sent (TCP repairs a loss).
+    pub fn poll_transmit_gathered<R>(
+        &mut self,
+        now: Instant,
+        head: &mut [u8],
+        max_len: usize,
+        send: impl FnOnce(Transmit, Gathered<'_>) -> R,
+    ) -> Option<R> {
+        let mut sink = GatherInto {
+            head,
+            max_len,
+            send: Some(send),
+        };
+        self.transmit_into(now, &mut sink).and_then(|(_, r)| r)
+    }
+
+    /// Puts the next packet into `sink`: control packets first, then the connections
+    /// that have something to send, in turn.
+    fn transmit_into<S: PacketSink>(
+        &mut self,
+        now: Instant,
+        sink: &mut S,
+    ) -> Option<(Transmit, S::Sent)> {
         while let Some(c) = self.control.queue.pop_front() {
-            let Some(n) = c.emit(buf, self.cfg.addr, self.cfg.ttl) else {
-                if buf.len() < MIN_TRANSMIT_BUF {
+            let Some(n) = c.emit(sink.head(), self.cfg.addr, self.cfg.ttl) else {
+                if sink.is_short() {
                     // Too short a buffer: keep the packet for the next call.
                     self.control.queue.push_front(c);
                     return None;
@@ -288,22 +326,23 @@ impl Stack {
             if tcp {
                 self.counters.tcp_tx_segments += 1;
             }
-            return Some(Transmit::complete(n, if tcp { n as u16 } else { 0 }));
+            let t = Transmit::complete(n, if tcp { n as u16 } else { 0 });
+            return Some((t, sink.send(t, [&[], &[]])));
         }
         let (ttl, offload) = (self.cfg.ttl, self.cfg.tx_offload);
         while let Some(&idx) = self.tx_queue.front() {
             match self.call(idx, |tcb, ctx| {
-                tcb.poll_transmit(now, buf, ttl, offload, ctx)
+                tcb.poll_transmit(now, sink, ttl, offload, ctx)
             }) {
-                Some(Some(t)) => {
+                Some(Some(sent)) => {
                     self.counters.ip_tx_packets += 1;
                     self.counters.tcp_tx_segments += 1;
                     self.after(idx);
-                    return Some(t);
+                    return Some(sent);
                 }
                 // With a short buffer, "nothing" may mean "nothing that fits": leave
                 // the connection queued for a call with a larger one.
-                Some(None) if buf.len() < MIN_TRANSMIT_BUF => return None,
+                Some(None) if sink.is_short() => return None,
                 Some(None) => {
                     self.tx_queue.pop_front();
                     if let Some(conn) = self.conns.at_mut(idx) {

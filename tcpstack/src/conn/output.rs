@@ -8,6 +8,7 @@ use crate::config::TxOffload;
 use crate::event::TcpState;
 use crate::inline_vec::InlineVec;
 use crate::sack::MAX_SACK_BLOCKS;
+use crate::sink::PacketSink;
 use crate::wire::{flags, SegmentOut};
 use crate::{Instant, SeqNum, Transmit};
 
@@ -76,19 +77,19 @@ impl Tcb {
         self.snd_wnd.saturating_sub(self.snd_max - self.snd_una)
     }
 
-    /// Writes the next segment into `buf`, finished as far as `offload` leaves it to
+    /// Puts the next segment into `sink`, finished as far as `offload` leaves it to
     /// the stack.
-    pub fn poll_transmit(
+    pub(crate) fn poll_transmit<S: PacketSink>(
         &mut self,
         now: Instant,
-        buf: &mut [u8],
+        sink: &mut S,
         ttl: u8,
         offload: TxOffload,
         ctx: &mut Ctx<'_>,
-    ) -> Option<Transmit> {
+    ) -> Option<(Transmit, S::Sent)> {
         let mss = self.mss_now();
         let out = self.next_segment(now, mss, Self::burst_limit(offload, mss), ctx)?;
-        self.emit(now, buf, ttl, offload.checksum, out, ctx)
+        self.emit(now, sink, ttl, offload.checksum, out, ctx)
     }
 
     /// How many SACK blocks the next segment reports: as many as the option space
@@ -345,15 +346,15 @@ impl Tcb {
         window::advertised(target, cur, self.rcv_shift)
     }
 
-    fn emit(
+    fn emit<S: PacketSink>(
         &mut self,
         now: Instant,
-        buf: &mut [u8],
+        sink: &mut S,
         ttl: u8,
         partial_checksum: bool,
         mut out: Out,
         ctx: &mut Ctx<'_>,
-    ) -> Option<Transmit> {
+    ) -> Option<(Transmit, S::Sent)> {
         let syn = out.syn;
         let syn_ack = syn && self.state != TcpState::SynSent;
         let timestamp = self.ts_enabled.then(|| {
@@ -395,10 +396,10 @@ impl Tcb {
             partial_checksum,
         };
         let hl = header.headers_len();
-        if buf.len() < hl {
+        if sink.head().len() < hl || sink.max_len() < hl {
             return None;
         }
-        let room = u32::try_from(buf.len() - hl).unwrap_or(u32::MAX);
+        let room = u32::try_from(sink.max_len() - hl).unwrap_or(u32::MAX);
         if out.len > room {
             out.len = room;
             out.fin = false;
@@ -422,22 +423,20 @@ impl Tcb {
         } else {
             0
         };
-        let (a, b) = self.send_buf.slices_at(off, out.len as usize);
-        let n = header.emit(buf, out.len as usize, |dst| {
-            dst[..a.len()].copy_from_slice(a);
-            dst[a.len()..a.len() + b.len()].copy_from_slice(b);
-        });
+        let payload = <[&[u8]; 2]>::from(self.send_buf.slices_at(off, out.len as usize));
+        header.emit_headers(sink.head(), payload);
         let mss = self.mss_with_blocks(sacks.len());
         let segment_size = (out.len > mss).then(|| {
             ctx.counters.tx_super_segments += 1;
             mss as u16
         });
         let transmit = Transmit {
-            len: n,
+            len: hl + out.len as usize,
             segment_size,
             header_len: hl as u16,
             partial_checksum,
         };
+        let sent = sink.send(transmit, payload);
 
         // Bookkeeping.
         self.last_send = now;
@@ -505,6 +504,6 @@ impl Tcb {
                 self.arm_tlp(now);
             }
         }
-        Some(transmit)
+        Some((transmit, sent))
     }
 }

@@ -25,6 +25,12 @@ struct Pair {
     sent: [u64; 2],
     events_a: Vec<Event>,
     events_b: Vec<Event>,
+    /// A sends with `poll_transmit_gathered`, putting each packet together itself.
+    gather_a: bool,
+    /// Every packet A sent, as the stack emitted it (before any offload is finished).
+    log_a: Option<Vec<Vec<u8>>>,
+    /// Packets A gathered whose payload came in two pieces.
+    split_a: u64,
 }
 
 fn config(addr: Ipv4Addr, tcp: TcpConfig) -> StackConfig {
@@ -50,6 +56,9 @@ impl Pair {
             sent: [0; 2],
             events_a: Vec::new(),
             events_b: Vec::new(),
+            gather_a: false,
+            log_a: None,
+            split_a: 0,
         }
     }
 
@@ -59,6 +68,7 @@ impl Pair {
     fn run_for(&mut self, span: Duration) {
         let end = self.now + span;
         let mut buf = vec![0u8; 65536];
+        let mut head = vec![0u8; 1500];
         let mut scratch = Vec::new();
         let mut wire_packets = Vec::new();
         loop {
@@ -70,10 +80,29 @@ impl Pair {
                     } else {
                         (&mut self.b, &mut self.a)
                     };
-                    let Some(t) = src.poll_transmit(self.now, &mut buf) else {
+                    let sent = if from_a && self.gather_a {
+                        let max = buf.len();
+                        let split = &mut self.split_a;
+                        src.poll_transmit_gathered(self.now, &mut head, max, |t, g| {
+                            *split += u64::from(g.payload.iter().all(|p| !p.is_empty()));
+                            let mut at = 0;
+                            for piece in [g.headers, g.payload[0], g.payload[1]] {
+                                buf[at..at + piece.len()].copy_from_slice(piece);
+                                at += piece.len();
+                            }
+                            assert_eq!(at, t.len, "{t:?}");
+                            t
+                        })
+                    } else {
+                        src.poll_transmit(self.now, &mut buf)
+                    };
+                    let Some(t) = sent else {
                         break;
                     };
                     moved = true;
+                    if let (true, Some(log)) = (from_a, &mut self.log_a) {
+                        log.push(buf[..t.len].to_vec());
+                    }
                     wire_packets.clear();
                     wire::finish_offload(&buf, t, &mut scratch, |p| wire_packets.push(p.to_vec()))
                         .expect("the stack emits well-formed packets");
@@ -787,6 +816,74 @@ fn segmentation_offload_sends_super_segments_a_device_can_cut() {
         a.tcp_tx_segments
     );
     assert_eq!(p.b.counters().tcp_bad_checksum, 0);
+}
+
+/// A stack that hands out headers and payload pieces instead of copying the packet
+/// sends the same bytes: over a ring-shaped send buffer that wraps, with odd lengths,
+/// through loss and recovery, with the checksum finished by the stack or left to the
+/// device, as super-segments or one MSS at a time.
+#[test]
+fn gathered_packets_are_the_packets_poll_transmit_writes() {
+    let run = |gather: bool, offload: crate::TxOffload| {
+        // The peer's window, smaller than the send buffer, keeps data waiting in it.
+        let tcp = TcpConfig {
+            send_buffer: 20_011,
+            recv_buffer: 7_001,
+            ..TcpConfig::default()
+        };
+        let mut p = Pair::with(tcp, |c| c.tx_offload = offload);
+        p.gather_a = gather;
+        p.log_a = Some(Vec::new());
+        p.drop = Box::new(|from_a, i, _| from_a && (i == 9 || i == 40));
+        let (c, s) = p.connect();
+        let data = pattern(150_001, 5);
+        // Short steps: the application writes while data is in flight, so what it
+        // writes wraps around the ring.
+        let (mut off, mut got) = (0, Vec::new());
+        for _ in 0..20_000 {
+            if off < data.len() {
+                off += p.a.send(p.now, c, &data[off..]).unwrap_or(0);
+            }
+            p.run_for(Duration::from_micros(300));
+            drain(&mut p.b, s, &mut got);
+            if got.len() == data.len() {
+                break;
+            }
+        }
+        assert!(
+            got == data,
+            "received {} of {} bytes",
+            got.len(),
+            data.len()
+        );
+        assert_eq!(p.b.counters().tcp_bad_checksum, 0);
+        if gather {
+            assert!(
+                p.split_a > 0,
+                "{offload:?}: no payload wrapped around the ring"
+            );
+        }
+        (p.log_a.take().unwrap(), p.a.counters().retransmits)
+    };
+    for offload in [
+        crate::TxOffload::default(),
+        crate::TxOffload {
+            checksum: true,
+            segmentation: 0,
+        },
+        crate::TxOffload {
+            checksum: true,
+            segmentation: 65535,
+        },
+    ] {
+        let (copied, retransmits) = run(false, offload);
+        let (gathered, _) = run(true, offload);
+        assert!(retransmits > 0, "{offload:?}: nothing was lost");
+        assert_eq!(copied.len(), gathered.len(), "{offload:?}");
+        for (i, (c, g)) in copied.iter().zip(&gathered).enumerate() {
+            assert!(c == g, "{offload:?}: packet {i} differs");
+        }
+    }
 }
 
 /// A super-segment never exceeds what the device takes (`segmentation`, headers

@@ -33,11 +33,16 @@ pub fn partial(data: &[u8], mut acc: u64) -> u64 {
 }
 
 /// Folds a native-endian accumulator into a 16-bit sum in network byte order.
-pub fn fold(mut acc: u64) -> u16 {
+pub fn fold(acc: u64) -> u16 {
+    u16::from_be(fold_native(acc))
+}
+
+/// Folds a native-endian accumulator into a native-endian 16-bit sum.
+fn fold_native(mut acc: u64) -> u16 {
     while acc >> 16 != 0 {
         acc = (acc & 0xffff) + (acc >> 16);
     }
-    u16::from_be(acc as u16)
+    acc as u16
 }
 
 /// Accumulator value of the IPv4 pseudo-header for a transport segment.
@@ -57,6 +62,23 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u16) -> u6
 /// (the complement of the sum).
 pub fn finish(pseudo: u64, data: &[u8]) -> u16 {
     !fold(partial(data, pseudo))
+}
+
+/// [`finish`] over data held in pieces of any lengths, as if they were one slice.
+pub fn finish_parts(pseudo: u64, parts: &[&[u8]]) -> u16 {
+    let mut acc = pseudo;
+    let mut odd = false;
+    for part in parts {
+        if odd {
+            // A piece that starts at an odd offset pairs its bytes the other way round:
+            // its sum, byte-swapped, is what it adds (RFC 1071 section 2(B)).
+            acc += u64::from(fold_native(partial(part, 0)).swap_bytes());
+        } else {
+            acc = partial(part, acc);
+        }
+        odd ^= part.len() % 2 == 1;
+    }
+    !fold(acc)
 }
 
 #[cfg(test)]
@@ -85,6 +107,27 @@ mod tests {
         }
         let ones = vec![0xffu8; 4096];
         assert_eq!(sum(&ones), reference(&ones));
+    }
+
+    #[test]
+    fn a_sum_over_pieces_is_the_sum_over_their_concatenation() {
+        let data: Vec<u8> = (0..257u32).map(|i| (i * 31 + 11) as u8).collect();
+        let pseudo = pseudo_header(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            6,
+            data.len() as u16,
+        );
+        for len in [0, 1, 2, 3, 9, 64, 255, 257] {
+            let d = &data[..len];
+            let whole = finish(pseudo, d);
+            for i in 0..=len {
+                for j in i..=len {
+                    let parts = [&d[..i], &d[i..j], &d[j..]];
+                    assert_eq!(finish_parts(pseudo, &parts), whole, "len {len} at {i}, {j}");
+                }
+            }
+        }
     }
 
     #[test]

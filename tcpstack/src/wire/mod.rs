@@ -285,13 +285,25 @@ impl SegmentOut<'_> {
         payload_len: usize,
         write_payload: impl FnOnce(&mut [u8]),
     ) -> usize {
+        let (head, rest) = buf.split_at_mut(self.headers_len());
+        let payload = &mut rest[..payload_len];
+        write_payload(payload);
+        self.emit_headers(head, [payload, &[]]) + payload_len
+    }
+
+    /// Writes the IPv4 and TCP headers of the segment carrying `payload` (its pieces in
+    /// order) into `buf`, which the payload follows on the wire wherever it is kept.
+    /// Returns the headers' length.
+    ///
+    /// The caller guarantees `buf.len() >= self.headers_len()` and that headers and
+    /// payload together fit an IPv4 packet.
+    pub fn emit_headers(&self, buf: &mut [u8], payload: [&[u8]; 2]) -> usize {
         let hl = self.headers_len();
-        let total = hl + payload_len;
-        debug_assert!(buf.len() >= total && total <= usize::from(u16::MAX));
+        let total = hl + payload[0].len() + payload[1].len();
+        debug_assert!(buf.len() >= hl && total <= usize::from(u16::MAX));
         let tcp_len = total - IPV4_HEADER_LEN;
         emit_ipv4(buf, self.src, self.dst, PROTO_TCP, total as u16, self.ttl);
-        write_payload(&mut buf[hl..total]);
-        let seg = &mut buf[IPV4_HEADER_LEN..total];
+        let seg = &mut buf[IPV4_HEADER_LEN..hl];
         {
             let mut tcp = TcpPacket::new_unchecked(&mut *seg);
             tcp.set_src_port(self.src_port);
@@ -305,15 +317,15 @@ impl SegmentOut<'_> {
             tcp.set_urgent_at(0);
         }
         seg[13] = self.flags;
-        self.emit_options(&mut seg[TCP_HEADER_LEN..TCP_HEADER_LEN + self.options_len()]);
+        self.emit_options(&mut seg[TCP_HEADER_LEN..]);
         let pseudo = checksum::pseudo_header(self.src, self.dst, PROTO_TCP, tcp_len as u16);
         let c = if self.partial_checksum {
             checksum::fold(pseudo)
         } else {
-            checksum::finish(pseudo, seg)
+            checksum::finish_parts(pseudo, &[seg, payload[0], payload[1]])
         };
         seg[16..18].copy_from_slice(&c.to_be_bytes());
-        total
+        hl
     }
 
     fn emit_options(&self, mut out: &mut [u8]) {
