@@ -54,8 +54,8 @@ pub struct UserNetArgs {
     pub no_offload: bool,
 
     /// With --net user: how sent packets cross into the kernel: `batched` (writes
-    /// queued on an io_uring, one system call per batch) or `direct` (one write system
-    /// call per packet)
+    /// queued on an io_uring, one system call per batch; a packet with 16 KiB or more
+    /// of payload in a write of its own) or `direct` (one write system call per packet)
     #[arg(long, value_enum, value_name = "HOW", default_value_t = TunIoArg::Batched)]
     pub tun_io: TunIoArg,
 }

@@ -10,7 +10,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Instant;
 
-use tcpstack::{Transmit, TxOffload};
+use tcpstack::{Gathered, Transmit, TxOffload};
 
 /// What a device is and does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,16 @@ pub trait Device {
     /// of the transmit buffer, finishing what `t` says is left to the device.
     fn transmit(&mut self, t: Transmit, now: Instant) -> io::Result<()>;
 
+    /// Sends (or queues) a packet given in pieces (from
+    /// [`Stack::poll_transmit_gathered`](tcpstack::Stack::poll_transmit_gathered)), as
+    /// [`Device::transmit`] sends one written into the transmit buffer. The pieces are
+    /// borrowed only for the call. The default copies them into the transmit buffer
+    /// and transmits that; a device that can send them where they are overrides it.
+    fn transmit_gathered(&mut self, t: Transmit, g: Gathered<'_>, now: Instant) -> io::Result<()> {
+        copy_gathered(self.transmit_buffer(), g)?;
+        self.transmit(t, now)
+    }
+
     /// Sends whatever [`Device::transmit`] queued.
     fn flush(&mut self, _now: Instant) -> io::Result<()> {
         Ok(())
@@ -115,6 +125,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     fn transmit(&mut self, t: Transmit, now: Instant) -> io::Result<()> {
         (**self).transmit(t, now)
     }
+    fn transmit_gathered(&mut self, t: Transmit, g: Gathered<'_>, now: Instant) -> io::Result<()> {
+        (**self).transmit_gathered(t, g, now)
+    }
     fn flush(&mut self, now: Instant) -> io::Result<()> {
         (**self).flush(now)
     }
@@ -127,4 +140,26 @@ impl<D: Device + ?Sized> Device for Box<D> {
     fn stats(&self) -> DeviceStats {
         (**self).stats()
     }
+}
+
+/// Puts the pieces of `g` together at the front of `buf`; fails, copying nothing, when
+/// they do not fit.
+pub(crate) fn copy_gathered(buf: &mut [u8], g: Gathered<'_>) -> io::Result<()> {
+    let pieces = [g.headers, g.payload[0], g.payload[1]];
+    let len: usize = pieces.iter().map(|p| p.len()).sum();
+    if len > buf.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a {len}-byte packet does not fit a {}-byte transmit buffer",
+                buf.len()
+            ),
+        ));
+    }
+    let mut at = 0;
+    for piece in pieces {
+        buf[at..at + piece.len()].copy_from_slice(piece);
+        at += piece.len();
+    }
+    Ok(())
 }

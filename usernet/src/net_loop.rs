@@ -156,6 +156,9 @@ type Hasher = BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 /// them. Registered on every core by [`UserNet::install`](crate::UserNet::install).
 pub struct NetLoop {
     stack: Stack,
+    /// Where the stack writes each outgoing packet's headers (a packet without
+    /// payload whole): an MTU.
+    head: Vec<u8>,
     device: Box<dyn Device>,
     /// Core time at which the stack's clock reads zero (set at the first poll or
     /// call, when the core's clock is first known).
@@ -201,6 +204,7 @@ impl NetLoop {
         let stack = Stack::new(sc).map_err(std::io::Error::other)?;
         Ok(NetLoop {
             stack,
+            head: vec![0; caps.mtu.max(tcpstack::MIN_TRANSMIT_BUF)],
             device,
             epoch: None,
             core,
@@ -336,14 +340,19 @@ impl NetLoop {
 
     /// Writes everything the stack wants to send, then flushes the device.
     fn transmit(&mut self, now: Instant, snow: tcpstack::Instant) {
-        loop {
-            let buf = self.device.transmit_buffer();
-            let Some(t) = self.stack.poll_transmit(snow, buf) else {
-                break;
-            };
-            // A refused packet is counted by the device; TCP retransmits it.
-            let _ = self.device.transmit(t, now);
-        }
+        // The stack's packets are at most as long as the device's transmit buffer; the
+        // device copies them there, or sends them from where the stack keeps them.
+        let max_len = self.device.transmit_buffer().len();
+        let device = &mut self.device;
+        // A refused packet is counted by the device; TCP retransmits it.
+        let mut send = |t, g: tcpstack::Gathered<'_>| {
+            let _ = device.transmit_gathered(t, g, now);
+        };
+        while self
+            .stack
+            .poll_transmit_gathered(snow, &mut self.head, max_len, &mut send)
+            .is_some()
+        {}
         if self.device.flush(now).is_err() {
             self.stats.device_errors += 1;
         }

@@ -8,7 +8,10 @@
 //! included.) Transmitted packets are, by default, queued on an io_uring and sent in
 //! one `io_uring_enter` per flush; the writes are linked, so they enter the kernel in
 //! the order the stack sent them even when the kernel completes one of them
-//! asynchronously.
+//! asynchronously. A packet with a large payload (bulk data, in super-segments of up
+//! to 64 KiB) is instead written at once with `writev`, straight from the stack's
+//! send buffer: copying it into a batch would cost more than the system call it
+//! saves.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -16,22 +19,28 @@ use std::time::Instant;
 
 use iolib::tun::{Tun, VnetHeader, OFFLOAD_MAX_PACKET, VNET_HDR_LEN};
 use iolib::uring::{Op, Ring};
-use tcpstack::{Transmit, TxOffload};
+use tcpstack::{Gathered, Transmit, TxOffload};
 
-use crate::device::{Device, DeviceCaps, DeviceStats, Received};
+use crate::device::{copy_gathered, Device, DeviceCaps, DeviceStats, Received};
 
 /// Largest IPv4 packet (a TCP super-segment) handed to an offloaded queue.
 const MAX_SUPER_SEGMENT: usize = 65_535;
 
+/// With [`TunIo::Batched`], a packet whose payload is at least this long is written
+/// at once from where the stack keeps it rather than copied into the batch.
+const WRITE_IN_PLACE_MIN: usize = 16 * 1024;
+
 /// How sent packets cross into the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TunIo {
-    /// One `write(2)` per packet.
+    /// One `writev(2)` per packet, from where the stack keeps its pieces.
     Direct,
     /// Writes queued on an io_uring, submitted together: one `io_uring_enter` per
     /// flush of the network loop, or per `depth` packets if a flush sends more. Packets
     /// leave in the order they were sent: a batch starts only once the previous one
-    /// was written (one more enter, to wait, if it was not yet).
+    /// was written (one more enter, to wait, if it was not yet). A packet carrying 16
+    /// KiB or more of payload is not copied into the batch: once the writes before it
+    /// are done, one `writev(2)` sends it from the stack's send buffer.
     Batched {
         /// Writes queued before a submission is forced.
         depth: usize,
@@ -211,6 +220,22 @@ impl TunDevice {
     }
 }
 
+/// Writes one packet, given in pieces, to `tun` now, counting it.
+fn write_now(tun: &Tun, packet: &[io::IoSlice<'_>], stats: &mut DeviceStats) -> io::Result<()> {
+    stats.syscalls += 1;
+    match tun.send_vectored(packet) {
+        Ok(n) => {
+            stats.tx_packets += 1;
+            stats.tx_bytes += n as u64;
+            Ok(())
+        }
+        Err(e) => {
+            stats.tx_errors += 1;
+            Err(e)
+        }
+    }
+}
+
 /// The virtio-net header asking the kernel to finish what `t` leaves undone.
 fn vnet_header(t: &Transmit) -> VnetHeader {
     let mut h = VnetHeader::default();
@@ -275,18 +300,8 @@ impl Device for TunDevice {
                 if h > 0 {
                     vnet_header(&t).write(&mut tx[..h]);
                 }
-                self.stats.syscalls += 1;
-                match self.tun.send(&tx[..h + t.len]) {
-                    Ok(_) => {
-                        self.stats.tx_packets += 1;
-                        self.stats.tx_bytes += (h + t.len) as u64;
-                        Ok(())
-                    }
-                    Err(e) => {
-                        self.stats.tx_errors += 1;
-                        Err(e)
-                    }
-                }
+                let packet = [io::IoSlice::new(&tx[..h + t.len])];
+                write_now(&self.tun, &packet, &mut self.stats)
             }
             Tx::Batched(r) => {
                 if h > 0 {
@@ -317,6 +332,34 @@ impl Device for TunDevice {
                 Ok(())
             }
         }
+    }
+
+    /// [`TunIo::Direct`] writes every packet with `writev(2)` from where its pieces
+    /// are; [`TunIo::Batched`] does so for a large payload, after the writes queued
+    /// before it, and copies the others into the batch.
+    fn transmit_gathered(&mut self, t: Transmit, g: Gathered<'_>, now: Instant) -> io::Result<()> {
+        let payload = g.payload[0].len() + g.payload[1].len();
+        if let Tx::Batched(r) = &mut self.tx {
+            if payload < WRITE_IN_PLACE_MIN {
+                copy_gathered(&mut r.next[self.headroom..], g)?;
+                return self.transmit(t, now);
+            }
+            // Packets leave in order: the queued writes and those in flight first.
+            r.submit(&mut self.stats)?;
+            r.settle(&mut self.stats)?;
+        }
+        let mut vnet = [0u8; VNET_HDR_LEN];
+        let vnet = &mut vnet[..self.headroom];
+        if !vnet.is_empty() {
+            vnet_header(&t).write(vnet);
+        }
+        let packet = [
+            io::IoSlice::new(vnet),
+            io::IoSlice::new(g.headers),
+            io::IoSlice::new(g.payload[0]),
+            io::IoSlice::new(g.payload[1]),
+        ];
+        write_now(&self.tun, &packet, &mut self.stats)
     }
 
     fn flush(&mut self, _now: Instant) -> io::Result<()> {
