@@ -186,10 +186,23 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 /// Sends all of `data` from `src` over the pair, reading at `dst`, closing after.
 fn transfer(p: &mut Pair, from_a: bool, c: ConnId, s: ConnId, data: &[u8]) -> Vec<u8> {
+    transfer_in_steps(p, from_a, c, s, data, Duration::from_millis(5))
+}
+
+/// [`transfer`], the application writing and reading every `step` (for up to 10 s).
+fn transfer_in_steps(
+    p: &mut Pair,
+    from_a: bool,
+    c: ConnId,
+    s: ConnId,
+    data: &[u8],
+    step: Duration,
+) -> Vec<u8> {
     let (tx, rx) = if from_a { (c, s) } else { (s, c) };
     let mut off = 0;
     let mut got = Vec::new();
-    for _ in 0..2_000 {
+    let steps = Duration::from_secs(10).as_nanos() / step.as_nanos();
+    for _ in 0..steps {
         let now = p.now;
         let (src, dst) = if from_a {
             (&mut p.a, &mut p.b)
@@ -207,7 +220,7 @@ fn transfer(p: &mut Pair, from_a: bool, c: ConnId, s: ConnId, data: &[u8]) -> Ve
         if got.len() == data.len() {
             break;
         }
-        p.run_for(Duration::from_millis(5));
+        p.run_for(step);
     }
     got
 }
@@ -839,17 +852,7 @@ fn gathered_packets_are_the_packets_poll_transmit_writes() {
         let data = pattern(150_001, 5);
         // Short steps: the application writes while data is in flight, so what it
         // writes wraps around the ring.
-        let (mut off, mut got) = (0, Vec::new());
-        for _ in 0..20_000 {
-            if off < data.len() {
-                off += p.a.send(p.now, c, &data[off..]).unwrap_or(0);
-            }
-            p.run_for(Duration::from_micros(300));
-            drain(&mut p.b, s, &mut got);
-            if got.len() == data.len() {
-                break;
-            }
-        }
+        let got = transfer_in_steps(&mut p, true, c, s, &data, Duration::from_micros(300));
         assert!(
             got == data,
             "received {} of {} bytes",
