@@ -22,7 +22,8 @@ use crate::Instant;
 /// options and the largest TCP header (60 bytes, options included).
 pub const MIN_TRANSMIT_BUF: usize = 20 + 60;
 
-/// One packet written by [`Stack::poll_transmit`], and what a device with
+/// One packet written by [`Stack::poll_transmit`] (or handed out in pieces by
+/// [`Stack::poll_transmit_gathered`]), and what a device with
 /// [`TxOffload`](crate::TxOffload) must finish before it goes on the wire.
 ///
 /// The stack sends no IPv4 options, so a TCP header always starts 20 bytes into the
@@ -30,7 +31,8 @@ pub const MIN_TRANSMIT_BUF: usize = 20 + 60;
 /// in virtio-net terms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit {
-    /// Bytes of the IPv4 packet at the front of the buffer.
+    /// Bytes of the IPv4 packet: at the front of the buffer, or in its headers and
+    /// payload pieces together.
     pub len: usize,
     /// `Some(n)` for a TCP super-segment (segmentation offload only): the device cuts
     /// its payload into segments of `n` bytes (the last may be shorter), repeating the
