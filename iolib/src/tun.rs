@@ -166,7 +166,9 @@ impl Tun {
     /// calling thread's network namespace.
     pub fn open(name: &str) -> Result<Tun, TunError> {
         let ifr = ifreq_for(name)?;
-        Tun::attach(name, ifr, 0)
+        let tun = Tun::attach(name, ifr, 0)?;
+        tun.set_offload(0)?;
+        Ok(tun)
     }
 
     /// Opens the single-queue TUN device `name` with checksum and TCPv4 segmentation
@@ -191,18 +193,26 @@ impl Tun {
         if rc < 0 {
             return Err(tun.query_error(io::Error::last_os_error()));
         }
-        let features = libc::TUN_F_CSUM | libc::TUN_F_TSO4;
+        tun.set_offload(libc::TUN_F_CSUM | libc::TUN_F_TSO4)
+    }
+
+    /// Tells the kernel which offloads this queue's reader finishes (`TUNSETOFFLOAD`):
+    /// the device's checksum and segmentation features follow, for every queue. A
+    /// plain queue asks for none, so that the kernel completes what an offloaded open
+    /// of the same (persistent) device left it free not to: a partial checksum
+    /// reaching a reader without a virtio-net header would look corrupt.
+    fn set_offload(&self, features: libc::c_uint) -> Result<(), TunError> {
         // SAFETY: `fd` is an attached TUN fd; TUNSETOFFLOAD takes the feature bits as
         // the integer argument itself.
         let rc = unsafe {
             libc::ioctl(
-                tun.fd.as_raw_fd(),
+                self.fd.as_raw_fd(),
                 libc::TUNSETOFFLOAD,
                 libc::c_ulong::from(features),
             )
         };
         if rc < 0 {
-            return Err(tun.query_error(io::Error::last_os_error()));
+            return Err(self.query_error(io::Error::last_os_error()));
         }
         Ok(())
     }
@@ -243,6 +253,8 @@ impl Tun {
                 let mut q = Tun::attach(name, ifr, libc::IFF_MULTI_QUEUE | extra)?;
                 if offload {
                     q.enable_offload()?;
+                } else {
+                    q.set_offload(0)?;
                 }
                 Ok(q)
             })
@@ -603,6 +615,43 @@ mod tests {
         assert!(h.checksum_trusted());
         assert!(!VnetHeader::default().checksum_trusted());
         assert_eq!(VnetHeader::parse(&buf[..9]), None);
+    }
+
+    /// A plain queue of a persistent device that an offloaded open left with checksum
+    /// offload on gets complete checksums: the kernel's UDP datagram arrives with a
+    /// checksum that verifies.
+    #[test]
+    fn a_plain_queue_after_an_offloaded_one_gets_complete_checksums() {
+        if !privileged("a_plain_queue_after_an_offloaded_one_gets_complete_checksums") {
+            return;
+        }
+        in_fresh_netns(|| {
+            let name = unique_name("tc");
+            ip(&["tuntap", "add", "dev", &name, "mode", "tun"]);
+            drop(Tun::open_offloaded(&name).expect("open offloaded"));
+            let tun = Tun::open(&name).expect("open plain");
+            assert!(!tun.is_offloaded());
+            ip(&["addr", "add", "10.97.0.1/24", "dev", &name]);
+            ip(&["link", "set", "dev", &name, "up"]);
+            let (kernel, far) = (Ipv4Addr::new(10, 97, 0, 1), Ipv4Addr::new(10, 97, 0, 2));
+            let sock = UdpSocket::bind((kernel, 0)).expect("bind");
+            sock.send_to(b"odd-length datagram", (far, 9))
+                .expect("send_to");
+            let pkt = recv_matching(&tun, |p| p.len() > 28 && p[9] == 17);
+            let udp = &pkt[20..];
+            let mut pseudo = Vec::from(&pkt[12..20]);
+            pseudo.extend_from_slice(&[0, 17]);
+            pseudo.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+            pseudo.extend_from_slice(udp);
+            assert_eq!(
+                checksum(&pseudo),
+                0,
+                "partial UDP checksum: {:02x?}",
+                &udp[6..8]
+            );
+            drop(tun);
+            ip(&["tuntap", "del", "dev", &name, "mode", "tun"]);
+        });
     }
 
     /// An offloaded queue puts a virtio-net header before every packet both ways; the
