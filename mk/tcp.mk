@@ -28,5 +28,5 @@ MUTANTS_JOBS ?= 2
 mutants: ## Mutation testing of tcpstack's connection and stack logic (cargo-mutants; hours) -> target/mutants/mutants.out
 	@command -v cargo-mutants >/dev/null || { echo "cargo-mutants is not installed: run 'cargo install --locked cargo-mutants'" >&2; exit 2; }
 	$(CARGO) mutants -p tcpstack --profile mutants -j $(MUTANTS_JOBS) --minimum-test-timeout 60 \
-		-f 'tcpstack/src/conn/*.rs' -f 'tcpstack/src/stack/*.rs' -f tcpstack/src/stack.rs \
+		-f 'tcpstack/src/conn/*.rs' -f 'tcpstack/src/stack/*.rs' -f tcpstack/src/stack.rs -f tcpstack/src/sink.rs \
 		-o target/mutants $(MUTANTS_ARGS)
