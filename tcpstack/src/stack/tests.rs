@@ -889,6 +889,32 @@ fn gathered_packets_are_the_packets_poll_transmit_writes() {
     }
 }
 
+/// A packet waits when the caller gives too little room for its headers, whether the
+/// header buffer or the packet limit is short, and leaves at the next call that gives
+/// enough.
+#[test]
+fn a_gathered_packet_waits_for_room_for_its_headers() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, _s) = p.connect();
+    p.a.send(p.now, c, b"hello").unwrap();
+    let (mut short, mut head) = ([0u8; 40], [0u8; 1500]);
+    let now = p.now;
+    let mut lens = |head: &mut [u8], max: usize| {
+        p.a.poll_transmit_gathered(now, head, max, |t, g| {
+            (t.len, g.payload[0].len() + g.payload[1].len())
+        })
+    };
+    assert_eq!(
+        lens(&mut short, 65_536),
+        None,
+        "headers cannot fit the buffer"
+    );
+    assert_eq!(lens(&mut head, 40), None, "headers cannot fit the limit");
+    let (len, payload) = lens(&mut head, 65_536).expect("the packet left");
+    assert_eq!(payload, 5);
+    assert!(len > 40 + payload, "{len}");
+}
+
 /// A super-segment never exceeds what the device takes (`segmentation`, headers
 /// included) and holds whole MSS-sized segments, even when the congestion window
 /// would let more go at once.
