@@ -103,6 +103,26 @@ pub fn send_more(sock: &TcpStream, buf: &[u8]) -> std::io::Result<usize> {
     socket2::SockRef::from(sock).send_with_flags(buf, libc::MSG_MORE | libc::MSG_NOSIGNAL)
 }
 
+/// Consumes up to `max` received bytes of `sock` without copying them anywhere
+/// (`recv(2)` with `MSG_TRUNC`, which TCP treats as "discard"): returns how many, 0 at
+/// end of stream. Errors as the std `read`, including `WouldBlock`.
+pub fn recv_discard(sock: &TcpStream, max: usize) -> std::io::Result<usize> {
+    // SAFETY: with MSG_TRUNC a TCP socket drops the bytes instead of copying them, so
+    // the kernel never writes through the (null) buffer pointer.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            std::ptr::null_mut(),
+            max,
+            libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
 /// The kernel's state of a TCP connection (`TCP_INFO`): segments, bytes, windows,
 /// round-trip time. Fields newer than the running kernel read as zero.
 pub fn tcp_info(fd: RawFd) -> Result<libc::tcp_info> {

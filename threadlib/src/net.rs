@@ -54,11 +54,24 @@ pub trait Listener {
     fn local_addr(&self) -> Result<SocketAddr>;
 }
 
+/// The most bytes [`Stream::discard`]'s default reads at once.
+const DISCARD_SCRATCH: usize = 64 * 1024;
+
 /// A connected byte stream.
 #[allow(async_fn_in_trait)]
 pub trait Stream {
     /// Reads some bytes; `Ok(0)` means the peer closed its sending side.
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize>;
+
+    /// Consumes up to `max` received bytes without handing them over, as
+    /// [`read`](Self::read) would return them (waiting as it does; `Ok(0)` at the end
+    /// of the stream, or when `max` is 0): for a reader that only counts what it skips,
+    /// such as a body it does not look at. A stream may skip the copy (kernel TCP
+    /// drops the bytes with `MSG_TRUNC`); the default reads into a buffer of its own.
+    async fn discard(&mut self, max: usize) -> Result<usize> {
+        let mut scratch = vec![0; max.min(DISCARD_SCRATCH)];
+        self.read(&mut scratch).await
+    }
 
     /// Writes some bytes, returning how many were taken.
     async fn write(&mut self, buf: &[u8]) -> Result<usize>;
@@ -308,15 +321,21 @@ impl KernelStream {
     }
 }
 
-impl Stream for KernelStream {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
-        if self.drained && !buf.is_empty() {
+impl KernelStream {
+    /// Runs `op`, a receive of at most `len` bytes, until it does not block: waits for
+    /// readiness first if the last receive drained the socket (see `drained`).
+    async fn receive(
+        &mut self,
+        len: usize,
+        mut op: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> Result<usize> {
+        if self.drained && len > 0 {
             wait(self.fd(), Readiness::Read).await?;
         }
         loop {
-            match (&self.inner).read(buf) {
+            match op(&self.inner) {
                 Ok(n) => {
-                    self.drained = n > 0 && n < buf.len();
+                    self.drained = n > 0 && n < len;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -326,6 +345,19 @@ impl Stream for KernelStream {
                 Err(e) => return Err(io_err(e)),
             }
         }
+    }
+}
+
+impl Stream for KernelStream {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let len = buf.len();
+        self.receive(len, |s| (&*s).read(buf)).await
+    }
+
+    /// `recv(2)` with `MSG_TRUNC`: the kernel drops the bytes without copying them.
+    async fn discard(&mut self, max: usize) -> Result<usize> {
+        self.receive(max, |s| iolib::socket::recv_discard(s, max))
+            .await
     }
 
     async fn write(&mut self, buf: &[u8]) -> Result<usize> {

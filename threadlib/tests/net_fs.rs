@@ -272,6 +272,51 @@ fn reads_after_a_short_read_see_later_data_a_fin_that_came_with_the_data_and_res
     });
 }
 
+/// `discard` on kernel TCP drops bytes where they arrived: never more than asked, the
+/// bytes after them read intact, it waits for data as `read` does (after a short
+/// discard as after a short read), and it returns 0 at the end of the stream.
+#[test]
+fn discarded_bytes_are_dropped_in_order_and_the_rest_reads_intact() {
+    watchdog(|| {
+        threadlib::run(async {
+            let (l, addr) = loopback_listener().await;
+            let mut c = KernelNet.connect(addr).await.unwrap();
+            let (mut s, _) = l.accept().await.unwrap();
+            let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+            let writer = threadlib::spawn(async move {
+                s.write_all(&data[..200_000]).await.unwrap();
+                // Sent a little later: the discard that drained the socket waits for it.
+                threadlib::sleep(Duration::from_millis(20)).await.unwrap();
+                s.write_all(&data[200_000..]).await.unwrap();
+                s.shutdown(Shutdown::Write).await.unwrap();
+                data
+            });
+            let mut skipped = 0;
+            while skipped < 250_000 {
+                let n = c.discard(250_000 - skipped).await.unwrap();
+                assert!(n > 0 && skipped + n <= 250_000, "{n} after {skipped}");
+                skipped += n;
+            }
+            let mut rest = Vec::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                match c.read(&mut buf).await.unwrap() {
+                    0 => break,
+                    n => rest.extend_from_slice(&buf[..n]),
+                }
+            }
+            let data = writer.await.unwrap();
+            assert!(
+                rest == data[250_000..],
+                "read {} bytes after the skip",
+                rest.len()
+            );
+            assert_eq!(c.discard(10).await.unwrap(), 0, "end of stream");
+        })
+        .unwrap();
+    });
+}
+
 /// Closes `s` with a reset (`SO_LINGER` of zero).
 fn close_with_reset(s: std::net::TcpStream) {
     socket2::SockRef::from(&s)

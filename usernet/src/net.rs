@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tcpstack::{ConnId, ListenerId};
 use threadlib::fs::File;
+use threadlib::loops::LoopCx;
 use threadlib::net::{send_file_through_memory, ListenOptions, Listener, Network, Stream};
 use threadlib::syscall::call_word;
 use threadlib::{with_loop, Builder, Error, LoopId, Result};
@@ -250,6 +251,23 @@ impl UserStream {
         }
     }
 
+    /// Takes received bytes with `take`, waiting until there are some (or the end).
+    async fn receive(
+        &mut self,
+        mut take: impl FnMut(&mut NetLoop, Handle<ConnId>, &mut LoopCx<'_>) -> Result<Option<usize>>,
+    ) -> Result<usize> {
+        if self.read_shut {
+            return Ok(0);
+        }
+        loop {
+            let conn = self.conn;
+            if let Some(n) = with_loop(self.id, |l: &mut NetLoop, cx| take(l, conn, cx))?? {
+                return Ok(n);
+            }
+            call_word(self.id, WaitFor::Read(conn.id.index()).word()).await?;
+        }
+    }
+
     /// Queues what of `bufs` the send buffer takes now; `None` if it is full.
     fn try_send(&mut self, bufs: &[&[u8]]) -> Result<Option<usize>> {
         let conn = self.conn;
@@ -259,16 +277,12 @@ impl UserStream {
 
 impl Stream for UserStream {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
-        if self.read_shut {
-            return Ok(0);
-        }
-        loop {
-            let conn = self.conn;
-            if let Some(n) = with_loop(self.id, |l: &mut NetLoop, cx| l.recv(conn, buf, cx))?? {
-                return Ok(n);
-            }
-            call_word(self.id, WaitFor::Read(conn.id.index()).word()).await?;
-        }
+        self.receive(|l, conn, cx| l.recv(conn, buf, cx)).await
+    }
+
+    /// Drops the bytes from the connection's receive buffer without copying them.
+    async fn discard(&mut self, max: usize) -> Result<usize> {
+        self.receive(|l, conn, cx| l.discard(conn, max, cx)).await
     }
 
     async fn write(&mut self, buf: &[u8]) -> Result<usize> {

@@ -548,8 +548,28 @@ impl NetLoop {
         buf: &mut [u8],
         cx: &mut LoopCx<'_>,
     ) -> Result<Option<usize>, Error> {
+        self.take_received(c, cx, |stack, c| stack.recv(c, buf))
+    }
+
+    /// [`NetLoop::recv`] without the copy: drops up to `max` received bytes.
+    pub(crate) fn discard(
+        &mut self,
+        c: Handle<ConnId>,
+        max: usize,
+        cx: &mut LoopCx<'_>,
+    ) -> Result<Option<usize>, Error> {
+        self.take_received(c, cx, |stack, c| stack.discard(c, max))
+    }
+
+    /// Takes received bytes with `take`: `Ok(None)` when none are there yet.
+    fn take_received(
+        &mut self,
+        c: Handle<ConnId>,
+        cx: &mut LoopCx<'_>,
+        take: impl FnOnce(&mut Stack, ConnId) -> Result<usize, tcpstack::Error>,
+    ) -> Result<Option<usize>, Error> {
         let c = self.live(c)?;
-        match self.stack.recv(c, buf) {
+        match take(&mut self.stack, c) {
             Ok(n) => {
                 // Reading may open the window enough to announce it.
                 self.after_op(cx);

@@ -1,7 +1,7 @@
 //! Application requests on one connection: send, recv, shutdown, close, abort, options.
 
 use super::{Ctx, Tcb, Timer};
-use crate::buffer::{window, BufferPool};
+use crate::buffer::{window, BufferPool, RingBuffer};
 use crate::config::KeepAlive;
 use crate::error::{ConnError, Error};
 use crate::event::TcpState;
@@ -67,8 +67,24 @@ impl Tcb {
     }
 
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let len = buf.len();
+        self.take_received(len, |b| b.dequeue(buf))
+    }
+
+    /// Consumes up to `max` received bytes without copying them.
+    pub fn discard(&mut self, max: usize) -> Result<usize, Error> {
+        self.take_received(max, |b| b.consume(max))
+    }
+
+    /// Takes received bytes out of the buffer with `take` (at most `max` of them), as
+    /// the application reads: a read that frees much space announces the window.
+    fn take_received(
+        &mut self,
+        max: usize,
+        take: impl FnOnce(&mut RingBuffer) -> usize,
+    ) -> Result<usize, Error> {
         let before = self.recv_window();
-        let n = self.recv.buffer_mut().dequeue(buf);
+        let n = take(self.recv.buffer_mut());
         if n > 0 {
             if self.recv.buffer().is_empty() {
                 self.read_notified = false;
@@ -77,7 +93,7 @@ impl Tcb {
             return Ok(n);
         }
         self.read_notified = false;
-        if buf.is_empty() {
+        if max == 0 {
             return Ok(0);
         }
         if self.fin_received {

@@ -177,6 +177,13 @@ impl Stack {
         self.with_tcb(conn, |tcb, _| tcb.recv(buf))?
     }
 
+    /// Consumes up to `max` received bytes without copying them: [`recv`](Self::recv)
+    /// for an application that only counts what it skips (the same results, windows
+    /// and errors).
+    pub fn discard(&mut self, conn: ConnId, max: usize) -> Result<usize, Error> {
+        self.with_tcb(conn, |tcb, _| tcb.discard(max))?
+    }
+
     /// Closes the send side after the queued data (half-close: sends FIN); reading
     /// continues until the peer closes.
     pub fn shutdown(&mut self, now: Instant, conn: ConnId) -> Result<(), Error> {

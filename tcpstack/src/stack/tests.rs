@@ -889,6 +889,50 @@ fn gathered_packets_are_the_packets_poll_transmit_writes() {
     }
 }
 
+/// `discard` consumes received bytes as `recv` does, without copying them: reading
+/// goes on where it stopped, the window reopens for the rest, and with nothing there
+/// or at the end of the stream it answers as `recv` does.
+#[test]
+fn discard_consumes_received_bytes_as_recv_does() {
+    let mut p = Pair::new(TcpConfig::default());
+    let (c, s) = p.connect();
+    let data = pattern(300_001, 9);
+    let skip = 200_000;
+    let (mut off, mut skipped, mut got) = (0, 0, Vec::new());
+    let mut buf = [0u8; 4096];
+    for _ in 0..2_000 {
+        if off < data.len() {
+            off += p.a.send(p.now, c, &data[off..]).unwrap_or(0);
+        }
+        p.run_for(Duration::from_millis(1));
+        loop {
+            let n = if skipped < skip {
+                p.b.discard(s, skip - skipped)
+            } else {
+                p.b.recv(s, &mut buf)
+            };
+            match n {
+                Ok(n) if n > 0 && skipped < skip => skipped += n,
+                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        if skipped + got.len() == data.len() {
+            break;
+        }
+    }
+    assert_eq!(skipped, skip);
+    assert!(
+        got == data[skip..],
+        "read {} bytes after the skip",
+        got.len()
+    );
+    assert_eq!(p.b.discard(s, 10), Err(Error::WouldBlock));
+    p.a.close(p.now, c).unwrap();
+    p.run_for(Duration::from_millis(10));
+    assert_eq!(p.b.discard(s, 10), Ok(0), "end of stream");
+}
+
 /// A packet waits when the caller gives too little room for its headers, whether the
 /// header buffer or the packet limit is short, and leaves at the next call that gives
 /// enough.
