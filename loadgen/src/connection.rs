@@ -19,7 +19,10 @@
 //!   stops, the connection records whether its last attempts were failing and since
 //!   when ([`SlotEnd`]).
 //! - Every byte read from the server is recorded as it arrives, whether or not its
-//!   response completes.
+//!   response completes. Body bytes the parser only counts (a Content-Length body, a
+//!   chunk's data, a body that runs to the close) are consumed without being read out
+//!   when at least [`DISCARD_MIN`] of them are due and none are buffered
+//!   ([`Transport::discard`](crate::Transport::discard)); they count the same.
 //! - Errors are counted once per event: a failed connect, a failed write, a failed or
 //!   early-closed read (with requests outstanding), a timeout (no complete response
 //!   `timeout` after the oldest outstanding request was written), a malformed
@@ -36,13 +39,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::request::RequestTemplate;
-use crate::response::ResponseParser;
+use crate::response::{ResponseMeta, ResponseParser};
 use crate::schedule::RateSchedule;
 use crate::stats::{ErrorKind, Recorder, SlotEnd};
 use crate::transport::{Network, Transport, TransportError};
 
 /// Size of each connection's read buffer (and so the largest response head).
 pub const READ_BUFFER: usize = 64 * 1024;
+
+/// Body bytes that are only counted are consumed without being read out
+/// ([`Transport::discard`](crate::Transport::discard)) when at least this many are due
+/// and none are buffered: smaller bodies arrive with their heads anyway.
+const DISCARD_MIN: u64 = 16 * 1024;
 
 /// Pause after the first failed connection attempt of a run of failures.
 pub const CONNECT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
@@ -283,7 +291,20 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                 self.buf.copy_within(start..end, 0);
                 (start, end) = (0, end - start);
             }
-            let n = match conn.read(&mut self.buf[end..], deadline).await {
+            // Many body bytes due and none buffered: they are only counted, so they
+            // are consumed where they arrived instead of being read out.
+            let skip = (start == end)
+                .then(|| parser.body_left())
+                .flatten()
+                .filter(|&left| left >= DISCARD_MIN);
+            let got = match skip {
+                Some(left) => {
+                    let max = usize::try_from(left).unwrap_or(usize::MAX);
+                    conn.discard(max, deadline).await
+                }
+                None => conn.read(&mut self.buf[end..], deadline).await,
+            };
+            let n = match got {
                 Ok(n) => n,
                 Err(TransportError::TimedOut) => {
                     now = self.net.now();
@@ -304,14 +325,9 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
             if n == 0 {
                 match parser.eof(end - start) {
                     Ok(Some(meta)) => {
-                        if let Some(req) = self.in_flight.pop_front() {
-                            self.stats.record_response(
-                                at,
-                                now.saturating_duration_since(req.intended),
-                                meta.status,
-                            );
-                            self.report_progress(1);
-                        }
+                        let mut completed = 0;
+                        self.response_done(meta, at, now, &mut completed);
+                        self.report_progress(completed);
                     }
                     Ok(None) => {}
                     Err(_) => {
@@ -324,8 +340,18 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                 }
                 return SessionEnd::Reconnect;
             }
-            end += n;
             let mut completed = 0;
+            if skip.is_some() {
+                let close = parser
+                    .skip(n as u64)
+                    .is_some_and(|meta| self.response_done(meta, at, now, &mut completed));
+                self.report_progress(completed);
+                if close {
+                    return SessionEnd::Reconnect;
+                }
+                continue;
+            }
+            end += n;
             let mut close = false;
             while start < end && !close {
                 if !parser.in_progress() {
@@ -351,15 +377,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                 let Some(meta) = progress.complete else {
                     break;
                 };
-                if let Some(req) = self.in_flight.pop_front() {
-                    self.stats.record_response(
-                        at,
-                        now.saturating_duration_since(req.intended),
-                        meta.status,
-                    );
-                    completed += 1;
-                }
-                close = !meta.keep_alive || !self.plan.keep_alive;
+                close = self.response_done(meta, at, now, &mut completed);
             }
             if start == end {
                 (start, end) = (0, 0);
@@ -369,6 +387,27 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                 return SessionEnd::Reconnect;
             }
         }
+    }
+
+    /// A response completed `at` (read `now`): records its latency against the oldest
+    /// request in flight, counting it in `completed`. Returns whether the connection
+    /// closes after it.
+    fn response_done(
+        &mut self,
+        meta: ResponseMeta,
+        at: Duration,
+        now: Instant,
+        completed: &mut u64,
+    ) -> bool {
+        if let Some(req) = self.in_flight.pop_front() {
+            self.stats.record_response(
+                at,
+                now.saturating_duration_since(req.intended),
+                meta.status,
+            );
+            *completed += 1;
+        }
+        !meta.keep_alive || !self.plan.keep_alive
     }
 
     /// Counts a failed read or write (a timeout as such) unless the run is over.

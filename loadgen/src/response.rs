@@ -213,6 +213,34 @@ impl ResponseParser {
         }
     }
 
+    /// How many of the bytes that come next are body bytes the parser only counts (of
+    /// a Content-Length body or a chunk; `u64::MAX` for a body that runs until the
+    /// connection closes): the caller may [`skip`](Self::skip) up to that many
+    /// unread. `None` while it needs to see the bytes (heads, chunk sizes).
+    pub fn body_left(&self) -> Option<u64> {
+        match self.body {
+            Body::Length(n) | Body::ChunkData(n) => Some(n),
+            Body::UntilClose => Some(u64::MAX),
+            _ => None,
+        }
+    }
+
+    /// Takes `n` body bytes (at most [`body_left`](Self::body_left)) that the caller
+    /// consumed without reading: the response they complete, if any.
+    pub fn skip(&mut self, n: u64) -> Option<ResponseMeta> {
+        let left = self.body_left()?;
+        let n = n.min(left);
+        self.bytes += n;
+        match self.body {
+            Body::Length(_) if n == left => return self.finish(0).complete,
+            Body::Length(_) => self.body = Body::Length(left - n),
+            Body::ChunkData(_) if n == left => self.body = Body::ChunkCrlf { cr: false },
+            Body::ChunkData(_) => self.body = Body::ChunkData(left - n),
+            _ => {}
+        }
+        None
+    }
+
     /// The connection ended with `unconsumed` bytes left in the caller's buffer (the
     /// start of a head): completes a body delimited by the close, fails if a response
     /// was cut short, and returns `None` if no response was in progress.
@@ -521,12 +549,70 @@ mod tests {
         Ok(done)
     }
 
+    /// [`run`], but body bytes the parser only counts are skipped unread whenever
+    /// nothing is buffered, up to `step` at a time, as a connection discards them.
+    fn run_skipping(input: &[u8], step: usize) -> Result<Vec<ResponseMeta>, ResponseError> {
+        let mut p = ResponseParser::new(4096);
+        let (mut done, mut buf, mut pos) = (Vec::new(), Vec::new(), 0);
+        while pos < input.len() {
+            let available = (input.len() - pos).min(step.max(1));
+            match p.body_left() {
+                Some(left) if buf.is_empty() && left > 0 => {
+                    let n = left.min(available as u64);
+                    pos += n as usize;
+                    done.extend(p.skip(n));
+                    continue;
+                }
+                _ => {}
+            }
+            buf.extend_from_slice(&input[pos..pos + available]);
+            pos += available;
+            loop {
+                let progress = p.feed(&buf)?;
+                buf.drain(..progress.consumed);
+                match progress.complete {
+                    Some(meta) => done.push(meta),
+                    None => break,
+                }
+            }
+        }
+        if let Some(meta) = p.eof(buf.len())? {
+            done.push(meta);
+        }
+        Ok(done)
+    }
+
     fn all_steps(input: &[u8], head: &[bool]) -> Result<Vec<ResponseMeta>, ResponseError> {
         let whole = run(input, input.len(), head);
         for step in [1, 2, 3, 7, 64] {
             assert_eq!(run(input, step, head), whole, "step {step}");
+            if head.is_empty() {
+                assert_eq!(run_skipping(input, step), whole, "skipping, step {step}");
+            }
         }
         whole
+    }
+
+    #[test]
+    fn skipped_body_bytes_count_as_read_ones() {
+        let mut p = ResponseParser::new(4096);
+        assert_eq!(p.body_left(), None, "a head comes first");
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+        assert_eq!(p.feed(head).unwrap().consumed, head.len());
+        assert_eq!(p.body_left(), Some(10));
+        assert_eq!(p.skip(4), None);
+        assert_eq!(p.body_left(), Some(6));
+        // Never past the body: the next response's bytes are not taken.
+        assert_eq!(p.skip(100), Some(meta(200, true, head.len() + 10)));
+        assert_eq!(p.body_left(), None);
+        let until_close = b"HTTP/1.0 200 OK\r\n\r\n";
+        p.feed(until_close).unwrap();
+        assert_eq!(p.body_left(), Some(u64::MAX));
+        assert_eq!(p.skip(1 << 20), None);
+        assert_eq!(
+            p.eof(0).unwrap(),
+            Some(meta(200, false, until_close.len() + (1 << 20)))
+        );
     }
 
     fn meta(status: u16, keep_alive: bool, bytes: usize) -> ResponseMeta {

@@ -74,6 +74,14 @@ impl<S: Stream> Transport for ThreadConn<S> {
         self.deadline.until(deadline, self.stream.read(buf))
     }
 
+    fn discard(
+        &mut self,
+        max: usize,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<usize, TransportError>> + use<'_, S> {
+        self.deadline.until(deadline, self.stream.discard(max))
+    }
+
     /// Writes what the socket takes at once directly, and only the rest under the
     /// deadline: a request the socket takes whole (the usual case) costs one system
     /// call and no timer work.

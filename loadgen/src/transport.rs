@@ -20,6 +20,15 @@ pub trait Transport {
     /// mode wakes up this way to send the next scheduled request).
     async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError>;
 
+    /// Consumes at least one and at most `max` received bytes without handing them
+    /// over, as [`read`](Self::read) would (the same end of stream, errors and
+    /// deadline): for body bytes that are only counted. The default reads them into a
+    /// buffer of its own.
+    async fn discard(&mut self, max: usize, deadline: Instant) -> Result<usize, TransportError> {
+        let mut scratch = vec![0; max.min(crate::connection::READ_BUFFER)];
+        self.read(&mut scratch, deadline).await
+    }
+
     /// Writes all of `buf`; [`TransportError::TimedOut`] if it could not by `deadline`.
     async fn write_all(&mut self, buf: &[u8], deadline: Instant) -> Result<(), TransportError>;
 }

@@ -202,6 +202,29 @@ fn loadgen_on_the_user_stack_against_webserver_on_the_user_stack() {
     assert!(out.contains("passive_opens=16"), "{out}");
 }
 
+/// 1 MiB bodies, which loadgen only counts, are consumed where they arrive (on its own
+/// stack, or with `MSG_TRUNC` on kernel TCP) rather than read out: every response and
+/// byte is counted as the server counts them, pipelined and not.
+#[test]
+fn bodies_consumed_unread_count_as_the_server_counts_them() {
+    let Some(net) = network("lgd", 1) else { return };
+    let web = WebServer::start(&net, 1);
+    let url = web.url("/files/1m.txt");
+    let args = ["-c", "4", "-t", "1", "-n", "120", "--pipeline", "2", &url];
+    let on_user = loadgen_user(&net, &args, "lgd-user");
+    on_user.assert_success();
+    let one_at_a_time = ["-c", "4", "-t", "1", "-n", "120", &url];
+    let on_kernel = loadgen_kernel_inside(&net, &one_at_a_time, "lgd-kernel");
+    on_kernel.assert_success();
+    let (requests, bytes, _) = web.stop(libc::SIGTERM);
+    assert_eq!(
+        (on_user.requests(), on_kernel.requests(), requests),
+        (120, 120, 240)
+    );
+    assert_eq!(on_user.bytes() + on_kernel.bytes(), bytes);
+    assert!(on_user.bytes() > 120 << 20, "{}", on_user.bytes());
+}
+
 #[test]
 fn loadgen_on_kernel_tcp_against_webserver_on_the_user_stack() {
     let Some(net) = network("lgkw", 1) else {
