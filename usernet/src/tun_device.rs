@@ -122,11 +122,18 @@ impl TxRing {
         if self.queued > 0 {
             return Ok(());
         }
+        self.drain(stats)
+    }
+
+    /// Submits the queued writes and waits until no write is in flight: one
+    /// `io_uring_enter` when that is all it takes, more if the kernel took only some of
+    /// them or returned early.
+    fn drain(&mut self, stats: &mut DeviceStats) -> io::Result<()> {
+        self.queued = 0;
         // Completions already posted need no system call to wait for.
         self.reap(stats);
-        let inflight = self.ring.inflight();
-        if inflight > 0 {
-            // Nothing is queued, so this enter only waits.
+        while self.ring.inflight() > 0 {
+            let inflight = self.ring.inflight();
             self.ring
                 .submit_and_wait(inflight)
                 .map_err(io::Error::from)?;
@@ -345,8 +352,7 @@ impl Device for TunDevice {
                 return self.transmit(t, now);
             }
             // Packets leave in order: the queued writes and those in flight first.
-            r.submit(&mut self.stats)?;
-            r.settle(&mut self.stats)?;
+            r.drain(&mut self.stats)?;
         }
         let mut vnet = [0u8; VNET_HDR_LEN];
         let vnet = &mut vnet[..self.headroom];

@@ -177,9 +177,9 @@ fn kernel_clients_get_their_bytes_echoed_by_user_stack_threads() {
 }
 
 /// The kernel's count of segments its TCP received out of order, in the namespace
-/// the calling thread is in.
+/// the calling thread is in (`/proc/self` would show the main thread's).
 fn out_of_order_segments() -> u64 {
-    let text = std::fs::read_to_string("/proc/self/net/netstat").expect("read netstat");
+    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").expect("read netstat");
     let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
     let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
     names
