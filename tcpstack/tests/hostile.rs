@@ -662,6 +662,28 @@ fn an_echo_reply_longer_than_the_transmit_buffer_is_dropped_and_counted() {
         let mut big = [0u8; 1500];
         assert!(h.stack.poll_transmit(h.now, &mut big).is_none(), "{len}");
     }
+    // Handed out in pieces, a reply is held to the packet limit, not only to the
+    // header buffer it is written into.
+    let mut head = [0u8; 1500];
+    for (max_len, fits) in [(128, false), (1500, true)] {
+        h.inject(&ip_packet(1, &icmp));
+        let before = h.counters();
+        let sent = h
+            .stack
+            .poll_transmit_gathered(h.now, &mut head, max_len, |t, g| {
+                (
+                    t.len,
+                    g.headers.len(),
+                    g.payload[0].len() + g.payload[1].len(),
+                )
+            });
+        if fits {
+            assert_eq!(sent, Some((20 + icmp.len(), 20 + icmp.len(), 0)));
+        } else {
+            assert_eq!(sent, None);
+            assert_only(&before, &h.counters(), &["icmp_reply_too_long"]);
+        }
+    }
 }
 
 /// A transmit buffer of `MIN_TRANSMIT_BUF` bytes holds any headers, so a connection
