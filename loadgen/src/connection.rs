@@ -21,8 +21,8 @@
 //! - Every byte read from the server is recorded as it arrives, whether or not its
 //!   response completes. Body bytes the parser only counts (a Content-Length body, a
 //!   chunk's data, a body that runs to the close) are consumed without being read out
-//!   when at least [`DISCARD_MIN`] of them are due and none are buffered
-//!   ([`Transport::discard`](crate::Transport::discard)); they count the same.
+//!   when at least 16 KiB of them are due and none are buffered
+//!   ([`Transport::discard`]); they count the same.
 //! - Errors are counted once per event: a failed connect, a failed write, a failed or
 //!   early-closed read (with requests outstanding), a timeout (no complete response
 //!   `timeout` after the oldest outstanding request was written), a malformed
@@ -48,8 +48,8 @@ use crate::transport::{Network, Transport, TransportError};
 pub const READ_BUFFER: usize = 64 * 1024;
 
 /// Body bytes that are only counted are consumed without being read out
-/// ([`Transport::discard`](crate::Transport::discard)) when at least this many are due
-/// and none are buffered: smaller bodies arrive with their heads anyway.
+/// ([`Transport::discard`]) when at least this many are due and none are buffered:
+/// smaller bodies arrive with their heads anyway.
 const DISCARD_MIN: u64 = 16 * 1024;
 
 /// Pause after the first failed connection attempt of a run of failures.

@@ -94,7 +94,9 @@ counters! {
     /// control queue was full.
     control_queue_overflow,
     /// Dropped: ICMP echo reply longer than the buffer given to
-    /// [`Stack::poll_transmit`](crate::Stack::poll_transmit).
+    /// [`Stack::poll_transmit`](crate::Stack::poll_transmit) (or, for
+    /// [`Stack::poll_transmit_gathered`](crate::Stack::poll_transmit_gathered), than its
+    /// header buffer or packet limit).
     icmp_reply_too_long,
     /// TCP segments received (valid headers).
     tcp_rx_segments,

@@ -72,9 +72,12 @@ pub trait Device {
     /// The next received packet, if one is waiting now.
     fn receive(&mut self, now: Instant) -> io::Result<Option<Received<'_>>>;
 
-    /// Room for the next outgoing packet: the stack writes it at the front, then
-    /// [`Device::transmit`] sends it. At least [`DeviceCaps::mtu`] bytes, or
-    /// [`TxOffload::segmentation`] with segmentation offload.
+    /// Room for the next outgoing packet, written at the front (by the default
+    /// [`Device::transmit_gathered`], or by a caller of
+    /// [`Stack::poll_transmit`](tcpstack::Stack::poll_transmit)), then sent by
+    /// [`Device::transmit`]. At least [`DeviceCaps::mtu`] bytes, or
+    /// [`TxOffload::segmentation`] with segmentation offload; the network loop sends no
+    /// packet longer than this buffer.
     fn transmit_buffer(&mut self) -> &mut [u8];
 
     /// Sends (or queues until [`Device::flush`]) the packet just written to the front
@@ -91,7 +94,7 @@ pub trait Device {
         self.transmit(t, now)
     }
 
-    /// Sends whatever [`Device::transmit`] queued.
+    /// Sends whatever [`Device::transmit`] and [`Device::transmit_gathered`] queued.
     fn flush(&mut self, _now: Instant) -> io::Result<()> {
         Ok(())
     }

@@ -12,8 +12,9 @@
 //!
 //! The loop is polled when the device's fd is readable, when the stack's (or the
 //! device's) next deadline passes, and after any batch of threads that queued output
-//! ([`LoopCx::poll_soon`]), so every packet a batch produces leaves in one flush and an
-//! idle core sleeps until a packet or a timer is due.
+//! ([`LoopCx::poll_soon`]), so the packets a batch produces leave together (in one
+//! flush of the device, bulk ones each in a write of its own) and an idle core sleeps
+//! until a packet or a timer is due.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
