@@ -28,10 +28,19 @@ pub(crate) trait PacketSink {
     /// The most bytes one packet may take, payload included.
     fn max_len(&self) -> usize;
 
+    /// The part of [`PacketSink::head`] a packet's headers (or a packet without
+    /// payload) may take: no more than [`PacketSink::max_len`].
+    fn head_room(&mut self) -> &mut [u8] {
+        let max_len = self.max_len();
+        let head = self.head();
+        let room = head.len().min(max_len);
+        &mut head[..room]
+    }
+
     /// Whether the sink is too small for some packets: they then wait for a call
     /// with a larger one instead of being dropped.
     fn is_short(&mut self) -> bool {
-        self.head().len().min(self.max_len()) < crate::MIN_TRANSMIT_BUF
+        self.head_room().len() < crate::MIN_TRANSMIT_BUF
     }
 
     /// The packet `t` is complete: its headers are at the front of [`PacketSink::head`]

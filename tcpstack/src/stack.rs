@@ -313,10 +313,7 @@ impl Stack {
         sink: &mut S,
     ) -> Option<(Transmit, S::Sent)> {
         while let Some(c) = self.control.queue.pop_front() {
-            let max_len = sink.max_len();
-            let head = sink.head();
-            let room = head.len().min(max_len);
-            let Some(n) = c.emit(&mut head[..room], self.cfg.addr, self.cfg.ttl) else {
+            let Some(n) = c.emit(sink.head_room(), self.cfg.addr, self.cfg.ttl) else {
                 if sink.is_short() {
                     // Too short a buffer: keep the packet for the next call.
                     self.control.queue.push_front(c);

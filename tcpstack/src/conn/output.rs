@@ -396,7 +396,7 @@ impl Tcb {
             partial_checksum,
         };
         let hl = header.headers_len();
-        if sink.head().len() < hl || sink.max_len() < hl {
+        if sink.head_room().len() < hl {
             return None;
         }
         let room = u32::try_from(sink.max_len() - hl).unwrap_or(u32::MAX);
@@ -424,7 +424,7 @@ impl Tcb {
             0
         };
         let payload = <[&[u8]; 2]>::from(self.send_buf.slices_at(off, out.len as usize));
-        header.emit_headers(sink.head(), payload);
+        header.emit_headers(sink.head_room(), payload);
         let mss = self.mss_with_blocks(sacks.len());
         let segment_size = (out.len > mss).then(|| {
             ctx.counters.tx_super_segments += 1;
