@@ -352,13 +352,7 @@ impl Tun {
     /// Fails with [`io::ErrorKind::WouldBlock`] when the device's queue is full, and with
     /// `EINVAL` or `EMSGSIZE` when the packet is malformed or larger than the MTU allows.
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
-        loop {
-            match nix::unistd::write(&self.fd, packet) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.send_vectored(&[io::IoSlice::new(packet)])
     }
 
     /// Writes one whole IP packet held in pieces (`writev`): the kernel reads them in

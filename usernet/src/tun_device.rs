@@ -348,7 +348,8 @@ impl Device for TunDevice {
         let payload = g.payload[0].len() + g.payload[1].len();
         if let Tx::Batched(r) = &mut self.tx {
             if payload < WRITE_IN_PLACE_MIN {
-                copy_gathered(&mut r.next[self.headroom..], g)?;
+                // Into the batch, as the default does.
+                copy_gathered(self.transmit_buffer(), g)?;
                 return self.transmit(t, now);
             }
             // Packets leave in order: the queued writes and those in flight first.
