@@ -26,20 +26,10 @@ use server::{CoreParts, Plan, Sink};
 fn main() -> ExitCode {
     let config = Config::parse();
     if let Err(e) = config.validate() {
-        Config::command()
-            .error(clap::error::ErrorKind::ValueValidation, e)
-            .exit();
+        usage_error(e);
     }
-    let content = config.content().unwrap_or_else(|e| {
-        Config::command()
-            .error(clap::error::ErrorKind::ValueValidation, e)
-            .exit()
-    });
-    let root = document_root(&config).unwrap_or_else(|e| {
-        Config::command()
-            .error(clap::error::ErrorKind::ValueValidation, e)
-            .exit()
-    });
+    let content = config.content().unwrap_or_else(|e| usage_error(e));
+    let root = document_root(&config).unwrap_or_else(|e| usage_error(e));
     // The user-space stack's device first: a missing setup is a usage error (exit 2)
     // that names its fix.
     let tun = match config
@@ -59,6 +49,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exits with clap's usage message for a bad value, `e`, and status 2.
+fn usage_error(e: impl std::fmt::Display) -> ! {
+    Config::command()
+        .error(clap::error::ErrorKind::ValueValidation, e)
+        .exit()
 }
 
 /// The document root, made absolute, or what is wrong with it (a usage error).
