@@ -16,7 +16,6 @@
 
 pub mod batch;
 pub mod coverage;
-pub mod describe;
 pub mod files;
 pub mod hash;
 pub mod http;

@@ -221,7 +221,7 @@ impl Wire {
         let describe = || {
             format!(
                 "{name} sends {} {fate:?}{}",
-                crate::describe::packet(&bytes),
+                tcpstack::wire::describe(&bytes),
                 arrivals
                     .iter()
                     .map(|a| format!(" arrives {:?}", a.saturating_duration_since(now)))

@@ -93,6 +93,44 @@ impl Segment<'_> {
     }
 }
 
+/// A one-line summary of a packet for logs and traces, without validating it:
+/// `sport->dport [flags] seq=.. ack=.. win=.. len=..` for TCP over IPv4 (flags as
+/// tcpdump prints them, `F` `S` `R` `P` `.`; `len` the payload length), and
+/// `non-TCP N bytes` for anything shorter or else. Any bytes give a line, never a panic.
+pub fn describe(packet: &[u8]) -> String {
+    let ihl = usize::from(packet.first().map_or(0, |b| b & 0x0f)) * 4;
+    let Some(tcp) = packet
+        .get(ihl..)
+        .filter(|t| t.len() >= TCP_HEADER_LEN && packet.get(9) == Some(&PROTO_TCP))
+    else {
+        return format!("non-TCP {} bytes", packet.len());
+    };
+    let tcp = TcpPacket::new_unchecked(tcp);
+    let f: String = [
+        (flags::FIN, 'F'),
+        (flags::SYN, 'S'),
+        (flags::RST, 'R'),
+        (flags::PSH, 'P'),
+        (flags::ACK, '.'),
+    ]
+    .iter()
+    .filter(|(bit, _)| tcp.as_ref()[13] & bit != 0)
+    .map(|&(_, c)| c)
+    .collect();
+    let payload = tcp
+        .as_ref()
+        .len()
+        .saturating_sub(usize::from(tcp.header_len()));
+    format!(
+        "{}->{} [{f}] seq={} ack={} win={} len={payload}",
+        tcp.src_port(),
+        tcp.dst_port(),
+        tcp.seq_number().0 as u32,
+        tcp.ack_number().0 as u32,
+        tcp.window_len(),
+    )
+}
+
 /// Validates an IPv4 packet addressed to `local` and classifies its payload.
 #[cfg(test)]
 pub(crate) fn parse(packet: &[u8], local: Ipv4Addr) -> Result<Ingress<'_>, DropReason> {

@@ -55,6 +55,27 @@ fn round_trips_an_emitted_syn() {
 }
 
 #[test]
+fn describe_summarises_tcp_and_survives_anything_else() {
+    let mut p = syn_packet();
+    assert_eq!(describe(&p), "40000->80 [S] seq=1000 ack=0 win=65535 len=0");
+    p[33] = flags::ACK | flags::PSH | flags::FIN;
+    p.extend_from_slice(b"abc");
+    assert_eq!(
+        describe(&p),
+        "40000->80 [FP.] seq=1000 ack=0 win=65535 len=3"
+    );
+    p[9] = PROTO_ICMP;
+    assert_eq!(describe(&p), format!("non-TCP {} bytes", p.len()));
+    // Short, empty and nonsense headers name their size instead of panicking.
+    assert_eq!(describe(&syn_packet()[..30]), "non-TCP 30 bytes");
+    assert_eq!(describe(&[]), "non-TCP 0 bytes");
+    assert_eq!(describe(&[0xff; 70]), "non-TCP 70 bytes");
+    let mut odd = syn_packet();
+    odd[32] = 0xf0; // a data offset past the end
+    assert!(describe(&odd).ends_with("len=0"));
+}
+
+#[test]
 fn ip_validation_reasons() {
     let good = syn_packet();
     let check = |p: &[u8], want: DropReason| {

@@ -164,36 +164,6 @@ fn random_offload(offload_rng: &mut Rng, c: &mut StackConfig) {
     }
 }
 
-/// A short human-readable summary of an IPv4/TCP packet, for traces.
-fn describe(p: &[u8]) -> String {
-    let ihl = usize::from(p.first().map_or(0, |b| b & 0x0f)) * 4;
-    let Some(tcp) = p
-        .get(ihl..)
-        .filter(|t| t.len() >= 20 && p.get(9) == Some(&6))
-    else {
-        return format!("non-TCP {} bytes", p.len());
-    };
-    let be32 = |i: usize| u32::from_be_bytes([tcp[i], tcp[i + 1], tcp[i + 2], tcp[i + 3]]);
-    let flags = tcp[13];
-    let mut f = String::new();
-    for (bit, c) in [(1, 'F'), (2, 'S'), (4, 'R'), (8, 'P'), (16, '.')] {
-        if flags & bit != 0 {
-            f.push(c);
-        }
-    }
-    let doff = usize::from(tcp[12] >> 4) * 4;
-    format!(
-        "{}->{} [{}] seq={} ack={} win={} len={}",
-        u16::from_be_bytes([tcp[0], tcp[1]]),
-        u16::from_be_bytes([tcp[2], tcp[3]]),
-        f,
-        be32(4),
-        be32(8),
-        u16::from_be_bytes([tcp[14], tcp[15]]),
-        tcp.len().saturating_sub(doff)
-    )
-}
-
 /// The whole simulated world for one seed.
 pub struct World {
     seed: u64,
@@ -465,7 +435,7 @@ impl World {
                 for p in std::mem::take(&mut self.wire) {
                     let fate = self.links[h].send(self.now, &p);
                     if self.trace.is_some() {
-                        let d = describe(&p);
+                        let d = tcpstack::wire::describe(&p);
                         let name = self.hosts[h].name;
                         self.log(|| format!("{name} sends {d} {fate:?}"));
                     }
@@ -481,7 +451,7 @@ impl World {
             while let Some(p) = self.links[h].pop_due(self.now) {
                 let dst = 1 - h;
                 if self.trace.is_some() {
-                    let d = describe(&p);
+                    let d = tcpstack::wire::describe(&p);
                     let name = self.hosts[dst].name;
                     self.log(|| format!("{name} receives {d}"));
                 }
