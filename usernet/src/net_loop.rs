@@ -29,6 +29,7 @@ use threadlib::{Error, EventLoop, LoopCx, LoopId, Request, ThreadId};
 use crate::device::{Device, DeviceStats};
 use crate::error::stack_error;
 use crate::report::NetReport;
+use crate::secret::{host_secret, random_secret};
 use crate::steering::Steering;
 
 /// Packets read in one poll before the stack transmits and threads run again (keeps
@@ -125,8 +126,9 @@ pub struct NetConfig {
     pub max_half_open: usize,
     /// Ephemeral ports for active opens.
     pub ephemeral_ports: (u16, u16),
-    /// The ISN secret of core 0 (core `i` uses it with byte 0 xored with `i`); `None`
-    /// draws one per core from the operating system. Give one for reproducible runs.
+    /// The stacks' secret (every core's); `None` for the host's
+    /// ([`host_secret`](crate::host_secret), or one drawn for this network if the
+    /// host's cannot be had). Give one for reproducible runs.
     pub isn_secret: Option<[u8; 16]>,
     /// How flows are spread over the cores' queues; `None` for a single queue.
     pub steering: Option<Steering>,
@@ -161,9 +163,9 @@ pub struct NetLoop {
     /// payload whole): an MTU.
     head: Vec<u8>,
     device: Box<dyn Device>,
-    /// Core time at which the stack's clock reads zero (set at the first poll or
-    /// call, when the core's clock is first known).
-    epoch: Option<Instant>,
+    /// A core time and the stack's time then (set at the first poll or call, when
+    /// the core's clock is first known; see [`NetLoop::stack_now`]).
+    epoch: Option<(Instant, Duration)>,
     core: usize,
     steering: Option<Steering>,
     ephemeral_ports: (u16, u16),
@@ -190,11 +192,10 @@ impl NetLoop {
         id: Arc<OnceLock<LoopId>>,
     ) -> std::io::Result<NetLoop> {
         let caps = device.caps();
-        let mut secret = match config.isn_secret {
+        let secret = match config.isn_secret {
             Some(s) => s,
-            None => random_secret()?,
+            None => host_secret().or_else(|_| random_secret())?,
         };
-        secret[0] ^= core as u8;
         let mut sc = tcpstack::StackConfig::new(config.addr, secret);
         sc.tcp = config.tcp.clone();
         sc.tcp.mtu = caps.mtu;
@@ -223,10 +224,15 @@ impl NetLoop {
         })
     }
 
-    /// The stack's time at core time `now`.
+    /// The stack's time at core time `now`. On the real clock it is the host's
+    /// monotonic clock, which the kernel's TCP reads too: with the host's secret, a
+    /// four-tuple's next connection then carries a later ISN and timestamp than its
+    /// last, from whichever process on the host (see [`host_secret`]). On a mock clock
+    /// it starts at zero when the loop first runs.
     fn stack_now(&mut self, now: Instant) -> tcpstack::Instant {
-        let epoch = *self.epoch.get_or_insert(now);
-        tcpstack::Instant::from_micros(now.saturating_duration_since(epoch).as_micros() as u64)
+        let (epoch, origin) = *self.epoch.get_or_insert_with(|| (now, stack_origin(now)));
+        let t = origin + now.saturating_duration_since(epoch);
+        tcpstack::Instant::from_micros(t.as_micros() as u64)
     }
 
     /// The stack (for inspection: connection states, counters, timers).
@@ -755,6 +761,19 @@ impl NetLoop {
     }
 }
 
+/// The stack's time at core time `now` when a loop first runs: the host's monotonic
+/// clock if the core runs on the real clock, zero on a mock one.
+fn stack_origin(now: Instant) -> Duration {
+    let real = threadlib::time::Clock::current().is_ok_and(|c| !c.is_mock());
+    match real.then(iolib::clock::monotonic) {
+        // `now` is the core's reading of the same clock, a moment ago.
+        Some(Ok(host)) => {
+            host.saturating_sub(threadlib::time::now().saturating_duration_since(now))
+        }
+        _ => Duration::ZERO,
+    }
+}
+
 /// Hands `packet` to the network loop of core `owner` (through threadlib's cross-core
 /// path; it costs an allocation, and steering keeps it rare).
 fn forward(id: &OnceLock<LoopId>, owner: usize, packet: Vec<u8>, trusted: bool) {
@@ -762,15 +781,6 @@ fn forward(id: &OnceLock<LoopId>, owner: usize, packet: Vec<u8>, trusted: bool) 
     let _ = threadlib::spawn_on(owner, move || async move {
         let _ = threadlib::with_loop(id, |l: &mut NetLoop, cx| l.inject(&packet, trusted, cx));
     });
-}
-
-/// Sixteen bytes from the kernel's CSPRNG, for a stack's ISN secret
-/// ([`tcpstack::StackConfig::isn_secret`]).
-pub fn random_secret() -> std::io::Result<[u8; 16]> {
-    use std::io::Read;
-    let mut secret = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
-    Ok(secret)
 }
 
 impl EventLoop for NetLoop {
@@ -809,10 +819,10 @@ impl EventLoop for NetLoop {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let stack = self.epoch.and_then(|e| {
+        let stack = self.epoch.and_then(|(epoch, origin)| {
             self.stack
                 .poll_timeout()
-                .map(|t| e + Duration::from_micros(t.as_micros()))
+                .map(|t| epoch + Duration::from_micros(t.as_micros()).saturating_sub(origin))
         });
         match (stack, self.device.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -52,6 +52,17 @@ fn rig_full(
         },
     )
     .expect("create namespace and TUN device");
+    let (runtime, user) = stack_on(&net, cores, io, tweak);
+    Some(Rig { net, runtime, user })
+}
+
+/// A runtime whose cores each drive a stack on one queue of `net`'s device.
+fn stack_on(
+    net: &TestNet,
+    cores: usize,
+    io: usernet::TunIo,
+    tweak: impl FnOnce(&mut NetConfig),
+) -> (Runtime, UserNet) {
     let opened = tun_setup::open(&TunSetup {
         netns: net.ns().to_owned(),
         device: net.dev().to_owned(),
@@ -66,8 +77,7 @@ fn rig_full(
     tweak(&mut config);
     let builder = Runtime::builder().cores(cores).blocking_threads(4);
     let (builder, user) = UserNet::install_devices(builder, config, opened.devices);
-    let runtime = builder.build().expect("runtime");
-    Some(Rig { net, runtime, user })
+    (builder.build().expect("runtime"), user)
 }
 
 /// Listens on the stack's address at [`PORT`].
@@ -498,6 +508,101 @@ async fn all_cores_report(user: &UserNet, cores: usize) -> NetReport {
         sum += &r;
     }
     sum
+}
+
+/// The kernel's TCP sockets of namespace `ns` in TIME-WAIT.
+fn kernel_time_waits(ns: &str) -> usize {
+    iolib::netns::run_in(ns, || {
+        let table = std::fs::read_to_string("/proc/thread-self/net/tcp").expect("read");
+        // `sl local rem st ...`: state 06 is TIME-WAIT.
+        table
+            .lines()
+            .skip(1)
+            .filter(|l| l.split_whitespace().nth(3) == Some("06"))
+            .count()
+    })
+    .expect("enter the namespace")
+}
+
+/// A second stack, opened after a first one closed its connections, reuses their local
+/// ports (two cores pick ports from the same start every time) while the kernel still
+/// holds each of them in TIME-WAIT, and every connection opens at once: both stacks
+/// key their timestamps with the host's secret on the host's monotonic clock, so the
+/// kernel finds each SYN newer than the connection it remembers and takes it (RFC
+/// 6191). With a secret of each stack's own, half the SYNs carry older timestamps;
+/// the kernel answers them with an ACK, the stack resets it, and the SYN is sent
+/// again a second later.
+#[test]
+fn a_later_stack_reuses_ports_the_kernel_holds_in_time_wait_at_once() {
+    const CONNS: usize = 12;
+    let Some(rig) = rig("reuse", 2) else { return };
+    let Rig { net, runtime, user } = rig;
+    let ns = net.ns().to_owned();
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        iolib::netns::run_in(&ns, move || {
+            let l = TcpListener::bind((KERNEL_ADDR, 0)).unwrap();
+            port_tx.send(l.local_addr().unwrap().port()).unwrap();
+            // Each connection gets a word and the kernel's FIN at once: the kernel
+            // closes first and keeps the connection in TIME-WAIT.
+            for _ in 0..2 * CONNS {
+                let (mut s, _) = l.accept().unwrap();
+                s.write_all(b"bye").unwrap();
+            }
+        })
+        .expect("enter the namespace")
+    });
+    let server_addr = SocketAddr::from((KERNEL_ADDR, port_rx.recv().unwrap()));
+    // Opens CONNS connections one after another and reads each to its end; returns
+    // the local ports, the longest open, and the SYNs sent again.
+    let round = |runtime: Runtime, user: UserNet| {
+        runtime
+            .block_on(async move {
+                let (mut ports, mut slowest) = (Vec::new(), Duration::ZERO);
+                for _ in 0..CONNS {
+                    let start = threadlib::time::now();
+                    let mut c = user.connect(server_addr).await.unwrap();
+                    slowest = slowest.max(threadlib::time::now() - start);
+                    ports.push(c.local_addr().unwrap().port());
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 16];
+                    loop {
+                        match c.read(&mut buf).await.unwrap() {
+                            0 => break,
+                            n => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    assert_eq!(got, b"bye");
+                    c.shutdown(Shutdown::Write).await.unwrap();
+                }
+                // Closed once the kernel has our FIN: its side is then in TIME-WAIT.
+                let deadline = threadlib::time::now() + SOCKET_TIMEOUT;
+                while all_cores_report(&user, 2).await.connections > 0 {
+                    assert!(
+                        threadlib::time::now() < deadline,
+                        "connections did not close"
+                    );
+                    threadlib::sleep(Duration::from_millis(5)).await.unwrap();
+                }
+                let resent = all_cores_report(&user, 2).await.counter("syn_retransmits");
+                (ports, slowest, resent)
+            })
+            .unwrap()
+    };
+    let (first, _, _) = round(runtime, user);
+    assert_eq!(kernel_time_waits(net.ns()), CONNS);
+    let (runtime, user) = stack_on(&net, 2, usernet::TunIo::default(), |_| {});
+    let (second, slowest, resent) = round(runtime, user);
+    assert_eq!(
+        first, second,
+        "the second stack reused the first one's ports"
+    );
+    assert_eq!(resent, 0, "SYNs sent again");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "slowest open {slowest:?}"
+    );
+    server.join().unwrap();
 }
 
 /// Two cores, two queues: the kernel's connections spread over both cores, each core

@@ -1,0 +1,37 @@
+//! The host's clocks, as every process on the machine reads them.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// `CLOCK_MONOTONIC`: the time since boot, not counting suspend. It is the clock
+/// `std::time::Instant` reads and the one the kernel's TCP timestamps tick by, and
+/// every process reads the same value at one moment, so times taken in different
+/// processes compare. Never decreases.
+pub fn monotonic() -> Result<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return Err(Error::last("clock_gettime(CLOCK_MONOTONIC)"));
+    }
+    Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_time_moves_with_instant() {
+        let (a, i) = (monotonic().unwrap(), std::time::Instant::now());
+        std::thread::sleep(Duration::from_millis(20));
+        let (b, j) = (monotonic().unwrap(), std::time::Instant::now());
+        let (ours, std) = (b - a, j - i);
+        assert!(ours >= Duration::from_millis(20), "{ours:?}");
+        let skew = ours.abs_diff(std);
+        assert!(skew < Duration::from_millis(5), "{ours:?} vs {std:?}");
+    }
+}
