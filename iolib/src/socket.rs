@@ -9,13 +9,30 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::error::{Error, Result};
 
+/// Whether a listener shares its port with other listeners (`SO_REUSEPORT`, the
+/// kernel spreading new connections over them), as each core's listener of one
+/// server does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReusePort {
+    /// Not shared: binding fails if any socket has the port.
+    #[default]
+    Off,
+    /// The first listener of a group: binding fails if any socket has the port,
+    /// whether that one shares it or not, so a server cannot join another's
+    /// group by mistake; [`ReusePort::Join`] listeners may join this one.
+    First,
+    /// Joins the listeners that share the port. Any process of the same user may
+    /// join, so a group's first listener binds as [`ReusePort::First`].
+    Join,
+}
+
 /// Options for [`listen`].
 #[derive(Debug, Clone, Copy)]
 pub struct ListenOptions {
     /// Backlog passed to `listen(2)`.
     pub backlog: i32,
-    /// Set `SO_REUSEPORT`, so each core can own a listener on the same port.
-    pub reuse_port: bool,
+    /// Whether the port is shared with other listeners.
+    pub reuse_port: ReusePort,
     /// Set `TCP_NOTSENT_LOWAT` (inherited by every accepted connection): a send queues
     /// at most this many bytes beyond what the window lets out, and the socket is
     /// writable only while fewer are waiting. `None` keeps the kernel's default (no
@@ -27,14 +44,14 @@ impl Default for ListenOptions {
     fn default() -> Self {
         ListenOptions {
             backlog: 1024,
-            reuse_port: false,
+            reuse_port: ReusePort::Off,
             unsent_limit: None,
         }
     }
 }
 
 /// Creates a non-blocking, close-on-exec TCP listener bound to `addr`
-/// (`SO_REUSEADDR` always, `SO_REUSEPORT` if asked).
+/// (`SO_REUSEADDR` always, `SO_REUSEPORT` as `opts.reuse_port` says).
 pub fn listen(addr: SocketAddr, opts: ListenOptions) -> Result<TcpListener> {
     let s = Socket::new(
         Domain::for_address(addr),
@@ -44,9 +61,12 @@ pub fn listen(addr: SocketAddr, opts: ListenOptions) -> Result<TcpListener> {
     .map_err(|e| Error::new("socket", e))?;
     s.set_reuse_address(true)
         .map_err(|e| Error::new("setsockopt(SO_REUSEADDR)", e))?;
-    if opts.reuse_port {
+    let share = || {
         s.set_reuse_port(true)
-            .map_err(|e| Error::new("setsockopt(SO_REUSEPORT)", e))?;
+            .map_err(|e| Error::new("setsockopt(SO_REUSEPORT)", e))
+    };
+    if opts.reuse_port == ReusePort::Join {
+        share()?;
     }
     if let Some(limit) = opts.unsent_limit {
         // The kernel takes an int: a larger limit is no limit anyway.
@@ -54,6 +74,11 @@ pub fn listen(addr: SocketAddr, opts: ListenOptions) -> Result<TcpListener> {
             .map_err(|e| Error::new("setsockopt(TCP_NOTSENT_LOWAT)", e))?;
     }
     s.bind(&addr.into()).map_err(|e| Error::new("bind", e))?;
+    // Bound alone; from now on `Join` listeners may bind beside it (the kernel forms
+    // the group when it listens).
+    if opts.reuse_port == ReusePort::First {
+        share()?;
+    }
     s.listen(opts.backlog)
         .map_err(|e| Error::new("listen", e))?;
     Ok(s.into())
@@ -255,7 +280,7 @@ mod tests {
             "127.0.0.1:0".parse().unwrap(),
             ListenOptions {
                 backlog: 16,
-                reuse_port: true,
+                reuse_port: ReusePort::First,
                 unsent_limit: None,
             },
         )
@@ -286,11 +311,44 @@ mod tests {
             addr,
             ListenOptions {
                 backlog: 16,
-                reuse_port: true,
+                reuse_port: ReusePort::Join,
                 unsent_limit: None,
             },
         )
         .unwrap();
+    }
+
+    /// The kernel spreads connections over a group founded by a `First` listener, and
+    /// a `First` listener cannot bind a port that any socket has, shared or not.
+    #[test]
+    fn a_group_is_founded_once_and_joined_after() {
+        let opts = |reuse_port| ListenOptions {
+            backlog: 256,
+            reuse_port,
+            unsent_limit: None,
+        };
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let first = listen(any, opts(ReusePort::First)).unwrap();
+        let addr = first.local_addr().unwrap();
+        let joined = listen(addr, opts(ReusePort::Join)).unwrap();
+        let _clients: Vec<_> = (0..64).map(|_| connect(addr).unwrap().0).collect();
+        let mut counts = [0; 2];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while counts[0] + counts[1] < 64 {
+            assert!(std::time::Instant::now() < deadline, "accepted {counts:?}");
+            for (n, l) in counts.iter_mut().zip([&first, &joined]) {
+                *n += usize::from(accept(l).is_ok());
+            }
+        }
+        assert!(counts.iter().all(|&n| n > 0), "spread {counts:?}");
+        for taken in [ReusePort::First, ReusePort::Off] {
+            let e = listen(addr, opts(taken)).unwrap_err();
+            assert!(e.to_string().contains("in use"), "{taken:?}: {e}");
+        }
+        // A foreign group, founded by sockets that all share: a `First` cannot join.
+        let foreign = listen(any, opts(ReusePort::Join)).unwrap();
+        let e = listen(foreign.local_addr().unwrap(), opts(ReusePort::First)).unwrap_err();
+        assert!(e.to_string().contains("in use"), "{e}");
     }
 
     #[test]

@@ -290,8 +290,7 @@ async fn server_main(w: Rc<World>, stopped: Promise<()>) -> threadlib::Result<()
     loop {
         let opts = ListenOptions {
             backlog: i32::try_from(w.p.backlog).unwrap_or(i32::MAX),
-            reuse_port: false,
-            unsent_limit: None,
+            ..ListenOptions::default()
         };
         let listener = tap.listen(w.server_addr(), opts).await?;
         let ctx = Rc::new(ServerContext::with_clock(settings, sim_wall_clock));

@@ -15,7 +15,7 @@ use crate::fs::File;
 use crate::readiness::wait;
 use crate::syscall::Readiness;
 
-pub use iolib::socket::ListenOptions;
+pub use iolib::socket::{ListenOptions, ReusePort};
 
 /// A network capability: something that can listen and connect.
 #[allow(async_fn_in_trait)]

@@ -343,6 +343,40 @@ fn the_report_counts_connections_per_core() {
     assert_eq!(counts.iter().sum::<u64>(), 8, "{line}");
 }
 
+/// A second server on a port the first serves on all its cores does not join it (the
+/// kernel would spread the connections over both): it says the address is in use and
+/// fails, and the first serves on.
+#[test]
+fn a_port_in_use_is_not_shared_with_another_server() {
+    let on = NetBackend::Kernel;
+    let root = root(on, "port-in-use");
+    let s = Server::start(on, Some(&root), &["--cores", "2"]);
+    let addr = s.addr.to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_webserver"))
+        .args(["--cores", "2", "--listen", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the second server serves on {addr} too");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = child.wait_with_output().unwrap();
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains(&format!("listening on {addr}")), "{said}");
+    assert!(said.contains("in use"), "{said}");
+    let out = s.raw(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(status(&out), 200);
+    s.signal(libc::SIGTERM);
+    assert!(s.wait().0.success());
+}
+
 /// `--pin-cores on` puts each core's thread on a CPU of its own, in order, wrapping
 /// on a machine with fewer CPUs; `off` leaves them free. Read from the kernel's view
 /// of the running process.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use threadlib::fs::Dir;
-use threadlib::net::{ListenOptions, Listener, Network};
+use threadlib::net::{ListenOptions, Listener, Network, ReusePort};
 use threadlib::signal::Signals;
 use threadlib::sync::remote::{oneshot, OneshotReceiver};
 use threadlib::Error;
@@ -107,16 +107,17 @@ where
         cores,
     } = plan;
     let signals = Signals::new(&SIGNALS).context("signalfd")?;
-    let opts = ListenOptions {
+    let opts = |reuse_port| ListenOptions {
         backlog: BACKLOG,
-        reuse_port: true,
+        reuse_port,
         unsent_limit: Some(UNSENT_LIMIT),
     };
-    // Core 0 binds first, so that a port 0 becomes a port the other cores share.
+    // Core 0 binds first, so that a port 0 becomes a port the other cores share, and
+    // alone, so that a port another server shares is in use rather than shared.
     let mut first = Vec::with_capacity(listen.len());
     for &addr in &listen {
         let l = net
-            .listen(addr, opts)
+            .listen(addr, opts(ReusePort::First))
             .await
             .with_context(|| format!("listening on {addr}"))?;
         first.push(l);
@@ -147,7 +148,7 @@ where
         let handle = threadlib::spawn_on(core, move || async move {
             let mut listeners = Vec::with_capacity(addrs.len());
             for addr in addrs {
-                match net.listen(addr, opts).await {
+                match net.listen(addr, opts(ReusePort::Join)).await {
                     Ok(l) => listeners.push(l),
                     Err(e) => {
                         let _ = ready_tx.send(Err(format!("listening on {addr}: {e}")));
