@@ -279,6 +279,53 @@ fn cross_core_spawn_and_messages() {
     });
 }
 
+/// Waiting on a cross-core one-shot or channel is a cancellation point, as a system
+/// call is: a timeout or a cancelled scope ends the wait with nothing taken or sent,
+/// and the value still reaches a receiver that waits again.
+#[test]
+fn cross_core_waits_are_cancellation_points() {
+    use threadlib::sync::remote::{channel, oneshot};
+    watchdog(|| {
+        let rt = Runtime::builder().cores(2).build().unwrap();
+        rt.block_on(async {
+            let short = Duration::from_millis(20);
+            let (tx, rx) = oneshot::<u32>();
+            let waited = threadlib::with_timeout(short, rx.recv()).await;
+            assert!(matches!(waited, Err(Error::TimedOut)), "{waited:?}");
+            assert!(
+                tx.send(1).is_err(),
+                "the cancelled receive dropped the receiver"
+            );
+
+            let (tx, rx) = channel::<u32>(1);
+            let waited = threadlib::with_timeout(short, rx.recv()).await;
+            assert!(matches!(waited, Err(Error::TimedOut)), "{waited:?}");
+            tx.send(1).await.unwrap();
+            // Full: a send waits, and is cancelled with its value not queued.
+            let waited = threadlib::with_timeout(short, tx.send(2)).await;
+            assert!(matches!(waited, Err(Error::TimedOut)), "{waited:?}");
+            assert_eq!(rx.recv().await.unwrap(), 1);
+            drop(tx);
+            assert!(
+                matches!(rx.recv().await, Err(Error::Closed)),
+                "2 was queued"
+            );
+
+            // A scope's cancellation reaches a thread waiting for another core.
+            let (_tx, rx) = oneshot::<u32>();
+            let r = threadlib::scope(|s| async move {
+                s.spawn(async move { rx.recv().await.map(drop) });
+                threadlib::sleep(short).await?;
+                s.cancel();
+                Ok(())
+            })
+            .await;
+            assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+        })
+        .unwrap();
+    });
+}
+
 #[test]
 fn foreign_futures_run_inside_threads() {
     watchdog(|| {

@@ -1,6 +1,8 @@
 //! Cross-core (and cross-OS-thread) primitives: a one-shot and a bounded channel whose
 //! ends are `Send`. Waiting uses wakers, so they also work from foreign executors; a
-//! threadlib thread waiting on them is parked by its scheduler until woken.
+//! threadlib thread waiting on them is parked by its scheduler until woken. Every wait
+//! is a cancellation point, as a system call is: a cancelled thread gets
+//! [`Error::Cancelled`] and has taken or sent nothing.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -85,6 +87,9 @@ struct RecvOne<'a, T> {
 impl<T> Future for RecvOne<'_, T> {
     type Output = Result<T>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        if crate::is_cancelled() {
+            return Poll::Ready(Err(Error::Cancelled));
+        }
         let mut st = self.s.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(v) = st.value.take() {
             return Poll::Ready(Ok(v));
@@ -170,6 +175,9 @@ impl<T> Sender<T> {
     pub async fn send(&self, v: T) -> Result<()> {
         let mut v = Some(v);
         std::future::poll_fn(|cx| {
+            if crate::is_cancelled() {
+                return Poll::Ready(Err(Error::Cancelled));
+            }
             let mut st = self.s.lock().unwrap_or_else(|p| p.into_inner());
             if !st.receiver_alive {
                 return Poll::Ready(Err(Error::Closed));
@@ -211,6 +219,9 @@ impl<T> Receiver<T> {
     /// once every sender is gone and the queue is drained.
     pub async fn recv(&self) -> Result<T> {
         std::future::poll_fn(|cx| {
+            if crate::is_cancelled() {
+                return Poll::Ready(Err(Error::Cancelled));
+            }
             let mut st = self.s.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(v) = st.queue.pop_front() {
                 let w = st.send_wakers.pop_front();
