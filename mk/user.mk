@@ -20,11 +20,12 @@ demo-user: ## Web server on the user-space stack, driven 5 s by loadgen on its o
 	$(CARGO) build --release -p webserver -p loadgen
 	@set -e; out=$$(mktemp); \
 	target/release/webserver --net user $(WEB_ARGS) >$$out & pid=$$!; \
-	trap 'kill $$pid 2>/dev/null; rm -f $$out' EXIT; \
-	for i in $$(seq 100); do grep -q Serving $$out && break; kill -0 $$pid 2>/dev/null || { cat $$out; exit 2; }; sleep 0.05; done; \
+	trap 'kill $$pid 2>/dev/null || true; rm -f $$out' EXIT; \
+	for i in $$(seq 200); do grep -q Serving $$out && break; kill -0 $$pid 2>/dev/null || { cat $$out; wait $$pid || exit $$?; exit 1; }; sleep 0.05; done; \
+	grep -q Serving $$out || { echo "the web server did not start within 10 s"; exit 1; }; \
 	target/release/loadgen --net user -c 64 -d 5s $(LOADGEN_ARGS) \
 		http://$(USER_ADDR):8080/ http://$(USER_ADDR):8080/files/1k.txt; \
-	kill -TERM $$pid; wait $$pid; echo; echo "web server:"; cat $$out; trap - EXIT; rm -f $$out
+	kill -TERM $$pid; wait $$pid; echo; echo "web server:"; cat $$out
 
 bench-user: ## User-space path vs kernel path (webserver, loadgen, c10k) in a private namespace -> target/bench/user.json (root)
 	$(CARGO) build --release -p webserver -p loadgen

@@ -14,12 +14,13 @@ run: ## Start the web server on the sample site (www/) at http://127.0.0.1:8080/
 
 demo: ## Start the web server, drive it with loadgen for 5 s, print the report, stop it
 	$(CARGO) build --release -p webserver -p loadgen
-	@set -e; \
-	target/release/webserver --listen 127.0.0.1:$(DEMO_PORT) $(WEB_ARGS) & pid=$$!; \
-	trap 'kill $$pid 2>/dev/null' EXIT; \
-	for i in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$(DEMO_PORT)) 2>/dev/null && break; sleep 0.1; done; \
+	@set -e; out=$$(mktemp); \
+	target/release/webserver --listen 127.0.0.1:$(DEMO_PORT) $(WEB_ARGS) >$$out & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null || true; rm -f $$out' EXIT; \
+	for i in $$(seq 200); do grep -q Serving $$out && break; kill -0 $$pid 2>/dev/null || { cat $$out; wait $$pid || exit $$?; exit 1; }; sleep 0.05; done; \
+	grep -q Serving $$out || { echo "the web server did not start within 10 s"; exit 1; }; \
 	target/release/loadgen -c 64 -d 5s http://127.0.0.1:$(DEMO_PORT)/ http://127.0.0.1:$(DEMO_PORT)/files/1k.txt; \
-	kill -TERM $$pid; wait $$pid; trap - EXIT
+	kill -TERM $$pid; wait $$pid; echo; echo "web server:"; cat $$out
 
 bench-web: ## webserver vs nginx (wrk), loadgen vs wrk, c10k memory -> target/bench/web.json
 	$(CARGO) build --release -p webserver -p loadgen

@@ -20,10 +20,10 @@ pub mod exit {
     /// The run happened and passed: some response succeeded and the error rate is
     /// within `--max-error-rate`.
     pub const PASSED: u8 = 0;
-    /// The run could not happen (unresolvable host, runtime failure, unwritable
-    /// `--json` or `--plot` file).
+    /// The run could not happen (unresolvable host, runtime failure).
     pub const CANNOT_RUN: u8 = 1;
-    /// A bad command line, or a user-space network setup the user must fix.
+    /// A bad command line, a `--json` or `--plot` file that cannot be created, or a
+    /// user-space network setup the user must fix.
     pub const USAGE: u8 = 2;
     /// The run happened but failed: no response succeeded (none arrived, or all were
     /// error statuses), or the error rate exceeded `--max-error-rate`.
@@ -34,10 +34,13 @@ pub mod exit {
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  the run passed: at least one 2xx/3xx response, error rate within --max-error-rate
-  1  the run could not happen (unresolvable host, runtime failure, unwritable output file)
-  2  bad command line (usage on stderr), or a --net user setup to fix
+  1  the run could not happen (unresolvable host, runtime failure)
+  2  bad command line (usage on stderr), an output file that cannot be created, or a
+     --net user setup to fix
   3  the run failed: no 2xx/3xx response at all, or the error rate exceeded
-     --max-error-rate (the report is printed and written all the same)";
+     --max-error-rate (the report is printed and written all the same)
+Ctrl-C (SIGINT) or SIGTERM stops the run and reports what was measured; a second one
+exits at once (130 or 143).";
 
 /// An HTTP load generator: keep-alive connections spread over cores, optional
 /// pipelining, wrk2's constant-rate mode, HdrHistogram latencies.

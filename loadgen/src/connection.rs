@@ -173,6 +173,12 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
         self.stats.record_slot_end(end);
     }
 
+    /// Whether the run is over at `now`: its end has come, or it was stopped. A call
+    /// that fails then records no error (the run cut it short, not the server).
+    fn over(&self, now: Instant) -> bool {
+        now >= self.plan.end || self.net.stopped()
+    }
+
     /// Records an error that happened now.
     fn error(&mut self, kind: ErrorKind) {
         let at = self.since_start(self.net.now());
@@ -190,7 +196,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
     async fn run(&mut self) {
         loop {
             let now = self.net.now();
-            if now >= self.plan.end || !self.budget_left() {
+            if self.over(now) || !self.budget_left() {
                 return;
             }
             let deadline = (now + self.plan.timeout).min(self.plan.end);
@@ -204,7 +210,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                     }
                     conn
                 }
-                Err(_) if self.net.now() >= self.plan.end => return,
+                Err(_) if self.over(self.net.now()) => return,
                 Err(_) => {
                     self.error(ErrorKind::Connect);
                     self.attempts += 1;
@@ -230,7 +236,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
         let mut sent_here = 0u64;
         let mut now = self.net.now();
         loop {
-            if now >= self.plan.end {
+            if self.over(now) {
                 return SessionEnd::Done;
             }
             // Fill the pipeline with the requests that are due.
@@ -308,7 +314,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                 Ok(n) => n,
                 Err(TransportError::TimedOut) => {
                     now = self.net.now();
-                    if now >= self.plan.end {
+                    if self.over(now) {
                         return SessionEnd::Done;
                     }
                     if now >= response_deadline {
@@ -412,7 +418,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
 
     /// Counts a failed read or write (a timeout as such) unless the run is over.
     fn failed(&mut self, e: TransportError, kind: ErrorKind) -> SessionEnd {
-        if self.net.now() >= self.plan.end {
+        if self.over(self.net.now()) {
             return SessionEnd::Done;
         }
         self.error(match e {

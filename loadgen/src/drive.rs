@@ -2,7 +2,7 @@
 //! share of the connections as threads of one scope and returning its merged
 //! [`Stats`] to the main thread, which merges the cores' and draws the progress line.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,7 +13,9 @@ use anyhow::Context as _;
 use loadgen::progress::Progress;
 use loadgen::{run_connection, Plan, Stats};
 use threadlib::net::Network as ThreadNetwork;
-use threadlib::{Builder, Runtime};
+use threadlib::signal::Signals;
+use threadlib::sync::remote::{oneshot, OneshotReceiver, OneshotSender};
+use threadlib::{Builder, RemoteJoinHandle, Runtime};
 use usernet::cli::NetStats;
 use usernet::NetReport;
 
@@ -25,6 +27,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the progress line is redrawn.
 const PROGRESS_TICK: Duration = Duration::from_millis(250);
 
+/// The signals that stop a run early: the first stops every connection and the run is
+/// reported as far as it went; a second ends the process at once.
+pub const STOP_SIGNALS: [i32; 2] = [libc::SIGINT, libc::SIGTERM];
+
 /// What a run measured.
 #[derive(Debug)]
 pub struct Outcome {
@@ -34,6 +40,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The network's counters summed over the cores, if it keeps any.
     pub net: Option<NetReport>,
+    /// The signal that stopped the run early, if one did.
+    pub interrupted: Option<i32>,
 }
 
 /// The runtime `plan` runs on: one core per thread, no io_uring, no blocking pool.
@@ -58,7 +66,9 @@ struct Shared {
 }
 
 /// Runs `plan` against `addr` over `net` on a runtime built from `builder` (see
-/// [`builder`]), drawing `progress` if it is visible.
+/// [`builder`]), drawing `progress` if it is visible. The calling thread must have
+/// blocked [`STOP_SIGNALS`] before the runtime's threads were made (see
+/// [`threadlib::signal::block`]): they stop the run.
 pub fn run<N>(
     builder: Builder,
     net: N,
@@ -77,47 +87,33 @@ where
         responses: (0..plan.threads).map(|_| Counter::default()).collect(),
         cores_done: AtomicUsize::new(0),
     });
-    let (stats, last, net_report) = runtime
+    let (stats, last, net_report, interrupted) = runtime
         .block_on({
             let shared = shared.clone();
             async move {
+                let signals = Signals::new(&STOP_SIGNALS).context("signalfd")?;
                 let start = threadlib::time::now();
                 let mut handles = Vec::with_capacity(plan.threads);
+                let mut stops = Vec::with_capacity(plan.threads);
                 for core in 0..plan.threads {
                     let (net, plan, shared) = (net.clone(), plan.clone(), shared.clone());
+                    let (stop_tx, stop_rx) = oneshot();
                     let handle = threadlib::spawn_on(core, move || {
-                        run_core(net, plan, core, addr, start, shared, live)
+                        run_core(net, plan, core, addr, start, shared, live, stop_rx)
                     })
                     .with_context(|| format!("starting core {core}"))?;
                     handles.push(handle);
+                    stops.push(stop_tx);
                 }
-                if live {
-                    while shared.cores_done.load(Ordering::Acquire) < handles.len() {
-                        let _ = threadlib::sleep(PROGRESS_TICK).await;
-                        let done: u64 = shared
-                            .responses
-                            .iter()
-                            .map(|c| c.0.load(Ordering::Relaxed))
-                            .sum();
-                        line.update(done, start.elapsed());
-                    }
-                }
-                let mut total = Stats::new();
-                let mut last = start;
-                let mut net_report: Option<NetReport> = None;
-                for (core, handle) in handles.into_iter().enumerate() {
-                    let (stats, finished, report) = handle
-                        .join()
-                        .await
-                        .and_then(|r| r)
-                        .with_context(|| format!("core {core} failed"))?;
-                    total.merge(&stats);
-                    last = last.max(finished);
-                    if let Some(r) = &report {
-                        *net_report.get_or_insert_with(NetReport::default) += r;
-                    }
-                }
-                anyhow::Ok((total, last.saturating_duration_since(start), net_report))
+                let interrupted = Rc::new(Cell::new(None));
+                let watch = stop_on_signal(signals, stops, interrupted.clone());
+                let (stats, last, net_report) = threadlib::race(
+                    async move { Ok(collect(handles, shared, start, live, line).await) },
+                    watch,
+                )
+                .await
+                .context("waiting for the cores")??;
+                anyhow::Ok((stats, last, net_report, interrupted.get()))
             }
         })
         .context("running the thread runtime")??;
@@ -126,13 +122,75 @@ where
         stats,
         elapsed: last,
         net: net_report,
+        interrupted,
     })
 }
 
+/// Waits for the first of [`STOP_SIGNALS`] and tells every core to stop (recording
+/// which signal it was), then for a second one, which ends the process at once with
+/// the shell's status for it (128 + the signal). Returns only when cancelled.
+async fn stop_on_signal<T>(
+    signals: Signals,
+    stops: Vec<OneshotSender<()>>,
+    interrupted: Rc<Cell<Option<i32>>>,
+) -> threadlib::Result<T> {
+    let first = signals.wait().await?;
+    interrupted.set(Some(first));
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    let second = signals.wait().await?;
+    std::process::exit(128 + second);
+}
+
+/// Draws the progress line until every core is done (if `live`), then joins the cores
+/// and merges what they measured: the statistics, the time from `start` to the last
+/// connection's end, and the network's counters.
+async fn collect(
+    handles: Vec<RemoteJoinHandle<threadlib::Result<CoreResult>>>,
+    shared: Arc<Shared>,
+    start: Instant,
+    live: bool,
+    line: Progress,
+) -> anyhow::Result<(Stats, Duration, Option<NetReport>)> {
+    if live {
+        while shared.cores_done.load(Ordering::Acquire) < handles.len() {
+            let _ = threadlib::sleep(PROGRESS_TICK).await;
+            let done: u64 = shared
+                .responses
+                .iter()
+                .map(|c| c.0.load(Ordering::Relaxed))
+                .sum();
+            line.update(done, start.elapsed());
+        }
+    }
+    let mut total = Stats::new();
+    let mut last = start;
+    let mut net_report: Option<NetReport> = None;
+    for (core, handle) in handles.into_iter().enumerate() {
+        let (stats, finished, report) = handle
+            .join()
+            .await
+            .and_then(|r| r)
+            .with_context(|| format!("core {core} failed"))?;
+        total.merge(&stats);
+        last = last.max(finished);
+        if let Some(r) = &report {
+            *net_report.get_or_insert_with(NetReport::default) += r;
+        }
+    }
+    Ok((total, last.saturating_duration_since(start), net_report))
+}
+
+/// What one core measured: its statistics, when its last connection stopped, and its
+/// network's counters.
+type CoreResult = (Stats, Instant, Option<NetReport>);
+
 /// Runs the connections of `core` as threads of one scope, all recording into one
-/// [`Stats`] (one histogram per core, not per connection); returns it, when the last
-/// connection stopped, and the network's counters once its connections finished
-/// closing.
+/// [`Stats`] (one histogram per core, not per connection), until they end or `stop`
+/// comes (which cancels them); returns the statistics, when the last connection
+/// stopped, and the network's counters once its connections finished closing.
+#[allow(clippy::too_many_arguments)]
 async fn run_core<N: ThreadNetwork + NetStats>(
     raw_net: N,
     plan: Plan,
@@ -141,12 +199,13 @@ async fn run_core<N: ThreadNetwork + NetStats>(
     start: Instant,
     shared: Arc<Shared>,
     live: bool,
-) -> threadlib::Result<(Stats, Instant, Option<NetReport>)> {
+    stop: OneshotReceiver<()>,
+) -> threadlib::Result<CoreResult> {
     let net = Rc::new(ThreadNet::new(raw_net.clone()));
     let total = Rc::new(RefCell::new(Stats::new()));
-    let result = threadlib::scope(|scope| {
+    let connections = threadlib::scope({
         let (total, shared) = (total.clone(), shared.clone());
-        async move {
+        move |scope| async move {
             for index in plan.connections_of(core) {
                 let connection = plan.connection(index, addr, start);
                 let (net, total, shared) = (net.clone(), total.clone(), shared.clone());
@@ -158,8 +217,17 @@ async fn run_core<N: ThreadNetwork + NetStats>(
             }
             Ok(())
         }
-    })
-    .await;
+    });
+    let stopped = async move {
+        if stop.recv().await.is_err() {
+            // The sender is gone without a stop: run to the end.
+            loop {
+                threadlib::park().await?;
+            }
+        }
+        Ok(())
+    };
+    let result = threadlib::race(connections, stopped).await;
     shared.cores_done.fetch_add(1, Ordering::Release);
     result?;
     let finished = threadlib::time::now();

@@ -8,6 +8,9 @@
 mod drive;
 mod limits;
 
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
@@ -27,7 +30,16 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::ValueValidation, e)
             .exit(),
     };
-    // The user-space stack's device first: a missing setup is a usage error (exit 2)
+    // The report files next: a path that cannot be written is a usage error now,
+    // not a run lost at its end.
+    let outputs = match Outputs::create(&config) {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    // The user-space stack's device: a missing setup is a usage error (exit 2)
     // that names its fix.
     let tun = match config.user_net.open(config.net, Role::Client, plan.threads) {
         Ok(tun) => tun,
@@ -36,7 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    match run(&config, &plan, tun) {
+    match run(&config, &plan, tun, outputs) {
         Ok(Ok(())) => ExitCode::from(exit::PASSED),
         Ok(Err(failure)) => {
             eprintln!("loadgen: {failure}");
@@ -49,11 +61,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// The files `--json` and `--plot` name, created before the run.
+struct Outputs {
+    json: Option<(File, PathBuf)>,
+    plot: Option<(File, PathBuf)>,
+}
+
+impl Outputs {
+    fn create(config: &Config) -> anyhow::Result<Outputs> {
+        let create = |flag: &str, path: &Option<PathBuf>| {
+            path.as_ref()
+                .map(|p| {
+                    File::create(p)
+                        .map(|f| (f, p.clone()))
+                        .with_context(|| format!("{flag} {}", p.display()))
+                })
+                .transpose()
+        };
+        Ok(Outputs {
+            json: create("--json", &config.json)?,
+            plot: create("--plot", &config.plot)?,
+        })
+    }
+}
+
 /// Runs the load test, prints (and writes) the report, and judges the run.
 fn run(
     config: &Config,
     plan: &loadgen::Plan,
     tun: Option<OpenedTun>,
+    outputs: Outputs,
 ) -> anyhow::Result<Result<(), RunFailure>> {
     let target = &plan.targets[0];
     let addr = *target
@@ -74,6 +111,8 @@ fn run(
     // must wake when it is due, not up to the kernel's default 50 µs timer slack later.
     // The cores inherit the slack from this thread.
     iolib::sched::set_timer_slack(1).context("setting the timer slack")?;
+    // Delivered through the runtime, which stops the run on the first (see `drive`).
+    threadlib::signal::block(&drive::STOP_SIGNALS).context("blocking signals")?;
     let urls = plan.urls();
     println!(
         "{}",
@@ -99,6 +138,17 @@ fn run(
             drive::run(builder, net, plan, addr, &progress)?
         }
     };
+    if let Some(signal) = outcome.interrupted {
+        let name = if signal == libc::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        eprintln!(
+            "loadgen: stopped by {name} after {:.2}s; reporting what was measured",
+            outcome.elapsed.as_secs_f64()
+        );
+    }
     let summary = report::Summary {
         stats: &outcome.stats,
         elapsed: outcome.elapsed,
@@ -112,13 +162,13 @@ fn run(
     if let Some(net) = &outcome.net {
         println!("User-space network:\n{net}");
     }
-    if let Some(path) = &config.json {
+    if let Some((file, path)) = outputs.json {
         report::JsonReport::new(&summary)
-            .write_to(path)
+            .write_to(file)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if let Some(path) = &config.plot {
-        std::fs::write(path, plot::svg(&summary))
+    if let Some((mut file, path)) = outputs.plot {
+        file.write_all(plot::svg(&summary).as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(report::verdict(&outcome.stats, config.max_error_rate))

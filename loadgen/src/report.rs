@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::path::Path;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -332,10 +331,10 @@ impl JsonReport {
         }
     }
 
-    /// Writes the report as pretty JSON to `path`.
-    pub fn write_to(&self, path: &Path) -> io::Result<()> {
+    /// Writes the report as pretty JSON to `out`.
+    pub fn write_to(&self, mut out: impl io::Write) -> io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
-        std::fs::write(path, text + "\n")
+        out.write_all((text + "\n").as_bytes())
     }
 }
 
@@ -526,14 +525,10 @@ mod tests {
         assert_eq!(seconds[1]["errors"], 3);
         assert_eq!(seconds[1]["span_s"], 1.0);
 
-        let dir = std::env::temp_dir().join(format!("loadgen-report-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("r.json");
-        j.write_to(&path).unwrap();
-        let back: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut written = Vec::new();
+        j.write_to(&mut written).unwrap();
+        let back: serde_json::Value = serde_json::from_slice(&written).unwrap();
         assert_eq!(back, value);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

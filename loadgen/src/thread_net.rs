@@ -56,6 +56,12 @@ impl<N: ThreadNetwork> Network for ThreadNet<N> {
         threadlib::time::now()
     }
 
+    /// The connection's thread was cancelled: its calls fail with `Cancelled` from
+    /// now on, and it should stop.
+    fn stopped(&self) -> bool {
+        threadlib::is_cancelled()
+    }
+
     async fn sleep_until(&self, deadline: Instant) {
         // Only cancellation ends a sleep early, and a cancelled connection stops at its
         // next call anyway.

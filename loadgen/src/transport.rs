@@ -51,4 +51,11 @@ pub trait Network {
 
     /// Waits until `deadline`.
     async fn sleep_until(&self, deadline: Instant);
+
+    /// Whether the run was stopped before its end (interrupted): the connections of
+    /// this network then stop at once, and a call that fails from then on counts as
+    /// no error. Never, by default.
+    fn stopped(&self) -> bool {
+        false
+    }
 }

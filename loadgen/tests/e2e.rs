@@ -424,27 +424,72 @@ fn bad_command_lines_exit_2_with_usage() {
     assert!(help.contains("\n  3  the run failed: "), "{help}");
 }
 
+/// A report file that cannot be written is a usage error before the run, not a run
+/// lost at its end.
 #[test]
-fn an_unwritable_json_path_is_reported() {
+fn an_unwritable_report_path_is_a_usage_error_before_the_run() {
     let server = Server::start(Behaviour::Correct);
-    let run = loadgen(
-        &[
-            "-c",
-            "1",
-            "-n",
-            "1",
-            "--json",
-            "/nonexistent-dir/r.json",
-            &server.url("/"),
-        ],
-        None,
-    );
-    assert_eq!(run.output.status.code(), Some(1));
+    for flag in ["--json", "--plot"] {
+        let run = loadgen(
+            &[
+                "-c",
+                "1",
+                "-d",
+                "5s",
+                flag,
+                "/nonexistent-dir/r.out",
+                &server.url("/"),
+            ],
+            None,
+        );
+        run.assert_exit(2);
+        let said = run.stderr();
+        assert!(
+            said.contains(&format!("{flag} /nonexistent-dir/r.out")),
+            "{said}"
+        );
+        assert!(run.wall < Duration::from_secs(2), "{:?}", run.wall);
+    }
+    assert_eq!(server.seen().requests, 0);
+}
+
+/// An interrupted run stops at once and reports what it measured, as wrk does: the
+/// report, the JSON file, and the exit status of what was measured. Requests the
+/// interrupt cut short count as no error.
+#[test]
+fn an_interrupted_run_reports_what_it_measured() {
+    let after = Duration::from_millis(800);
+    let server = Server::start(Behaviour::Correct);
+    let url = server.url("/");
+    let args = ["-c", "4", "-t", "2", "-d", "60s", &url];
+    let run = support::loadgen_signalled(&args, Some("sigint"), after, libc::SIGINT);
+    run.assert_success();
     assert!(
-        run.stderr().contains("writing /nonexistent-dir/r.json"),
+        run.stderr().contains("stopped by SIGINT"),
         "{}",
         run.stderr()
     );
+    assert!(run.requests() > 0);
+    assert_no_errors(&run);
+    let secs = run.json()["duration_s"].as_f64().unwrap();
+    // The run starts after the process does: somewhat less than `after`.
+    assert!(secs > after.as_secs_f64() / 2.0 && secs < 2.0, "{secs}");
+    assert!(run.stdout().contains(" requests in "), "{}", run.stdout());
+
+    // Every connection waits on a server that never answers: stopped by SIGTERM, no
+    // request succeeded (exit 3), and none of the waits counts as a timeout or a
+    // read error.
+    let stalled = Server::start(Behaviour::Stall);
+    let url = stalled.url("/");
+    let args = ["-c", "4", "-d", "60s", "--timeout", "30s", &url];
+    let run = support::loadgen_signalled(&args, Some("sigterm"), after, libc::SIGTERM);
+    run.assert_run_failed("no request succeeded");
+    assert!(
+        run.stderr().contains("stopped by SIGTERM"),
+        "{}",
+        run.stderr()
+    );
+    assert_no_errors(&run);
 }
 
 #[test]

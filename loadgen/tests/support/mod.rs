@@ -9,7 +9,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -311,15 +311,51 @@ pub fn loadgen(args: &[&str], name: Option<&str>) -> Run {
 /// Runs `cmd` (loadgen, possibly under a wrapper such as `ip netns exec`) with `args`,
 /// plus `--json` to a fresh file when `name` is given.
 pub fn loadgen_with(mut cmd: Command, args: &[&str], name: Option<&str>) -> Run {
+    let path = command(&mut cmd, args, name);
+    let started = Instant::now();
+    let output = cmd.output().expect("run loadgen");
+    finish(output, started.elapsed(), path)
+}
+
+/// Runs loadgen with `args` (and `--json` as [`loadgen`] does), sends it `signal`
+/// after `after`, and waits for it to end: at most [`SLACK`] more.
+pub fn loadgen_signalled(args: &[&str], name: Option<&str>, after: Duration, signal: i32) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    let path = command(&mut cmd, args, name);
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run loadgen");
+    std::thread::sleep(after);
+    // SAFETY: kill has no memory effects; the pid is our child's, not yet reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    let deadline = Instant::now() + SLACK;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("loadgen still runs {SLACK:?} after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().unwrap();
+    finish(output, started.elapsed(), path)
+}
+
+/// Adds `args` to `cmd`, and `--json` to a fresh file (returned) when `name` is given.
+fn command(cmd: &mut Command, args: &[&str], name: Option<&str>) -> Option<PathBuf> {
     cmd.args(args);
     let path = name.map(json_path);
     if let Some(path) = &path {
         let _ = std::fs::remove_file(path);
         cmd.arg("--json").arg(path);
     }
-    let started = Instant::now();
-    let output = cmd.output().expect("run loadgen");
-    let wall = started.elapsed();
+    path
+}
+
+/// The run of a finished loadgen, with its JSON report from `path` if it wrote one.
+fn finish(output: Output, wall: Duration, path: Option<PathBuf>) -> Run {
     let json = path.map(|path| {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
