@@ -236,7 +236,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
         let mut sent_here = 0u64;
         let mut now = self.net.now();
         loop {
-            if self.over(now) {
+            if now >= self.plan.end {
                 return SessionEnd::Done;
             }
             // Fill the pipeline with the requests that are due.
@@ -278,6 +278,9 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                         let due = s.next_due().min(self.plan.end);
                         self.net.sleep_until(due).await;
                         now = self.net.now();
+                        if self.net.stopped() {
+                            return SessionEnd::Done;
+                        }
                         continue;
                     }
                     None => return SessionEnd::Done,

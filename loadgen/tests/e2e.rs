@@ -476,6 +476,18 @@ fn an_interrupted_run_reports_what_it_measured() {
     assert!(secs > after.as_secs_f64() / 2.0 && secs < 2.0, "{secs}");
     assert!(run.stdout().contains(" requests in "), "{}", run.stdout());
 
+    // At a constant rate a connection waits for its next send between requests: one
+    // interrupted in that wait sends nothing more (the server saw only what was
+    // reported).
+    let paced = Server::start(Behaviour::Correct);
+    let url = paced.url("/");
+    let args = ["-c", "1", "-R", "1", "-d", "60s", &url];
+    let run = support::loadgen_signalled(&args, Some("sigint-rate"), after, libc::SIGINT);
+    run.assert_success();
+    assert_no_errors(&run);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(paced.seen().requests, run.requests());
+
     // Every connection waits on a server that never answers: stopped by SIGTERM, no
     // request succeeded (exit 3), and none of the waits counts as a timeout or a
     // read error.
