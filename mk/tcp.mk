@@ -5,10 +5,10 @@
 
 .PHONY: setup teardown bench-tcp bench-tcp-loss
 
-setup: ## Create the network namespace and TUN device for the user-space stack (root)
+setup: ## Create the namespace tcpst, the user-space stacks' TUN devices (tun0: web server, tun1: loadgen) and a veth route to them from this host (root)
 	setup-scripts/setup.sh
 
-teardown: ## Remove the namespace and TUN device made by `make setup` (root)
+teardown: ## Remove the namespace and TUN devices made by `make setup` (root)
 	setup-scripts/teardown.sh
 
 # BENCH_TCP_ARGS passes options through, e.g. BENCH_TCP_ARGS="--runs 5 --filter bulk".

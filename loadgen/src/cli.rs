@@ -45,7 +45,14 @@ exits at once (130 or 143).";
 /// An HTTP load generator: keep-alive connections spread over cores, optional
 /// pipelining, wrk2's constant-rate mode, HdrHistogram latencies.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "loadgen", version, about, long_about = None, after_help = EXIT_STATUS_HELP)]
+#[command(
+    name = "loadgen",
+    version,
+    about,
+    long_about = None,
+    allow_negative_numbers = true,
+    after_help = EXIT_STATUS_HELP
+)]
 pub struct Config {
     /// Connections to keep open (in total, spread over the threads)
     #[arg(short = 'c', long, value_name = "CONNS", default_value_t = NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN), value_parser = parse_at_least_one)]
@@ -56,7 +63,7 @@ pub struct Config {
     pub threads: Option<NonZeroUsize>,
 
     /// Run for this long (e.g. 10s, 500ms, 2m) [default: 10s unless -n is given]
-    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "requests")]
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "requests", allow_hyphen_values = true)]
     pub duration: Option<Duration>,
 
     /// Send this many requests in total, then stop
@@ -85,7 +92,7 @@ pub struct Config {
     pub no_keepalive: bool,
 
     /// Time allowed for each response (and each connect)
-    #[arg(long, value_name = "T", default_value = "2s", value_parser = parse_positive_duration)]
+    #[arg(long, value_name = "T", default_value = "2s", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub timeout: Duration,
 
     /// Write every figure of the report as JSON to FILE
@@ -137,6 +144,9 @@ pub enum ConfigError {
     /// `-n 0` or `-d 0`.
     #[error("nothing to do: the request count or duration is zero")]
     Empty,
+    /// Flags of the user-space network on kernel TCP.
+    #[error("{}", usernet::cli::user_net_only(.0))]
+    UserNetOnly(Vec<&'static str>),
 }
 
 /// The default duration when neither `-d` nor `-n` is given.
@@ -193,6 +203,10 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         if self.requests == Some(0) || self.duration.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::Empty);
+        }
+        let user_only = self.user_net.given();
+        if self.net == NetBackend::Kernel && !user_only.is_empty() {
+            return Err(ConfigError::UserNetOnly(user_only));
         }
         let duration = match (self.duration, self.requests) {
             (Some(d), _) => Some(d),

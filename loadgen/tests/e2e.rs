@@ -390,13 +390,27 @@ fn bad_command_lines_exit_2_with_usage() {
             "{args:?}: {stderr}"
         );
     }
-    let run = loadgen(&["-c", "0", "http://127.0.0.1:1/"], None);
-    assert!(
-        run.stderr()
-            .contains("invalid number \"0\": expected a whole number, at least 1"),
-        "{}",
-        run.stderr()
-    );
+    // Each names what is wrong with the value (negative numbers included: not taken
+    // for flags).
+    for (args, says) in [
+        (
+            &["-c", "0"][..],
+            "invalid number \"0\": expected a whole number, at least 1",
+        ),
+        (&["-c", "-3"], "invalid number \"-3\""),
+        (&["-R", "-5"], "expected requests per second > 0"),
+        (&["-d", "-1s"], "invalid duration \"-1s\""),
+        (&["--timeout", "-2s"], "invalid duration \"-2s\""),
+        (&["--tun", "tun9"], "--tun applies only with --net user"),
+        (
+            &["--stack-addr", "10.0.0.1", "--no-offload"],
+            "--stack-addr, --no-offload apply only with --net user",
+        ),
+    ] {
+        let run = loadgen(&[args, &["http://127.0.0.1:1/"]].concat(), None);
+        assert_eq!(run.output.status.code(), Some(2), "{args:?}");
+        assert!(run.stderr().contains(says), "{args:?}: {}", run.stderr());
+    }
     let run = loadgen(
         &[
             "--net",

@@ -36,7 +36,7 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct UserNetArgs {
     /// With --net user: the network namespace holding the stack's TUN device
-    #[arg(long, value_name = "NAME", default_value = "tcpst")]
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_NETNS)]
     pub netns: String,
 
     /// With --net user: the stack's TUN device [default: tun0 for the web server, tun1
@@ -69,7 +69,34 @@ pub enum TunIoArg {
     Direct,
 }
 
+/// The usage error for flags of the user-space network (such as
+/// [`UserNetArgs::given`] lists) on `--net kernel`: "--tun applies only with --net
+/// user", "--tun, --stack-addr apply only with --net user".
+pub fn user_net_only(flags: &[&str]) -> String {
+    let verb = if flags.len() == 1 { "applies" } else { "apply" };
+    format!("{} {verb} only with --net user", flags.join(", "))
+}
+
+/// The namespace `make setup` makes, `--netns`'s default.
+pub const DEFAULT_NETNS: &str = "tcpst";
+
 impl UserNetArgs {
+    /// The flags given here with a value other than their default, all of which
+    /// only apply with `--net user`: on `--net kernel` they are a usage error, not
+    /// silently ignored.
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("--netns", self.netns != DEFAULT_NETNS),
+            ("--tun", self.tun.is_some()),
+            ("--stack-addr", self.stack_addr.is_some()),
+            ("--no-offload", self.no_offload),
+            ("--tun-io", self.tun_io != TunIoArg::Batched),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
+    }
+
     /// The stack's address for `role`.
     pub fn addr(&self, role: Role) -> Ipv4Addr {
         self.stack_addr.unwrap_or(match role {

@@ -50,12 +50,31 @@ pub enum PinCores {
     Off,
 }
 
+/// The exit statuses, as `--help` lists them.
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  stopped by SIGINT or SIGTERM (a second one during the shutdown ends it at once,
+     with 128 + the signal: 130 or 143)
+  1  could not serve (the address is in use, the runtime failed)
+  2  bad command line (usage on stderr), an unusable --root, or a --net user setup to fix";
+
+/// The most cores the server runs on: each holds descriptors and an OS thread.
+pub const MAX_CORES: usize = 1024;
+
 /// A static-file HTTP/1.1 server on threadlib: one scheduler per core, each with an
 /// SO_REUSEPORT listener for every address served.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "webserver", version, about, long_about = None)]
+#[command(
+    name = "webserver",
+    version,
+    about,
+    long_about = None,
+    allow_negative_numbers = true,
+    after_help = EXIT_STATUS_HELP
+)]
 pub struct Config {
-    /// Document root [default: the repository's bundled `www/`, see `default_root`]
+    /// Document root [default: the sample site www/ of the repository the binary was
+    /// built in]
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 
@@ -85,7 +104,7 @@ pub struct Config {
 
     /// With --net user: print the stack's counters every INTERVAL (they are printed at
     /// shutdown and on SIGUSR1 in any case)
-    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration, allow_hyphen_values = true)]
     pub stats: Option<Duration>,
 
     /// Serve an HTML listing for directories without index.html (else 403)
@@ -126,15 +145,15 @@ pub struct Config {
     pub max_connections: usize,
 
     /// Time allowed to receive a whole request head (then 408)
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub header_timeout: Duration,
 
     /// Time an idle keep-alive connection stays open
-    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub keepalive_timeout: Duration,
 
     /// Time a client may take no byte of a response before it is dropped
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub send_timeout: Duration,
 
     /// Largest request head in bytes (then 431)
@@ -150,7 +169,7 @@ pub struct Config {
     pub max_body_bytes: u64,
 
     /// On SIGINT/SIGTERM, time allowed for in-flight requests before exiting
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub shutdown_timeout: Duration,
 }
 
@@ -175,6 +194,12 @@ pub enum ConfigError {
     /// The server runs on at least one core.
     #[error("--cores must be at least 1")]
     NoCores,
+    /// More cores than the server can hold descriptors and threads for.
+    #[error("--cores {0}: at most {MAX_CORES}")]
+    TooManyCores(usize),
+    /// Flags of the user-space network on kernel TCP.
+    #[error("{}", usernet::cli::user_net_only(.0))]
+    UserNetOnly(Vec<&'static str>),
     /// The user-space stack serves one IPv4 listener.
     #[error("--listen {}: with --net user the server has one IPv4 listener (the user-space stack is IPv4-only and has one address); give --listen once, with an IPv4 address, or use --net kernel", list(.0))]
     UserNetListeners(Vec<SocketAddr>),
@@ -223,8 +248,19 @@ impl Config {
         if self.max_connections == 0 {
             return Err(ConfigError::NoConnections);
         }
-        if self.cores == Some(0) {
-            return Err(ConfigError::NoCores);
+        match self.cores {
+            Some(0) => return Err(ConfigError::NoCores),
+            Some(n) if n > MAX_CORES => return Err(ConfigError::TooManyCores(n)),
+            _ => {}
+        }
+        if self.net == NetBackend::Kernel {
+            let mut given = self.user_net.given();
+            if self.stats.is_some() {
+                given.push("--stats");
+            }
+            if !given.is_empty() {
+                return Err(ConfigError::UserNetOnly(given));
+            }
         }
         if self.stats.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::ZeroStatsInterval);
@@ -522,9 +558,28 @@ mod tests {
             ))
         );
         assert_eq!(
-            parse(&["--stats", "0s"]).unwrap().validate(),
+            parse(&["--net", "user", "--stats", "0s"])
+                .unwrap()
+                .validate(),
             Err(ConfigError::ZeroStatsInterval)
         );
+        assert_eq!(
+            parse(&["--cores", "1025"]).unwrap().validate(),
+            Err(ConfigError::TooManyCores(1025))
+        );
+        let c = parse(&["--tun", "tun5", "--stats", "1s", "--netns", "x"]).unwrap();
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::UserNetOnly(vec![
+                "--netns", "--tun", "--stats"
+            ]))
+        );
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "--netns, --tun, --stats apply only with --net user"
+        );
+        // The default namespace, named, is no error.
+        parse(&["--netns", "tcpst"]).unwrap().validate().unwrap();
         assert!(matches!(
             parse(&["--cache-control", "a\r\nSet-Cookie: x"])
                 .unwrap()

@@ -618,9 +618,16 @@ impl<T: Transport> Conn<'_, '_, T> {
             FileKind::Directory => files.close(opened.handle).await,
         }
         if !norm.trailing_slash {
-            let mut location = Vec::with_capacity(path.len() + 2);
+            let query = req.target.split_once('?').map(|(_, q)| q);
+            let mut location = Vec::with_capacity(path.len() + 3 + query.map_or(0, str::len));
             encode_path(rel, &mut location);
             location.push(b'/');
+            // The query goes along, as nginx's redirect keeps it (the request line's
+            // parser admitted only visible ASCII, safe in a header).
+            if let Some(q) = query {
+                location.push(b'?');
+                location.extend_from_slice(q.as_bytes());
+            }
             return simple(
                 self,
                 Status::MovedPermanently,

@@ -319,6 +319,37 @@ fn graceful_shutdown_finishes_in_flight_requests(on: NetBackend) {
     assert!(stdout.contains("requests: 2 (1xx 0, 2xx 2"), "{stdout}");
 }
 
+/// A second signal during a shutdown that waits for a slow client ends the server at
+/// once, with the shell's status for the signal.
+#[test]
+fn a_second_signal_ends_the_shutdown_at_once() {
+    let on = NetBackend::Kernel;
+    let root = root(on, "second-signal");
+    std::fs::write(root.join("huge.bin"), vec![7u8; 64 << 20]).unwrap();
+    let s = Server::start(on, Some(&root), &["--shutdown-timeout", "60s"]);
+    // A client that asks for 64 MiB and reads none of it: the response stays in flight.
+    let mut slow = s.connect();
+    slow.write_all(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    s.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    s.signal(libc::SIGINT);
+    let (status, stdout) = s.wait();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "{stdout}");
+    assert!(
+        stdout.contains("Received SIGINT again: exiting now"),
+        "{stdout}"
+    );
+    drop(slow);
+}
+
 /// With several cores, the report says how many connections each core's listener got
 /// (the kernel spreads them over `SO_REUSEPORT` listeners by hash), and they add up.
 #[test]
@@ -479,6 +510,10 @@ fn default_root_access_log_and_cli_errors() {
         (&["--listen", "nonsense"], &["--listen"]),
         (&["--listen", "127.0.0.1"], &["--listen"]),
         (&["--cores", "0"], &["--cores must be at least 1"]),
+        (&["--cores", "20000"], &["--cores 20000: at most 1024"]),
+        (&["--cores", "-1"], &["invalid value '-1' for '--cores"]),
+        (&["--send-timeout", "-1s"], &["invalid duration \"-1s\""]),
+        (&["--tun", "tun5"], &["--tun applies only with --net user"]),
         (
             &["--max-uri-bytes", "0"],
             &["--max-uri-bytes must be at least 1"],

@@ -205,7 +205,23 @@ where
     for stop in stops {
         let _ = stop.send(());
     }
+    // The cores finish their shutdown; a second signal meanwhile ends the process.
+    let again = async move {
+        let signal = signals.wait().await?;
+        println!("Received {} again: exiting now", signal_name(signal));
+        flush_stdout();
+        std::process::exit(128 + signal);
+    };
+    threadlib::race(async move { Ok(gather(local, remotes).await) }, again)
+        .await
+        .context("waiting for the cores")?
+}
 
+/// Waits for every core's report and sums them.
+async fn gather(
+    local: threadlib::JoinHandle<anyhow::Result<CoreReport>>,
+    remotes: Vec<threadlib::RemoteJoinHandle<anyhow::Result<CoreReport>>>,
+) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let mut add = |r: CoreReport| {
         report.totals += r.totals;
