@@ -361,32 +361,12 @@ pub fn banner(
 /// is followed by the full percentile spectrum as wrk2 `--latency` prints it.
 pub fn human(s: &Summary<'_>, spectrum: bool) -> String {
     let j = JsonReport::new(s);
-    let l = j.latency_us;
     let mut out = String::new();
-    let _ = writeln!(out, "  Thread Stats   Avg      Stdev     Max");
-    let _ = writeln!(
-        out,
-        "    Latency   {:>8} {:>8} {:>8}",
-        format_us(l.mean),
-        format_us(l.stdev),
-        format_us(l.max as f64)
-    );
-    let _ = writeln!(out, "  Latency Distribution");
-    for (label, value) in [
-        ("50.000%", l.p50),
-        ("75.000%", l.p75),
-        ("90.000%", l.p90),
-        ("99.000%", l.p99),
-        ("99.900%", l.p999),
-        ("99.990%", l.p9999),
-        ("100.000%", l.max),
-    ] {
-        let _ = writeln!(out, "  {label:>9}  {:>8}", format_us(value as f64));
-    }
-    if spectrum {
-        let _ = writeln!(out, "\n  Detailed Percentile spectrum:");
-        let _ = writeln!(out, "{}", spectrum_text(&s.stats.latency));
-        let _ = writeln!(out, "{}", "-".repeat(58));
+    if s.stats.latency.is_empty() {
+        // No percentiles of nothing: a table of zeros would read as instant answers.
+        let _ = writeln!(out, "  Latency: no response arrived");
+    } else {
+        latency_table(&mut out, s, &j.latency_us, spectrum);
     }
     let _ = writeln!(
         out,
@@ -418,6 +398,36 @@ pub fn human(s: &Summary<'_>, spectrum: bool) -> String {
     let _ = writeln!(out, "Requests/sec: {:>10.2}", j.requests_per_sec);
     let _ = write!(out, "Transfer/sec: {:>10}", format_bytes(j.bytes_per_sec));
     out
+}
+
+/// The latency part of [`human`]: wrk's thread stats and distribution, and with
+/// `spectrum` the full percentile spectrum.
+fn latency_table(out: &mut String, s: &Summary<'_>, l: &Latency, spectrum: bool) {
+    let _ = writeln!(out, "  Thread Stats   Avg      Stdev     Max");
+    let _ = writeln!(
+        out,
+        "    Latency   {:>8} {:>8} {:>8}",
+        format_us(l.mean),
+        format_us(l.stdev),
+        format_us(l.max as f64)
+    );
+    let _ = writeln!(out, "  Latency Distribution");
+    for (label, value) in [
+        ("50.000%", l.p50),
+        ("75.000%", l.p75),
+        ("90.000%", l.p90),
+        ("99.000%", l.p99),
+        ("99.900%", l.p999),
+        ("99.990%", l.p9999),
+        ("100.000%", l.max),
+    ] {
+        let _ = writeln!(out, "  {label:>9}  {:>8}", format_us(value as f64));
+    }
+    if spectrum {
+        let _ = writeln!(out, "\n  Detailed Percentile spectrum:");
+        let _ = writeln!(out, "{}", spectrum_text(&s.stats.latency));
+        let _ = writeln!(out, "{}", "-".repeat(58));
+    }
 }
 
 /// `1.23ms`-style latency from microseconds.
@@ -647,6 +657,18 @@ mod tests {
         assert!(text[spectrum_at..].contains(&spectrum_text(&stats.latency)));
         assert!(spectrum_at > text.find("100.000%").unwrap());
         assert!(spectrum_at < text.find("1001 requests in").unwrap());
+
+        // No response: no table of zero latencies, with or without the spectrum.
+        let mut none = Stats::new();
+        none.record_error(Duration::from_millis(5), ErrorKind::Timeout);
+        for spectrum in [false, true] {
+            let text = human(&summary(&none, Duration::from_secs(1), &urls), spectrum);
+            assert!(text.starts_with("  Latency: no response arrived\n  0 requests in 1.00s"));
+            assert!(
+                !text.contains("Distribution") && !text.contains('%'),
+                "{text}"
+            );
+        }
     }
 
     #[test]
