@@ -7,7 +7,8 @@
 //! [`Options::client`], a second device (`client_dev()`) serves a load generator's
 //! stack, the kernel forwarding between the two. Kernel-side code runs on threads that
 //! entered the namespace ([`TestNet::spawn`], [`TestNet::run`]) or as commands under
-//! `ip netns exec` ([`TestNet::command`]).
+//! `ip netns exec` ([`TestNet::command`]). [`process::wait_within`] bounds the wait
+//! for a test's child process.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -18,6 +19,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use iolib::tun::{Tun, TunError};
+
+pub mod process;
 
 /// The kernel's address on the server device of every [`TestNet`].
 pub const KERNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::SplitMix64;
@@ -358,22 +358,13 @@ fn copy_exits_quietly_when_the_reader_goes_away() {
 // ----- echo ------------------------------------------------------------------------
 
 /// Waits for `child` to exit, killing it (and failing) after `limit`.
-fn wait_with_deadline(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("collect output");
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect output");
-            panic!(
-                "process did not exit within {limit:?}; stdout: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_with_deadline(child: Child, limit: Duration) -> Output {
+    testnet::process::wait_within(child, limit).unwrap_or_else(|out| {
+        panic!(
+            "process did not exit within {limit:?}; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Sends `msg`, half-closes, and returns everything echoed until the server closes.

@@ -383,21 +383,14 @@ fn a_port_in_use_is_not_shared_with_another_server() {
     let root = root(on, "port-in-use");
     let s = Server::start(on, Some(&root), &["--cores", "2"]);
     let addr = s.addr.to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_webserver"))
+    let child = Command::new(env!("CARGO_BIN_EXE_webserver"))
         .args(["--cores", "2", "--listen", &addr])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the second server serves on {addr} too");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let second = child.wait_with_output().unwrap();
+    let second = testnet::process::wait_within(child, Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("the second server serves on {addr} too"));
     assert_eq!(second.status.code(), Some(1), "{second:?}");
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(said.contains(&format!("listening on {addr}")), "{said}");

@@ -323,7 +323,7 @@ pub fn loadgen_signalled(args: &[&str], name: Option<&str>, after: Duration, sig
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadgen"));
     let path = command(&mut cmd, args, name);
     let started = Instant::now();
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -331,15 +331,8 @@ pub fn loadgen_signalled(args: &[&str], name: Option<&str>, after: Duration, sig
     std::thread::sleep(after);
     // SAFETY: kill has no memory effects; the pid is our child's, not yet reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-    let deadline = Instant::now() + SLACK;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("loadgen still runs {SLACK:?} after the signal");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = testnet::process::wait_within(child, SLACK)
+        .unwrap_or_else(|_| panic!("loadgen still ran {SLACK:?} after the signal"));
     finish(output, started.elapsed(), path)
 }
 
