@@ -1,6 +1,9 @@
 # Front door. `make help` lists the targets.
 SHELL := /bin/bash
 CARGO ?= cargo
+# The two binaries, always built together: built alone, each would unify its
+# dependencies' features differently and rebuild the shared crates on every switch.
+BUILD_BINARIES = $(CARGO) build --release -p webserver -p loadgen
 
 .PHONY: help build test lint fmt fuzz-build
 help:

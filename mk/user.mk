@@ -10,14 +10,14 @@ LOADGEN_ARGS ?=
 .PHONY: run-user demo-user bench-user
 
 run-user: ## Serve www/ from the user-space TCP stack at http://10.77.0.2:8080/ (root; make setup first)
-	$(CARGO) build --release -p webserver
+	$(BUILD_BINARIES)
 	@echo "Fetch it from this host:       curl http://$(USER_ADDR):8080/"
 	@echo "or from inside the namespace:  sudo ip netns exec $(USER_NS) curl http://$(USER_ADDR):8080/"
 	@echo "Counters: kill -USR1 <pid>; stop with Ctrl-C."
 	target/release/webserver --net user $(WEB_ARGS)
 
 demo-user: ## Web server on the user-space stack, driven 5 s by loadgen on its own user-space stack; report and both stacks' counters (root; make setup first)
-	$(CARGO) build --release -p webserver -p loadgen
+	$(BUILD_BINARIES)
 	@set -e; out=$$(mktemp); \
 	target/release/webserver --net user $(WEB_ARGS) >$$out & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null || true; rm -f $$out' EXIT; \
@@ -28,5 +28,5 @@ demo-user: ## Web server on the user-space stack, driven 5 s by loadgen on its o
 	kill -TERM $$pid; wait $$pid; echo; echo "web server:"; cat $$out
 
 bench-user: ## User-space path vs kernel path (webserver, loadgen, c10k) in a private namespace -> target/bench/user.json (root)
-	$(CARGO) build --release -p webserver -p loadgen
+	$(BUILD_BINARIES)
 	python3 usernet/bench/bench_user.py

@@ -10,10 +10,11 @@ DEMO_PORT ?= 18080
 .PHONY: run demo bench-web
 
 run: ## Start the web server on the sample site (www/) at http://127.0.0.1:8080/
-	$(CARGO) run --release -p webserver -- $(WEB_ARGS)
+	$(BUILD_BINARIES)
+	target/release/webserver $(WEB_ARGS)
 
 demo: ## Start the web server, drive it with loadgen for 5 s, print the report, stop it
-	$(CARGO) build --release -p webserver -p loadgen
+	$(BUILD_BINARIES)
 	@set -e; out=$$(mktemp); \
 	target/release/webserver --listen 127.0.0.1:$(DEMO_PORT) $(WEB_ARGS) >$$out & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null || true; rm -f $$out' EXIT; \
@@ -23,5 +24,5 @@ demo: ## Start the web server, drive it with loadgen for 5 s, print the report, 
 	kill -TERM $$pid; wait $$pid; echo; echo "web server:"; cat $$out
 
 bench-web: ## webserver vs nginx (wrk), loadgen vs wrk, c10k memory -> target/bench/web.json
-	$(CARGO) build --release -p webserver -p loadgen
+	$(BUILD_BINARIES)
 	python3 webserver/bench/bench_web.py
