@@ -8,7 +8,7 @@
 mod drive;
 mod limits;
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,7 +61,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The files `--json` and `--plot` name, created before the run.
+/// The files `--json` and `--plot` name, opened for writing before the run (created if
+/// missing) and emptied only when the report is written, so that a run that fails
+/// early leaves an earlier report there as it was.
 struct Outputs {
     json: Option<(File, PathBuf)>,
     plot: Option<(File, PathBuf)>,
@@ -72,7 +74,11 @@ impl Outputs {
         let create = |flag: &str, path: &Option<PathBuf>| {
             path.as_ref()
                 .map(|p| {
-                    File::create(p)
+                    OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(p)
                         .map(|f| (f, p.clone()))
                         .with_context(|| format!("{flag} {}", p.display()))
                 })
@@ -163,12 +169,13 @@ fn run(
         println!("User-space network:\n{net}");
     }
     if let Some((file, path)) = outputs.json {
-        report::JsonReport::new(&summary)
-            .write_to(file)
+        file.set_len(0)
+            .and_then(|()| report::JsonReport::new(&summary).write_to(file))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some((mut file, path)) = outputs.plot {
-        file.write_all(plot::svg(&summary).as_bytes())
+        file.set_len(0)
+            .and_then(|()| file.write_all(plot::svg(&summary).as_bytes()))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(report::verdict(&outcome.stats, config.max_error_rate))

@@ -465,6 +465,25 @@ fn an_unwritable_report_path_is_a_usage_error_before_the_run() {
         assert!(run.wall < Duration::from_secs(2), "{:?}", run.wall);
     }
     assert_eq!(server.seen().requests, 0);
+
+    // An earlier report stays as it was when a run fails before it measured, and is
+    // replaced whole by the next report.
+    let path = support::json_path("kept");
+    let earlier = vec![b'x'; 100_000];
+    std::fs::write(&path, &earlier).unwrap();
+    let json = path.to_str().unwrap();
+    let failed = loadgen(
+        &["-n", "1", "--json", json, "http://no-such-host.invalid/"],
+        None,
+    );
+    failed.assert_exit(1);
+    assert_eq!(std::fs::read(&path).unwrap(), earlier);
+    let run = loadgen(&["-n", "1", "--json", json, &server.url("/")], None);
+    run.assert_success();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).expect("one whole report");
+    assert_eq!(report["requests"], 1);
+    let _ = std::fs::remove_file(&path);
 }
 
 /// An interrupted run stops at once and reports what it measured, as wrk does: the
