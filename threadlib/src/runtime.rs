@@ -375,10 +375,13 @@ pub struct RemoteJoinHandle<T> {
 }
 
 impl<T: Send + 'static> RemoteJoinHandle<T> {
-    /// Waits for the thread's result.
+    /// Waits for the thread's result. [`Error::Cancelled`] if the waiting thread is
+    /// cancelled (the other thread runs on); [`Error::Shutdown`] if the thread ended
+    /// without a result (its runtime shut down).
     pub async fn join(self) -> Result<T> {
         match self.rx.recv().await {
             Ok(r) => r,
+            Err(Error::Cancelled) => Err(Error::Cancelled),
             Err(_) => Err(Error::Shutdown),
         }
     }

@@ -311,6 +311,28 @@ fn cross_core_waits_are_cancellation_points() {
                 "2 was queued"
             );
 
+            // A sender that gave up leaves no stale turn: the slot the next receive
+            // frees goes to a sender that still waits, on another core.
+            let (tx, rx) = channel::<u32>(1);
+            tx.send(1).await.unwrap();
+            let waited = threadlib::with_timeout(short, tx.send(2)).await;
+            assert!(matches!(waited, Err(Error::TimedOut)), "{waited:?}");
+            let other = tx.clone();
+            let b = threadlib::spawn_on(1, move || async move { other.send(3).await }).unwrap();
+            threadlib::sleep(short).await.unwrap();
+            assert_eq!(rx.recv().await.unwrap(), 1);
+            let got = threadlib::with_timeout(Duration::from_secs(5), rx.recv()).await;
+            assert_eq!(got.unwrap(), 3);
+            b.join().await.unwrap().unwrap();
+
+            // Waiting for another core's thread is cancelled like any wait, and says so.
+            let slow = threadlib::spawn_on(1, || async {
+                threadlib::sleep(Duration::from_secs(1)).await
+            })
+            .unwrap();
+            let waited = threadlib::with_timeout(short, slow.join()).await;
+            assert!(matches!(waited, Err(Error::TimedOut)), "{waited:?}");
+
             // A scope's cancellation reaches a thread waiting for another core.
             let (_tx, rx) = oneshot::<u32>();
             let r = threadlib::scope(|s| async move {

@@ -12,7 +12,7 @@ use threadlib::net::KernelNet;
 use threadlib::Builder;
 
 use crate::tun_setup::{self, OpenedTun, SetupError, TunSetup};
-use crate::{NetConfig, NetReport, TunIo, UserNet};
+use crate::{host_secret, NetConfig, NetReport, TunIo, UserNet, HOST_SECRET_PATH};
 
 /// Which network carries the connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,7 +145,17 @@ impl UserNetArgs {
     /// Installs the user-space network on `builder` over the queues [`UserNetArgs::open`]
     /// opened: one stack per core at `role`'s address, its active opens steered as the
     /// kernel steers the device's flows.
+    ///
+    /// Without the host's secret ([`host_secret`]) the stacks run on one of their own,
+    /// and this says so on stderr: a later run's connection may then wait a second for
+    /// a port its peer still holds in TIME-WAIT.
     pub fn install(&self, role: Role, builder: Builder, tun: OpenedTun) -> (Builder, UserNet) {
+        if let Err(e) = host_secret() {
+            eprintln!(
+                "warning: the host's TCP secret ({HOST_SECRET_PATH}): {e}; this run's \
+                 stacks use one of their own"
+            );
+        }
         let mut config = NetConfig::new(self.addr(role));
         config.steering = tun.steering;
         UserNet::install_devices(builder, config, tun.devices)

@@ -27,6 +27,7 @@ use threadlib::{with_loop, Builder, Error, LoopId, Result};
 use crate::device::Device;
 use crate::net_loop::{FileSend, Handle, NetConfig, NetLoop, WaitFor};
 use crate::report::NetReport;
+use crate::secret::{host_secret, random_secret};
 
 /// The user-space network: a capability threads use to listen and connect through
 /// their core's stack. Cheap to clone, and it may move between cores (each core uses
@@ -57,6 +58,11 @@ impl UserNet {
         let cell = Arc::new(OnceLock::new());
         let id_cell = cell.clone();
         let addr = config.addr;
+        // One secret for every core: the host's, else one drawn for this network.
+        let mut config = config;
+        if config.isn_secret.is_none() {
+            config.isn_secret = host_secret().or_else(|_| random_secret()).ok();
+        }
         let (builder, id) = builder.event_loop(move |core| {
             let device = make_device(core);
             let l = NetLoop::new(core, &config, device, id_cell.clone())

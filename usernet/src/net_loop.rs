@@ -29,7 +29,7 @@ use threadlib::{Error, EventLoop, LoopCx, LoopId, Request, ThreadId};
 use crate::device::{Device, DeviceStats};
 use crate::error::stack_error;
 use crate::report::NetReport;
-use crate::secret::{host_secret, random_secret};
+use crate::secret::random_secret;
 use crate::steering::Steering;
 
 /// Packets read in one poll before the stack transmits and threads run again (keeps
@@ -127,8 +127,8 @@ pub struct NetConfig {
     /// Ephemeral ports for active opens.
     pub ephemeral_ports: (u16, u16),
     /// The stacks' secret (every core's); `None` for the host's
-    /// ([`host_secret`](crate::host_secret), or one drawn for this network if the
-    /// host's cannot be had). Give one for reproducible runs.
+    /// ([`host_secret`](crate::host_secret)), or, if that cannot be had, one drawn
+    /// once for this network. Give one for reproducible runs.
     pub isn_secret: Option<[u8; 16]>,
     /// How flows are spread over the cores' queues; `None` for a single queue.
     pub steering: Option<Steering>,
@@ -194,7 +194,8 @@ impl NetLoop {
         let caps = device.caps();
         let secret = match config.isn_secret {
             Some(s) => s,
-            None => host_secret().or_else(|_| random_secret())?,
+            // `UserNet::install` found neither the host's secret nor randomness.
+            None => random_secret()?,
         };
         let mut sc = tcpstack::StackConfig::new(config.addr, secret);
         sc.tcp = config.tcp.clone();
@@ -227,7 +228,7 @@ impl NetLoop {
     /// The stack's time at core time `now`. On the real clock it is the host's
     /// monotonic clock, which the kernel's TCP reads too: with the host's secret, a
     /// four-tuple's next connection then carries a later ISN and timestamp than its
-    /// last, from whichever process on the host (see [`host_secret`]). On a mock clock
+    /// last, from whichever process on the host (see [`crate::host_secret`]). On a mock clock
     /// it starts at zero when the loop first runs.
     fn stack_now(&mut self, now: Instant) -> tcpstack::Instant {
         let (epoch, origin) = *self.epoch.get_or_insert_with(|| (now, stack_origin(now)));

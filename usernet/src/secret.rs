@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -66,10 +66,10 @@ fn secret_at(path: &Path) -> io::Result<[u8; 16]> {
         DRAFTS.fetch_add(1, Ordering::Relaxed)
     ));
     let secret = random_secret()?;
+    // A name of our own, made afresh: never a file or link someone else left there.
     let written = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&draft)
         .and_then(|mut f| f.write_all(&secret));
@@ -83,22 +83,40 @@ fn secret_at(path: &Path) -> io::Result<[u8; 16]> {
     }
 }
 
-/// The secret at `path`; `None` if there is no file.
+/// The secret at `path`; `None` if there is no file. Only a regular file (not a link)
+/// that no one but its owner may read or write holds one.
 fn read_secret(path: &Path) -> io::Result<Option<[u8; 16]>> {
-    match fs::read(path) {
-        Ok(bytes) => bytes.try_into().map(Some).map_err(|b: Vec<u8>| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: {} bytes, not a 16-byte secret",
-                    path.display(),
-                    b.len()
-                ),
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+    let invalid = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {what}", path.display()),
+        )
+    };
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(invalid("a symbolic link, not a secret".into()))
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.mode() & 0o077 != 0 {
+        return Err(invalid(format!(
+            "not a private regular file (mode {:o})",
+            meta.mode() & 0o7777
+        )));
     }
+    let mut bytes = Vec::with_capacity(17);
+    (&file).take(17).read_to_end(&mut bytes)?;
+    bytes
+        .try_into()
+        .map(Some)
+        .map_err(|b: Vec<u8>| invalid(format!("{} bytes, not a 16-byte secret", b.len())))
 }
 
 #[cfg(test)]
@@ -163,9 +181,25 @@ mod tests {
         fs::create_dir_all(&scratch.0).unwrap();
         let path = scratch.0.join("isn-secret");
         fs::write(&path, b"short").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         let e = secret_at(&path).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(e.to_string().contains("5 bytes"), "{e}");
         assert_eq!(fs::read(&path).unwrap(), b"short");
+        // Readable by others: not a secret any more.
+        fs::write(&path, [7u8; 16]).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = secret_at(&path).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("not a private regular file (mode 644)"),
+            "{e}"
+        );
+        // A link is followed by no one.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let link = scratch.0.join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let e = secret_at(&link).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
     }
 }

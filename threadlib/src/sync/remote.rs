@@ -173,28 +173,11 @@ impl<T> Sender<T> {
     /// Sends `v`, waiting while the channel is full. [`Error::Closed`] if the receiver
     /// is gone.
     pub async fn send(&self, v: T) -> Result<()> {
-        let mut v = Some(v);
-        std::future::poll_fn(|cx| {
-            if crate::is_cancelled() {
-                return Poll::Ready(Err(Error::Cancelled));
-            }
-            let mut st = self.s.lock().unwrap_or_else(|p| p.into_inner());
-            if !st.receiver_alive {
-                return Poll::Ready(Err(Error::Closed));
-            }
-            if st.queue.len() < st.cap {
-                st.queue
-                    .push_back(v.take().expect("value present until sent"));
-                let w = st.recv_waker.take();
-                drop(st);
-                if let Some(w) = w {
-                    w.wake();
-                }
-                return Poll::Ready(Ok(()));
-            }
-            st.send_wakers.push_back(cx.waker().clone());
-            Poll::Pending
-        })
+        SendOne {
+            s: &self.s,
+            v: Some(v),
+            queued: None,
+        }
         .await
     }
 
@@ -211,6 +194,90 @@ impl<T> Sender<T> {
             w.wake();
         }
         Ok(())
+    }
+}
+
+/// The future of [`Sender::send`]. While the channel is full it queues its waker; a
+/// receive that frees a slot wakes the first queued one. Given up (cancelled or
+/// dropped) while queued, it takes its waker out, and if a slot was already freed
+/// for it, passes the wake-up on to the next sender, so no sender waits for a slot
+/// that went to nobody.
+struct SendOne<'a, T> {
+    s: &'a Arc<Mutex<ChanState<T>>>,
+    v: Option<T>,
+    /// The waker this future queued, while it may still be queued or woken.
+    queued: Option<Waker>,
+}
+
+impl<T> SendOne<'_, T> {
+    /// Withdraws from the queue of waiting senders (see [`SendOne`]).
+    fn withdraw(&mut self, st: &mut ChanState<T>) -> Option<Waker> {
+        let mine = self.queued.take()?;
+        match st.send_wakers.iter().position(|w| w.will_wake(&mine)) {
+            Some(at) => {
+                st.send_wakers.remove(at);
+                None
+            }
+            // Woken for a free slot it will not use: the next sender's turn.
+            None if st.queue.len() < st.cap => st.send_wakers.pop_front(),
+            None => None,
+        }
+    }
+}
+
+impl<T> Unpin for SendOne<'_, T> {}
+
+impl<T> Future for SendOne<'_, T> {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = &mut *self;
+        let mut st = this.s.lock().unwrap_or_else(|p| p.into_inner());
+        let (result, wake) = if crate::is_cancelled() {
+            (Err(Error::Cancelled), this.withdraw(&mut st))
+        } else if !st.receiver_alive {
+            (Err(Error::Closed), this.withdraw(&mut st))
+        } else if st.queue.len() < st.cap {
+            // Our slot: leave the queue of waiting senders if we are still in it.
+            if let Some(mine) = this.queued.take() {
+                st.send_wakers.retain(|w| !w.will_wake(&mine));
+            }
+            st.queue
+                .push_back(this.v.take().expect("value present until sent"));
+            (Ok(()), st.recv_waker.take())
+        } else {
+            let queued = this
+                .queued
+                .as_ref()
+                .is_some_and(|mine| st.send_wakers.iter().any(|w| w.will_wake(mine)));
+            if !queued {
+                // One clone, queued and kept: a thread's waker cloned twice gives two
+                // wakers that `will_wake` cannot tell are the same.
+                let w = cx.waker().clone();
+                st.send_wakers.push_back(w.clone());
+                this.queued = Some(w);
+            }
+            return Poll::Pending;
+        };
+        drop(st);
+        if let Some(w) = wake {
+            w.wake();
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl<T> Drop for SendOne<'_, T> {
+    fn drop(&mut self) {
+        if self.queued.is_none() {
+            return;
+        }
+        let mut st = self.s.lock().unwrap_or_else(|p| p.into_inner());
+        let wake = self.withdraw(&mut st);
+        drop(st);
+        if let Some(w) = wake {
+            w.wake();
+        }
     }
 }
 
