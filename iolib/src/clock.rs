@@ -32,6 +32,8 @@ mod tests {
         let (ours, std) = (b - a, j - i);
         assert!(ours >= Duration::from_millis(20), "{ours:?}");
         let skew = ours.abs_diff(std);
-        assert!(skew < Duration::from_millis(5), "{ours:?} vs {std:?}");
+        // Each pair of readings is a few ns apart, unless the thread is preempted
+        // between them on a busy machine.
+        assert!(skew < Duration::from_millis(15), "{ours:?} vs {std:?}");
     }
 }

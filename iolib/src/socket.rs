@@ -17,9 +17,10 @@ pub enum ReusePort {
     /// Not shared: binding fails if any socket has the port.
     #[default]
     Off,
-    /// The first listener of a group: binding fails if any socket has the port,
-    /// whether that one shares it or not, so a server cannot join another's
-    /// group by mistake; [`ReusePort::Join`] listeners may join this one.
+    /// The first listener of a group: binding fails if another socket listens on
+    /// the port (or holds it without `SO_REUSEADDR`), whether that one shares it or
+    /// not, so a server cannot join another's group by mistake;
+    /// [`ReusePort::Join`] listeners may join this one.
     First,
     /// Joins the listeners that share the port. Any process of the same user may
     /// join, so a group's first listener binds as [`ReusePort::First`].

@@ -128,7 +128,8 @@ where
 
 /// Waits for the first of [`STOP_SIGNALS`] and tells every core to stop (recording
 /// which signal it was), then for a second one, which ends the process at once with
-/// the shell's status for it (128 + the signal). Returns only when cancelled.
+/// the shell's status for it (128 + the signal). Returns only when cancelled, or with
+/// the error of a failed signalfd read.
 async fn stop_on_signal<T>(
     signals: Signals,
     stops: Vec<OneshotSender<()>>,

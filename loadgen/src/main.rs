@@ -91,6 +91,15 @@ impl Outputs {
     }
 }
 
+/// Empties `file` for a report if it is a regular file (a pipe or a terminal, such as
+/// `--json /dev/stdout`, has nothing to empty).
+fn emptied(file: &File) -> std::io::Result<()> {
+    if file.metadata()?.is_file() {
+        file.set_len(0)?;
+    }
+    Ok(())
+}
+
 /// Runs the load test, prints (and writes) the report, and judges the run.
 fn run(
     config: &Config,
@@ -169,12 +178,12 @@ fn run(
         println!("User-space network:\n{net}");
     }
     if let Some((file, path)) = outputs.json {
-        file.set_len(0)
+        emptied(&file)
             .and_then(|()| report::JsonReport::new(&summary).write_to(file))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some((mut file, path)) = outputs.plot {
-        file.set_len(0)
+        emptied(&file)
             .and_then(|()| file.write_all(plot::svg(&summary).as_bytes()))
             .with_context(|| format!("writing {}", path.display()))?;
     }

@@ -484,6 +484,18 @@ fn an_unwritable_report_path_is_a_usage_error_before_the_run() {
         serde_json::from_slice(&std::fs::read(&path).unwrap()).expect("one whole report");
     assert_eq!(report["requests"], 1);
     let _ = std::fs::remove_file(&path);
+
+    // A report to a pipe: nothing to empty first.
+    let run = loadgen(
+        &["-n", "1", "--json", "/dev/stdout", &server.url("/")],
+        None,
+    );
+    run.assert_success();
+    assert!(
+        run.stdout().contains("\"requests\": 1,"),
+        "{}",
+        run.stdout()
+    );
 }
 
 /// An interrupted run stops at once and reports what it measured, as wrk does: the

@@ -334,6 +334,14 @@ fn a_second_signal_ends_the_shutdown_at_once() {
     std::thread::sleep(Duration::from_millis(200));
     s.signal(libc::SIGINT);
     std::thread::sleep(Duration::from_millis(300));
+    // SIGUSR1 asks for counters, not for an end.
+    s.signal(libc::SIGUSR1);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut s = s;
+    assert!(
+        s.child.try_wait().unwrap().is_none(),
+        "SIGUSR1 ended the shutdown"
+    );
     let started = Instant::now();
     s.signal(libc::SIGINT);
     let (status, stdout) = s.wait();
@@ -396,6 +404,24 @@ fn a_port_in_use_is_not_shared_with_another_server() {
     assert!(said.contains(&format!("listening on {addr}")), "{said}");
     assert!(said.contains("in use"), "{said}");
     let out = s.raw(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(status(&out), 200);
+    s.signal(libc::SIGTERM);
+    assert!(s.wait().0.success());
+
+    // One server's own listeners on one port share it: 0.0.0.0:P and 127.0.0.1:P.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (any, lo) = (format!("0.0.0.0:{port}"), format!("127.0.0.1:{port}"));
+    let s = Server::start(on, Some(&root), &["--listen", &any, "--listen", &lo]);
+    assert_eq!(s.addrs.len(), 3, "{:?}", s.addrs);
+    let lo: SocketAddr = lo.parse().unwrap();
+    let out = exchange(
+        lo,
+        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(status(&out), 200);
     s.signal(libc::SIGTERM);
     assert!(s.wait().0.success());

@@ -112,14 +112,24 @@ where
         reuse_port,
         unsent_limit: Some(UNSENT_LIMIT),
     };
-    // Core 0 binds first, so that a port 0 becomes a port the other cores share, and
-    // alone, so that a port another server shares is in use rather than shared.
+    // Core 0 binds first, so that a port 0 becomes a port the other cores share. Its
+    // first listener on a port binds alone, so that a port another server shares is in
+    // use rather than shared; its further ones on that port (0.0.0.0 and [::], say)
+    // join that group.
     let mut first = Vec::with_capacity(listen.len());
+    let mut founded = Vec::new();
     for &addr in &listen {
+        let port = addr.port();
+        let mode = if port != 0 && founded.contains(&port) {
+            ReusePort::Join
+        } else {
+            ReusePort::First
+        };
         let l = net
-            .listen(addr, opts(ReusePort::First))
+            .listen(addr, opts(mode))
             .await
             .with_context(|| format!("listening on {addr}"))?;
+        founded.push(port);
         first.push(l);
     }
     let addrs = first
@@ -205,12 +215,24 @@ where
     for stop in stops {
         let _ = stop.send(());
     }
-    // The cores finish their shutdown; a second signal meanwhile ends the process.
+    // The cores finish their shutdown; a second SIGINT or SIGTERM meanwhile ends the
+    // process (SIGUSR1 still prints the counters).
     let again = async move {
-        let signal = signals.wait().await?;
-        println!("Received {} again: exiting now", signal_name(signal));
-        flush_stdout();
-        std::process::exit(128 + signal);
+        loop {
+            match signals.wait().await? {
+                libc::SIGUSR1 => {
+                    if let Some(r) = net_report(&net, ncores).await {
+                        println!("User-space network:\n{r}");
+                        flush_stdout();
+                    }
+                }
+                signal => {
+                    println!("Received {} again: exiting now", signal_name(signal));
+                    flush_stdout();
+                    std::process::exit(128 + signal);
+                }
+            }
+        }
     };
     threadlib::race(async move { Ok(gather(local, remotes).await) }, again)
         .await
