@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Removes the namespace made by setup.sh, with its TUN devices and the host's veth link
-# (and the routes through it). Idempotent.
+# (and the routes through it), and the device locks the stacks took in it
+# (/run/usernet/NS.DEV.lock). Idempotent.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 parse_args "$@"
@@ -16,3 +17,5 @@ if ns_exists; then
 else
     echo "namespace $TCPST_NS does not exist; nothing to do"
 fi
+# The stacks' device locks (usernet's tun_setup): they name devices that are gone now.
+rm -f /run/usernet/"$TCPST_NS".*.lock

@@ -910,6 +910,11 @@ fn setup_errors_name_their_fix() {
     assert!(e.contains("in use by another process"), "{e}");
     drop(held);
     tun_setup::open(&setup(net.dev(), STACK_ADDR, 1)).expect("free again");
+    // Removing the namespace removes the device locks taken in it.
+    let lock = format!("/run/usernet/{}.{}.lock", net.ns(), net.dev());
+    assert!(std::path::Path::new(&lock).exists(), "{lock}");
+    drop(net);
+    assert!(!std::path::Path::new(&lock).exists(), "{lock} left behind");
 }
 
 /// An idle network loop costs nothing: with a listener waiting and no traffic, the
