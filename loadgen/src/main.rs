@@ -8,9 +8,9 @@
 mod drive;
 mod limits;
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
@@ -61,43 +61,75 @@ fn main() -> ExitCode {
     }
 }
 
-/// The files `--json` and `--plot` name, opened for writing before the run (created if
-/// missing) and emptied only when the report is written, so that a run that fails
-/// early leaves an earlier report there as it was.
+/// The files `--json` and `--plot` name, opened before the run.
 struct Outputs {
-    json: Option<(File, PathBuf)>,
-    plot: Option<(File, PathBuf)>,
+    json: Option<ReportFile>,
+    plot: Option<ReportFile>,
 }
 
 impl Outputs {
     fn create(config: &Config) -> anyhow::Result<Outputs> {
-        let create = |flag: &str, path: &Option<PathBuf>| {
-            path.as_ref()
-                .map(|p| {
-                    OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(false)
-                        .open(p)
-                        .map(|f| (f, p.clone()))
-                        .with_context(|| format!("{flag} {}", p.display()))
-                })
+        let open = |flag, path: &Option<PathBuf>| {
+            path.as_deref()
+                .map(|p| ReportFile::open(flag, p))
                 .transpose()
         };
         Ok(Outputs {
-            json: create("--json", &config.json)?,
-            plot: create("--plot", &config.plot)?,
+            json: open("--json", &config.json)?,
+            plot: open("--plot", &config.plot)?,
         })
     }
 }
 
-/// Empties `file` for a report if it is a regular file (a pipe or a terminal, such as
-/// `--json /dev/stdout`, has nothing to empty).
-fn emptied(file: &File) -> std::io::Result<()> {
-    if file.metadata()?.is_file() {
-        file.set_len(0)?;
+/// A report file, opened for writing before the run (created if missing) so that a
+/// path that cannot be written is known at once, and emptied only when the report is
+/// written: a run that fails first leaves an earlier report as it was, and removes a
+/// file it created.
+struct ReportFile {
+    file: File,
+    path: PathBuf,
+    created: bool,
+    written: bool,
+}
+
+impl ReportFile {
+    fn open(flag: &str, path: &Path) -> anyhow::Result<ReportFile> {
+        let created = fs::symlink_metadata(path).is_err();
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("{flag} {}", path.display()))?;
+        Ok(ReportFile {
+            file,
+            path: path.to_owned(),
+            created,
+            written: false,
+        })
     }
-    Ok(())
+
+    /// Replaces the file's content with `report` (a pipe or a terminal, such as
+    /// `--json /dev/stdout`, has nothing to empty first).
+    fn write(mut self, report: &[u8]) -> anyhow::Result<()> {
+        self.written = true;
+        let replaced = match self.file.metadata() {
+            Ok(m) if m.is_file() => self.file.set_len(0),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        replaced
+            .and_then(|()| self.file.write_all(report))
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+impl Drop for ReportFile {
+    fn drop(&mut self) {
+        if self.created && !self.written {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// Runs the load test, prints (and writes) the report, and judges the run.
@@ -177,15 +209,13 @@ fn run(
     if let Some(net) = &outcome.net {
         println!("User-space network:\n{net}");
     }
-    if let Some((file, path)) = outputs.json {
-        emptied(&file)
-            .and_then(|()| report::JsonReport::new(&summary).write_to(file))
-            .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(file) = outputs.json {
+        let mut json = Vec::new();
+        report::JsonReport::new(&summary).write_to(&mut json)?;
+        file.write(&json)?;
     }
-    if let Some((mut file, path)) = outputs.plot {
-        emptied(&file)
-            .and_then(|()| file.write_all(plot::svg(&summary).as_bytes()))
-            .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(file) = outputs.plot {
+        file.write(plot::svg(&summary).as_bytes())?;
     }
     Ok(report::verdict(&outcome.stats, config.max_error_rate))
 }

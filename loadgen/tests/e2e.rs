@@ -485,6 +485,17 @@ fn an_unwritable_report_path_is_a_usage_error_before_the_run() {
     assert_eq!(report["requests"], 1);
     let _ = std::fs::remove_file(&path);
 
+    // A run that fails before it measured removes a report file it created.
+    let fresh = support::json_path("fresh");
+    let _ = std::fs::remove_file(&fresh);
+    let json = fresh.to_str().unwrap();
+    let failed = loadgen(
+        &["-n", "1", "--json", json, "http://no-such-host.invalid/"],
+        None,
+    );
+    failed.assert_exit(1);
+    assert!(!fresh.exists(), "an empty report was left behind");
+
     // A report to a pipe: nothing to empty first.
     let run = loadgen(
         &["-n", "1", "--json", "/dev/stdout", &server.url("/")],
