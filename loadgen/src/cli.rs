@@ -51,7 +51,9 @@ exits at once (130 or 143).";
     about,
     long_about = None,
     allow_negative_numbers = true,
-    after_help = EXIT_STATUS_HELP
+    after_help = EXIT_STATUS_HELP,
+    mut_arg("tun", |a| a.help(Role::Client.tun_help())),
+    mut_arg("stack_addr", |a| a.help(Role::Client.stack_addr_help()))
 )]
 pub struct Config {
     /// Connections to keep open (in total, spread over the threads)

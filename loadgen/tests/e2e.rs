@@ -432,6 +432,8 @@ fn bad_command_lines_exit_2_with_usage() {
         "--latency",
         "--plot",
         "Exit status:",
+        "TUN device [default: tun1,",
+        "IPv4 address [default: 10.77.1.2]",
     ] {
         assert!(help.contains(text), "{text}: {help}");
     }

@@ -32,6 +32,41 @@ pub enum Role {
     Client,
 }
 
+impl Role {
+    /// The stack's address `make setup` routes for this program.
+    pub fn default_addr(self) -> Ipv4Addr {
+        match self {
+            Role::Server => Ipv4Addr::new(10, 77, 0, 2),
+            Role::Client => Ipv4Addr::new(10, 77, 1, 2),
+        }
+    }
+
+    /// The TUN device `make setup` makes for this program.
+    pub fn default_device(self) -> &'static str {
+        match self {
+            Role::Server => "tun0",
+            Role::Client => "tun1",
+        }
+    }
+
+    /// `--tun`'s help for this program's command line (the shared text names both
+    /// programs' defaults).
+    pub fn tun_help(self) -> String {
+        format!(
+            "With --net user: the stack's TUN device [default: {}, as `make setup` makes it]",
+            self.default_device()
+        )
+    }
+
+    /// `--stack-addr`'s help for this program's command line.
+    pub fn stack_addr_help(self) -> String {
+        format!(
+            "With --net user: the stack's IPv4 address [default: {}]",
+            self.default_addr()
+        )
+    }
+}
+
 /// Where the user-space stack's TUN device is (used with `--net user`).
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct UserNetArgs {
@@ -99,21 +134,15 @@ impl UserNetArgs {
 
     /// The stack's address for `role`.
     pub fn addr(&self, role: Role) -> Ipv4Addr {
-        self.stack_addr.unwrap_or(match role {
-            Role::Server => Ipv4Addr::new(10, 77, 0, 2),
-            Role::Client => Ipv4Addr::new(10, 77, 1, 2),
-        })
+        self.stack_addr.unwrap_or(role.default_addr())
     }
 
     /// The device to open for `role` with one queue per core.
     pub fn setup(&self, role: Role, cores: usize) -> TunSetup {
-        let device = self.tun.clone().unwrap_or_else(|| {
-            match role {
-                Role::Server => "tun0",
-                Role::Client => "tun1",
-            }
-            .to_owned()
-        });
+        let device = self
+            .tun
+            .clone()
+            .unwrap_or_else(|| role.default_device().to_owned());
         TunSetup {
             netns: self.netns.clone(),
             device,

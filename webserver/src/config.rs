@@ -70,7 +70,9 @@ pub const MAX_CORES: usize = 1024;
     about,
     long_about = None,
     allow_negative_numbers = true,
-    after_help = EXIT_STATUS_HELP
+    after_help = EXIT_STATUS_HELP,
+    mut_arg("tun", |a| a.help(Role::Server.tun_help())),
+    mut_arg("stack_addr", |a| a.help(Role::Server.stack_addr_help()))
 )]
 pub struct Config {
     /// Document root [default: the sample site www/ of the repository the binary was

@@ -495,7 +495,15 @@ fn default_root_access_log_and_cli_errors() {
     let exe = env!("CARGO_BIN_EXE_webserver");
     let help = Command::new(exe).arg("--help").output().unwrap();
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout).contains("--max-connections"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    for text in [
+        "--max-connections",
+        "Exit status:",
+        "TUN device [default: tun0,",
+        "IPv4 address [default: 10.77.0.2]",
+    ] {
+        assert!(help.contains(text), "{text}: {help}");
+    }
     let bad = Command::new(exe).arg("--bogus").output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("Usage"));
