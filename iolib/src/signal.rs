@@ -19,6 +19,18 @@ fn sigset(signals: &[i32]) -> libc::sigset_t {
     }
 }
 
+/// The usual name of `signal` (`SIGINT`) for the signals programs here wait for;
+/// "a signal" for any other.
+pub fn name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
+}
+
 /// Blocks `signals` for the calling OS thread (and the threads it creates later).
 pub fn block(signals: &[i32]) -> Result<()> {
     let set = sigset(signals);

@@ -186,13 +186,9 @@ fn run(
         }
     };
     if let Some(signal) = outcome.interrupted {
-        let name = if signal == libc::SIGINT {
-            "SIGINT"
-        } else {
-            "SIGTERM"
-        };
         eprintln!(
-            "loadgen: stopped by {name} after {:.2}s; reporting what was measured",
+            "loadgen: stopped by {} after {:.2}s; reporting what was measured",
+            threadlib::signal::name(signal),
             outcome.elapsed.as_secs_f64()
         );
     }

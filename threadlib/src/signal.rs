@@ -11,6 +11,8 @@ use crate::error::Result;
 use crate::readiness::{forget, wait};
 use crate::syscall::Readiness;
 
+pub use iolib::signal::name;
+
 /// Blocks `signals` for the calling OS thread (and threads it creates later).
 pub fn block(signals: &[i32]) -> Result<()> {
     Ok(iolib::signal::block(signals)?)

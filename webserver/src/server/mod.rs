@@ -208,7 +208,7 @@ where
     };
     println!(
         "Received {}: no longer accepting; finishing in-flight requests (up to {:?})",
-        signal_name(signal),
+        threadlib::signal::name(signal),
         shutdown_timeout
     );
     flush_stdout();
@@ -227,7 +227,10 @@ where
                     }
                 }
                 signal => {
-                    println!("Received {} again: exiting now", signal_name(signal));
+                    println!(
+                        "Received {} again: exiting now",
+                        threadlib::signal::name(signal)
+                    );
                     flush_stdout();
                     std::process::exit(128 + signal);
                 }
@@ -279,15 +282,6 @@ async fn net_report<N: Network + NetStats + Send>(net: &N, cores: usize) -> Opti
 fn flush_stdout() {
     use std::io::Write;
     let _ = std::io::stdout().flush();
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGINT => "SIGINT",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGUSR1 => "SIGUSR1",
-        _ => "a signal",
-    }
 }
 
 #[derive(Debug, Clone)]
