@@ -179,14 +179,15 @@ impl UserNetArgs {
     /// and this says so on stderr: a later run's connection may then wait a second for
     /// a port its peer still holds in TIME-WAIT.
     pub fn install(&self, role: Role, builder: Builder, tun: OpenedTun) -> (Builder, UserNet) {
-        if let Err(e) = host_secret() {
-            eprintln!(
-                "warning: the host's TCP secret ({HOST_SECRET_PATH}): {e}; this run's \
-                 stacks use one of their own"
-            );
-        }
         let mut config = NetConfig::new(self.addr(role));
         config.steering = tun.steering;
+        match host_secret() {
+            Ok(secret) => config.isn_secret = Some(secret),
+            Err(e) => eprintln!(
+                "warning: the host's TCP secret ({HOST_SECRET_PATH}): {e}; this run's \
+                 stacks use one of their own"
+            ),
+        }
         UserNet::install_devices(builder, config, tun.devices)
     }
 }
