@@ -236,6 +236,8 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
         let mut sent_here = 0u64;
         let mut now = self.net.now();
         loop {
+            // Not `over`: a stop is seen where a call fails or a paced wait ends,
+            // which keeps the check off the per-request path.
             if now >= self.plan.end {
                 return SessionEnd::Done;
             }
