@@ -54,6 +54,11 @@ impl CancelCtx {
         self.cancelled.set(true);
     }
 
+    /// Whether this context itself was cancelled (its ancestors are not looked at).
+    pub(crate) fn is_marked_cancelled(&self) -> bool {
+        self.cancelled.get()
+    }
+
     /// Whether this context can run another operation as a child of `parent`: it has
     /// not been cancelled itself (its ancestors are checked at each system call), and
     /// `parent` is its parent.

@@ -217,8 +217,10 @@ impl Runtime {
 
     /// Runs `main` as the first thread on core 0 (this OS thread), with the other cores
     /// on their own OS threads. When `main` returns, every remaining thread on every
-    /// core is cancelled and awaited, and the runtime stops. Returns `main`'s output, or
-    /// its panic as [`Error::Panicked`].
+    /// core is cancelled and awaited, and the runtime stops; a thread that then waits
+    /// on a foreign future (one that knows only wakers, which no cancellation reaches)
+    /// is dropped instead, as Rust cancels a future. Returns `main`'s output, or its
+    /// panic as [`Error::Panicked`].
     pub fn block_on<F>(&self, main: F) -> Result<F::Output>
     where
         F: Future + 'static,

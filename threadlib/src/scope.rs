@@ -20,9 +20,20 @@ pub(crate) struct ScopeInner {
     pub(crate) waiter: Cell<Option<ThreadId>>,
     pub(crate) owner: Cell<Option<ThreadId>>,
     hooks: RefCell<Vec<Box<dyn FnOnce()>>>,
+    /// Scopes made by this scope's threads; entries of finished ones are swept out
+    /// when the list has doubled since the last sweep.
     pub(crate) children: RefCell<Vec<Weak<ScopeInner>>>,
+    /// `children.len()` at which finished entries are swept next.
+    sweep_at: Cell<usize>,
     closed: Cell<bool>,
+    /// The scope's future was dropped before it finished (its thread panicked, or a
+    /// foreign combinator let it go): its threads were cancelled and nothing waits for
+    /// them; the last one to exit runs the release hooks.
+    pub(crate) abandoned: Cell<bool>,
 }
+
+/// The fewest entries of a children list that are swept.
+const MIN_SWEEP: usize = 16;
 
 impl ScopeInner {
     pub(crate) fn new(ctx: Rc<CancelCtx>, owner: Option<ThreadId>) -> Rc<ScopeInner> {
@@ -35,11 +46,39 @@ impl ScopeInner {
             owner: Cell::new(owner),
             hooks: RefCell::new(Vec::new()),
             children: RefCell::new(Vec::new()),
+            sweep_at: Cell::new(MIN_SWEEP),
             closed: Cell::new(false),
+            abandoned: Cell::new(false),
         })
     }
 
-    /// Keeps the first real error; `Cancelled` is kept only if nothing better comes.
+    /// Records `child`, a scope made by one of this scope's threads. Finished
+    /// children are swept out only when the list has doubled since the last sweep, so
+    /// that making a scope costs the same however many its siblings are.
+    fn add_child(&self, child: &Rc<ScopeInner>) {
+        let mut children = self.children.borrow_mut();
+        if children.len() >= self.sweep_at.get() {
+            children.retain(|w| w.strong_count() > 0);
+            self.sweep_at.set((children.len() * 2).max(MIN_SWEEP));
+        }
+        children.push(Rc::downgrade(child));
+    }
+
+    /// Runs the release hooks, last registered first.
+    pub(crate) fn run_hooks(&self) {
+        let hooks = std::mem::take(&mut *self.hooks.borrow_mut());
+        for h in hooks.into_iter().rev() {
+            h();
+        }
+    }
+
+    /// Whether the scope itself was cancelled (not only an enclosing context): its
+    /// threads have been interrupted already.
+    pub(crate) fn is_marked_cancelled(&self) -> bool {
+        self.ctx.is_marked_cancelled()
+    }
+
+    /// Keeps the first real error; `Cancelled` is kept only until a real error comes.
     pub(crate) fn record_error(&self, e: Error) {
         let mut slot = self.error.borrow_mut();
         match &*slot {
@@ -86,7 +125,8 @@ impl Scope {
     }
 
     /// Cancels every thread of the scope (and the scope body); [`scope`] then returns
-    /// `Err(Cancelled)` unless a thread failed with another error first.
+    /// `Err(Cancelled)`, unless a thread fails with another error (before or after the
+    /// cancellation: a real error is never hidden behind `Cancelled`).
     pub fn cancel(&self) {
         self.inner.record_error(Error::Cancelled);
         if Core::with_current(|core| core.cancel_scope(&self.inner)).is_none() {
@@ -120,6 +160,13 @@ impl Scope {
 /// Runs `body` with a new scope, waits for every thread forked into it, runs its release
 /// hooks, and returns the body's value or the scope's first error.
 ///
+/// A cancellation that reaches the scope from outside (an enclosing timeout or scope),
+/// also while the body has returned and the scope waits for its threads, cancels the
+/// threads; the scope then waits for them to end. If the scope's future is dropped
+/// before it finishes (the thread running it panicked, or a foreign combinator let it
+/// go), its threads are cancelled at once and end at their next system call, but
+/// nothing waits for them; the last to exit runs the release hooks.
+///
 /// ```
 /// # threadlib::run(async {
 /// let r = threadlib::scope(|s| async move {
@@ -145,41 +192,75 @@ where
     let Some((parent, inner)) = inner else {
         return Err(Error::NoRuntime);
     };
-    {
-        let mut ch = parent.children.borrow_mut();
-        ch.retain(|w| w.strong_count() > 0);
-        ch.push(Rc::downgrade(&inner));
-    }
+    parent.add_child(&inner);
     let s = Scope {
         inner: inner.clone(),
     };
     let ctx = inner.ctx.clone();
+    let mut unfinished = Unfinished(Some(&inner));
     let result = InCtx::new(ctx.clone(), body(s)).await;
     let body_failed_first = result.is_err() && inner.error.borrow().is_none();
     if result.is_err() {
         Core::with_current(|core| core.cancel_scope(&inner));
     }
-    // Wait for the threads, protected: they are being cancelled (or finishing) anyway.
-    let wait_ctx = CancelCtx::child(&ctx, true);
-    InCtx::new(wait_ctx, async {
-        while inner.live.get() > 0 {
-            inner
-                .waiter
-                .set(Core::with_current(|c| c.current_thread()).flatten());
-            let _ = park().await;
+    // Wait for the threads. A cancellation from outside ends the first wait: it
+    // cancels them, and the rest of the wait is protected (they are being cancelled or
+    // are finishing anyway).
+    let waited = InCtx::new(ctx.clone(), wait_for_threads(&inner, true)).await;
+    if waited.is_err() {
+        if !inner.is_marked_cancelled() {
+            Core::with_current(|core| core.cancel_scope(&inner));
         }
-        inner.waiter.set(None);
-    })
-    .await;
+        let wait_ctx = CancelCtx::child(&ctx, true);
+        let _ = InCtx::new(wait_ctx, wait_for_threads(&inner, false)).await;
+    }
+    unfinished.0 = None;
     inner.closed.set(true);
     inner.owner.set(None);
-    let hooks = std::mem::take(&mut *inner.hooks.borrow_mut());
-    for h in hooks.into_iter().rev() {
-        h();
-    }
+    inner.run_hooks();
     let err = inner.error.borrow_mut().take();
     match err {
         Some(e) if !body_failed_first => Err(e),
         _ => result,
+    }
+}
+
+/// Waits until every thread of `scope` has exited; with `cancellable`, a cancellation
+/// of the caller ends the wait with its error, and other failures are ignored.
+async fn wait_for_threads(scope: &ScopeInner, cancellable: bool) -> Result<()> {
+    while scope.live.get() > 0 {
+        scope
+            .waiter
+            .set(Core::with_current(|c| c.current_thread()).flatten());
+        let parked = park().await;
+        if let (Err(e), true) = (parked, cancellable) {
+            scope.waiter.set(None);
+            return Err(e);
+        }
+    }
+    scope.waiter.set(None);
+    Ok(())
+}
+
+/// Held by [`scope`] until its threads have ended: dropped before that (the scope's
+/// future was dropped), it cancels them and leaves the release hooks to the last one.
+struct Unfinished<'a>(Option<&'a Rc<ScopeInner>>);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let Some(inner) = self.0.take() else {
+            return;
+        };
+        inner.closed.set(true);
+        inner.owner.set(None);
+        inner.waiter.set(None);
+        if inner.live.get() == 0 {
+            inner.run_hooks();
+            return;
+        }
+        inner.abandoned.set(true);
+        if Core::with_current(|core| core.cancel_scope(inner)).is_none() {
+            inner.ctx.cancel();
+        }
     }
 }

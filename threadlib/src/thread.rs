@@ -21,6 +21,9 @@ pub(crate) enum Exit {
 /// The scheduler's view of a thread: something to poll.
 pub(crate) trait Runnable {
     fn poll_thread(self: Pin<&Self>, cx: &mut Context<'_>) -> Poll<Exit>;
+    /// Drops the thread's future unfinished, its result `Cancelled`: how a thread that
+    /// cannot be interrupted ends when the runtime stops.
+    fn abort(self: Pin<&Self>) -> Exit;
     fn notify_joiner(self: Pin<&Self>, core: &Core);
 }
 
@@ -28,6 +31,8 @@ pub(crate) trait Runnable {
 trait JoinSlot<T> {
     fn take(&self) -> Option<Result<T>>;
     fn set_joiner(&self, tid: ThreadId);
+    /// Forgets the joiner: it no longer waits (its wait was cancelled or dropped).
+    fn clear_joiner(&self);
 }
 
 enum Stage<F, T> {
@@ -78,15 +83,16 @@ where
             Ok(Poll::Ready(v)) => v,
             Err(p) => Err(Error::Panicked(panic_message(&*p))),
         };
-        // Drop the future first: its destructors may call into the scheduler.
-        *stage = Stage::Taken;
-        let (stored, exit) = match out {
-            Err(e) if SCOPED => (Err(Error::ScopeFailed), Exit::Failed(e)),
-            other => (other, Exit::Ok),
-        };
-        // SAFETY: as above; no other reference to `stage` exists during this call.
-        unsafe { *self.stage.get() = Stage::Done(stored) };
-        Poll::Ready(exit)
+        Poll::Ready(self.finish(out))
+    }
+
+    fn abort(self: Pin<&Self>) -> Exit {
+        // SAFETY: as in `poll_thread`: the scheduler calls this instead of polling.
+        let stage = unsafe { &*self.stage.get() };
+        if !matches!(stage, Stage::Running(_)) {
+            return Exit::Ok;
+        }
+        self.finish(Err(Error::Cancelled))
     }
 
     fn notify_joiner(self: Pin<&Self>, core: &Core) {
@@ -94,6 +100,24 @@ where
         if j != NO_JOINER {
             core.unpark(ThreadId::unpack(j));
         }
+    }
+}
+
+impl<F, T, const SCOPED: bool> ThreadCell<F, T, SCOPED> {
+    /// Drops the running future and stores `out` as the thread's result (a scoped
+    /// thread's error goes to its scope, its handle sees [`Error::ScopeFailed`]).
+    fn finish(self: Pin<&Self>, out: Result<T>) -> Exit {
+        // Drop the future first: its destructors may call into the scheduler.
+        // SAFETY: only the scheduler calls this, from `poll_thread` or `abort`, while
+        // no other reference to `stage` is live (see `poll_thread`).
+        unsafe { *self.stage.get() = Stage::Taken };
+        let (stored, exit) = match out {
+            Err(e) if SCOPED => (Err(Error::ScopeFailed), Exit::Failed(e)),
+            other => (other, Exit::Ok),
+        };
+        // SAFETY: as above.
+        unsafe { *self.stage.get() = Stage::Done(stored) };
+        exit
     }
 }
 
@@ -115,9 +139,15 @@ impl<F, T, const SCOPED: bool> JoinSlot<T> for ThreadCell<F, T, SCOPED> {
     fn set_joiner(&self, tid: ThreadId) {
         self.joiner.set(tid.pack());
     }
+
+    fn clear_joiner(&self) {
+        self.joiner.set(NO_JOINER);
+    }
 }
 
-/// Awaits a thread's result. Dropping the handle detaches the thread.
+/// Awaits a thread's result. Dropping the handle detaches the thread. A join that
+/// is cancelled (or dropped) while it waits leaves nothing behind: the thread's exit
+/// later wakes nobody.
 pub struct JoinHandle<T> {
     slot: Rc<dyn JoinSlot<T>>,
     /// The packed thread id; the top bit is set while the joiner is suspended in a
@@ -131,6 +161,7 @@ const PARKED: u64 = 1 << 63;
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         if self.bits & PARKED != 0 {
+            self.slot.clear_joiner();
             Core::with_current(|core| core.abandon_call(ANY_PARK));
         }
     }
@@ -162,7 +193,12 @@ impl<T> JoinHandle<T> {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(r) => {
                     self.bits &= !PARKED;
-                    r?;
+                    if let Err(e) = r {
+                        // The wait was cancelled: the thread's exit must not wake the
+                        // caller later, in whatever it waits for then.
+                        self.slot.clear_joiner();
+                        return Poll::Ready(Err(e));
+                    }
                 }
             }
         }
@@ -178,7 +214,10 @@ impl<T> JoinHandle<T> {
                 self.bits |= PARKED;
                 Poll::Pending
             }
-            Poll::Ready(r) => Poll::Ready(Err(r.err().unwrap_or(Error::Cancelled))),
+            Poll::Ready(r) => {
+                self.slot.clear_joiner();
+                Poll::Ready(Err(r.err().unwrap_or(Error::Cancelled)))
+            }
         }
     }
 }
@@ -262,14 +301,22 @@ where
 }
 
 /// Forks a thread and lets it run before the caller continues (the `Fork` system
-/// call): the child goes to the front of the line, the caller right behind it.
+/// call): the child goes to the front of the line, the caller right behind it. A
+/// cancelled caller gets [`Error::Cancelled`], and no thread is made.
 pub async fn fork<F>(fut: F) -> Result<JoinHandle<F::Output>>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let h = Core::with_current(|core| spawn_in(core, &core.root.clone(), Plain(fut), false, false))
-        .ok_or_else(|| Error::NoRuntime)?;
+    let h = Core::with_current(|core| {
+        core.current_thread().ok_or(Error::NoRuntime)?;
+        // A cancelled caller's call fails: then no thread is made either.
+        if core.current_ctx().is_some_and(|c| c.is_cancelled()) {
+            return Err(Error::Cancelled);
+        }
+        Ok(spawn_in(core, &core.root.clone(), Plain(fut), false, false))
+    })
+    .ok_or(Error::NoRuntime)??;
     Call::new(Syscall::Fork(h.id())).await?;
     Ok(h)
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
-use support::watchdog;
+use support::{watchdog, within};
 
 use threadlib::{protect, Error, Runtime};
 
@@ -599,5 +599,259 @@ fn a_call_future_dropped_after_one_poll_leaves_no_trace() {
             rx.await.map_err(Error::other)
         });
         assert!(matches!(r, Ok(Ok(5))), "{r:?}");
+    });
+}
+
+/// A runtime on a mock clock that jumps to the next deadline when nothing else is due.
+fn mock_runtime() -> Runtime {
+    Runtime::builder().mock_clock(true).build().unwrap()
+}
+
+/// A timeout around a scope (or a combinator, which is one) cancels the scope's threads
+/// when it fires, also once the body has returned and the scope only waits for them; so
+/// does a cancellation that reaches a scope made inside another scope's body.
+#[test]
+fn a_timeout_reaches_the_threads_of_a_scope_inside_it() {
+    watchdog(|| {
+        mock_runtime()
+            .block_on(async {
+                let t0 = threadlib::time::now();
+                let sleeper = threadlib::scope(|s| async move {
+                    s.spawn(threadlib::sleep(Duration::from_secs(3600)));
+                    Ok(())
+                });
+                let r = threadlib::with_timeout(Duration::from_secs(1), sleeper).await;
+                assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
+                assert_eq!(threadlib::time::now() - t0, Duration::from_secs(1));
+
+                let slow = |secs| async move {
+                    threadlib::sleep(Duration::from_secs(secs)).await?;
+                    Ok(secs)
+                };
+                let r = threadlib::with_timeout(
+                    Duration::from_secs(1),
+                    threadlib::race(slow(3600), slow(7200)),
+                )
+                .await;
+                assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
+                assert_eq!(threadlib::time::now() - t0, Duration::from_secs(2));
+
+                let mut d = threadlib::deadline::Deadline::new();
+                let r = d
+                    .within(
+                        Duration::from_secs(1),
+                        threadlib::scope(|s| async move {
+                            s.spawn(threadlib::sleep(Duration::from_secs(3600)));
+                            Ok(())
+                        }),
+                    )
+                    .await;
+                assert!(
+                    matches!(r, Err(threadlib::deadline::TransportError::TimedOut)),
+                    "{r:?}"
+                );
+                assert_eq!(threadlib::time::now() - t0, Duration::from_secs(3));
+
+                // The outer scope fails after 1 s; the inner scope, made by the outer
+                // body and waiting for its sleeper, is cancelled with it.
+                let r = threadlib::scope(|outer| async move {
+                    outer.spawn(async {
+                        threadlib::sleep(Duration::from_secs(1)).await?;
+                        Err::<(), _>(Error::other("failed"))
+                    });
+                    threadlib::scope(|inner| async move {
+                        inner.spawn(threadlib::sleep(Duration::from_secs(3600)));
+                        Ok(())
+                    })
+                    .await
+                })
+                .await;
+                assert_eq!(r.unwrap_err().to_string(), "failed");
+                assert_eq!(threadlib::time::now() - t0, Duration::from_secs(4));
+                assert_eq!(threadlib::live_threads(), 1, "only main is left");
+                assert_eq!(threadlib::time::pending_timers(), 0);
+            })
+            .unwrap();
+    });
+}
+
+/// A scope whose future is dropped unfinished (the body panicked, or the future was
+/// polled once and let go) cancels its threads at once; the last to exit runs the
+/// release hooks.
+#[test]
+fn a_dropped_scope_cancels_its_threads_and_releases_after_them() {
+    use futures::FutureExt;
+    watchdog(|| {
+        mock_runtime()
+            .block_on(async {
+                let log = Rc::new(RefCell::new(Vec::<String>::new()));
+                let child = |log: Rc<RefCell<Vec<String>>>| async move {
+                    let r = threadlib::sleep(Duration::from_secs(10)).await;
+                    log.borrow_mut().push(format!("child: {r:?}"));
+                    r
+                };
+                let (l, l2) = (log.clone(), log.clone());
+                let h = threadlib::spawn(threadlib::scope(move |s| async move {
+                    s.on_release(move || l2.borrow_mut().push("released".into()));
+                    s.spawn(child(l));
+                    threadlib::yield_now().await?;
+                    panic!("the body panics");
+                }));
+                let r: threadlib::Result<threadlib::Result<()>> = h.await;
+                assert!(matches!(r, Err(Error::Panicked(_))), "{r:?}");
+                threadlib::yield_now().await.unwrap();
+                assert_eq!(*log.borrow(), ["child: Err(Cancelled)", "released"]);
+
+                log.borrow_mut().clear();
+                let (l, l2) = (log.clone(), log.clone());
+                let mut dropped = Box::pin(threadlib::scope(move |s| async move {
+                    s.on_release(move || l2.borrow_mut().push("released".into()));
+                    s.spawn(child(l));
+                    Ok(())
+                }));
+                assert!((&mut dropped).now_or_never().is_none());
+                drop(dropped);
+                let t0 = threadlib::time::now();
+                threadlib::sleep(Duration::from_secs(20)).await.unwrap();
+                assert_eq!(threadlib::time::now() - t0, Duration::from_secs(20));
+                assert_eq!(*log.borrow(), ["child: Err(Cancelled)", "released"]);
+                assert_eq!(threadlib::live_threads(), 1);
+            })
+            .unwrap();
+    });
+}
+
+/// Cancelling a scope of many threads, and making many scopes side by side, take time
+/// in proportion to their number (each exiting thread does not walk the rest again;
+/// a new scope does not walk its siblings). The bounds are far above what linear work
+/// takes and far below the quadratic cost.
+#[test]
+fn many_threads_in_a_scope_and_many_scopes_cost_linear_time() {
+    within(Duration::from_secs(60), || {
+        const N: usize = 20_000;
+        threadlib::run(async {
+            let started = std::time::Instant::now();
+            let r = threadlib::scope(|s| async move {
+                for _ in 0..N {
+                    s.spawn(threadlib::sleep(Duration::from_secs(3600)));
+                }
+                threadlib::yield_now().await?;
+                s.cancel();
+                Ok(())
+            })
+            .await;
+            assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(5), "{N} threads: {took:?}");
+
+            let started = std::time::Instant::now();
+            let gate = Rc::new(threadlib::sync::Condition::new());
+            let handles: Vec<_> = (0..N)
+                .map(|_| {
+                    let gate = gate.clone();
+                    threadlib::spawn(threadlib::scope(
+                        |_| async move { gate.wait_no_mutex().await },
+                    ))
+                })
+                .collect();
+            threadlib::yield_now().await.unwrap();
+            gate.notify_all();
+            for h in handles {
+                h.await.unwrap().unwrap();
+            }
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(5), "{N} scopes: {took:?}");
+        })
+        .unwrap();
+    });
+}
+
+/// A join given up (its timeout fired, its handle dropped) leaves no trace: the thread's
+/// exit later does not wake the former joiner in an unrelated wait.
+#[test]
+fn an_abandoned_join_does_not_wake_the_former_joiner() {
+    watchdog(|| {
+        mock_runtime()
+            .block_on(async {
+                let mut h = threadlib::spawn(threadlib::sleep(Duration::from_secs(5)));
+                let r = threadlib::with_timeout(Duration::from_secs(1), &mut h).await;
+                assert!(matches!(r, Err(Error::TimedOut)));
+                drop(h);
+                let t0 = threadlib::time::now();
+                let r = threadlib::with_timeout(Duration::from_secs(100), threadlib::park()).await;
+                assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
+                assert_eq!(threadlib::time::now() - t0, Duration::from_secs(100));
+            })
+            .unwrap();
+    });
+}
+
+/// `fork` from a cancelled thread fails and makes no thread.
+#[test]
+fn fork_from_a_cancelled_thread_makes_no_thread() {
+    watchdog(|| {
+        threadlib::run(async {
+            let ran = Rc::new(std::cell::Cell::new(false));
+            let r2 = ran.clone();
+            let r = threadlib::scope(|s| async move {
+                s.cancel();
+                let forked = threadlib::fork(async move { r2.set(true) }).await;
+                assert!(matches!(forked, Err(Error::Cancelled)));
+                Ok(())
+            })
+            .await;
+            assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+            threadlib::yield_now().await.unwrap();
+            assert!(!ran.get(), "the fork failed, yet its thread ran");
+        })
+        .unwrap();
+    });
+}
+
+/// A real error is never hidden behind `Cancelled`, even one that comes after the
+/// scope was cancelled.
+#[test]
+fn a_real_error_after_a_cancel_is_reported() {
+    watchdog(|| {
+        let r = threadlib::run(async {
+            threadlib::scope(|s| async move {
+                s.spawn(async {
+                    protect(threadlib::yield_now()).await?;
+                    Err::<(), _>(Error::other("cleanup failed"))
+                });
+                s.cancel();
+                Ok(())
+            })
+            .await
+        })
+        .unwrap();
+        assert_eq!(r.unwrap_err().to_string(), "cleanup failed");
+    });
+}
+
+/// A thread still waiting in a foreign future (no cancellation point) when the runtime
+/// stops is dropped, as Rust cancels a future, so that the runtime stops.
+#[test]
+fn a_thread_in_a_foreign_future_does_not_keep_the_runtime_from_stopping() {
+    watchdog(|| {
+        let (keep, rx) = futures::channel::oneshot::channel::<()>();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let d = dropped.clone();
+        struct OnDrop(Arc<AtomicBool>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        threadlib::run(async move {
+            threadlib::spawn(async move {
+                let _guard = OnDrop(d);
+                let _ = rx.await;
+            });
+            threadlib::yield_now().await.unwrap();
+        })
+        .unwrap();
+        assert!(dropped.load(Ordering::SeqCst));
+        drop(keep);
     });
 }

@@ -143,12 +143,29 @@ impl Core {
         let poll = runnable.as_ref().poll_thread(&mut cx);
         self.current.set(None);
         self.trace(tid, TraceKind::RunEnd, "run");
-        drop(runnable);
         match poll {
-            Poll::Ready(exit) => self.exit_thread(tid, exit),
+            Poll::Ready(exit) => {
+                drop(runnable);
+                self.exit_thread(tid, exit);
+            }
             Poll::Pending => match self.syscall.take() {
-                Some((call, _)) => self.dispatch(tid, call),
+                Some((call, _)) => {
+                    drop(runnable);
+                    self.dispatch(tid, call);
+                }
+                None if self.is_shutting_down() && self.tasks.borrow().is_cancelled(tid) => {
+                    // The runtime stops and the thread, cancelled, still waits on a
+                    // foreign future, which no cancellation reaches: it is dropped
+                    // (as Rust cancels a future) instead of waited for forever.
+                    self.current.set(Some(tid));
+                    let exit = runnable.as_ref().abort();
+                    self.current.set(None);
+                    drop(runnable);
+                    self.trace(tid, TraceKind::Suspend, "aborted");
+                    self.exit_thread(tid, exit);
+                }
                 None => {
+                    drop(runnable);
                     // A foreign future is waiting on our waker.
                     let blocked = self.tasks.borrow_mut().block_on_waker(tid);
                     if blocked {
@@ -173,12 +190,19 @@ impl Core {
             }
             if let Exit::Failed(e) = exit {
                 scope.record_error(e);
-                self.cancel_scope(&scope);
+                // Once cancelled, the scope's threads have all been interrupted: the
+                // rest of them, exiting one by one, need not walk them again.
+                if !scope.is_marked_cancelled() {
+                    self.cancel_scope(&scope);
+                }
             }
             scope.live.set(scope.live.get() - 1);
             if scope.live.get() == 0 {
                 if let Some(w) = scope.waiter.get() {
                     self.unpark(w);
+                }
+                if scope.abandoned.get() {
+                    scope.run_hooks();
                 }
             }
         }
