@@ -70,8 +70,23 @@ pub struct TcpConfig {
     /// How long a connection the application has closed may stay in FIN-WAIT-2
     /// waiting for the peer's FIN.
     pub fin_wait2_timeout: Duration,
-    /// Challenge ACKs allowed per second per stack (RFC 5961 section 7).
+    /// Least time between two challenge ACKs of one connection (RFC 5961 section 7;
+    /// Linux's `tcp_invalid_ratelimit`).
+    pub challenge_ack_interval: Duration,
+    /// Challenge ACKs allowed per second for the whole stack, on top of
+    /// `challenge_ack_interval`; `u32::MAX` (the default, as Linux's since 6.0) sets
+    /// none. A budget every connection shares tells an off-path attacker, who can
+    /// spend it, whether a guessed connection exists (CVE-2016-5696): so each second's
+    /// budget is drawn, keyed by the stack's secret, between half and one and a half
+    /// times this, as Linux does.
     pub challenge_ack_limit: u32,
+    /// Window probes (or retransmissions into a shut window) a connection the
+    /// application has closed sends before it gives up with a reset, however its peer
+    /// answers (Linux's `tcp_orphan_retries`): a closed connection is not held, with
+    /// its unsent data, for a peer that never opens its window. A connection still
+    /// open keeps probing a peer that answers (RFC 9293 section 3.8.6.1); an
+    /// unanswered probe counts as an unanswered retransmission (`max_retries`).
+    pub max_orphan_probes: u32,
 }
 
 impl Default for TcpConfig {
@@ -95,7 +110,9 @@ impl Default for TcpConfig {
             keepalive: None,
             time_wait: Duration::from_secs(60),
             fin_wait2_timeout: Duration::from_secs(60),
-            challenge_ack_limit: 1000,
+            challenge_ack_interval: Duration::from_millis(500),
+            challenge_ack_limit: u32::MAX,
+            max_orphan_probes: 8,
         }
     }
 }

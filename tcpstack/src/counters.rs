@@ -19,7 +19,8 @@ pub enum DropReason {
     IpWrongDestination,
     /// A fragment (MF set or non-zero offset); fragments are not reassembled.
     IpFragment,
-    /// Source is broadcast, multicast, unspecified or the stack's own address.
+    /// Source is no peer's address: broadcast, multicast, 0/8, 240/4, loopback (for a
+    /// stack not on loopback) or the stack's own address.
     IpBadSource,
     /// Neither TCP nor ICMP.
     IpUnknownProtocol,
@@ -78,7 +79,8 @@ counters! {
     ip_wrong_destination,
     /// Dropped: IPv4 fragment.
     ip_fragments,
-    /// Dropped: broadcast, multicast, unspecified or own source address.
+    /// Dropped: a source address no peer has (broadcast, multicast, 0/8, 240/4,
+    /// loopback, own).
     ip_bad_source,
     /// Dropped: protocol other than TCP and ICMP.
     ip_unknown_protocol,
@@ -156,6 +158,9 @@ counters! {
     timeouts,
     /// Connections aborted by keep-alive.
     keepalive_timeouts,
+    /// Connections the application had closed given up, with a reset, after their
+    /// peer kept its window shut through `max_orphan_probes` probes.
+    orphans_dropped,
     /// Connections aborted by the application.
     aborts,
     /// Connections that went through TIME-WAIT and expired.
@@ -214,6 +219,9 @@ counters! {
     rcv_window_trimmed,
     /// Duplicate payload bytes received (already acknowledged).
     duplicate_bytes,
+    /// A peer's FIN, seen out of order, forgotten because data arrived past its place
+    /// (stale or forged); a later FIN ends the stream.
+    fin_discarded,
     /// Delayed ACKs sent when the delayed-ACK timer fired.
     delayed_acks,
     /// Zero-window probes sent.

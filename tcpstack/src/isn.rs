@@ -106,6 +106,14 @@ impl Secrets {
         None
     }
 
+    /// A number for `n` that nobody without the secret can tell (domain 3).
+    pub fn keyed(&self, n: u64) -> u64 {
+        let mut h = SipHasher24::new_with_keys(self.k0, self.k1);
+        h.write_u8(3);
+        h.write_u64(n);
+        h.finish()
+    }
+
     /// A deterministic hasher keyed by the secret, for the connection table (keyed so
     /// remote peers cannot aim collisions at one bucket).
     pub fn build_hasher(&self) -> KeyedHasher {

@@ -76,27 +76,62 @@ impl ControlQueue {
     }
 }
 
-/// Token bucket for challenge ACKs (RFC 5961 section 7), shared by all connections.
+/// The rate limits of challenge ACKs (RFC 5961 section 7): one per connection per
+/// interval, and a budget per second for the whole stack, if one is set, whose size
+/// is drawn anew each second from the stack's secret.
 #[derive(Debug)]
 pub(crate) struct ChallengeLimiter {
+    interval: Duration,
+    /// The configured limit per second (`u32::MAX`: none).
     per_second: u32,
+    secrets: Secrets,
     window_start: Instant,
+    /// How many the current second allows, and how many it sent.
+    budget: u32,
     sent: u32,
 }
 
 impl ChallengeLimiter {
-    /// Whether one more challenge ACK may be sent at `now`.
-    pub fn allow(&mut self, now: Instant) -> bool {
-        if now - self.window_start >= Duration::from_secs(1) {
-            self.window_start = now;
-            self.sent = 0;
+    fn new(cfg: &crate::config::TcpConfig, secrets: Secrets) -> Self {
+        let mut limiter = ChallengeLimiter {
+            interval: cfg.challenge_ack_interval,
+            per_second: cfg.challenge_ack_limit,
+            secrets,
+            window_start: Instant::ZERO,
+            budget: 0,
+            sent: 0,
+        };
+        limiter.budget = limiter.draw_budget();
+        limiter
+    }
+
+    /// The current second's budget: between half and one and a half times the limit.
+    fn draw_budget(&self) -> u32 {
+        let half = self.per_second.div_ceil(2);
+        let spread = u64::from(self.per_second.max(1));
+        let second = self.window_start.as_micros() / 1_000_000;
+        half.saturating_add((self.secrets.keyed(second) % spread) as u32)
+    }
+
+    /// Whether one more challenge ACK may be sent at `now` for a connection whose last
+    /// one went out at `last` (updated when it may).
+    pub fn allow(&mut self, now: Instant, last: &mut Option<Instant>) -> bool {
+        if last.is_some_and(|t| now - t < self.interval) {
+            return false;
         }
-        if self.sent < self.per_second {
+        if self.per_second != u32::MAX {
+            if now - self.window_start >= Duration::from_secs(1) {
+                self.window_start = now;
+                self.sent = 0;
+                self.budget = self.draw_budget();
+            }
+            if self.sent >= self.budget {
+                return false;
+            }
             self.sent += 1;
-            true
-        } else {
-            false
         }
+        *last = Some(now);
+        true
     }
 }
 
@@ -166,6 +201,7 @@ impl Stack {
     pub fn new(config: StackConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let secrets = Secrets::new(&config.isn_secret);
+        let challenge = ChallengeLimiter::new(&config.tcp, secrets.clone());
         Ok(Self {
             by_tuple: HashMap::with_hasher(secrets.build_hasher()),
             secrets,
@@ -180,11 +216,7 @@ impl Stack {
             },
             tx_queue: VecDeque::new(),
             timers: BTreeSet::new(),
-            challenge: ChallengeLimiter {
-                per_second: config.tcp.challenge_ack_limit,
-                window_start: Instant::ZERO,
-                sent: 0,
-            },
+            challenge,
             next_port: 0,
             pool: BufferPool::new(config.buffer_pool_bytes),
             cfg: config,

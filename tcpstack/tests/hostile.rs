@@ -471,19 +471,60 @@ fn blind_in_window_rst_gets_a_challenge_ack() {
     );
 }
 
+/// One challenge ACK per connection per interval, and no budget that connections
+/// share: spending one would tell an off-path attacker whether a guessed connection
+/// exists (CVE-2016-5696).
 #[test]
-fn challenge_acks_are_rate_limited() {
-    let mut h = Harness::with(|c| c.tcp.challenge_ack_limit = 3);
+fn challenge_acks_are_limited_per_connection() {
+    let mut h = Harness::new();
     h.establish();
     for i in 0..10 {
         h.send(&Seg::new(flags::RST, h.rcv_nxt().wrapping_add(10 + i), 0));
     }
-    assert_eq!(h.replies().len(), 1, "ACKs coalesce into one transmit");
-    assert_eq!(h.counters().challenge_acks, 3);
-    assert_eq!(h.counters().challenge_acks_suppressed, 7);
-    h.now += Duration::from_secs(1);
+    assert_eq!(h.replies().len(), 1);
+    let c = h.counters();
+    assert_eq!((c.challenge_acks, c.challenge_acks_suppressed), (1, 9));
+    // Another connection's challenge ACK is not held back by them.
+    let isn = h.handshake_from(4000, true);
+    let mut rst = Seg::new(flags::RST, 111, 0);
+    rst.src_port = 4000;
+    h.send(&rst);
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].flags, r[0].seq, r[0].ack),
+        (flags::ACK, isn.wrapping_add(1), 101)
+    );
+    assert_eq!(h.counters().challenge_acks, 2);
+    // Half a second later, the first connection challenges again.
+    h.now += Duration::from_millis(500);
     h.send(&Seg::new(flags::RST, h.rcv_nxt().wrapping_add(5), 0));
-    assert_eq!(h.counters().challenge_acks, 4);
+    assert_eq!(h.counters().challenge_acks, 3);
+}
+
+/// A stack-wide limit, if set, allows a budget each second drawn from the stack's
+/// secret between half and one and a half times the limit, so that spending it tells
+/// an attacker little.
+#[test]
+fn a_stack_wide_challenge_limit_draws_its_budget_each_second() {
+    let mut h = Harness::with(|c| {
+        c.tcp.challenge_ack_limit = 4;
+        c.tcp.challenge_ack_interval = Duration::ZERO;
+    });
+    h.establish();
+    let mut budgets = std::collections::BTreeSet::new();
+    for second in 0..20 {
+        let before = h.counters().challenge_acks;
+        for i in 0..20 {
+            h.send(&Seg::new(flags::RST, h.rcv_nxt().wrapping_add(10 + i), 0));
+        }
+        h.replies();
+        let sent = h.counters().challenge_acks - before;
+        assert!((2..=5).contains(&sent), "second {second}: {sent}");
+        budgets.insert(sent);
+        h.now += Duration::from_secs(1);
+    }
+    assert!(budgets.len() > 1, "one budget every second: {budgets:?}");
 }
 
 #[test]
@@ -500,6 +541,7 @@ fn old_duplicate_syn_on_an_established_connection_gets_a_challenge_ack() {
     );
     assert_only(&before, &h.counters(), &["challenge_acks"]);
     // An in-window SYN too (RFC 5961 section 4.2), and the connection survives.
+    h.now += Duration::from_millis(500);
     h.send(&Seg::new(flags::SYN, h.rcv_nxt().wrapping_add(10), 0));
     assert_eq!(h.replies().len(), 1);
     assert_eq!(h.counters().challenge_acks, before.challenge_acks + 2);
@@ -2160,6 +2202,111 @@ fn zero_window_probes_back_off() {
         assert!(b >= a + a / 2, "probe intervals {a:?} then {b:?}");
     }
     assert_eq!(h.counters().window_probes, 5);
+}
+
+/// A connection the application has closed, whose peer keeps its window shut and
+/// answers every probe, is given up with a reset after `max_orphan_probes` probes;
+/// one still open keeps probing a peer that answers.
+#[test]
+fn an_orphan_is_not_held_for_a_peer_that_keeps_its_window_shut() {
+    let mut h = Harness::with(|c| c.tcp.max_orphan_probes = 3);
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[4; 500]).unwrap();
+    assert_eq!(data_segments(&h.replies()).len(), 1);
+    let mut shut = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(500));
+    shut.window = 0;
+    h.send(&shut);
+    h.stack.send(h.now, c, &[5; 500]).unwrap();
+    h.replies();
+    for i in 0..6 {
+        h.run_next_timer("the persist timer runs");
+        assert_eq!(h.replies().len(), 1, "probe {i}");
+        h.send(&shut);
+        h.replies();
+    }
+    assert_eq!(h.state(), TcpState::Established, "an open connection stays");
+    let before = h.counters();
+    h.stack.close(h.now, c).unwrap();
+    h.replies();
+    for i in 0..3 {
+        h.run_next_timer("the persist timer runs");
+        assert_eq!(h.replies().len(), 1, "orphan probe {i}");
+        h.send(&shut);
+        h.replies();
+    }
+    h.run_next_timer("the persist timer runs");
+    let r = h.replies();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].flags & flags::RST, flags::RST, "{r:?}");
+    assert_eq!(h.counters().orphans_dropped, before.orphans_dropped + 1);
+    assert_eq!(h.stack.connection_count(), 0, "nothing is held");
+}
+
+/// A peer that shuts its window and then goes silent is timed out: every window probe
+/// it leaves unanswered counts as an unanswered retransmission.
+#[test]
+fn a_silent_peer_behind_a_shut_window_is_timed_out() {
+    let mut h = Harness::with(|c| c.tcp.max_retries = 3);
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[4; 500]).unwrap();
+    h.replies();
+    let mut shut = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(500));
+    shut.window = 0;
+    h.send(&shut);
+    h.stack.send(h.now, c, &[5; 500]).unwrap();
+    h.replies();
+    // The first probe answers the ACK that shut the window; three go unanswered.
+    for i in 0..4 {
+        h.run_next_timer("the persist timer runs");
+        assert_eq!(h.replies().len(), 1, "probe {i}");
+    }
+    let before = h.counters().timeouts;
+    h.run_next_timer("the persist timer runs");
+    assert!(h.replies().is_empty());
+    assert_eq!(h.counters().timeouts, before + 1);
+    assert_eq!(h.state(), TcpState::Closed);
+    assert_eq!(
+        h.stack.recv(c, &mut [0; 8]),
+        Err(tcpstack::Error::Connection(ConnError::TimedOut {
+            retries: 3
+        }))
+    );
+}
+
+/// A FIN seen out of order whose place data then passes was stale (or forged): it is
+/// forgotten, and the real FIN after the data ends the stream.
+#[test]
+fn a_stale_out_of_order_fin_does_not_swallow_the_real_one() {
+    let mut h = Harness::new();
+    h.establish();
+    let c = h.conn.unwrap();
+    let start = h.rcv_nxt();
+    h.send(&Seg::new(
+        flags::FIN | flags::ACK,
+        start.wrapping_add(10),
+        h.snd_nxt(),
+    ));
+    h.replies();
+    h.send(&Seg::new(flags::ACK, start, h.snd_nxt()).data(&[7; 42]));
+    h.replies();
+    assert_eq!(h.counters().fin_discarded, 1);
+    h.send(&Seg::new(
+        flags::FIN | flags::ACK,
+        start.wrapping_add(42),
+        h.snd_nxt(),
+    ));
+    let r = h.replies();
+    assert_eq!(
+        r.last().map(|r| r.ack),
+        Some(start.wrapping_add(43)),
+        "{r:?}"
+    );
+    assert_eq!(h.state(), TcpState::CloseWait);
+    let mut buf = [0; 64];
+    assert_eq!(h.stack.recv(c, &mut buf), Ok(42));
+    assert_eq!(h.stack.recv(c, &mut buf), Ok(0));
 }
 
 /// RFC 5681 section 2: a duplicate ACK carries no data, no FIN and no window change,

@@ -264,6 +264,7 @@ impl Tcb {
         // Eighth: FIN.
         if seg.has(flags::FIN) {
             let fin = seg.seq + seg.payload.len();
+            self.discard_passed_fin(ctx);
             if self.fin_seq.is_none() && !self.fin_received {
                 self.fin_seq = Some(fin);
             }
@@ -295,7 +296,7 @@ impl Tcb {
 
     /// RFC 5961 section 7: a rate-limited challenge ACK.
     fn challenge_ack(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
-        if ctx.challenge.allow(now) {
+        if ctx.challenge.allow(now, &mut self.last_challenge) {
             ctx.counters.challenge_acks += 1;
             self.ack_now = true;
         } else {
@@ -395,6 +396,7 @@ impl Tcb {
         if self.snd_wnd > 0 {
             self.timers.stop(Timer::Persist);
             self.persist_backoff = 0;
+            self.orphan_probes = 0;
         }
         self.arm_persist_if_needed(now);
         if seg.ack.gt(old_una) || newly_sacked > 0 {
@@ -776,8 +778,19 @@ impl Tcb {
         }
     }
 
+    /// Forgets a FIN, seen out of order, whose place data has since passed: it was
+    /// stale or forged (Linux drops such a queued FIN the same way), and a later FIN
+    /// ends the stream.
+    fn discard_passed_fin(&mut self, ctx: &mut Ctx<'_>) {
+        if self.fin_seq.is_some_and(|fin| fin.lt(self.rcv_nxt)) {
+            self.fin_seq = None;
+            ctx.counters.fin_discarded += 1;
+        }
+    }
+
     /// Consumes the peer's FIN once everything before it arrived.
     fn maybe_take_fin(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+        self.discard_passed_fin(ctx);
         let Some(fin) = self.fin_seq else { return };
         if self.fin_received || fin != self.rcv_nxt {
             return;

@@ -114,6 +114,7 @@ struct Params {
     max_retries: u32,
     max_syn_retries: u32,
     max_synack_retries: u32,
+    max_orphan_probes: u32,
     recv_buffer: u32,
 }
 
@@ -209,6 +210,10 @@ pub(crate) struct Tcb {
     /// Full-sized segments received since the last ACK sent.
     unacked_segments: u32,
     persist_backoff: u32,
+    /// Window probes sent since the application closed the connection.
+    orphan_probes: u32,
+    /// When the last challenge ACK was allowed (one per interval per connection).
+    last_challenge: Option<Instant>,
     /// `SND.MAX` when the outstanding probe was sent; one probe per episode.
     tlp_high: Option<SeqNum>,
     /// The outstanding probe was a retransmission (not new data).
@@ -266,6 +271,7 @@ impl Tcb {
                 max_retries: cfg.max_retries,
                 max_syn_retries: cfg.max_syn_retries,
                 max_synack_retries: cfg.max_synack_retries,
+                max_orphan_probes: cfg.max_orphan_probes,
                 recv_buffer,
             },
             nodelay: cfg.nodelay,
@@ -321,6 +327,8 @@ impl Tcb {
             peer_answered: false,
             unacked_segments: 0,
             persist_backoff: 0,
+            orphan_probes: 0,
+            last_challenge: None,
             tlp_high: None,
             tlp_rtx: false,
             tlp_sent: 0,

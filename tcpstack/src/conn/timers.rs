@@ -194,7 +194,24 @@ impl Tcb {
                     }
                 }
                 Timer::Persist => {
-                    ctx.counters.window_probes += 1;
+                    // A peer that answers keeps the connection (RFC 9293 section
+                    // 3.8.6.1); a probe it left unanswered counts as a retransmission
+                    // that went unanswered.
+                    if core::mem::take(&mut self.peer_answered) {
+                        self.retries = 0;
+                    } else {
+                        self.retries += 1;
+                    }
+                    if self.retries > self.params.max_retries {
+                        ctx.counters.timeouts += 1;
+                        self.fail(ConnError::TimedOut {
+                            retries: self.retries - 1,
+                        });
+                        return;
+                    }
+                    if self.window_probe(ctx) {
+                        return;
+                    }
                     self.timers.set_pending(Timer::Persist);
                     self.persist_backoff = (self.persist_backoff + 1).min(16);
                 }
@@ -221,6 +238,26 @@ impl Tcb {
         }
     }
 
+    /// Counts a window probe about to go out. A connection the application has closed
+    /// gives up, with a reset, after `max_orphan_probes` of them: returns whether it
+    /// did.
+    fn window_probe(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        ctx.counters.window_probes += 1;
+        if !self.orphaned {
+            return false;
+        }
+        self.orphan_probes += 1;
+        if self.orphan_probes <= self.params.max_orphan_probes {
+            return false;
+        }
+        ctx.counters.orphans_dropped += 1;
+        self.send_rst(ctx);
+        self.fail(ConnError::TimedOut {
+            retries: self.orphan_probes - 1,
+        });
+        true
+    }
+
     /// Retransmission timeout (RFC 6298 section 5, RFC 5681 section 3.1).
     fn on_rto(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         if self.snd_una == self.snd_max && !self.syn_pending {
@@ -237,8 +274,11 @@ impl Tcb {
         if self.snd_wnd == 0 && answered && self.state.is_synchronized() {
             // The peer closed its window on data already sent and still answers: this
             // retransmission is a window probe, and a live peer is never timed out
-            // for keeping its window shut (RFC 9293 section 3.8.6.1).
-            ctx.counters.window_probes += 1;
+            // for keeping its window shut (RFC 9293 section 3.8.6.1), unless the
+            // application has closed the connection.
+            if self.window_probe(ctx) {
+                return;
+            }
         } else {
             self.retries += 1;
         }

@@ -169,7 +169,7 @@ pub(crate) fn parse_with(
         return Err(DropReason::IpFragment);
     }
     let src = ip.src_addr();
-    if src.is_broadcast() || src.is_multicast() || src.is_unspecified() || src == local {
+    if martian(src, local) {
         return Err(DropReason::IpBadSource);
     }
     // Trailing bytes beyond the total length (link padding) are ignored.
@@ -239,6 +239,20 @@ fn parse_icmp(data: &[u8], src: Ipv4Addr) -> Result<Ingress<'_>, DropReason> {
     } else {
         Ok(Ingress::OtherIcmp)
     }
+}
+
+/// Whether `src` can be no peer's address for a stack at `local` (RFC 1122 section
+/// 3.2.1.3, RFC 1812 section 5.3.7): broadcast, multicast, "this network" (0/8),
+/// the reserved 240/4, loopback (unless the stack's own address is), or the stack's
+/// own address.
+fn martian(src: Ipv4Addr, local: Ipv4Addr) -> bool {
+    let first = src.octets()[0];
+    src.is_broadcast()
+        || src.is_multicast()
+        || first == 0
+        || first >= 240
+        || (src.is_loopback() && !local.is_loopback())
+        || src == local
 }
 
 /// Writes a 20-byte IPv4 header for a packet of `total_len` bytes (header included).

@@ -114,8 +114,18 @@ fn ip_validation_reasons() {
     p[9] = 17;
     fix_ip_checksum(&mut p);
     check(&p, DropReason::IpUnknownProtocol);
-    let mut p = good.clone();
-    p[12..16].copy_from_slice(&[255, 255, 255, 255]);
-    fix_ip_checksum(&mut p);
-    check(&p, DropReason::IpBadSource);
+    // Sources no peer has (RFC 1122 section 3.2.1.3): broadcast, multicast, 0/8,
+    // 240/4, loopback.
+    for src in [
+        [255, 255, 255, 255],
+        [224, 0, 0, 1],
+        [0, 1, 2, 3],
+        [240, 0, 0, 1],
+        [127, 0, 0, 1],
+    ] {
+        let mut p = good.clone();
+        p[12..16].copy_from_slice(&src);
+        fix_ip_checksum(&mut p);
+        check(&p, DropReason::IpBadSource);
+    }
 }
