@@ -86,8 +86,12 @@ counters! {
     ip_unknown_protocol,
     /// ICMP echo requests answered.
     icmp_echo_requests,
-    /// ICMP messages other than echo requests (ignored).
+    /// ICMP messages other than echo requests and a "fragmentation needed" that was
+    /// taken (ignored).
     icmp_ignored,
+    /// ICMP "fragmentation needed" taken: a connection's segments shrank to the path's
+    /// MTU (RFC 1191); one that matches nothing in flight counts as ignored.
+    icmp_frag_needed,
     /// Dropped: truncated ICMP message.
     icmp_truncated,
     /// Dropped: bad ICMP checksum.

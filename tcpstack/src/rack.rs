@@ -515,6 +515,21 @@ impl Rack {
         newly
     }
 
+    /// The path's MTU fell (RFC 1191): every outstanding record longer than `mss`,
+    /// neither SACKed nor lost already, was too big for it and is lost (Linux's
+    /// `tcp_simple_retransmit`). Returns the bytes newly lost.
+    pub fn on_mss_shrunk(&mut self, mss: u32) -> u32 {
+        let mut newly = 0;
+        for r in self.records.iter_mut() {
+            if !r.sacked && !r.lost && r.len() > mss {
+                r.lost = true;
+                self.lost += r.len();
+                newly += r.len();
+            }
+        }
+        newly
+    }
+
     /// How many bytes from `seq`, at most `max`, a retransmission there may cover
     /// without reaching into the next record: the rest of the record holding `seq`,
     /// or `max` outside the records. A retransmission that spills into the next

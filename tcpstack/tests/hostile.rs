@@ -2309,6 +2309,83 @@ fn a_stale_out_of_order_fin_does_not_swallow_the_real_one() {
     assert_eq!(h.stack.recv(c, &mut buf), Ok(0));
 }
 
+/// An ICMP "fragmentation needed" (type 3 code 4) from the path, quoting the segment
+/// of ours at `seq` with the next hop's `mtu` (RFC 1191 section 4).
+fn frag_needed(mtu: u16, seq: u32) -> Vec<u8> {
+    let mut quoted = vec![0u8; 28];
+    quoted[0] = 0x45;
+    quoted[2..4].copy_from_slice(&1500u16.to_be_bytes());
+    quoted[6] = 0x40;
+    quoted[8] = 64;
+    quoted[9] = 6;
+    quoted[12..16].copy_from_slice(&US.octets());
+    quoted[16..20].copy_from_slice(&PEER.octets());
+    quoted[20..22].copy_from_slice(&PORT.to_be_bytes());
+    quoted[22..24].copy_from_slice(&PEER_PORT.to_be_bytes());
+    quoted[24..28].copy_from_slice(&seq.to_be_bytes());
+    let mut icmp = vec![3, 4, 0, 0, 0, 0];
+    icmp.extend_from_slice(&mtu.to_be_bytes());
+    icmp.extend_from_slice(&quoted);
+    let c = !checksum::sum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    ip_packet(1, &icmp)
+}
+
+/// RFC 1191: a "fragmentation needed" quoting a segment in flight shrinks the
+/// connection's segments to the path's MTU (never below 552), and what went out at
+/// the old size goes again at the new one, with SACK and without; one quoting
+/// nothing in flight is ignored.
+#[test]
+fn fragmentation_needed_shrinks_segments_to_the_path_mtu() {
+    for syn_opts in [&[2, 4, 5, 180][..], &[2, 4, 5, 180, 4, 2, 1, 1]] {
+        let mut h = Harness::new();
+        h.establish_with(1000, syn_opts);
+        let c = h.conn.unwrap();
+        h.stack.send(h.now, c, &[7; 4000]).unwrap();
+        let flight = data_segments(&h.replies());
+        assert!(flight.iter().all(|&(_, len)| len == 1460), "{flight:?}");
+        let before = h.counters();
+        h.inject(&frag_needed(1000, h.snd_nxt().wrapping_add(100_000)));
+        assert!(h.replies().is_empty());
+        assert_eq!(h.counters().icmp_ignored, before.icmp_ignored + 1);
+        h.inject(&frag_needed(1000, h.snd_nxt()));
+        assert_eq!(h.counters().icmp_frag_needed, before.icmp_frag_needed + 1);
+        let again = data_segments(&h.replies());
+        assert_eq!(
+            again.first(),
+            Some(&(h.snd_nxt(), 960)),
+            "{syn_opts:?}: {again:?}"
+        );
+        assert!(again.iter().all(|&(_, len)| len <= 960), "{again:?}");
+        // The peer gets it all, at the new size.
+        assert_eq!(flight[0].0, h.snd_nxt());
+        let end = Some(h.snd_nxt().wrapping_add(4000));
+        let mut acked = h.snd_nxt();
+        let mut pending = again;
+        loop {
+            pending.sort();
+            for &(seq, len) in &pending {
+                if seq == acked {
+                    acked = seq.wrapping_add(len as u32);
+                }
+            }
+            if Some(acked) == end {
+                break;
+            }
+            pending = data_segments(&h.ack_data(acked.wrapping_sub(h.snd_nxt())));
+            assert!(!pending.is_empty(), "{syn_opts:?}: stalled at {acked}");
+            assert!(pending.iter().all(|&(_, len)| len <= 960), "{pending:?}");
+        }
+        assert_eq!(Some(acked), end, "{syn_opts:?}");
+        // An MTU below 552 counts as 552.
+        h.stack.send(h.now, c, &[8; 2000]).unwrap();
+        let flight = data_segments(&h.replies());
+        h.inject(&frag_needed(100, flight[0].0));
+        let again = data_segments(&h.replies());
+        assert_eq!(again.first().map(|&(_, len)| len), Some(512), "{again:?}");
+    }
+}
+
 /// RFC 5681 section 2: a duplicate ACK carries no data, no FIN and no window change,
 /// acknowledges `SND.UNA` and arrives while data is outstanding. Data segments, window
 /// updates and a FIN at `SND.UNA` are not duplicates and start no fast retransmit;

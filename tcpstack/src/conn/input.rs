@@ -11,6 +11,10 @@ use crate::sack::{SackBlock, MAX_SACK_BLOCKS};
 use crate::wire::{flags, Segment};
 use crate::{Instant, SeqNum};
 
+/// The smallest path MTU taken from ICMP (Linux's `min_pmtu`): a smaller one would make
+/// segments too small to be worth sending, and is the mark of a forged message.
+pub(crate) const MIN_PATH_MTU: u16 = 552;
+
 /// What ran RACK's loss detection.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum LossCheck {
@@ -292,6 +296,40 @@ impl Tcb {
                     || (seg.seq + (len - 1)).in_window(self.rcv_nxt, wnd)
             }
         }
+    }
+
+    /// ICMP "fragmentation needed" (RFC 1191) for the segment this connection sent at
+    /// `seq`, with the next hop's `mtu`: segments shrink to fit (never below an MTU
+    /// of [`MIN_PATH_MTU`], as Linux's `min_pmtu`), and what is in flight at the old
+    /// size goes again at the new one, which is no sign of congestion (Linux's
+    /// `tcp_simple_retransmit`). Ignored, returning false, unless `seq` is in flight
+    /// (RFC 5927 section 4.1: a blind forger rarely knows it) and segments shrink.
+    pub fn on_frag_needed(
+        &mut self,
+        now: Instant,
+        mtu: u16,
+        seq: SeqNum,
+        _ctx: &mut Ctx<'_>,
+    ) -> bool {
+        let in_flight = seq.ge(self.snd_una) && seq.lt(self.snd_max);
+        if !self.state.is_synchronized() || !in_flight {
+            return false;
+        }
+        let opts = if self.ts_enabled { 12 } else { 0 };
+        let smss = u32::from(mtu.max(MIN_PATH_MTU)) - 40 - opts;
+        if smss >= self.smss {
+            return false;
+        }
+        self.smss = smss;
+        self.cc.set_mss(smss);
+        if self.sack_enabled {
+            self.rack.on_mss_shrunk(smss);
+        } else {
+            self.snd_nxt = self.snd_una;
+        }
+        self.rtx_pending = true;
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        true
     }
 
     /// RFC 5961 section 7: a rate-limited challenge ACK.

@@ -50,6 +50,31 @@ impl Stack {
                     self.counters.icmp_ignored += 1;
                 }
             }
+            Ok(Ingress::FragNeeded {
+                mtu,
+                local_port,
+                remote,
+                seq,
+            }) => {
+                let tuple = FourTuple {
+                    local: SocketAddrV4::new(self.cfg.addr, local_port),
+                    remote,
+                };
+                let taken = match self.by_tuple.get(&tuple) {
+                    Some(&idx) => {
+                        let taken =
+                            self.call(idx, |tcb, ctx| tcb.on_frag_needed(now, mtu, seq, ctx));
+                        self.after(idx);
+                        taken == Some(true)
+                    }
+                    None => false,
+                };
+                if taken {
+                    self.counters.icmp_frag_needed += 1;
+                } else {
+                    self.counters.icmp_ignored += 1;
+                }
+            }
             Ok(Ingress::OtherIcmp) => self.counters.icmp_ignored += 1,
         }
     }

@@ -13,7 +13,7 @@ mod options;
 pub use offload::{finish_offload, OffloadError};
 pub use options::{parse_options, OptionError, TcpOptions, MAX_SACK_BLOCKS};
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::wire::{
     IpProtocol, Ipv4Packet, TcpOption, TcpPacket, TcpSeqNumber, IPV4_HEADER_LEN, TCP_HEADER_LEN,
@@ -53,6 +53,15 @@ pub(crate) enum Ingress<'a> {
         src: Ipv4Addr,
         /// The whole ICMP message (type, code, checksum, ident, seq, data).
         icmp: &'a [u8],
+    },
+    /// ICMP "fragmentation needed" (type 3 code 4, RFC 1191) about a TCP segment the
+    /// stack sent: the next hop's MTU, and the segment's connection and sequence
+    /// number as quoted.
+    FragNeeded {
+        mtu: u16,
+        local_port: u16,
+        remote: SocketAddrV4,
+        seq: SeqNum,
     },
     /// Any other valid ICMP message (ignored, counted).
     OtherIcmp,
@@ -178,7 +187,7 @@ pub(crate) fn parse_with(
         PROTO_TCP => {
             parse_tcp(payload, src, local, verify_tcp_checksum).map(|seg| Ingress::Tcp { src, seg })
         }
-        PROTO_ICMP => parse_icmp(payload, src),
+        PROTO_ICMP => parse_icmp(payload, src, local),
         _ => Err(DropReason::IpUnknownProtocol),
     }
 }
@@ -226,19 +235,46 @@ fn parse_tcp(
     })
 }
 
-fn parse_icmp(data: &[u8], src: Ipv4Addr) -> Result<Ingress<'_>, DropReason> {
+fn parse_icmp(data: &[u8], src: Ipv4Addr, local: Ipv4Addr) -> Result<Ingress<'_>, DropReason> {
     if data.len() < 8 {
         return Err(DropReason::IcmpTruncated);
     }
     if checksum::sum(data) != 0xffff {
         return Err(DropReason::IcmpBadChecksum);
     }
-    // Type 8 code 0: echo request.
-    if data[0] == 8 && data[1] == 0 {
-        Ok(Ingress::EchoRequest { src, icmp: data })
-    } else {
-        Ok(Ingress::OtherIcmp)
+    match (data[0], data[1]) {
+        // Echo request.
+        (8, 0) => Ok(Ingress::EchoRequest { src, icmp: data }),
+        // Destination unreachable, fragmentation needed and DF set.
+        (3, 4) => Ok(frag_needed(data, local).unwrap_or(Ingress::OtherIcmp)),
+        _ => Ok(Ingress::OtherIcmp),
     }
+}
+
+/// The "fragmentation needed" message `icmp` (RFC 1191 section 4: the next-hop MTU in
+/// its last two header bytes, then the IP header and at least 8 bytes of the TCP
+/// header of the packet that did not fit), if it quotes a TCP segment from `local`
+/// and names an MTU.
+fn frag_needed(icmp: &[u8], local: Ipv4Addr) -> Option<Ingress<'_>> {
+    let mtu = u16::from_be_bytes([icmp[6], icmp[7]]);
+    let quoted = &icmp[8..];
+    let ihl = usize::from(*quoted.first()? & 0x0f) * 4;
+    if quoted[0] >> 4 != 4 || ihl < IPV4_HEADER_LEN || quoted.len() < ihl + 8 {
+        return None;
+    }
+    let addr =
+        |at: usize| Ipv4Addr::new(quoted[at], quoted[at + 1], quoted[at + 2], quoted[at + 3]);
+    if mtu == 0 || quoted[9] != PROTO_TCP || addr(12) != local {
+        return None;
+    }
+    let tcp = &quoted[ihl..];
+    let port = |at: usize| u16::from_be_bytes([tcp[at], tcp[at + 1]]);
+    Some(Ingress::FragNeeded {
+        mtu,
+        local_port: port(0),
+        remote: SocketAddrV4::new(addr(16), port(2)),
+        seq: SeqNum(u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]])),
+    })
 }
 
 /// Whether `src` can be no peer's address for a stack at `local` (RFC 1122 section
