@@ -80,13 +80,13 @@ pub struct TcpConfig {
     /// budget is drawn, keyed by the stack's secret, between half and one and a half
     /// times this, as Linux does.
     pub challenge_ack_limit: u32,
-    /// Window probes (or retransmissions into a shut window) a connection the
-    /// application has closed sends before it gives up with a reset, however its peer
-    /// answers (Linux's `tcp_orphan_retries`): a closed connection is not held, with
-    /// its unsent data, for a peer that never opens its window. A connection still
-    /// open keeps probing a peer that answers (RFC 9293 section 3.8.6.1); an
-    /// unanswered probe counts as an unanswered retransmission (`max_retries`).
-    pub max_orphan_probes: u32,
+    /// `max_retries` of a connection the application has closed (Linux's
+    /// `tcp_orphan_retries`; the smaller of the two counts), and the window probes it
+    /// sends before it gives up with a reset however its peer answers: a closed
+    /// connection is not held, with its unsent data, for a peer that never reads. A
+    /// connection still open keeps probing a peer that answers (RFC 9293 section
+    /// 3.8.6.1); an unanswered probe counts as an unanswered retransmission.
+    pub max_orphan_retries: u32,
 }
 
 impl Default for TcpConfig {
@@ -112,7 +112,7 @@ impl Default for TcpConfig {
             fin_wait2_timeout: Duration::from_secs(60),
             challenge_ack_interval: Duration::from_millis(500),
             challenge_ack_limit: u32::MAX,
-            max_orphan_probes: 8,
+            max_orphan_retries: 8,
         }
     }
 }

@@ -163,7 +163,7 @@ counters! {
     /// Connections aborted by keep-alive.
     keepalive_timeouts,
     /// Connections the application had closed given up, with a reset, after their
-    /// peer kept its window shut through `max_orphan_probes` probes.
+    /// peer kept its window shut through `max_orphan_retries` probes.
     orphans_dropped,
     /// Connections aborted by the application.
     aborts,

@@ -2205,11 +2205,11 @@ fn zero_window_probes_back_off() {
 }
 
 /// A connection the application has closed, whose peer keeps its window shut and
-/// answers every probe, is given up with a reset after `max_orphan_probes` probes;
+/// answers every probe, is given up with a reset after `max_orphan_retries` probes;
 /// one still open keeps probing a peer that answers.
 #[test]
 fn an_orphan_is_not_held_for_a_peer_that_keeps_its_window_shut() {
-    let mut h = Harness::with(|c| c.tcp.max_orphan_probes = 3);
+    let mut h = Harness::with(|c| c.tcp.max_orphan_retries = 3);
     h.establish();
     let c = h.conn.unwrap();
     h.stack.send(h.now, c, &[4; 500]).unwrap();
@@ -2240,6 +2240,26 @@ fn an_orphan_is_not_held_for_a_peer_that_keeps_its_window_shut() {
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0].flags & flags::RST, flags::RST, "{r:?}");
     assert_eq!(h.counters().orphans_dropped, before.orphans_dropped + 1);
+    assert_eq!(h.stack.connection_count(), 0, "nothing is held");
+}
+
+/// A connection the application has closed retransmits to a silent peer only
+/// `max_orphan_retries` times (Linux's `tcp_orphan_retries`), not `max_retries`.
+#[test]
+fn an_orphan_gives_up_on_a_silent_peer_after_its_own_retries() {
+    let mut h = Harness::with(|c| c.tcp.max_orphan_retries = 3);
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[4; 500]).unwrap();
+    h.stack.close(h.now, c).unwrap();
+    assert!(!h.replies().is_empty());
+    for i in 0..3 {
+        h.run_next_timer("the retransmission timer runs");
+        assert!(!h.replies().is_empty(), "retransmission {i}");
+    }
+    let before = h.counters().timeouts;
+    h.run_next_timer("the retransmission timer runs");
+    assert_eq!(h.counters().timeouts, before + 1);
     assert_eq!(h.stack.connection_count(), 0, "nothing is held");
 }
 

@@ -114,7 +114,7 @@ struct Params {
     max_retries: u32,
     max_syn_retries: u32,
     max_synack_retries: u32,
-    max_orphan_probes: u32,
+    max_orphan_retries: u32,
     recv_buffer: u32,
 }
 
@@ -271,7 +271,7 @@ impl Tcb {
                 max_retries: cfg.max_retries,
                 max_syn_retries: cfg.max_syn_retries,
                 max_synack_retries: cfg.max_synack_retries,
-                max_orphan_probes: cfg.max_orphan_probes,
+                max_orphan_retries: cfg.max_orphan_retries,
                 recv_buffer,
             },
             nodelay: cfg.nodelay,

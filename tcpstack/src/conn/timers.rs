@@ -202,7 +202,7 @@ impl Tcb {
                     } else {
                         self.retries += 1;
                     }
-                    if self.retries > self.params.max_retries {
+                    if self.retries > self.retry_limit() {
                         ctx.counters.timeouts += 1;
                         self.fail(ConnError::TimedOut {
                             retries: self.retries - 1,
@@ -238,8 +238,18 @@ impl Tcb {
         }
     }
 
+    /// Unanswered retransmissions (or window probes) before a synchronized connection
+    /// times out: fewer once the application has closed it.
+    fn retry_limit(&self) -> u32 {
+        if self.orphaned {
+            self.params.max_retries.min(self.params.max_orphan_retries)
+        } else {
+            self.params.max_retries
+        }
+    }
+
     /// Counts a window probe about to go out. A connection the application has closed
-    /// gives up, with a reset, after `max_orphan_probes` of them: returns whether it
+    /// gives up, with a reset, after `max_orphan_retries` of them: returns whether it
     /// did.
     fn window_probe(&mut self, ctx: &mut Ctx<'_>) -> bool {
         ctx.counters.window_probes += 1;
@@ -247,7 +257,7 @@ impl Tcb {
             return false;
         }
         self.orphan_probes += 1;
-        if self.orphan_probes <= self.params.max_orphan_probes {
+        if self.orphan_probes <= self.params.max_orphan_retries {
             return false;
         }
         ctx.counters.orphans_dropped += 1;
@@ -285,7 +295,7 @@ impl Tcb {
         let limit = match self.state {
             TcpState::SynSent => self.params.max_syn_retries,
             TcpState::SynReceived => self.params.max_synack_retries,
-            _ => self.params.max_retries,
+            _ => self.retry_limit(),
         };
         if self.retries > limit {
             ctx.counters.timeouts += 1;
