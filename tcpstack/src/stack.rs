@@ -150,6 +150,8 @@ struct Conn {
     in_tx_queue: bool,
     /// Its entry in `timers`.
     timer: Option<Instant>,
+    /// Its entry in `time_wait` (when it entered TIME-WAIT, its expiry then).
+    time_wait_key: Option<Instant>,
     /// Registered in `by_tuple`.
     in_map: bool,
 }
@@ -190,6 +192,8 @@ pub struct Stack {
     control: ControlQueue,
     tx_queue: VecDeque<u32>,
     timers: BTreeSet<(Instant, u32)>,
+    /// The connections in TIME-WAIT, by expiry: a full table recycles the first.
+    time_wait: BTreeSet<(Instant, u32)>,
     challenge: ChallengeLimiter,
     next_port: u32,
     /// Storage of idle connections' buffers, for the next ones that need some.
@@ -216,6 +220,7 @@ impl Stack {
             },
             tx_queue: VecDeque::new(),
             timers: BTreeSet::new(),
+            time_wait: BTreeSet::new(),
             challenge,
             next_port: 0,
             pool: BufferPool::new(config.buffer_pool_bytes),
@@ -271,6 +276,7 @@ impl Stack {
             released: listener.is_some(),
             in_tx_queue: false,
             timer: None,
+            time_wait_key: None,
             in_map: true,
         });
         self.by_tuple.insert(tuple, idx);
@@ -476,6 +482,19 @@ impl Stack {
                 self.timers.insert((new, idx));
             }
         }
+        let in_time_wait = conn.tcb.state() == TcpState::TimeWait;
+        match (in_time_wait, conn.time_wait_key) {
+            (true, None) => {
+                let key = conn.tcb.deadline().unwrap_or(Instant::ZERO);
+                conn.time_wait_key = Some(key);
+                self.time_wait.insert((key, idx));
+            }
+            (false, Some(key)) => {
+                conn.time_wait_key = None;
+                self.time_wait.remove(&(key, idx));
+            }
+            _ => {}
+        }
         if conn.tcb.state() == TcpState::Closed {
             self.finish(idx, id);
         }
@@ -514,22 +533,25 @@ impl Stack {
 
     /// Whether a new connection fits the table, recycling the TIME-WAIT connection
     /// closest to expiry if that is what it takes (as Linux does when its TIME-WAIT
-    /// bucket limit is reached). O(connections), but only when the table is full.
+    /// bucket limit is reached). O(log connections): a full table with no TIME-WAIT
+    /// connection costs a SYN nothing more.
     fn table_has_room(&mut self) -> bool {
         if self.conns.len() < self.cfg.max_connections {
             return true;
         }
-        let oldest = self
-            .by_tuple
-            .values()
-            .copied()
-            .filter_map(|i| {
-                let c = self.conns.at(i)?;
-                (c.tcb.state() == TcpState::TimeWait).then(|| (c.tcb.deadline(), i))
-            })
-            .min();
-        let Some((_, idx)) = oldest else {
-            return false;
+        let idx = loop {
+            let Some(&(key, idx)) = self.time_wait.first() else {
+                return false;
+            };
+            let current = self.conns.at(idx).is_some_and(|c| {
+                c.time_wait_key == Some(key) && c.tcb.state() == TcpState::TimeWait
+            });
+            if current {
+                break idx;
+            }
+            // `after` and `release` keep the set exact; an entry out of date anyway
+            // is dropped rather than trusted.
+            self.time_wait.remove(&(key, idx));
         };
         self.counters.time_wait_recycled += 1;
         self.call(idx, |tcb, _| tcb.end_time_wait());
@@ -546,6 +568,9 @@ impl Stack {
             }
             if let Some(t) = conn.timer {
                 self.timers.remove(&(t, idx));
+            }
+            if let Some(key) = conn.time_wait_key {
+                self.time_wait.remove(&(key, idx));
             }
             if conn.in_tx_queue {
                 self.tx_queue.retain(|&i| i != idx);

@@ -734,8 +734,12 @@ fn a_full_table_recycles_time_wait_connections() {
         p.b.close(p.now, s).unwrap();
         p.run_for(Duration::from_millis(10));
         assert_eq!(p.a.connection_count(), 1, "TIME-WAIT holds the only slot");
+        assert_eq!(p.a.time_wait.len(), 1, "the recycled one left the index");
     }
     assert_eq!(p.a.counters().time_wait_recycled, 2);
+    p.run_for(Duration::from_secs(61));
+    assert_eq!(p.a.connection_count(), 0);
+    assert!(p.a.time_wait.is_empty(), "an expired one leaves the index");
 }
 
 #[test]
