@@ -2295,6 +2295,37 @@ fn a_silent_peer_behind_a_shut_window_is_timed_out() {
     );
 }
 
+/// Probes a silent peer left unanswered do not count against the retransmissions of
+/// the data that goes once it opens its window again.
+#[test]
+fn unanswered_window_probes_do_not_shorten_the_retransmissions_after() {
+    let mut h = Harness::with(|c| c.tcp.max_retries = 5);
+    h.establish();
+    let c = h.conn.unwrap();
+    h.stack.send(h.now, c, &[4; 500]).unwrap();
+    h.replies();
+    let mut shut = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(500));
+    shut.window = 0;
+    h.send(&shut);
+    h.stack.send(h.now, c, &[5; 500]).unwrap();
+    h.replies();
+    for _ in 0..5 {
+        h.run_next_timer("the persist timer runs");
+        h.replies();
+    }
+    let mut open = shut.clone();
+    open.window = 10_000;
+    h.send(&open);
+    assert_eq!(data_segments(&h.replies()).len(), 1, "the data goes");
+    for i in 0..5 {
+        h.run_next_timer("the retransmission timer runs");
+        assert_eq!(data_segments(&h.replies()).len(), 1, "retransmission {i}");
+    }
+    assert_eq!(h.state(), TcpState::Established);
+    h.run_next_timer("the retransmission timer runs");
+    assert_eq!(h.state(), TcpState::Closed, "timed out after max_retries");
+}
+
 /// A FIN seen out of order whose place data then passes was stale (or forged): it is
 /// forgotten, and the real FIN after the data ends the stream.
 #[test]
@@ -2327,6 +2358,26 @@ fn a_stale_out_of_order_fin_does_not_swallow_the_real_one() {
     let mut buf = [0; 64];
     assert_eq!(h.stack.recv(c, &mut buf), Ok(42));
     assert_eq!(h.stack.recv(c, &mut buf), Ok(0));
+
+    // A FIN beyond the real end of the stream: the real one, in order, holds.
+    let mut h = Harness::new();
+    h.establish();
+    let start = h.rcv_nxt();
+    h.send(&Seg::new(
+        flags::FIN | flags::ACK,
+        start.wrapping_add(100),
+        h.snd_nxt(),
+    ));
+    h.replies();
+    h.send(&Seg::new(flags::FIN | flags::ACK, start, h.snd_nxt()).data(&[7; 42]));
+    let r = h.replies();
+    assert_eq!(
+        r.last().map(|r| r.ack),
+        Some(start.wrapping_add(43)),
+        "{r:?}"
+    );
+    assert_eq!(h.state(), TcpState::CloseWait);
+    assert_eq!(h.counters().fin_discarded, 1);
 }
 
 /// An ICMP "fragmentation needed" (type 3 code 4) from the path, quoting the segment

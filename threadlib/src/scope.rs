@@ -72,6 +72,16 @@ impl ScopeInner {
         }
     }
 
+    /// Runs the release hooks of a scope whose future was dropped, from the
+    /// scheduler: nobody awaits the scope to hear of a panic, so a hook that panics is
+    /// caught (the panic hook has reported it) and the rest still run.
+    pub(crate) fn run_abandoned_hooks(&self) {
+        let hooks = std::mem::take(&mut *self.hooks.borrow_mut());
+        for h in hooks.into_iter().rev() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(h));
+        }
+    }
+
     /// Whether the scope itself was cancelled (not only an enclosing context): its
     /// threads have been interrupted already.
     pub(crate) fn is_marked_cancelled(&self) -> bool {
@@ -226,16 +236,19 @@ where
 }
 
 /// Waits until every thread of `scope` has exited; with `cancellable`, a cancellation
-/// of the caller ends the wait with its error, and other failures are ignored.
+/// of the caller ends the wait with its error. Other failures are ignored.
 async fn wait_for_threads(scope: &ScopeInner, cancellable: bool) -> Result<()> {
     while scope.live.get() > 0 {
         scope
             .waiter
             .set(Core::with_current(|c| c.current_thread()).flatten());
         let parked = park().await;
-        if let (Err(e), true) = (parked, cancellable) {
-            scope.waiter.set(None);
-            return Err(e);
+        match parked {
+            Err(e) if cancellable && e.is_cancelled() => {
+                scope.waiter.set(None);
+                return Err(e);
+            }
+            _ => {}
         }
     }
     scope.waiter.set(None);
@@ -243,7 +256,8 @@ async fn wait_for_threads(scope: &ScopeInner, cancellable: bool) -> Result<()> {
 }
 
 /// Held by [`scope`] until its threads have ended: dropped before that (the scope's
-/// future was dropped), it cancels them and leaves the release hooks to the last one.
+/// future was dropped), it cancels them and leaves the release hooks to the last one,
+/// or, if none is left, runs them (after the unwinding, if a panic dropped it).
 struct Unfinished<'a>(Option<&'a Rc<ScopeInner>>);
 
 impl Drop for Unfinished<'_> {
@@ -254,13 +268,18 @@ impl Drop for Unfinished<'_> {
         inner.closed.set(true);
         inner.owner.set(None);
         inner.waiter.set(None);
-        if inner.live.get() == 0 {
-            inner.run_hooks();
-            return;
-        }
         inner.abandoned.set(true);
-        if Core::with_current(|core| core.cancel_scope(inner)).is_none() {
-            inner.ctx.cancel();
+        if inner.live.get() > 0 {
+            if Core::with_current(|core| core.cancel_scope(inner)).is_none() {
+                inner.ctx.cancel();
+            }
+        } else if !std::thread::panicking() {
+            inner.run_abandoned_hooks();
+        } else {
+            // Not while a panic unwinds, where a hook that panicked would abort the
+            // process: the next thread exit runs them (without a core they are
+            // dropped unrun).
+            let _ = Core::with_current(|core| core.deferred_hooks.borrow_mut().push(inner.clone()));
         }
     }
 }

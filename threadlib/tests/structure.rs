@@ -721,6 +721,45 @@ fn a_dropped_scope_cancels_its_threads_and_releases_after_them() {
     });
 }
 
+/// The release hooks of a dropped scope run from the scheduler, where nobody awaits
+/// the scope: a hook that panics is contained (the scheduler and the other hooks go
+/// on), also when the scope was dropped by a panic's unwinding.
+#[test]
+fn a_panicking_release_hook_of_a_dropped_scope_is_contained() {
+    watchdog(|| {
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let out = mock_runtime()
+            .block_on(async move {
+                // Dropped with a thread still running: the last to exit runs them.
+                let h = threadlib::spawn(threadlib::scope(move |s| async move {
+                    s.on_release(move || r.store(true, Ordering::SeqCst));
+                    s.on_release(|| panic!("a hook panics"));
+                    s.spawn(threadlib::sleep(Duration::from_secs(1)));
+                    threadlib::yield_now().await?;
+                    panic!("the body panics");
+                }));
+                let first: threadlib::Result<threadlib::Result<()>> = h.await;
+                // Dropped with no thread left, while the body's panic unwinds.
+                let h = threadlib::spawn(threadlib::scope(|s| async move {
+                    s.on_release(|| panic!("a hook panics"));
+                    threadlib::yield_now().await?;
+                    panic!("the body panics");
+                }));
+                let second: threadlib::Result<threadlib::Result<()>> = h.await;
+                threadlib::sleep(Duration::from_secs(5)).await.unwrap();
+                (first, second)
+            })
+            .unwrap();
+        assert!(matches!(out.0, Err(Error::Panicked(_))), "{:?}", out.0);
+        assert!(matches!(out.1, Err(Error::Panicked(_))), "{:?}", out.1);
+        assert!(
+            ran.load(Ordering::SeqCst),
+            "the hook after the panicking one ran"
+        );
+    });
+}
+
 /// Cancelling a scope of many threads, and making many scopes side by side, take time
 /// in proportion to their number (each exiting thread does not walk the rest again;
 /// a new scope does not walk its siblings). The bounds are far above what linear work

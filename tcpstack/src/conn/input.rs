@@ -269,8 +269,16 @@ impl Tcb {
         if seg.has(flags::FIN) {
             let fin = seg.seq + seg.payload.len();
             self.discard_passed_fin(ctx);
-            if self.fin_seq.is_none() && !self.fin_received {
-                self.fin_seq = Some(fin);
+            match self.fin_seq {
+                None if !self.fin_received => self.fin_seq = Some(fin),
+                // The FIN of a segment in order ends the stream here, whatever one
+                // seen out of order claimed (as Linux takes an in-order FIN at once);
+                // otherwise the first one seen holds until data passes it.
+                Some(recorded) if fin == self.rcv_nxt && recorded != fin => {
+                    self.fin_seq = Some(fin);
+                    ctx.counters.fin_discarded += 1;
+                }
+                _ => {}
             }
             self.ack_now = true;
         }
@@ -432,6 +440,10 @@ impl Tcb {
         }
         self.after_ack_state(now);
         if self.snd_wnd > 0 {
+            if self.timers.is_armed(Timer::Persist) {
+                // The probes' unanswered count is no retransmission's.
+                self.retries = 0;
+            }
             self.timers.stop(Timer::Persist);
             self.persist_backoff = 0;
             self.orphan_probes = 0;

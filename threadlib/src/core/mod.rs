@@ -102,6 +102,9 @@ pub(crate) struct Core {
     pub(crate) shared: Option<Arc<Shared>>,
     /// The scope of threads spawned outside any scope.
     pub(crate) root: Rc<ScopeInner>,
+    /// Scopes dropped unfinished during a panic's unwinding, whose release hooks wait
+    /// for the next thread exit (a hook that panicked then would abort the process).
+    pub(crate) deferred_hooks: RefCell<Vec<Rc<ScopeInner>>>,
     shutting_down: Cell<bool>,
     tracer: Option<RefCell<Tracer>>,
     /// How long the core has kept its CPU.
@@ -134,6 +137,7 @@ impl Core {
             inbox,
             shared,
             root: ScopeInner::new(CancelCtx::root(), None),
+            deferred_hooks: RefCell::new(Vec::new()),
             shutting_down: Cell::new(false),
             tracer: cfg.trace.then(|| RefCell::new(Tracer::new(cfg.id))),
             cpu: CpuShare::new(cfg.cpu_slice_ns),

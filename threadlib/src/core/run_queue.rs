@@ -202,12 +202,16 @@ impl Core {
                     self.unpark(w);
                 }
                 if scope.abandoned.get() {
-                    scope.run_hooks();
+                    scope.run_abandoned_hooks();
                 }
             }
         }
         if let Some(r) = &runnable {
             r.as_ref().notify_joiner(self);
+        }
+        let deferred = std::mem::take(&mut *self.deferred_hooks.borrow_mut());
+        for scope in deferred {
+            scope.run_abandoned_hooks();
         }
     }
 
