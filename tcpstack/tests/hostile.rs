@@ -935,6 +935,22 @@ impl Harness {
         isn
     }
 
+    /// After a plain handshake: 500 bytes sent and acknowledged with the window shut,
+    /// and 500 more waiting for it. Returns the connection and that window-shutting
+    /// ACK (to answer probes with).
+    fn shut_window_with_data_waiting(&mut self) -> (ConnId, Seg) {
+        self.establish();
+        let c = self.conn.unwrap();
+        self.stack.send(self.now, c, &[4; 500]).unwrap();
+        assert_eq!(data_segments(&self.replies()).len(), 1);
+        let mut shut = Seg::new(flags::ACK, self.rcv_nxt(), self.snd_nxt().wrapping_add(500));
+        shut.window = 0;
+        self.send(&shut);
+        self.stack.send(self.now, c, &[5; 500]).unwrap();
+        assert!(self.replies().is_empty(), "nothing goes into a zero window");
+        (c, shut)
+    }
+
     /// Accepts the connection a completed handshake queued on the listener.
     fn accept_incoming(&mut self) -> ConnId {
         let l = match self.stack.poll_event() {
@@ -2178,17 +2194,7 @@ fn a_batch_of_out_of_order_segments_gets_one_sack() {
 #[test]
 fn zero_window_probes_back_off() {
     let mut h = Harness::new();
-    h.establish();
-    let c = h.conn.unwrap();
-    h.stack.send(h.now, c, &[4; 500]).unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 1);
-    // Acknowledged, with the window shut; then more data waits.
-    let mut shut = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(500));
-    shut.window = 0;
-    h.send(&shut);
-    h.replies();
-    h.stack.send(h.now, c, &[5; 500]).unwrap();
-    assert!(h.replies().is_empty(), "nothing goes into a zero window");
+    let (_, shut) = h.shut_window_with_data_waiting();
     let mut sent_at = Vec::new();
     for _ in 0..5 {
         h.run_next_timer("the persist timer runs");
@@ -2210,15 +2216,7 @@ fn zero_window_probes_back_off() {
 #[test]
 fn an_orphan_is_not_held_for_a_peer_that_keeps_its_window_shut() {
     let mut h = Harness::with(|c| c.tcp.max_orphan_retries = 3);
-    h.establish();
-    let c = h.conn.unwrap();
-    h.stack.send(h.now, c, &[4; 500]).unwrap();
-    assert_eq!(data_segments(&h.replies()).len(), 1);
-    let mut shut = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(500));
-    shut.window = 0;
-    h.send(&shut);
-    h.stack.send(h.now, c, &[5; 500]).unwrap();
-    h.replies();
+    let (c, shut) = h.shut_window_with_data_waiting();
     for i in 0..6 {
         h.run_next_timer("the persist timer runs");
         assert_eq!(h.replies().len(), 1, "probe {i}");
@@ -2268,15 +2266,7 @@ fn an_orphan_gives_up_on_a_silent_peer_after_its_own_retries() {
 #[test]
 fn a_silent_peer_behind_a_shut_window_is_timed_out() {
     let mut h = Harness::with(|c| c.tcp.max_retries = 3);
-    h.establish();
-    let c = h.conn.unwrap();
-    h.stack.send(h.now, c, &[4; 500]).unwrap();
-    h.replies();
-    let mut shut = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(500));
-    shut.window = 0;
-    h.send(&shut);
-    h.stack.send(h.now, c, &[5; 500]).unwrap();
-    h.replies();
+    let (c, _) = h.shut_window_with_data_waiting();
     // The first probe answers the ACK that shut the window; three go unanswered.
     for i in 0..4 {
         h.run_next_timer("the persist timer runs");
@@ -2300,15 +2290,7 @@ fn a_silent_peer_behind_a_shut_window_is_timed_out() {
 #[test]
 fn unanswered_window_probes_do_not_shorten_the_retransmissions_after() {
     let mut h = Harness::with(|c| c.tcp.max_retries = 5);
-    h.establish();
-    let c = h.conn.unwrap();
-    h.stack.send(h.now, c, &[4; 500]).unwrap();
-    h.replies();
-    let mut shut = Seg::new(flags::ACK, h.rcv_nxt(), h.snd_nxt().wrapping_add(500));
-    shut.window = 0;
-    h.send(&shut);
-    h.stack.send(h.now, c, &[5; 500]).unwrap();
-    h.replies();
+    let (_, shut) = h.shut_window_with_data_waiting();
     for _ in 0..5 {
         h.run_next_timer("the persist timer runs");
         h.replies();
