@@ -334,19 +334,24 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
             now = self.net.now();
             let at = self.since_start(now);
             if n == 0 {
-                match parser.eof(end - start) {
+                let closing = match parser.eof(end - start) {
                     Ok(Some(meta)) => {
                         let mut completed = 0;
-                        self.response_done(meta, at, now, &mut completed);
+                        let closing = self.response_done(meta, at, now, &mut completed);
                         self.report_progress(completed);
+                        closing
                     }
-                    Ok(None) => {}
+                    Ok(None) => false,
                     Err(_) => {
                         self.stats.record_error(at, ErrorKind::Read);
                         return SessionEnd::Reconnect;
                     }
-                }
-                if !self.in_flight.is_empty() {
+                };
+                // Requests still in flight behind a response that closes the
+                // connection (by `Connection: close`, or an end of the body that is
+                // the end of the stream) are dropped without an error, as when
+                // the close comes after a response of known length.
+                if !self.in_flight.is_empty() && !closing {
                     self.stats.record_error(at, ErrorKind::Read);
                 }
                 return SessionEnd::Reconnect;
@@ -357,7 +362,7 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                     .skip(n as u64)
                     .is_some_and(|meta| self.response_done(meta, at, now, &mut completed));
                 self.report_progress(completed);
-                if close {
+                if close || self.overdue(completed, now, response_deadline, at) {
                     return SessionEnd::Reconnect;
                 }
                 continue;
@@ -394,10 +399,28 @@ impl<N: Network, R: Recorder> Runner<'_, N, R> {
                 (start, end) = (0, 0);
             }
             self.report_progress(completed);
-            if close {
+            if close || self.overdue(completed, now, response_deadline, at) {
                 return SessionEnd::Reconnect;
             }
         }
+    }
+
+    /// After a read that completed no response, at `now`: whether the oldest request
+    /// in flight, due by `response_deadline`, has waited too long, which is then
+    /// recorded as a timeout. A read that finds bytes waiting never times out itself,
+    /// so a server that keeps sending without completing a response is caught here.
+    fn overdue(
+        &mut self,
+        completed: u64,
+        now: Instant,
+        response_deadline: Instant,
+        at: Duration,
+    ) -> bool {
+        if completed > 0 || now < response_deadline || now >= self.plan.end {
+            return false;
+        }
+        self.stats.record_error(at, ErrorKind::Timeout);
+        true
     }
 
     /// A response completed `at` (read `now`): records its latency against the oldest

@@ -298,6 +298,10 @@ impl ResponseParser {
         let (Some(status), Some(minor)) = (resp.code, resp.version) else {
             return Err(ResponseError::Head("incomplete status line"));
         };
+        // RFC 9110 section 15: a status code is three digits from 100 to 599.
+        if !(100..600).contains(&status) {
+            return Err(ResponseError::Head("status code outside 100-599"));
+        }
         self.bytes += n as u64;
         if status == 101 {
             return Err(ResponseError::SwitchingProtocols);
@@ -710,10 +714,18 @@ mod tests {
 
     #[test]
     fn malformed_responses_are_typed_errors() {
-        let cases: [(&[u8], ResponseError); 11] = [
+        let cases: [(&[u8], ResponseError); 13] = [
             (
                 b"HTTP/1.1 abc OK\r\n\r\n",
                 ResponseError::Head("invalid status"),
+            ),
+            (
+                b"HTTP/1.1 099 OK\r\nContent-Length: 0\r\n\r\n",
+                ResponseError::Head("status code outside 100-599"),
+            ),
+            (
+                b"HTTP/1.1 600 OK\r\nContent-Length: 0\r\n\r\n",
+                ResponseError::Head("status code outside 100-599"),
             ),
             (
                 b"HTTP/2 200 OK\r\n\r\n",

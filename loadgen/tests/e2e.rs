@@ -324,6 +324,52 @@ fn stalls_end_a_request_count_run_too() {
     assert_eq!(server.seen().requests, 4);
 }
 
+/// A server that keeps sending without ever completing a response (interim heads
+/// without end) is timed out as one that goes quiet is: a read that finds bytes
+/// waiting does not hold the request's timeout off.
+#[test]
+fn a_server_that_sends_without_answering_times_out() {
+    let server = Server::start(Behaviour::EndlessInterim);
+    let run = loadgen(
+        &[
+            "-c",
+            "1",
+            "-t",
+            "1",
+            "-d",
+            "2s",
+            "--timeout",
+            "200ms",
+            &server.url("/"),
+        ],
+        Some("interim"),
+    );
+    run.assert_run_failed("no request succeeded");
+    assert_eq!(run.requests(), 0);
+    // About one every 200 ms.
+    assert!(run.error("timeout") >= 5, "{}", run.error("timeout"));
+    assert!(run.wall < Duration::from_secs(2) + SLACK, "{:?}", run.wall);
+}
+
+/// A response whose body ends with the connection closes it as `Connection: close`
+/// does: the pipelined requests behind it are dropped, not counted as errors.
+#[test]
+fn a_close_delimited_response_ends_a_pipeline_without_errors() {
+    let server = Server::start(Behaviour::CloseDelimited);
+    let run = loadgen(
+        &["-c", "1", "-n", "40", "--pipeline", "4", &server.url("/")],
+        Some("close-delimited"),
+    );
+    assert_eq!(
+        run.requests(),
+        10,
+        "one response per connection of four requests"
+    );
+    assert_no_errors(&run);
+    let response = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello";
+    assert_eq!(run.bytes(), 10 * response.len() as u64);
+}
+
 /// A loopback port with nothing listening, held (bound, never listening) so that no
 /// other test's server gets it while the socket lives: connections are refused.
 struct ClosedPort {

@@ -45,6 +45,11 @@ pub enum Behaviour {
     Garbage,
     /// Reads requests and never answers.
     Stall,
+    /// Answers with interim `100 Continue` heads as fast as the client takes them, and
+    /// never with a final response (for at most [`ENDLESS_FOR`]).
+    EndlessInterim,
+    /// A 200 whose body ends with the connection (no length, `Connection: close`).
+    CloseDelimited,
 }
 
 /// What a test server saw.
@@ -228,6 +233,17 @@ pub fn respond(
         }
         Behaviour::Garbage => b"this is not HTTP at all\r\n\r\n".to_vec(),
         Behaviour::Stall => return true,
+        Behaviour::EndlessInterim => {
+            let heads = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(256);
+            let started = Instant::now();
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            while started.elapsed() < ENDLESS_FOR && stream.write_all(&heads).is_ok() {}
+            return false;
+        }
+        Behaviour::CloseDelimited => {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello");
+            return false;
+        }
     };
     // Counted before the write: the client may have the response, finish and let the
     // test read the counts before this thread would get the lock after the write.
