@@ -124,7 +124,8 @@ counters! {
     tcp_wscale_clamped,
     /// Segments to a port with neither a connection nor a listener.
     tcp_no_socket,
-    /// RST segments sent.
+    /// RST segments sent (one the full control queue dropped counts in
+    /// `control_queue_overflow` instead).
     rst_sent,
     /// RST segments received.
     rst_received,
@@ -175,7 +176,8 @@ counters! {
     listen_overflow,
     /// Dropped: SYN because the connection table was full.
     conn_table_full,
-    /// SYN-ACKs answered with a SYN cookie (half-open queue full).
+    /// SYN-ACKs answered with a SYN cookie (half-open queue full; one the full control
+    /// queue dropped counts in `control_queue_overflow` instead).
     syn_cookies_sent,
     /// Connections established from a valid SYN cookie.
     syn_cookies_accepted,

@@ -66,13 +66,19 @@ pub(crate) struct ControlQueue {
 }
 
 impl ControlQueue {
-    /// Queues `c`, or drops it and counts the overflow.
+    /// Queues `c`, counting it as sent (a reset, a cookie SYN-ACK), or drops it and
+    /// counts the overflow.
     pub fn push(&mut self, c: Control, counters: &mut Counters) {
-        if self.queue.len() < self.cap {
-            self.queue.push_back(c);
-        } else {
+        if self.queue.len() >= self.cap {
             counters.control_queue_overflow += 1;
+            return;
         }
+        match c {
+            Control::Rst { .. } => counters.rst_sent += 1,
+            Control::CookieSynAck { .. } => counters.syn_cookies_sent += 1,
+            Control::EchoReply { .. } => {}
+        }
+        self.queue.push_back(c);
     }
 }
 

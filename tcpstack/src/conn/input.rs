@@ -40,7 +40,6 @@ impl Tcb {
         if has_ack && (seg.ack.le(self.iss) || seg.ack.gt(self.snd_max)) {
             if !seg.has(flags::RST) {
                 ctx.counters.ack_unsent += 1;
-                ctx.counters.rst_sent += 1;
                 ctx.control.push(
                     crate::control::Control::Rst {
                         tuple: self.tuple,
@@ -193,7 +192,6 @@ impl Tcb {
         }
         if self.state == TcpState::SynReceived {
             if seg.ack.le(self.snd_una) || seg.ack.gt(self.snd_max) {
-                ctx.counters.rst_sent += 1;
                 ctx.control.push(
                     crate::control::Control::Rst {
                         tuple: self.tuple,

@@ -536,7 +536,6 @@ impl Tcb {
 
     /// Queues a RST for the current connection (`<SEQ=SND.NXT><CTL=RST>`).
     fn send_rst(&mut self, ctx: &mut Ctx<'_>) {
-        ctx.counters.rst_sent += 1;
         ctx.control.push(
             crate::control::Control::Rst {
                 tuple: self.tuple,

@@ -134,7 +134,6 @@ impl Stack {
                 ack: Some(seg.seq + seg.seq_len()),
             }
         };
-        self.counters.rst_sent += 1;
         self.control.push(c, &mut self.counters);
     }
 
@@ -234,7 +233,6 @@ impl Stack {
             _ => (None, None),
         };
         let window = crate::buffer::window::syn_window(t.recv_buffer);
-        self.counters.syn_cookies_sent += 1;
         let c = Control::CookieSynAck {
             tuple,
             iss,

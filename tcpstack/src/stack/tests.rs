@@ -1129,6 +1129,10 @@ fn the_control_queue_is_bounded_and_its_overflow_counted() {
     let cb = p.b.counters();
     assert_eq!(cb.tcp_no_socket, 10);
     assert_eq!(cb.control_queue_overflow, 6, "{cb:?}");
+    assert_eq!(
+        cb.rst_sent, 4,
+        "only the resets that went out count as sent"
+    );
     assert_eq!(p.a.counters().connect_refused, 4);
 }
 
