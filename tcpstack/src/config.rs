@@ -120,8 +120,14 @@ impl Default for TcpConfig {
 impl TcpConfig {
     /// The MSS this stack advertises: the MTU minus IPv4 and TCP headers.
     pub fn mss(&self) -> u16 {
-        u16::try_from(self.mtu.saturating_sub(40)).unwrap_or(u16::MAX)
+        mss_for_mtu(self.mtu)
     }
+}
+
+/// The MSS of a path whose packets hold `mtu` bytes: the MTU minus the IPv4 and TCP
+/// headers.
+pub(crate) fn mss_for_mtu(mtu: usize) -> u16 {
+    u16::try_from(mtu.saturating_sub(40)).unwrap_or(u16::MAX)
 }
 
 /// What the packet device finishes for the stack on transmit, as a TUN queue with

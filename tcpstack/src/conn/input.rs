@@ -310,19 +310,13 @@ impl Tcb {
     /// size goes again at the new one, which is no sign of congestion (Linux's
     /// `tcp_simple_retransmit`). Ignored, returning false, unless `seq` is in flight
     /// (RFC 5927 section 4.1: a blind forger rarely knows it) and segments shrink.
-    pub fn on_frag_needed(
-        &mut self,
-        now: Instant,
-        mtu: u16,
-        seq: SeqNum,
-        _ctx: &mut Ctx<'_>,
-    ) -> bool {
+    pub fn on_frag_needed(&mut self, now: Instant, mtu: u16, seq: SeqNum) -> bool {
         let in_flight = seq.ge(self.snd_una) && seq.lt(self.snd_max);
         if !self.state.is_synchronized() || !in_flight {
             return false;
         }
-        let opts = if self.ts_enabled { 12 } else { 0 };
-        let smss = u32::from(mtu.max(MIN_PATH_MTU)) - 40 - opts;
+        let mss = crate::config::mss_for_mtu(mtu.max(MIN_PATH_MTU).into());
+        let smss = self.data_per_segment(mss);
         if smss >= self.smss {
             return false;
         }

@@ -446,9 +446,15 @@ impl Tcb {
         // At least 64 bytes whatever the peer claims (a tiny MSS is an amplification
         // lever), never above our own; `min` last so a tiny configured MTU cannot panic.
         let mss = peer_mss.max(64).min(self.params.mss);
-        let opts = if self.ts_enabled { 12 } else { 0 };
-        self.smss = u32::from(mss) - opts;
+        self.smss = self.data_per_segment(mss);
         self.cc.set_mss(self.smss);
+    }
+
+    /// The data a segment of `mss` bytes (data and options) carries: `mss` less the
+    /// timestamps' room, when they are on.
+    fn data_per_segment(&self, mss: u16) -> u32 {
+        let opts = if self.ts_enabled { 12 } else { 0 };
+        u32::from(mss) - opts
     }
 
     /// Gives the storage of empty buffers back to `pool`, so an idle connection holds

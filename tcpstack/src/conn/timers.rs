@@ -202,11 +202,7 @@ impl Tcb {
                     } else {
                         self.retries += 1;
                     }
-                    if self.retries > self.retry_limit() {
-                        ctx.counters.timeouts += 1;
-                        self.fail(ConnError::TimedOut {
-                            retries: self.retries - 1,
-                        });
+                    if self.out_of_retries(self.retry_limit(), ctx) {
                         return;
                     }
                     if self.window_probe(ctx) {
@@ -246,6 +242,19 @@ impl Tcb {
         } else {
             self.params.max_retries
         }
+    }
+
+    /// Times the connection out if its unanswered retransmissions (or probes) are past
+    /// `limit`; returns whether it did.
+    fn out_of_retries(&mut self, limit: u32, ctx: &mut Ctx<'_>) -> bool {
+        if self.retries <= limit {
+            return false;
+        }
+        ctx.counters.timeouts += 1;
+        self.fail(ConnError::TimedOut {
+            retries: self.retries - 1,
+        });
+        true
     }
 
     /// Counts a window probe about to go out. A connection the application has closed
@@ -297,11 +306,7 @@ impl Tcb {
             TcpState::SynReceived => self.params.max_synack_retries,
             _ => self.retry_limit(),
         };
-        if self.retries > limit {
-            ctx.counters.timeouts += 1;
-            self.fail(ConnError::TimedOut {
-                retries: self.retries - 1,
-            });
+        if self.out_of_retries(limit, ctx) {
             return;
         }
         self.rtt.backoff();

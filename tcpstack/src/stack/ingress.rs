@@ -62,8 +62,7 @@ impl Stack {
                 };
                 let taken = match self.by_tuple.get(&tuple) {
                     Some(&idx) => {
-                        let taken =
-                            self.call(idx, |tcb, ctx| tcb.on_frag_needed(now, mtu, seq, ctx));
+                        let taken = self.call(idx, |tcb, _| tcb.on_frag_needed(now, mtu, seq));
                         self.after(idx);
                         taken == Some(true)
                     }

@@ -258,22 +258,27 @@ fn parse_icmp(data: &[u8], src: Ipv4Addr, local: Ipv4Addr) -> Result<Ingress<'_>
 fn frag_needed(icmp: &[u8], local: Ipv4Addr) -> Option<Ingress<'_>> {
     let mtu = u16::from_be_bytes([icmp[6], icmp[7]]);
     let quoted = &icmp[8..];
-    let ihl = usize::from(*quoted.first()? & 0x0f) * 4;
-    if quoted[0] >> 4 != 4 || ihl < IPV4_HEADER_LEN || quoted.len() < ihl + 8 {
+    if mtu == 0 || quoted.len() < IPV4_HEADER_LEN {
         return None;
     }
-    let addr =
-        |at: usize| Ipv4Addr::new(quoted[at], quoted[at + 1], quoted[at + 2], quoted[at + 3]);
-    if mtu == 0 || quoted[9] != PROTO_TCP || addr(12) != local {
+    // Only the quoted headers are there, so the packets are read unchecked, after
+    // the lengths their fields are read from are checked here.
+    let ip = Ipv4Packet::new_unchecked(quoted);
+    let ihl = usize::from(ip.header_len());
+    let quoted_tcp = ip.version() == 4
+        && ihl >= IPV4_HEADER_LEN
+        && quoted.len() >= ihl + 8
+        && u8::from(ip.next_header()) == PROTO_TCP;
+    if !quoted_tcp || ip.src_addr() != local {
         return None;
     }
-    let tcp = &quoted[ihl..];
-    let port = |at: usize| u16::from_be_bytes([tcp[at], tcp[at + 1]]);
+    // Ports and sequence number: the first 8 bytes of the TCP header.
+    let tcp = TcpPacket::new_unchecked(&quoted[ihl..]);
     Some(Ingress::FragNeeded {
         mtu,
-        local_port: port(0),
-        remote: SocketAddrV4::new(addr(16), port(2)),
-        seq: SeqNum(u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]])),
+        local_port: tcp.src_port(),
+        remote: SocketAddrV4::new(ip.dst_addr(), tcp.dst_port()),
+        seq: SeqNum(tcp.seq_number().0 as u32),
     })
 }
 
