@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use threadlib::net::KernelNet;
 use threadlib::Builder;
 
+use crate::secret::random_secret;
 use crate::tun_setup::{self, OpenedTun, SetupError, TunSetup};
 use crate::{host_secret, NetConfig, NetReport, TunIo, UserNet, HOST_SECRET_PATH};
 
@@ -181,13 +182,17 @@ impl UserNetArgs {
     pub fn install(&self, role: Role, builder: Builder, tun: OpenedTun) -> (Builder, UserNet) {
         let mut config = NetConfig::new(self.addr(role));
         config.steering = tun.steering;
-        match host_secret() {
-            Ok(secret) => config.isn_secret = Some(secret),
-            Err(e) => eprintln!(
-                "warning: the host's TCP secret ({HOST_SECRET_PATH}): {e}; this run's \
-                 stacks use one of their own"
-            ),
-        }
+        config.isn_secret = match host_secret() {
+            Ok(secret) => Some(secret),
+            Err(e) => {
+                eprintln!(
+                    "warning: the host's TCP secret ({HOST_SECRET_PATH}): {e}; this run's \
+                     stacks use one of their own"
+                );
+                // Drawn here: the network would otherwise look the host's up again.
+                random_secret().ok()
+            }
+        };
         UserNet::install_devices(builder, config, tun.devices)
     }
 }
