@@ -1,5 +1,5 @@
-//! Thin, safe wrappers over the Linux I/O the project needs: epoll, eventfd, io_uring,
-//! non-blocking sockets, pipes/splice/sendfile, signalfd, TUN devices, network
+//! Thin, safe wrappers over the Linux I/O the project needs: epoll, eventfd, timerfd,
+//! io_uring, non-blocking sockets, pipes/splice/sendfile, signalfd, TUN devices, network
 //! namespaces, eBPF socket-filter programs, the open-file limit, the host's monotonic
 //! clock and the CPU scheduler's view of the calling thread. No scheduling and no
 //! policy live here: every call does one OS operation and reports its result or a
@@ -17,6 +17,7 @@ pub mod netns;
 pub mod sched;
 pub mod signal;
 pub mod socket;
+pub mod timerfd;
 pub mod tun;
 pub mod uring;
 

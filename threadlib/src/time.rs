@@ -13,9 +13,13 @@ use crate::syscall::{SimpleCall, SimpleKind};
 
 /// A core's clock.
 pub(crate) enum ClockKind {
-    Real {
-        base: Instant,
-    },
+    /// The host's monotonic clock. Its time in ns is read as `CLOCK_MONOTONIC` minus
+    /// `base_raw` (no `Instant` arithmetic on the scheduler's path). `base_raw` was
+    /// read just after `base`, so that count trails `Instant::now() - base` by the
+    /// nanoseconds between those two readings (under a microsecond, see
+    /// [`ClockKind::real`]): a timer fires that much late, never early, and a thread
+    /// it wakes reads an `Instant` at or past its deadline.
+    Real { base: Instant, base_raw: u64 },
     Mock {
         base: Instant,
         offset: Cell<u64>,
@@ -27,8 +31,18 @@ impl ClockKind {
     // The real clock is what `real` is for.
     #[allow(clippy::disallowed_methods)]
     pub(crate) fn real() -> ClockKind {
-        ClockKind::Real {
-            base: Instant::now(),
+        // `base`'s own raw reading lies between `before` and `base_raw`: retried
+        // until they are close, so the count trails by less than that gap.
+        const CLOSE_NS: u64 = 1_000;
+        let mut tries = 0;
+        loop {
+            let before = iolib::clock::monotonic_ns();
+            let base = Instant::now();
+            let base_raw = iolib::clock::monotonic_ns();
+            tries += 1;
+            if base_raw.saturating_sub(before) < CLOSE_NS || tries == 8 {
+                return ClockKind::Real { base, base_raw };
+            }
         }
     }
 
@@ -44,7 +58,9 @@ impl ClockKind {
 
     pub(crate) fn now_ns(&self) -> u64 {
         match self {
-            ClockKind::Real { base } => base.elapsed().as_nanos() as u64,
+            ClockKind::Real { base_raw, .. } => {
+                iolib::clock::monotonic_ns().saturating_sub(*base_raw)
+            }
             ClockKind::Mock { offset, .. } => offset.get(),
         }
     }
@@ -60,14 +76,26 @@ impl ClockKind {
         }
     }
 
+    /// `ns` on this clock as a `CLOCK_MONOTONIC` reading, for a kernel timer; `None`
+    /// on a mock clock.
+    pub(crate) fn raw_ns(&self, ns: u64) -> Option<u64> {
+        match self {
+            ClockKind::Real { base_raw, .. } => Some(base_raw.saturating_add(ns)),
+            ClockKind::Mock { .. } => None,
+        }
+    }
+
     pub(crate) fn base(&self) -> Instant {
         match self {
-            ClockKind::Real { base } | ClockKind::Mock { base, .. } => *base,
+            ClockKind::Real { base, .. } | ClockKind::Mock { base, .. } => *base,
         }
     }
 
     pub(crate) fn real_elapsed_ns(&self) -> u64 {
-        self.base().elapsed().as_nanos() as u64
+        match self {
+            ClockKind::Real { .. } => self.now_ns(),
+            ClockKind::Mock { base, .. } => base.elapsed().as_nanos() as u64,
+        }
     }
 
     pub(crate) fn is_mock(&self) -> bool {

@@ -102,6 +102,60 @@ fn sleep_completes_and_cancels() {
     });
 }
 
+/// Long waits for events end by a timer the core arms at the next deadline, and arms
+/// again only for an earlier one: each sleep below must still end at its own time,
+/// whether the next deadline moved earlier (a shorter sleep began during a longer
+/// one), later (the earlier sleep ended or was withdrawn), or below the length a
+/// timer is armed for at all.
+#[test]
+fn sleeps_end_at_their_deadlines_as_the_next_deadline_moves() {
+    watchdog(|| {
+        rt().block_on(async {
+            let t0 = Instant::now();
+            let woke = move |at: Duration| {
+                let took = t0.elapsed();
+                assert!(took >= at, "woke at {took:?}, before {at:?}");
+                assert!(
+                    took < at + Duration::from_millis(150),
+                    "woke at {took:?}, not {at:?}"
+                );
+                Ok(())
+            };
+            threadlib::scope(|s| async move {
+                // Due at 400 ms, then joined by sleeps due earlier and later.
+                s.spawn(async move {
+                    threadlib::sleep(Duration::from_millis(400)).await?;
+                    woke(Duration::from_millis(400))
+                });
+                // The core waits with only that deadline ahead (this thread waits on
+                // the blocking pool), then a shorter sleep begins.
+                blocking::run(|| std::thread::sleep(Duration::from_millis(10))).await?;
+                threadlib::sleep(Duration::from_millis(10)).await?;
+                woke(Duration::from_millis(20))?;
+                // A deadline withdrawn before it came due: nothing wakes at 100 ms.
+                let r = threadlib::with_timeout(
+                    Duration::from_millis(80),
+                    threadlib::sleep(Duration::from_millis(5)),
+                )
+                .await;
+                assert!(r.is_ok(), "{r:?}");
+                woke(Duration::from_millis(25))?;
+                // Sub-millisecond sleeps, each waited for with a timeout.
+                for i in 1..=5 {
+                    threadlib::sleep(Duration::from_micros(300)).await?;
+                    woke(Duration::from_millis(25) + Duration::from_micros(300 * i))?;
+                }
+                threadlib::sleep_until(t0.checked_add(Duration::from_millis(250)).unwrap()).await?;
+                woke(Duration::from_millis(250))
+            })
+            .await
+            .unwrap();
+            woke(Duration::from_millis(400)).unwrap();
+        })
+        .unwrap();
+    });
+}
+
 #[test]
 fn fd_wait_completes_and_cancels() {
     watchdog(|| {

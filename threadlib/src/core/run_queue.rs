@@ -21,6 +21,10 @@ use crate::waker;
 /// Batches of ready threads between two non-blocking polls of the event sources.
 const EVENT_INTERVAL: u32 = 61;
 
+/// A wait for events at least this long (ns) ends by the core's wake timer instead of
+/// a timeout ([`Core::wake_by`]).
+const LONG_WAIT_NS: u64 = 1_000_000;
+
 impl Core {
     /// Runs threads until `done()` holds (checked after every batch).
     pub(crate) fn run(&self, mut done: impl FnMut(&Core) -> bool) -> Result<()> {
@@ -51,19 +55,30 @@ impl Core {
                 if t.is_multiple_of(EVENT_INTERVAL) {
                     self.share_cpu();
                     self.poll_events(Some(Duration::ZERO))?;
-                    self.poll_due();
+                    self.poll_due(None);
                     self.poll_loops();
                 }
                 continue;
             }
+            // One clock reading before the wait and one after serve everything that
+            // needs the time there: the CPU share and, on the real clock, the wait's
+            // timeout and the timers due after it.
             let before = self.share_cpu();
-            self.wait_for_work()?;
-            if let Some(before) = before {
-                self.cpu.waited(before, self.clock.real_elapsed_ns());
-            }
-            self.poll_due();
+            self.wait_for_work(self.as_core_ns(before))?;
+            let after = before.map(|before| {
+                let after = self.clock.real_elapsed_ns();
+                self.cpu.waited(before, after);
+                after
+            });
+            self.poll_due(self.as_core_ns(after));
             self.poll_loops();
         }
+    }
+
+    /// A reading of the real clock (`real_elapsed_ns`) as the core's time, which it
+    /// is on the real clock (on a mock clock the core's time is virtual).
+    fn as_core_ns(&self, real_ns: Option<u64>) -> Option<u64> {
+        real_ns.filter(|_| !self.clock.is_mock())
     }
 
     /// Before the core looks at its event sources: gives the CPU up if the core has kept
@@ -83,11 +98,22 @@ impl Core {
         Some(now)
     }
 
-    /// No thread is ready: wait for the next event, timer or loop deadline.
-    fn wait_for_work(&self) -> Result<()> {
-        let timeout = self.next_due_in();
+    /// No thread is ready: wait for the next event, timer or loop deadline. `now`: the
+    /// core's time if the caller has just read it.
+    fn wait_for_work(&self, now: Option<u64>) -> Result<()> {
+        let due = self.next_due(now);
+        let timeout = due.map(|(due, now)| due.saturating_sub(now));
         if !self.clock.is_mock() {
-            return self.poll_events(timeout.map(Duration::from_nanos));
+            // A long wait ends by the wake timer rather than a timeout: a wait without
+            // one reads no clock and starts no timer in the kernel (whose cost showed
+            // in every `epoll_wait`), and the wake timer is armed only when the next
+            // deadline moves earlier. A short one (a paced sleep, say) takes
+            // a timeout, which costs less than arming the timer for each.
+            let timeout = match due {
+                Some((due, _)) if timeout >= Some(LONG_WAIT_NS) && self.wake_by(due) => None,
+                _ => timeout.map(Duration::from_nanos),
+            };
+            return self.poll_events(timeout);
         }
         // Mock time never passes by itself: look for real events without blocking,
         // then jump the clock to the next deadline if nothing else is due.

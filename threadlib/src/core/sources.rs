@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use iolib::epoll::{Epoll, Events, Interest};
+use iolib::timerfd::TimerFd;
 
 use super::tasks::{Completion, State, ThreadId, Wait};
 use super::{Core, CoreConfig};
@@ -31,6 +32,8 @@ use crate::trace::TraceKind;
 /// The epoll token of the inbox's eventfd. Every other token is a loop's: its slot in
 /// the high half, and in the low half the registered fd, or [`WAKE`] for its wake fd.
 const TOKEN_INBOX: u64 = u64::MAX;
+/// The token of the core's wake timer (no loop has index `u32::MAX`).
+const TOKEN_WAKE_TIMER: u64 = u64::MAX - 1;
 /// The low half of the token of a loop's wake fd.
 const WAKE: u32 = u32::MAX;
 
@@ -102,6 +105,11 @@ pub(super) struct Sources {
     /// is asked after every batch (built-in loops learn of their work through their
     /// fds, the calls made to them and deadlines the scheduler caches).
     any_user: bool,
+    /// On the real clock, the timer that ends a long wait for events at the next
+    /// deadline (see [`Core::wake_by`]), registered edge-triggered and never read.
+    wake_timer: Option<TimerFd>,
+    /// When the wake timer is armed to expire (core ns), until its expiry is seen.
+    wake_timer_at: Cell<Option<u64>>,
 }
 
 impl Sources {
@@ -114,6 +122,18 @@ impl Sources {
     ) -> Result<Sources> {
         let poller = Epoll::new()?;
         poller.add(inbox.efd.as_raw_fd(), Interest::READABLE, TOKEN_INBOX)?;
+        let wake_timer = match cfg.clock.is_mock() {
+            true => None,
+            false => {
+                let timer = TimerFd::new()?;
+                poller.add(
+                    timer.as_raw_fd(),
+                    Interest::READABLE.edge(),
+                    TOKEN_WAKE_TIMER,
+                )?;
+                Some(timer)
+            }
+        };
         let mut all: Vec<Box<dyn EventLoop>> = Vec::new();
         let mut add = |l: Box<dyn EventLoop>| {
             all.push(l);
@@ -170,6 +190,8 @@ impl Sources {
             },
             user_base,
             any_dirty: Cell::new(false),
+            wake_timer,
+            wake_timer_at: Cell::new(None),
         })
     }
 }
@@ -246,8 +268,8 @@ impl Core {
     /// Polls the built-in loops whose deadline has passed (after the scheduler
     /// waited, and every few batches while threads are ready; the user loops' deadlines
     /// are checked after every batch, by [`Core::poll_loops`], which always follows).
-    pub(super) fn poll_due(&self) {
-        let mut now = None;
+    /// `now`: the core's time if the caller has just read it.
+    pub(super) fn poll_due(&self, mut now: Option<u64>) {
         for (idx, slot) in self.sources.loops.iter().enumerate() {
             if !slot.cache_deadline {
                 continue;
@@ -261,12 +283,12 @@ impl Core {
         }
     }
 
-    /// How long until anything is due, in ns: the loops' deadlines, or nothing if a
-    /// loop polled on every pass holds calls but reports no deadline (it is polled
-    /// continuously). `None`: nothing is due.
-    pub(super) fn next_due_in(&self) -> Option<u64> {
+    /// When anything is next due and the time now, both in ns on the core clock: the
+    /// loops' deadlines, or now if a loop polled on every pass holds calls but reports
+    /// no deadline (it is polled continuously). `None`: nothing is due. `now`: the
+    /// core's time if the caller has just read it.
+    pub(super) fn next_due(&self, mut now: Option<u64>) -> Option<(u64, u64)> {
         let mut due: Option<u64> = None;
-        let mut now = None;
         for slot in self.sources.loops.iter() {
             let d = match self.slot_deadline_ns(slot) {
                 Some(d) => d,
@@ -284,8 +306,27 @@ impl Core {
             due = Some(due.map_or(d, |x| x.min(d)));
         }
         let due = due?;
-        let now = now.unwrap_or_else(|| self.now_ns());
-        Some(due.saturating_sub(now))
+        Some((due, now.unwrap_or_else(|| self.now_ns())))
+    }
+
+    /// Makes the core's wake timer end its next wait for events by `due` (ns on the
+    /// core clock), so that the wait needs no timeout: the timer is armed again only
+    /// for a time earlier than the one it holds (a later one lets it fire early, and
+    /// the core waits again). False if there is no wake timer (a mock clock) or it
+    /// could not be armed: the wait then takes a timeout.
+    pub(super) fn wake_by(&self, due: u64) -> bool {
+        let s = &self.sources;
+        let (Some(timer), Some(raw)) = (&s.wake_timer, self.clock.raw_ns(due)) else {
+            return false;
+        };
+        if s.wake_timer_at.get().is_some_and(|at| at <= due) {
+            return true;
+        }
+        if timer.arm_at(raw).is_err() {
+            return false;
+        }
+        s.wake_timer_at.set(Some(due));
+        true
     }
 
     // ----- the built-in loops' own operations ----------------------------------------
@@ -515,6 +556,12 @@ impl Core {
             if token == TOKEN_INBOX {
                 self.inbox.efd.drain()?;
                 self.drain_inbox();
+                continue;
+            }
+            if token == TOKEN_WAKE_TIMER {
+                // Expired: the next long wait arms it again (what was due is served
+                // after this poll, by `poll_due`).
+                s.wake_timer_at.set(None);
                 continue;
             }
             let (idx, low) = ((token >> 32) as u32, token as u32);
