@@ -9,14 +9,7 @@ use crate::error::{Error, Result};
 /// every process reads the same value at one moment, so times taken in different
 /// processes compare. Never decreases.
 pub fn monotonic() -> Result<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
-        return Err(Error::last("clock_gettime(CLOCK_MONOTONIC)"));
-    }
+    let ts = read_monotonic().ok_or_else(|| Error::last("clock_gettime(CLOCK_MONOTONIC)"))?;
     Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
@@ -25,17 +18,22 @@ pub fn monotonic() -> Result<Duration> {
 /// pointer does not fail on Linux (`Instant::now` treats a failure as a bug and
 /// panics); were it to fail, this reads 0.
 pub fn monotonic_ns() -> u64 {
+    read_monotonic().map_or(0, |ts| {
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64)
+    })
+}
+
+/// `clock_gettime(CLOCK_MONOTONIC)`; `None` if it failed (errno says why).
+fn read_monotonic() -> Option<libc::timespec> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
-        return 0;
-    }
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } == 0;
+    ok.then_some(ts)
 }
 
 #[cfg(test)]
