@@ -2,6 +2,7 @@
 # Extra webserver flags go in WEB_ARGS, e.g. make run WEB_ARGS="--cores 1 --access-log".
 # bench-web settings come from the environment: BENCH_WEB_RUNS (3), BENCH_WEB_SECS (5),
 # BENCH_WEB_C10K_SECS (30), BENCH_WEB_RATE_SECS (5; each fixed-rate latency run),
+# BENCH_WEB_RATE_RUNS (5; runs of each server at each fixed rate),
 # BENCH_WEB_CLIENT_RUNS (5; rounds of loadgen vs wrk vs the floor client).
 
 WEB_ARGS ?=
