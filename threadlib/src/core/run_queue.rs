@@ -105,10 +105,10 @@ impl Core {
         let timeout = due.map(|(due, now)| due.saturating_sub(now));
         if !self.clock.is_mock() {
             // A long wait ends by the wake timer rather than a timeout: a wait without
-            // one reads no clock and starts no timer in the kernel (whose cost showed
-            // in every `epoll_wait`), and the wake timer is armed only when the next
-            // deadline moves earlier. A short one (a paced sleep, say) takes
-            // a timeout, which costs less than arming the timer for each.
+            // one reads no clock and starts no timer in the kernel, which a timed
+            // `epoll_wait` does every time, and the wake timer is armed only when the
+            // next deadline moves earlier. A short wait (a paced sleep, say) takes a
+            // timeout, which costs less than arming the timer for each.
             let timeout = match due {
                 Some((due, _)) if timeout >= Some(LONG_WAIT_NS) && self.wake_by(due) => None,
                 _ => timeout.map(Duration::from_nanos),

@@ -29,8 +29,9 @@ use crate::loops::uring_io::UringLoop;
 use crate::loops::{EventLoop, LoopCx, Out, Request};
 use crate::trace::TraceKind;
 
-/// The epoll token of the inbox's eventfd. Every other token is a loop's: its slot in
-/// the high half, and in the low half the registered fd, or [`WAKE`] for its wake fd.
+/// The epoll token of the inbox's eventfd. Every other token but the wake timer's is a
+/// loop's: its slot in the high half, and in the low half the registered fd, or
+/// [`WAKE`] for its wake fd.
 const TOKEN_INBOX: u64 = u64::MAX;
 /// The token of the core's wake timer (no loop has index `u32::MAX`).
 const TOKEN_WAKE_TIMER: u64 = u64::MAX - 1;
