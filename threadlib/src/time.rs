@@ -14,9 +14,10 @@ use crate::syscall::{SimpleCall, SimpleKind};
 /// A core's clock.
 pub(crate) enum ClockKind {
     /// The host's monotonic clock. Its time in ns is read as `CLOCK_MONOTONIC` minus
-    /// `base_raw` (no `Instant` arithmetic on the scheduler's path). `base_raw` was
+    /// `base_raw` (no `Instant` arithmetic on the scheduler's path), which relies on
+    /// `Instant` reading `CLOCK_MONOTONIC`, as std's does on Linux. `base_raw` was
     /// read just after `base`, so that count trails `Instant::now() - base` by the
-    /// nanoseconds between those two readings (under a microsecond, see
+    /// nanoseconds between those two readings (normally under a microsecond, see
     /// [`ClockKind::real`]): a timer fires that much late, never early, and a thread
     /// it wakes reads an `Instant` at or past its deadline.
     Real { base: Instant, base_raw: u64 },
@@ -65,8 +66,9 @@ impl ClockKind {
         }
     }
 
-    /// The clock's time as an `Instant`: `base() + now_ns()`, which the real clock
-    /// reads without the round trip through ns.
+    /// The clock's time as an `Instant`: `base() + now_ns()` on a mock clock;
+    /// `Instant::now()` on the real one, which is ahead of `base() + now_ns()` by the
+    /// gap between the base's two readings.
     // The real clock is what this reads.
     #[allow(clippy::disallowed_methods)]
     pub(crate) fn now_instant(&self) -> Instant {

@@ -551,6 +551,90 @@ fn a_core_that_never_blocks_gives_its_cpu_up_once_per_slice() {
     assert_eq!(yields_with(None, || busy_for(Duration::from_millis(20))), 0);
 }
 
+/// Spins for `d` (no system call, no yield).
+fn spin(d: Duration) {
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        std::hint::spin_loop();
+    }
+}
+
+/// Makes the calling OS thread `SCHED_FIFO` at priority 1; false if not allowed.
+fn fifo() -> bool {
+    let p = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `p` is valid for the call; pid 0 is the calling thread.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) == 0 }
+}
+
+/// A short sleep right after the core gave its CPU up is timed from when it got the CPU
+/// back, not from the clock reading taken before the yield. The core and a competitor
+/// share one CPU as `SCHED_FIFO` threads of one priority, so that `sched_yield` hands
+/// the CPU over for exactly the competitor's burst, during which the sleep's deadline
+/// passes.
+#[test]
+fn a_short_sleep_is_not_late_by_the_cpu_yield_before_its_wait() {
+    const BURST: Duration = Duration::from_millis(1);
+    const SLEEP: Duration = Duration::from_micros(300);
+    watchdog(|| {
+        let cpu = iolib::sched::allowed_cpus().unwrap()[0];
+        iolib::sched::set_allowed_cpus(&[cpu]).unwrap();
+        if !fifo() {
+            eprintln!("skipped: SCHED_FIFO is not allowed here");
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        // Runs for BURST each time it is woken, then blocks again.
+        let competitor = std::thread::spawn(move || {
+            assert!(fifo());
+            while rx.recv().is_ok() {
+                spin(BURST);
+            }
+        });
+        let runs = Runtime::builder()
+            .uring(None)
+            .blocking_threads(0)
+            .cpu_slice(Some(Duration::from_micros(100)))
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let mut runs = Vec::new();
+                for _ in 0..30 {
+                    // A long wait: the next run starts uncounted.
+                    threadlib::sleep(Duration::from_millis(2)).await.unwrap();
+                    // A pass a slice later, then a wait that returns at once (the
+                    // sleep's deadline has passed): it reads the switch count.
+                    let short = threadlib::spawn(async {
+                        threadlib::sleep(Duration::from_micros(20)).await.unwrap()
+                    });
+                    threadlib::yield_now().await.unwrap();
+                    spin(Duration::from_micros(150));
+                    short.await.unwrap();
+                    // Another slice unswitched: the pass before the next wait yields,
+                    // to the competitor queued behind this thread.
+                    spin(Duration::from_micros(150));
+                    tx.send(()).unwrap();
+                    let before = threadlib::cpu_yields();
+                    let start = std::time::Instant::now();
+                    threadlib::sleep(SLEEP).await.unwrap();
+                    runs.push((threadlib::cpu_yields() > before, start.elapsed()));
+                }
+                drop(tx);
+                runs
+            })
+            .unwrap();
+        competitor.join().unwrap();
+        let mut yielded: Vec<Duration> = runs.iter().filter(|r| r.0).map(|r| r.1).collect();
+        yielded.sort();
+        assert!(yielded.len() >= 5, "too few yields to judge: {runs:?}");
+        // The core finds the sleep due as soon as it has its CPU back.
+        let median = yielded[yielded.len() / 2];
+        assert!(
+            median < BURST + Duration::from_micros(150),
+            "median {median:?} of {yielded:?}: the core waited ~{SLEEP:?} after the yield"
+        );
+    });
+}
+
 #[test]
 fn a_core_that_blocks_between_bursts_never_yields() {
     let yields = yields_with(Some(Duration::from_micros(200)), || async {

@@ -84,17 +84,23 @@ impl Core {
     /// Before the core looks at its event sources: gives the CPU up if the core has kept
     /// it for its slice. Checked there, and not after every batch, so that the clock is
     /// read once per look (an `epoll_wait` already) or once per `EVENT_INTERVAL` batches.
-    /// Returns the time it read (real ns), if the core shares its CPU at all.
+    /// Returns the time (real ns), if the core shares its CPU at all: the reading it
+    /// took, or one taken after the yield if it gave the CPU up (which may have lasted,
+    /// and a wait's timeout counts from the time it returns).
     fn share_cpu(&self) -> Option<u64> {
         if !self.cpu.enabled() {
             return None;
         }
         let now = self.clock.real_elapsed_ns();
+        let yields = self.cpu.yields();
         self.cpu.pass_ended(
             now,
             || iolib::sched::context_switches().ok(),
             iolib::sched::yield_cpu,
         );
+        if self.cpu.yields() != yields {
+            return Some(self.clock.real_elapsed_ns());
+        }
         Some(now)
     }
 
@@ -132,7 +138,7 @@ impl Core {
             // Nothing is due, or the clock only moves when a thread moves it: wait for
             // an event. Whatever else could make a thread ready reaches the epoll set
             // (the inbox, wake fds, registered fds), and a loop polled on every pass
-            // that holds calls is due at once (`next_due_in`).
+            // that holds calls is due at once (`next_due`).
             _ => self.poll_events(None),
         }
     }

@@ -123,17 +123,20 @@ impl Sources {
     ) -> Result<Sources> {
         let poller = Epoll::new()?;
         poller.add(inbox.efd.as_raw_fd(), Interest::READABLE, TOKEN_INBOX)?;
+        // Without one (no descriptor left, say) the core still keeps every deadline:
+        // long waits then take a timeout, as short ones do.
         let wake_timer = match cfg.clock.is_mock() {
             true => None,
-            false => {
-                let timer = TimerFd::new()?;
-                poller.add(
-                    timer.as_raw_fd(),
-                    Interest::READABLE.edge(),
-                    TOKEN_WAKE_TIMER,
-                )?;
-                Some(timer)
-            }
+            false => TimerFd::new()
+                .and_then(|timer| {
+                    poller.add(
+                        timer.as_raw_fd(),
+                        Interest::READABLE.edge(),
+                        TOKEN_WAKE_TIMER,
+                    )?;
+                    Ok(timer)
+                })
+                .ok(),
         };
         let mut all: Vec<Box<dyn EventLoop>> = Vec::new();
         let mut add = |l: Box<dyn EventLoop>| {
@@ -553,10 +556,15 @@ impl Core {
         // Held throughout: no loop reaches the event list.
         let mut events = s.events.borrow_mut();
         s.poller.wait(&mut events, timeout)?;
+        // Every event is handled before an error is returned: an event skipped here is
+        // not raised again (edge-triggered fds, the wake timer).
+        let mut failed = None;
         for (token, readiness) in events.iter() {
             if token == TOKEN_INBOX {
-                self.inbox.efd.drain()?;
-                self.drain_inbox();
+                match self.inbox.efd.drain() {
+                    Ok(_) => self.drain_inbox(),
+                    Err(e) => failed = failed.or(Some(e)),
+                }
                 continue;
             }
             if token == TOKEN_WAKE_TIMER {
@@ -574,7 +582,7 @@ impl Core {
                 });
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), |e| Err(e.into()))
     }
 
     /// Handles the messages other OS threads sent this core.
