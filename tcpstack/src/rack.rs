@@ -518,21 +518,17 @@ impl Rack {
     /// The path's MTU fell (RFC 1191) so that segments now carry at most `mss`
     /// bytes: every outstanding record, neither SACKed nor lost already, that may have
     /// been too big for it is lost (Linux's `tcp_simple_retransmit`): one longer than
-    /// `mss` less the largest SACK option it may have carried with its data. Returns
-    /// the bytes newly lost.
-    pub fn on_mss_shrunk(&mut self, mss: u32) -> u32 {
+    /// `mss` less the largest SACK option it may have carried with its data.
+    pub fn on_mss_shrunk(&mut self, mss: u32) {
         /// Four SACK blocks: the most option room a segment's data gave way to.
         const LARGEST_SACK_OPTION: u32 = 36;
         let fits = mss.saturating_sub(LARGEST_SACK_OPTION);
-        let mut newly = 0;
         for r in self.records.iter_mut() {
             if !r.sacked && !r.lost && r.len() > fits {
                 r.lost = true;
                 self.lost += r.len();
-                newly += r.len();
             }
         }
-        newly
     }
 
     /// How many bytes from `seq`, at most `max`, a retransmission there may cover
