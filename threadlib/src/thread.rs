@@ -308,15 +308,16 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
+    // A cancelled caller's call fails: then no thread is made either.
+    if crate::cancel::is_cancelled() {
+        return Err(Error::Cancelled);
+    }
     let h = Core::with_current(|core| {
-        core.current_thread().ok_or(Error::NoRuntime)?;
-        // A cancelled caller's call fails: then no thread is made either.
-        if core.current_ctx().is_some_and(|c| c.is_cancelled()) {
-            return Err(Error::Cancelled);
-        }
-        Ok(spawn_in(core, &core.root.clone(), Plain(fut), false, false))
+        core.current_thread()?;
+        Some(spawn_in(core, &core.root.clone(), Plain(fut), false, false))
     })
-    .ok_or(Error::NoRuntime)??;
+    .flatten()
+    .ok_or(Error::NoRuntime)?;
     Call::new(Syscall::Fork(h.id())).await?;
     Ok(h)
 }
