@@ -82,12 +82,6 @@ impl ScopeInner {
         }
     }
 
-    /// Whether the scope itself was cancelled (not only an enclosing context): its
-    /// threads have been interrupted already.
-    pub(crate) fn is_marked_cancelled(&self) -> bool {
-        self.ctx.is_marked_cancelled()
-    }
-
     /// Keeps the first real error; `Cancelled` is kept only until a real error comes.
     pub(crate) fn record_error(&self, e: Error) {
         let mut slot = self.error.borrow_mut();
@@ -218,7 +212,7 @@ where
     // are finishing anyway).
     let waited = InCtx::new(ctx.clone(), wait_for_threads(&inner, true)).await;
     if waited.is_err() {
-        if !inner.is_marked_cancelled() {
+        if !inner.ctx.is_marked_cancelled() {
             Core::with_current(|core| core.cancel_scope(&inner));
         }
         let wait_ctx = CancelCtx::child(&ctx, true);

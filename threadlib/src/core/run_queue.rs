@@ -224,7 +224,7 @@ impl Core {
                 scope.record_error(e);
                 // Once cancelled, the scope's threads have all been interrupted: the
                 // rest of them, exiting one by one, need not walk them again.
-                if !scope.is_marked_cancelled() {
+                if !scope.ctx.is_marked_cancelled() {
                     self.cancel_scope(&scope);
                 }
             }
