@@ -172,39 +172,37 @@ impl Core {
         self.trace(tid, TraceKind::RunBegin, "run");
         let waker = waker::borrowed(self);
         let mut cx = Context::from_waker(&waker);
-        let poll = runnable.as_ref().poll_thread(&mut cx);
+        let mut poll = runnable.as_ref().poll_thread(&mut cx);
         self.current.set(None);
         self.trace(tid, TraceKind::RunEnd, "run");
-        match poll {
-            Poll::Ready(exit) => {
-                drop(runnable);
-                self.exit_thread(tid, exit);
+        let call = match poll {
+            Poll::Ready(_) => None,
+            Poll::Pending => self.syscall.take(),
+        };
+        if poll.is_pending()
+            && call.is_none()
+            && self.is_shutting_down()
+            && self.tasks.borrow().is_cancelled(tid)
+        {
+            // The runtime stops and the thread, cancelled, still waits on a foreign
+            // future, which no cancellation reaches: it is dropped (as Rust cancels a
+            // future) instead of waited for forever.
+            self.current.set(Some(tid));
+            poll = Poll::Ready(runnable.as_ref().abort());
+            self.current.set(None);
+            self.trace(tid, TraceKind::Suspend, "aborted");
+        }
+        drop(runnable);
+        match (poll, call) {
+            (Poll::Ready(exit), _) => self.exit_thread(tid, exit),
+            (Poll::Pending, Some((call, _))) => self.dispatch(tid, call),
+            (Poll::Pending, None) => {
+                // A foreign future is waiting on our waker.
+                let blocked = self.tasks.borrow_mut().block_on_waker(tid);
+                if blocked {
+                    self.trace(tid, TraceKind::Suspend, "waker");
+                }
             }
-            Poll::Pending => match self.syscall.take() {
-                Some((call, _)) => {
-                    drop(runnable);
-                    self.dispatch(tid, call);
-                }
-                None if self.is_shutting_down() && self.tasks.borrow().is_cancelled(tid) => {
-                    // The runtime stops and the thread, cancelled, still waits on a
-                    // foreign future, which no cancellation reaches: it is dropped
-                    // (as Rust cancels a future) instead of waited for forever.
-                    self.current.set(Some(tid));
-                    let exit = runnable.as_ref().abort();
-                    self.current.set(None);
-                    drop(runnable);
-                    self.trace(tid, TraceKind::Suspend, "aborted");
-                    self.exit_thread(tid, exit);
-                }
-                None => {
-                    drop(runnable);
-                    // A foreign future is waiting on our waker.
-                    let blocked = self.tasks.borrow_mut().block_on_waker(tid);
-                    if blocked {
-                        self.trace(tid, TraceKind::Suspend, "waker");
-                    }
-                }
-            },
         }
     }
 
